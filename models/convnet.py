@@ -1,0 +1,77 @@
+"""Small convnet (Deep Learning with Python ch. 7): conv blocks with batch norm, optional
+depthwise-separable convolutions and residual connections, and a global-pooling head."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from models.base import InputSpec, Task, check_choice, check_float, check_int, check_int_list
+
+if TYPE_CHECKING:
+    import keras
+
+BATCH_NORM = ("before", "after", "none")
+
+
+def check(
+    *,
+    filters: Any = (32, 64),
+    kernel_size: int = 3,
+    batch_norm: str = "before",
+    separable: bool = False,
+    residual: bool = False,
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> dict[str, Any]:
+    """Validate the hyperparameters without importing Keras (the driver calls this).
+
+    ``batch_norm`` places BN before the activation (as DLwP recommends), after it, or nowhere.
+    """
+    return {
+        "filters": check_int_list("filters", filters),
+        "kernel_size": check_int("kernel_size", kernel_size),
+        "batch_norm": check_choice("batch_norm", batch_norm, BATCH_NORM),
+        "separable": bool(separable),
+        "residual": bool(residual),
+        "activation": check_choice("activation", activation, ("relu", "elu", "gelu", "swish")),
+        "dropout": check_float("dropout", dropout, 0.0, 1.0),
+    }
+
+
+def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+    """An uncompiled convnet; flat inputs are folded into ``spec.image_shape`` in the graph."""
+    import keras
+    from keras import layers
+
+    from models.layers import features_input, head, standardize
+
+    hp = check(**hparams)
+    if spec.image_shape is None:
+        raise ValueError("model 'convnet' needs image data (an image_shape), got flat features")
+    conv = layers.SeparableConv2D if hp["separable"] else layers.Conv2D
+    inputs = features_input(spec)
+    x = layers.Reshape(spec.image_shape, name="to_image")(standardize(inputs, spec))
+    for i, n in enumerate(hp["filters"]):
+        shortcut = x
+        x = conv(
+            n,
+            hp["kernel_size"],
+            padding="same",
+            use_bias=hp["batch_norm"] != "before",
+            name=f"conv_{i}",
+        )(x)
+        if hp["batch_norm"] == "before":
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.Activation(hp["activation"], name=f"act_{i}")(x)
+        if hp["batch_norm"] == "after":
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        if hp["residual"]:
+            if shortcut.shape[-1] != n:
+                shortcut = layers.Conv2D(n, 1, name=f"project_{i}")(shortcut)
+            x = layers.Add(name=f"residual_{i}")([x, shortcut])
+        if i < len(hp["filters"]) - 1 and min(x.shape[1:3]) >= 4:
+            x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    if hp["dropout"]:
+        x = layers.Dropout(hp["dropout"], name="dropout")(x)
+    return keras.Model(inputs, head(x, task), name="convnet")

@@ -1,0 +1,30 @@
+"""Test helpers: run the real CLI in a working directory and read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(cwd: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m runner <overrides>`` in ``cwd``, with a clean MLflow environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_summary(out_dir: Path) -> dict:
+    """The run's summary.json."""
+    return json.loads((out_dir / "summary.json").read_text())
