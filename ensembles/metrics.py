@@ -1,0 +1,39 @@
+"""Scores for combined predictions: accuracy and log loss for classes, RMSE and MAE for values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-15
+
+
+def is_classification(pred: np.ndarray) -> bool:
+    """Class probabilities are (n, classes); regression values are (n,)."""
+    return np.ndim(pred) == 2
+
+
+def headline_metric(classification: bool) -> str:
+    """The metric the leaderboard ranks by."""
+    return "accuracy" if classification else "rmse"
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better."""
+    return metric in ("accuracy",)
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes."""
+    picked = proba[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
+
+
+def evaluate(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """All metrics for the task that the shape of ``pred`` implies."""
+    if is_classification(pred):
+        return {
+            "accuracy": float(np.mean(np.argmax(pred, axis=1) == y)),
+            "log_loss": log_loss(y, pred),
+        }
+    err = np.asarray(pred, dtype=np.float64) - y
+    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}

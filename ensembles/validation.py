@@ -1,0 +1,33 @@
+"""Input checks shared by every ensemble method: shapes, finiteness, labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``P`` as float64 ``(members, n[, classes])`` and ``y``, or raise ValueError."""
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim not in (2, 3):
+        raise ValueError(
+            "predictions must be shaped (members, rows) or (members, rows, classes), "
+            f"got shape {P.shape}"
+        )
+    if P.shape[0] < 1 or P.shape[1] < 1:
+        raise ValueError(f"predictions need at least one member and one row, got shape {P.shape}")
+    if not np.all(np.isfinite(P)):
+        bad = sorted({int(m) for m in np.argwhere(~np.isfinite(P))[:, 0]})
+        raise ValueError(f"predictions of members {bad} contain NaN or infinite values")
+    if y is None:
+        return P, np.empty(0)
+    y = np.asarray(y)
+    if y.shape != (P.shape[1],):
+        raise ValueError(f"y must be shaped ({P.shape[1]},) to match predictions, got {y.shape}")
+    if P.ndim == 3 and (
+        not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= P.shape[2]
+    ):
+        raise ValueError(
+            f"classification labels must be integers in [0, {P.shape[2]}), "
+            f"got {y.dtype} in [{y.min()}, {y.max()}]"
+        )
+    return P, y
