@@ -1,0 +1,4 @@
+"""Distributed experiment runner: Hydra configs -> Ray Tune trials -> MLflow runs -> ensemble.
+
+The only package that imports Hydra, Ray and MLflow. Entry point: ``python -m runner``.
+"""

@@ -1,0 +1,98 @@
+"""``python -m runner +experiment=NAME``: compose -> validate -> sweep -> leaderboard."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:
+    """Experiment names: the files in conf/experiment/ and in any extra config dirs."""
+    dirs = [CONF_DIR, *(extra_dirs or [])]
+    return sorted({p.stem for d in dirs for p in (Path(d) / "experiment").glob("*.yaml")})
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _extra_config_dirs(argv: list[str]) -> list[Path] | None:
+    """Config dirs the user adds (--config-dir, hydra.searchpath); None if we cannot tell."""
+    dirs: list[Path] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            for item in arg.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if not item.startswith("file://"):
+                    return None  # pkg:// or other providers: let Hydra decide
+                dirs.append(Path(item[len("file://") :]))
+    return dirs
+
+
+def _check_experiment_override(argv: list[str]) -> None:
+    """Reject an unknown +experiment=NAME with one line, before Hydra composes anything."""
+    extra = _extra_config_dirs(argv)
+    if extra is None:
+        return
+    known = known_experiments(extra)
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key == "experiment" and value not in known:
+            _fail(f"unknown experiment {value!r}; known experiments: {', '.join(known)}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner import report, sweep
+    from runner.data import load
+    from runner.spec import SpecError, check_members_against_data, from_config
+
+    hydra_cfg = HydraConfig.get()
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    if experiment is None and not cfg.get("experiment_name"):
+        _fail(f"no experiment selected; pass +experiment=NAME, one of: {known_experiments()}")
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
+        d = spec.data
+        try:
+            data = load(d.name, d.val_fraction, d.test_fraction, d.seed, d.path)
+        except (OSError, ValueError) as err:
+            raise SpecError(f"data: {err}") from None
+        check_members_against_data(spec.members, data.task, data.input_spec)
+    except SpecError as err:
+        _fail(str(err))
+    try:
+        summary = sweep.run(spec, data)
+    except sweep.SweepFailed as err:
+        _fail(str(err))
+    if spec.verbose:
+        print()
+        print(report.leaderboard(summary))
+        print(f"\nsummary: {Path(spec.output_dir) / 'summary.json'}")
+        print(
+            f"mlflow:  experiment {spec.experiment!r}, parent run {summary['parent_run_id']}"
+            f" in {summary['tracking_uri']}"
+        )
+
+
+def main() -> None:
+    """Console entry: pre-check the experiment name, then hand over to Hydra."""
+    _check_experiment_override(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Plain progress lines on the driver: one line per member start and end, safe in CI logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+
+class ProgressPrinter(Callback):
+    """Prints ``[done/total] member status score (seconds)`` as trials start and end."""
+
+    def __init__(self, total: int, metric: str, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.metric = metric
+        self.stream = stream or sys.stdout
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def _line(self, text: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        print(f"[{self.done}/{self.total} {elapsed:6.1f}s] {text}", file=self.stream, flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        member = trial.config["member"]
+        self._line(f"{member['name']} ({member['model']}) started")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        result = trial.last_result or {}
+        score = result.get(f"final_val_{self.metric}")
+        shown = "-" if score is None else f"{score:.4f}"
+        seconds = result.get("train_seconds", 0.0)
+        self._line(
+            f"{trial.config['member']['name']} finished: val {self.metric} {shown} "
+            f"in {seconds:.1f}s"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        self._line(f"{trial.config['member']['name']} FAILED")

@@ -1,0 +1,64 @@
+"""What the user reads at the end: the leaderboard table and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ensembles.metrics import greater_is_better
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def leaderboard(summary: dict[str, Any]) -> str:
+    """A plain-text table: the ensemble, then members best-first by validation score."""
+    metric = summary["metric"]
+    better = greater_is_better(metric)
+    ens = summary.get("ensemble")
+    weights = ens["weights"] if ens else {}
+    finished = [m for m in summary["members"] if m["status"] == "FINISHED"]
+    others = [m for m in summary["members"] if m["status"] != "FINISHED"]
+    finished.sort(key=lambda m: m["val_metric"], reverse=better)
+    rows = []
+    if ens:
+        rows.append(
+            [
+                f"ensemble ({ens['method']})",
+                "-",
+                "FINISHED",
+                _fmt(ens["val_metric"]),
+                _fmt(ens["test_metric"]),
+                "1.000",
+                "-",
+            ]
+        )
+    for m in finished + others:
+        rows.append(
+            [
+                m["name"],
+                m["model"],
+                m["status"],
+                _fmt(m.get("val_metric")),
+                _fmt(m.get("test_metric")),
+                _fmt(weights.get(m["name"]), 3),
+                _fmt(m.get("train_seconds"), 1),
+            ]
+        )
+    header = ["member", "model", "status", f"val {metric}", f"test {metric}", "weight", "train s"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join
+    out = [line(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out.append(line("-" * w for w in widths))
+    out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def write_summary(summary: dict[str, Any], output_dir: str | Path) -> Path:
+    """Write ``summary.json`` (scripts and CI read it) and return its path."""
+    path = Path(output_dir) / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    return path

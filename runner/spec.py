@@ -1,0 +1,347 @@
+"""The run specification: validated, frozen dataclasses built from the composed Hydra config.
+
+This is the one place config is interpreted. Every bad value fails here with a ``SpecError``
+(one line: where, the value received, what is allowed) before Ray starts or MLflow is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import models
+from models.base import InputSpec, Task
+from models.training import TrainingOptions
+
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
+CLUSTER_KINDS = ("local",)
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A bad config value; its message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to load and how to split it."""
+
+    name: str
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Ray resources of one trial; ``gpu`` may be a fraction."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One ensemble member: a registry model, its hyperparameters and how to train it."""
+
+    name: str
+    model: str
+    kind: str
+    hparams: dict[str, Any]
+    training: TrainingOptions
+    resources: Resources
+    seed: int
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain dict for the Tune trial config (and MLflow params)."""
+        return {
+            "name": self.name,
+            "model": self.model,
+            "kind": self.kind,
+            "hparams": dict(self.hparams),
+            "training": self.training.as_params(),
+            "resources": asdict(self.resources),
+            "seed": self.seed,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        """Stable hash of everything that determines the trained member."""
+        cfg = {k: v for k, v in self.to_config().items() if k not in ("name", "resources")}
+        blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """Which ensemble method combines the members, and its constructor arguments."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where Ray runs."""
+
+    kind: str = "local"
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    include_dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one sweep needs, validated."""
+
+    experiment: str
+    data: DataSpec
+    members: tuple[MemberSpec, ...]
+    ensemble: EnsembleSpec
+    cluster: ClusterSpec
+    tracking_uri: str
+    seed: int
+    sweep_id: str
+    storage_path: str
+    max_failures: int
+    verbose: int
+    output_dir: str
+
+
+def _fail(where: str, message: str) -> SpecError:
+    return SpecError(f"{where}: {message}" if where else message)
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> Any:
+    """Construct a dataclass from a mapping, rejecting unknown keys by name."""
+    allowed = [f.name for f in fields(cls) if f.name not in extra]
+    for key in values:
+        if key not in allowed:
+            raise _fail(where, f"unknown key {key!r}; allowed: {', '.join(allowed)}")
+    try:
+        return cls(**values, **extra)
+    except ValueError as err:
+        raise _fail(where, str(err)) from None
+
+
+def _int(where: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(where, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(where: str, value: Any, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise _fail(where, f"must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _mapping(where: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def parse_data(raw: Mapping[str, Any]) -> DataSpec:
+    """Validate the ``data`` group: a known dataset and split fractions in (0, 1) summing < 1."""
+    from runner.data import LOADERS
+
+    spec = _build(DataSpec, _mapping("data", raw), "data")
+    if spec.name not in LOADERS:
+        raise _fail(
+            "data.name", f"unknown dataset {spec.name!r}; known: {', '.join(sorted(LOADERS))}"
+        )
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(spec, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(f"data.{key}", f"must be a number in (0, 1), got {value!r}")
+    total = spec.val_fraction + spec.test_fraction
+    if total >= 1:
+        raise _fail(
+            "data",
+            f"val_fraction + test_fraction must be < 1 to leave training data, got "
+            f"{spec.val_fraction} + {spec.test_fraction} = {total:g}",
+        )
+    _int("data.seed", spec.seed, 0)
+    return spec
+
+
+def _member_entries(raw: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(name, fields) pairs from a mapping name -> fields or a list of fields with ``name``."""
+    if isinstance(raw, Mapping):
+        return [(str(k), _mapping(f"members.{k}", v)) for k, v in raw.items()]
+    if isinstance(raw, (list, tuple)):
+        out = []
+        for i, item in enumerate(raw):
+            item = _mapping(f"members[{i}]", item)
+            name = item.pop("name", None) or item.get("model")
+            out.append((str(name), item))
+        return out
+    raise _fail("members", f"must be a mapping name -> member or a list, got {raw!r}")
+
+
+def parse_members(
+    raw: Any, training: Mapping[str, Any], resources: Mapping[str, Any], seed: int
+) -> tuple[MemberSpec, ...]:
+    """Validate the members: known models, unique names, training and resources merged."""
+    _build(TrainingOptions, training, "training")
+    entries = _member_entries(raw)
+    if not entries:
+        raise _fail("members", "no members to train; an experiment must define at least one")
+    seen: set[str] = set()
+    members = []
+    for name, item in entries:
+        where = f"members.{name}"
+        if name in seen:
+            raise _fail("members", f"duplicate member name {name!r}; give each member its own")
+        seen.add(name)
+        if not NAME_PATTERN.match(name):
+            raise _fail(where, f"member name {name!r} must match {NAME_PATTERN.pattern}")
+        allowed = ("model", "hparams", "training", "resources", "seed")
+        for key in item:
+            if key not in allowed:
+                raise _fail(where, f"unknown key {key!r}; allowed: {', '.join(allowed)}")
+        if "model" not in item:
+            raise _fail(
+                where, f"no model given; known models: {', '.join(sorted(models.REGISTRY))}"
+            )
+        try:
+            entry = models.get(item["model"])
+        except ValueError as err:
+            raise _fail(f"{where}.model", str(err)) from None
+        merged_training = {**training, **_mapping(f"{where}.training", item.get("training"))}
+        merged_resources = {**resources, **_mapping(f"{where}.resources", item.get("resources"))}
+        res = _build(Resources, merged_resources, f"{where}.resources")
+        _number(f"{where}.resources.cpu", res.cpu, 0)
+        _number(f"{where}.resources.gpu", res.gpu, 0)
+        if res.cpu == 0 and res.gpu == 0:
+            raise _fail(f"{where}.resources", "a member needs some cpu or gpu, got cpu=0 gpu=0")
+        members.append(
+            MemberSpec(
+                name=name,
+                model=item["model"],
+                kind=entry.kind,
+                hparams=_mapping(f"{where}.hparams", item.get("hparams")),
+                training=_build(TrainingOptions, merged_training, f"{where}.training"),
+                resources=Resources(float(res.cpu), float(res.gpu)),
+                seed=_int(f"{where}.seed", item.get("seed", seed), 0),
+            )
+        )
+    return tuple(members)
+
+
+def check_members_against_data(
+    members: tuple[MemberSpec, ...], task: Task, spec: InputSpec
+) -> None:
+    """Check each member's model suits the task and input, and its hyperparameters' values."""
+    for m in members:
+        entry = models.get(m.model)
+        if not entry.supports(task):
+            raise _fail(
+                f"members.{m.name}.model", f"model {m.model!r} does not support {task.kind}"
+            )
+        if entry.needs_image and spec.image_shape is None:
+            raise _fail(
+                f"members.{m.name}.model", f"model {m.model!r} needs image data, got flat features"
+            )
+        try:
+            entry.check(m.hparams, task)
+        except (ValueError, TypeError) as err:
+            raise _fail(f"members.{m.name}.hparams", str(err)) from None
+
+
+def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
+    """Validate the ``ensemble`` group by constructing the method with its params."""
+    import ensembles
+
+    spec = _build(EnsembleSpec, _mapping("ensemble", raw), "ensemble")
+    params = _mapping("ensemble.params", spec.params)
+    try:
+        ensembles.make(spec.method, **params)
+    except TypeError as err:
+        raise _fail("ensemble.params", str(err)) from None
+    except ValueError as err:
+        raise _fail("ensemble.method", str(err)) from None
+    return EnsembleSpec(spec.method, params)
+
+
+def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
+    """Validate the ``cluster`` group."""
+    spec = _build(ClusterSpec, _mapping("cluster", raw), "cluster")
+    if spec.kind not in CLUSTER_KINDS:
+        raise _fail(
+            "cluster.kind", f"unknown kind {spec.kind!r}; allowed: {', '.join(CLUSTER_KINDS)}"
+        )
+    for key in ("num_cpus", "num_gpus"):
+        if getattr(spec, key) is not None:
+            _int(f"cluster.{key}", getattr(spec, key), 0)
+    return spec
+
+
+def parse_tracking_uri(uri: Any) -> str:
+    """Validate the MLflow tracking URI's scheme."""
+    if not isinstance(uri, str) or not uri:
+        raise _fail("tracking.uri", f"must be a URI string, got {uri!r}")
+    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    if scheme not in TRACKING_SCHEMES:
+        raise _fail(
+            "tracking.uri",
+            f"unknown scheme {scheme!r} in {uri!r}; allowed: {', '.join(TRACKING_SCHEMES)}",
+        )
+    return uri
+
+
+def new_sweep_id() -> str:
+    """A fresh, sortable, unique sweep id."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
+    """Build and validate the run spec from a resolved config (a plain dict)."""
+    name = cfg.get("experiment_name") or experiment
+    if not name:
+        raise _fail("experiment", "no experiment selected; pass +experiment=NAME")
+    if not NAME_PATTERN.match(str(name)):
+        raise _fail("experiment_name", f"{name!r} must match {NAME_PATTERN.pattern}")
+    runner = _mapping("runner", cfg.get("runner"))
+    seed = _int("runner.seed", runner.get("seed", 0), 0)
+    sweep_id = runner.get("sweep_id") or new_sweep_id()
+    if not NAME_PATTERN.match(str(sweep_id)):
+        raise _fail("runner.sweep_id", f"{sweep_id!r} must match {NAME_PATTERN.pattern}")
+    storage = runner.get("storage_path") or "ray_results"
+    if not isinstance(storage, str):
+        raise _fail("runner.storage_path", f"must be a path, got {storage!r}")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return RunSpec(
+        experiment=str(name),
+        data=parse_data(cfg.get("data") or {}),
+        members=parse_members(
+            cfg.get("members"),
+            _mapping("training", cfg.get("training")),
+            _mapping("resources", cfg.get("resources")),
+            seed,
+        ),
+        ensemble=parse_ensemble(cfg.get("ensemble") or {}),
+        cluster=parse_cluster(cfg.get("cluster") or {}),
+        tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),
+        seed=seed,
+        sweep_id=str(sweep_id),
+        storage_path=storage,
+        max_failures=_int("runner.max_failures", runner.get("max_failures", 0), 0),
+        verbose=_int("runner.verbose", runner.get("verbose", 1), 0),
+        output_dir=os.path.abspath(output_dir),
+    )

@@ -1,0 +1,181 @@
+"""One sweep end to end on the driver: Tune trials -> MLflow tree -> ensemble -> summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensembles.metrics import evaluate, headline_metric
+from ensembles.stage import EnsembleResult, fit_and_score
+from runner import plan, report
+from runner.cluster import ray_session
+from runner.data import Dataset
+from runner.spec import RunSpec
+from runner.tracking import MemberCallback, MemberRecord, SweepTracker, redact_uri
+
+log = logging.getLogger(__name__)
+
+
+class SweepFailed(RuntimeError):
+    """No member finished, so there is nothing to ensemble."""
+
+
+def _tune(spec: RunSpec, data: Dataset, callback: MemberCallback) -> None:
+    from ray import tune
+
+    from runner.progress import ProgressPrinter
+    from runner.trial import train_member
+
+    callbacks = [callback]
+    if spec.verbose < 2:
+        # Tune's new console output prints its header whatever the verbosity; the classic
+        # reporter honours verbose=0, and our ProgressPrinter shows progress instead.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if spec.verbose >= 1:
+        metric = headline_metric(data.task.is_classification)
+        callbacks.append(ProgressPrinter(len(spec.members), metric))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_member, data=data), resources=plan.trial_resources
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.param_space(spec),
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,
+            trial_name_creator=plan.trial_name,
+            trial_dirname_creator=plan.trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.experiment_name(spec),
+            storage_path=spec.storage_path,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=0 if spec.verbose < 2 else 1,
+        ),
+    )
+    tuner.fit()
+
+
+def _usable(records: list[MemberRecord], data: Dataset) -> list[MemberRecord]:
+    """Finished members whose predictions fit this split; the rest are left out, with a warning."""
+    usable = []
+    for r in records:
+        if r.status != "FINISHED":
+            continue
+        if r.fingerprint != data.fingerprint:
+            log.warning("member %s left out: predictions from another split", r.name)
+        elif not (np.all(np.isfinite(r.val)) and np.all(np.isfinite(r.test))):
+            log.warning("member %s left out: NaN or infinite predictions", r.name)
+        else:
+            usable.append(r)
+    return usable
+
+
+def _log_ensemble(tracker: SweepTracker, result: EnsembleResult, metric: str) -> str:
+    run_id = tracker.child("ensemble", "ensemble", {"runner.members": ",".join(result.weights)})
+    client = tracker.client
+    client.log_param(run_id, "method", result.method)
+    for key, value in result.params.items():
+        client.log_param(run_id, key, value)
+    tracker.log_metrics(
+        run_id,
+        {
+            **{f"final_val_{k}": v for k, v in result.val_scores.items()},
+            **{f"final_test_{k}": v for k, v in result.test_scores.items()},
+            **{f"weight.{name}": w for name, w in result.weights.items()},
+        },
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "weights.json").write_text(json.dumps(result.weights, indent=2))
+        np.savez(Path(tmp) / "predictions.npz", val=result.val_pred, test=result.test_pred)
+        client.log_artifacts(run_id, tmp)
+    tracker.terminate(run_id, "FINISHED")
+    return run_id
+
+
+def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": r.name, "model": r.model, "status": r.status, "run_id": r.run_id}
+    if r.status == "FINISHED":
+        val, test = evaluate(data.y_val, r.val), evaluate(data.y_test, r.test)
+        row.update(
+            val_metric=val[metric], test_metric=test[metric], val_scores=val, test_scores=test
+        )
+    row["train_seconds"] = r.train_seconds
+    if r.error:
+        row["error"] = r.error
+    return row
+
+
+def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
+    """Train every member as a Tune trial, ensemble the finished ones, return the summary."""
+    start = time.perf_counter()
+    tracker = SweepTracker(spec, data.fingerprint, data.sizes())
+    status = "FAILED"
+    try:
+        callback = MemberCallback(tracker)
+        with ray_session(spec.cluster, spec.verbose):
+            _tune(spec, data, callback)
+        records = [
+            callback.records.get(m.name)
+            or MemberRecord(m.name, m.model, "", "FAILED", error="trial did not run")
+            for m in spec.members
+        ]
+        metric = headline_metric(data.task.is_classification)
+        usable = _usable(records, data)
+        summary: dict[str, Any] = {
+            "experiment": spec.experiment,
+            "sweep_id": spec.sweep_id,
+            "parent_run_id": tracker.parent_run_id,
+            "experiment_id": tracker.experiment_id,
+            "tracking_uri": redact_uri(spec.tracking_uri),
+            "metric": metric,
+            "data": {"name": data.name, "fingerprint": data.fingerprint, "rows": data.sizes()},
+            "members": [_member_row(r, data, metric) for r in records],
+            "ensemble": None,
+        }
+        if not usable:
+            summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+            report.write_summary(summary, spec.output_dir)
+            raise SweepFailed(
+                f"no member finished with usable predictions ({len(records)} tried); "
+                "see the member runs' runner.error tags"
+            )
+        result = fit_and_score(
+            spec.ensemble.method,
+            spec.ensemble.params,
+            [r.name for r in usable],
+            np.stack([r.val for r in usable]),
+            data.y_val,
+            np.stack([r.test for r in usable]),
+            data.y_test,
+            random_state=spec.seed,
+        )
+        summary["ensemble"] = {
+            "method": result.method,
+            "run_id": _log_ensemble(tracker, result, metric),
+            "weights": result.weights,
+            "val_metric": result.val_scores[metric],
+            "test_metric": result.test_scores[metric],
+            "val_scores": result.val_scores,
+            "test_scores": result.test_scores,
+        }
+        summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+        path = report.write_summary(summary, spec.output_dir)
+        tracker.client.log_artifact(tracker.parent_run_id, str(path))
+        tracker.client.log_text(
+            tracker.parent_run_id, report.leaderboard(summary), "leaderboard.txt"
+        )
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.close(status)

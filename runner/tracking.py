@@ -1,0 +1,258 @@
+"""The driver-side MLflow run tree: one parent run per sweep, a nested child per member and one
+for the ensemble. The driver is the only MLflow writer; a Tune callback feeds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from runner.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+ROLE, EXPERIMENT, SWEEP, MEMBER, MODEL = (
+    "runner.role",
+    "runner.experiment",
+    "runner.sweep_id",
+    "runner.member",
+    "runner.model",
+)
+PARENT = "mlflow.parentRunId"
+CONTROL_KEYS = {*AUTO_RESULT_KEYS, "epoch", "final", "done", "trial_id", "experiment_tag"}
+MAX_PARAM_CHARS = 6000
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without a password, safe to print and to store."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys, for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _params(values: Mapping[str, Any]) -> list[Param]:
+    return [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(values).items()]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class MemberRecord:
+    """What the driver knows about a member once its trial ends."""
+
+    name: str
+    model: str
+    run_id: str
+    status: str
+    train_seconds: float | None = None
+    val: np.ndarray | None = None
+    test: np.ndarray | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+
+
+class SweepTracker:
+    """Creates and closes the sweep's runs; nothing is left RUNNING when it closes."""
+
+    def __init__(self, spec: RunSpec, fingerprint: str, dataset_sizes: Mapping[str, int]) -> None:
+        self.spec = spec
+        self.client = MlflowClient(tracking_uri=spec.tracking_uri)
+        experiment = self.client.get_experiment_by_name(spec.experiment)
+        self.experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(spec.experiment)
+        )
+        self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: spec.sweep_id}
+        parent = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{spec.experiment}-{spec.sweep_id}",
+            tags={**self.base_tags, ROLE: "sweep", "runner.data_fingerprint": fingerprint},
+        )
+        self.parent_run_id = parent.info.run_id
+        self._open: set[str] = {self.parent_run_id}
+        self.client.log_batch(
+            self.parent_run_id,
+            params=_params(
+                {
+                    "data": {**vars(spec.data), "rows": dict(dataset_sizes)},
+                    "ensemble": {"method": spec.ensemble.method, **spec.ensemble.params},
+                    "members": ",".join(m.name for m in spec.members),
+                    "seed": spec.seed,
+                }
+            ),
+        )
+
+    def child(self, name: str, role: str, tags: Mapping[str, str] | None = None) -> str:
+        """Create a RUNNING child run under the sweep's parent."""
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={**self.base_tags, ROLE: role, PARENT: self.parent_run_id, **(tags or {})},
+        )
+        self._open.add(run.info.run_id)
+        return run.info.run_id
+
+    def terminate(self, run_id: str, status: str) -> None:
+        """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
+        self.client.set_terminated(run_id, status=status, end_time=_now_ms())
+        self._open.discard(run_id)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log a batch of metrics in one call."""
+        ts = _now_ms()
+        batch = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def close(self, status: str) -> None:
+        """End every run still open: children as KILLED (or ``status`` if FAILED), then parent."""
+        for run_id in sorted(self._open - {self.parent_run_id}):
+            self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
+        if self.parent_run_id in self._open:
+            self.terminate(self.parent_run_id, status)
+
+
+class MemberCallback(Callback):
+    """Tune callback on the driver: mirrors each trial into a nested MLflow member run."""
+
+    def __init__(self, tracker: SweepTracker) -> None:
+        self.tracker = tracker
+        self.by_name = {m.name: m for m in tracker.spec.members}
+        self.run_ids: dict[str, str] = {}
+        self.records: dict[str, MemberRecord] = {}
+
+    def _member(self, trial: Any) -> dict[str, Any]:
+        return trial.config["member"]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
+        member = self._member(trial)
+        spec = self.by_name[member["name"]]
+        run_id = self.tracker.child(
+            member["name"],
+            "member",
+            {
+                MEMBER: member["name"],
+                MODEL: member["model"],
+                "runner.config_hash": spec.config_hash,
+                "runner.trial_id": trial.trial_id,
+                "runner.attempt": str(trial.run_metadata.num_failures + 1),
+            },
+        )
+        self.tracker.client.log_batch(
+            run_id, params=_params({k: v for k, v in member.items() if k != "name"})
+        )
+        self.run_ids[trial.trial_id] = run_id
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        """Log one epoch's metrics (step = epoch); the final result is logged on completion."""
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None or result.get("final"):
+            return
+        metrics = {
+            k: v
+            for k, v in result.items()
+            if k not in CONTROL_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        self.tracker.log_metrics(run_id, metrics, step=int(result.get("epoch", 0)))
+        if result.get("epoch") == 1:
+            self.tracker.client.log_batch(
+                run_id,
+                tags=[
+                    RunTag("runner.node_ip", str(result.get("node_ip"))),
+                    RunTag("runner.hostname", str(result.get("hostname"))),
+                ],
+            )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Log final scores, the model and predictions from the checkpoint; mark FINISHED."""
+        member = self._member(trial)
+        run_id = self.run_ids[trial.trial_id]
+        result = trial.last_result or {}
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            self._fail(trial, "trial ended without a checkpoint")
+            return
+        with checkpoint.as_directory() as path:
+            folder = Path(path)
+            info_json = json.loads((folder / "member.json").read_text())
+            with np.load(folder / "predictions.npz") as npz:
+                val, test = npz["val"], npz["test"]
+                fingerprint = str(npz["fingerprint"])
+            client = self.tracker.client
+            client.log_artifact(run_id, str(folder / info_json["model_file"]), "model")
+            client.log_artifact(run_id, str(folder / "predictions.npz"))
+            client.log_artifact(run_id, str(folder / "member.json"))
+        final = {k: v for k, v in result.items() if k.startswith("final_")}
+        final["train_seconds"] = info_json["train_seconds"]
+        final["fit_seconds"] = info_json["fit_seconds"]
+        self.tracker.log_metrics(run_id, final, step=int(info_json["epochs_run"]))
+        self.tracker.terminate(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.records[member["name"]] = MemberRecord(
+            name=member["name"],
+            model=member["model"],
+            run_id=run_id,
+            status="FINISHED",
+            train_seconds=float(info_json["train_seconds"]),
+            val=val,
+            test=test,
+            fingerprint=fingerprint,
+        )
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The trial failed and will be retried: this attempt's run ends FAILED."""
+        run_id = self.run_ids.pop(trial.trial_id, None)
+        if run_id is not None:
+            self.tracker.client.set_tag(run_id, "runner.error", "worker failed; retried")
+            self.tracker.terminate(run_id, "FAILED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The trial failed for good: mark its run FAILED with the reason."""
+        error = trial.get_error() or "unknown error"
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        self._fail(trial, lines[-1] if lines else "unknown error")
+
+    def _fail(self, trial: Any, reason: str) -> None:
+        member = self._member(trial)
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            self.tracker.client.set_tag(run_id, "runner.error", reason[:5000])
+            self.tracker.terminate(run_id, "FAILED")
+        self.records[member["name"]] = MemberRecord(
+            name=member["name"],
+            model=member["model"],
+            run_id=run_id or "",
+            status="FAILED",
+            error=reason,
+        )
+        log.warning("member %s failed: %s", member["name"], reason)

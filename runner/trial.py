@@ -1,0 +1,141 @@
+"""The Ray Tune trainable: trains one member on a worker and saves it as the trial checkpoint.
+
+Workers never call MLflow: they report metrics to Tune every epoch and leave the model,
+``predictions.npz`` and ``member.json`` in the checkpoint for the driver to log.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import tune
+
+import models
+from ensembles.metrics import evaluate
+from models.training import TrainingOptions
+from runner.data import Dataset
+
+MODEL_FILES = {"keras": "model.keras", "sklearn": "model.joblib"}
+
+
+def _epoch_reporter() -> Any:
+    """A Keras callback that reports each epoch's logs to Tune (1-based ``epoch``)."""
+    import keras
+
+    class ReportEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            tune.report({"epoch": epoch + 1, "final": False, **metrics})
+
+    return ReportEpoch()
+
+
+def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, Any]:
+    import keras
+
+    from models.training import compile_model, fit_keras, predict
+    from runner.cluster import configure_tensorflow
+
+    configure_tensorflow(member["resources"]["cpu"], member["resources"]["gpu"])
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(member["seed"])
+    options = TrainingOptions(**member["training"])
+    entry = models.get(member["model"])
+    model = entry.build(data.input_spec, data.task, **member["hparams"])
+    compile_model(model, data.task, options)
+    start = time.perf_counter()
+    history = fit_keras(
+        model, (data.X_train, data.y_train), (data.X_val, data.y_val), options, [_epoch_reporter()]
+    )
+    fit_seconds = time.perf_counter() - start
+    model.save(out / MODEL_FILES["keras"])
+    epochs_run = len(next(iter(history.values()), []))
+    return {
+        "val": predict(model, data.X_val, data.task),
+        "test": predict(model, data.X_test, data.task),
+        "fit_seconds": fit_seconds,
+        "epochs_run": epochs_run,
+        "restored": bool(options.early_stopping) and epochs_run < options.epochs,
+        "n_params": int(model.count_params()),
+    }
+
+
+def _keras_style(scores: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """Name scikit-learn scores as Keras logs them: ``loss`` plus the headline metric."""
+    if "accuracy" in scores:
+        return {f"{prefix}loss": scores["log_loss"], f"{prefix}accuracy": scores["accuracy"]}
+    return {f"{prefix}loss": scores["rmse"] ** 2, f"{prefix}rmse": scores["rmse"]}
+
+
+def _train_sklearn(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, Any]:
+    import joblib
+
+    from models.shallow import predict, seed_estimator
+
+    entry = models.get(member["model"])
+    estimator = seed_estimator(
+        entry.build(data.input_spec, data.task, **member["hparams"]), member["seed"]
+    )
+    start = time.perf_counter()
+    estimator.fit(data.X_train, data.y_train)
+    fit_seconds = time.perf_counter() - start
+    joblib.dump(estimator, out / MODEL_FILES["sklearn"])
+    val = predict(estimator, data.X_val, data.task)
+    epoch = {
+        **_keras_style(evaluate(data.y_train, predict(estimator, data.X_train, data.task))),
+        **_keras_style(evaluate(data.y_val, val), prefix="val_"),
+    }
+    tune.report({"epoch": 1, "final": False, **epoch})
+    return {
+        "val": val,
+        "test": predict(estimator, data.X_test, data.task),
+        "fit_seconds": fit_seconds,
+        "epochs_run": 1,
+        "restored": False,
+        "n_params": None,
+    }
+
+
+TRAINERS = {"keras": _train_keras, "sklearn": _train_sklearn}
+
+
+def train_member(config: dict[str, Any], data: Dataset) -> None:
+    """Tune function trainable: fit one member, predict val and test, checkpoint everything."""
+    member = config["member"]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"member-{member['name']}-") as tmp:
+        out = Path(tmp)
+        result = TRAINERS[member["kind"]](member, data, out)
+        val, test = result.pop("val"), result.pop("test")
+        np.savez(
+            out / "predictions.npz",
+            val=val,
+            test=test,
+            y_val=data.y_val,
+            y_test=data.y_test,
+            fingerprint=np.array(data.fingerprint),
+        )
+        train_seconds = time.perf_counter() - start
+        info = {
+            **member,
+            **result,
+            "model_file": MODEL_FILES[member["kind"]],
+            "train_seconds": train_seconds,
+            "hostname": socket.gethostname(),
+            "fingerprint": data.fingerprint,
+        }
+        (out / "member.json").write_text(json.dumps(info, indent=2, default=str))
+        final = {
+            "final": True,
+            "epoch": result["epochs_run"],
+            "train_seconds": train_seconds,
+            **{f"final_val_{k}": v for k, v in evaluate(data.y_val, val).items()},
+            **{f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()},
+        }
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -1,0 +1,65 @@
+"""The command line: bad input exits non-zero with one line, before Ray or MLflow runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import run_cli
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["+experiment=nope"], "unknown experiment 'nope'; known experiments: quickstart"),
+        ([], "no experiment selected; pass +experiment=NAME"),
+        (["members.mlp.model=resnet9000"], "unknown model 'resnet9000'; known models:"),
+        (["training.epochs=0"], "epochs must be an integer >= 1, got 0"),
+        (["data.val_fraction=1.2"], "data.val_fraction: must be a number in (0, 1), got 1.2"),
+        (["data.val_fraction=0.6", "data.test_fraction=0.4"], "0.6 + 0.4 = 1"),
+        (["tracking.uri=mongodb://db/x"], "unknown scheme 'mongodb' in 'mongodb://db/x'"),
+        (["members.mlp.hparams.dropout=3"], "dropout must be a number in [0.0, 1.0), got 3"),
+    ],
+    ids=[
+        "unknown-experiment",
+        "no-experiment",
+        "unknown-model",
+        "zero-epochs",
+        "val-fraction",
+        "fractions-sum",
+        "tracking-scheme",
+        "hparam-value",
+    ],
+)
+def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):
+    if overrides and overrides[0].startswith("+experiment"):
+        args = overrides
+    else:
+        args = [*(["+experiment=quickstart"] if overrides else []), *overrides]
+    done = run_cli(workdir, f"tracking.uri=sqlite:///{workdir}/mlflow.db", *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    # Nothing was tracked: the store was never even opened, and Ray never started.
+    assert not (workdir / "mlflow.db").exists()
+    assert not (workdir / "ray_results").exists()
+
+
+def test_duplicate_member_names_in_a_user_experiment_fail(workdir):
+    """A user's own experiment dir (hydra.searchpath) with a members list naming mlp twice."""
+    (workdir / "conf" / "experiment").mkdir(parents=True)
+    (workdir / "conf" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nmembers:\n  - {model: mlp}\n  - {model: logistic}\n  - {model: mlp}\n"
+    )
+    done = run_cli(
+        workdir,
+        f"hydra.searchpath=[file://{workdir}/conf]",
+        "+experiment=mine",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: members: duplicate member name 'mlp'; give each member its own"
+    )
+    assert not (workdir / "mlflow.db").exists()

@@ -1,0 +1,141 @@
+"""End to end on real components: the CLI runs real Ray Tune trials and writes a real MLflow
+SQLite store; we check the run tree, the artifacts and that summary.json matches MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import read_summary, run_cli
+
+QUICKSTART_MEMBERS = {"mlp", "selu", "convnet", "logistic", "svm"}
+
+
+def sweep_runs(client: MlflowClient, sweep_id: str) -> dict[str, list]:
+    """The runs of one sweep, by role."""
+    experiment = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=1000
+    )
+    by_role: dict[str, list] = {"sweep": [], "member": [], "ensemble": []}
+    for run in runs:
+        by_role[run.data.tags["runner.role"]].append(run)
+    return by_role
+
+
+def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epochs: int) -> None:
+    runs = sweep_runs(client, summary["sweep_id"])
+    (parent,) = runs["sweep"]
+    assert parent.info.run_id == summary["parent_run_id"]
+    assert parent.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in parent.data.tags
+
+    by_member = {r.data.tags["runner.member"]: r for r in runs["member"]}
+    assert len(runs["member"]) == len(by_member) == len(members)
+    assert set(by_member) == members
+    for name, run in by_member.items():
+        assert run.info.status == "FINISHED", name
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["runner.model"] and run.data.tags["runner.config_hash"]
+        assert run.data.params["model"] == run.data.tags["runner.model"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"model", "predictions.npz", "member.json"} <= artifacts
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        expected = list(range(1, epochs + 1)) if run.data.params["kind"] == "keras" else [1]
+        assert sorted(steps) == expected, name
+
+    (ens,) = runs["ensemble"]
+    assert ens.info.status == "FINISHED"
+    assert ens.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    weights = {
+        k[len("weight.") :]: v for k, v in ens.data.metrics.items() if k.startswith("weight.")
+    }
+    assert set(weights) == members
+    assert all(w >= 0 for w in weights.values())
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-9)
+
+    # summary.json says what MLflow holds
+    assert summary["ensemble"]["run_id"] == ens.info.run_id
+    assert summary["ensemble"]["weights"] == pytest.approx(weights)
+    assert summary["ensemble"]["test_metric"] == pytest.approx(
+        ens.data.metrics["final_test_accuracy"]
+    )
+    for row in summary["members"]:
+        run = by_member[row["name"]]
+        assert row["run_id"] == run.info.run_id and row["status"] == "FINISHED"
+        assert row["test_metric"] == pytest.approx(run.data.metrics["final_test_accuracy"])
+        assert row["val_metric"] == pytest.approx(run.data.metrics["final_val_accuracy"])
+
+
+def recomputed_ensemble_test_accuracy(client: MlflowClient, summary: dict, tmp: Path) -> float:
+    """Download every member's predictions and apply the logged weights ourselves."""
+    combined = 0.0
+    y_test = None
+    for row in summary["members"]:
+        path = client.download_artifacts(row["run_id"], "predictions.npz", str(tmp))
+        with np.load(path) as npz:
+            assert str(npz["fingerprint"]) == summary["data"]["fingerprint"]
+            assert npz["val"].shape == (summary["data"]["rows"]["val"], 10)
+            combined = combined + summary["ensemble"]["weights"][row["name"]] * npz["test"]
+            y_test = npz["y_test"]
+    return float(np.mean(np.argmax(combined, axis=1) == y_test))
+
+
+def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_sweep(
+    workdir, tmp_path
+):
+    db = f"sqlite:///{workdir}/store.db"
+    common = [f"tracking.uri={db}", f"runner.storage_path={workdir}/tune"]
+    first = run_cli(
+        workdir, "+experiment=quickstart", "training.epochs=3", *common, "hydra.run.dir=out1"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "ensemble (weighted)" in first.stdout
+    summary = read_summary(workdir / "out1")
+    assert summary["experiment"] == "quickstart" and summary["metric"] == "accuracy"
+    assert summary["tracking_uri"] == db and summary["wall_seconds"] > 0
+
+    client = MlflowClient(db)
+    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=3)
+    recomputed = recomputed_ensemble_test_accuracy(client, summary, tmp_path)
+    assert recomputed == pytest.approx(summary["ensemble"]["test_metric"])
+
+    second = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "training.epochs=2",
+        "~members.convnet",
+        "~members.selu",
+        *common,
+        "hydra.run.dir=out2",
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary2 = read_summary(workdir / "out2")
+    assert summary2["sweep_id"] != summary["sweep_id"]
+    assert_run_tree(client, summary2, {"mlp", "logistic", "svm"}, epochs=2)
+    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=3)  # first sweep untouched
+
+    experiment = client.get_experiment_by_name("quickstart")
+    all_runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert not [r for r in all_runs if r.info.status == "RUNNING"]
+    assert len([r for r in all_runs if r.data.tags["runner.role"] == "sweep"]) == 2
+
+
+@pytest.mark.slow
+def test_readme_quickstart_command_reaches_097_test_accuracy(workdir):
+    """Exactly the README's command, in a fresh directory: default store, default epochs."""
+    done = run_cli(workdir, "+experiment=quickstart")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (workdir / "mlflow.db").exists()  # MLflow's default store, where the user ran it
+    (summary_path,) = list((workdir / "outputs").glob("*/*/summary.json"))
+    summary = read_summary(summary_path.parent)
+    assert summary["ensemble"]["test_metric"] >= 0.97
+    assert_run_tree(
+        MlflowClient("sqlite:///" + str(workdir / "mlflow.db")),
+        summary,
+        QUICKSTART_MEMBERS,
+        epochs=30,
+    )

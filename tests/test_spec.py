@@ -1,0 +1,133 @@
+"""Config interpretation: real Hydra composition of conf/, then validation into the run spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from runner.__main__ import CONF_DIR, known_experiments
+from runner.spec import SpecError, check_members_against_data, from_config
+
+
+def composed(*overrides: str, experiment: str | None = "quickstart") -> dict:
+    """The resolved config as ``python -m runner +experiment=... <overrides>`` composes it."""
+    exp = [f"+experiment={experiment}"] if experiment else []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*exp, *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def spec_of(*overrides: str, experiment: str | None = "quickstart", tmp: Path = Path("/tmp")):
+    return from_config(composed(*overrides, experiment=experiment), experiment, str(tmp))
+
+
+def test_every_experiment_file_composes_into_a_valid_spec(tmp_path):
+    assert "quickstart" in known_experiments()
+    for name in known_experiments():
+        spec = spec_of(experiment=name, tmp=tmp_path)
+        assert spec.experiment == name and spec.members
+
+
+def test_quickstart_spec_has_the_diverse_zoo(tmp_path):
+    spec = spec_of(tmp=tmp_path)
+    models = {m.model for m in spec.members}
+    assert {"mlp", "selu", "convnet"} <= models
+    assert any(m.kind == "sklearn" for m in spec.members)
+    assert all(m.resources.cpu == 1 for m in spec.members)
+    assert spec.tracking_uri == "sqlite:///mlflow.db" or spec.tracking_uri.startswith("sqlite")
+    assert Path(spec.storage_path).is_absolute()
+    assert spec.output_dir == str(tmp_path)
+
+
+def test_member_training_merges_over_the_defaults():
+    spec = spec_of("training.epochs=7", "+members.mlp.training.batch_size=8")
+    mlp = next(m for m in spec.members if m.name == "mlp")
+    assert (mlp.training.epochs, mlp.training.batch_size) == (7, 8)
+    assert next(m for m in spec.members if m.name == "selu").training.batch_size == 32
+
+
+def test_config_hash_changes_with_what_determines_the_member():
+    a = {m.name: m.config_hash for m in spec_of().members}
+    b = {m.name: m.config_hash for m in spec_of("members.mlp.hparams.width=64").members}
+    assert a["mlp"] != b["mlp"] and a["selu"] == b["selu"]
+
+
+def test_sweep_ids_are_fresh_unless_given():
+    assert spec_of().sweep_id != spec_of().sweep_id
+    assert spec_of("runner.sweep_id=nightly-1").sweep_id == "nightly-1"
+
+
+def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
+    assert spec_of().tracking_uri == "sqlite:////tmp/elsewhere.db"
+    assert spec_of("tracking.uri=http://127.0.0.1:5000").tracking_uri == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["members.mlp.model=transformerz"],
+            r"members.mlp.model: unknown model 'transformerz'; "
+            r"known models: .*mlp",
+        ),
+        (["training.epochs=0"], r"training: epochs must be an integer >= 1, got 0"),
+        (["+members.mlp.training.epochs=-2"], r"got -2"),
+        (["data.val_fraction=1.5"], r"data.val_fraction: must be a number in \(0, 1\), got 1.5"),
+        (["data.test_fraction=0"], r"data.test_fraction: must be a number in \(0, 1\), got 0"),
+        (["data.val_fraction=0.5", "data.test_fraction=0.5"], r"must be < 1.*0.5 \+ 0.5 = 1"),
+        (
+            ["tracking.uri=ftp://x/y"],
+            r"tracking.uri: unknown scheme 'ftp' in 'ftp://x/y'; "
+            r"allowed: sqlite",
+        ),
+        (["tracking.uri=/plain/path"], r"unknown scheme '' in '/plain/path'"),
+        (["ensemble.method=bagging"], r"unknown ensemble method 'bagging'; known methods: mean"),
+        (["+ensemble.params.alpha=1"], r"ensemble.params: .*alpha"),
+        (["data.name=imagenet"], r"data.name: unknown dataset 'imagenet'; known: digits"),
+        (["resources.cpu=-1"], r"resources.cpu: must be a number >= 0, got -1"),
+        (["+members.mlp.color=red"], r"members.mlp: unknown key 'color'; allowed: model"),
+        (["runner.sweep_id='a b'"], r"runner.sweep_id: 'a b' must match"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_value_and_allowed(overrides, message):
+    with pytest.raises(SpecError, match=message) as err:
+        spec_of(*overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_duplicate_member_names_in_a_list_are_rejected():
+    cfg = composed()
+    cfg["members"] = [{"model": "mlp"}, {"model": "selu"}, {"model": "mlp"}]
+    with pytest.raises(SpecError, match="duplicate member name 'mlp'"):
+        from_config(cfg, "quickstart", "/tmp")
+
+
+def test_members_as_a_list_with_names_are_accepted():
+    cfg = composed()
+    cfg["members"] = [{"name": "a", "model": "mlp"}, {"name": "b", "model": "mlp"}]
+    assert [m.name for m in from_config(cfg, "quickstart", "/tmp").members] == ["a", "b"]
+
+
+def test_no_experiment_and_no_members_fail_clearly():
+    with pytest.raises(SpecError, match=r"no experiment selected; pass \+experiment=NAME"):
+        spec_of(experiment=None)
+    cfg = composed()
+    cfg["members"] = {}
+    with pytest.raises(SpecError, match="no members to train"):
+        from_config(cfg, "quickstart", "/tmp")
+
+
+def test_hparam_values_are_checked_against_the_task_before_anything_runs():
+    from runner.data import load
+
+    data = load("digits", 0.2, 0.2, 0)
+    spec = spec_of("members.mlp.hparams.dropout=2.0")
+    with pytest.raises(SpecError, match=r"members.mlp.hparams: dropout must be .*got 2.0"):
+        check_members_against_data(spec.members, data.task, data.input_spec)
+    spec = spec_of("+members.extra.model=ridge")
+    with pytest.raises(SpecError, match=r"model 'ridge' does not support classification"):
+        check_members_against_data(spec.members, data.task, data.input_spec)

@@ -1,0 +1,63 @@
+"""The driver-side MLflow writer against a real SQLite store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mlflow.tracking import MlflowClient
+
+from runner.spec import from_config
+from runner.tracking import SweepTracker, flatten, redact_uri
+
+
+def test_redact_uri_hides_passwords_only():
+    assert redact_uri("postgresql://bob:s3cret@db:5432/ml") == "postgresql://bob:***@db:5432/ml"
+    assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    assert redact_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_flatten_gives_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def _spec(tmp_path):
+    cfg = {
+        "data": {"name": "digits"},
+        "members": {"m": {"model": "logistic"}},
+        "ensemble": {"method": "mean"},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/t.db"},
+        "runner": {"sweep_id": "s1"},
+    }
+    return from_config(cfg, "unit", str(tmp_path))
+
+
+def test_close_ends_every_open_run_so_nothing_stays_running(tmp_path):
+    spec = _spec(tmp_path)
+    tracker = SweepTracker(spec, "fp", {"train": 1, "val": 1, "test": 1})
+    child = tracker.child("m", "member", {"runner.member": "m"})
+    tracker.close("FAILED")
+    client = MlflowClient(spec.tracking_uri)
+    assert client.get_run(child).info.status == "FAILED"
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["runner.role"] == "sweep"
+    assert parent.data.tags["runner.sweep_id"] == "s1"
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+
+
+def test_a_second_sweep_reuses_the_experiment(tmp_path):
+    spec = _spec(tmp_path)
+    a = SweepTracker(spec, "fp", {})
+    b = SweepTracker(replace(spec, sweep_id="s2"), "fp", {})
+    a.close("FINISHED")
+    b.close("FINISHED")
+    assert a.experiment_id == b.experiment_id
+    assert a.parent_run_id != b.parent_run_id
+
+
+def test_tracking_uri_password_is_not_logged_as_a_param(tmp_path):
+    spec = _spec(tmp_path)
+    tracker = SweepTracker(spec, "fp", {})
+    tracker.close("FINISHED")
+    params = MlflowClient(spec.tracking_uri).get_run(tracker.parent_run_id).data.params
+    assert not any("tracking" in k for k in params)
