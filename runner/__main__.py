@@ -78,6 +78,9 @@ def _main(cfg: DictConfig) -> None:
         summary = sweep.run(spec, data)
     except sweep.SweepFailed as err:
         _fail(str(err))
+    except sweep.SweepInterrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(130)
     if spec.verbose:
         print()
         print(report.leaderboard(summary))

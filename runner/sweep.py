@@ -27,6 +27,10 @@ class SweepFailed(RuntimeError):
     """No member finished, so there is nothing to ensemble."""
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Tune stopped early (Ctrl+C, SIGTERM) with members unfinished."""
+
+
 def _tune(spec: RunSpec, data: Dataset, callback: MemberCallback) -> None:
     from ray import tune
 
@@ -122,11 +126,13 @@ def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
         callback = MemberCallback(tracker)
         with ray_session(spec.cluster, spec.verbose):
             _tune(spec, data, callback)
-        records = [
-            callback.records.get(m.name)
-            or MemberRecord(m.name, m.model, "", "FAILED", error="trial did not run")
-            for m in spec.members
-        ]
+        unfinished = [m.name for m in spec.members if m.name not in callback.records]
+        if unfinished:  # Tune returns normally when stopped by a signal
+            raise SweepInterrupted(
+                f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
+                "its MLflow runs are marked KILLED"
+            )
+        records = [callback.records[m.name] for m in spec.members]
         metric = headline_metric(data.task.is_classification)
         usable = _usable(records, data)
         summary: dict[str, Any] = {
