@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
-from ensembles.methods import MeanEnsemble, WeightedEnsemble
+from ensembles.methods import GreedyEnsemble, MeanEnsemble, StackingEnsemble, WeightedEnsemble
 
 METHODS: dict[str, type] = {
     "mean": MeanEnsemble,
     "weighted": WeightedEnsemble,
+    "greedy": GreedyEnsemble,
+    "stacking": StackingEnsemble,
 }
 
 
-def make(method: str, **params) -> MeanEnsemble | WeightedEnsemble:
+def make(method: str, **params):
     """An unfitted ensemble of the named method, or ValueError listing the known methods."""
     if method not in METHODS:
         raise ValueError(
@@ -22,4 +24,11 @@ def make(method: str, **params) -> MeanEnsemble | WeightedEnsemble:
     return METHODS[method](**params)
 
 
-__all__ = ["METHODS", "MeanEnsemble", "WeightedEnsemble", "make"]
+__all__ = [
+    "METHODS",
+    "GreedyEnsemble",
+    "MeanEnsemble",
+    "StackingEnsemble",
+    "WeightedEnsemble",
+    "make",
+]

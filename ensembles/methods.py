@@ -1,23 +1,32 @@
 """Ensemble methods with the scikit-learn estimator contract: ``fit(P, y)`` learns ``weights_``
 over members from validation predictions ``P`` shaped (members, n[, classes]); ``predict(P)``
-returns the combined predictions in the members' format."""
+returns the combined predictions in the members' format: (n, classes) probabilities or (n,)
+values."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
+from sklearn.base import BaseEstimator
 
 from ensembles.metrics import EPS
 from ensembles.validation import check_predictions
 
 
-class _WeightedAverage:
+def _true_class_proba(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(members, n): each member's probability of the true class of each row."""
+    return P[:, np.arange(P.shape[1]), y]
+
+
+class _Ensemble(BaseEstimator):
     """Shared ``predict``: the ``weights_``-weighted average of the members' predictions."""
 
     weights_: np.ndarray
 
-    def predict(self, P: np.ndarray) -> np.ndarray:
-        """Combined predictions: (n, classes) probabilities or (n,) values."""
+    def check_params(self) -> None:
+        """Raise ValueError naming any constructor argument with a bad value."""
+
+    def _check_fitted(self, P: np.ndarray) -> np.ndarray:
         if not hasattr(self, "weights_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(P, y) first")
         P, _ = check_predictions(P)
@@ -25,24 +34,15 @@ class _WeightedAverage:
             raise ValueError(
                 f"fitted on {len(self.weights_)} members, got predictions of {P.shape[0]}"
             )
+        return P
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        """Combined predictions: (n, classes) probabilities or (n,) values."""
+        P = self._check_fitted(P)
         return np.tensordot(self.weights_, P, axes=1)
 
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor arguments, as scikit-learn's ``clone`` expects."""
-        return {k: getattr(self, k) for k in self._param_names}
 
-    def set_params(self, **params) -> _WeightedAverage:
-        """Set constructor arguments, as scikit-learn's search tools expect."""
-        for k, v in params.items():
-            if k not in self._param_names:
-                raise ValueError(f"unknown parameter {k!r}; allowed: {list(self._param_names)}")
-            setattr(self, k, v)
-        return self
-
-    _param_names: tuple[str, ...] = ("random_state",)
-
-
-class MeanEnsemble(_WeightedAverage):
+class MeanEnsemble(_Ensemble):
     """Uniform average of all members: the baseline every other method must beat."""
 
     def __init__(self, random_state: int | None = None) -> None:
@@ -55,37 +55,40 @@ class MeanEnsemble(_WeightedAverage):
         return self
 
 
-class WeightedEnsemble(_WeightedAverage):
+class WeightedEnsemble(_Ensemble):
     """Convex weights (non-negative, summing to 1) minimising validation log loss (classes)
     or mean squared error (values), by SLSQP; ``l2`` pulls the weights towards uniform."""
-
-    _param_names = ("l2", "random_state")
 
     def __init__(self, l2: float = 0.0, random_state: int | None = None) -> None:
         self.l2 = l2
         self.random_state = random_state
 
+    def check_params(self) -> None:
+        """``l2`` must be a number >= 0."""
+        if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float)) or self.l2 < 0:
+            raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
+
     def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
         """Learn ``weights_`` on validation predictions."""
-        if not (isinstance(self.l2, (int, float)) and self.l2 >= 0):
-            raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
+        self.check_params()
         P, y = check_predictions(P, y)
         m = P.shape[0]
         uniform = np.full(m, 1.0 / m)
         if m == 1:
-            self.weights_ = uniform
+            self.weights_, self.n_iter_ = uniform, 0
             return self
         if P.ndim == 3:
-            picked = P[:, np.arange(P.shape[1]), y]  # (members, n): prob. of the true class
+            picked = _true_class_proba(P, y)
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
                 p = np.clip(w @ picked, EPS, None)
                 return float(-np.mean(np.log(p))), -(picked / p).mean(axis=1)
         else:
+            flat = P.reshape(m, -1)
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-                err = w @ P - y
-                return float(np.mean(err**2)), 2.0 * (P * err).mean(axis=1)
+                err = w @ flat - y
+                return float(np.mean(err**2)), 2.0 * (flat * err).mean(axis=1)
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = loss(w)
@@ -107,3 +110,154 @@ class WeightedEnsemble(_WeightedAverage):
         self.weights_ = w / w.sum()
         self.n_iter_ = int(result.nit)
         return self
+
+
+class GreedyEnsemble(_Ensemble):
+    """Ensemble selection from a library of models (Caruana et al. 2004).
+
+    Forward selection with replacement: each of ``n_steps`` adds the member that most lowers
+    the validation loss (log loss for classes, MSE for values) of the running average; ties go
+    to members already chosen, then to the lower index. ``n_init`` starts from the N best
+    single members. The step with the lowest loss is kept, so more steps never hurt on val.
+    ``weights_`` are the selection counts of that step, normalised.
+    """
+
+    def __init__(self, n_steps: int = 50, n_init: int = 0, random_state: int | None = None):
+        self.n_steps = n_steps
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def check_params(self) -> None:
+        """``n_steps`` >= 1 and ``n_init`` >= 0, integers."""
+        for name, value, low in (("n_steps", self.n_steps, 1), ("n_init", self.n_init, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> GreedyEnsemble:
+        """Select members on validation predictions; deterministic for the same input."""
+        self.check_params()
+        P, y = check_predictions(P, y)
+        m = P.shape[0]
+        if P.ndim == 3:
+            target = _true_class_proba(P, y)  # only the true class matters to log loss
+
+            def row_losses(avg: np.ndarray) -> np.ndarray:
+                return -np.log(np.clip(avg, EPS, None)).mean(axis=1)
+        else:
+            target, yy = P.reshape(m, -1), y.reshape(-1)
+
+            def row_losses(avg: np.ndarray) -> np.ndarray:
+                return ((avg - yy) ** 2).mean(axis=1)
+
+        counts = np.zeros(m, dtype=np.int64)
+        total = np.zeros(target.shape[1])
+        for i in np.argsort(row_losses(target), kind="stable")[: min(self.n_init, m)]:
+            counts[i] += 1
+            total += target[i]
+        best_loss, best_counts = np.inf, counts.copy()
+        if counts.any():
+            best_loss = float(row_losses(total[None] / counts.sum())[0])
+        history = []
+        for _ in range(self.n_steps):
+            cand = row_losses((total + target) / (counts.sum() + 1))
+            tied = np.flatnonzero(cand <= cand.min() + 1e-12)
+            chosen_before = tied[counts[tied] > 0]
+            pick = int(chosen_before[0] if len(chosen_before) else tied[0])
+            counts[pick] += 1
+            total += target[pick]
+            history.append(float(cand[pick]))
+            if cand[pick] < best_loss - 1e-12:
+                best_loss, best_counts = float(cand[pick]), counts.copy()
+        self.loss_history_ = np.array(history)
+        self.counts_ = best_counts
+        self.best_loss_ = best_loss
+        self.weights_ = best_counts / best_counts.sum()
+        return self
+
+
+class StackingEnsemble(_Ensemble):
+    """A meta-learner on the members' validation predictions: multinomial logistic regression
+    on their log-probabilities (classes) or ridge regression on their values.
+
+    ``fit`` also stores ``oof_pred_``: cross-fitted predictions on the validation rows (each
+    fold predicted by a meta-learner fitted on the other folds), so the validation score it
+    reports never comes from rows the meta-learner was fitted on. ``weights_`` are each
+    member's share of the meta-learner's absolute coefficients: an importance, not a convex
+    combination.
+    """
+
+    def __init__(
+        self, C: float = 1.0, alpha: float = 1.0, cv: int = 5, random_state: int | None = None
+    ) -> None:
+        self.C = C
+        self.alpha = alpha
+        self.cv = cv
+        self.random_state = random_state
+
+    def _features(self, P: np.ndarray) -> np.ndarray:
+        if P.ndim == 3:
+            return np.log(np.clip(P, EPS, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
+        return P.T
+
+    def _meta(self, classification: bool):
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        if classification:
+            return LogisticRegression(C=self.C, max_iter=2000)
+        return Ridge(alpha=self.alpha)
+
+    def _proba(self, meta, X: np.ndarray, n_classes: int) -> np.ndarray:
+        out = np.zeros((len(X), n_classes))
+        out[:, meta.classes_] = meta.predict_proba(X)
+        return out
+
+    def check_params(self) -> None:
+        """``cv`` >= 2; ``C`` and ``alpha`` > 0."""
+        if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
+        for name in ("C", "alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> StackingEnsemble:
+        """Fit the meta-learner on all validation rows; cross-fit ``oof_pred_`` beside it."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        self.check_params()
+        P, y = check_predictions(P, y)
+        classification = P.ndim == 3
+        X = self._features(P)
+        self.n_classes_ = P.shape[2] if classification else None
+        self.meta_ = self._meta(classification).fit(X, y)
+        n_splits = min(self.cv, len(y))
+        if classification:
+            n_splits = max(2, min(n_splits, np.bincount(y).max()))
+            min_count = np.bincount(y)[np.bincount(y) > 0].min()
+            folds = (StratifiedKFold if min_count >= n_splits else KFold)(
+                n_splits, shuffle=True, random_state=self.random_state
+            )
+        else:
+            folds = KFold(n_splits, shuffle=True, random_state=self.random_state)
+        oof = np.zeros((len(y), P.shape[2])) if classification else np.zeros(len(y))
+        for train, held in folds.split(X, y):
+            meta = self._meta(classification).fit(X[train], y[train])
+            oof[held] = (
+                self._proba(meta, X[held], P.shape[2]) if classification else meta.predict(X[held])
+            )
+        self.oof_pred_ = oof
+        coef = np.abs(np.atleast_2d(self.meta_.coef_))
+        per_member = coef.reshape(coef.shape[0], P.shape[0], -1).sum(axis=(0, 2))
+        self.weights_ = (
+            per_member / per_member.sum()
+            if per_member.sum() > 0
+            else np.full(P.shape[0], 1.0 / P.shape[0])
+        )
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        """The meta-learner's predictions on the members' predictions ``P``."""
+        X = self._features(self._check_fitted(P))
+        if self.n_classes_ is not None:
+            return self._proba(self.meta_, X, self.n_classes_)
+        return self.meta_.predict(X)

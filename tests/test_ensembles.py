@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 import ensembles
-from ensembles import METHODS, MeanEnsemble, WeightedEnsemble, make
+from ensembles import (
+    METHODS,
+    GreedyEnsemble,
+    MeanEnsemble,
+    StackingEnsemble,
+    WeightedEnsemble,
+    make,
+)
 from ensembles.metrics import evaluate
-from ensembles.stage import fit_and_score
 
 
 def informative_and_noise(n: int = 400, classes: int = 4, noisy: int = 3, seed: int = 0):
@@ -22,18 +28,19 @@ def informative_and_noise(n: int = 400, classes: int = 4, noisy: int = 3, seed: 
 
 
 def test_registry_lists_methods_and_unknown_names_fail_with_the_list():
-    assert {"mean", "weighted"} <= set(METHODS)
+    assert {"mean", "weighted", "greedy", "stacking"} <= set(METHODS)
     with pytest.raises(ValueError, match=r"unknown ensemble method 'nope'.*mean.*weighted"):
         make("nope")
 
 
-def test_informative_member_gets_most_weight_among_noisy_copies():
+@pytest.mark.parametrize("method", [m for m in sorted(METHODS) if m != "mean"])
+def test_informative_member_gets_most_weight_among_noisy_copies(method):
     P, y = informative_and_noise()
-    w = WeightedEnsemble().fit(P, y).weights_
-    assert w[0] > 0.9
+    w = make(method).fit(P, y).weights_
+    assert w[0] > 0.9 if method != "stacking" else w[0] == w.max()
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", ["mean", "weighted", "greedy"])
 def test_weights_are_convex(method):
     P, y = informative_and_noise(seed=3)
     w = make(method).fit(P, y).weights_
@@ -94,12 +101,6 @@ def test_bad_predictions_fail_with_a_clear_message(P, y, message):
         WeightedEnsemble().fit(P, y)
 
 
-def test_negative_l2_is_rejected_with_the_value():
-    P, y = informative_and_noise()
-    with pytest.raises(ValueError, match="l2 must be a number >= 0, got -1"):
-        WeightedEnsemble(l2=-1).fit(P, y)
-
-
 def test_predict_before_fit_and_member_count_mismatch_fail():
     P, y = informative_and_noise()
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -118,13 +119,83 @@ def test_params_follow_the_sklearn_contract():
     assert twin.get_params() == ens.get_params() and not hasattr(twin, "weights_")
 
 
-def test_fit_and_score_reports_test_from_weights_learned_on_val():
-    P, y = informative_and_noise(seed=5)
-    Pt, yt = informative_and_noise(seed=6)
-    result = fit_and_score("weighted", {}, ["good", "n1", "n2", "n3"], P, y, Pt, yt)
-    assert max(result.weights, key=result.weights.get) == "good"
-    expected = evaluate(yt, np.tensordot(list(result.weights.values()), Pt, axes=1))
-    assert result.test_scores == pytest.approx(expected)
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_every_method_fits_and_predicts_in_the_members_format(method, kind):
+    rng = np.random.default_rng(7)
+    if kind == "classification":
+        P, y = informative_and_noise(n=200, classes=3, noisy=2, seed=7)
+    else:
+        y = rng.normal(size=200)
+        P = np.stack([y + rng.normal(0, s, 200) for s in (0.2, 0.5, 1.0)])
+    ens = make(method, random_state=0).fit(P, y)
+    out = ens.predict(P)
+    assert out.shape == P.shape[1:]
+    assert ens.weights_.shape == (3,) and np.isfinite(out).all()
+
+
+def test_greedy_is_deterministic_and_keeps_its_best_step():
+    P, y = informative_and_noise(seed=8, noisy=6)
+    a, b = GreedyEnsemble(n_steps=30).fit(P, y), GreedyEnsemble(n_steps=30).fit(P, y)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    assert a.best_loss_ == pytest.approx(a.loss_history_.min())
+    assert a.counts_.sum() <= 30
+
+
+def test_greedy_ties_go_to_members_already_chosen():
+    P, y = informative_and_noise(noisy=0)
+    P3 = np.concatenate([P, P, P])  # three identical members: every step is a three-way tie
+    ens = GreedyEnsemble(n_steps=5).fit(P3, y)
+    np.testing.assert_array_equal(ens.weights_, [1.0, 0.0, 0.0])
+
+
+def test_greedy_n_init_starts_from_the_best_members():
+    P, y = informative_and_noise(seed=9, noisy=3)
+    ens = GreedyEnsemble(n_steps=1, n_init=2).fit(P, y)
+    assert ens.counts_[0] >= 1
+
+
+def test_greedy_beats_or_ties_the_best_single_member_on_its_own_loss():
+    P, y = informative_and_noise(seed=10, noisy=4)
+    ens = GreedyEnsemble().fit(P, y)
+    singles = [evaluate(y, p)["log_loss"] for p in P]
+    assert evaluate(y, ens.predict(P))["log_loss"] <= min(singles) + 1e-12
+
+
+def test_stacking_does_not_leak_its_validation_score():
+    """Noise members and random labels: the in-sample meta fit looks better than chance,
+    the cross-fitted (out-of-fold) score the stage reports does not."""
+    rng = np.random.default_rng(11)
+    n, classes = 240, 3
+    y = rng.integers(0, classes, n)
+    P = rng.dirichlet(np.ones(classes), size=(12, n))
+    ens = StackingEnsemble(C=100.0, random_state=0).fit(P, y)
+    in_sample = evaluate(y, ens.predict(P))["accuracy"]
+    out_of_fold = evaluate(y, ens.oof_pred_)["accuracy"]
+    assert in_sample > 0.45
+    assert out_of_fold < 0.42
+    assert out_of_fold < in_sample
+
+
+def test_stacking_learns_from_an_informative_member():
+    P, y = informative_and_noise(n=300, seed=12)
+    ens = StackingEnsemble(random_state=0).fit(P, y)
+    assert evaluate(y, ens.oof_pred_)["accuracy"] > 0.95
+    assert ens.oof_pred_.shape == (300, 4)
+
+
+@pytest.mark.parametrize(
+    "method, params, message",
+    [
+        ("weighted", {"l2": -1}, "l2 must be a number >= 0, got -1"),
+        ("greedy", {"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
+        ("stacking", {"cv": 1}, "cv must be an integer >= 2, got 1"),
+        ("stacking", {"C": 0}, "C must be a number > 0, got 0"),
+    ],
+)
+def test_bad_method_params_are_named(method, params, message):
+    with pytest.raises(ValueError, match=message):
+        make(method, **params).check_params()
 
 
 def test_ensembles_package_stays_free_of_ray_mlflow_hydra():
