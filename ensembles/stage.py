@@ -1,7 +1,10 @@
-"""Fit an ensemble on members' validation predictions, then score it once on test."""
+"""The ensemble stage: pick usable members, learn on validation predictions, report on test
+once, with honest estimates and a diversity report beside the scores."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,45 +12,155 @@ from typing import Any
 import numpy as np
 
 from ensembles import make
-from ensembles.metrics import evaluate
+from ensembles.diversity import disagreement, error_correlation, leave_one_out
+from ensembles.honest import best_member, bootstrap_gain, cross_fitted
+from ensembles.metrics import evaluate, headline_metric
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class EnsembleResult:
-    """A fitted ensemble's weights by member and its validation and test scores."""
+class MemberPredictions:
+    """One member's predictions on the validation and test rows of a split."""
+
+    name: str
+    val: np.ndarray
+    test: np.ndarray
+    fingerprint: str | None = None
+
+
+def usable_members(
+    members: Sequence[MemberPredictions], fingerprint: str | None = None
+) -> tuple[list[MemberPredictions], dict[str, str]]:
+    """Members fit to ensemble, and the reason each other one was left out.
+
+    A member is left out when its split fingerprint differs from ``fingerprint`` (default:
+    the most common one), its shapes differ from the most common shapes, or its predictions
+    hold NaN or infinite values.
+    """
+    if not members:
+        return [], {}
+    if fingerprint is None:
+        fingerprint = Counter(m.fingerprint for m in members).most_common(1)[0][0]
+    shapes = Counter((np.shape(m.val), np.shape(m.test)) for m in members).most_common(1)[0][0]
+    usable, dropped = [], {}
+    for m in members:
+        if m.fingerprint != fingerprint:
+            dropped[m.name] = f"split fingerprint {m.fingerprint} is not {fingerprint}"
+        elif (np.shape(m.val), np.shape(m.test)) != shapes:
+            dropped[m.name] = (
+                f"prediction shapes {np.shape(m.val)}/{np.shape(m.test)} differ from "
+                f"{shapes[0]}/{shapes[1]}"
+            )
+        elif not (np.all(np.isfinite(m.val)) and np.all(np.isfinite(m.test))):
+            dropped[m.name] = "predictions contain NaN or infinite values"
+        else:
+            usable.append(m)
+    return usable, dropped
+
+
+@dataclass
+class EnsembleReport:
+    """A fitted ensemble, its scores, honest estimates and diversity."""
 
     method: str
     params: dict[str, Any]
+    metric: str
+    names: list[str]
     weights: dict[str, float]
     val_scores: dict[str, float]
+    val_cross_fitted: bool
     test_scores: dict[str, float]
+    best_member: str
+    best_member_test_scores: dict[str, float]
+    test_gain: dict[str, float]
+    cross_fitted: dict[str, Any]
+    diversity: dict[str, Any]
+    dropped: dict[str, str]
+    estimator: Any = field(repr=False)
     val_pred: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
 
+    @property
+    def beats_best_member(self) -> bool:
+        """Whether the ensemble scored better than the best (by val) member on test."""
+        return self.test_gain["estimate"] > 0
 
-def fit_and_score(
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready view for summary.json and MLflow."""
+        return {
+            "method": self.method,
+            "params": self.params,
+            "weights": self.weights,
+            "val_metric": self.val_scores[self.metric],
+            "test_metric": self.test_scores[self.metric],
+            "val_scores": self.val_scores,
+            "val_cross_fitted": self.val_cross_fitted,
+            "test_scores": self.test_scores,
+            "best_member": self.best_member,
+            "best_member_test_metric": self.best_member_test_scores[self.metric],
+            "test_gain_over_best_member": self.test_gain,
+            "beats_best_member": self.beats_best_member,
+            "cross_fitted": self.cross_fitted,
+            "left_out": self.dropped,
+        }
+
+
+def run(
     method: str,
     params: Mapping[str, Any],
-    names: Sequence[str],
-    P_val: np.ndarray,
+    members: Sequence[MemberPredictions],
     y_val: np.ndarray,
-    P_test: np.ndarray,
     y_test: np.ndarray,
-    random_state: int | None = None,
-) -> EnsembleResult:
-    """Learn weights on validation predictions only; test is touched once, to report."""
-    if len(names) != len(P_val) or len(names) != len(P_test):
+    random_state: int | None = 0,
+    cv_folds: int = 5,
+    n_boot: int = 1000,
+    fingerprint: str | None = None,
+) -> EnsembleReport:
+    """Ensemble the usable members: weights from validation only; test touched to report."""
+    usable, dropped = usable_members(members, fingerprint)
+    if len(usable) < 2:
+        names = ", ".join(m.name for m in usable) or "none"
         raise ValueError(
-            f"got {len(names)} names for {len(P_val)} val and {len(P_test)} test predictions"
+            f"need at least two usable members to ensemble, got {len(usable)} ({names})"
+            + (f"; left out: {dropped}" if dropped else "")
         )
+    for name, reason in dropped.items():
+        log.warning("member %s left out of the ensemble: %s", name, reason)
+    names = [m.name for m in usable]
+    P_val = np.stack([m.val for m in usable])
+    P_test = np.stack([m.test for m in usable])
+    metric = headline_metric(P_val.ndim == 3)
     estimator = make(method, random_state=random_state, **params).fit(P_val, y_val)
-    val_pred, test_pred = estimator.predict(P_val), estimator.predict(P_test)
-    return EnsembleResult(
+    oof = getattr(estimator, "oof_pred_", None)
+    val_pred = estimator.predict(P_val) if oof is None else oof
+    test_pred = estimator.predict(P_test)
+    best = best_member(P_val, y_val, metric)
+    return EnsembleReport(
         method=method,
         params=dict(params),
+        metric=metric,
+        names=names,
         weights={n: float(w) for n, w in zip(names, estimator.weights_, strict=True)},
         val_scores=evaluate(y_val, val_pred),
+        val_cross_fitted=oof is not None,
         test_scores=evaluate(y_test, test_pred),
+        best_member=names[best],
+        best_member_test_scores=evaluate(y_test, P_test[best]),
+        test_gain=bootstrap_gain(
+            y_test, test_pred, P_test[best], metric, n_boot=n_boot, random_state=random_state
+        ),
+        cross_fitted=cross_fitted(method, params, P_val, y_val, metric, cv_folds, random_state),
+        diversity={
+            "names": names,
+            "error_correlation": error_correlation(P_val, y_val).round(4).tolist(),
+            "disagreement": None if (d := disagreement(P_val)) is None else d.round(4).tolist(),
+            "leave_one_out": leave_one_out(
+                method, params, names, P_val, y_val, P_test, y_test, metric, random_state
+            ),
+        },
+        dropped=dropped,
+        estimator=estimator,
         val_pred=val_pred,
         test_pred=test_pred,
     )

@@ -1,0 +1,107 @@
+"""The ensemble stage: usable members, honest estimates, diversity, test touched only to report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_ensembles import informative_and_noise
+
+from ensembles import stage
+from ensembles.diversity import disagreement, error_correlation, leave_one_out
+from ensembles.honest import bootstrap_gain, cross_fitted
+from ensembles.stage import MemberPredictions, usable_members
+
+
+def members(seed: int = 0, noisy: int = 3, fp: str = "fp"):
+    P, y = informative_and_noise(n=300, seed=seed, noisy=noisy)
+    Pt, yt = informative_and_noise(n=300, seed=seed + 100, noisy=noisy)
+    names = ["good", *[f"noise{i}" for i in range(noisy)]]
+    return [MemberPredictions(n, P[i], Pt[i], fp) for i, n in enumerate(names)], y, yt
+
+
+def test_members_from_another_split_bad_shapes_or_nan_are_left_out_with_a_reason():
+    ms, _, _ = members()
+    ms.append(MemberPredictions("other_split", ms[0].val, ms[0].test, "xyz"))
+    ms.append(MemberPredictions("wrong_shape", ms[0].val[:10], ms[0].test, "fp"))
+    bad = ms[1].val.copy()
+    bad[3, 0] = np.nan
+    ms.append(MemberPredictions("nan", bad, ms[1].test, "fp"))
+    usable, dropped = usable_members(ms, "fp")
+    assert [m.name for m in usable] == ["good", "noise0", "noise1", "noise2"]
+    assert "split fingerprint xyz is not fp" in dropped["other_split"]
+    assert "shapes" in dropped["wrong_shape"]
+    assert "NaN" in dropped["nan"]
+
+
+def test_fewer_than_two_usable_members_is_a_clear_error():
+    ms, y, yt = members(noisy=1)
+    ms[1].val = ms[1].val * np.inf
+    with pytest.raises(ValueError, match=r"need at least two usable members .* got 1 \(good\)"):
+        stage.run("weighted", {}, ms, y, yt)
+
+
+def test_weights_come_from_validation_only():
+    ms, y, yt = members(seed=1)
+    a = stage.run("weighted", {}, ms, y, yt)
+    b = stage.run("weighted", {}, ms, y, np.roll(yt, 1))  # scrambled test labels
+    assert a.weights == b.weights
+    assert a.test_scores != b.test_scores
+
+
+def test_report_names_the_best_member_and_the_gain_over_it():
+    ms, y, yt = members(seed=2)
+    report = stage.run("greedy", {}, ms, y, yt, n_boot=200)
+    assert report.best_member == "good"
+    summary = report.summary()
+    assert summary["best_member"] == "good"
+    gain = summary["test_gain_over_best_member"]
+    assert gain["ci_low"] <= gain["estimate"] <= gain["ci_high"]
+    assert summary["beats_best_member"] == (gain["estimate"] > 0)
+    assert set(summary["cross_fitted"]) == {"folds", "ensemble", "best_member", "gain"}
+
+
+def test_stacking_reports_its_out_of_fold_validation_score():
+    ms, y, yt = members(seed=3)
+    report = stage.run("stacking", {}, ms, y, yt)
+    assert report.val_cross_fitted
+    np.testing.assert_array_equal(report.val_pred, report.estimator.oof_pred_)
+
+
+def test_cross_fitted_estimate_shows_an_ensemble_that_only_overfits_validation():
+    """Noise members, random labels: in-sample the weighted fit beats chance a little;
+    cross-fitted, it gains nothing over picking a member."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 200)
+    P = rng.dirichlet(np.ones(2), size=(8, 200))
+    cf = cross_fitted("weighted", {}, P, y, "accuracy", k=5, random_state=0)
+    assert cf["ensemble"]["accuracy"] < 0.6
+    assert abs(cf["gain"]) < 0.15
+
+
+def test_bootstrap_gain_is_zero_for_identical_predictions_and_positive_when_better():
+    P, y = informative_and_noise(n=400, seed=5, noisy=1)
+    same = bootstrap_gain(y, P[0], P[0], "accuracy", n_boot=200)
+    assert same == {**same, "estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    better = bootstrap_gain(y, P[0], P[1], "accuracy", n_boot=200)
+    assert better["ci_low"] > 0
+    yr = np.linspace(0, 1, 300)
+    reg = bootstrap_gain(yr, yr + 0.01, yr + 0.5, "rmse", n_boot=200)
+    assert reg["estimate"] == pytest.approx(0.49) and reg["ci_low"] > 0
+
+
+def test_diversity_identical_members_correlate_fully_and_never_disagree():
+    P, y = informative_and_noise(n=200, seed=6, noisy=1)
+    P2 = np.stack([P[0], P[0], P[1]])
+    corr = error_correlation(P2, y)
+    assert corr[0, 1] == pytest.approx(1.0) and abs(corr[0, 2]) < 0.5
+    dis = disagreement(P2)
+    assert dis[0, 1] == 0.0 and dis[0, 2] > 0.3
+    assert disagreement(P2[:, :, 0]) is None
+
+
+def test_leave_one_out_credits_the_informative_member():
+    P, y = informative_and_noise(n=300, seed=7, noisy=2)
+    Pt, yt = informative_and_noise(n=300, seed=107, noisy=2)
+    loo = leave_one_out("weighted", {}, ["good", "n1", "n2"], P, y, Pt, yt, "accuracy")
+    assert loo["good"]["val"] > 0.3 and loo["good"]["test"] > 0.3
+    assert abs(loo["n1"]["test"]) < 0.05
