@@ -53,7 +53,27 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out = [line(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out.append(line("-" * w for w in widths))
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+    if ens and "cross_fitted" in ens:
+        out += ["", *honest_lines(ens, metric)]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
+    """The numbers that say whether the ensemble is worth it, in words."""
+    cf, gain = ens["cross_fitted"], ens["test_gain_over_best_member"]
+    pct = round(100 * gain["level"])
+    if not ens["beats_best_member"]:
+        verdict = "does NOT beat its best member on test"
+    elif gain["ci_low"] > 0:
+        verdict = "beats its best member on test, and the interval excludes 0"
+    else:
+        verdict = "scores above its best member on test, but the interval includes 0"
+    return [
+        f"cross-fitted on val ({cf['folds']} folds): ensemble {cf['ensemble'][metric]:.4f}, "
+        f"best single member {cf['best_member'][metric]:.4f}, gain {cf['gain']:+.4f}",
+        f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
+        f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
+    ]
 
 
 def write_summary(summary: dict[str, Any], output_dir: str | Path) -> Path:

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -84,10 +84,14 @@ class MemberSpec:
 
 @dataclass(frozen=True)
 class EnsembleSpec:
-    """Which ensemble method combines the members, and its constructor arguments."""
+    """Which ensemble method combines the members, and how it is judged and exported."""
 
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    cv_folds: int = 5  # folds of the cross-fitted estimate on validation
+    n_boot: int = 1000  # bootstrap resamples of the test gain's interval
+    log_model: bool = True  # log the ensemble as an MLflow pyfunc model
+    register_as: str | None = None  # also register it in the model registry under this name
 
 
 @dataclass(frozen=True)
@@ -269,13 +273,20 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
 
     spec = _build(EnsembleSpec, _mapping("ensemble", raw), "ensemble")
     params = _mapping("ensemble.params", spec.params)
+    if spec.method not in ensembles.METHODS:
+        known = ", ".join(sorted(ensembles.METHODS))
+        raise _fail("ensemble.method", f"unknown ensemble method {spec.method!r}; known: {known}")
     try:
-        ensembles.make(spec.method, **params)
-    except TypeError as err:
+        ensembles.make(spec.method, **params).check_params()
+    except (TypeError, ValueError) as err:
         raise _fail("ensemble.params", str(err)) from None
-    except ValueError as err:
-        raise _fail("ensemble.method", str(err)) from None
-    return EnsembleSpec(spec.method, params)
+    _int("ensemble.cv_folds", spec.cv_folds, 2)
+    _int("ensemble.n_boot", spec.n_boot, 10)
+    if spec.register_as is not None and not NAME_PATTERN.match(str(spec.register_as)):
+        raise _fail(
+            "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"
+        )
+    return replace(spec, params=params, log_model=bool(spec.log_model))
 
 
 def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:

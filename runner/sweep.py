@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ensembles import export, stage
 from ensembles.metrics import evaluate, headline_metric
-from ensembles.stage import EnsembleResult, fit_and_score
+from ensembles.stage import MemberPredictions
 from runner import plan, report
 from runner.cluster import ray_session
 from runner.data import Dataset
@@ -67,41 +63,40 @@ def _tune(spec: RunSpec, data: Dataset, callback: MemberCallback) -> None:
     tuner.fit()
 
 
-def _usable(records: list[MemberRecord], data: Dataset) -> list[MemberRecord]:
-    """Finished members whose predictions fit this split; the rest are left out, with a warning."""
-    usable = []
-    for r in records:
-        if r.status != "FINISHED":
-            continue
-        if r.fingerprint != data.fingerprint:
-            log.warning("member %s left out: predictions from another split", r.name)
-        elif not (np.all(np.isfinite(r.val)) and np.all(np.isfinite(r.test))):
-            log.warning("member %s left out: NaN or infinite predictions", r.name)
-        else:
-            usable.append(r)
-    return usable
-
-
-def _log_ensemble(tracker: SweepTracker, result: EnsembleResult, metric: str) -> str:
-    run_id = tracker.child("ensemble", "ensemble", {"runner.members": ",".join(result.weights)})
-    client = tracker.client
-    client.log_param(run_id, "method", result.method)
-    for key, value in result.params.items():
-        client.log_param(run_id, key, value)
-    tracker.log_metrics(
-        run_id,
-        {
-            **{f"final_val_{k}": v for k, v in result.val_scores.items()},
-            **{f"final_test_{k}": v for k, v in result.test_scores.items()},
-            **{f"weight.{name}": w for name, w in result.weights.items()},
-        },
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "weights.json").write_text(json.dumps(result.weights, indent=2))
-        np.savez(Path(tmp) / "predictions.npz", val=result.val_pred, test=result.test_pred)
-        client.log_artifacts(run_id, tmp)
+def _ensemble(
+    spec: RunSpec, data: Dataset, tracker: SweepTracker, records: list[MemberRecord]
+) -> dict[str, Any] | None:
+    """Run the ensemble stage on the finished members and log its run; None if < 2 usable."""
+    finished = [r for r in records if r.status == "FINISHED"]
+    members = [MemberPredictions(r.name, r.val, r.test, r.fingerprint) for r in finished]
+    e = spec.ensemble
+    try:
+        result = stage.run(
+            e.method,
+            e.params,
+            members,
+            data.y_val,
+            data.y_test,
+            random_state=spec.seed,
+            cv_folds=e.cv_folds,
+            n_boot=e.n_boot,
+            fingerprint=data.fingerprint,
+        )
+    except ValueError as err:
+        log.warning("no ensemble: %s", err)
+        return None
+    run_id = tracker.child("ensemble", "ensemble", {"runner.members": ",".join(result.names)})
+    export.log_report(tracker.client, run_id, result)
+    out = {**result.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
+    if e.log_model:
+        runs = {r.name: r.run_id for r in finished}
+        out["model_uri"] = export.log_pyfunc(
+            tracker.client, run_id, result, runs, data.input_spec.n_features
+        )
+        if e.register_as:
+            out["registered_version"] = export.register(tracker.client, run_id, e.register_as)
     tracker.terminate(run_id, "FINISHED")
-    return run_id
+    return out
 
 
 def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
@@ -134,7 +129,6 @@ def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
             )
         records = [callback.records[m.name] for m in spec.members]
         metric = headline_metric(data.task.is_classification)
-        usable = _usable(records, data)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
             "sweep_id": spec.sweep_id,
@@ -146,32 +140,13 @@ def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
             "members": [_member_row(r, data, metric) for r in records],
             "ensemble": None,
         }
-        if not usable:
+        if not any(r.status == "FINISHED" for r in records):
             summary["wall_seconds"] = round(time.perf_counter() - start, 2)
             report.write_summary(summary, spec.output_dir)
             raise SweepFailed(
-                f"no member finished with usable predictions ({len(records)} tried); "
-                "see the member runs' runner.error tags"
+                f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
             )
-        result = fit_and_score(
-            spec.ensemble.method,
-            spec.ensemble.params,
-            [r.name for r in usable],
-            np.stack([r.val for r in usable]),
-            data.y_val,
-            np.stack([r.test for r in usable]),
-            data.y_test,
-            random_state=spec.seed,
-        )
-        summary["ensemble"] = {
-            "method": result.method,
-            "run_id": _log_ensemble(tracker, result, metric),
-            "weights": result.weights,
-            "val_metric": result.val_scores[metric],
-            "test_metric": result.test_scores[metric],
-            "val_scores": result.val_scores,
-            "test_scores": result.test_scores,
-        }
+        summary["ensemble"] = _ensemble(spec, data, tracker, records)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
         tracker.client.log_artifact(tracker.parent_run_id, str(path))

@@ -129,6 +129,7 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             "train_seconds": train_seconds,
             "hostname": socket.gethostname(),
             "fingerprint": data.fingerprint,
+            "n_features": data.input_spec.n_features,
         }
         (out / "member.json").write_text(json.dumps(info, indent=2, default=str))
         final = {

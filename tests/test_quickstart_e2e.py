@@ -3,6 +3,8 @@ SQLite store; we check the run tree, the artifacts and that summary.json matches
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,10 @@ def sweep_runs(client: MlflowClient, sweep_id: str) -> dict[str, list]:
     runs = client.search_runs(
         [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=1000
     )
-    by_role: dict[str, list] = {"sweep": [], "member": [], "ensemble": []}
+    by_role: dict[str, list] = {"sweep": [], "member": [], "ensemble": [], "reensemble": []}
     for run in runs:
-        by_role[run.data.tags["runner.role"]].append(run)
+        role = run.data.tags["runner.role"]
+        by_role["reensemble" if run.data.tags.get("runner.reensemble") else role].append(run)
     return by_role
 
 
@@ -56,6 +59,16 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
     assert set(weights) == members
     assert all(w >= 0 for w in weights.values())
     assert sum(weights.values()) == pytest.approx(1.0, abs=1e-9)
+
+    ens_artifacts = {a.path for a in client.list_artifacts(ens.info.run_id)}
+    assert {"model", "report.json", "weights.json", "diversity.md", "predictions.npz"} <= (
+        ens_artifacts
+    )
+    for picture in ("diversity_heatmap.png", "weights.png"):
+        assert picture in ens_artifacts
+    for key in ("cv_gain", "test_gain", "test_gain_ci_low", "beats_best_member"):
+        assert key in ens.data.metrics
+    assert ens.data.tags["runner.best_member"] in members
 
     # summary.json says what MLflow holds
     assert summary["ensemble"]["run_id"] == ens.info.run_id
@@ -103,6 +116,11 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     recomputed = recomputed_ensemble_test_accuracy(client, summary, tmp_path)
     assert recomputed == pytest.approx(summary["ensemble"]["test_metric"])
 
+    # the logged pyfunc model takes raw features and predicts what the ensemble stage did
+    assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path)
+    # re-ensembling from MLflow without retraining gives what a fresh fit gives
+    assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_path)
+
     second = run_cli(
         workdir,
         "+experiment=quickstart",
@@ -124,6 +142,127 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     assert len([r for r in all_runs if r.data.tags["runner.role"] == "sweep"]) == 2
 
 
+def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None:
+    import mlflow
+
+    from runner.data import load
+
+    data = load("digits", 0.2, 0.2, 0)
+    assert data.fingerprint == summary["data"]["fingerprint"]
+    mlflow.set_tracking_uri(db)
+    try:
+        model = mlflow.pyfunc.load_model(summary["ensemble"]["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    predicted = model.predict(data.X_test)
+    logged = client.download_artifacts(
+        summary["ensemble"]["run_id"], "predictions.npz", str(tmp_path)
+    )
+    with np.load(logged) as npz:
+        np.testing.assert_allclose(predicted, npz["test"], rtol=1e-6, atol=1e-7)
+
+
+def assert_model_serves(workdir: Path, summary: dict) -> None:
+    """`mlflow models serve` answers /invocations with the ensemble's test predictions."""
+    import json
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    from runner.data import load
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    server = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            summary["ensemble"]["model_uri"],
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "server did not start"
+                time.sleep(1)
+        X = load("digits", 0.2, 0.2, 0).X_test[:4]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": X.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        served = np.array(json.loads(urllib.request.urlopen(request).read())["predictions"])
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    client = MlflowClient("sqlite:///" + str(workdir / "mlflow.db"))
+    path = client.download_artifacts(summary["ensemble"]["run_id"], "predictions.npz", str(workdir))
+    with np.load(path) as npz:
+        np.testing.assert_allclose(served, npz["test"][:4], rtol=1e-5, atol=1e-6)
+
+
+def assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_path) -> None:
+    from ensembles import stage
+    from ensembles.stage import MemberPredictions
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ensembles",
+            "experiment=quickstart",
+            "method=greedy",
+            f"tracking_uri={db}",
+            f"sweeps={summary['sweep_id']}",
+            "n_steps=20",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = sweep_runs(client, summary["sweep_id"])["reensemble"]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+    assert run.data.params["method"] == "greedy"
+    members, labels = [], None
+    for row in summary["members"]:
+        path = client.download_artifacts(
+            row["run_id"], "predictions.npz", str(tmp_path / row["name"])
+        )
+        with np.load(path) as npz:
+            members.append(
+                MemberPredictions(row["name"], npz["val"], npz["test"], str(npz["fingerprint"]))
+            )
+            labels = (npz["y_val"], npz["y_test"])
+    fresh = stage.run("greedy", {"n_steps": 20}, members, *labels, random_state=0)
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(fresh.test_scores["accuracy"])
+    assert {
+        k[len("weight.") :]: v for k, v in run.data.metrics.items() if k.startswith("weight.")
+    } == pytest.approx(fresh.weights)
+
+
 @pytest.mark.slow
 def test_readme_quickstart_command_reaches_097_test_accuracy(workdir):
     """Exactly the README's command, in a fresh directory: default store, default epochs."""
@@ -133,6 +272,7 @@ def test_readme_quickstart_command_reaches_097_test_accuracy(workdir):
     (summary_path,) = list((workdir / "outputs").glob("*/*/summary.json"))
     summary = read_summary(summary_path.parent)
     assert summary["ensemble"]["test_metric"] >= 0.97
+    assert_model_serves(workdir, summary)
     assert_run_tree(
         MlflowClient("sqlite:///" + str(workdir / "mlflow.db")),
         summary,

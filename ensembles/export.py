@@ -1,0 +1,186 @@
+"""The MLflow side of the ensemble stage: log an ensemble run's numbers, tables and pictures,
+and a servable pyfunc model (member models + the fitted ensemble) that takes raw inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow
+import numpy as np
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from ensembles import plots
+from ensembles.stage import EnsembleReport
+
+MODEL_ARTIFACT = "model"  # where members keep their model file, and the ensemble its pyfunc
+
+
+def metric_key(name: str) -> str:
+    """``name`` with the characters MLflow refuses in metric names replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
+
+
+def _metrics(report: EnsembleReport) -> dict[str, float]:
+    cf = report.cross_fitted
+    out = {
+        **{f"final_val_{k}": v for k, v in report.val_scores.items()},
+        **{f"final_test_{k}": v for k, v in report.test_scores.items()},
+        **{metric_key(f"weight.{name}"): w for name, w in report.weights.items()},
+        **{f"cv_ensemble_{k}": v for k, v in cf["ensemble"].items()},
+        **{f"cv_best_member_{k}": v for k, v in cf["best_member"].items()},
+        "cv_gain": cf["gain"],
+        "test_gain": report.test_gain["estimate"],
+        "test_gain_ci_low": report.test_gain["ci_low"],
+        "test_gain_ci_high": report.test_gain["ci_high"],
+        "beats_best_member": float(report.beats_best_member),
+    }
+    for name, loo in report.diversity["leave_one_out"].items():
+        out[metric_key(f"loo_val.{name}")] = loo["val"]
+        out[metric_key(f"loo_test.{name}")] = loo["test"]
+    return out
+
+
+def diversity_markdown(report: EnsembleReport) -> str:
+    """The diversity report as a Markdown table: weight, leave-one-out and error correlation."""
+    names = report.diversity["names"]
+    corr = report.diversity["error_correlation"]
+    loo = report.diversity["leave_one_out"]
+    head = ["member", "weight", "LOO val", "LOO test", *names]
+    rows = [
+        [
+            n,
+            f"{report.weights[n]:.3f}",
+            f"{loo[n]['val']:+.4f}",
+            f"{loo[n]['test']:+.4f}",
+            *(f"{c:.2f}" for c in corr[i]),
+        ]
+        for i, n in enumerate(names)
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    note = (
+        f"\nLOO: drop in {report.metric} when the ensemble is refitted without the member "
+        "(positive = the member helps). Columns after LOO: correlation of validation errors."
+    )
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def log_report(client: MlflowClient, run_id: str, report: EnsembleReport) -> None:
+    """Params, metrics, tables, plots and predictions of one ensemble run."""
+    params = {"method": report.method, "members": ",".join(report.names), **report.params}
+    ts = int(1000 * time.time())
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), ts, 0) for k, v in _metrics(report).items()],
+        params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+    )
+    client.set_tag(run_id, "runner.best_member", report.best_member)
+    client.set_tag(run_id, "runner.beats_best_member", str(report.beats_best_member).lower())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "weights.json").write_text(json.dumps(report.weights, indent=2))
+        (out / "report.json").write_text(
+            json.dumps({**report.summary(), "diversity": report.diversity}, indent=2)
+        )
+        (out / "diversity.md").write_text(diversity_markdown(report))
+        np.savez(out / "predictions.npz", val=report.val_pred, test=report.test_pred)
+        plots.weights_bar(report.weights, out / "weights.png", f"{report.method} ensemble weights")
+        plots.heatmap(
+            np.array(report.diversity["error_correlation"]),
+            report.diversity["names"],
+            out / "diversity_heatmap.png",
+            "correlation of validation errors",
+        )
+        client.log_artifacts(run_id, tmp)
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for dist in ("mlflow", "numpy", "scipy", "scikit-learn", "joblib", "keras", "tensorflow"):
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def log_pyfunc(
+    client: MlflowClient,
+    run_id: str,
+    report: EnsembleReport,
+    member_runs: Mapping[str, str],
+    n_features: int,
+) -> str:
+    """Log the ensemble as a pyfunc model under ``model/``; returns its ``runs:/`` URI.
+
+    ``member_runs`` maps each ensembled member to the MLflow run holding its model file.
+    """
+    classification = report.val_pred.ndim == 2
+    task = {
+        "kind": "classification" if classification else "regression",
+        "n_classes": int(report.val_pred.shape[1]) if classification else None,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts, kinds = {}, []
+        for i, name in enumerate(report.names):
+            folder = Path(
+                client.download_artifacts(member_runs[name], MODEL_ARTIFACT, tmp + f"/{i}")
+            )
+            (model_file,) = [p for p in folder.iterdir() if p.is_file()]
+            kinds.append("keras" if model_file.suffix == ".keras" else "sklearn")
+            artifacts[f"member_{i}"] = str(model_file)
+        spec_path = Path(tmp) / "ensemble_spec.json"
+        spec_path.write_text(json.dumps({"names": report.names, "kinds": kinds, "task": task}))
+        estimator_path = Path(tmp) / "estimator.joblib"
+        joblib.dump(report.estimator, estimator_path)
+        artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
+        example = np.zeros((1, n_features), dtype=np.float32)
+        signature = mlflow.models.infer_signature(example, report.test_pred[:1])
+        saved = Path(tmp) / "pyfunc"
+        with warnings.catch_warnings():
+            # An input example would make MLflow load every member (and TensorFlow) here, on
+            # the driver, just to check it; the explicit signature documents the input instead.
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            _save_pyfunc(saved, artifacts, signature)
+        client.log_artifacts(run_id, str(saved), MODEL_ARTIFACT)
+    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+
+
+def _save_pyfunc(path: Path, artifacts: dict[str, str], signature: Any) -> None:
+    import ensembles
+    import models
+
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+        artifacts=artifacts,
+        code_paths=[str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)],
+        pip_requirements=_requirements(),
+        signature=signature,
+    )
+
+
+def register(client: MlflowClient, run_id: str, name: str) -> str:
+    """Register the run's ensemble model under ``name``; returns the new version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+            raise
+    run = client.get_run(run_id)
+    version = client.create_model_version(
+        name, f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=run_id
+    )
+    return str(version.version)
