@@ -1,0 +1,104 @@
+"""``python -m ensembles``: re-ensembling from a real MLflow store, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+from test_ensembles import informative_and_noise
+
+
+def run(cwd: Path, *words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ensembles", *words],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def make_store(tmp: Path, member_status: dict[str, str], nan: set[str] = frozenset()) -> str:
+    """An experiment 'exp' with one sweep whose members hold synthetic predictions."""
+    db = f"sqlite:///{tmp}/store.db"
+    client = MlflowClient(db)
+    exp = client.create_experiment("exp")
+    tags = {"runner.experiment": "exp", "runner.sweep_id": "s1"}
+    parent = client.create_run(exp, run_name="sweep", tags={**tags, "runner.role": "sweep"})
+    P, y = informative_and_noise(n=120, seed=1, noisy=len(member_status) - 1)
+    Pt, yt = informative_and_noise(n=120, seed=2, noisy=len(member_status) - 1)
+    for i, (name, status) in enumerate(member_status.items()):
+        run = client.create_run(
+            exp,
+            run_name=name,
+            tags={
+                **tags,
+                "runner.role": "member",
+                "runner.member": name,
+                "mlflow.parentRunId": parent.info.run_id,
+            },
+        )
+        folder = tmp / name
+        folder.mkdir()
+        val = np.full_like(P[i], np.nan) if name in nan else P[i]
+        np.savez(
+            folder / "predictions.npz",
+            val=val,
+            test=Pt[i],
+            y_val=y,
+            y_test=yt,
+            fingerprint=np.array("fp1"),
+        )
+        (folder / "member.json").write_text(json.dumps({"n_features": 4}))
+        client.log_artifacts(run.info.run_id, str(folder))
+        client.set_terminated(run.info.run_id, status)
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return db
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def test_bad_method_fails_before_touching_mlflow(tmp_path):
+    line = one_error_line(run(tmp_path, "experiment=x", "method=boosting"))
+    assert "unknown ensemble method 'boosting'; known: greedy, mean, stacking, weighted" in line
+    assert not (tmp_path / "mlflow.db").exists()
+    line = one_error_line(run(tmp_path, "experiment=x", "method=greedy", "n_steps=-1"))
+    assert "n_steps must be an integer >= 1, got -1" in line
+    assert "experiment=NAME is required" in one_error_line(run(tmp_path, "method=mean"))
+
+
+def test_unknown_experiment_and_no_finished_members_are_clear(tmp_path):
+    db = make_store(tmp_path, {"a": "FAILED", "b": "KILLED"})
+    line = one_error_line(run(tmp_path, "experiment=nope", f"tracking_uri={db}"))
+    assert "no experiment 'nope' in the store; experiments: exp" in line
+    line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
+    assert "experiment 'exp' has no finished members in sweeps s1" in line
+
+
+def test_fewer_than_two_usable_members_is_clear(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"}, nan={"b"})
+    line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
+    assert "need at least two usable members to ensemble, got 1 (a)" in line
+
+
+def test_a_member_with_bad_predictions_is_left_out_and_the_rest_ensembled(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"}, nan={"c"})
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
+    assert done.returncode == 0, done.stderr
+    assert "left out c: predictions contain NaN or infinite values" in done.stdout
+    client = MlflowClient(db)
+    (ens,) = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
+    )
+    assert ens.info.status == "FINISHED"
+    assert ens.data.tags["runner.members"] == "a,b"
+    assert ens.data.metrics["weight.a"] == ens.data.metrics["weight.b"] == 0.5
