@@ -36,6 +36,21 @@ def test_readme_runner_commands_compose_into_valid_specs(command, tmp_path):
     assert spec.members
 
 
+ENSEMBLE_COMMANDS = [
+    line.split("#")[0].strip()
+    for line in README.splitlines()
+    if line.startswith("python -m ensembles ") and "--help" not in line
+]
+
+
+@pytest.mark.parametrize("command", ENSEMBLE_COMMANDS)
+def test_readme_ensembles_commands_parse(command):
+    from ensembles.__main__ import parse
+
+    args = parse(shlex.split(command)[3:])
+    assert args.experiment == "quickstart"
+
+
 def test_readme_error_example_is_what_the_cli_prints(workdir: Path):
     match = re.search(r"\$ python -m runner (.*)\n(error: .*)\n", README)
     assert match, "README lost its error example"
