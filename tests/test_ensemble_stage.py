@@ -105,3 +105,18 @@ def test_leave_one_out_credits_the_informative_member():
     loo = leave_one_out("weighted", {}, ["good", "n1", "n2"], P, y, Pt, yt, "accuracy")
     assert loo["good"]["val"] > 0.3 and loo["good"]["test"] > 0.3
     assert abs(loo["n1"]["test"]) < 0.05
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "greedy", "stacking"])
+def test_stage_runs_on_regression_members(method):
+    rng = np.random.default_rng(8)
+    y, yt = rng.normal(size=300), rng.normal(size=300)
+    ms = [
+        MemberPredictions(f"m{s}", y + rng.normal(0, s, 300), yt + rng.normal(0, s, 300), "fp")
+        for s in (0.2, 0.6, 1.0)
+    ]
+    report = stage.run(method, {}, ms, y, yt, n_boot=100)
+    assert report.metric == "rmse"
+    assert report.best_member == "m0.2"
+    assert report.val_pred.shape == (300,) and report.diversity["disagreement"] is None
+    assert report.test_scores["rmse"] < 1.0

@@ -127,6 +127,7 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
         "training.epochs=2",
         "~members.convnet",
         "~members.selu",
+        "ensemble.register_as=digits-ensemble",
         *common,
         "hydra.run.dir=out2",
     )
@@ -134,6 +135,9 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     summary2 = read_summary(workdir / "out2")
     assert summary2["sweep_id"] != summary["sweep_id"]
     assert_run_tree(client, summary2, {"mlp", "logistic", "svm"}, epochs=2)
+    (version,) = client.search_model_versions("name = 'digits-ensemble'")
+    assert version.run_id == summary2["ensemble"]["run_id"]
+    assert summary2["ensemble"]["registered_version"] == str(version.version) == "1"
     assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=3)  # first sweep untouched
 
     experiment = client.get_experiment_by_name("quickstart")
