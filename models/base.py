@@ -43,6 +43,7 @@ class InputSpec:
 
     n_features: int
     image_shape: tuple[int, int, int] | None = None
+    feature_names: tuple[str, ...] | None = None
     mean: np.ndarray | None = field(default=None, compare=False, repr=False)
     variance: np.ndarray | None = field(default=None, compare=False, repr=False)
 

@@ -66,9 +66,8 @@ def _main(cfg: DictConfig) -> None:
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
-        d = spec.data
         try:
-            data = load(d.name, d.val_fraction, d.test_fraction, d.seed, d.path)
+            data = load(spec.data)
         except (OSError, ValueError) as err:
             raise SpecError(f"data: {err}") from None
         check_members_against_data(spec.members, data.task, data.input_spec)

@@ -13,16 +13,24 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from models.base import InputSpec, Task
+from runner.spec import DataSpec
 
 
 @dataclass(frozen=True)
 class Raw:
-    """A loaded dataset before splitting."""
+    """A loaded dataset before splitting.
+
+    ``X_test``/``y_test`` are set when the dataset ships its own test split (Fashion-MNIST);
+    then only ``X``/``y`` are split into train and validation.
+    """
 
     X: np.ndarray
     y: np.ndarray
     task: Task
     image_shape: tuple[int, int, int] | None = None
+    feature_names: tuple[str, ...] | None = None
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Dataset:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
-def _load_digits(path: str | None) -> Raw:
+def _load_digits(spec: DataSpec) -> Raw:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -54,10 +62,11 @@ def _load_digits(path: str | None) -> Raw:
         y=bunch.target.astype(np.int64),
         task=Task("classification", n_classes=10),
         image_shape=(8, 8, 1),
+        feature_names=tuple(bunch.feature_names),
     )
 
 
-LOADERS: dict[str, Callable[[str | None], Raw]] = {
+LOADERS: dict[str, Callable[[DataSpec], Raw]] = {
     "digits": _load_digits,
 }
 
@@ -88,13 +97,17 @@ def split(raw: Raw, val_fraction: float, test_fraction: float, seed: int) -> tup
     return train, val, test
 
 
-def load(
-    name: str, val_fraction: float, test_fraction: float, seed: int, path: str | None = None
-) -> Dataset:
-    """Load ``name`` and split it; raises ValueError for an unknown dataset."""
+def load(spec: DataSpec) -> Dataset:
+    """Load and split the dataset ``spec`` names; raises ValueError for an unknown dataset."""
+    name, val_fraction, test_fraction, seed = (
+        spec.name,
+        spec.val_fraction,
+        spec.test_fraction,
+        spec.seed,
+    )
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(LOADERS))}")
-    raw = LOADERS[name](path)
+    raw = LOADERS[name](spec)
     train, val, test = split(raw, val_fraction, test_fraction, seed)
     X_train = raw.X[train]
     parts = {s: (raw.X[i], raw.y[i]) for s, i in (("train", train), ("val", val), ("test", test))}
@@ -104,6 +117,7 @@ def load(
         input_spec=InputSpec(
             n_features=raw.X.shape[1],
             image_shape=raw.image_shape,
+            feature_names=raw.feature_names,
             mean=X_train.mean(axis=0),
             # constant features keep unit scale, as StandardScaler does; otherwise a pixel
             # that is always 0 in train would be divided by ~0 on val/test

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import models
-from models.base import InputSpec, Task
+from models.base import TASK_KINDS, InputSpec, Task
 from models.training import TrainingOptions
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
@@ -33,13 +33,17 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which dataset to load and how to split it."""
+    """Which dataset to load, which rows and classes to keep, and how to split it."""
 
     name: str
     val_fraction: float = 0.2
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # ignored where the dataset ships its own test split
     seed: int = 0
-    path: str | None = None
+    path: str | None = None  # a local file or folder instead of the library's cache
+    target: str | None = None  # csv: the target column
+    task: str | None = None  # csv: classification or regression; None infers it
+    classes: tuple[int, ...] | None = None  # keep these classes only, relabelled 0..k-1
+    max_rows: int | None = None  # subsample (stratified, seeded) before splitting: smoke runs
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,22 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
             f"{spec.val_fraction} + {spec.test_fraction} = {total:g}",
         )
     _int("data.seed", spec.seed, 0)
+    if spec.max_rows is not None:
+        _int("data.max_rows", spec.max_rows, 10)
+    if spec.task is not None and spec.task not in TASK_KINDS:
+        raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")
+    if spec.classes is not None:
+        classes = spec.classes if isinstance(spec.classes, (list, tuple)) else [spec.classes]
+        if (
+            len(classes) < 2
+            or len(set(classes)) != len(classes)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes)
+        ):
+            raise _fail(
+                "data.classes",
+                f"must list two or more distinct class ids >= 0, got {spec.classes!r}",
+            )
+        spec = replace(spec, classes=tuple(classes))
     return spec
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from runner.data import LOADERS, load
+from runner.spec import DataSpec
 
 
 def test_digits_split_sizes_and_disjointness():
-    d = load("digits", 0.2, 0.2, seed=0)
+    d = load(DataSpec("digits", 0.2, 0.2, 0))
     sizes = d.sizes()
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == pytest.approx(0.2 * 1797, abs=1)
@@ -21,21 +22,25 @@ def test_digits_split_sizes_and_disjointness():
 
 
 def test_split_is_stratified():
-    d = load("digits", 0.2, 0.2, seed=0)
+    d = load(DataSpec("digits", 0.2, 0.2, 0))
     train = np.bincount(d.y_train) / len(d.y_train)
     test = np.bincount(d.y_test) / len(d.y_test)
     assert np.abs(train - test).max() < 0.01
 
 
 def test_same_seed_same_fingerprint_other_seed_other_fingerprint():
-    a, b, c = load("digits", 0.2, 0.2, 0), load("digits", 0.2, 0.2, 0), load("digits", 0.2, 0.2, 1)
+    a, b, c = (
+        load(DataSpec("digits", 0.2, 0.2, 0)),
+        load(DataSpec("digits", 0.2, 0.2, 0)),
+        load(DataSpec("digits", 0.2, 0.2, 1)),
+    )
     assert a.fingerprint == b.fingerprint != c.fingerprint
     np.testing.assert_array_equal(a.y_test, b.y_test)
-    assert load("digits", 0.25, 0.2, 0).fingerprint != a.fingerprint
+    assert load(DataSpec("digits", 0.25, 0.2, 0)).fingerprint != a.fingerprint
 
 
 def test_constant_features_keep_unit_scale():
-    d = load("digits", 0.2, 0.2, 0)
+    d = load(DataSpec("digits", 0.2, 0.2, 0))
     constant = d.X_train.var(axis=0) == 0
     assert constant.any()  # digits has always-blank border pixels
     assert np.all(d.input_spec.variance[constant] == 1.0)
@@ -43,5 +48,5 @@ def test_constant_features_keep_unit_scale():
 
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist3d'; known: digits"):
-        load("mnist3d", 0.2, 0.2, 0)
+        load(DataSpec("mnist3d"))
     assert "digits" in LOADERS

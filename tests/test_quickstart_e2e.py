@@ -150,8 +150,9 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     import mlflow
 
     from runner.data import load
+    from runner.spec import DataSpec
 
-    data = load("digits", 0.2, 0.2, 0)
+    data = load(DataSpec("digits", 0.2, 0.2, 0))
     assert data.fingerprint == summary["data"]["fingerprint"]
     mlflow.set_tracking_uri(db)
     try:
@@ -209,7 +210,9 @@ def assert_model_serves(workdir: Path, summary: dict) -> None:
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "server did not start"
                 time.sleep(1)
-        X = load("digits", 0.2, 0.2, 0).X_test[:4]
+        from runner.spec import DataSpec
+
+        X = load(DataSpec("digits", 0.2, 0.2, 0)).X_test[:4]
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=json.dumps({"inputs": X.tolist()}).encode(),

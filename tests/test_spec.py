@@ -123,8 +123,9 @@ def test_no_experiment_and_no_members_fail_clearly():
 
 def test_hparam_values_are_checked_against_the_task_before_anything_runs():
     from runner.data import load
+    from runner.spec import DataSpec
 
-    data = load("digits", 0.2, 0.2, 0)
+    data = load(DataSpec("digits", 0.2, 0.2, 0))
     spec = spec_of("members.mlp.hparams.dropout=2.0")
     with pytest.raises(SpecError, match=r"members.mlp.hparams: dropout must be .*got 2.0"):
         check_members_against_data(spec.members, data.task, data.input_spec)
