@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from runner.data import LOADERS, load
 from runner.spec import DataSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared(folder: str) -> Path:
+    """A folder of the offline dataset copies in ../shared/data, or skip the test."""
+    path = SHARED / folder
+    if not path.is_dir():
+        pytest.skip(f"offline dataset copy {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+def one_line_error(spec: DataSpec, *fragments: str) -> str:
+    """Load ``spec``, expecting a one-line ValueError that contains every fragment."""
+    with pytest.raises(ValueError) as err:
+        load(spec)
+    message = str(err.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# ------------------------------------------------------------------------------- digits
 
 
 def test_digits_split_sizes_and_disjointness():
@@ -47,6 +78,422 @@ def test_constant_features_keep_unit_scale():
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'mnist3d'; known: digits"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown dataset 'mnist3d'; known: california_housing, csv, digits, fashion_mnist",
+    ):
         load(DataSpec("mnist3d"))
-    assert "digits" in LOADERS
+    assert {"digits", "fashion_mnist", "california_housing", "csv"} <= set(LOADERS)
+
+
+def test_importing_the_data_module_does_not_import_tensorflow():
+    code = "import runner.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# -------------------------------------------------------------------- classes, max_rows
+
+
+def test_classes_keeps_those_rows_relabelled_in_list_order():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    d = load(DataSpec("digits", 0.2, 0.2, 0, classes=(8, 3)))
+    assert d.task.n_classes == 2
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    X = np.concatenate([d.X_train, d.X_val, d.X_test])
+    assert set(np.unique(y)) == {0, 1}
+    assert len(y) == int(np.sum(bunch.target == 8) + np.sum(bunch.target == 3))
+    eights = {r.astype(np.float32).tobytes() for r in bunch.data[bunch.target == 8]}
+    assert all(r.tobytes() in eights for r in X[y == 0])  # label 0 is the first listed class
+
+
+def test_classes_must_name_existing_classes():
+    one_line_error(DataSpec("digits", classes=(3, 12)), "data.classes", "[3, 12]", "0..9")
+
+
+def test_max_rows_is_a_stratified_seeded_subsample_before_splitting():
+    full = load(DataSpec("digits", 0.2, 0.2, 0))
+    d = load(DataSpec("digits", 0.2, 0.2, 0, max_rows=500))
+    assert sum(d.sizes().values()) == 500
+    y_full = np.concatenate([full.y_train, full.y_val, full.y_test])
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    # each class keeps its share: within one row of the exact proportion
+    assert np.abs(np.bincount(y) - np.bincount(y_full) * 500 / 1797).max() < 1
+    again = load(DataSpec("digits", 0.2, 0.2, 0, max_rows=500))
+    other_seed = load(DataSpec("digits", 0.2, 0.2, 1, max_rows=500))
+    np.testing.assert_array_equal(d.X_test, again.X_test)
+    assert not np.array_equal(d.X_train, other_seed.X_train)
+
+
+def test_max_rows_too_small_to_split_fails_with_one_line():
+    one_line_error(DataSpec("digits", 0.2, 0.2, 0, max_rows=10), "digits", "data.max_rows")
+
+
+def test_fingerprint_changes_with_classes_and_max_rows():
+    prints = {
+        load(DataSpec("digits", 0.2, 0.2, 0, **kw)).fingerprint
+        for kw in (
+            {},
+            {"classes": (0, 1)},
+            {"classes": (1, 0)},
+            {"classes": (0, 2)},
+            {"max_rows": 500},
+            {"max_rows": 600},
+            {"classes": (0, 1), "max_rows": 100},
+        )
+    }
+    assert len(prints) == 7
+
+
+# ------------------------------------------------------------------------ Fashion-MNIST
+
+FASHION_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file."""
+    dims = np.asarray(array.shape, dtype=">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, array.ndim]) + dims + array.astype(np.uint8).tobytes())
+
+
+def fake_fashion(folder: Path, n_train: int = 200, n_test: int = 50) -> Path:
+    """Four small IDX files shaped like Fashion-MNIST's; labels cycle through 0..9."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    """The real Fashion-MNIST, loaded once."""
+    folder = shared("fashion-mnist")
+    return folder, load(DataSpec("fashion_mnist", 0.2, 0.2, 0, path=str(folder)))
+
+
+def test_fashion_mnist_shapes_and_official_test_split(fashion):
+    folder, d = fashion
+    assert d.sizes() == {"train": 48000, "val": 12000, "test": 10000}
+    assert d.X_train.shape == (48000, 784) and d.X_train.dtype == np.float32
+    assert d.X_train.min() == 0 and d.X_train.max() == 255  # raw pixels, not rescaled
+    assert d.task.n_classes == 10 and d.input_spec.image_shape == (28, 28, 1)
+    assert np.all(np.bincount(d.y_test) == 1000)
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as f:
+        official = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 784)
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    np.testing.assert_array_equal(d.X_test, official.astype(np.float32))
+    np.testing.assert_array_equal(d.y_test, labels)
+
+
+def test_fashion_mnist_classes_and_max_rows_on_the_real_files(fashion):
+    folder, full = fashion
+    d = load(DataSpec("fashion_mnist", 0.2, 0.2, 0, path=str(folder), classes=(0, 6), max_rows=700))
+    assert d.task.n_classes == 2 and sum(d.sizes().values()) == 700
+    assert d.sizes()["test"] == 100  # 14,000 of 2 x 7,000 rows are test: 1/7 of 700
+    official = {r.tobytes() for r, y in zip(full.X_test, full.y_test, strict=True) if y in (0, 6)}
+    assert all(r.tobytes() in official for r in d.X_test)
+    assert d.fingerprint != full.fingerprint
+
+
+def test_fashion_mnist_found_in_the_keras_cache(tmp_path, monkeypatch):
+    fake_fashion(tmp_path / "datasets" / "fashion-mnist")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    d = load(DataSpec("fashion_mnist", 0.2, 0.2, 0))
+    assert d.sizes() == {"train": 160, "val": 40, "test": 50}
+
+
+def test_fashion_mnist_max_rows_shrinks_the_official_test_split_in_proportion(tmp_path):
+    folder = fake_fashion(tmp_path / "f", n_train=400, n_test=100)
+    full = load(DataSpec("fashion_mnist", 0.2, 0.2, 0, path=str(folder)))
+    d = load(DataSpec("fashion_mnist", 0.2, 0.2, 0, path=str(folder), max_rows=250))
+    assert d.sizes() == {"train": 160, "val": 40, "test": 50}
+    assert np.all(np.bincount(d.y_test) == 5)  # stratified: 5 of each class
+    official = {r.tobytes() for r in full.X_test}
+    assert all(r.tobytes() in official for r in d.X_test)
+    assert d.fingerprint != full.fingerprint
+
+
+def test_fashion_mnist_missing_folder_names_it_and_data_path(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere"
+    one_line_error(DataSpec("fashion_mnist", path=str(missing)), str(missing), "data.path=")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    one_line_error(
+        DataSpec("fashion_mnist"), str(tmp_path / "datasets" / "fashion-mnist"), "data.path="
+    )
+
+
+def test_fashion_mnist_corrupt_file_is_named(tmp_path):
+    folder = fake_fashion(tmp_path / "f")
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    one_line_error(DataSpec("fashion_mnist", path=str(folder)), "train-labels-idx1-ubyte.gz")
+
+
+def test_fashion_mnist_relative_path_resolves_against_the_working_directory(tmp_path, monkeypatch):
+    fake_fashion(tmp_path / "data" / "fm")
+    monkeypatch.chdir(tmp_path)
+    assert load(DataSpec("fashion_mnist", path="data/fm")).sizes()["test"] == 50
+
+
+# ------------------------------------------------------------------- California housing
+
+
+def sklearn_california(raw_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """X, y exactly as fetch_california_housing defines them, from StatLib's file."""
+    a = np.loadtxt(raw_file, delimiter=",")
+    lon, lat, age, rooms, beds, pop, households, income, value = a.T
+    X = np.column_stack(
+        [income, age, rooms / households, beds / households, pop, pop / households, lat, lon]
+    )
+    return X, value / 100000.0
+
+
+def test_california_housing_equals_sklearns_definition():
+    folder = shared("california_housing")
+    d = LOADERS["california_housing"](DataSpec("california_housing", path=str(folder)))
+    assert d.X.shape == (20640, 8) and d.y.shape == (20640,) and d.X.dtype == np.float32
+    assert not d.task.is_classification
+    assert d.feature_names == (
+        "MedInc",
+        "HouseAge",
+        "AveRooms",
+        "AveBedrms",
+        "Population",
+        "AveOccup",
+        "Latitude",
+        "Longitude",
+    )
+    X, y = sklearn_california(folder / "cal_housing.data")
+    np.testing.assert_array_equal(d.X, X.astype(np.float32))
+    np.testing.assert_array_equal(d.y, y)
+    assert d.y.mean() == pytest.approx(2.0686, abs=1e-4)
+    assert d.X[:, 0].mean() == pytest.approx(3.8707, abs=1e-4)  # MedInc
+    np.testing.assert_allclose(
+        d.X[0], [8.3252, 41, 6.984127, 1.02381, 322, 2.555556, 37.88, -122.23], rtol=1e-5
+    )
+    assert d.y[0] == pytest.approx(4.526)
+
+
+def test_california_housing_split_from_a_file_path_relative_to_the_cwd(monkeypatch):
+    shared("california_housing")
+    monkeypatch.chdir(REPO)
+    d = load(
+        DataSpec(
+            "california_housing",
+            0.2,
+            0.2,
+            0,
+            path="../shared/data/california_housing/cal_housing.data",
+        )
+    )
+    assert d.sizes() == {"train": 12384, "val": 4128, "test": 4128}
+    assert d.task.kind == "regression" and d.y_train.dtype == np.float64
+
+
+def test_california_housing_reads_sklearns_cache_in_a_data_home(tmp_path):
+    import joblib
+
+    folder = shared("california_housing")
+    a = np.loadtxt(folder / "cal_housing.data", delimiter=",")[:, [8, 7, 2, 3, 4, 5, 6, 1, 0]]
+    joblib.dump(a, tmp_path / "cal_housing_py3.pkz", compress=6)
+    from_cache = LOADERS["california_housing"](DataSpec("california_housing", path=str(tmp_path)))
+    from_file = LOADERS["california_housing"](DataSpec("california_housing", path=str(folder)))
+    np.testing.assert_array_equal(from_cache.X, from_file.X)
+    np.testing.assert_array_equal(from_cache.y, from_file.y)
+
+
+def test_california_housing_not_cached_says_to_pass_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))
+    one_line_error(DataSpec("california_housing"), str(tmp_path), "data.path=", "cal_housing.data")
+    missing = tmp_path / "nope.data"
+    one_line_error(DataSpec("california_housing", path=str(missing)), str(missing), "data.path=")
+
+
+def test_california_housing_rejects_classes_and_subsamples_rows():
+    folder = shared("california_housing")
+    one_line_error(
+        DataSpec("california_housing", path=str(folder), classes=(0, 1)),
+        "data.classes=[0, 1]",
+        "regression",
+    )
+    d = load(DataSpec("california_housing", 0.2, 0.2, 0, path=str(folder), max_rows=1000))
+    assert sum(d.sizes().values()) == 1000
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    """200 rows: numeric, categorical and bool features; class and value targets."""
+    rng = np.random.default_rng(0)
+    n = 200
+    size = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "size": size,
+            "rooms": rng.integers(1, 6, n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "new": rng.random(n) < 0.5,
+            "kind": np.where(size > 0, "big", "small"),  # text target: classification
+            "grade": (np.arange(n) % 3) + 1,  # 3 integer values: classification
+            "price": 3 * size + rng.normal(size=n),  # float target: regression
+        }
+    )
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as CSV or Parquet, by the file's suffix."""
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_csv_infers_classification_from_text_and_small_integer_targets(table, tmp_path, suffix):
+    path = write(table.drop(columns=["grade", "price"]), tmp_path / f"t{suffix}")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    assert d.task.kind == "classification" and d.task.n_classes == 2
+    assert d.input_spec.feature_names == (
+        "size",
+        "rooms",
+        "color=blue",
+        "color=green",
+        "color=red",
+        "new=False",
+        "new=True",
+    )
+    assert d.X_train.dtype == np.float32 and sum(d.sizes().values()) == 200
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    X = np.concatenate([d.X_train, d.X_val, d.X_test])
+    np.testing.assert_array_equal(y, np.where(X[:, 0] > 0, 0, 1))  # 'big' < 'small': 0, 1
+    path = write(table.drop(columns=["kind", "price"]), tmp_path / f"g{suffix}")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade"))
+    assert d.task.kind == "classification" and d.task.n_classes == 3
+    assert set(np.unique(d.y_train)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_csv_infers_regression_from_a_float_target(table, tmp_path, suffix):
+    path = write(table, tmp_path / f"t{suffix}")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="price"))
+    assert d.task.kind == "regression" and d.y_train.dtype == np.float64
+    assert "price" not in d.input_spec.feature_names
+    assert "kind=big" in d.input_spec.feature_names
+
+
+def test_csv_task_given_overrides_the_inference(table, tmp_path):
+    path = write(table, tmp_path / "t.csv")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade", task="regression"))
+    assert d.task.kind == "regression"
+    one_line_error(
+        DataSpec("csv", path=str(path), target="kind", task="regression"), "'kind'", "numeric"
+    )
+
+
+def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_path):
+    n = 300
+    frame = pd.DataFrame({"x": np.arange(n, dtype=float), "y": np.arange(n) % 40})
+    frame.loc[[5, 7], "y"] = np.nan  # pandas makes the column float; the rows are dropped
+    path = write(frame, tmp_path / "t.csv")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))
+    assert d.task.kind == "regression" and sum(d.sizes().values()) == n - 2
+
+
+def test_csv_classes_relabel(table, tmp_path):
+    path = write(table, tmp_path / "t.csv")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade", classes=(2, 0)))
+    assert d.task.n_classes == 2
+    # grade 3 (id 2) is now 0, grade 1 (id 0) is now 1; grade 2 is gone
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    rooms = np.concatenate([d.X_train, d.X_val, d.X_test])[:, 1]
+    assert len(y) == int(np.sum(table.grade != 2)) and set(np.unique(y)) == {0, 1}
+    assert rooms.shape == y.shape
+
+
+def test_csv_path_is_required_and_must_exist(tmp_path):
+    one_line_error(DataSpec("csv", target="y"), "data.path", "null")
+    missing = tmp_path / "missing.csv"
+    one_line_error(DataSpec("csv", path=str(missing), target="y"), str(missing), "does not exist")
+    one_line_error(DataSpec("csv", path=str(tmp_path), target="y"), "is a folder")
+
+
+def test_csv_target_is_required_and_an_absent_one_lists_the_columns(table, tmp_path):
+    path = write(table, tmp_path / "t.csv")
+    one_line_error(DataSpec("csv", path=str(path)), "data.target", "null", "size, rooms")
+    one_line_error(
+        DataSpec("csv", path=str(path), target="colour"),
+        "'colour'",
+        "available columns: size, rooms, color, new, kind, grade, price",
+    )
+
+
+def test_csv_missing_numeric_value_fails_naming_the_column(table, tmp_path):
+    table.loc[3, "size"] = np.nan
+    path = write(table, tmp_path / "t.csv")
+    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'size'", "row 4")
+
+
+def test_csv_columns_that_cannot_be_encoded_are_named(table, tmp_path):
+    dated = table.assign(when=pd.Timestamp("2020-01-01"))
+    path = write(dated, tmp_path / "dated.parquet")
+    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'when'", "datetime64")
+    listed = table.assign(tags=[[i] for i in range(len(table))])
+    path = write(listed, tmp_path / "listed.parquet")
+    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'tags'")
+    ids = pd.concat([table] * 6, ignore_index=True)
+    ids["id"] = [f"row-{i}" for i in range(len(ids))]  # a text id: 1200 one-hot columns
+    path = write(ids, tmp_path / "ids.csv")
+    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'id'", "1200 distinct")
+
+
+def test_csv_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "t.parquet"
+    path.write_text("a,b\n1,2\n")
+    one_line_error(DataSpec("csv", path=str(path), target="a"), str(path), "cannot read")
+
+
+# ------------------------------------------------------------------------- Hydra configs
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data=fashion_mnist", "data.path=../shared/data/fashion-mnist", "data.classes=[0,6]"],
+        ["data=california_housing", "data.path=../shared/data/california_housing"],
+        ["data=csv", "data.path=t.csv", "data.target=kind", "data.max_rows=100"],
+        ["data=digits", "data.classes=[3,8]", "data.max_rows=200"],
+    ],
+)
+def test_data_configs_compose_into_valid_specs(overrides):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from runner.__main__ import CONF_DIR
+    from runner.spec import parse_data
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    spec = parse_data(OmegaConf.to_container(cfg.data, resolve=True))
+    assert spec.name == overrides[0].removeprefix("data=")
+
+
+def test_max_train_rows_caps_only_the_training_split():
+    full = load(DataSpec("digits", 0.2, 0.2, 0))
+    few = load(DataSpec("digits", 0.2, 0.2, 0, max_train_rows=100))
+    assert len(few.y_train) == 100
+    assert len(few.y_val) == len(full.y_val) and len(few.y_test) == len(full.y_test)
+    np.testing.assert_array_equal(few.y_test, full.y_test)
+    assert set(np.unique(few.y_train)) == set(range(10))  # stratified
+    assert few.fingerprint != full.fingerprint
