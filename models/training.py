@@ -1,43 +1,151 @@
-"""Training options for Keras members (optimiser, learning rate, epochs, early stopping):
-validated without Keras, applied with it."""
+"""Training options for Keras members (optimiser, learning rate and its schedule, clipping,
+class weights, callbacks, LR finder): validated without Keras, applied with it.
+
+Importing this module does not import Keras: the driver validates configs before Ray starts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.base import Task, check_choice, check_float, check_int
+from models.callbacks import learning_rate_log, tensorboard_callback, tensorboard_writer
+from models.lr_finder import LRFinderResult, check_lr_finder, find_learning_rate, plot_lr_finder
+from models.optimizers import OPTIMIZERS, build_optimizer, check_optimizer
+from models.option_checks import check_bool, check_optional_positive, check_positive
+from models.schedules import (
+    MONITORS,
+    SCHEDULES,
+    build_learning_rate,
+    check_schedule,
+    monitor_mode,
+    schedule_callbacks,
+    schedule_monitor,
+)
 
 if TYPE_CHECKING:
     import keras
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "nadam", "adamw", "adagrad", "adamax")
+__all__ = [
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "LRFinderResult",
+    "TrainingOptions",
+    "compile_model",
+    "find_learning_rate",
+    "fit_keras",
+    "metric_name",
+    "plot_lr_finder",
+    "predict",
+]
+
+CLASSIFICATION_LOSS = "sparse_categorical_crossentropy"
+
+
+def _check_class_weight(value: Any) -> str | dict[int, float] | None:
+    """None, 'balanced', or a mapping class id (int >= 0) -> weight (> 0), keys sorted."""
+    if value is None or (isinstance(value, str) and value == "balanced"):
+        return value
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(
+            f"class_weight must be null, 'balanced' or a mapping class -> weight, got {value!r}"
+        )
+    weights = {}
+    for key, weight in value.items():
+        cls = int(key) if isinstance(key, str) and key.isdigit() else key
+        if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or cls < 0:
+            raise ValueError(f"class_weight keys must be class ids >= 0, got {key!r}")
+        weights[int(cls)] = check_positive(f"class_weight[{key!r}]", weight)
+    return dict(sorted(weights.items()))
 
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """How a Keras member is trained; every field is logged as an MLflow param."""
+    """How a Keras member is trained; every field is logged as an MLflow param.
+
+    ``optimizer`` and ``schedule`` take a name or ``{name: ..., **options}`` (see
+    ``models.optimizers`` and ``models.schedules``); after validation they hold a canonical
+    form: a plain name when there are no options, else a dict (schedules with defaults filled).
+    """
 
     epochs: int = 20
     batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    optimizer: str | dict[str, Any] = "adam"
+    learning_rate: float = 1e-3  # the base rate every schedule starts from
+    schedule: str | dict[str, Any] = "constant"
+    clipnorm: float | None = None  # clip each gradient's norm to this
+    clipvalue: float | None = None  # clip each gradient component to [-clipvalue, clipvalue]
+    class_weight: str | dict[int, float] | None = None  # None, 'balanced' or class -> weight
     early_stopping: int = 0  # patience in epochs; 0 turns it off; best weights are restored
+    early_stopping_monitor: str = "val_loss"
+    terminate_on_nan: bool = True
+    tensorboard: bool = False  # write TensorBoard logs into fit_keras' log_dir
+    lr_finder: bool | dict[str, Any] = False  # True or {min_lr, max_lr, steps}
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs)
         check_int("batch_size", self.batch_size)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if check_float("learning_rate", self.learning_rate, 0.0, 10.0) <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        canonical = {
+            "optimizer": check_optimizer(self.optimizer),
+            "schedule": check_schedule(self.schedule, float(self.learning_rate)),
+            "clipnorm": check_optional_positive("clipnorm", self.clipnorm),
+            "clipvalue": check_optional_positive("clipvalue", self.clipvalue),
+            "class_weight": _check_class_weight(self.class_weight),
+            "lr_finder": check_lr_finder(self.lr_finder),
+        }
         check_int("early_stopping", self.early_stopping, minimum=0)
+        check_choice("early_stopping_monitor", self.early_stopping_monitor, MONITORS)
+        check_bool("terminate_on_nan", self.terminate_on_nan)
+        if check_bool("tensorboard", self.tensorboard) and tensorboard_writer() is None:
+            raise ValueError(
+                "tensorboard is true but neither the tensorboard nor the tensorboardX package "
+                "is installed; install one or set tensorboard: false"
+            )
+        for name, value in canonical.items():
+            object.__setattr__(self, name, value)  # frozen: store the validated form
 
     def as_params(self) -> dict[str, Any]:
-        """Flat dict for tracking."""
-        return asdict(self)
+        """Flat dict of plain values for tracking: options of a field become dotted keys
+        (``optimizer: sgd``, ``optimizer.momentum: 0.9``); ``from_params`` inverts it."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, dict):
+                out[f.name] = value
+                continue
+            if "name" in value:
+                out[f.name] = value["name"]
+            elif f.name == "lr_finder":
+                out[f.name] = True
+            for key, item in value.items():
+                if key != "name":
+                    out[f"{f.name}.{key}"] = list(item) if isinstance(item, tuple) else item
+        return out
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainingOptions:
+        """Rebuild options from ``as_params()`` output (or from the nested config form)."""
+        values: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            head, _, tail = str(key).partition(".")
+            if tail:
+                nested.setdefault(head, {})[tail] = value
+            else:
+                values[head] = value
+        for head, options in nested.items():
+            name = values.get(head)
+            values[head] = {"name": name, **options} if isinstance(name, str) else options
+        return cls(**values)
 
 
 def metric_name(task: Task) -> str:
@@ -45,50 +153,186 @@ def metric_name(task: Task) -> str:
     return "accuracy" if task.is_classification else "rmse"
 
 
-def compile_model(model: keras.Model, task: Task, options: TrainingOptions) -> keras.Model:
-    """Compile with the configured optimiser, the task's loss and its headline metric."""
+def steps_per_epoch(n_train_rows: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch: Keras keeps the last, partial batch."""
+    return math.ceil(check_int("n_train_rows", n_train_rows) / batch_size)
+
+
+def _output_count(model: keras.Model) -> int:
+    try:
+        return len(model.outputs)
+    except (AttributeError, TypeError, ValueError):  # subclassed or not yet built
+        return 1
+
+
+def compile_model(
+    model: keras.Model,
+    task: Task,
+    options: TrainingOptions,
+    n_train_rows: int | None = None,
+    loss_weights: Sequence[float] | Mapping[str, float] | None = None,
+) -> keras.Model:
+    """Compile with the configured optimiser (schedule, clipping), the task's loss and metric;
+    every output of a multi-output model gets the same loss and metric, ``loss_weights`` apart.
+
+    ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``).
+    """
     import keras
 
-    optimizer = keras.optimizers.get(
-        {"class_name": options.optimizer, "config": {"learning_rate": options.learning_rate}}
+    spe = None if n_train_rows is None else steps_per_epoch(n_train_rows, options.batch_size)
+    learning_rate = build_learning_rate(
+        options.schedule, options.learning_rate, epochs=options.epochs, steps_per_epoch=spe
     )
-    if task.is_classification:
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    optimizer = build_optimizer(
+        options.optimizer, learning_rate, clipnorm=options.clipnorm, clipvalue=options.clipvalue
+    )
+
+    def metric() -> Any:
+        return "accuracy" if task.is_classification else keras.metrics.RootMeanSquaredError("rmse")
+
+    loss = CLASSIFICATION_LOSS if task.is_classification else "mse"
+    n_outputs = _output_count(model)
+    if n_outputs > 1:
+        model.compile(
+            optimizer=optimizer,
+            loss=[loss] * n_outputs,
+            metrics=[[metric()] for _ in range(n_outputs)],
+            loss_weights=loss_weights,
+        )
     else:
-        loss, metrics = "mse", [keras.metrics.RootMeanSquaredError(name="rmse")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        model.compile(optimizer=optimizer, loss=loss, metrics=[metric()], loss_weights=loss_weights)
     return model
+
+
+def _is_classifier(model: keras.Model) -> bool:
+    """Whether ``compile_model`` compiled it for classification (fit cannot see the task)."""
+    loss = model.loss
+    losses = loss.values() if isinstance(loss, Mapping) else loss
+    losses = [losses] if isinstance(losses, str) or not isinstance(losses, Sequence) else losses
+    return any(item == CLASSIFICATION_LOSS for item in losses)
+
+
+def _check_monitor(field: str, monitor: str, classifier: bool) -> None:
+    wrong = "rmse" if classifier else "accuracy"
+    if wrong in monitor:
+        task = "classification" if classifier else "regression"
+        raise ValueError(
+            f"{field} {monitor!r} is not logged for {task}; use loss, val_loss or "
+            f"{'val_accuracy' if classifier else 'val_rmse'}"
+        )
+
+
+def class_weights(y: Any, class_weight: str | Mapping[int, float] | None) -> dict[int, float]:
+    """Weights per class: 'balanced' is ``n / (n_classes * count)`` over the classes in ``y``
+    (scikit-learn's compute_class_weight); a mapping is completed with 1.0 for other classes."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(y).reshape(-1)
+    classes = np.unique(y)
+    if class_weight == "balanced":
+        weights = compute_class_weight("balanced", classes=classes, y=y)
+        return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
+    given = dict(class_weight or {})
+    return {int(c): float(given.get(int(c), 1.0)) for c in sorted({*classes.tolist(), *given})}
+
+
+def _main_target(model: keras.Model, y: Any) -> Any:
+    if isinstance(y, Mapping):
+        return y.get(model.output_names[0], next(iter(y.values())))
+    return y[0] if isinstance(y, (list, tuple)) else y
+
+
+def _monitor_key(model: keras.Model, monitor: str) -> str:
+    """The logged name of ``monitor``: Keras names a multi-output model's metrics per output,
+    so ``val_accuracy`` means the main (first) output's."""
+    if "loss" in monitor or _output_count(model) == 1:
+        return monitor
+    prefix = "val_" if monitor.startswith("val_") else ""
+    return f"{prefix}{model.output_names[0]}_{monitor.removeprefix('val_')}"
 
 
 def fit_keras(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: tuple[Any, Any],
+    val: tuple[Any, Any],
     options: TrainingOptions,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    log_dir: str | None = None,
 ) -> dict[str, list[float]]:
-    """Fit on ``train`` watching ``val``; returns the Keras history (metric -> per-epoch list)."""
+    """Fit on ``train`` watching ``val``; returns the Keras history (metric -> per-epoch list,
+    including ``lr``). Adds the callbacks the options ask for before ``callbacks``, so those
+    see ``lr`` in the logs. Targets of a multi-output model may be a list, tuple or dict."""
     import keras
 
-    callbacks = list(callbacks)
+    classifier = _is_classifier(model)
+    _check_monitor("early_stopping_monitor", options.early_stopping_monitor, classifier)
+    monitor = schedule_monitor(options.schedule)
+    if monitor is not None:
+        _check_monitor("schedule.monitor", monitor, classifier)
+        monitor = _monitor_key(model, monitor)
+    # The LR log comes first: it must read the rate before ReduceLROnPlateau changes it.
+    added = [
+        learning_rate_log(),
+        *schedule_callbacks(options.schedule, options.learning_rate, monitor=monitor),
+    ]
     if options.early_stopping:
-        callbacks.append(
+        added.append(
             keras.callbacks.EarlyStopping(
-                patience=options.early_stopping, restore_best_weights=True
+                monitor=_monitor_key(model, options.early_stopping_monitor),
+                mode=monitor_mode(options.early_stopping_monitor),
+                patience=options.early_stopping,
+                restore_best_weights=True,
             )
         )
+    if options.terminate_on_nan:
+        added.append(keras.callbacks.TerminateOnNaN())
+    if options.tensorboard:
+        if log_dir is None:
+            warnings.warn(
+                "tensorboard is on but fit_keras got no log_dir: not logging", stacklevel=2
+            )
+        else:
+            added.append(tensorboard_callback(log_dir))
+    x, y = train
+    weighting: dict[str, Any] = {}
+    if options.class_weight is not None:
+        if not classifier:
+            raise ValueError(
+                f"class_weight is for classification only, got {options.class_weight!r} "
+                "for a regression model"
+            )
+        main = np.asarray(_main_target(model, y)).reshape(-1)
+        weights = class_weights(main, options.class_weight)
+        if _output_count(model) > 1:  # Keras takes class_weight for single outputs only
+            weighting["sample_weight"] = np.array([weights[int(c)] for c in main])
+        else:
+            weighting["class_weight"] = weights
     history = model.fit(
-        *train,
+        x,
+        y,
         validation_data=val,
         epochs=options.epochs,
         batch_size=options.batch_size,
-        callbacks=callbacks,
+        callbacks=[*added, *callbacks],
         verbose=0,
+        **weighting,
     )
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def predict(model: keras.Model, x: np.ndarray, task: Task) -> np.ndarray:
-    """Predictions in the members' contract: (n, classes) probabilities, or (n,) values."""
-    out = np.asarray(model.predict(x, verbose=0, batch_size=1024), dtype=np.float64)
-    return out if task.is_classification else out.reshape(len(x))
+def predict(model: keras.Model, x: Any, task: Task) -> np.ndarray:
+    """Predictions in the members' contract: (n, classes) probabilities, or (n,) values;
+    a multi-output model's main (first) output only."""
+    out = model.predict(x, verbose=0, batch_size=1024)
+    if isinstance(out, Mapping):
+        out = out.get(model.output_names[0], next(iter(out.values())))
+    elif isinstance(out, (list, tuple)):
+        out = out[0]
+    out = np.asarray(out, dtype=np.float64)
+    return out if task.is_classification else out.reshape(len(out))
+
+
+def output_count(model: Any) -> int:
+    """How many outputs a model has (subclassed models such as MC dropout have one)."""
+    outputs = getattr(model, "outputs", None)
+    return len(outputs) if outputs else 1
