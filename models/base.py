@@ -126,6 +126,14 @@ class KerasEntry:
     build_fn: Callable[..., Any]
     needs_image: bool = False
     kind: str = "keras"
+    # optional hooks: check hyperparameters against the data's features; loss weights of a
+    # multi-output model; a training procedure of its own (e.g. transfer's two phases)
+    input_check_fn: Callable[[dict[str, Any], InputSpec], None] | None = None
+    loss_weights_fn: Callable[[dict[str, Any]], list[float] | None] | None = None
+    fit_fn: Callable[..., dict[str, list[float]]] | None = None
+    # hyperparameters for a smoke build in a scratch folder (the registry contract test
+    # uses them for models that need more than their defaults, e.g. a saved base model)
+    example_fn: Callable[[Any, InputSpec, Task], dict[str, Any]] | None = None
 
     def supports(self, task: Task) -> bool:
         """Keras builders here handle both classification and regression."""
@@ -135,6 +143,21 @@ class KerasEntry:
         """Validated hyperparameters, or ValueError naming the value received."""
         check_hparam_names(self.name, hparams, keyword_names(self.check_fn))
         return self.check_fn(**hparams)
+
+    def check_input(self, hparams: Mapping[str, Any], spec: InputSpec) -> None:
+        """Check hyperparameters that depend on the data (column names, shapes)."""
+        if self.needs_image and spec.image_shape is None:
+            raise ValueError(f"model {self.name!r} needs image data, got flat features")
+        if self.input_check_fn is not None:
+            self.input_check_fn(dict(hparams), spec)
+
+    def loss_weights(self, hparams: Mapping[str, Any]) -> list[float] | None:
+        """Per-output loss weights for compile(), or None for single-output models."""
+        return None if self.loss_weights_fn is None else self.loss_weights_fn(dict(hparams))
+
+    def example_hparams(self, folder: Any, spec: InputSpec, task: Task) -> dict[str, Any]:
+        """Hyperparameters that build this model on ``spec`` (defaults unless it needs more)."""
+        return {} if self.example_fn is None else self.example_fn(folder, spec, task)
 
     def build(self, spec: InputSpec, task: Task, **hparams: Any) -> Any:
         """An uncompiled ``keras.Model``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from models.base import InputSpec, Task, check_choice, check_float, check_int, check_int_list
+from models.hparams import check_activation, check_initializer, check_regularization
 
 if TYPE_CHECKING:
     import keras
@@ -21,7 +22,11 @@ def check(
     separable: bool = False,
     residual: bool = False,
     activation: str = "relu",
+    initializer: Any = "he_normal",
     dropout: float = 0.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    max_norm: float | None = None,
 ) -> dict[str, Any]:
     """Validate the hyperparameters without importing Keras (the driver calls this).
 
@@ -33,8 +38,10 @@ def check(
         "batch_norm": check_choice("batch_norm", batch_norm, BATCH_NORM),
         "separable": bool(separable),
         "residual": bool(residual),
-        "activation": check_choice("activation", activation, ("relu", "elu", "gelu", "swish")),
+        "activation": check_activation(activation),
+        "initializer": check_initializer(initializer),
         "dropout": check_float("dropout", dropout, 0.0, 1.0),
+        **check_regularization(l1, l2, max_norm),
     }
 
 
@@ -43,7 +50,7 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     import keras
     from keras import layers
 
-    from models.layers import features_input, head, standardize
+    from models.layers import activation, dense_kwargs, features_input, head, standardize
 
     hp = check(**hparams)
     if spec.image_shape is None:
@@ -53,16 +60,20 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     x = layers.Reshape(spec.image_shape, name="to_image")(standardize(inputs, spec))
     for i, n in enumerate(hp["filters"]):
         shortcut = x
+        kernel = dense_kwargs(hp)
+        if hp["separable"]:  # SeparableConv2D names its kernels depthwise_/pointwise_
+            kernel = {k.replace("kernel", "pointwise"): v for k, v in kernel.items()}
         x = conv(
             n,
             hp["kernel_size"],
             padding="same",
             use_bias=hp["batch_norm"] != "before",
             name=f"conv_{i}",
+            **kernel,
         )(x)
         if hp["batch_norm"] == "before":
             x = layers.BatchNormalization(name=f"bn_{i}")(x)
-        x = layers.Activation(hp["activation"], name=f"act_{i}")(x)
+        x = activation(x, hp["activation"], f"act_{i}")
         if hp["batch_norm"] == "after":
             x = layers.BatchNormalization(name=f"bn_{i}")(x)
         if hp["residual"]:

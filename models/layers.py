@@ -1,11 +1,16 @@
-"""Keras building blocks the builders share: in-graph standardisation and task heads.
+"""Keras building blocks the builders share: in-graph standardisation, column selection,
+activations, initialisers, regularised dense layers and task heads.
 
 Imported only from inside ``build`` functions, so that importing ``models`` stays Keras-free.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import keras
+import numpy as np
 from keras import layers
 
 from models.base import InputSpec, Task
@@ -21,6 +26,63 @@ def standardize(x: keras.KerasTensor, spec: InputSpec) -> keras.KerasTensor:
     if spec.mean is None or spec.variance is None:
         return x
     return layers.Normalization(mean=spec.mean, variance=spec.variance, name="standardize")(x)
+
+
+def select_columns(x: keras.KerasTensor, columns: Sequence[int], name: str) -> keras.KerasTensor:
+    """Pick columns with a frozen 0/1 Dense kernel: a plain, serialisable Keras layer."""
+    kernel = np.zeros((x.shape[-1], len(columns)), dtype="float32")
+    kernel[list(columns), np.arange(len(columns))] = 1.0
+    pick = layers.Dense(
+        len(columns),
+        use_bias=False,
+        trainable=False,
+        kernel_initializer=keras.initializers.Constant(kernel),
+        name=name,
+    )
+    return pick(x)
+
+
+def initializer(spec: str | Mapping[str, Any]) -> Any:
+    """A Keras initialiser from a name or VarianceScaling arguments."""
+    if isinstance(spec, Mapping):
+        return keras.initializers.VarianceScaling(**spec)
+    return spec
+
+
+def activation(x: keras.KerasTensor, name: str, layer_name: str) -> keras.KerasTensor:
+    """Apply an activation; PReLU is a layer with a learned slope per unit."""
+    if name == "prelu":
+        return layers.PReLU(name=layer_name)(x)
+    return layers.Activation(name, name=layer_name)(x)
+
+
+def dense_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """Initialiser, l1/l2 penalty and max-norm constraint for Dense/Conv layers."""
+    reg = None
+    if hp.get("l1") or hp.get("l2"):
+        reg = keras.regularizers.L1L2(l1=hp.get("l1", 0.0), l2=hp.get("l2", 0.0))
+    constraint = keras.constraints.MaxNorm(hp["max_norm"]) if hp.get("max_norm") else None
+    return {
+        "kernel_initializer": initializer(hp.get("initializer", "glorot_uniform")),
+        "kernel_regularizer": reg,
+        "kernel_constraint": constraint,
+    }
+
+
+def dense_block(
+    x: keras.KerasTensor, units: int, hp: Mapping[str, Any], name: str
+) -> keras.KerasTensor:
+    """Dense -> [BN] -> activation -> [BN] -> [dropout], as the hyperparameters say."""
+    bn = hp.get("batch_norm", "none")
+    x = layers.Dense(units, use_bias=bn != "before", name=f"{name}_dense", **dense_kwargs(hp))(x)
+    if bn == "before":
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = activation(x, hp["activation"], f"{name}_act")
+    if bn == "after":
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    if hp.get("dropout"):
+        x = layers.Dropout(hp["dropout"], name=f"{name}_dropout")(x)
+    return x
 
 
 def head(x: keras.KerasTensor, task: Task, name: str = "output") -> keras.KerasTensor:

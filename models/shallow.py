@@ -52,6 +52,17 @@ class SklearnEntry:
         params = {k: v for k, v in self.defaults.items() if k in cls().get_params(deep=False)}
         return cls(**{**params, **hparams})
 
+    def check_input(self, hparams: Mapping[str, Any], spec: InputSpec) -> None:
+        """Shallow members take any flat features."""
+
+    def loss_weights(self, hparams: Mapping[str, Any]) -> list[float] | None:
+        """Not a Keras model: no loss weights."""
+        return None
+
+    def example_hparams(self, folder: Any, spec: InputSpec, task: Task) -> dict[str, Any]:
+        """The defaults build every shallow member."""
+        return {}
+
     def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
         """Validated hyperparameters: scikit-learn's own parameter validation, run early."""
         estimator = self._estimator(task, hparams)

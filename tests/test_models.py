@@ -38,10 +38,13 @@ def test_unknown_model_fails_with_the_known_names():
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_default_hparams_validate(name):
+def test_example_hparams_validate(name, tiny, tmp_path):
+    spec = tiny[0]
     entry = REGISTRY[name]
     task = CLASSES if entry.supports(CLASSES) else REGRESSION
-    assert isinstance(entry.check({}, task), dict)
+    hparams = entry.example_hparams(tmp_path, spec, task)
+    assert isinstance(entry.check(hparams, task), dict)
+    entry.check_input(hparams, spec)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -62,6 +65,14 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("convnet", {"filters": []}, r"got \[\]"),
         ("convnet", {"batch_norm": "middle"}, "got 'middle'"),
         ("logistic", {"C": -1.0}, "Got -1.0"),
+        ("mlp", {"initializer": {"mode": "fan_middle"}}, "got 'fan_middle'"),
+        ("mlp", {"batch_norm": "sideways"}, "got 'sideways'"),
+        ("mlp", {"max_norm": 0}, "max_norm must be > 0 or null, got 0"),
+        ("wide_deep", {"loss_weights": [1.0]}, r"got \[1.0\]"),
+        ("wide_deep", {"wide": []}, r"got \[\]"),
+        ("mc_dropout", {"dropout": 0.0}, "dropout must be > 0 for MC dropout, got 0.0"),
+        ("transfer", {}, "base must be a .keras file path or STAGE.MEMBER"),
+        ("transfer", {"base": "x.keras", "unfreeze": -1}, "got -1"),
     ],
 )
 def test_invalid_hparam_values_name_the_value(name, hparams, received):
@@ -85,26 +96,104 @@ SKLEARN = sorted(n for n, e in REGISTRY.items() if e.kind == "sklearn")
 
 @pytest.mark.parametrize("name", KERAS)
 @pytest.mark.parametrize("task", [CLASSES, REGRESSION], ids=["classification", "regression"])
-def test_keras_builders_train_and_predict_in_the_members_format(name, task, tiny):
+def test_keras_builders_train_and_predict_in_the_members_format(name, task, tiny, tmp_path):
+    """Build, train two epochs (the member's own procedure if it has one), save, load back,
+    predict: the same path a trial takes."""
     import keras
 
-    from models.training import compile_model, fit_keras, predict
+    from models.saving import load_member_model
+    from models.training import compile_model, fit_keras, output_count, predict
 
     spec, X, y_cls, y_reg = tiny
     y = y_cls if task.is_classification else y_reg
+    entry = REGISTRY[name]
     keras.utils.set_random_seed(0)
-    model = REGISTRY[name].build(spec, task)
+    hparams = entry.example_hparams(tmp_path, spec, task)
+    model = entry.build(spec, task, **hparams)
     assert isinstance(model, keras.Model)
     assert all(layer.name for layer in model.layers)
-    compile_model(model, task, TrainingOptions(epochs=2, batch_size=16))
-    history = fit_keras(model, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16))
+    targets = y if output_count(model) == 1 else (y,) * output_count(model)
+    options = TrainingOptions(epochs=2, batch_size=16)
+    if entry.fit_fn is not None:
+        history = entry.fit_fn(model, task, (X, targets), (X, targets), options, hparams)
+    else:
+        compile_model(model, task, options, loss_weights=entry.loss_weights(hparams))
+        history = fit_keras(model, (X, targets), (X, targets), options)
     assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+    model.save(tmp_path / "member.keras")
+    model = load_member_model(tmp_path / "member.keras")
     pred = predict(model, X, task)
     if task.is_classification:
         assert pred.shape == (48, 3)
         np.testing.assert_allclose(pred.sum(axis=1), 1.0, rtol=1e-5)
     else:
         assert pred.shape == (48,)
+
+
+def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
+    spec = tiny[0]
+    with pytest.raises(ValueError, match="wide column 'price' is not a feature"):
+        REGISTRY["wide_deep"].check_input({"wide": ["price"]}, spec)
+    with pytest.raises(ValueError, match=r"deep column index 99 is outside \[0, 16\)"):
+        REGISTRY["wide_deep"].check_input({"deep": [99]}, spec)
+    with pytest.raises(ValueError, match="base model file '/nope.keras' does not exist"):
+        REGISTRY["transfer"].check_input({"base": "/nope.keras"}, spec)
+
+
+def test_wide_deep_auxiliary_output_trains_with_loss_weights(tiny):
+    import keras
+
+    from models.training import compile_model, fit_keras, predict
+
+    spec, X, _, y = tiny
+    keras.utils.set_random_seed(0)
+    hp = {"wide": [0, 1], "deep": [2, 3, 4], "aux_output": True, "loss_weights": [0.8, 0.2]}
+    model = REGISTRY["wide_deep"].build(spec, REGRESSION, **hp)
+    assert model.output_names == ["output", "aux_output"]
+    options = TrainingOptions(epochs=1, batch_size=16)
+    compile_model(model, REGRESSION, options, loss_weights=REGISTRY["wide_deep"].loss_weights(hp))
+    history = fit_keras(model, (X, (y, y)), (X, (y, y)), options)
+    assert {"output_loss", "aux_output_loss"} <= set(history)
+    assert predict(model, X, REGRESSION).shape == (48,)
+
+
+def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path):
+    import keras
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    keras.utils.set_random_seed(0)
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    model = entry.build(spec, CLASSES, **hp)
+    base = model.get_layer("base")
+    frozen = [w.numpy().copy() for w in base.weights]
+    phases = []
+    history = entry.fit_fn(
+        model,
+        CLASSES,
+        (X, y),
+        (X, y),
+        TrainingOptions(epochs=3, batch_size=16),
+        hp,
+        on_phase=phases.append,
+    )
+    assert phases == [1, 2] and history["phase"] == [1.0, 1.0, 2.0]
+    # phase one left the base untouched; phase two fine-tuned its top layer
+    assert base.trainable and any(layer.trainable for layer in base.layers)
+    changed = [not np.allclose(a, b.numpy()) for a, b in zip(frozen, base.weights, strict=True)]
+    assert any(changed)
+
+
+def test_mc_dropout_predictions_average_stochastic_passes(tiny):
+    import keras
+
+    spec, X, y, _ = tiny
+    keras.utils.set_random_seed(0)
+    model = REGISTRY["mc_dropout"].build(spec, CLASSES, samples=5, dropout=0.5)
+    single = [model(X[:4], training=True).numpy() for _ in range(2)]
+    assert not np.allclose(*single)  # dropout stays on in the stochastic passes
+    averaged = model.predict(X[:4], verbose=0)
+    np.testing.assert_allclose(averaged.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_convnet_refuses_flat_features(tiny):

@@ -1,0 +1,46 @@
+"""Custom Keras objects of the zoo, registered so saved ``.keras`` files load back.
+
+Import this module (``models.saving.load_keras_model`` does) before loading a model file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="runner_models")
+class MCDropoutModel(keras.Model):
+    """Monte Carlo dropout (Gal & Ghahramani 2016; Hands-On ML ch. 11): trains like ``base``,
+    but ``predict`` averages ``samples`` forward passes with dropout left on."""
+
+    def __init__(self, base: keras.Model, samples: int = 30, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base = base
+        self.samples = samples
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        """One deterministic (or, in training, stochastic) pass through the base model."""
+        return self.base(inputs, training=training)
+
+    def predict_step(self, data: Any) -> Any:
+        """The mean of ``samples`` stochastic passes: the MC estimate of the prediction."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        passes = [self.base(x, training=True) for _ in range(self.samples)]
+        return keras.ops.mean(keras.ops.stack(passes), axis=0)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialise the base model and the number of samples."""
+        return {
+            **super().get_config(),
+            "base": keras.saving.serialize_keras_object(self.base),
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MCDropoutModel:
+        """Rebuild from ``get_config``."""
+        config = dict(config)
+        base = keras.saving.deserialize_keras_object(config.pop("base"))
+        return cls(base, **config)
