@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from runner.data import Dataset
+    from runner.spec import DataSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -51,12 +56,22 @@ def _check_experiment_override(argv: list[str]) -> None:
             _fail(f"unknown experiment {value!r}; known experiments: {', '.join(known)}")
 
 
+def _load(spec: DataSpec, where: str) -> Dataset:
+    """Load a dataset; a missing file or bad column becomes a one-line SpecError."""
+    from runner.data import load
+    from runner.spec import SpecError
+
+    try:
+        return load(spec)
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from runner import report, sweep
-    from runner.data import load
     from runner.spec import SpecError, check_members_against_data, from_config
 
     hydra_cfg = HydraConfig.get()
@@ -66,15 +81,18 @@ def _main(cfg: DictConfig) -> None:
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
-        try:
-            data = load(spec.data)
-        except (OSError, ValueError) as err:
-            raise SpecError(f"data: {err}") from None
+        data = _load(spec.data, "data")
         check_members_against_data(spec.members, data.task, data.input_spec)
+        stage_data = {}
+        for st in spec.stages:
+            stage_data[st.name] = _load(st.data, f"stages.{st.name}.data")
+            check_members_against_data(
+                st.members, stage_data[st.name].task, stage_data[st.name].input_spec
+            )
     except SpecError as err:
         _fail(str(err))
     try:
-        summary = sweep.run(spec, data)
+        summary = sweep.run(spec, data, stage_data)
     except sweep.SweepFailed as err:
         _fail(str(err))
     except sweep.SweepInterrupted as err:

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from runner.spec import RunSpec
+from runner.spec import MemberSpec, RunSpec
 
 
-def param_space(spec: RunSpec) -> dict[str, Any]:
+def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
     """Tune's param space: a grid over the members, so each member is one trial."""
     from ray import tune
 
-    return {"member": tune.grid_search([m.to_config() for m in spec.members])}
+    return {"member": tune.grid_search([m.to_config() for m in members])}
+
+
+def resolve_bases(
+    members: Sequence[MemberSpec], saved: Mapping[str, str]
+) -> tuple[MemberSpec, ...]:
+    """Replace ``hparams.base: STAGE.MEMBER`` by the path of that member's saved model."""
+    out = []
+    for m in members:
+        ref = m.hparams.get("base")
+        if isinstance(ref, str) and ref in saved:
+            m = replace(m, hparams={**m.hparams, "base": saved[ref]})
+        out.append(m)
+    return tuple(out)
 
 
 def trial_resources(config: dict[str, Any]) -> dict[str, float]:
@@ -25,6 +40,7 @@ def trial_name(trial: Any) -> str:
     return f"{trial.config['member']['name']}_{trial.trial_id}"
 
 
-def experiment_name(spec: RunSpec) -> str:
-    """Tune's experiment folder under the storage path: one per sweep."""
-    return f"{spec.experiment}-{spec.sweep_id}"
+def experiment_name(spec: RunSpec, stage: str | None = None) -> str:
+    """Tune's experiment folder under the storage path: one per sweep (and earlier stage)."""
+    suffix = f"-{stage}" if stage else ""
+    return f"{spec.experiment}-{spec.sweep_id}{suffix}"

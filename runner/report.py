@@ -55,6 +55,16 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
+    for stage, rows in (summary.get("stages") or {}).items():
+        out.append("")
+        out.append(f"earlier stage {stage!r} (its own data; not ensembled):")
+        for m in rows:
+            scores = (
+                f"val {_fmt(m.get('val_metric'))}  test {_fmt(m.get('test_metric'))}"
+                if m["status"] == "FINISHED"
+                else m["status"]
+            )
+            out.append(f"  {m['name']} ({m['model']}): {scores}")
     return "\n".join(line.rstrip() for line in out)
 
 

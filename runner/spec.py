@@ -44,6 +44,7 @@ class DataSpec:
     task: str | None = None  # csv: classification or regression; None infers it
     classes: tuple[int, ...] | None = None  # keep these classes only, relabelled 0..k-1
     max_rows: int | None = None  # subsample (stratified, seeded) before splitting: smoke runs
+    max_train_rows: int | None = None  # cap the training split only (few-label experiments)
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,19 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """An earlier stage: members trained first on their own data, not ensembled, whose saved
+    models later members can use (a transfer head's pretrained base)."""
+
+    name: str
+    data: DataSpec
+    members: tuple[MemberSpec, ...]
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """Everything one sweep needs, validated."""
+    """Everything one sweep needs, validated. ``data`` and ``members`` are the final stage:
+    the one that is ensembled; ``stages`` run before it, in order."""
 
     experiment: str
     data: DataSpec
@@ -125,6 +137,12 @@ class RunSpec:
     max_failures: int
     verbose: int
     output_dir: str
+    stages: tuple[StageSpec, ...] = ()
+    smoke: bool = False
+
+    def all_members(self) -> tuple[MemberSpec, ...]:
+        """Members of every stage, earlier stages first."""
+        return tuple(m for st in self.stages for m in st.members) + self.members
 
 
 def _fail(where: str, message: str) -> SpecError:
@@ -186,6 +204,8 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
     _int("data.seed", spec.seed, 0)
     if spec.max_rows is not None:
         _int("data.max_rows", spec.max_rows, 10)
+    if spec.max_train_rows is not None:
+        _int("data.max_train_rows", spec.max_train_rows, 2)
     if spec.task is not None and spec.task not in TASK_KINDS:
         raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")
     if spec.classes is not None:
@@ -217,8 +237,86 @@ def _member_entries(raw: Any) -> list[tuple[str, dict[str, Any]]]:
     raise _fail("members", f"must be a mapping name -> member or a list, got {raw!r}")
 
 
+def _smoke(runner: Mapping[str, Any]) -> tuple[int, int]:
+    """(rows, epochs) of a smoke run."""
+    return (
+        _int("runner.smoke_rows", runner.get("smoke_rows", 600), 10),
+        _int("runner.smoke_epochs", runner.get("smoke_epochs", 1), 1),
+    )
+
+
+def _shrink_data(data: DataSpec, shrink: tuple[int, int] | None) -> DataSpec:
+    if shrink is None:
+        return data
+    rows = shrink[0] if data.max_rows is None else min(shrink[0], data.max_rows)
+    return replace(data, max_rows=rows)
+
+
+def parse_stages(
+    raw: Any,
+    data: DataSpec,
+    training: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    seed: int,
+    shrink: tuple[int, int] | None = None,
+) -> tuple[StageSpec, ...]:
+    """Validate earlier stages: name -> {data: overrides of the experiment's data, members}."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise _fail("stages", f"must be a mapping stage name -> stage, got {raw!r}")
+    stages = []
+    for name, body in raw.items():
+        where = f"stages.{name}"
+        if not NAME_PATTERN.match(str(name)):
+            raise _fail(where, f"stage name {name!r} must match {NAME_PATTERN.pattern}")
+        body = _mapping(where, body)
+        for key in body:
+            if key not in ("data", "members", "training"):
+                raise _fail(where, f"unknown key {key!r}; allowed: data, members, training")
+        stage_data = parse_data({**asdict(data), **_mapping(f"{where}.data", body.get("data"))})
+        stage_training = {**training, **_mapping(f"{where}.training", body.get("training"))}
+        members = parse_members(body.get("members"), stage_training, resources, seed, shrink)
+        stages.append(StageSpec(str(name), _shrink_data(stage_data, shrink), members))
+    return tuple(stages)
+
+
+def check_stage_references(stages: tuple[StageSpec, ...], members: tuple[MemberSpec, ...]) -> None:
+    """Member names are unique across stages; ``STAGE.MEMBER`` references point backwards
+    to a Keras member of an earlier stage."""
+    seen: dict[str, str] = {}
+    for stage_name, group in [*((s.name, s.members) for s in stages), ("final", members)]:
+        for m in group:
+            if m.name in seen:
+                raise _fail(
+                    "members",
+                    f"member name {m.name!r} is used in stages {seen[m.name]!r} "
+                    f"and {stage_name!r}; names must be unique across stages",
+                )
+            seen[m.name] = stage_name
+    earlier: dict[str, MemberSpec] = {}
+    for stage_name, group in [*((s.name, s.members) for s in stages), ("final", members)]:
+        for m in group:
+            ref = m.hparams.get("base")
+            if isinstance(ref, str) and not ref.endswith(".keras"):
+                if ref not in earlier:
+                    known = ", ".join(sorted(earlier)) or "none"
+                    raise _fail(
+                        f"members.{m.name}.hparams.base",
+                        f"{ref!r} is not a member of an earlier stage; known: {known}",
+                    )
+                if earlier[ref].kind != "keras":
+                    raise _fail(f"members.{m.name}.hparams.base", f"{ref!r} is not a Keras member")
+        for m in group:
+            earlier[f"{stage_name}.{m.name}"] = m
+
+
 def parse_members(
-    raw: Any, training: Mapping[str, Any], resources: Mapping[str, Any], seed: int
+    raw: Any,
+    training: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    seed: int,
+    shrink: tuple[int, int] | None = None,
 ) -> tuple[MemberSpec, ...]:
     """Validate the members: known models, unique names, training and resources merged."""
     _build(TrainingOptions, training, "training")
@@ -247,6 +345,8 @@ def parse_members(
         except ValueError as err:
             raise _fail(f"{where}.model", str(err)) from None
         merged_training = {**training, **_mapping(f"{where}.training", item.get("training"))}
+        if shrink is not None:
+            merged_training["epochs"] = min(merged_training.get("epochs", 1), shrink[1])
         merged_resources = {**resources, **_mapping(f"{where}.resources", item.get("resources"))}
         res = _build(Resources, merged_resources, f"{where}.resources")
         _number(f"{where}.resources.cpu", res.cpu, 0)
@@ -283,6 +383,7 @@ def check_members_against_data(
             )
         try:
             entry.check(m.hparams, task)
+            entry.check_input(m.hparams, spec)
         except (ValueError, TypeError) as err:
             raise _fail(f"members.{m.name}.hparams", str(err)) from None
 
@@ -357,15 +458,22 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail("runner.storage_path", f"must be a path, got {storage!r}")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
+    training = _mapping("training", cfg.get("training"))
+    resources = _mapping("resources", cfg.get("resources"))
+    smoke = cfg.get("smoke", False)
+    if not isinstance(smoke, bool):
+        raise _fail("smoke", f"must be true or false, got {smoke!r}")
+    shrink = _smoke(runner) if smoke else None
+    data = parse_data(cfg.get("data") or {})
+    stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink)
+    members = parse_members(cfg.get("members"), training, resources, seed, shrink)
+    check_stage_references(stages, members)
     return RunSpec(
         experiment=str(name),
-        data=parse_data(cfg.get("data") or {}),
-        members=parse_members(
-            cfg.get("members"),
-            _mapping("training", cfg.get("training")),
-            _mapping("resources", cfg.get("resources")),
-            seed,
-        ),
+        data=_shrink_data(data, shrink),
+        members=members,
+        stages=stages,
+        smoke=smoke,
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),

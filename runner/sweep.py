@@ -13,7 +13,7 @@ from ensembles.stage import MemberPredictions
 from runner import plan, report
 from runner.cluster import ray_session
 from runner.data import Dataset
-from runner.spec import RunSpec
+from runner.spec import MemberSpec, RunSpec
 from runner.tracking import MemberCallback, MemberRecord, SweepTracker, redact_uri
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,13 @@ class SweepInterrupted(KeyboardInterrupt):
     """Tune stopped early (Ctrl+C, SIGTERM) with members unfinished."""
 
 
-def _tune(spec: RunSpec, data: Dataset, callback: MemberCallback) -> None:
+def _tune(
+    spec: RunSpec,
+    data: Dataset,
+    members: tuple[MemberSpec, ...],
+    callback: MemberCallback,
+    stage: str | None = None,
+) -> None:
     from ray import tune
 
     from runner.progress import ProgressPrinter
@@ -40,20 +46,20 @@ def _tune(spec: RunSpec, data: Dataset, callback: MemberCallback) -> None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.verbose >= 1:
         metric = headline_metric(data.task.is_classification)
-        callbacks.append(ProgressPrinter(len(spec.members), metric))
+        callbacks.append(ProgressPrinter(len(members), metric))
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data), resources=plan.trial_resources
     )
     tuner = tune.Tuner(
         trainable,
-        param_space=plan.param_space(spec),
+        param_space=plan.param_space(members),
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             trial_name_creator=plan.trial_name,
             trial_dirname_creator=plan.trial_name,
         ),
         run_config=tune.RunConfig(
-            name=plan.experiment_name(spec),
+            name=plan.experiment_name(spec, stage),
             storage_path=spec.storage_path,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
@@ -112,22 +118,48 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     return row
 
 
-def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
-    """Train every member as a Tune trial, ensemble the finished ones, return the summary."""
+def _train_stage(
+    spec: RunSpec,
+    data: Dataset,
+    members: tuple[MemberSpec, ...],
+    tracker: SweepTracker,
+    stage: str | None,
+) -> list[MemberRecord]:
+    """Run one stage's members as Tune trials; raise SweepInterrupted if Tune stopped early."""
+    callback = MemberCallback(tracker, members, stage)
+    _tune(spec, data, members, callback, stage)
+    unfinished = [m.name for m in members if m.name not in callback.records]
+    if unfinished:  # Tune returns normally when stopped by a signal
+        raise SweepInterrupted(
+            f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
+            "its MLflow runs are marked KILLED"
+        )
+    return [callback.records[m.name] for m in members]
+
+
+def run(
+    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset] | None = None
+) -> dict[str, Any]:
+    """Train the earlier stages, then the final members, as Tune trials; ensemble the finished
+    final members; return the summary. ``stage_data`` holds each earlier stage's dataset."""
     start = time.perf_counter()
     tracker = SweepTracker(spec, data.fingerprint, data.sizes())
     status = "FAILED"
     try:
-        callback = MemberCallback(tracker)
+        saved: dict[str, str] = {}  # "stage.member" -> saved model path
+        stage_rows: dict[str, list[dict[str, Any]]] = {}
         with ray_session(spec.cluster, spec.verbose):
-            _tune(spec, data, callback)
-        unfinished = [m.name for m in spec.members if m.name not in callback.records]
-        if unfinished:  # Tune returns normally when stopped by a signal
-            raise SweepInterrupted(
-                f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
-                "its MLflow runs are marked KILLED"
-            )
-        records = [callback.records[m.name] for m in spec.members]
+            for st in spec.stages:
+                st_data = (stage_data or {})[st.name]
+                members = plan.resolve_bases(st.members, saved)
+                st_records = _train_stage(spec, st_data, members, tracker, st.name)
+                metric = headline_metric(st_data.task.is_classification)
+                stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
+                saved.update(
+                    {f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path}
+                )
+            members = plan.resolve_bases(spec.members, saved)
+            records = _train_stage(spec, data, members, tracker, None)
         metric = headline_metric(data.task.is_classification)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
@@ -138,6 +170,7 @@ def run(spec: RunSpec, data: Dataset) -> dict[str, Any]:
             "metric": metric,
             "data": {"name": data.name, "fingerprint": data.fingerprint, "rows": data.sizes()},
             "members": [_member_row(r, data, metric) for r in records],
+            "stages": stage_rows,
             "ensemble": None,
         }
         if not any(r.status == "FINISHED" for r in records):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from runner.spec import RunSpec
+from runner.spec import MemberSpec, RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class MemberRecord:
     test: np.ndarray | None = None
     fingerprint: str | None = None
     error: str | None = None
+    model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
 
 
 class SweepTracker:
@@ -143,9 +144,12 @@ class SweepTracker:
 class MemberCallback(Callback):
     """Tune callback on the driver: mirrors each trial into a nested MLflow member run."""
 
-    def __init__(self, tracker: SweepTracker) -> None:
+    def __init__(
+        self, tracker: SweepTracker, members: Sequence[MemberSpec], stage: str | None = None
+    ) -> None:
         self.tracker = tracker
-        self.by_name = {m.name: m for m in tracker.spec.members}
+        self.stage = stage
+        self.by_name = {m.name: m for m in members}
         self.run_ids: dict[str, str] = {}
         self.records: dict[str, MemberRecord] = {}
 
@@ -165,6 +169,7 @@ class MemberCallback(Callback):
                 "runner.config_hash": spec.config_hash,
                 "runner.trial_id": trial.trial_id,
                 "runner.attempt": str(trial.run_metadata.num_failures + 1),
+                **({"runner.stage": self.stage} if self.stage else {}),
             },
         )
         self.tracker.client.log_batch(
@@ -203,16 +208,23 @@ class MemberCallback(Callback):
         if checkpoint is None:
             self._fail(trial, "trial ended without a checkpoint")
             return
+        model_path = None
         with checkpoint.as_directory() as path:
             folder = Path(path)
             info_json = json.loads((folder / "member.json").read_text())
+            if Path(checkpoint.path, info_json["model_file"]).is_file():  # local storage
+                model_path = str(Path(checkpoint.path, info_json["model_file"]))
             with np.load(folder / "predictions.npz") as npz:
                 val, test = npz["val"], npz["test"]
                 fingerprint = str(npz["fingerprint"])
             client = self.tracker.client
-            client.log_artifact(run_id, str(folder / info_json["model_file"]), "model")
-            client.log_artifact(run_id, str(folder / "predictions.npz"))
-            client.log_artifact(run_id, str(folder / "member.json"))
+            for item in sorted(folder.iterdir()):  # model under model/, the rest as they are
+                if item.name == info_json["model_file"]:
+                    client.log_artifact(run_id, str(item), "model")
+                elif item.is_dir():
+                    client.log_artifacts(run_id, str(item), item.name)
+                elif not item.name.startswith("."):
+                    client.log_artifact(run_id, str(item))
         final = {k: v for k, v in result.items() if k.startswith("final_")}
         final["train_seconds"] = info_json["train_seconds"]
         final["fit_seconds"] = info_json["fit_seconds"]
@@ -227,6 +239,7 @@ class MemberCallback(Callback):
             val=val,
             test=test,
             fingerprint=fingerprint,
+            model_path=model_path,
         )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -25,37 +25,116 @@ MODEL_FILES = {"keras": "model.keras", "sklearn": "model.joblib"}
 
 
 def _epoch_reporter() -> Any:
-    """A Keras callback that reports each epoch's logs to Tune (1-based ``epoch``)."""
+    """A Keras callback reporting each epoch's logs to Tune, with the learning rate and the
+    training phase; epochs are counted across phases (1-based)."""
     import keras
 
     class ReportEpoch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.phase: int | None = None
+
+        def set_phase(self, phase: int) -> None:
+            self.phase = phase
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            tune.report({"epoch": epoch + 1, "final": False, **metrics})
+            self.epoch += 1
+            metrics = {
+                k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0 and k != "phase"
+            }
+            if "lr" not in metrics and "learning_rate" not in metrics:
+                lr = getattr(self.model.optimizer, "learning_rate", None)
+                if lr is not None:
+                    metrics["lr"] = float(keras.ops.convert_to_numpy(lr))
+            if self.phase is not None:
+                metrics["phase"] = float(self.phase)
+            tune.report({"epoch": self.epoch, "final": False, **metrics})
 
     return ReportEpoch()
+
+
+def _lr_finder(entry: Any, member: dict[str, Any], data: Dataset, options: Any, out: Path):
+    """Run the learning-rate finder on a fresh copy of the model; save its plot and result."""
+    from models.training import compile_model, find_learning_rate, plot_lr_finder
+
+    def fresh() -> Any:
+        model = entry.build(data.input_spec, data.task, **member["hparams"])
+        return compile_model(
+            model,
+            data.task,
+            options,
+            n_train_rows=len(data.y_train),
+            loss_weights=entry.loss_weights(member["hparams"]),
+        )
+
+    settings = options.lr_finder if isinstance(options.lr_finder, dict) else {}
+    result = find_learning_rate(
+        fresh, (data.X_train, data.y_train), batch_size=options.batch_size, **settings
+    )
+    plot_lr_finder(result, out / "lr_finder.png")
+    (out / "lr_finder.json").write_text(
+        json.dumps(
+            {
+                "lrs": list(map(float, result.lrs)),
+                "losses": list(map(float, result.losses)),
+                "suggestion": float(result.suggestion),
+            }
+        )
+    )
+    return float(result.suggestion)
 
 
 def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, Any]:
     import keras
 
-    from models.training import compile_model, fit_keras, predict
+    from models.training import compile_model, fit_keras, output_count, predict
     from runner.cluster import configure_tensorflow
 
     configure_tensorflow(member["resources"]["cpu"], member["resources"]["gpu"])
     keras.backend.clear_session()
     keras.utils.set_random_seed(member["seed"])
-    options = TrainingOptions(**member["training"])
+    options = TrainingOptions.from_params(member["training"])
     entry = models.get(member["model"])
-    model = entry.build(data.input_spec, data.task, **member["hparams"])
-    compile_model(model, data.task, options)
+    hparams = member["hparams"]
+    suggestion = None
+    if options.lr_finder:
+        suggestion = _lr_finder(entry, member, data, options, out)
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(member["seed"])  # same initial weights as without finder
+    model = entry.build(data.input_spec, data.task, **hparams)
+    outputs = output_count(model)
+    train = (data.X_train, data.y_train if outputs == 1 else (data.y_train,) * outputs)
+    val = (data.X_val, data.y_val if outputs == 1 else (data.y_val,) * outputs)
+    reporter = _epoch_reporter()
+    log_dir = str(out / "tensorboard") if options.tensorboard else None
     start = time.perf_counter()
-    history = fit_keras(
-        model, (data.X_train, data.y_train), (data.X_val, data.y_val), options, [_epoch_reporter()]
-    )
+    if entry.fit_fn is not None:
+        history = entry.fit_fn(
+            model,
+            data.task,
+            train,
+            val,
+            options,
+            hparams,
+            callbacks=[reporter],
+            on_phase=reporter.set_phase,
+            n_train_rows=len(data.y_train),
+            log_dir=log_dir,
+        )
+    else:
+        compile_model(
+            model,
+            data.task,
+            options,
+            n_train_rows=len(data.y_train),
+            loss_weights=entry.loss_weights(hparams),
+        )
+        history = fit_keras(model, train, val, options, [reporter], log_dir=log_dir)
     fit_seconds = time.perf_counter() - start
     model.save(out / MODEL_FILES["keras"])
-    epochs_run = len(next(iter(history.values()), []))
+    (out / "history.json").write_text(json.dumps(history))
+    epochs_run = reporter.epoch
     return {
         "val": predict(model, data.X_val, data.task),
         "test": predict(model, data.X_test, data.task),
@@ -63,6 +142,7 @@ def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, 
         "epochs_run": epochs_run,
         "restored": bool(options.early_stopping) and epochs_run < options.epochs,
         "n_params": int(model.count_params()),
+        "lr_finder_suggestion": suggestion,
     }
 
 

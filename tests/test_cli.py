@@ -10,7 +10,7 @@ from helpers import run_cli
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["+experiment=nope"], "unknown experiment 'nope'; known experiments: quickstart"),
+        (["+experiment=nope"], "unknown experiment 'nope'; known experiments: fashion_zoo, "),
         ([], "no experiment selected; pass +experiment=NAME"),
         (["members.mlp.model=resnet9000"], "unknown model 'resnet9000'; known models:"),
         (["training.epochs=0"], "epochs must be an integer >= 1, got 0"),
