@@ -39,5 +39,7 @@ class ProgressPrinter(Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from runner.tracking import error_reason
+
         self.done += 1
-        self._line(f"{trial.config['member']['name']} FAILED")
+        self._line(f"{trial.config['member']['name']} FAILED: {error_reason(trial)}")

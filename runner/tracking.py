@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,19 @@ class SweepTracker:
             self.terminate(self.parent_run_id, status)
 
 
+def error_reason(trial: Any) -> str:
+    """The exception line of a failed trial's error (Tune writes it locally first)."""
+    text = ""
+    if trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text()
+    text = text or str(trial.get_error() or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line):
+            return line
+    return lines[-1] if lines else "unknown error"
+
+
 class MemberCallback(Callback):
     """Tune callback on the driver: mirrors each trial into a nested MLflow member run."""
 
@@ -251,9 +265,7 @@ class MemberCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
-        error = trial.get_error() or "unknown error"
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        self._fail(trial, lines[-1] if lines else "unknown error")
+        self._fail(trial, error_reason(trial))
 
     def _fail(self, trial: Any, reason: str) -> None:
         member = self._member(trial)

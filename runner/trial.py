@@ -132,6 +132,13 @@ def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, 
         )
         history = fit_keras(model, train, val, options, [reporter], log_dir=log_dir)
     fit_seconds = time.perf_counter() - start
+    losses = history.get("loss", [])
+    bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
+    if bad is not None:  # TerminateOnNaN stops fit quietly; the member must fail, with why
+        raise FloatingPointError(
+            f"loss became {losses[bad]} in epoch {bad + 1}; training stopped (try a lower "
+            "learning rate, gradient clipping or batch norm)"
+        )
     model.save(out / MODEL_FILES["keras"])
     (out / "history.json").write_text(json.dumps(history))
     epochs_run = reporter.epoch
