@@ -91,9 +91,14 @@ def _main(cfg: DictConfig) -> None:
             )
     except SpecError as err:
         _fail(str(err))
+    from runner.tracking import ResumeError, SweepAlreadyFinished
+
     try:
         summary = sweep.run(spec, data, stage_data)
-    except sweep.SweepFailed as err:
+    except SweepAlreadyFinished as err:
+        print(str(err))
+        return
+    except (sweep.SweepFailed, ResumeError) as err:
         _fail(str(err))
     except sweep.SweepInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

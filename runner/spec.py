@@ -139,6 +139,7 @@ class RunSpec:
     output_dir: str
     stages: tuple[StageSpec, ...] = ()
     smoke: bool = False
+    resume: bool = False  # re-attach to the latest unfinished sweep (or runner.sweep_id's)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
         """Members of every stage, earlier stages first."""
@@ -450,8 +451,12 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail("experiment_name", f"{name!r} must match {NAME_PATTERN.pattern}")
     runner = _mapping("runner", cfg.get("runner"))
     seed = _int("runner.seed", runner.get("seed", 0), 0)
-    sweep_id = runner.get("sweep_id") or new_sweep_id()
-    if not NAME_PATTERN.match(str(sweep_id)):
+    resume = runner.get("resume", False)
+    if not isinstance(resume, bool):
+        raise _fail("runner.resume", f"must be true or false, got {resume!r}")
+    # with resume and no id, the tracker finds the sweep to resume in MLflow
+    sweep_id = runner.get("sweep_id") or ("" if resume else new_sweep_id())
+    if sweep_id and not NAME_PATTERN.match(str(sweep_id)):
         raise _fail("runner.sweep_id", f"{sweep_id!r} must match {NAME_PATTERN.pattern}")
     storage = runner.get("storage_path") or "ray_results"
     if not isinstance(storage, str):
@@ -474,6 +479,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         members=members,
         stages=stages,
         smoke=smoke,
+        resume=resume,
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ensembles import export, stage
@@ -15,6 +18,7 @@ from runner.cluster import ray_session
 from runner.data import Dataset
 from runner.spec import MemberSpec, RunSpec
 from runner.tracking import MemberCallback, MemberRecord, SweepTracker, redact_uri
+from runner.trial import MODEL_FILES
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,8 @@ def _tune(
     members: tuple[MemberSpec, ...],
     callback: MemberCallback,
     stage: str | None = None,
-) -> None:
+    restore: bool = False,
+) -> Any:
     from ray import tune
 
     from runner.progress import ProgressPrinter
@@ -50,6 +55,13 @@ def _tune(
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data), resources=plan.trial_resources
     )
+    path = Path(spec.storage_path) / plan.experiment_name(spec, stage)
+    if restore and (path / "tuner.pkl").exists():
+        tuner = tune.Tuner.restore(str(path), trainable, restart_errored=True)
+        # The restored RunConfig holds unpickled copies of the first attempt's callbacks;
+        # this attempt's callbacks (live MLflow tracker) replace them.
+        tuner._local_tuner.get_run_config().callbacks = callbacks
+        return tuner.fit()
     tuner = tune.Tuner(
         trainable,
         param_space=plan.param_space(members),
@@ -66,7 +78,7 @@ def _tune(
             verbose=0 if spec.verbose < 2 else 1,
         ),
     )
-    tuner.fit()
+    return tuner.fit()
 
 
 def _ensemble(
@@ -125,14 +137,25 @@ def _train_stage(
     tracker: SweepTracker,
     stage: str | None,
 ) -> list[MemberRecord]:
-    """Run one stage's members as Tune trials; raise SweepInterrupted if Tune stopped early."""
+    """Run one stage's members as Tune trials (restoring Tune's state on resume); raise
+    SweepInterrupted if Tune stopped early."""
     callback = MemberCallback(tracker, members, stage)
-    _tune(spec, data, members, callback, stage)
+    results = _tune(spec, data, members, callback, stage, restore=tracker.resumed)
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in members:
+            if m.name in tracker.finished:  # kept from an earlier attempt
+                callback.records[m.name] = tracker.finished_record(m.name, m.model, tmp)
+    for result in results:  # saved models, also of members restored from Tune's state
+        record = callback.records.get(result.config["member"]["name"])
+        if record is not None and record.model_path is None and result.checkpoint is not None:
+            model_file = MODEL_FILES[result.config["member"]["kind"]]
+            if Path(result.checkpoint.path, model_file).is_file():
+                record.model_path = str(Path(result.checkpoint.path, model_file))
     unfinished = [m.name for m in members if m.name not in callback.records]
     if unfinished:  # Tune returns normally when stopped by a signal
         raise SweepInterrupted(
             f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
-            "its MLflow runs are marked KILLED"
+            f"its MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}"
         )
     return [callback.records[m.name] for m in members]
 
@@ -144,6 +167,7 @@ def run(
     final members; return the summary. ``stage_data`` holds each earlier stage's dataset."""
     start = time.perf_counter()
     tracker = SweepTracker(spec, data.fingerprint, data.sizes())
+    spec = replace(spec, sweep_id=tracker.sweep_id)
     status = "FAILED"
     try:
         saved: dict[str, str] = {}  # "stage.member" -> saved model path

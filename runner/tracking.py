@@ -80,8 +80,17 @@ class MemberRecord:
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
 
 
+class SweepAlreadyFinished(RuntimeError):
+    """The sweep id names a sweep that already finished: nothing to do."""
+
+
+class ResumeError(ValueError):
+    """A sweep cannot be resumed as asked; the message says why in one line."""
+
+
 class SweepTracker:
-    """Creates and closes the sweep's runs; nothing is left RUNNING when it closes."""
+    """Creates (or, on resume, re-attaches to) the sweep's parent run and its children;
+    nothing is left RUNNING when it closes."""
 
     def __init__(self, spec: RunSpec, fingerprint: str, dataset_sizes: Mapping[str, int]) -> None:
         self.spec = spec
@@ -92,7 +101,13 @@ class SweepTracker:
             if experiment is not None
             else self.client.create_experiment(spec.experiment)
         )
-        self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: spec.sweep_id}
+        self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
+        parent = self._existing_parent()
+        self.sweep_id = parent.data.tags[SWEEP] if parent is not None else spec.sweep_id
+        self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: self.sweep_id}
+        if parent is not None:
+            self._attach(parent, fingerprint)
+            return
         parent = self.client.create_run(
             self.experiment_id,
             run_name=f"{spec.experiment}-{spec.sweep_id}",
@@ -106,11 +121,111 @@ class SweepTracker:
                 {
                     "data": {**vars(spec.data), "rows": dict(dataset_sizes)},
                     "ensemble": {"method": spec.ensemble.method, **spec.ensemble.params},
-                    "members": ",".join(m.name for m in spec.members),
+                    "members": ",".join(m.name for m in spec.all_members()),
                     "seed": spec.seed,
                 }
             ),
         )
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this tracker re-attached to an earlier attempt of the sweep."""
+        return self._resumed
+
+    _resumed = False
+
+    def _existing_parent(self) -> Any:
+        """The parent run to re-attach to: the given sweep id's, or with ``runner.resume``
+        the latest unfinished sweep of the experiment; None starts a new sweep."""
+        spec = self.spec
+        if spec.sweep_id:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
+            )
+        elif spec.resume:
+            runs = [
+                r
+                for r in self.client.search_runs(
+                    [self.experiment_id],
+                    f"tags.`{ROLE}` = 'sweep'",
+                    order_by=["attributes.start_time DESC"],
+                    max_results=50,
+                )
+                if r.info.status != "FINISHED"
+            ][:1]
+            if not runs:
+                raise ResumeError(
+                    f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
+                    "sweep; pass runner.sweep_id=ID or drop runner.resume"
+                )
+        else:
+            return None
+        if not runs:
+            return None
+        parent = runs[0]
+        if parent.info.status == "FINISHED":
+            raise SweepAlreadyFinished(
+                f"sweep {parent.data.tags[SWEEP]} of {spec.experiment!r} already finished "
+                f"(parent run {parent.info.run_id}); nothing to do"
+            )
+        return parent
+
+    def _attach(self, parent: Any, fingerprint: str) -> None:
+        """Re-attach to an unfinished sweep: end its stale RUNNING runs as KILLED and note
+        which members already FINISHED (they are kept, not trained again)."""
+        old = parent.data.tags.get("runner.data_fingerprint")
+        if old and old != fingerprint:
+            raise ResumeError(
+                f"sweep {self.sweep_id} ran on data split {old}, this config gives {fingerprint}; "
+                "resume with the same data settings or start a new sweep"
+            )
+        self._resumed = True
+        self.parent_run_id = parent.info.run_id
+        self._open = {self.parent_run_id}
+        if parent.info.status != "RUNNING":
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        hashes = {m.name: m.config_hash for m in self.spec.all_members()}
+        children = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{SWEEP}` = '{self.sweep_id}' and tags.`{ROLE}` != 'sweep'",
+            max_results=10000,
+        )
+        for run in children:
+            tags = run.data.tags
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                self.client.set_tag(
+                    run.info.run_id, "runner.error", "the driver stopped before this run ended"
+                )
+                self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
+            elif run.info.status == "FINISHED" and tags.get(ROLE) == "member":
+                name = tags.get(MEMBER)
+                if name in hashes and tags.get("runner.config_hash") != hashes[name]:
+                    raise ResumeError(
+                        f"member {name!r} changed since sweep {self.sweep_id} started; resume "
+                        "with the same config or start a new sweep"
+                    )
+                self.finished[name] = run.info.run_id
+        self.client.set_tag(self.parent_run_id, "runner.resumed", "true")
+
+    def finished_record(self, name: str, model: str, folder: str) -> MemberRecord:
+        """Rebuild the record of a member FINISHED in an earlier attempt, from MLflow."""
+        run_id = self.finished[name]
+        path = self.client.download_artifacts(run_id, "predictions.npz", folder)
+        info = json.loads(
+            Path(self.client.download_artifacts(run_id, "member.json", folder)).read_text()
+        )
+        with np.load(path) as npz:
+            return MemberRecord(
+                name=name,
+                model=model,
+                run_id=run_id,
+                status="FINISHED",
+                train_seconds=float(info.get("train_seconds", 0.0)),
+                val=npz["val"],
+                test=npz["test"],
+                fingerprint=str(npz["fingerprint"]),
+            )
 
     def child(self, name: str, role: str, tags: Mapping[str, str] | None = None) -> str:
         """Create a RUNNING child run under the sweep's parent."""
@@ -164,6 +279,7 @@ class MemberCallback(Callback):
         self.tracker = tracker
         self.stage = stage
         self.by_name = {m.name: m for m in members}
+        self.ignored: set[str] = set()  # trials of members that FINISHED in an earlier attempt
         self.run_ids: dict[str, str] = {}
         self.records: dict[str, MemberRecord] = {}
 
@@ -173,6 +289,11 @@ class MemberCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
         member = self._member(trial)
+        if member["name"] in self.tracker.finished:
+            # Tune lost track of a trial MLflow saw finish (the driver died in between): it
+            # trains again, but the sweep keeps the first FINISHED run and logs nothing new.
+            self.ignored.add(trial.trial_id)
+            return
         spec = self.by_name[member["name"]]
         run_id = self.tracker.child(
             member["name"],
@@ -196,7 +317,7 @@ class MemberCallback(Callback):
     ) -> None:
         """Log one epoch's metrics (step = epoch); the final result is logged on completion."""
         run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None or result.get("final"):
+        if run_id is None or result.get("final") or trial.trial_id in self.ignored:
             return
         metrics = {
             k: v
@@ -215,6 +336,8 @@ class MemberCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log final scores, the model and predictions from the checkpoint; mark FINISHED."""
+        if trial.trial_id in self.ignored:
+            return
         member = self._member(trial)
         run_id = self.run_ids[trial.trial_id]
         result = trial.last_result or {}
@@ -265,7 +388,8 @@ class MemberCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
-        self._fail(trial, error_reason(trial))
+        if trial.trial_id not in self.ignored:
+            self._fail(trial, error_reason(trial))
 
     def _fail(self, trial: Any, reason: str) -> None:
         member = self._member(trial)

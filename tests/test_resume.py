@@ -1,0 +1,131 @@
+"""Nothing is lost or duplicated: a killed worker is retried, a killed driver resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import run_cli
+
+
+def start(workdir: Path, *overrides: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "runner", "+experiment=quickstart", *overrides],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def sweep_runs(db: str, sweep_id: str) -> list:
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart")
+    return client.search_runs(
+        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=1000
+    )
+
+
+def assert_complete_without_duplicates(db: str, sweep_id: str) -> dict[str, object]:
+    """One FINISHED parent, one FINISHED run per member, nothing RUNNING; member -> run."""
+    runs = sweep_runs(db, sweep_id)
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    parents = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finished = [
+        r for r in runs if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
+    ]
+    counts = Counter(r.data.tags["runner.member"] for r in finished)
+    assert set(counts) == {"mlp", "selu", "convnet", "logistic", "svm"}
+    assert max(counts.values()) == 1, counts
+    ensembles = [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
+    assert [r.info.status for r in ensembles] == ["FINISHED"]
+    return {r.data.tags["runner.member"]: r for r in finished}
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = ["runner.sweep_id=nightly-7", "training.epochs=40", f"tracking.uri={db}"]
+    driver = start(workdir, *args)
+    try:
+        for line in driver.stdout:
+            if "finished:" in line:  # one member done, others mid-training
+                break
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        driver.kill()
+    before = sweep_runs(db, "nightly-7")
+    done_before = {
+        r.data.tags["runner.member"]: r.info.run_id
+        for r in before
+        if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
+    }
+    assert done_before and any(r.info.status == "RUNNING" for r in before)
+
+    resumed = run_cli(workdir, "+experiment=quickstart", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = assert_complete_without_duplicates(db, "nightly-7")
+    for name, run_id in done_before.items():  # kept, not trained again
+        assert finished[name].info.run_id == run_id
+    killed = [r for r in sweep_runs(db, "nightly-7") if r.info.status == "KILLED"]
+    assert killed and all("driver stopped" in r.data.tags["runner.error"] for r in killed)
+
+    again = run_cli(workdir, "+experiment=quickstart", *args)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert (
+        len([r for r in sweep_runs(db, "nightly-7") if r.data.tags["runner.role"] == "sweep"]) == 1
+    )
+
+
+def trial_pid(storage: Path, member: str, timeout: float = 120) -> int:
+    """The worker pid of the member's trial, from Tune's result.json, once it has a result."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in storage.glob(f"*/{member}_*/result.json"):
+            lines = path.read_text().splitlines()
+            if lines:
+                return int(json.loads(lines[0])["pid"])
+        time.sleep(0.5)
+    raise AssertionError(f"no result of {member} within {timeout}s")
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_trial_is_retried_and_tracked_once(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    storage = workdir / "tune"
+    driver = start(
+        workdir,
+        "runner.sweep_id=kill-1",
+        "runner.max_failures=1",
+        "training.epochs=30",
+        f"runner.storage_path={storage}",
+        f"tracking.uri={db}",
+        "~members.mlp",
+        "~members.selu",
+    )
+    try:
+        os.kill(trial_pid(storage, "convnet"), signal.SIGKILL)
+        output, _ = driver.communicate(timeout=600)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, output[-3000:]
+    runs = [r for r in sweep_runs(db, "kill-1") if r.data.tags.get("runner.member") == "convnet"]
+    statuses = sorted(r.info.status for r in runs)
+    assert statuses == ["FAILED", "FINISHED"], statuses
+    finished = next(r for r in runs if r.info.status == "FINISHED")
+    steps = [m.step for m in MlflowClient(db).get_metric_history(finished.info.run_id, "loss")]
+    assert steps == list(range(1, 31))  # one clean curve, no epochs from the killed attempt
+    assert finished.data.tags["runner.attempt"] == "2"
