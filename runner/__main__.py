@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from runner.spec import DataSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# MLflow draws a progress bar per artifact download; in a CLI's output that is noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:

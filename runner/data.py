@@ -625,7 +625,13 @@ def load(spec: DataSpec) -> Dataset:
         "val": (raw.X[val], raw.y[val]),
         "test": (X_all_test[test], y_all_test[test]),
     }
-    variance = X_train.var(axis=0)
+    if raw.image_shape is not None:
+        # images: one mean and variance for every pixel, so standardising keeps the picture
+        # (per-pixel statistics would rescale each pixel differently and distort edges)
+        mean = np.full(X_train.shape[1], X_train.mean(), dtype=np.float64)
+        variance = np.full(X_train.shape[1], X_train.var(), dtype=np.float64)
+    else:
+        mean, variance = X_train.mean(axis=0), X_train.var(axis=0)
     return Dataset(
         name=name,
         task=raw.task,
@@ -633,7 +639,7 @@ def load(spec: DataSpec) -> Dataset:
             n_features=raw.X.shape[1],
             image_shape=raw.image_shape,
             feature_names=raw.feature_names,
-            mean=X_train.mean(axis=0),
+            mean=mean,
             # constant features keep unit scale, as StandardScaler does; otherwise a pixel
             # that is always 0 in train would be divided by ~0 on val/test
             variance=np.where(variance > 0, variance, 1.0),

@@ -35,6 +35,19 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
     return {"cpu": res["cpu"], "gpu": res["gpu"]}
 
 
+def label(member: Mapping[str, Any], experiment_tag: str) -> str:
+    """The name a trial goes by in MLflow and the ensemble: the member's, or for a searched
+    member ``NAME-K`` with K the sample's counter (Tune's experiment tag starts with it)."""
+    if not member.get("searched"):
+        return member["name"]
+    return f"{member['name']}-{int(str(experiment_tag).split('_', 1)[0])}"
+
+
+def member_label(trial: Any) -> str:
+    """``label`` of a Tune trial."""
+    return label(trial.config["member"], trial.experiment_tag)
+
+
 def trial_name(trial: Any) -> str:
     """Trials are named after their member, so Tune's output reads like the config."""
     return f"{trial.config['member']['name']}_{trial.trial_id}"

@@ -24,22 +24,27 @@ class ProgressPrinter(Callback):
         print(f"[{self.done}/{self.total} {elapsed:6.1f}s] {text}", file=self.stream, flush=True)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        member = trial.config["member"]
-        self._line(f"{member['name']} ({member['model']}) started")
+        from runner.plan import member_label
+
+        self._line(f"{member_label(trial)} ({trial.config['member']['model']}) started")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from runner.plan import member_label
+
         self.done += 1
         result = trial.last_result or {}
+        if not result.get("final"):
+            self._line(f"{member_label(trial)} stopped early after epoch {result.get('epoch')}")
+            return
         score = result.get(f"final_val_{self.metric}")
         shown = "-" if score is None else f"{score:.4f}"
         seconds = result.get("train_seconds", 0.0)
-        self._line(
-            f"{trial.config['member']['name']} finished: val {self.metric} {shown} "
-            f"in {seconds:.1f}s"
-        )
+        self._line(f"{member_label(trial)} finished: val {self.metric} {shown} in {seconds:.1f}s")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.tracking import error_reason
 
         self.done += 1
-        self._line(f"{trial.config['member']['name']} FAILED: {error_reason(trial)}")
+        from runner.plan import member_label
+
+        self._line(f"{member_label(trial)} FAILED: {error_reason(trial)}")

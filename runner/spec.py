@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import models
 from models.base import TASK_KINDS, InputSpec, Task
 from models.training import TrainingOptions
+from runner.search import SearchSpec, split_domains
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 CLUSTER_KINDS = ("local",)
@@ -66,6 +67,10 @@ class MemberSpec:
     training: TrainingOptions
     resources: Resources
     seed: int
+    # searched paths ("hparams.width", "training.learning_rate") -> domain, and the values
+    # each is validated with; hparams/training hold the first candidate
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidates: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def to_config(self) -> dict[str, Any]:
         """Plain dict for the Tune trial config (and MLflow params)."""
@@ -77,14 +82,20 @@ class MemberSpec:
             "training": self.training.as_params(),
             "resources": asdict(self.resources),
             "seed": self.seed,
+            "searched": bool(self.search),
         }
 
     @property
     def config_hash(self) -> str:
-        """Stable hash of everything that determines the trained member."""
-        cfg = {k: v for k, v in self.to_config().items() if k not in ("name", "resources")}
-        blob = json.dumps(cfg, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """Stable hash of everything that determines the trained member (and its space)."""
+        return config_hash({**self.to_config(), "search": self.search})
+
+
+def config_hash(member_config: Mapping[str, Any]) -> str:
+    """Stable hash of a member's trial config, leaving out its name and resources."""
+    cfg = {k: v for k, v in member_config.items() if k not in ("name", "resources")}
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,7 @@ class RunSpec:
     stages: tuple[StageSpec, ...] = ()
     smoke: bool = False
     resume: bool = False  # re-attach to the latest unfinished sweep (or runner.sweep_id's)
+    search: SearchSpec = field(default_factory=SearchSpec)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
         """Members of every stage, earlier stages first."""
@@ -348,6 +360,20 @@ def parse_members(
         merged_training = {**training, **_mapping(f"{where}.training", item.get("training"))}
         if shrink is not None:
             merged_training["epochs"] = min(merged_training.get("epochs", 1), shrink[1])
+        try:
+            hparams, h_space, h_cands = split_domains(
+                _mapping(f"{where}.hparams", item.get("hparams")), "hparams"
+            )
+            merged_training, t_space, t_cands = split_domains(merged_training, "training")
+        except ValueError as err:
+            raise _fail(where, str(err)) from None
+        for path, values in t_cands.items():  # every candidate must make valid options
+            for value in values:
+                _build(
+                    TrainingOptions,
+                    {**merged_training, path.split(".", 1)[1]: value},
+                    f"{where}.{path}",
+                )
         merged_resources = {**resources, **_mapping(f"{where}.resources", item.get("resources"))}
         res = _build(Resources, merged_resources, f"{where}.resources")
         _number(f"{where}.resources.cpu", res.cpu, 0)
@@ -359,10 +385,12 @@ def parse_members(
                 name=name,
                 model=item["model"],
                 kind=entry.kind,
-                hparams=_mapping(f"{where}.hparams", item.get("hparams")),
+                hparams=hparams,
                 training=_build(TrainingOptions, merged_training, f"{where}.training"),
                 resources=Resources(float(res.cpu), float(res.gpu)),
                 seed=_int(f"{where}.seed", item.get("seed", seed), 0),
+                search={**h_space, **t_space},
+                candidates={**h_cands, **t_cands},
             )
         )
     return tuple(members)
@@ -382,11 +410,40 @@ def check_members_against_data(
             raise _fail(
                 f"members.{m.name}.model", f"model {m.model!r} needs image data, got flat features"
             )
-        try:
-            entry.check(m.hparams, task)
-            entry.check_input(m.hparams, spec)
-        except (ValueError, TypeError) as err:
-            raise _fail(f"members.{m.name}.hparams", str(err)) from None
+        variants = [m.hparams] + [
+            {**m.hparams, path.split(".", 1)[1]: value}
+            for path, values in m.candidates.items()
+            if path.startswith("hparams.")
+            for value in values
+        ]
+        for hparams in variants:
+            try:
+                entry.check(hparams, task)
+                entry.check_input(hparams, spec)
+            except (ValueError, TypeError) as err:
+                raise _fail(f"members.{m.name}.hparams", str(err)) from None
+
+
+def parse_search(
+    raw: Any, stages: tuple[StageSpec, ...], members: tuple[MemberSpec, ...]
+) -> SearchSpec:
+    """Validate the ``search`` group and that searched members have somewhere to go."""
+    spec = _build(SearchSpec, _mapping("search", raw), "search")
+    try:
+        spec.check()
+    except ValueError as err:
+        raise _fail("", str(err)) from None
+    searched = [m.name for m in members if m.search]
+    if searched and spec.name == "none":
+        raise _fail(
+            "search",
+            f"members {searched} have search spaces but search=none; pass search=random or "
+            "search=optuna",
+        )
+    staged = [m.name for st in stages for m in st.members if m.search]
+    if staged:
+        raise _fail("stages", f"members of earlier stages cannot be searched, got {staged}")
+    return spec
 
 
 def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
@@ -473,6 +530,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink)
     members = parse_members(cfg.get("members"), training, resources, seed, shrink)
     check_stage_references(stages, members)
+    search = parse_search(cfg.get("search"), stages, members)
     return RunSpec(
         experiment=str(name),
         data=_shrink_data(data, shrink),
@@ -480,6 +538,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         stages=stages,
         smoke=smoke,
         resume=resume,
+        search=search,
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),

@@ -36,12 +36,16 @@ def _tune(
     data: Dataset,
     members: tuple[MemberSpec, ...],
     callback: MemberCallback,
-    stage: str | None = None,
+    name: str,
     restore: bool = False,
+    searched: MemberSpec | None = None,
 ) -> Any:
+    """One Tune run: a grid over ``members``, or ``search.num_samples`` samples of the
+    ``searched`` member; restores Tune's state from an earlier attempt when asked."""
     from ray import tune
 
     from runner.progress import ProgressPrinter
+    from runner.search import searched_config, tune_settings
     from runner.trial import train_member
 
     callbacks = [callback]
@@ -51,27 +55,34 @@ def _tune(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.verbose >= 1:
         metric = headline_metric(data.task.is_classification)
-        callbacks.append(ProgressPrinter(len(members), metric))
+        total = spec.search.num_samples if searched else len(members)
+        callbacks.append(ProgressPrinter(total, metric))
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data), resources=plan.trial_resources
     )
-    path = Path(spec.storage_path) / plan.experiment_name(spec, stage)
+    path = Path(spec.storage_path) / name
     if restore and (path / "tuner.pkl").exists():
         tuner = tune.Tuner.restore(str(path), trainable, restart_errored=True)
         # The restored RunConfig holds unpickled copies of the first attempt's callbacks;
         # this attempt's callbacks (live MLflow tracker) replace them.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner.fit()
+    if searched is None:
+        space, settings = plan.param_space(members), {}
+    else:
+        space = {"member": searched_config(searched.to_config(), searched.search)}
+        settings = tune_settings(spec.search, searched.training.epochs)
     tuner = tune.Tuner(
         trainable,
-        param_space=plan.param_space(members),
+        param_space=space,
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             trial_name_creator=plan.trial_name,
             trial_dirname_creator=plan.trial_name,
+            **settings,
         ),
         run_config=tune.RunConfig(
-            name=plan.experiment_name(spec, stage),
+            name=name,
             storage_path=spec.storage_path,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
@@ -137,27 +148,58 @@ def _train_stage(
     tracker: SweepTracker,
     stage: str | None,
 ) -> list[MemberRecord]:
-    """Run one stage's members as Tune trials (restoring Tune's state on resume); raise
-    SweepInterrupted if Tune stopped early."""
+    """Run one stage's members as Tune trials: the plain ones in one Tune run, each searched
+    member in its own (restoring Tune's state on resume); raise SweepInterrupted if Tune
+    stopped early. Returns the records in member order, samples by index."""
     callback = MemberCallback(tracker, members, stage)
-    results = _tune(spec, data, members, callback, stage, restore=tracker.resumed)
+    base = plan.experiment_name(spec, stage)
+    plain = tuple(m for m in members if not m.search)
+    results: list[Any] = []
+    if plain:
+        results += list(_tune(spec, data, plain, callback, base, tracker.resumed))
+    for m in members:
+        if m.search:
+            name = f"{base}-search-{m.name}"
+            results += list(_tune(spec, data, (m,), callback, name, tracker.resumed, m))
     with tempfile.TemporaryDirectory() as tmp:
-        for m in members:
-            if m.name in tracker.finished:  # kept from an earlier attempt
-                callback.records[m.name] = tracker.finished_record(m.name, m.model, tmp)
+        for label in tracker.finished:  # kept from an earlier attempt
+            member = next((m for m in members if _belongs(label, m)), None)
+            if member is not None and label not in callback.records:
+                callback.records[label] = tracker.finished_record(label, member.model, tmp)
     for result in results:  # saved models, also of members restored from Tune's state
-        record = callback.records.get(result.config["member"]["name"])
+        config = result.config["member"]
+        record = callback.records.get(plan.label(config, result.metrics.get("experiment_tag", "0")))
         if record is not None and record.model_path is None and result.checkpoint is not None:
-            model_file = MODEL_FILES[result.config["member"]["kind"]]
-            if Path(result.checkpoint.path, model_file).is_file():
-                record.model_path = str(Path(result.checkpoint.path, model_file))
-    unfinished = [m.name for m in members if m.name not in callback.records]
+            model_file = Path(result.checkpoint.path, MODEL_FILES[config["kind"]])
+            if model_file.is_file():
+                record.model_path = str(model_file)
+    unfinished = [
+        m.name
+        for m in members
+        if sum(_belongs(label, m) for label in callback.records)
+        < (spec.search.num_samples if m.search else 1)
+    ]
     if unfinished:  # Tune returns normally when stopped by a signal
         raise SweepInterrupted(
             f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
             f"its MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}"
         )
-    return [callback.records[m.name] for m in members]
+    order = {m.name: i for i, m in enumerate(members)}
+    return sorted(
+        callback.records.values(),
+        key=lambda r: (
+            order[next(m.name for m in members if _belongs(r.name, m))],
+            int(r.name.rsplit("-", 1)[1]) if r.name not in order else -1,
+        ),
+    )
+
+
+def _belongs(label: str, member: MemberSpec) -> bool:
+    """Whether a record label is this member's (its name, or NAME-K of its samples)."""
+    if not member.search:
+        return label == member.name
+    head, _, index = label.rpartition("-")
+    return head == member.name and index.isdigit()
 
 
 def run(

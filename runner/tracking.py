@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from runner.spec import MemberSpec, RunSpec
+from runner.spec import MemberSpec, RunSpec, config_hash
 
 log = logging.getLogger(__name__)
 
@@ -280,35 +280,49 @@ class MemberCallback(Callback):
         self.stage = stage
         self.by_name = {m.name: m for m in members}
         self.ignored: set[str] = set()  # trials of members that FINISHED in an earlier attempt
+        self.started: set[str] = set()
+        self.ended: set[str] = set()
         self.run_ids: dict[str, str] = {}
         self.records: dict[str, MemberRecord] = {}
 
     def _member(self, trial: Any) -> dict[str, Any]:
-        return trial.config["member"]
+        """The trial's member config, with ``label``: its name in MLflow and the ensemble."""
+        from runner.plan import member_label
+
+        return {**trial.config["member"], "label": member_label(trial)}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
         member = self._member(trial)
-        if member["name"] in self.tracker.finished:
+        self.started.add(trial.trial_id)
+        if member["label"] in self.tracker.finished:
             # Tune lost track of a trial MLflow saw finish (the driver died in between): it
             # trains again, but the sweep keeps the first FINISHED run and logs nothing new.
             self.ignored.add(trial.trial_id)
             return
-        spec = self.by_name[member["name"]]
+        searched = {"runner.search_member": member["name"]} if member.get("searched") else {}
         run_id = self.tracker.child(
-            member["name"],
+            member["label"],
             "member",
             {
-                MEMBER: member["name"],
+                MEMBER: member["label"],
                 MODEL: member["model"],
-                "runner.config_hash": spec.config_hash,
+                "runner.config_hash": (
+                    config_hash(trial.config["member"])
+                    if searched
+                    else self.by_name[member["name"]].config_hash
+                ),
+                **searched,
                 "runner.trial_id": trial.trial_id,
                 "runner.attempt": str(trial.run_metadata.num_failures + 1),
                 **({"runner.stage": self.stage} if self.stage else {}),
             },
         )
         self.tracker.client.log_batch(
-            run_id, params=_params({k: v for k, v in member.items() if k != "name"})
+            run_id,
+            params=_params(
+                {k: v for k, v in member.items() if k not in ("name", "label", "searched")}
+            ),
         )
         self.run_ids[trial.trial_id] = run_id
 
@@ -336,14 +350,25 @@ class MemberCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log final scores, the model and predictions from the checkpoint; mark FINISHED."""
+        self.ended.add(trial.trial_id)
         if trial.trial_id in self.ignored:
             return
         member = self._member(trial)
         run_id = self.run_ids[trial.trial_id]
         result = trial.last_result or {}
         checkpoint = trial.checkpoint
-        if checkpoint is None:
-            self._fail(trial, "trial ended without a checkpoint")
+        if not result.get("final") or checkpoint is None:  # a scheduler stopped it early
+            self.tracker.client.set_tag(
+                run_id, "runner.stopped", f"stopped early after epoch {result.get('epoch')}"
+            )
+            self.tracker.terminate(run_id, "KILLED")
+            self.records[member["label"]] = MemberRecord(
+                name=member["label"],
+                model=member["model"],
+                run_id=run_id,
+                status="STOPPED",
+                error=f"stopped early by the scheduler after epoch {result.get('epoch')}",
+            )
             return
         model_path = None
         with checkpoint.as_directory() as path:
@@ -367,8 +392,8 @@ class MemberCallback(Callback):
         final["fit_seconds"] = info_json["fit_seconds"]
         self.tracker.log_metrics(run_id, final, step=int(info_json["epochs_run"]))
         self.tracker.terminate(run_id, RunStatus.to_string(RunStatus.FINISHED))
-        self.records[member["name"]] = MemberRecord(
-            name=member["name"],
+        self.records[member["label"]] = MemberRecord(
+            name=member["label"],
             model=member["model"],
             run_id=run_id,
             status="FINISHED",
@@ -388,6 +413,7 @@ class MemberCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
+        self.ended.add(trial.trial_id)
         if trial.trial_id not in self.ignored:
             self._fail(trial, error_reason(trial))
 
@@ -397,11 +423,11 @@ class MemberCallback(Callback):
         if run_id is not None:
             self.tracker.client.set_tag(run_id, "runner.error", reason[:5000])
             self.tracker.terminate(run_id, "FAILED")
-        self.records[member["name"]] = MemberRecord(
-            name=member["name"],
+        self.records[member["label"]] = MemberRecord(
+            name=member["label"],
             model=member["model"],
             run_id=run_id or "",
             status="FAILED",
             error=reason,
         )
-        log.warning("member %s failed: %s", member["name"], reason)
+        log.warning("member %s failed: %s", member["label"], reason)

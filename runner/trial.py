@@ -219,9 +219,12 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             "n_features": data.input_spec.n_features,
         }
         (out / "member.json").write_text(json.dumps(info, indent=2, default=str))
+        val_scores = evaluate(data.y_val, val)
         final = {
             "final": True,
             "epoch": result["epochs_run"],
+            # schedulers such as ASHA need their metric in every result
+            "val_loss": val_scores.get("log_loss", val_scores.get("rmse", 0.0) ** 2),
             "train_seconds": train_seconds,
             **{f"final_val_{k}": v for k, v in evaluate(data.y_val, val).items()},
             **{f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()},

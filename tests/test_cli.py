@@ -18,6 +18,11 @@ from helpers import run_cli
         (["data.val_fraction=0.6", "data.test_fraction=0.4"], "0.6 + 0.4 = 1"),
         (["tracking.uri=mongodb://db/x"], "unknown scheme 'mongodb' in 'mongodb://db/x'"),
         (["members.mlp.hparams.dropout=3"], "dropout must be a number in [0.0, 1.0), got 3"),
+        (["+members.mlp.training.optimizer=adamz"], "optimizer must be one of"),
+        (["schedule=onecycle", "training.schedule.max_lr=-1"], "max_lr"),
+        (["members.mlp.hparams.activation=sigmoidal"], "got 'sigmoidal'"),
+        (["data=csv", "data.path=/nope/table.csv", "data.target=y"], "/nope/table.csv"),
+        (["data.name=imagenet"], "unknown dataset 'imagenet'; known: california_housing"),
     ],
     ids=[
         "unknown-experiment",
@@ -28,6 +33,11 @@ from helpers import run_cli
         "fractions-sum",
         "tracking-scheme",
         "hparam-value",
+        "optimizer",
+        "schedule-value",
+        "activation",
+        "csv-path",
+        "dataset",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):
@@ -62,4 +72,20 @@ def test_duplicate_member_names_in_a_user_experiment_fail(workdir):
     assert done.stderr.strip() == (
         "error: members: duplicate member name 'mlp'; give each member its own"
     )
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_csv_without_the_target_column_fails_before_training(workdir):
+    (workdir / "table.csv").write_text("a,b,colour\n1,2,red\n3,4,blue\n5,6,red\n")
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "data=csv",
+        "data.path=table.csv",
+        "data.target=price",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "target column 'price' is not in table.csv; available columns: a, b, colour" in line
     assert not (workdir / "mlflow.db").exists()

@@ -1,0 +1,139 @@
+"""Hyperparameter search: search spaces written in YAML, Tune search algorithms and schedulers.
+
+A member's hyperparameter or training value may be a domain instead of a value:
+``{choice: [a, b]}``, ``{uniform: [low, high]}``, ``{loguniform: [low, high]}`` or
+``{randint: [low, high]}`` (high excluded, as in Tune). Such a member is searched: it becomes
+``search.num_samples`` trials, each an ensemble candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DOMAINS = ("choice", "uniform", "loguniform", "randint")
+ALGORITHMS = ("none", "random", "optuna")
+SCHEDULERS = ("asha",)
+MODES = ("min", "max")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """How searched members are sampled and, optionally, stopped early."""
+
+    name: str = "none"
+    num_samples: int = 1
+    scheduler: str | None = None
+    metric: str = "val_loss"
+    mode: str = "min"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    seed: int | None = None
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if self.name not in ALGORITHMS:
+            raise ValueError(f"search.name must be one of {list(ALGORITHMS)}, got {self.name!r}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"search.scheduler must be null or one of {list(SCHEDULERS)}, got "
+                f"{self.scheduler!r}"
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"search.mode must be one of {list(MODES)}, got {self.mode!r}")
+        for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"search.{key} must be an integer >= {low}, got {value!r}")
+
+
+def is_domain(value: Any) -> bool:
+    """Whether a config value is a search domain (a one-key mapping naming a domain)."""
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DOMAINS
+
+
+def check_domain(path: str, value: Mapping[str, Any]) -> list[Any]:
+    """Validate a domain; return the values to validate the member with (choices, or
+    the bounds)."""
+    ((kind, args),) = value.items()
+    if kind == "choice":
+        if not isinstance(args, (list, tuple)) or not args:
+            raise ValueError(f"{path}: choice needs a non-empty list, got {args!r}")
+        return list(args)
+    ok = (
+        isinstance(args, (list, tuple))
+        and len(args) == 2
+        and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    )
+    if not ok or not args[0] < args[1]:
+        raise ValueError(f"{path}: {kind} needs [low, high] with low < high, got {args!r}")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ValueError(f"{path}: loguniform needs low > 0, got {args!r}")
+    if kind == "randint":
+        if not all(isinstance(a, int) for a in args):
+            raise ValueError(f"{path}: randint needs integer bounds, got {args!r}")
+        return [args[0], args[1] - 1]
+    return [args[0], args[1]]
+
+
+def split_domains(
+    values: Mapping[str, Any], prefix: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, list[Any]]]:
+    """(values with each domain replaced by its first candidate, {path: domain},
+    {path: candidates}); ``path`` is ``prefix.key``."""
+    plain, space, candidates = {}, {}, {}
+    for key, value in values.items():
+        if is_domain(value):
+            path = f"{prefix}.{key}"
+            candidates[path] = check_domain(path, value)
+            space[path] = dict(value)
+            plain[key] = candidates[path][0]
+        else:
+            plain[key] = value
+    return plain, space, candidates
+
+
+def to_tune(domain: Mapping[str, Any]) -> Any:
+    """The Tune search-space object for a domain."""
+    from ray import tune
+
+    ((kind, args),) = domain.items()
+    if kind == "choice":
+        return tune.choice(list(args))
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](
+        *args
+    )
+
+
+def searched_config(config: dict[str, Any], space: Mapping[str, Mapping[str, Any]]) -> dict:
+    """A member's trial config with Tune domains at the searched paths."""
+    out = {**config, "hparams": dict(config["hparams"]), "training": dict(config["training"])}
+    for path, domain in space.items():
+        section, key = path.split(".", 1)
+        out[section][key] = to_tune(domain)
+    return out
+
+
+def tune_settings(search: SearchSpec, max_t: int) -> dict[str, Any]:
+    """TuneConfig keyword arguments: samples, search algorithm and scheduler."""
+    settings: dict[str, Any] = {"num_samples": search.num_samples}
+    if search.name == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        settings["search_alg"] = OptunaSearch(
+            metric=search.metric, mode=search.mode, seed=search.seed
+        )
+    if search.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        settings["scheduler"] = ASHAScheduler(
+            time_attr="epoch",
+            metric=search.metric,
+            mode=search.mode,
+            # past the last epoch, so the final report (predictions, checkpoint) is never cut
+            max_t=max(max_t, search.grace_period) + 1,
+            grace_period=search.grace_period,
+            reduction_factor=search.reduction_factor,
+        )
+    return settings

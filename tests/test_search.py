@@ -1,0 +1,122 @@
+"""Hyperparameter search: YAML search spaces, Tune's random/Optuna search, ASHA early stopping."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_spec import composed, spec_of
+
+from helpers import read_summary, run_cli
+from runner.search import check_domain, is_domain, split_domains
+from runner.spec import SpecError, from_config
+
+WIDTH = "+members.mlp.hparams.width={choice: [32, 64, 128]}"
+LR = "+members.mlp.training.learning_rate={loguniform: [0.0001, 0.01]}"
+
+
+def test_domains_are_recognised_and_their_candidates_checked():
+    assert is_domain({"choice": [1, 2]}) and not is_domain({"scale": 2.0, "mode": "fan_in"})
+    assert check_domain("p", {"randint": [2, 5]}) == [2, 4]
+    plain, space, cands = split_domains({"a": {"uniform": [0.0, 0.5]}, "b": 3}, "hparams")
+    assert plain == {"a": 0.0, "b": 3} and space == {"hparams.a": {"uniform": [0.0, 0.5]}}
+    assert cands == {"hparams.a": [0.0, 0.5]}
+    with pytest.raises(ValueError, match=r"uniform needs \[low, high\] with low < high"):
+        check_domain("p", {"uniform": [2, 1]})
+    with pytest.raises(ValueError, match="loguniform needs low > 0"):
+        check_domain("p", {"loguniform": [0, 1]})
+
+
+def test_a_searched_member_needs_a_search_algorithm():
+    with pytest.raises(SpecError, match=r"members \['mlp'\] have search spaces but search=none"):
+        spec_of(WIDTH)
+    spec = spec_of(WIDTH, LR, "search=random")
+    mlp = next(m for m in spec.members if m.name == "mlp")
+    assert set(mlp.search) == {"hparams.width", "training.learning_rate"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("+members.mlp.hparams.width={choice: [64, -1]}", "width must be an integer >= 1, got -1"),
+        ("+members.mlp.training.learning_rate={uniform: [0.001, 20]}", "learning_rate"),
+        ("+members.mlp.hparams.dropout={uniform: [0.5, 0.1]}", "low < high"),
+    ],
+)
+def test_every_candidate_of_a_space_is_validated_before_anything_runs(override, message):
+    cfg = composed(override, "search=random")
+    with pytest.raises(SpecError, match=message):
+        spec = from_config(cfg, "quickstart", "/tmp")
+        from runner.data import load
+        from runner.spec import check_members_against_data
+
+        data = load(spec.data)
+        check_members_against_data(spec.members, data.task, data.input_spec)
+
+
+def test_bad_search_settings_are_named():
+    with pytest.raises(SpecError, match="search.name must be one of"):
+        spec_of("search.name=grid")
+    with pytest.raises(SpecError, match="search.scheduler must be null or one of"):
+        spec_of("search.scheduler=hyperband")
+
+
+@pytest.mark.slow
+def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_trial(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "search=random",
+        "search.num_samples=6",
+        "search.scheduler=asha",
+        "search.seed=0",
+        WIDTH,
+        LR,
+        "training.epochs=9",
+        "~members.convnet",
+        "~members.selu",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    samples = [m for m in summary["members"] if m["name"].startswith("mlp-")]
+    assert len(samples) == 6
+    stopped = [m for m in samples if m["status"] == "STOPPED"]
+    finished = [m["name"] for m in summary["members"] if m["status"] == "FINISHED"]
+    assert stopped and any(n.startswith("mlp-") for n in finished)
+    assert set(summary["ensemble"]["weights"]) == set(finished)
+    client = MlflowClient(db)
+    for m in stopped:
+        run = client.get_run(m["run_id"])
+        assert run.info.status == "KILLED" and "stopped early" in run.data.tags["runner.stopped"]
+    params = [client.get_run(m["run_id"]).data.params for m in samples]
+    assert len({(p["hparams.width"], p["training.learning_rate"]) for p in params}) > 1
+    assert all(
+        client.get_run(m["run_id"]).data.tags["runner.search_member"] == "mlp" for m in samples
+    )
+
+
+@pytest.mark.slow
+def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
+    pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "search=optuna",
+        "search.num_samples=3",
+        "search.scheduler=null",
+        WIDTH,
+        "training.epochs=2",
+        "~members.convnet",
+        "~members.selu",
+        "~members.svm",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    names = {m["name"] for m in summary["members"] if m["status"] == "FINISHED"}
+    assert len(names) == 4 and "logistic" in names
+    assert len({n for n in names if n.startswith("mlp-")}) == 3
+    assert set(summary["ensemble"]["weights"]) == names
