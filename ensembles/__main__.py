@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 import ensembles
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CLI output
 from ensembles.stage import MemberPredictions
 
 OPTIONS = {
