@@ -95,14 +95,22 @@ def _main(cfg: DictConfig) -> None:
             )
     except SpecError as err:
         _fail(str(err))
+    from runner.cluster import ClusterError, check_reachable
     from runner.tracking import ResumeError, SweepAlreadyFinished
+
+    address = spec.cluster.address
+    if spec.cluster.kind == "address" and address != "auto":
+        try:  # before MLflow is touched: an unreachable cluster leaves nothing behind
+            check_reachable(address, spec.cluster.connect_timeout)
+        except ClusterError as err:
+            _fail(str(err))
 
     try:
         summary = sweep.run(spec, data, stage_data)
     except SweepAlreadyFinished as err:
         print(str(err))
         return
-    except (sweep.SweepFailed, ResumeError) as err:
+    except (sweep.SweepFailed, ResumeError, ClusterError) as err:
         _fail(str(err))
     except sweep.SweepInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from runner.spec import ClusterSpec
 
@@ -16,29 +20,155 @@ WORKER_ENV = {
 }
 
 
+class ClusterError(RuntimeError):
+    """The cluster cannot be reached or used as configured; one line for the user."""
+
+
+def check_reachable(address: str, timeout: float) -> None:
+    """Fail fast, in one line, when HOST:PORT does not accept connections."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ClusterError(
+            f"cluster.address {address!r} is unreachable within {timeout:g}s "
+            f"({type(err).__name__}: {err}); start the cluster or fix the address"
+        ) from None
+
+
+def _package_dirs() -> list[str]:
+    """The project's packages, shipped to cluster workers that may not have them installed."""
+    import ensembles
+    import models
+    import runner
+
+    return [str(Path(m.__file__).parent) for m in (runner, models, ensembles)]
+
+
 @contextmanager
-def ray_session(spec: ClusterSpec, verbose: int = 1) -> Iterator[None]:
-    """Start a local Ray instance for the sweep and always shut it down."""
+def ray_session(
+    spec: ClusterSpec, verbose: int = 1, storage_path: str | None = None
+) -> Iterator[None]:
+    """Start a local Ray instance, or attach to a running cluster, and always let go of it.
+
+    Attaching checks the address answers (within ``connect_timeout``) and that every alive
+    node sees ``storage_path`` (Tune's checkpoints must be readable everywhere).
+    """
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=spec.num_cpus,
-        num_gpus=spec.num_gpus,
-        include_dashboard=spec.include_dashboard,
-        dashboard_host=spec.dashboard_host,
-        log_to_driver=verbose >= 2,
-        logging_level=logging.INFO if verbose >= 2 else logging.WARNING,
-        runtime_env={"env_vars": WORKER_ENV},
-    )
+    common = {
+        "log_to_driver": verbose >= 2,
+        "logging_level": logging.INFO if verbose >= 2 else logging.WARNING,
+    }
+    if spec.kind == "local":
+        ray.init(
+            address="local",
+            num_cpus=spec.num_cpus,
+            num_gpus=spec.num_gpus,
+            include_dashboard=spec.include_dashboard,
+            dashboard_host=spec.dashboard_host,
+            runtime_env={"env_vars": WORKER_ENV},
+            **common,
+        )
+    else:
+        if spec.address.startswith("ray://"):
+            raise ClusterError(
+                f"cluster.address {spec.address!r}: Ray Client runs Tune's driver loop on the "
+                "head, away from this MLflow writer; run this command on a cluster node "
+                "(cluster.address=auto) or submit it as a Ray job (see deploy/)"
+            )
+        if spec.address != "auto":
+            check_reachable(spec.address, spec.connect_timeout)
+        try:
+            ray.init(
+                address=spec.address,
+                runtime_env={"env_vars": WORKER_ENV, "py_modules": _package_dirs()},
+                **common,
+            )
+        except (ConnectionError, RuntimeError) as err:
+            raise ClusterError(
+                f"cannot attach to Ray at cluster.address={spec.address!r}: "
+                f"{str(err).splitlines()[0]}"
+            ) from None
     try:
+        if spec.kind == "address" and storage_path and "://" not in storage_path:
+            check_storage_on_nodes(storage_path)
         yield
     finally:
         ray.shutdown()
 
 
-def configure_tensorflow(cpus: float, gpus: float) -> None:
-    """Match TF's thread pools to the granted CPUs and let GPU memory grow on demand.
+def check_storage_on_nodes(storage_path: str) -> None:
+    """Every alive node writes a marker into ``storage_path``; the driver must see them all."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    folder = Path(storage_path, f".runner-storage-check-{uuid.uuid4().hex[:8]}")
+
+    @ray.remote(num_cpus=0)
+    def touch(path: str) -> str:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(socket.gethostname())
+        return str(target)
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    refs = [
+        touch.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+            str(folder / node)
+        )
+        for node in nodes
+    ]
+    try:
+        ray.get(refs, timeout=60)
+        missing = [node for node in nodes if not (folder / node).is_file()]
+    except Exception as err:  # a node without the path raises in the task
+        missing = [f"({type(err).__name__}: {str(err).splitlines()[-1]})"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if missing:
+        raise ClusterError(
+            f"runner.storage_path {storage_path!r} is not shared: nodes {missing} wrote "
+            "markers this machine cannot see; use a shared directory or a cloud URI"
+        )
+
+
+def gpu_memory_limit_mb(total_mb: float | None, fraction: float) -> int | None:
+    """TensorFlow's memory limit for a trial granted ``fraction`` of one GPU: 90% of its
+    share (headroom for the CUDA context); None for whole GPUs or unknown totals."""
+    if not total_mb or not 0 < fraction < 1:
+        return None
+    return int(total_mb * fraction * 0.9)
+
+
+def total_gpu_memory_mb() -> float | None:
+    """Memory of the first GPU visible to this process, from nvidia-smi; None if unknown."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        out = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=memory.total",
+                "--format=csv,noheader,nounits",
+                "-i",
+                visible,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return float(out.strip().splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def configure_tensorflow(cpus: float, gpus: float) -> dict[str, object]:
+    """Match TF's thread pools to the granted CPUs; let GPU memory grow on demand, or cap it
+    at the granted fraction so several trials share one device. Returns what was set.
 
     Must run in the worker before TensorFlow's first op; in a reused actor TF is already
     initialised with the same grant, and the calls are skipped.
@@ -46,10 +176,18 @@ def configure_tensorflow(cpus: float, gpus: float) -> None:
     import tensorflow as tf
 
     threads = max(1, int(cpus))
+    devices = tf.config.list_physical_devices("GPU")
+    limit = gpu_memory_limit_mb(total_gpu_memory_mb(), gpus) if devices else None
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
+        for gpu in devices:
+            if limit:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)]
+                )
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:  # runtime already initialised in this (reused) worker
         pass
+    return {"threads": threads, "gpus_visible": len(devices), "gpu_memory_limit_mb": limit}

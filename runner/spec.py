@@ -24,7 +24,7 @@ from models.training import TrainingOptions
 from runner.search import SearchSpec, split_domains
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
-CLUSTER_KINDS = ("local",)
+CLUSTER_KINDS = ("local", "address")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -112,13 +112,15 @@ class EnsembleSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Where Ray runs."""
+    """Where Ray runs: a local instance the runner starts, or a running cluster to attach to."""
 
     kind: str = "local"
-    num_cpus: int | None = None
-    num_gpus: int | None = None
+    num_cpus: int | None = None  # local: CPUs to declare (null: all)
+    num_gpus: int | None = None  # local: GPUs to declare (null: what Ray detects)
     include_dashboard: bool = False
     dashboard_host: str = "127.0.0.1"
+    address: str | None = None  # address: "auto", "HOST:PORT" (the head's GCS) or "ray://..."
+    connect_timeout: float = 10.0  # seconds to wait for an unreachable address
 
 
 @dataclass(frozen=True)
@@ -478,7 +480,35 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
     for key in ("num_cpus", "num_gpus"):
         if getattr(spec, key) is not None:
             _int(f"cluster.{key}", getattr(spec, key), 0)
+    _number("cluster.connect_timeout", spec.connect_timeout, 0.1)
+    if spec.kind == "address":
+        address = spec.address
+        if not isinstance(address, str) or not address:
+            raise _fail("cluster.address", f"cluster=address needs an address, got {address!r}")
+        if address != "auto" and not re.match(r"^(ray://)?[^:/\s]+:\d+$", address):
+            raise _fail(
+                "cluster.address",
+                f"must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}",
+            )
     return spec
+
+
+def check_shared_storage(spec: RunSpec) -> None:
+    """On a cluster, Tune's storage must be where every node can read and write: a cloud URI
+    or an explicitly chosen shared directory (the default ./ray_results is this machine's)."""
+    if spec.cluster.kind != "address" or "://" in spec.storage_path:
+        return
+    if spec.storage_path == str(Path("ray_results").resolve()):
+        raise _fail(
+            "runner.storage_path",
+            "cluster=address needs storage every node shares: a shared directory or a URI "
+            f"such as s3://bucket/path, got the local default {spec.storage_path!r}",
+        )
+    if not Path(spec.storage_path).is_dir():
+        raise _fail(
+            "runner.storage_path",
+            f"shared storage {spec.storage_path!r} is not a directory on this machine",
+        )
 
 
 def parse_tracking_uri(uri: Any) -> str:
@@ -531,7 +561,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     members = parse_members(cfg.get("members"), training, resources, seed, shrink)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
-    return RunSpec(
+    spec = RunSpec(
         experiment=str(name),
         data=_shrink_data(data, shrink),
         members=members,
@@ -549,3 +579,5 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         verbose=_int("runner.verbose", runner.get("verbose", 1), 0),
         output_dir=os.path.abspath(output_dir),
     )
+    check_shared_storage(spec)
+    return spec

@@ -208,24 +208,38 @@ def run(
     """Train the earlier stages, then the final members, as Tune trials; ensemble the finished
     final members; return the summary. ``stage_data`` holds each earlier stage's dataset."""
     start = time.perf_counter()
+    SweepTracker.check_not_finished(spec)  # a finished sweep needs no Ray at all
+    # Ray first: a cluster that cannot be reached (or storage that is not shared) fails
+    # before any MLflow run exists.
+    with ray_session(spec.cluster, spec.verbose, spec.storage_path):
+        return _run(spec, data, stage_data or {}, start)
+
+
+def _run(
+    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
+) -> dict[str, Any]:
     tracker = SweepTracker(spec, data.fingerprint, data.sizes())
     spec = replace(spec, sweep_id=tracker.sweep_id)
+    if spec.verbose:
+        verb = "resuming" if tracker.resumed else "sweep"
+        print(
+            f"{verb} {spec.sweep_id} of {spec.experiment!r}: parent run {tracker.parent_run_id} "
+            f"in {redact_uri(spec.tracking_uri)}",
+            flush=True,
+        )
     status = "FAILED"
     try:
         saved: dict[str, str] = {}  # "stage.member" -> saved model path
         stage_rows: dict[str, list[dict[str, Any]]] = {}
-        with ray_session(spec.cluster, spec.verbose):
-            for st in spec.stages:
-                st_data = (stage_data or {})[st.name]
-                members = plan.resolve_bases(st.members, saved)
-                st_records = _train_stage(spec, st_data, members, tracker, st.name)
-                metric = headline_metric(st_data.task.is_classification)
-                stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
-                saved.update(
-                    {f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path}
-                )
-            members = plan.resolve_bases(spec.members, saved)
-            records = _train_stage(spec, data, members, tracker, None)
+        for st in spec.stages:
+            st_data = stage_data[st.name]
+            members = plan.resolve_bases(st.members, saved)
+            st_records = _train_stage(spec, st_data, members, tracker, st.name)
+            metric = headline_metric(st_data.task.is_classification)
+            stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
+            saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
+        members = plan.resolve_bases(spec.members, saved)
+        records = _train_stage(spec, data, members, tracker, None)
         metric = headline_metric(data.task.is_classification)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,

@@ -45,6 +45,13 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def store_exists(uri: str) -> bool:
+    """False only for a SQLite store whose file does not exist yet (MLflow would create it)."""
+    if not uri.startswith("sqlite:///"):
+        return True
+    return Path(uri[len("sqlite:///") :]).exists()
+
+
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as dotted keys, for MLflow params."""
     out: dict[str, Any] = {}
@@ -126,6 +133,25 @@ class SweepTracker:
                 }
             ),
         )
+
+    @staticmethod
+    def check_not_finished(spec: RunSpec) -> None:
+        """Raise SweepAlreadyFinished if ``runner.sweep_id`` names a finished sweep."""
+        if not spec.sweep_id or not store_exists(spec.tracking_uri):
+            return
+        client = MlflowClient(tracking_uri=spec.tracking_uri)
+        experiment = client.get_experiment_by_name(spec.experiment)
+        if experiment is None:
+            return
+        for run in client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
+        ):
+            if run.info.status == "FINISHED":
+                raise SweepAlreadyFinished(
+                    f"sweep {spec.sweep_id} of {spec.experiment!r} already finished "
+                    f"(parent run {run.info.run_id}); nothing to do"
+                )
 
     @property
     def resumed(self) -> bool:
@@ -315,6 +341,8 @@ class MemberCallback(Callback):
                 **searched,
                 "runner.trial_id": trial.trial_id,
                 "runner.attempt": str(trial.run_metadata.num_failures + 1),
+                "runner.resources.cpu": str(member["resources"]["cpu"]),
+                "runner.resources.gpu": str(member["resources"]["gpu"]),
                 **({"runner.stage": self.stage} if self.stage else {}),
             },
         )
@@ -387,6 +415,13 @@ class MemberCallback(Callback):
                     client.log_artifacts(run_id, str(item), item.name)
                 elif not item.name.startswith("."):
                     client.log_artifact(run_id, str(item))
+        client.log_batch(
+            run_id,
+            tags=[
+                RunTag("runner.gpu_ids", ",".join(info_json.get("gpu_ids", [])) or "none"),
+                RunTag("runner.node_id", str(info_json.get("node_id"))),
+            ],
+        )
         final = {k: v for k, v in result.items() if k.startswith("final_")}
         final["train_seconds"] = info_json["train_seconds"]
         final["fit_seconds"] = info_json["fit_seconds"]

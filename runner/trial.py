@@ -91,7 +91,7 @@ def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, 
     from models.training import compile_model, fit_keras, output_count, predict
     from runner.cluster import configure_tensorflow
 
-    configure_tensorflow(member["resources"]["cpu"], member["resources"]["gpu"])
+    device = configure_tensorflow(member["resources"]["cpu"], member["resources"]["gpu"])
     keras.backend.clear_session()
     keras.utils.set_random_seed(member["seed"])
     options = TrainingOptions.from_params(member["training"])
@@ -150,6 +150,7 @@ def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, 
         "restored": bool(options.early_stopping) and epochs_run < options.epochs,
         "n_params": int(model.count_params()),
         "lr_finder_suggestion": suggestion,
+        "device": device,
     }
 
 
@@ -189,6 +190,20 @@ def _train_sklearn(member: dict[str, Any], data: Dataset, out: Path) -> dict[str
     }
 
 
+def _gpu_ids() -> list[str]:
+    """The GPUs Ray assigned to this trial (shared ids when trials hold fractions)."""
+    import ray
+
+    return [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
+def _node_id() -> str:
+    """The Ray node this trial ran on (several nodes may share an IP address)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 TRAINERS = {"keras": _train_keras, "sklearn": _train_sklearn}
 
 
@@ -215,6 +230,8 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             "model_file": MODEL_FILES[member["kind"]],
             "train_seconds": train_seconds,
             "hostname": socket.gethostname(),
+            "gpu_ids": _gpu_ids(),
+            "node_id": _node_id(),
             "fingerprint": data.fingerprint,
             "n_features": data.input_spec.n_features,
         }

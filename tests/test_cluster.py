@@ -1,0 +1,146 @@
+"""Clusters and GPUs: attaching to a running cluster, shared storage, packing members onto
+one GPU (GPUs declared to Ray on a CPU machine), and clear one-line failures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_spec import spec_of
+
+from helpers import read_summary, run_cli
+from runner.cluster import ClusterError, check_reachable, gpu_memory_limit_mb
+from runner.spec import SpecError
+
+
+def test_fractional_gpus_become_memory_limits():
+    assert gpu_memory_limit_mb(16000, 0.25) == 3600  # 90% of a quarter
+    assert gpu_memory_limit_mb(16000, 1.0) is None  # a whole GPU grows on demand
+    assert gpu_memory_limit_mb(None, 0.5) is None  # unknown total: grow on demand
+
+
+def test_an_unreachable_address_fails_fast_in_one_line():
+    with pytest.raises(ClusterError, match=r"127.0.0.1:9' is unreachable within 0.5s") as err:
+        check_reachable("127.0.0.1:9", 0.5)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["cluster=address", "cluster.address=null"], "cluster=address needs an address"),
+        (["cluster=address", "cluster.address=head"], "must be auto, HOST:PORT or ray://"),
+        (["cluster=address"], "needs storage every node shares"),
+        (["cluster=address", "runner.storage_path=/nope/shared"], "is not a directory"),
+    ],
+)
+def test_cluster_settings_are_checked(overrides, message):
+    with pytest.raises(SpecError, match=message):
+        spec_of(*overrides)
+
+
+def test_unreachable_cluster_exits_before_any_mlflow_run(workdir):
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster=address",
+        "cluster.address=127.0.0.1:9",
+        "cluster.connect_timeout=1",
+        f"runner.storage_path={workdir}",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cluster.address '127.0.0.1:9' is unreachable within 1s")
+    assert not (workdir / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_four_members_share_one_declared_gpu(workdir):
+    """Ray on this CPU machine is told it has one GPU; four members at 0.25 GPU each run
+    together on it, and each run records the device and grant it had."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster.num_gpus=1",
+        "cluster.num_cpus=2",
+        "resources.gpu=0.25",
+        "resources.cpu=0.5",
+        "training.epochs=3",
+        "~members.svm",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    client = MlflowClient(db)
+    runs = [client.get_run(m["run_id"]) for m in summary["members"]]
+    assert {r.data.tags["runner.resources.gpu"] for r in runs} == {"0.25"}
+    assert {r.data.tags["runner.gpu_ids"] for r in runs} == {"0"}  # one shared device
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap >= 3  # the fractions let several members hold the GPU at once
+
+
+@pytest.mark.slow
+def test_runner_attaches_to_a_two_node_cluster_and_uses_both_nodes(workdir, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        db = f"sqlite:///{workdir}/mlflow.db"
+        done = run_cli(
+            workdir,
+            "+experiment=quickstart",
+            "cluster=address",
+            f"cluster.address={cluster.address}",
+            f"runner.storage_path={shared}",
+            "training.epochs=2",
+            f"tracking.uri={db}",
+            "hydra.run.dir=out",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    summary = read_summary(workdir / "out")
+    assert all(m["status"] == "FINISHED" for m in summary["members"])
+    assert summary["ensemble"] is not None
+    client = MlflowClient(db)
+    nodes = Counter(
+        client.get_run(m["run_id"]).data.tags["runner.node_id"] for m in summary["members"]
+    )
+    assert len(nodes) == 2, nodes  # members ran on both nodes
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.gpu
+def test_tensorflow_caps_memory_at_the_granted_fraction(tmp_path):
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no NVIDIA GPU on this machine (nvidia-smi not found)")
+    code = (
+        "import tensorflow as tf\n"
+        "from runner.cluster import configure_tensorflow\n"
+        "out = configure_tensorflow(1, 0.25)\n"
+        "assert tf.config.list_physical_devices('GPU'), 'TensorFlow sees no GPU'\n"
+        "gpu = tf.config.list_physical_devices('GPU')[0]\n"
+        "(cfg,) = tf.config.get_logical_device_configuration(gpu)\n"
+        "assert cfg.memory_limit == out['gpu_memory_limit_mb'], (cfg, out)\n"
+        "print('ok', cfg.memory_limit)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if "TensorFlow sees no GPU" in done.stderr:
+        pytest.skip("TensorFlow was built without GPU support here")
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,0 +1,112 @@
+"""Scheduled sweeps: the deploy/ manifests run the runner, and `ray job submit` of a smoke
+experiment to a local head finishes and logs to MLflow."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from helpers import ROOT
+
+DEPLOY = ROOT / "deploy"
+
+
+@pytest.mark.parametrize("name", ["rayjob.yaml", "raycronjob.yaml"])
+def test_kuberay_manifests_run_the_runner_on_shared_storage(name):
+    manifest = yaml.safe_load((DEPLOY / name).read_text())
+    assert manifest["apiVersion"] == "ray.io/v1"
+    spec = manifest["spec"]
+    if manifest["kind"] == "RayCronJob":
+        assert len(spec["schedule"].split()) == 5
+        spec = spec["jobTemplate"]
+    entry = spec["entrypoint"]
+    assert entry.startswith("python -m runner +experiment=")
+    for needed in (
+        "cluster=address",
+        "cluster.address=auto",
+        "runner.storage_path=/mnt/shared",
+        "runner.sweep_id=",
+    ):
+        assert needed in entry
+    heads = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert any(m["mountPath"] == "/mnt/shared" for m in heads[0]["volumeMounts"])
+
+
+def test_cron_script_submits_a_dated_sweep_with_ray_job_submit():
+    script = (DEPLOY / "cron" / "nightly.sh").read_text()
+    assert "ray job submit" in script and 'runner.sweep_id="$sweep"' in script
+    assert os.access(DEPLOY / "cron" / "nightly.sh", os.X_OK)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
+    pytest.importorskip("ray.dashboard", reason="the Jobs API needs ray[default]")
+    from ray.cluster_utils import Cluster
+
+    port = _free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": port,
+        },
+    )
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        env = {
+            **os.environ,
+            "RAY_ADDRESS": f"http://127.0.0.1:{port}",
+            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
+        }
+        env.pop("MLFLOW_TRACKING_URI", None)
+        done = subprocess.run(
+            [
+                "ray",
+                "job",
+                "submit",
+                "--working-dir",
+                str(ROOT),
+                "--",
+                "python",
+                "-m",
+                "runner",
+                "+experiment=quickstart",
+                "smoke=true",
+                "cluster=address",
+                "cluster.address=auto",
+                f"runner.storage_path={shared}",
+                "runner.sweep_id=job-1",
+                f"tracking.uri={db}",
+                f"hydra.run.dir={tmp_path}/out",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert "succeeded" in (done.stdout + done.stderr).lower()
+    finally:
+        cluster.shutdown()
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    roles = sorted(r.data.tags["runner.role"] for r in runs)
+    assert roles.count("sweep") == 1 and roles.count("ensemble") == 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert Path(tmp_path, "out", "summary.json").is_file()
