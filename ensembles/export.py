@@ -184,3 +184,49 @@ def register(client: MlflowClient, run_id: str, name: str) -> str:
         name, f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=run_id
     )
     return str(version.version)
+
+
+def champion_challenger(
+    client: MlflowClient,
+    name: str,
+    run_id: str,
+    version: str,
+    metric: str,
+    value: float,
+    greater_is_better: bool,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """Compare a new registered version with the one holding the alias ``champion`` on the
+    same test split; move the alias only if the new one is better. Records the decision on
+    the new version's run (tags ``runner.champion.*``) and returns it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        champion = None
+    decision: dict[str, Any] = {
+        "model": name,
+        "challenger_version": version,
+        "metric": metric,
+        "challenger": value,
+    }
+    if champion is None:
+        decision["decision"] = "first champion"
+    else:
+        old = client.get_run(champion.run_id)
+        decision["champion_version"] = champion.version
+        old_value = old.data.metrics.get(f"final_test_{metric}")
+        decision["champion"] = old_value
+        if old.data.tags.get("runner.data_fingerprint") != fingerprint or old_value is None:
+            decision["decision"] = "kept: the champion was tested on another split"
+        else:
+            better = value > old_value if greater_is_better else value < old_value
+            decision["decision"] = "promoted" if better else "kept: not better"
+    if decision["decision"] in ("first champion", "promoted"):
+        client.set_registered_model_alias(name, "champion", version)
+    client.log_batch(
+        run_id,
+        tags=[mlflow.entities.RunTag(f"runner.champion.{k}", str(v)) for k, v in decision.items()],
+    )
+    return decision

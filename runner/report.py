@@ -55,6 +55,14 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
+    if ens and ens.get("champion"):
+        c = ens["champion"]
+        old = (
+            f" (champion v{c['champion_version']}: {c.get('champion')})"
+            if "champion_version" in c
+            else ""
+        )
+        out.append(f"registered {c['model']} v{c['challenger_version']}: {c['decision']}{old}")
     for stage, rows in (summary.get("stages") or {}).items():
         out.append("")
         out.append(f"earlier stage {stage!r} (its own data; not ensembled):")

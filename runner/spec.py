@@ -108,6 +108,7 @@ class EnsembleSpec:
     n_boot: int = 1000  # bootstrap resamples of the test gain's interval
     log_model: bool = True  # log the ensemble as an MLflow pyfunc model
     register_as: str | None = None  # also register it in the model registry under this name
+    champion: bool = False  # with register_as: move alias 'champion' only if better on test
 
 
 @dataclass(frozen=True)
@@ -467,7 +468,11 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         raise _fail(
             "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"
         )
-    return replace(spec, params=params, log_model=bool(spec.log_model))
+    if spec.champion and not spec.register_as:
+        raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
+    return replace(
+        spec, params=params, log_model=bool(spec.log_model), champion=bool(spec.champion)
+    )
 
 
 def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ensembles import export, stage
-from ensembles.metrics import evaluate, headline_metric
+from ensembles.metrics import evaluate, greater_is_better, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import plan, report
 from runner.cluster import ray_session
@@ -114,7 +114,11 @@ def _ensemble(
     except ValueError as err:
         log.warning("no ensemble: %s", err)
         return None
-    run_id = tracker.child("ensemble", "ensemble", {"runner.members": ",".join(result.names)})
+    run_id = tracker.child(
+        "ensemble",
+        "ensemble",
+        {"runner.members": ",".join(result.names), "runner.data_fingerprint": data.fingerprint},
+    )
     export.log_report(tracker.client, run_id, result)
     out = {**result.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
     if e.log_model:
@@ -123,7 +127,20 @@ def _ensemble(
             tracker.client, run_id, result, runs, data.input_spec.n_features
         )
         if e.register_as:
-            out["registered_version"] = export.register(tracker.client, run_id, e.register_as)
+            version = export.register(tracker.client, run_id, e.register_as)
+            out["registered_version"] = version
+            if e.champion:
+                metric = result.metric
+                out["champion"] = export.champion_challenger(
+                    tracker.client,
+                    e.register_as,
+                    run_id,
+                    version,
+                    metric,
+                    result.test_scores[metric],
+                    greater_is_better(metric),
+                    data.fingerprint,
+                )
     tracker.terminate(run_id, "FINISHED")
     return out
 

@@ -129,3 +129,34 @@ def test_worker_killed_mid_trial_is_retried_and_tracked_once(workdir):
     steps = [m.step for m in MlflowClient(db).get_metric_history(finished.info.run_id, "loss")]
     assert steps == list(range(1, 31))  # one clean curve, no epochs from the killed attempt
     assert finished.data.tags["runner.attempt"] == "2"
+
+
+@pytest.mark.slow
+def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    base = [
+        "+experiment=quickstart",
+        "~members.convnet",
+        "~members.selu",
+        "ensemble.register_as=digits",
+        "ensemble.champion=true",
+        f"tracking.uri={db}",
+    ]
+    client = MlflowClient(db)
+
+    def run(out: str, *extra: str) -> dict:
+        done = run_cli(workdir, *base, *extra, f"hydra.run.dir={out}")
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((workdir / out / "summary.json").read_text())
+
+    weak_args = ("training.epochs=1", "~members.svm", "members.logistic.hparams.C=0.0001")
+    weak = run("weak", *weak_args)
+    assert weak["ensemble"]["champion"]["decision"] == "first champion"
+    strong = run("strong", "training.epochs=10")
+    assert strong["ensemble"]["champion"]["decision"] == "promoted"
+    assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
+    again = run("again", *weak_args)
+    assert again["ensemble"]["champion"]["decision"] == "kept: not better"
+    assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
+    tags = client.get_run(again["ensemble"]["run_id"]).data.tags
+    assert tags["runner.champion.decision"] == "kept: not better"
