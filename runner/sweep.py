@@ -184,6 +184,8 @@ def _train_stage(
             if member is not None and label not in callback.records:
                 callback.records[label] = tracker.finished_record(label, member.model, tmp)
     for result in results:  # saved models, also of members restored from Tune's state
+        if not result.config or not result.metrics:  # an interrupted trial without results
+            continue
         config = result.config["member"]
         record = callback.records.get(plan.label(config, result.metrics.get("experiment_tag", "0")))
         if record is not None and record.model_path is None and result.checkpoint is not None:
