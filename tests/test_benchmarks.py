@@ -49,6 +49,7 @@ def test_quickstart_benchmark_runs_tiny(tmp_path):
             str(out),
             "training.epochs=1",
             "~members.convnet",
+            "~members.resnet",
             "~members.selu",
         ],
         capture_output=True,

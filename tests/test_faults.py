@@ -14,6 +14,7 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
         "+experiment=quickstart",
         "training.epochs=2",
         "~members.convnet",
+        "~members.resnet",
         "~members.selu",
         "+members.mlp.training.learning_rate=9.9",
         "+members.mlp.training.optimizer=sgd",

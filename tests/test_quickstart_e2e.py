@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import read_summary, run_cli
 
-QUICKSTART_MEMBERS = {"mlp", "selu", "convnet", "logistic", "svm"}
+QUICKSTART_MEMBERS = {"mlp", "selu", "convnet", "resnet", "logistic", "svm"}
 
 
 def sweep_runs(client: MlflowClient, sweep_id: str) -> dict[str, list]:
@@ -126,6 +126,7 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
         "+experiment=quickstart",
         "training.epochs=2",
         "~members.convnet",
+        "~members.resnet",
         "~members.selu",
         "ensemble.register_as=digits-ensemble",
         *common,

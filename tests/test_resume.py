@@ -47,7 +47,7 @@ def assert_complete_without_duplicates(db: str, sweep_id: str) -> dict[str, obje
         r for r in runs if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
     ]
     counts = Counter(r.data.tags["runner.member"] for r in finished)
-    assert set(counts) == {"mlp", "selu", "convnet", "logistic", "svm"}
+    assert set(counts) == {"mlp", "selu", "convnet", "resnet", "logistic", "svm"}
     assert max(counts.values()) == 1, counts
     ensembles = [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
     assert [r.info.status for r in ensembles] == ["FINISHED"]
@@ -137,6 +137,7 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     base = [
         "+experiment=quickstart",
         "~members.convnet",
+        "~members.resnet",
         "~members.selu",
         "ensemble.register_as=digits",
         "ensemble.champion=true",
