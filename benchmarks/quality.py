@@ -16,11 +16,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
+
+from cold_run import cold_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,23 +40,10 @@ BENCHMARKS = {
 def run(name: str, data_root: Path, overrides: list[str]) -> dict:
     """One cold run of the benchmark's experiment; its summary plus wall and CPU time."""
     bench = BENCHMARKS[name]
-    args = [f"+experiment={bench['experiment']}", "hydra.run.dir=out", *overrides]
+    args = [f"+experiment={bench['experiment']}", *overrides]
     if bench["data"]:
         args.append(f"data.path={data_root / bench['data']}")
-    with tempfile.TemporaryDirectory(prefix=f"quality-{name}-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "runner", *args],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-        summary = json.loads((Path(tmp) / "out" / "summary.json").read_text())
+    wall, summary = cold_run(args, f"quality-{name}")
     ens = summary["ensemble"]
     finished = [m for m in summary["members"] if m["status"] == "FINISHED"]
     return {

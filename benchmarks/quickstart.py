@@ -13,29 +13,14 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
+
+from cold_run import cold_run
 
 
 def run_once(extra: list[str]) -> dict:
     """One cold run of the quickstart command; wall time includes Python, Ray and TF start-up."""
-    with tempfile.TemporaryDirectory(prefix="quickstart-bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "runner", "+experiment=quickstart", "hydra.run.dir=out", *extra],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"quickstart failed:\n{done.stderr[-3000:]}")
-        summary = json.loads((Path(tmp) / "out" / "summary.json").read_text())
+    wall, summary = cold_run(["+experiment=quickstart", *extra], "quickstart")
     return {
         "wall_seconds": round(wall, 2),
         "ensemble_test_accuracy": summary["ensemble"]["test_metric"],

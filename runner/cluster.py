@@ -72,12 +72,9 @@ def ray_session(
             **common,
         )
     else:
-        if spec.address.startswith("ray://"):
-            raise ClusterError(
-                f"cluster.address {spec.address!r}: Ray Client runs Tune's driver loop on the "
-                "head, away from this MLflow writer; run this command on a cluster node "
-                "(cluster.address=auto) or submit it as a Ray job (see deploy/)"
-            )
+        client = spec.address.startswith("ray://")
+        if client:  # the sweep runs on the head; its output comes back through Ray's logs
+            common["log_to_driver"] = True
         if spec.address != "auto":
             check_reachable(spec.address, spec.connect_timeout)
         try:
@@ -92,7 +89,8 @@ def ray_session(
                 f"{str(err).splitlines()[0]}"
             ) from None
     try:
-        if spec.kind == "address" and storage_path and "://" not in storage_path:
+        remote = spec.kind == "address" and spec.address.startswith("ray://")
+        if spec.kind == "address" and storage_path and "://" not in storage_path and not remote:
             check_storage_on_nodes(storage_path)
         yield
     finally:

@@ -15,13 +15,17 @@ class ProgressPrinter(Callback):
     def __init__(self, total: int, metric: str, stream: TextIO | None = None) -> None:
         self.total = total
         self.metric = metric
-        self.stream = stream or sys.stdout
+        self.stream = stream  # None: sys.stdout at print time (Tune pickles its callbacks)
         self.done = 0
         self.start = time.perf_counter()
 
     def _line(self, text: str) -> None:
         elapsed = time.perf_counter() - self.start
-        print(f"[{self.done}/{self.total} {elapsed:6.1f}s] {text}", file=self.stream, flush=True)
+        print(
+            f"[{self.done}/{self.total} {elapsed:6.1f}s] {text}",
+            file=self.stream or sys.stdout,
+            flush=True,
+        )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.plan import member_label

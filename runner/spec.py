@@ -498,6 +498,21 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
     return spec
 
 
+def check_client_mode(spec: RunSpec) -> None:
+    """With ``ray://`` the sweep runs on the head: the MLflow store and Tune's storage must be
+    reachable from there, so relative SQLite paths are refused."""
+    if not (spec.cluster.address or "").startswith("ray://"):
+        return
+    uri = spec.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        raise _fail(
+            "tracking.uri",
+            f"with cluster.address=ray://... the sweep runs on the head, so {uri!r} (a path "
+            "relative to this directory) cannot be shared; use an MLflow server "
+            "(http://...) or an absolute path the head can reach",
+        )
+
+
 def check_shared_storage(spec: RunSpec) -> None:
     """On a cluster, Tune's storage must be where every node can read and write: a cloud URI
     or an explicitly chosen shared directory (the default ./ray_results is this machine's)."""
@@ -585,4 +600,5 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         output_dir=os.path.abspath(output_dir),
     )
     check_shared_storage(spec)
+    check_client_mode(spec)
     return spec

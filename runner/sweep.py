@@ -231,7 +231,38 @@ def run(
     # Ray first: a cluster that cannot be reached (or storage that is not shared) fails
     # before any MLflow run exists.
     with ray_session(spec.cluster, spec.verbose, spec.storage_path):
+        if (spec.cluster.address or "").startswith("ray://"):
+            return _run_on_head(spec, data, stage_data or {}, start)
         return _run(spec, data, stage_data or {}, start)
+
+
+def _run_on_head(
+    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
+) -> dict[str, Any]:
+    """Ray Client (``ray://``): Tune would run its loop on the head anyway, so the whole sweep
+    runs there, as one zero-CPU task pinned to the head node; the MLflow writer (the task)
+    stays single. summary.json is written here, where the user ran the command."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = next(
+        n["NodeID"]
+        for n in ray.nodes()
+        if n["Alive"] and "node:__internal_head__" in n.get("Resources", {})
+    )
+    task = ray.remote(num_cpus=0)(_run_in_scratch).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
+    )
+    summary = ray.get(task.remote(spec, data, stage_data))
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    report.write_summary(summary, spec.output_dir)
+    return summary
+
+
+def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
+    """``_run`` with the output folder in a scratch directory of the machine it runs on."""
+    with tempfile.TemporaryDirectory(prefix="runner-") as tmp:
+        return _run(replace(spec, output_dir=tmp), data, stage_data, time.perf_counter())
 
 
 def _run(

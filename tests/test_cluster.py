@@ -144,3 +144,52 @@ def test_tensorflow_caps_memory_at_the_granted_fraction(tmp_path):
     if "TensorFlow sees no GPU" in done.stderr:
         pytest.skip("TensorFlow was built without GPU support here")
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ray_client_address_runs_the_sweep_on_the_head(workdir, tmp_path):
+    """cluster.address=ray://...: the sweep runs as a task on the head (Tune would put its
+    loop there anyway); MLflow gets one complete run tree and summary.json lands here."""
+    import socket
+
+    from ray.cluster_utils import Cluster
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port},
+    )
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    db = f"sqlite:///{workdir}/mlflow.db"
+    try:
+        relative = run_cli(
+            workdir,
+            "+experiment=quickstart",
+            "cluster=address",
+            f"cluster.address=ray://127.0.0.1:{port}",
+            f"runner.storage_path={shared}",
+            "tracking.uri=sqlite:///mlflow.db",
+        )
+        assert relative.returncode == 2 and "runs on the head" in relative.stderr
+        done = run_cli(
+            workdir,
+            "+experiment=quickstart",
+            "smoke=true",
+            "cluster=address",
+            f"cluster.address=ray://127.0.0.1:{port}",
+            f"runner.storage_path={shared}",
+            f"tracking.uri={db}",
+            "hydra.run.dir=out",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    summary = read_summary(workdir / "out")
+    assert summary["ensemble"] is not None
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert sorted(r.data.tags["runner.role"] for r in runs).count("sweep") == 1
+    assert all(r.info.status == "FINISHED" for r in runs)
