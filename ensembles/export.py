@@ -162,7 +162,7 @@ def _save_pyfunc(path: Path, artifacts: dict[str, str], signature: Any) -> None:
 
     mlflow.pyfunc.save_model(
         str(path),
-        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+        python_model=str(Path(__file__).with_name("export_pyfunc.py")),
         artifacts=artifacts,
         code_paths=[str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)],
         pip_requirements=_requirements(),
