@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         run_id = run.info.run_id
         try:
-            export.log_report(client, run_id, report)
+            export.log_report(client, run_id, report, y_test)
             if args.log_model:
                 first = found["runs"][report.names[0]]
                 info = json.loads(

@@ -75,8 +75,11 @@ def diversity_markdown(report: EnsembleReport) -> str:
     return "\n".join(lines) + "\n" + note + "\n"
 
 
-def log_report(client: MlflowClient, run_id: str, report: EnsembleReport) -> None:
-    """Params, metrics, tables, plots and predictions of one ensemble run."""
+def log_report(
+    client: MlflowClient, run_id: str, report: EnsembleReport, y_test: np.ndarray | None = None
+) -> None:
+    """Params, metrics, tables, plots and predictions of one ensemble run; with ``y_test``
+    also the confusion matrix (classification) or predicted-vs-true and residuals."""
     params = {"method": report.method, "members": ",".join(report.names), **report.params}
     ts = int(1000 * time.time())
     client.log_batch(
@@ -101,6 +104,14 @@ def log_report(client: MlflowClient, run_id: str, report: EnsembleReport) -> Non
             out / "diversity_heatmap.png",
             "correlation of validation errors",
         )
+        if y_test is not None:
+            title = f"{report.method} ensemble on test"
+            if np.ndim(report.test_pred) == 2:
+                plots.confusion_matrix(
+                    y_test, report.test_pred, out / "confusion_matrix.png", title
+                )
+            else:
+                plots.predicted_vs_true(y_test, report.test_pred, out / "residuals.png", title)
         client.log_artifacts(run_id, tmp)
 
 

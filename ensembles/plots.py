@@ -1,4 +1,5 @@
-"""Pictures for the ensemble run: member weights and the diversity heatmap (headless)."""
+"""Pictures for MLflow runs (headless matplotlib): learning curves, ensemble weights,
+diversity heatmap, confusion matrix, predicted-vs-true and residuals."""
 
 from __future__ import annotations
 
@@ -55,6 +56,93 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: s
                 )
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
+    """Train and validation curves per epoch: loss on the left, each other metric beside it
+    (Keras history keys: ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ...)."""
+    plt = _pyplot()
+    bases = [k for k in history if not k.startswith("val_") and k not in ("lr", "learning_rate")]
+    bases = [k for k in bases if k != "phase" and len(history[k]) > 0]
+    bases.sort(key=lambda k: (k != "loss", k))
+    if not bases:
+        raise ValueError(f"no per-epoch metrics to plot; history keys: {sorted(history)}")
+    fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], bases, strict=True):
+        epochs = np.arange(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], marker="o", ms=3, label="train")
+        if len(history.get(f"val_{key}", [])) == len(epochs):
+            ax.plot(epochs, history[f"val_{key}"], marker="o", ms=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def confusion_matrix(y_true: np.ndarray, proba: np.ndarray, path: str | Path, title: str) -> Path:
+    """Row-normalised confusion matrix of class probabilities against the true labels."""
+    from sklearn.metrics import confusion_matrix as counts
+
+    plt = _pyplot()
+    n = proba.shape[1]
+    matrix = counts(np.asarray(y_true).astype(int), proba.argmax(axis=1), labels=range(n))
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(3.5, 0.45 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, title: str) -> Path:
+    """Regression: predictions against targets (with the identity line), and the residuals
+    against the predictions."""
+    plt = _pyplot()
+    y_true, y_pred = np.ravel(y_true).astype(float), np.ravel(y_pred).astype(float)
+    residual = y_true - y_pred
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    left.scatter(y_true, y_pred, s=6, alpha=0.4)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    left.plot([low, high], [low, high], color="black", lw=1)
+    left.set_xlabel("true")
+    left.set_ylabel("predicted")
+    left.set_title("predicted vs true")
+    right.scatter(y_pred, residual, s=6, alpha=0.4)
+    right.axhline(0.0, color="black", lw=1)
+    right.set_xlabel("predicted")
+    right.set_ylabel("residual (true - predicted)")
+    right.set_title(f"residuals (RMSE {np.sqrt(np.mean(residual**2)):.4f})")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

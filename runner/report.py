@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def leaderboard(summary: dict[str, Any]) -> str:
-    """A plain-text table: the ensemble, then members best-first by validation score."""
+def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: the ensemble, then members best-first by validation score."""
     metric = summary["metric"]
     better = greater_is_better(metric)
     ens = summary.get("ensemble")
@@ -48,6 +49,14 @@ def leaderboard(summary: dict[str, Any]) -> str:
             ]
         )
     header = ["member", "model", "status", f"val {metric}", f"test {metric}", "weight", "train s"]
+    return header, rows
+
+
+def leaderboard(summary: dict[str, Any]) -> str:
+    """A plain-text table: the ensemble, then members best-first by validation score."""
+    metric = summary["metric"]
+    ens = summary.get("ensemble")
+    header, rows = _table(summary)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join
     out = [line(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -100,3 +109,44 @@ def write_summary(summary: dict[str, Any], output_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def leaderboard_markdown(summary: dict[str, Any]) -> str:
+    """The leaderboard as a Markdown table (MLflow's artifact view renders it)."""
+    header, rows = _table(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    ens = summary.get("ensemble")
+    title = f"# {summary['experiment']}: sweep {summary['sweep_id']}\n\n"
+    notes = (
+        "\n".join(f"- {line}" for line in honest_lines(ens, summary["metric"]))
+        if (ens and "cross_fitted" in ens)
+        else ""
+    )
+    return title + "\n".join(lines) + ("\n\n" + notes if notes else "") + "\n"
+
+
+def leaderboard_html(summary: dict[str, Any]) -> str:
+    """The leaderboard as a standalone HTML page (MLflow's artifact view shows it)."""
+    header, rows = _table(summary)
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    ens = summary.get("ensemble")
+    notes = (
+        "".join(f"<p>{html.escape(line)}</p>" for line in honest_lines(ens, summary["metric"]))
+        if ens and "cross_fitted" in ens
+        else ""
+    )
+    title = html.escape(f"{summary['experiment']}: sweep {summary['sweep_id']}")
+    style = (
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body><h2>{title}</h2>"
+        f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>{notes}"
+        "</body></html>\n"
+    )

@@ -141,6 +141,12 @@ def _train_keras(member: dict[str, Any], data: Dataset, out: Path) -> dict[str, 
         )
     model.save(out / MODEL_FILES["keras"])
     (out / "history.json").write_text(json.dumps(history))
+    if history:
+        from ensembles.plots import learning_curves
+
+        learning_curves(
+            history, out / "learning_curves.png", f"{member['name']} ({member['model']})"
+        )
     epochs_run = reporter.epoch
     return {
         "val": predict(model, data.X_val, data.task),

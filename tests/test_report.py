@@ -52,3 +52,16 @@ def test_leaderboard_has_no_terminal_control_codes():
 def test_write_summary_round_trips(tmp_path):
     path = write_summary(SUMMARY, tmp_path / "out")
     assert json.loads(path.read_text()) == SUMMARY
+
+
+def test_leaderboard_markdown_and_html_hold_every_row():
+    from runner.report import leaderboard_html, leaderboard_markdown
+
+    summary = {**SUMMARY, "experiment": "quickstart", "sweep_id": "s1"}
+    md = leaderboard_markdown(summary).splitlines()
+    rows = [line for line in md if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| member | model |")
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["ensemble (weighted)", "b", "a", "c"]
+    page = leaderboard_html(summary)
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 5
+    assert "<td>ensemble (weighted)</td>" in page
