@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,8 +17,17 @@ if TYPE_CHECKING:
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-# MLflow draws a progress bar per artifact download; in a CLI's output that is noise.
+# MLflow draws a progress bar per artifact download; in a CLI's output that is noise, as is
+# TensorFlow's C++ start-up chatter when the driver loads a model.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Library loggers whose INFO/WARNING lines say nothing a user acts on (shown at verbose=2).
+CHATTY_LOGGERS = (
+    "mlflow.store.db.utils",  # "Creating initial MLflow database tables..."
+    "alembic",
+    "ray._private.authentication.authentication_token_setup",  # token auth is on: expected
+)
 
 
 def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:
@@ -56,8 +66,11 @@ def _check_experiment_override(argv: list[str]) -> None:
     known = known_experiments(extra)
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
-        if key == "experiment" and value not in known:
-            _fail(f"unknown experiment {value!r}; known experiments: {', '.join(known)}")
+        if key != "experiment" or "(" in value:  # sweep functions such as glob(...): Hydra's
+            continue
+        for name in value.split(","):  # a multirun sweeps over a comma-separated list
+            if name.strip() not in known:
+                _fail(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
 
 
 def _load(spec: DataSpec, where: str) -> Dataset:
@@ -85,6 +98,9 @@ def _main(cfg: DictConfig) -> None:
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
+        if spec.verbose < 2:
+            for name in CHATTY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
         data = _load(spec.data, "data")
         check_members_against_data(spec.members, data.task, data.input_spec)
         stage_data = {}

@@ -1,4 +1,10 @@
-"""Plain progress lines on the driver: one line per member start and end, safe in CI logs."""
+"""The driver's progress view: a live status line on a terminal, plain lines in CI logs.
+
+Every event (a member starts, finishes, fails or is stopped) prints one line with the counts,
+the best validation score so far, the elapsed time and an estimate of what is left. On a
+terminal a status line under those lines is redrawn every second; when the output is not a
+terminal nothing but plain lines is written (no control codes).
+"""
 
 from __future__ import annotations
 
@@ -8,47 +14,169 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from ensembles.metrics import greater_is_better
 
-class ProgressPrinter(Callback):
-    """Prints ``[done/total] member status score (seconds)`` as trials start and end."""
+CLEAR_LINE = "\r\x1b[K"
 
-    def __init__(self, total: int, metric: str, stream: TextIO | None = None) -> None:
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+
+
+class ProgressView(Callback):
+    """Counts members pending/running/finished/failed and shows the best validation score."""
+
+    def __init__(
+        self,
+        total: int,
+        metric: str,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        verbose: int = 1,
+    ) -> None:
         self.total = total
         self.metric = metric
+        self.better = greater_is_better(metric)
         self.stream = stream  # None: sys.stdout at print time (Tune pickles its callbacks)
-        self.done = 0
+        self.live = live  # None: redraw a status line only when the stream is a terminal
+        self.verbose = verbose
+        self.running: set[str] = set()
+        self.finished = 0
+        self.failed = 0
+        self.stopped = 0
+        self.durations: list[float] = []
+        self.best: tuple[float, str] | None = None
         self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.drawn = False
 
-    def _line(self, text: str) -> None:
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        return self.finished + self.failed + self.stopped
+
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    def _is_live(self) -> bool:
+        if self.live is None:
+            isatty = getattr(self._out(), "isatty", None)
+            self.live = bool(isatty and isatty())
+        return self.live
+
+    def _left(self, elapsed: float) -> str:
+        """Time left: the members not yet done, at the pace the done ones went."""
+        if not self.done:
+            return "?"
+        if self.done >= self.total:
+            return "0s"
+        return "~" + _clock(elapsed / self.done * (self.total - self.done))
+
+    def status(self) -> str:
+        """``3/8 done (1 failed) | 2 running, 3 pending | best val accuracy 0.9722 (mlp) |
+        0:42 elapsed, ~1:10 left``"""
         elapsed = time.perf_counter() - self.start
-        print(
-            f"[{self.done}/{self.total} {elapsed:6.1f}s] {text}",
-            file=self.stream or sys.stdout,
-            flush=True,
+        pending = max(self.total - self.done - len(self.running), 0)
+        extra = []
+        if self.failed:
+            extra.append(f"{self.failed} failed")
+        if self.stopped:
+            extra.append(f"{self.stopped} stopped early")
+        counts = f"{self.done}/{self.total} done" + (f" ({', '.join(extra)})" if extra else "")
+        best = (
+            f"best val {self.metric} {self.best[0]:.4f} ({self.best[1]})"
+            if self.best
+            else f"best val {self.metric} -"
         )
+        return (
+            f"{counts} | {len(self.running)} running, {pending} pending | {best} | "
+            f"{_clock(elapsed)} elapsed, {self._left(elapsed)} left"
+        )
+
+    def short_status(self) -> str:
+        """``3/8 done, 1 failed, 2 running | best 0.9722 mlp | 42s, ~1:10 left`` for log lines."""
+        elapsed = time.perf_counter() - self.start
+        parts = [f"{self.done}/{self.total} done"]
+        parts += [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.stopped, "stopped"))]
+        parts = [p for p in parts if not p.startswith("0 ")]
+        parts.append(f"{len(self.running)} running")
+        best = f"best {self.best[0]:.4f} {self.best[1]}" if self.best else "best -"
+        return f"{', '.join(parts)} | {best} | {_clock(elapsed)}, {self._left(elapsed)} left"
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        if self.verbose < 1:
+            return
+        out = self._out()
+        if self._is_live():
+            out.write(f"{CLEAR_LINE}{text}\n{self.status()}")
+            self.drawn = True
+            self.last_draw = time.perf_counter()
+        else:
+            out.write(f"[{self.short_status()}] {text}\n")
+        out.flush()
+
+    def _redraw(self) -> None:
+        if self.verbose < 1 or not self._is_live():
+            return
+        now = time.perf_counter()
+        if now - self.last_draw >= 1.0:
+            self._out().write(CLEAR_LINE + self.status())
+            self._out().flush()
+            self.drawn = True
+            self.last_draw = now
+
+    # -- Tune callback hooks ---------------------------------------------------------------
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._redraw()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.plan import member_label
 
-        self._line(f"{member_label(trial)} ({trial.config['member']['model']}) started")
+        self.running.add(trial.trial_id)
+        self._event(f"{member_label(trial)} ({trial.config['member']['model']}) started")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.plan import member_label
 
-        self.done += 1
+        self.running.discard(trial.trial_id)
+        name = member_label(trial)
         result = trial.last_result or {}
         if not result.get("final"):
-            self._line(f"{member_label(trial)} stopped early after epoch {result.get('epoch')}")
+            self.stopped += 1
+            self._event(f"{name} stopped early after epoch {result.get('epoch')}")
             return
+        self.finished += 1
         score = result.get(f"final_val_{self.metric}")
+        seconds = float(result.get("train_seconds", 0.0))
+        self.durations.append(seconds)
+        if score is not None and (
+            self.best is None or (score > self.best[0] if self.better else score < self.best[0])
+        ):
+            self.best = (float(score), name)
         shown = "-" if score is None else f"{score:.4f}"
-        seconds = result.get("train_seconds", 0.0)
-        self._line(f"{member_label(trial)} finished: val {self.metric} {shown} in {seconds:.1f}s")
+        self._event(f"{name} finished: val {self.metric} {shown} in {seconds:.1f}s")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from runner.plan import member_label
         from runner.tracking import error_reason
 
-        self.done += 1
+        self.running.discard(trial.trial_id)
+        self.failed += 1
+        self._event(f"{member_label(trial)} FAILED: {error_reason(trial)}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.plan import member_label
 
-        self._line(f"{member_label(trial)} FAILED: {error_reason(trial)}")
+        self.running.discard(trial.trial_id)
+        self._event(f"{member_label(trial)} lost its worker; retrying")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.drawn and self._is_live():
+            self._out().write(CLEAR_LINE + self.status() + "\n")
+            self._out().flush()
+            self.drawn = False

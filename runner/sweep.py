@@ -44,19 +44,19 @@ def _tune(
     ``searched`` member; restores Tune's state from an earlier attempt when asked."""
     from ray import tune
 
-    from runner.progress import ProgressPrinter
+    from runner.progress import ProgressView
     from runner.search import searched_config, tune_settings
     from runner.trial import train_member
 
     callbacks = [callback]
     if spec.verbose < 2:
         # Tune's new console output prints its header whatever the verbosity; the classic
-        # reporter honours verbose=0, and our ProgressPrinter shows progress instead.
+        # reporter honours verbose=0, and our ProgressView shows progress instead.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.verbose >= 1:
         metric = headline_metric(data.task.is_classification)
         total = spec.search.num_samples if searched else len(members)
-        callbacks.append(ProgressPrinter(total, metric))
+        callbacks.append(ProgressView(total, metric, verbose=spec.verbose))
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data), resources=plan.trial_resources
     )
@@ -119,7 +119,7 @@ def _ensemble(
         "ensemble",
         {"runner.members": ",".join(result.names), "runner.data_fingerprint": data.fingerprint},
     )
-    export.log_report(tracker.client, run_id, result)
+    export.log_report(tracker.client, run_id, result, data.y_test)
     out = {**result.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
     if e.log_model:
         runs = {r.name: r.run_id for r in finished}
@@ -313,9 +313,16 @@ def _run(
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
         tracker.client.log_artifact(tracker.parent_run_id, str(path))
-        tracker.client.log_text(
-            tracker.parent_run_id, report.leaderboard(summary), "leaderboard.txt"
-        )
+        boards = {
+            "leaderboard.txt": report.leaderboard(summary),
+            "leaderboard.md": report.leaderboard_markdown(summary),
+            "leaderboard.html": report.leaderboard_html(summary),
+        }
+        ensemble_run = (summary["ensemble"] or {}).get("run_id")
+        for name, text in boards.items():
+            tracker.client.log_text(tracker.parent_run_id, text, name)
+            if ensemble_run and name != "leaderboard.txt":
+                tracker.client.log_text(ensemble_run, text, name)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:

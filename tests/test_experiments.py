@@ -47,6 +47,10 @@ def test_every_experiment_smoke_runs(experiment, workdir):
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert not [r for r in runs if r.info.status != "FINISHED"]
+    ensemble_run = summary["ensemble"]["run_id"]
+    pictures = {a.path for a in client.list_artifacts(ensemble_run) if a.path.endswith(".png")}
+    task_picture = "confusion_matrix.png" if summary["metric"] == "accuracy" else "residuals.png"
+    assert {"weights.png", "diversity_heatmap.png", task_picture} <= pictures
 
 
 @pytest.mark.slow

@@ -46,6 +46,8 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
         assert run.data.params["model"] == run.data.tags["runner.model"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"model", "predictions.npz", "member.json"} <= artifacts
+        if run.data.params["kind"] == "keras":
+            assert {"history.json", "learning_curves.png"} <= artifacts, name
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         expected = list(range(1, epochs + 1)) if run.data.params["kind"] == "keras" else [1]
         assert sorted(steps) == expected, name
@@ -64,8 +66,13 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
     assert {"model", "report.json", "weights.json", "diversity.md", "predictions.npz"} <= (
         ens_artifacts
     )
-    for picture in ("diversity_heatmap.png", "weights.png"):
+    for picture in ("diversity_heatmap.png", "weights.png", "confusion_matrix.png"):
         assert picture in ens_artifacts
+    assert {"leaderboard.md", "leaderboard.html"} <= ens_artifacts
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.json", "leaderboard.txt", "leaderboard.md", "leaderboard.html"} <= (
+        parent_artifacts
+    )
     for key in ("cv_gain", "test_gain", "test_gain_ci_low", "beats_best_member"):
         assert key in ens.data.metrics
     assert ens.data.tags["runner.best_member"] in members
@@ -107,6 +114,12 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "ensemble (weighted)" in first.stdout
+    # piped output (as in CI logs): plain progress lines, no terminal control codes
+    assert "\x1b" not in first.stdout + first.stderr and "\r" not in first.stdout
+    progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
+    n = len(QUICKSTART_MEMBERS)
+    assert sum(" finished: val accuracy " in line for line in progress) == n
+    assert progress[-1].startswith(f"[{n}/{n} done, 0 running | best ")
     summary = read_summary(workdir / "out1")
     assert summary["experiment"] == "quickstart" and summary["metric"] == "accuracy"
     assert summary["tracking_uri"] == db and summary["wall_seconds"] > 0
@@ -129,6 +142,7 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
         "~members.resnet",
         "~members.selu",
         "ensemble.register_as=digits-ensemble",
+        "training.tensorboard=true",
         *common,
         "hydra.run.dir=out2",
     )
@@ -136,6 +150,10 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     summary2 = read_summary(workdir / "out2")
     assert summary2["sweep_id"] != summary["sweep_id"]
     assert_run_tree(client, summary2, {"mlp", "logistic", "svm"}, epochs=2)
+    mlp_run = next(m["run_id"] for m in summary2["members"] if m["name"] == "mlp")
+    board = client.download_artifacts(mlp_run, "tensorboard", str(tmp_path / "tb"))
+    events = list(Path(board).rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} == {"train", "validation"}, events
     (version,) = client.search_model_versions("name = 'digits-ensemble'")
     assert version.run_id == summary2["ensemble"]["run_id"]
     assert summary2["ensemble"]["registered_version"] == str(version.version) == "1"

@@ -7,17 +7,19 @@ import shlex
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 from test_spec import composed
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, read_summary, run_cli
 from runner.spec import from_config
 
 README = (ROOT / "README.md").read_text()
 COMMANDS = [
     line.split("#")[0].strip()
     for line in README.splitlines()
-    if line.startswith("python -m runner ")
+    if line.startswith("python -m runner ") and not line.startswith("python -m runner -")
 ]
+MULTIRUN = [line.strip() for line in README.splitlines() if line.startswith("python -m runner -m ")]
 
 
 def test_readme_starts_with_the_install_and_run_command_then_pytest():
@@ -57,3 +59,32 @@ def test_readme_error_example_is_what_the_cli_prints(workdir: Path):
     done = run_cli(workdir, *shlex.split(match.group(1)))
     assert done.returncode == 2
     assert done.stderr.strip() == match.group(2)
+
+
+@pytest.mark.slow
+def test_readme_multirun_command_runs_one_sweep_per_value(workdir: Path):
+    (command,) = MULTIRUN
+    args = shlex.split(command)[3:]
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(workdir, *args, f"tracking.uri={db}", "hydra.sweep.dir=multi")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [read_summary(workdir / "multi" / str(i)) for i in (0, 1)]
+    assert [s["ensemble"]["method"] for s in summaries] == ["weighted", "greedy"]
+    assert summaries[0]["sweep_id"] != summaries[1]["sweep_id"]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    parents = client.search_runs([experiment], "tags.`runner.role` = 'sweep'")
+    assert sorted(r.info.run_id for r in parents) == sorted(s["parent_run_id"] for s in summaries)
+    assert all(r.info.status == "FINISHED" for r in client.search_runs([experiment]))
+
+
+def test_help_lists_experiments_groups_and_common_overrides(workdir: Path):
+    done = run_cli(workdir, "--help")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    from runner.__main__ import known_experiments
+
+    assert f"experiment: {', '.join(known_experiments())}" in lines
+    assert any(line.startswith("ensemble: greedy, mean, stacking, weighted") for line in lines)
+    assert "Common overrides:" in lines
+    assert any(line.strip().startswith("runner.verbose=0|1|2") for line in lines)

@@ -1,0 +1,76 @@
+"""The progress view: plain lines when piped, a redrawn status line on a terminal."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from runner.progress import CLEAR_LINE, ProgressView
+
+
+def trial(name: str, tid: str, result: dict | None = None) -> SimpleNamespace:
+    return SimpleNamespace(
+        trial_id=tid,
+        config={"member": {"name": name, "model": "mlp"}},
+        experiment_tag="0",
+        last_result=result or {},
+        error_file=None,
+        get_error=lambda: RuntimeError("boom"),
+    )
+
+
+def drive(view: ProgressView) -> None:
+    a, b, c = trial("a", "1"), trial("b", "2"), trial("c", "3")
+    view.on_trial_start(0, [], a)
+    view.on_trial_start(0, [], b)
+    a.last_result = {"final": True, "final_val_accuracy": 0.9, "train_seconds": 2.0}
+    view.on_trial_complete(0, [], a)
+    view.on_trial_start(0, [], c)
+    b.last_result = {"final": True, "final_val_accuracy": 0.95, "train_seconds": 3.0}
+    view.on_trial_complete(0, [], b)
+    view.on_trial_error(0, [], c)
+    view.on_experiment_end([])
+
+
+def test_piped_output_is_plain_lines_with_counts_and_best_score():
+    out = io.StringIO()
+    drive(ProgressView(3, "accuracy", stream=out))
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 6
+    assert lines[0].startswith("[0/3 done, 1 running | best - |") and lines[0].endswith(
+        "a (mlp) started"
+    )
+    assert lines[2].startswith("[1/3 done, 1 running | best 0.9000 a |")
+    assert "b finished: val accuracy 0.9500" in lines[4] and "best 0.9500 b" in lines[4]
+    assert lines[5].startswith("[3/3 done, 1 failed, 0 running | best 0.9500 b |")
+    assert "c FAILED" in lines[5] and "0s left" in lines[5]
+
+
+def test_regression_keeps_the_lowest_error_as_best():
+    out = io.StringIO()
+    view = ProgressView(2, "rmse", stream=out)
+    for name, tid, score in (("a", "1", 0.5), ("b", "2", 0.7)):
+        t = trial(name, tid, {"final": True, "final_val_rmse": score, "train_seconds": 1.0})
+        view.on_trial_start(0, [], t)
+        view.on_trial_complete(0, [], t)
+    assert view.best == (0.5, "a")
+
+
+def test_a_terminal_gets_a_status_line_redrawn_in_place():
+    out = io.StringIO()
+    view = ProgressView(3, "accuracy", stream=out, live=True)
+    drive(view)
+    text = out.getvalue()
+    assert CLEAR_LINE in text
+    assert "1 running, 1 pending | best val accuracy 0.9000 (a)" in text
+    final = text.rsplit(CLEAR_LINE, 1)[1]
+    assert final.startswith("3/3 done (1 failed) | 0 running, 0 pending | best val accuracy")
+    assert final.endswith(", 0s left\n")
+
+
+def test_verbose_zero_prints_nothing():
+    out = io.StringIO()
+    drive(ProgressView(3, "accuracy", stream=out, verbose=0))
+    assert out.getvalue() == ""
