@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Figures grow with the members (or classes) shown, up to this many inches a side: at 100 dpi
+# the canvas stays under ~1.5 MB however large the ensemble.
+MAX_INCHES = 12.0
+
 
 def _pyplot():
     import matplotlib
@@ -22,7 +26,7 @@ def weights_bar(weights: Mapping[str, float], path: str | Path, title: str = "")
     """Bar chart of each member's weight in the ensemble."""
     plt = _pyplot()
     names = list(weights)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(min(MAX_INCHES, max(4.0, 0.6 * len(names) + 2)), 3.2))
     ax.bar(names, [weights[n] for n in names], color="#3b75af")
     ax.set_ylabel("weight")
     ax.set_title(title or "ensemble weights")
@@ -37,11 +41,12 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: s
     """Annotated heatmap of a members x members matrix (e.g. error correlation)."""
     plt = _pyplot()
     matrix = np.asarray(matrix, dtype=float)
-    size = max(3.5, 0.7 * len(names) + 2)
+    size = min(MAX_INCHES, max(3.5, 0.7 * len(names) + 2))
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(matrix, cmap="viridis", vmin=min(0.0, matrix.min()), vmax=1.0)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    labels = 8 if len(names) <= 30 else 5
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=labels)
+    ax.set_yticks(range(len(names)), names, fontsize=labels)
     if len(names) <= 15:
         for i in range(len(names)):
             for j in range(len(names)):
@@ -71,7 +76,9 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
     bases.sort(key=lambda k: (k != "loss", k))
     if not bases:
         raise ValueError(f"no per-epoch metrics to plot; history keys: {sorted(history)}")
-    fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(bases), figsize=(min(MAX_INCHES, 4.2 * len(bases)), 3.2), squeeze=False
+    )
     for ax, key in zip(axes[0], bases, strict=True):
         epochs = np.arange(1, len(history[key]) + 1)
         ax.plot(epochs, history[key], marker="o", ms=3, label="train")
@@ -96,7 +103,7 @@ def confusion_matrix(y_true: np.ndarray, proba: np.ndarray, path: str | Path, ti
     n = proba.shape[1]
     matrix = counts(np.asarray(y_true).astype(int), proba.argmax(axis=1), labels=range(n))
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    size = max(3.5, 0.45 * n + 2.5)
+    size = min(MAX_INCHES, max(3.5, 0.45 * n + 2.5))
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n))

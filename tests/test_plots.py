@@ -54,3 +54,11 @@ def test_predicted_vs_true_and_residuals_for_regression(tmp_path):
 def test_weights_and_heatmap(tmp_path):
     _image(plots.weights_bar({"a": 0.2, "b": 0.8}, tmp_path / "w.png"))
     _image(plots.heatmap(np.array([[1.0, 0.3], [0.3, 1.0]]), ["a", "b"], tmp_path / "h.png", "t"))
+
+
+def test_pictures_of_many_members_stay_bounded(tmp_path):
+    names = [f"member_{i}" for i in range(200)]
+    heat = _image(plots.heatmap(np.eye(200), names, tmp_path / "h.png", "200 members"))
+    bars = _image(plots.weights_bar(dict.fromkeys(names, 1 / 200), tmp_path / "w.png"))
+    limit = plots.MAX_INCHES * 100  # dpi
+    assert max(heat.shape[:2]) <= limit and max(bars.shape[:2]) <= limit
