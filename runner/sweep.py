@@ -17,7 +17,13 @@ from runner import plan, report
 from runner.cluster import ray_session
 from runner.data import Dataset
 from runner.spec import MemberSpec, RunSpec
-from runner.tracking import MemberCallback, MemberRecord, SweepTracker, redact_uri
+from runner.tracking import (
+    MemberCallback,
+    MemberRecord,
+    SweepTracker,
+    open_store_in_background,
+    redact_uri,
+)
 from runner.trial import MODEL_FILES
 
 log = logging.getLogger(__name__)
@@ -229,8 +235,16 @@ def run(
     start = time.perf_counter()
     SweepTracker.check_not_finished(spec)  # a finished sweep needs no Ray at all
     # Ray first: a cluster that cannot be reached (or storage that is not shared) fails
-    # before any MLflow run exists.
+    # before any MLflow run exists. A local Ray starts reliably, so the MLflow store opens
+    # meanwhile (joined before the tracker touches it: two schema migrations would collide).
+    warm = (
+        open_store_in_background(spec.tracking_uri, spec.experiment)
+        if spec.cluster.kind == "local"
+        else None
+    )
     with ray_session(spec.cluster, spec.verbose, spec.storage_path):
+        if warm is not None:
+            warm.join()
         if (spec.cluster.address or "").startswith("ray://"):
             return _run_on_head(spec, data, stage_data or {}, start)
         return _run(spec, data, stage_data or {}, start)

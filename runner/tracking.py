@@ -4,9 +4,11 @@ for the ensemble. The driver is the only MLflow writer; a Tune callback feeds it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +52,20 @@ def store_exists(uri: str) -> bool:
     if not uri.startswith("sqlite:///"):
         return True
     return Path(uri[len("sqlite:///") :]).exists()
+
+
+def open_store_in_background(uri: str, experiment: str) -> threading.Thread:
+    """Open the MLflow store (a new SQLite file runs its schema migrations, about a second)
+    and look up the experiment in a thread, so that this overlaps Ray's start-up. Creates no
+    run; errors are left for the tracker to raise where they can be reported."""
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):
+            MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+
+    thread = threading.Thread(target=warm, name="mlflow-store-warmup", daemon=True)
+    thread.start()
+    return thread
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
