@@ -48,9 +48,15 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
         assert {"model", "predictions.npz", "member.json"} <= artifacts
         if run.data.params["kind"] == "keras":
             assert {"history.json", "learning_curves.png"} <= artifacts, name
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        history = sorted(
+            client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step
+        )
         expected = list(range(1, epochs + 1)) if run.data.params["kind"] == "keras" else [1]
-        assert sorted(steps) == expected, name
+        assert [m.step for m in history] == expected, name
+        # logged as each epoch ended (live in the UI), not all at once when the member finished
+        stamps = [m.timestamp for m in history]
+        assert stamps == sorted(stamps) and (len(set(stamps)) > 1 or len(stamps) == 1), name
+        assert stamps[0] < run.info.end_time
 
     (ens,) = runs["ensemble"]
     assert ens.info.status == "FINISHED"
