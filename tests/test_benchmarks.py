@@ -60,3 +60,67 @@ def test_quickstart_benchmark_runs_tiny(tmp_path):
     result = json.loads(out.read_text())
     assert result["runs"][0]["wall_seconds"] > 0
     assert 0 <= result["min_ensemble_test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
+    out = tmp_path / "overhead.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "overhead.py"),
+            "--members",
+            "3",
+            "--epochs",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    ways = result["ways"]
+    assert set(ways) == {"a", "b", "c"}
+    assert all(w["wall_seconds"] > 0 for w in ways.values())
+    assert len({w["fingerprint"] for w in ways.values()}) == 1  # the same split everywhere
+    for w in ways.values():
+        assert [t["name"] for t in sorted(w["trials"], key=lambda t: t["name"])] == [
+            "convnet",
+            "logistic",
+            "mlp",
+        ]
+        assert all(
+            t["fit_seconds"] > 0 and t["wall_seconds"] >= t["fit_seconds"] for t in w["trials"]
+        )
+        assert w["median_overhead_s"] >= 0
+    assert set(result["ratios"]) == {"c/a", "c/b"}
+    assert all(r > 0 for r in result["ratios"].values())
+    assert ways["c"]["phases"]["span_trials"] > 0
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "overhead.py"),
+            "--memory",
+            "--sizes",
+            "2,4",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [r["members"] for r in result["memory"]] == [2, 4]
+    assert all(r["finished"] == r["members"] for r in result["memory"])
+    assert all(r["peak_driver_rss_mb"] > 0 for r in result["memory"])
+    assert result["peak_ratio"] > 0
