@@ -22,4 +22,3 @@ def _run_in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     scratch = tmp_path / "cwd"
     scratch.mkdir()
     monkeypatch.chdir(scratch)
-
