@@ -22,6 +22,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out, write as PNG and free the figure (pyplot keeps every open one alive)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def weights_bar(weights: Mapping[str, float], path: str | Path, title: str = "") -> Path:
     """Bar chart of each member's weight in the ensemble."""
     plt = _pyplot()
@@ -31,10 +39,7 @@ def weights_bar(weights: Mapping[str, float], path: str | Path, title: str = "")
     ax.set_ylabel("weight")
     ax.set_title(title or "ensemble weights")
     ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str) -> Path:
@@ -61,10 +66,7 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: s
                 )
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
@@ -89,10 +91,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def confusion_matrix(y_true: np.ndarray, proba: np.ndarray, path: str | Path, title: str) -> Path:
@@ -125,10 +124,7 @@ def confusion_matrix(y_true: np.ndarray, proba: np.ndarray, path: str | Path, ti
                     )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, title: str) -> Path:
@@ -150,7 +146,4 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, 
     right.set_ylabel("residual (true - predicted)")
     right.set_title(f"residuals (RMSE {np.sqrt(np.mean(residual**2)):.4f})")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)

@@ -11,25 +11,30 @@ import pytest
 from helpers import ROOT
 
 
-def test_ensemble_fit_benchmark_runs_tiny(tmp_path):
-    out = tmp_path / "fit.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "ensemble_fit.py"),
-            "--members",
-            "3",
-            "--rows",
-            "200",
-            "--classes",
-            "3",
-            "--repeats",
-            "1",
-            "--json",
-            str(out),
-        ],
+def run_benchmark(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``python benchmarks/SCRIPT args...``, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
+        timeout=timeout,
+    )
+
+
+def test_ensemble_fit_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "fit.json"
+    done = run_benchmark(
+        "ensemble_fit.py",
+        "--members",
+        "3",
+        "--rows",
+        "200",
+        "--classes",
+        "3",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -41,19 +46,14 @@ def test_ensemble_fit_benchmark_runs_tiny(tmp_path):
 @pytest.mark.slow
 def test_quickstart_benchmark_runs_tiny(tmp_path):
     out = tmp_path / "qs.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "quickstart.py"),
-            "--json",
-            str(out),
-            "training.epochs=1",
-            "~members.convnet",
-            "~members.resnet",
-            "~members.selu",
-        ],
-        capture_output=True,
-        text=True,
+    done = run_benchmark(
+        "quickstart.py",
+        "--json",
+        str(out),
+        "training.epochs=1",
+        "~members.convnet",
+        "~members.resnet",
+        "~members.selu",
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -65,20 +65,8 @@ def test_quickstart_benchmark_runs_tiny(tmp_path):
 @pytest.mark.slow
 def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
     out = tmp_path / "overhead.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "overhead.py"),
-            "--members",
-            "3",
-            "--epochs",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = run_benchmark(
+        "overhead.py", "--members", "3", "--epochs", "1", "--json", str(out), timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -104,19 +92,8 @@ def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
 @pytest.mark.slow
 def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     out = tmp_path / "memory.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "overhead.py"),
-            "--memory",
-            "--sizes",
-            "2,4",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = run_benchmark(
+        "overhead.py", "--memory", "--sizes", "2,4", "--json", str(out), timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
