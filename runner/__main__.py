@@ -88,7 +88,6 @@ def _load(spec: DataSpec, where: str) -> Dataset:
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from runner import report, sweep
     from runner.spec import SpecError, check_members_against_data, from_config
 
     hydra_cfg = HydraConfig.get()
@@ -112,7 +111,6 @@ def _main(cfg: DictConfig) -> None:
     except SpecError as err:
         _fail(str(err))
     from runner.cluster import ClusterError, check_reachable
-    from runner.tracking import ResumeError, SweepAlreadyFinished
 
     address = spec.cluster.address
     if spec.cluster.kind == "address" and address != "auto":
@@ -120,6 +118,11 @@ def _main(cfg: DictConfig) -> None:
             check_reachable(address, spec.cluster.connect_timeout)
         except ClusterError as err:
             _fail(str(err))
+
+    # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
+    # config is known to be good, so bad input fails fast.
+    from runner import report, sweep
+    from runner.tracking import ResumeError, SweepAlreadyFinished
 
     try:
         summary = sweep.run(spec, data, stage_data)
