@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from test_spec import composed
 
 from helpers import ROOT, read_summary, run_cli
@@ -88,3 +89,17 @@ def test_help_lists_experiments_groups_and_common_overrides(workdir: Path):
     assert any(line.startswith("ensemble: greedy, mean, stacking, weighted") for line in lines)
     assert "Common overrides:" in lines
     assert any(line.strip().startswith("runner.verbose=0|1|2") for line in lines)
+
+
+def help_overrides() -> list[list[str]]:
+    """The overrides of ``--help``'s "Common overrides" list (literal values only)."""
+    text = OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.help.footer
+    lines = text.split("Common overrides:", 1)[1].split("\n\n", 1)[0].splitlines()
+    examples = [re.split(r"\s{2,}", line.strip())[0] for line in lines if line.strip()]
+    return [e.split() for e in examples if "|" not in e and "ID" not in e]
+
+
+@pytest.mark.parametrize("overrides", help_overrides(), ids=" ".join)
+def test_help_examples_compose(overrides):
+    """Hydra refuses keys that do not exist: a renamed option fails here, not for a user."""
+    assert composed(*(a for a in overrides if not a.startswith("+experiment=")))
