@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from helpers import read_summary, run_cli
 
 
 @pytest.fixture
@@ -22,3 +27,40 @@ def _run_in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     scratch = tmp_path / "cwd"
     scratch.mkdir()
     monkeypatch.chdir(scratch)
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """A finished ``python -m runner +experiment=NAME smoke=true`` and where it wrote."""
+
+    done: subprocess.CompletedProcess
+    workdir: Path
+    db: str
+    summary: dict
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SmokeRun]:
+    """``smoke_run(experiment, *overrides)``: a smoke run of the experiment in a fresh working
+    directory with its own SQLite store, made once per session for the same arguments; a full
+    sweep costs tens of seconds, and several tests read the same one."""
+    runs: dict[tuple[str, ...], SmokeRun] = {}
+
+    def run(experiment: str, *overrides: str) -> SmokeRun:
+        key = (experiment, *overrides)
+        if key not in runs:
+            workdir = tmp_path_factory.mktemp(f"smoke-{experiment}")
+            db = f"sqlite:///{workdir}/mlflow.db"
+            done = run_cli(
+                workdir,
+                f"+experiment={experiment}",
+                "smoke=true",
+                *overrides,
+                f"tracking.uri={db}",
+                "hydra.run.dir=out",
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            runs[key] = SmokeRun(done, workdir, db, read_summary(workdir / "out"))
+        return runs[key]
+
+    return run

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"  # offline dataset copies (../shared/data)
 
 
 def run_cli(cwd: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -11,16 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import ROOT, SHARED_DATA
 from runner.data import LOADERS, load
 from runner.spec import DataSpec
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def shared(folder: str) -> Path:
     """A folder of the offline dataset copies in ../shared/data, or skip the test."""
-    path = SHARED / folder
+    path = SHARED_DATA / folder
     if not path.is_dir():
         pytest.skip(f"offline dataset copy {path} is absent (see ../shared/data/README.md)")
     return path
@@ -95,7 +93,7 @@ def test_unknown_dataset_lists_the_known_ones():
 
 def test_importing_the_data_module_does_not_import_tensorflow():
     code = "import runner.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow'"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 # -------------------------------------------------------------------- classes, max_rows
@@ -292,7 +290,7 @@ def test_california_housing_equals_sklearns_definition():
 
 def test_california_housing_split_from_a_file_path_relative_to_the_cwd(monkeypatch):
     shared("california_housing")
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     d = load(
         DataSpec(
             "california_housing",

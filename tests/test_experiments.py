@@ -6,45 +6,42 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import composed
 
-from helpers import ROOT, read_summary, run_cli
+from helpers import SHARED_DATA
 from runner.__main__ import known_experiments
 
-SHARED = ROOT.parent / "shared" / "data"
 DATA_PATHS = {
-    "fashion_mnist": SHARED / "fashion-mnist",
-    "california_housing": SHARED / "california_housing" / "cal_housing.data",
+    "fashion_mnist": SHARED_DATA / "fashion-mnist",
+    "california_housing": SHARED_DATA / "california_housing" / "cal_housing.data",
+}
+# The transfer smoke run trains three epochs, so that its transfer member has both phases
+# (one frozen, two fine-tuning) for the test that checks them on the same run.
+SMOKE_OVERRIDES = {
+    "transfer": ["runner.smoke_epochs=3", "members.transfer.hparams.frozen_epochs=1"],
 }
 
 
-def data_args(experiment: str) -> list[str]:
-    """``data.path=...`` for datasets that need a local copy; skip if it is not there."""
+def smoke_args(experiment: str) -> list[str]:
+    """The experiment's smoke overrides, with ``data.path=...`` for datasets that need a local
+    copy; skip if that copy is not there."""
+    args = SMOKE_OVERRIDES.get(experiment, [])
     name = composed(experiment=experiment)["data"]["name"]
     if name not in DATA_PATHS:
-        return []
+        return args
     if not DATA_PATHS[name].exists():
         pytest.skip(f"offline copy of {name} not found at {DATA_PATHS[name]}")
-    return [f"data.path={DATA_PATHS[name]}"]
+    return [*args, f"data.path={DATA_PATHS[name]}"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", known_experiments())
-def test_every_experiment_smoke_runs(experiment, workdir):
-    db = f"sqlite:///{workdir}/mlflow.db"
-    done = run_cli(
-        workdir,
-        f"+experiment={experiment}",
-        "smoke=true",
-        *data_args(experiment),
-        f"tracking.uri={db}",
-        "hydra.run.dir=out",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = read_summary(workdir / "out")
+def test_every_experiment_smoke_runs(experiment, smoke_run):
+    run = smoke_run(experiment, *smoke_args(experiment))
+    summary = run.summary
     assert all(m["status"] == "FINISHED" for m in summary["members"]), summary["members"]
     for rows in summary["stages"].values():
         assert all(m["status"] == "FINISHED" for m in rows)
     assert summary["ensemble"] is not None
-    client = MlflowClient(db)
+    client = MlflowClient(run.db)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert not [r for r in runs if r.info.status != "FINISHED"]
     ensemble_run = summary["ensemble"]["run_id"]
@@ -54,21 +51,10 @@ def test_every_experiment_smoke_runs(experiment, workdir):
 
 
 @pytest.mark.slow
-def test_transfer_member_tracks_both_phases_beside_the_scratch_head(workdir):
-    db = f"sqlite:///{workdir}/mlflow.db"
-    done = run_cli(
-        workdir,
-        "+experiment=transfer",
-        "smoke=true",
-        "runner.smoke_epochs=3",
-        "members.transfer.hparams.frozen_epochs=1",
-        *data_args("transfer"),
-        f"tracking.uri={db}",
-        "hydra.run.dir=out",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = read_summary(workdir / "out")
-    client = MlflowClient(db)
+def test_transfer_member_tracks_both_phases_beside_the_scratch_head(smoke_run):
+    run = smoke_run("transfer", *smoke_args("transfer"))
+    summary = run.summary
+    client = MlflowClient(run.db)
     transfer = next(m for m in summary["members"] if m["name"] == "transfer")
     phases = [m.value for m in client.get_metric_history(transfer["run_id"], "phase")]
     assert phases == [1.0, 2.0, 2.0]
@@ -77,5 +63,5 @@ def test_transfer_member_tracks_both_phases_beside_the_scratch_head(workdir):
     base = client.get_run(summary["stages"]["pretrain"][0]["run_id"])
     assert base.data.tags["runner.stage"] == "pretrain"
     assert base.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
-    board = done.stdout
+    board = run.done.stdout
     assert "transfer" in board and "scratch" in board and "earlier stage 'pretrain'" in board

@@ -23,8 +23,6 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import read_summary, run_cli
-
 pytestmark = pytest.mark.slow
 
 NO_BROWSER = (
@@ -75,19 +73,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_ui(chromium: str, workdir: Path, tmp_path: Path) -> Iterator[dict]:
+def mlflow_ui(chromium: str, smoke_run, tmp_path: Path) -> Iterator[dict]:
     """A store filled by a real smoke run, served by `mlflow server` on 127.0.0.1."""
-    db = f"sqlite:///{workdir}/store.db"
-    done = run_cli(
-        workdir,
-        "+experiment=quickstart",
-        "smoke=true",
-        f"tracking.uri={db}",
-        f"runner.storage_path={workdir}/tune",
-        "hydra.run.dir=out",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = read_summary(workdir / "out")
+    run = smoke_run("quickstart")  # the smoke run test_experiments checks, if it ran first
+    workdir, db, summary = run.workdir, run.db, run.summary
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
