@@ -120,20 +120,22 @@ def _main(cfg: DictConfig) -> None:
             _fail(str(err))
 
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
-    # config is known to be good, so bad input fails fast.
-    from runner import report, sweep
-    from runner.tracking import ResumeError, SweepAlreadyFinished
+    # config is known to be good, so bad input fails fast; they load while Ray starts.
+    from runner import launch
+    from runner.errors import ResumeError, SweepAlreadyFinished, SweepFailed, SweepInterrupted
 
     try:
-        summary = sweep.run(spec, data, stage_data)
+        summary = launch.run(spec, data, stage_data)
     except SweepAlreadyFinished as err:
         print(str(err))
         return
-    except (sweep.SweepFailed, ResumeError, ClusterError) as err:
+    except (SweepFailed, ResumeError, ClusterError) as err:
         _fail(str(err))
-    except sweep.SweepInterrupted as err:
+    except SweepInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)
         sys.exit(130)
+    from runner import report
+
     if spec.verbose:
         print()
         print(report.leaderboard(summary))

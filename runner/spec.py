@@ -155,6 +155,7 @@ class RunSpec:
     smoke: bool = False
     resume: bool = False  # re-attach to the latest unfinished sweep (or runner.sweep_id's)
     search: SearchSpec = field(default_factory=SearchSpec)
+    fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
 
     def all_members(self) -> tuple[MemberSpec, ...]:
         """Members of every stage, earlier stages first."""
@@ -562,7 +563,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     if not isinstance(resume, bool):
         raise _fail("runner.resume", f"must be true or false, got {resume!r}")
     # with resume and no id, the tracker finds the sweep to resume in MLflow
-    sweep_id = runner.get("sweep_id") or ("" if resume else new_sweep_id())
+    fresh = not runner.get("sweep_id") and not resume
+    sweep_id = new_sweep_id() if fresh else (runner.get("sweep_id") or "")
     if sweep_id and not NAME_PATTERN.match(str(sweep_id)):
         raise _fail("runner.sweep_id", f"{sweep_id!r} must match {NAME_PATTERN.pattern}")
     storage = runner.get("storage_path") or "ray_results"
@@ -589,6 +591,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         smoke=smoke,
         resume=resume,
         search=search,
+        fresh_sweep=fresh,
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),

@@ -14,27 +14,18 @@ from ensembles import export, stage
 from ensembles.metrics import evaluate, greater_is_better, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import plan, report
-from runner.cluster import ray_session
 from runner.data import Dataset
+from runner.errors import SweepFailed, SweepInterrupted
 from runner.spec import MemberSpec, RunSpec
 from runner.tracking import (
     MemberCallback,
     MemberRecord,
     SweepTracker,
-    open_store_in_background,
     redact_uri,
 )
 from runner.trial import MODEL_FILES
 
 log = logging.getLogger(__name__)
-
-
-class SweepFailed(RuntimeError):
-    """No member finished, so there is nothing to ensemble."""
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """Tune stopped early (Ctrl+C, SIGTERM) with members unfinished."""
 
 
 def _tune(
@@ -228,26 +219,18 @@ def _belongs(label: str, member: MemberSpec) -> bool:
 
 
 def run(
-    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset] | None = None
+    spec: RunSpec,
+    data: Dataset,
+    stage_data: dict[str, Dataset] | None = None,
+    start: float | None = None,
 ) -> dict[str, Any]:
     """Train the earlier stages, then the final members, as Tune trials; ensemble the finished
-    final members; return the summary. ``stage_data`` holds each earlier stage's dataset."""
-    start = time.perf_counter()
-    SweepTracker.check_not_finished(spec)  # a finished sweep needs no Ray at all
-    # Ray first: a cluster that cannot be reached (or storage that is not shared) fails
-    # before any MLflow run exists. A local Ray starts reliably, so the MLflow store opens
-    # meanwhile (joined before the tracker touches it: two schema migrations would collide).
-    warm = (
-        open_store_in_background(spec.tracking_uri, spec.experiment)
-        if spec.cluster.kind == "local"
-        else None
-    )
-    with ray_session(spec.cluster, spec.verbose, spec.storage_path):
-        if warm is not None:
-            warm.join()
-        if (spec.cluster.address or "").startswith("ray://"):
-            return _run_on_head(spec, data, stage_data or {}, start)
-        return _run(spec, data, stage_data or {}, start)
+    final members; return the summary. Runs inside a Ray session (``runner.launch.run`` starts
+    one); ``stage_data`` holds each earlier stage's dataset, ``start`` when the sweep began."""
+    start = time.perf_counter() if start is None else start
+    if (spec.cluster.address or "").startswith("ray://"):
+        return _run_on_head(spec, data, stage_data or {}, start)
+    return _run(spec, data, stage_data or {}, start)
 
 
 def _run_on_head(

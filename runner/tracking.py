@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from runner.errors import ResumeError, SweepAlreadyFinished
 from runner.spec import MemberSpec, RunSpec, config_hash
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,12 @@ def store_exists(uri: str) -> bool:
     return Path(uri[len("sqlite:///") :]).exists()
 
 
-def open_store_in_background(uri: str, experiment: str) -> threading.Thread:
-    """Open the MLflow store (a new SQLite file runs its schema migrations, about a second)
-    and look up the experiment in a thread, so that this overlaps Ray's start-up. Creates no
-    run; errors are left for the tracker to raise where they can be reported."""
-
-    def warm() -> None:
-        with contextlib.suppress(Exception):
-            MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
-
-    thread = threading.Thread(target=warm, name="mlflow-store-warmup", daemon=True)
-    thread.start()
-    return thread
+def warm_store(uri: str, experiment: str) -> None:
+    """Open the MLflow store and look up the experiment, so that a new SQLite file's schema
+    migrations (about a second) run now; creates no run, and leaves errors for the tracker to
+    raise where they can be reported."""
+    with contextlib.suppress(Exception):
+        MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -101,14 +95,6 @@ class MemberRecord:
     fingerprint: str | None = None
     error: str | None = None
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
-
-
-class SweepAlreadyFinished(RuntimeError):
-    """The sweep id names a sweep that already finished: nothing to do."""
-
-
-class ResumeError(ValueError):
-    """A sweep cannot be resumed as asked; the message says why in one line."""
 
 
 class SweepTracker:
