@@ -50,6 +50,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# the infrastructure is under test, not the zoo: one Keras and two scikit-learn members
+INFRA_MEMBERS = ("~members.selu", "~members.convnet", "~members.resnet")
+
+
 @pytest.mark.slow
 def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
     pytest.importorskip("ray.dashboard", reason="the Jobs API needs ray[default]")
@@ -88,6 +92,7 @@ def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
                 "runner",
                 "+experiment=quickstart",
                 "smoke=true",
+                *INFRA_MEMBERS,
                 "cluster=address",
                 "cluster.address=auto",
                 f"runner.storage_path={shared}",
