@@ -3,7 +3,9 @@ in two phases: the base frozen and called with ``training=False`` (batch norm st
 inference mode), then its top layers unfrozen with a lower learning rate and a recompile.
 
 The base is a saved ``.keras`` model (a member of an earlier stage of the same experiment, or a
-file); its own output layer is dropped and the layer feeding it becomes the features.
+file), whose own output layer is dropped so the layer feeding it becomes the features; or a
+``keras.applications`` architecture (``applications:MobileNetV2``, see models/applications.py)
+with weights from a local file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models import applications
 from models.base import InputSpec, Task, check_float, check_int
 
 if TYPE_CHECKING:
@@ -25,18 +28,30 @@ def check(
     frozen_epochs: int = 5,
     unfreeze: int | str = "all",
     fine_tune_lr_factor: float = 0.1,
+    weights: str | None = None,
+    image_size: int = 32,
+    pixel_max: float = 255.0,
+    application_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate the hyperparameters without importing Keras (the driver calls this).
 
-    ``base``: path of a ``.keras`` file, or ``STAGE.MEMBER`` naming an earlier stage's member
-    (the runner resolves it to that member's saved model). ``frozen_epochs``: epochs of phase
-    one; the rest of ``training.epochs`` fine-tunes. ``unfreeze``: how many of the base's top
-    layers to unfreeze in phase two (``all`` or an integer; 0 keeps the base frozen).
+    ``base``: path of a ``.keras`` file, ``STAGE.MEMBER`` naming an earlier stage's member
+    (the runner resolves it to that member's saved model), or ``applications:NAME``.
+    ``frozen_epochs``: epochs of phase one; the rest of ``training.epochs`` fine-tunes.
+    ``unfreeze``: how many of the base's top layers to unfreeze in phase two (``all`` or an
+    integer; 0 keeps the base frozen). ``weights``, ``image_size``, ``pixel_max`` and
+    ``application_kwargs`` (e.g. ``{alpha: 0.35}``) configure an applications base.
     """
     if not isinstance(base, str) or not base:
         raise ValueError(
-            f"base must be a .keras file path or STAGE.MEMBER of an earlier stage, got {base!r}"
+            "base must be a .keras file path, STAGE.MEMBER of an earlier stage or "
+            f"applications:NAME, got {base!r}"
         )
+    app = (
+        applications.check(base, weights, image_size, pixel_max, application_kwargs)
+        if applications.is_application(base)
+        else None
+    )
     if unfreeze != "all":
         unfreeze = check_int("unfreeze", unfreeze, minimum=0)
     factor = check_float("fine_tune_lr_factor", fine_tune_lr_factor, 0.0, 1.0, high_open=False)
@@ -49,13 +64,26 @@ def check(
         "frozen_epochs": check_int("frozen_epochs", frozen_epochs, minimum=0),
         "unfreeze": unfreeze,
         "fine_tune_lr_factor": factor,
+        "application": app,
     }
 
 
+def is_stage_reference(base: Any) -> bool:
+    """Whether ``base`` names a member of an earlier stage (not a file or an architecture)."""
+    return (
+        isinstance(base, str)
+        and not base.endswith(".keras")
+        and not applications.is_application(base)
+    )
+
+
 def check_input(hparams: dict[str, Any], spec: InputSpec) -> None:
-    """A base given as a path must exist (stage references are checked by the runner)."""
+    """A base given as a path must exist, an applications base needs images (stage
+    references are checked by the runner)."""
     hp = check(**hparams)
-    if hp["base"].endswith(".keras") and not Path(hp["base"]).is_file():
+    if hp["application"] is not None:
+        applications.check_input(hp["application"], spec)
+    elif hp["base"].endswith(".keras") and not Path(hp["base"]).is_file():
         raise ValueError(f"base model file {hp['base']!r} does not exist")
 
 
@@ -90,14 +118,20 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     from models.saving import load_member_model
 
     hp = check(**hparams)
-    extractor = feature_extractor(load_member_model(hp["base"]))
-    if extractor.input_shape[-1] != spec.n_features:
-        raise ValueError(
-            f"base takes {extractor.input_shape[-1]} features, the data has {spec.n_features}"
-        )
-    extractor.trainable = False
     inputs = features_input(spec)
-    x = extractor(inputs, training=False)
+    if hp["application"] is not None:
+        applications.check_input(hp["application"], spec)
+        x = applications.to_rgb(inputs, spec, hp["application"])
+        extractor = applications.base_model(hp["application"])
+    else:
+        extractor = feature_extractor(load_member_model(hp["base"]))
+        if extractor.input_shape[-1] != spec.n_features:
+            raise ValueError(
+                f"base takes {extractor.input_shape[-1]} features, the data has {spec.n_features}"
+            )
+        x = inputs
+    extractor.trainable = False
+    x = extractor(x, training=False)
     if hp["head_units"]:
         x = layers.Dense(hp["head_units"], activation="relu", name="head_dense")(x)
     if hp["dropout"]:

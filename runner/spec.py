@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import models
 from models.base import TASK_KINDS, InputSpec, Task
 from models.training import TrainingOptions
+from models.transfer import is_stage_reference
 from runner.search import SearchSpec, split_domains
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
@@ -315,7 +316,7 @@ def check_stage_references(stages: tuple[StageSpec, ...], members: tuple[MemberS
     for stage_name, group in [*((s.name, s.members) for s in stages), ("final", members)]:
         for m in group:
             ref = m.hparams.get("base")
-            if isinstance(ref, str) and not ref.endswith(".keras"):
+            if m.model == "transfer" and is_stage_reference(ref):
                 if ref not in earlier:
                     known = ", ".join(sorted(earlier)) or "none"
                     raise _fail(

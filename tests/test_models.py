@@ -71,8 +71,11 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("wide_deep", {"loss_weights": [1.0]}, r"got \[1.0\]"),
         ("wide_deep", {"wide": []}, r"got \[\]"),
         ("mc_dropout", {"dropout": 0.0}, "dropout must be > 0 for MC dropout, got 0.0"),
-        ("transfer", {}, "base must be a .keras file path or STAGE.MEMBER"),
+        ("transfer", {}, "base must be a .keras file path, STAGE.MEMBER of an earlier stage"),
         ("transfer", {"base": "x.keras", "unfreeze": -1}, "got -1"),
+        ("transfer", {"base": "applications:VGG99"}, r"must be one of \['EfficientNetB0'"),
+        ("transfer", {"base": "applications:MobileNetV2", "image_size": 16}, "got 16"),
+        ("transfer", {"base": "applications:MobileNetV2", "pixel_max": 0}, "got 0"),
     ],
 )
 def test_invalid_hparam_values_name_the_value(name, hparams, received):
@@ -182,6 +185,52 @@ def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path
     assert base.trainable and any(layer.trainable for layer in base.layers)
     changed = [not np.allclose(a, b.numpy()) for a, b in zip(frozen, base.weights, strict=True)]
     assert any(changed)
+
+
+APPLICATION = {"base": "applications:MobileNetV2", "application_kwargs": {"alpha": 0.35}}
+
+
+def test_applications_base_needs_images_and_an_existing_weights_file(tiny):
+    spec = tiny[0]
+    with pytest.raises(ValueError, match="needs image data, got flat features"):
+        REGISTRY["transfer"].check_input(APPLICATION, InputSpec(16))
+    with pytest.raises(ValueError, match="weights file '/nope.weights.h5' does not exist"):
+        REGISTRY["transfer"].check_input({**APPLICATION, "weights": "/nope.weights.h5"}, spec)
+    REGISTRY["transfer"].check_input(APPLICATION, spec)
+
+
+def test_applications_base_loads_a_local_weights_file_and_trains_in_two_phases(tiny, tmp_path):
+    """A keras.applications architecture as the base, its weights from a local file (what an
+    offline user has instead of the download): the frozen base keeps exactly those weights."""
+    import keras
+
+    from models import applications
+
+    spec, X, y, _ = tiny
+    keras.utils.set_random_seed(0)
+    hp = REGISTRY["transfer"].check({**APPLICATION, "image_size": 32}, CLASSES)
+    donor = applications.base_model(hp["application"])  # stands in for downloaded weights
+    weights_file = tmp_path / "mobilenet_v2_notop.weights.h5"
+    donor.save_weights(weights_file)
+    hparams = {**APPLICATION, "weights": str(weights_file), "frozen_epochs": 1, "unfreeze": 3}
+    model = REGISTRY["transfer"].build(spec, CLASSES, **hparams)
+    base = model.get_layer("base")
+    assert base.name == "base" and base.input_shape == (None, 32, 32, 3)
+    for loaded, saved in zip(base.weights, donor.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+    history = REGISTRY["transfer"].fit_fn(
+        model, CLASSES, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), hparams
+    )
+    assert history["phase"] == [1.0, 2.0]
+    trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    assert 0 < len(trainable) <= 3  # the top layers only, batch norm still frozen
+    assert predict_shape(model, X) == (48, 3)
+
+
+def predict_shape(model, X) -> tuple[int, ...]:
+    from models.training import predict
+
+    return predict(model, X, CLASSES).shape
 
 
 def test_mc_dropout_predictions_average_stochastic_passes(tiny):
