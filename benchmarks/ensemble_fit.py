@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe
 
 from ensembles import METHODS, make
 
@@ -70,7 +69,7 @@ def main() -> None:
                 f"{method:<10}{members:>8}{args.rows:>8}{args.classes:>8}{seconds:>10.3f}",
                 flush=True,
             )
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = describe()
     print(f"machine: {machine}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))

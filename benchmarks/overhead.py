@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -617,7 +618,7 @@ def main_overhead(args: argparse.Namespace) -> dict[str, Any]:
         plan_json = scratch / "plan.json"
         plan_json.write_text(json.dumps(members))
         result: dict[str, Any] = {
-            "machine": machine(),
+            "machine": describe(),
             "members": [f"{m['name']} ({m['model']})" for m in members["members"]],
             "epochs": sorted(
                 {m["training"]["epochs"] for m in members["members"] if m["kind"] == "keras"}
@@ -690,7 +691,7 @@ def main_overhead(args: argparse.Namespace) -> dict[str, Any]:
 def main_memory(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix=f"overhead-memory-{n}-") as tmp:
             tmp = Path(tmp)
@@ -731,7 +732,7 @@ def main_memory(args: argparse.Namespace) -> dict[str, Any]:
             f"{row['rss_growth_per_trial_kb']} kB per trial), in the ensemble stage "
             f"{row['peak_rss_mb']['ensemble']} MB, after it {row['peak_rss_mb']['after']} MB"
         )
-    result = {"machine": machine(), "memory": runs}
+    result = {"machine": describe(), "memory": runs}
     if len(runs) > 1 and runs[0]["peak_driver_rss_mb"]:
         result["peak_ratio"] = round(
             runs[-1]["peak_driver_rss_mb"] / runs[0]["peak_driver_rss_mb"], 3
@@ -783,13 +784,6 @@ def _memory_phases(run: Launch, mlruns: list[Any]) -> dict[str, Any]:
     for key in ("rss_at_first_trial_end_mb", "rss_at_last_trial_end_mb"):
         out[key] = None if out[key] is None else round(out[key], 1)
     return out
-
-
-def machine() -> str:
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.2f}"
-    )
 
 
 def main() -> None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 from cold_run import cold_run
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +82,7 @@ def main() -> None:
         )
         for anchor, value in r["anchors"].items():
             print(f"    anchor {anchor}: {value}")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = describe()
     print(f"machine: {machine}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))

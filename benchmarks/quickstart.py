@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 from pathlib import Path
 
 from cold_run import cold_run
+from machine import describe
 
 
 def run_once(extra: list[str]) -> dict:
@@ -37,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [run_once(args.overrides) for _ in range(args.repeats)]
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": describe(),
         "runs": runs,
         "median_wall_seconds": statistics.median(r["wall_seconds"] for r in runs),
         "min_ensemble_test_accuracy": min(r["ensemble_test_accuracy"] for r in runs),
