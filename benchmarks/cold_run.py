@@ -3,6 +3,7 @@ store, fresh Ray), the command's whole wall time, and its summary.json."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -12,13 +13,23 @@ import time
 from pathlib import Path
 
 
-def cold_run(overrides: list[str], label: str) -> tuple[float, dict]:
+def _fresh_directory(label: str, keep: Path | None) -> contextlib.AbstractContextManager[str]:
+    """A temporary directory, or ``keep`` (new or empty) to look into after the run."""
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix=f"{label}-")
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise SystemExit(f"--keep {keep} is not empty: a cold run needs a fresh directory")
+    return contextlib.nullcontext(str(keep))
+
+
+def cold_run(overrides: list[str], label: str, keep: Path | None = None) -> tuple[float, dict]:
     """(wall seconds, summary) of one run; exits with the command's stderr if it fails."""
-    with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
+    with _fresh_directory(label, keep) as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "runner", "hydra.run.dir=out", *overrides],
+            [sys.executable, "-m", "runner", *overrides],
             cwd=tmp,
             env=env,
             capture_output=True,
@@ -27,4 +38,5 @@ def cold_run(overrides: list[str], label: str) -> tuple[float, dict]:
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
-        return wall, json.loads((Path(tmp) / "out" / "summary.json").read_text())
+        (summary,) = Path(tmp).glob("outputs/*/*/summary.json")  # Hydra's default run dir
+        return wall, json.loads(summary.read_text())

@@ -1,9 +1,11 @@
 """Time the README's quickstart command end to end and report the ensemble's test accuracy.
 
-    python benchmarks/quickstart.py [--repeats 3] [--json results.json] [-- extra overrides]
+    python benchmarks/quickstart.py [--repeats 3] [--json results.json] [--keep DIR]
+                                    [-- extra overrides]
 
 Each repeat runs `python -m runner +experiment=quickstart` in a fresh temporary directory
 (fresh MLflow store, fresh Ray), exactly as a new user would, and reads its summary.json.
+With --keep (one repeat) the run happens in DIR, left there to look into.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from cold_run import cold_run
 from machine import describe
 
 
-def run_once(extra: list[str]) -> dict:
+def run_once(extra: list[str], keep: Path | None = None) -> dict:
     """One cold run of the quickstart command; wall time includes Python, Ray and TF start-up."""
-    wall, summary = cold_run(["+experiment=quickstart", *extra], "quickstart")
+    wall, summary = cold_run(["+experiment=quickstart", *extra], "quickstart", keep)
     return {
         "wall_seconds": round(wall, 2),
         "ensemble_test_accuracy": summary["ensemble"]["test_metric"],
@@ -32,9 +34,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
-    runs = [run_once(args.overrides) for _ in range(args.repeats)]
+    if args.keep and args.repeats != 1:
+        parser.error(f"--keep needs --repeats 1 (one directory per run), got {args.repeats}")
+    runs = [run_once(args.overrides, args.keep) for _ in range(args.repeats)]
     result = {
         "machine": describe(),
         "runs": runs,

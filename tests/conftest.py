@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import read_summary, run_cli
+from helpers import ROOT, read_summary, run_cli
 
 
 @pytest.fixture
@@ -64,3 +66,37 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SmokeRu
         return runs[key]
 
     return run
+
+
+@dataclass(frozen=True)
+class QuickstartRun:
+    """The README's quickstart command, run once by ``benchmarks/quickstart.py --keep``."""
+
+    workdir: Path
+    summary: dict
+    benchmark: dict
+
+
+@pytest.fixture(scope="session")
+def readme_quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartRun:
+    """``python -m runner +experiment=quickstart`` in a fresh directory, as a new user types
+    it (default store, default epochs), timed by the benchmark script; the README test, the
+    end-to-end test and the benchmark's own test all read this one run."""
+    root = tmp_path_factory.mktemp("readme-quickstart")
+    workdir, result = root / "work", root / "benchmark.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "quickstart.py"),
+            "--keep",
+            str(workdir),
+            "--json",
+            str(result),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary_path,) = workdir.glob("outputs/*/*/summary.json")
+    return QuickstartRun(workdir, read_summary(summary_path.parent), json.loads(result.read_text()))

@@ -44,22 +44,20 @@ def test_ensemble_fit_benchmark_runs_tiny(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_benchmark_runs_tiny(tmp_path):
-    out = tmp_path / "qs.json"
-    done = run_benchmark(
-        "quickstart.py",
-        "--json",
-        str(out),
-        "training.epochs=1",
-        "~members.convnet",
-        "~members.resnet",
-        "~members.selu",
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(out.read_text())
-    assert result["runs"][0]["wall_seconds"] > 0
-    assert 0 <= result["min_ensemble_test_accuracy"] <= 1
+def test_quickstart_benchmark_times_the_readme_command(readme_quickstart):
+    result = readme_quickstart.benchmark
+    (run,) = result["runs"]
+    assert run["wall_seconds"] >= readme_quickstart.summary["wall_seconds"] > 0
+    assert result["median_wall_seconds"] == run["wall_seconds"]
+    assert run["ensemble_test_accuracy"] == readme_quickstart.summary["ensemble"]["test_metric"]
+    assert result["min_ensemble_test_accuracy"] == run["ensemble_test_accuracy"]
+    assert set(run["members"]) == {m["name"] for m in readme_quickstart.summary["members"]}
+    assert "cores" in result["machine"]
+
+
+def test_quickstart_benchmark_keeps_only_one_run(tmp_path):
+    done = run_benchmark("quickstart.py", "--repeats", "2", "--keep", str(tmp_path), timeout=60)
+    assert done.returncode == 2 and "--keep needs --repeats 1" in done.stderr
 
 
 @pytest.mark.slow

@@ -111,27 +111,15 @@ def recomputed_ensemble_test_accuracy(client: MlflowClient, summary: dict, tmp: 
 
 
 def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_sweep(
-    workdir, tmp_path
+    readme_quickstart, tmp_path
 ):
-    db = f"sqlite:///{workdir}/store.db"
-    common = [f"tracking.uri={db}", f"runner.storage_path={workdir}/tune"]
-    first = run_cli(
-        workdir, "+experiment=quickstart", "training.epochs=3", *common, "hydra.run.dir=out1"
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "ensemble (weighted)" in first.stdout
-    # piped output (as in CI logs): plain progress lines, no terminal control codes
-    assert "\x1b" not in first.stdout + first.stderr and "\r" not in first.stdout
-    progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
-    n = len(QUICKSTART_MEMBERS)
-    assert sum(" finished: val accuracy " in line for line in progress) == n
-    assert progress[-1].startswith(f"[{n}/{n} done, 0 running | best ")
-    summary = read_summary(workdir / "out1")
+    workdir, summary = readme_quickstart.workdir, readme_quickstart.summary
+    db = f"sqlite:///{workdir}/mlflow.db"
     assert summary["experiment"] == "quickstart" and summary["metric"] == "accuracy"
-    assert summary["tracking_uri"] == db and summary["wall_seconds"] > 0
+    assert summary["tracking_uri"] == "sqlite:///mlflow.db" and summary["wall_seconds"] > 0
 
     client = MlflowClient(db)
-    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=3)
+    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=30)
     recomputed = recomputed_ensemble_test_accuracy(client, summary, tmp_path)
     assert recomputed == pytest.approx(summary["ensemble"]["test_metric"])
 
@@ -149,10 +137,15 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
         "~members.selu",
         "ensemble.register_as=digits-ensemble",
         "training.tensorboard=true",
-        *common,
         "hydra.run.dir=out2",
     )
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "ensemble (weighted)" in second.stdout
+    # piped output (as in CI logs): plain progress lines, no terminal control codes
+    assert "\x1b" not in second.stdout + second.stderr and "\r" not in second.stdout
+    progress = [line for line in second.stdout.splitlines() if line.startswith("[")]
+    assert sum(" finished: val accuracy " in line for line in progress) == 3
+    assert progress[-1].startswith("[3/3 done, 0 running | best ")
     summary2 = read_summary(workdir / "out2")
     assert summary2["sweep_id"] != summary["sweep_id"]
     assert_run_tree(client, summary2, {"mlp", "logistic", "svm"}, epochs=2)
@@ -163,7 +156,7 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     (version,) = client.search_model_versions("name = 'digits-ensemble'")
     assert version.run_id == summary2["ensemble"]["run_id"]
     assert summary2["ensemble"]["registered_version"] == str(version.version) == "1"
-    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=3)  # first sweep untouched
+    assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=30)  # first sweep untouched
 
     experiment = client.get_experiment_by_name("quickstart")
     all_runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -296,13 +289,10 @@ def assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_pa
 
 
 @pytest.mark.slow
-def test_readme_quickstart_command_reaches_097_test_accuracy(workdir):
+def test_readme_quickstart_command_reaches_097_test_accuracy(readme_quickstart):
     """Exactly the README's command, in a fresh directory: default store, default epochs."""
-    done = run_cli(workdir, "+experiment=quickstart")
-    assert done.returncode == 0, done.stderr[-3000:]
+    workdir, summary = readme_quickstart.workdir, readme_quickstart.summary
     assert (workdir / "mlflow.db").exists()  # MLflow's default store, where the user ran it
-    (summary_path,) = list((workdir / "outputs").glob("*/*/summary.json"))
-    summary = read_summary(summary_path.parent)
     assert summary["ensemble"]["test_metric"] >= 0.97
     assert_model_serves(workdir, summary)
     assert_run_tree(
