@@ -1,12 +1,16 @@
-"""Clusters and GPUs: attaching to a running cluster, shared storage, packing members onto
-one GPU (GPUs declared to Ray on a CPU machine), and clear one-line failures."""
+"""Clusters and GPUs: attaching to a running cluster (directly and through Ray Client), shared
+storage, packing members onto one GPU (GPUs declared to Ray on a CPU machine), and clear
+one-line failures."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -90,34 +94,58 @@ def test_four_members_share_one_declared_gpu(workdir):
     assert overlap >= 3  # the fractions let several members hold the GPU at once
 
 
-@pytest.mark.slow
-def test_runner_attaches_to_a_two_node_cluster_and_uses_both_nodes(workdir, tmp_path):
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TwoNodes:
+    """A running two-node cluster: where to attach, and where to connect a Ray Client."""
+
+    address: str
+    client_address: str
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[TwoNodes]:
+    """A head and a worker node on this machine, one CPU each, shared by the attach and Ray
+    Client tests (starting a cluster costs seconds); the Ray Client server listens on
+    127.0.0.1. (`ray job submit` gets a head of its own in test_deploy: nodes on one machine
+    share a session directory, so a working_dir one node lets go of vanishes for the other.)"""
     from ray.cluster_utils import Cluster
 
+    port = _free_port()
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "ray_client_server_port": port},
     )
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        shared = tmp_path / "shared"
-        shared.mkdir()
-        db = f"sqlite:///{workdir}/mlflow.db"
-        done = run_cli(
-            workdir,
-            "+experiment=quickstart",
-            "cluster=address",
-            f"cluster.address={cluster.address}",
-            f"runner.storage_path={shared}",
-            "training.epochs=2",
-            *INFRA_MEMBERS,
-            f"tracking.uri={db}",
-            "hydra.run.dir=out",
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        yield TwoNodes(cluster.address, f"ray://127.0.0.1:{port}")
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_runner_attaches_to_a_two_node_cluster_and_uses_both_nodes(two_nodes, workdir, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster=address",
+        f"cluster.address={two_nodes.address}",
+        f"runner.storage_path={shared}",
+        "training.epochs=2",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
     assert all(m["status"] == "FINISHED" for m in summary["members"])
     assert summary["ensemble"] is not None
@@ -151,47 +179,33 @@ def test_tensorflow_caps_memory_at_the_granted_fraction(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_client_address_runs_the_sweep_on_the_head(workdir, tmp_path):
+def test_ray_client_address_runs_the_sweep_on_the_head(two_nodes, workdir, tmp_path):
     """cluster.address=ray://...: the sweep runs as a task on the head (Tune would put its
     loop there anyway); MLflow gets one complete run tree and summary.json lands here."""
-    import socket
-
-    from ray.cluster_utils import Cluster
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port},
-    )
     shared = tmp_path / "shared"
     shared.mkdir()
     db = f"sqlite:///{workdir}/mlflow.db"
-    try:
-        relative = run_cli(
-            workdir,
-            "+experiment=quickstart",
-            "cluster=address",
-            f"cluster.address=ray://127.0.0.1:{port}",
-            f"runner.storage_path={shared}",
-            "tracking.uri=sqlite:///mlflow.db",
-        )
-        assert relative.returncode == 2 and "runs on the head" in relative.stderr
-        done = run_cli(
-            workdir,
-            "+experiment=quickstart",
-            "smoke=true",
-            *INFRA_MEMBERS,
-            "cluster=address",
-            f"cluster.address=ray://127.0.0.1:{port}",
-            f"runner.storage_path={shared}",
-            f"tracking.uri={db}",
-            "hydra.run.dir=out",
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    finally:
-        cluster.shutdown()
+    relative = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster=address",
+        f"cluster.address={two_nodes.client_address}",
+        f"runner.storage_path={shared}",
+        "tracking.uri=sqlite:///mlflow.db",
+    )
+    assert relative.returncode == 2 and "runs on the head" in relative.stderr
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "cluster=address",
+        f"cluster.address={two_nodes.client_address}",
+        f"runner.storage_path={shared}",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
     assert summary["ensemble"] is not None
     client = MlflowClient(db)
