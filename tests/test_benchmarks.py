@@ -61,6 +61,34 @@ def test_quickstart_benchmark_keeps_only_one_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_quality_benchmark_runs_tiny(tmp_path):
+    """The quality script's digits benchmark, on scikit-learn members only at smoke size."""
+    out = tmp_path / "quality.json"
+    done = run_benchmark(
+        "quality.py",
+        "--only",
+        "digits",
+        "--json",
+        str(out),
+        "smoke=true",
+        "~members.mlp",
+        "~members.selu",
+        "~members.convnet",
+        "~members.resnet",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    digits = result["results"]["digits"]
+    assert digits["experiment"] == "quickstart" and digits["metric"] == "accuracy"
+    assert set(digits["members_test"]) == {"logistic", "svm"}
+    assert digits["best_member"] in digits["members_test"]
+    assert 0 <= digits["ensemble_test"] <= 1 and isinstance(digits["beats_best_member"], bool)
+    assert digits["wall_seconds"] > 0 and "cores" in result["machine"]
+    assert "digits: ensemble (weighted) test accuracy" in done.stdout
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
     out = tmp_path / "overhead.json"
     done = run_benchmark(
