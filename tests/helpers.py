@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"  # offline dataset copies (../shared/data)
+# the infrastructure is under test, not the zoo: one Keras and two scikit-learn members
+INFRA_MEMBERS = ("~members.selu", "~members.convnet", "~members.resnet")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(cwd: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ one-line failures."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -16,12 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
-from helpers import read_summary, run_cli
+from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli
 from runner.cluster import ClusterError, check_reachable, gpu_memory_limit_mb
 from runner.spec import SpecError
-
-# the infrastructure is under test, not the zoo: one Keras and two scikit-learn members
-INFRA_MEMBERS = ("~members.selu", "~members.convnet", "~members.resnet")
 
 
 def test_fractional_gpus_become_memory_limits():
@@ -94,12 +90,6 @@ def test_four_members_share_one_declared_gpu(workdir):
     assert overlap >= 3  # the fractions let several members hold the GPU at once
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class TwoNodes:
     """A running two-node cluster: where to attach, and where to connect a Ray Client."""
@@ -116,7 +106,7 @@ def two_nodes() -> Iterator[TwoNodes]:
     share a session directory, so a working_dir one node lets go of vanishes for the other.)"""
     from ray.cluster_utils import Cluster
 
-    port = _free_port()
+    port = free_port()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "include_dashboard": False, "ray_client_server_port": port},

@@ -4,7 +4,6 @@ experiment to a local head finishes and logs to MLflow."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import ROOT
+from helpers import INFRA_MEMBERS, ROOT, free_port
 
 DEPLOY = ROOT / "deploy"
 
@@ -44,22 +43,12 @@ def test_cron_script_submits_a_dated_sweep_with_ray_job_submit():
     assert os.access(DEPLOY / "cron" / "nightly.sh", os.X_OK)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# the infrastructure is under test, not the zoo: one Keras and two scikit-learn members
-INFRA_MEMBERS = ("~members.selu", "~members.convnet", "~members.resnet")
-
-
 @pytest.mark.slow
 def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
     pytest.importorskip("ray.dashboard", reason="the Jobs API needs ray[default]")
     from ray.cluster_utils import Cluster
 
-    port = _free_port()
+    port = free_port()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +65,6 @@ def chromium() -> str:
     if executable is None:
         pytest.skip(NO_BROWSER)
     return executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

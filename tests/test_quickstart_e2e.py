@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import read_summary, run_cli
+from helpers import free_port, read_summary, run_cli
 
 QUICKSTART_MEMBERS = {"mlp", "selu", "convnet", "resnet", "logistic", "svm"}
 
@@ -189,15 +189,12 @@ def assert_model_serves(workdir: Path, summary: dict) -> None:
     """`mlflow models serve` answers /invocations with the ensemble's test predictions."""
     import json
     import os
-    import socket
     import time
     import urllib.request
 
     from runner.data import load
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
     server = subprocess.Popen(
         [
