@@ -101,24 +101,29 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
 @pytest.mark.slow
 def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
     pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
+    # scikit-learn members only: the searcher is under test, and no worker imports TensorFlow
+    db = f"sqlite:///{workdir}/mlflow.db"
     done = run_cli(
         workdir,
         "+experiment=quickstart",
         "search=optuna",
         "search.num_samples=3",
         "search.scheduler=null",
-        WIDTH,
-        "training.epochs=2",
+        "members.logistic.hparams.C={loguniform: [0.001, 10.0]}",
+        "~members.mlp",
         "~members.convnet",
         "~members.resnet",
         "~members.selu",
-        "~members.svm",
-        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+        f"tracking.uri={db}",
         "hydra.run.dir=out",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
     names = {m["name"] for m in summary["members"] if m["status"] == "FINISHED"}
-    assert len(names) == 4 and "logistic" in names
-    assert len({n for n in names if n.startswith("mlp-")}) == 3
+    samples = {n for n in names if n.startswith("logistic-")}
+    assert len(names) == 4 and "svm" in names and len(samples) == 3
     assert set(summary["ensemble"]["weights"]) == names
+    client = MlflowClient(db)
+    rows = [m for m in summary["members"] if m["name"] in samples]
+    values = {float(client.get_run(m["run_id"]).data.params["hparams.C"]) for m in rows}
+    assert len(values) == 3 and all(0.001 <= c <= 10.0 for c in values)
