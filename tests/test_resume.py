@@ -59,7 +59,8 @@ def assert_complete_without_duplicates(
 @pytest.mark.slow
 def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
     db = f"sqlite:///{workdir}/mlflow.db"
-    # two Keras and two scikit-learn members: the Keras ones are mid-training at the kill
+    # two Keras and two scikit-learn members: when the first member finishes, the other Keras
+    # member is still training
     args = [
         "runner.sweep_id=nightly-7",
         "training.epochs=10",
