@@ -1,7 +1,12 @@
 """Ensemble methods with the scikit-learn estimator contract: ``fit(P, y)`` learns ``weights_``
 over members from validation predictions ``P`` shaped (members, n[, classes]); ``predict(P)``
 returns the combined predictions in the members' format: (n, classes) probabilities or (n,)
-values."""
+values.
+
+Regression targets are standardised inside ``fit`` (centred on the mean of ``y``, divided by
+its standard deviation), so every method learns the same weights whatever the target's units
+and its parameters (``l2``, ``alpha``) mean the same at any scale; predictions stay in the
+original units."""
 
 from __future__ import annotations
 
@@ -11,6 +16,20 @@ from sklearn.base import BaseEstimator
 
 from ensembles.metrics import EPS
 from ensembles.validation import check_predictions
+
+
+class ConvergenceError(ValueError):
+    """The optimiser behind an ensemble method did not converge."""
+
+
+def _standardiser(P: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(centre, scale)`` of a regression target: mean and standard deviation of ``y``; if
+    ``y`` has no spread, the predictions' spread or the largest magnitude stands in."""
+    centre = float(np.mean(y))
+    for spread in (np.std(y), np.std(P), np.max(np.abs(y)), np.max(np.abs(P))):
+        if np.isfinite(spread) and spread > 0:
+            return centre, float(spread)
+    return centre, 1.0
 
 
 def _true_class_proba(P: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -57,16 +76,26 @@ class MeanEnsemble(_Ensemble):
 
 class WeightedEnsemble(_Ensemble):
     """Convex weights (non-negative, summing to 1) minimising validation log loss (classes)
-    or mean squared error (values), by SLSQP; ``l2`` pulls the weights towards uniform."""
+    or mean squared error of the standardised values, by SLSQP; ``l2`` pulls the weights
+    towards uniform. Raises ConvergenceError if SLSQP fails within ``maxiter`` iterations."""
 
-    def __init__(self, l2: float = 0.0, random_state: int | None = None) -> None:
+    def __init__(
+        self, l2: float = 0.0, maxiter: int = 500, random_state: int | None = None
+    ) -> None:
         self.l2 = l2
+        self.maxiter = maxiter
         self.random_state = random_state
 
     def check_params(self) -> None:
-        """``l2`` must be a number >= 0."""
+        """``l2`` must be a number >= 0, ``maxiter`` an integer >= 1."""
         if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float)) or self.l2 < 0:
             raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
+        if (
+            isinstance(self.maxiter, bool)
+            or not isinstance(self.maxiter, (int, np.integer))
+            or self.maxiter < 1
+        ):
+            raise ValueError(f"maxiter must be an integer >= 1, got {self.maxiter!r}")
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
         """Learn ``weights_`` on validation predictions."""
@@ -84,10 +113,11 @@ class WeightedEnsemble(_Ensemble):
                 p = np.clip(w @ picked, EPS, None)
                 return float(-np.mean(np.log(p))), -(picked / p).mean(axis=1)
         else:
-            flat = P.reshape(m, -1)
+            centre, scale = _standardiser(P, y)
+            flat, target = (P - centre) / scale, (y - centre) / scale
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-                err = w @ flat - y
+                err = w @ flat - target
                 return float(np.mean(err**2)), 2.0 * (flat * err).mean(axis=1)
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -104,8 +134,17 @@ class WeightedEnsemble(_Ensemble):
             constraints=[
                 {"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(m)}
             ],
-            options={"maxiter": 500, "ftol": 1e-10},
+            options={"maxiter": self.maxiter, "ftol": 1e-10},
         )
+        # SLSQP's exit 8 (a line search that cannot go downhill) comes at a numerical optimum
+        # when it made progress from the start; any other failure is reported
+        stalled = result.status == 8 and objective(result.x)[0] < objective(uniform)[0]
+        if not result.success and not stalled:
+            raise ConvergenceError(
+                f"weighted ensemble: SLSQP did not converge ({result.message}, "
+                f"{result.nit} iterations); raise maxiter (now {self.maxiter}) or l2 "
+                f"(now {self.l2}), or use method=greedy"
+            )
         w = np.clip(result.x, 0.0, None)
         self.weights_ = w / w.sum()
         self.n_iter_ = int(result.nit)
@@ -137,14 +176,16 @@ class GreedyEnsemble(_Ensemble):
         """Select members on validation predictions; deterministic for the same input."""
         self.check_params()
         P, y = check_predictions(P, y)
-        m = P.shape[0]
+        m, unit = P.shape[0], 1.0
         if P.ndim == 3:
             target = _true_class_proba(P, y)  # only the true class matters to log loss
 
             def row_losses(avg: np.ndarray) -> np.ndarray:
                 return -np.log(np.clip(avg, EPS, None)).mean(axis=1)
         else:
-            target, yy = P.reshape(m, -1), y.reshape(-1)
+            centre, scale = _standardiser(P, y)
+            target, yy = (P - centre) / scale, (y - centre) / scale
+            unit = scale**2  # losses are reported as MSE in the target's units
 
             def row_losses(avg: np.ndarray) -> np.ndarray:
                 return ((avg - yy) ** 2).mean(axis=1)
@@ -168,16 +209,16 @@ class GreedyEnsemble(_Ensemble):
             history.append(float(cand[pick]))
             if cand[pick] < best_loss - 1e-12:
                 best_loss, best_counts = float(cand[pick]), counts.copy()
-        self.loss_history_ = np.array(history)
+        self.loss_history_ = np.array(history) * unit
         self.counts_ = best_counts
-        self.best_loss_ = best_loss
+        self.best_loss_ = best_loss * unit
         self.weights_ = best_counts / best_counts.sum()
         return self
 
 
 class StackingEnsemble(_Ensemble):
     """A meta-learner on the members' validation predictions: multinomial logistic regression
-    on their log-probabilities (classes) or ridge regression on their values.
+    on their log-probabilities (classes) or ridge regression on their standardised values.
 
     ``fit`` also stores ``oof_pred_``: cross-fitted predictions on the validation rows (each
     fold predicted by a meta-learner fitted on the other folds), so the validation score it
@@ -206,6 +247,16 @@ class StackingEnsemble(_Ensemble):
             return LogisticRegression(C=self.C, max_iter=2000)
         return Ridge(alpha=self.alpha)
 
+    def _fit_meta(self, X: np.ndarray, y: np.ndarray, classification: bool):
+        """The meta-learner fitted on ``X``; a ridge is fitted on values standardised by
+        ``y``'s mean and spread, then its intercept is put back into the target's units."""
+        if classification:
+            return self._meta(True).fit(X, y)
+        centre, scale = _standardiser(X, y)
+        meta = self._meta(False).fit((X - centre) / scale, (y - centre) / scale)
+        meta.intercept_ = scale * meta.intercept_ + centre * (1.0 - meta.coef_.sum())
+        return meta
+
     def _proba(self, meta, X: np.ndarray, n_classes: int) -> np.ndarray:
         out = np.zeros((len(X), n_classes))
         out[:, meta.classes_] = meta.predict_proba(X)
@@ -229,7 +280,7 @@ class StackingEnsemble(_Ensemble):
         classification = P.ndim == 3
         X = self._features(P)
         self.n_classes_ = P.shape[2] if classification else None
-        self.meta_ = self._meta(classification).fit(X, y)
+        self.meta_ = self._fit_meta(X, y, classification)
         n_splits = min(self.cv, len(y))
         if classification:
             n_splits = max(2, min(n_splits, np.bincount(y).max()))
@@ -241,7 +292,7 @@ class StackingEnsemble(_Ensemble):
             folds = KFold(n_splits, shuffle=True, random_state=self.random_state)
         oof = np.zeros((len(y), P.shape[2])) if classification else np.zeros(len(y))
         for train, held in folds.split(X, y):
-            meta = self._meta(classification).fit(X[train], y[train])
+            meta = self._fit_meta(X[train], y[train], classification)
             oof[held] = (
                 self._proba(meta, X[held], P.shape[2]) if classification else meta.predict(X[held])
             )

@@ -30,4 +30,9 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
             f"classification labels must be integers in [0, {P.shape[2]}), "
             f"got {y.dtype} in [{y.min()}, {y.max()}]"
         )
+    if P.ndim == 2 and (y.dtype.kind not in "biuf" or not np.all(np.isfinite(y))):
+        bad = int(np.sum(~np.isfinite(y))) if y.dtype.kind in "biuf" else len(y)
+        raise ValueError(
+            f"regression targets must be finite numbers, got {y.dtype} with {bad} bad values"
+        )
     return P, y

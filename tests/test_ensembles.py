@@ -94,6 +94,7 @@ def test_identical_members_share_weight_and_keep_predictions():
         (np.full((2, 3, 2), np.nan), np.zeros(3, dtype=int), r"members \[0, 1\].*NaN"),
         (np.full((2, 3, 2), 0.5), np.zeros(4, dtype=int), r"y must be shaped \(3,\)"),
         (np.full((2, 3, 2), 0.5), np.array([0, 1, 2]), r"labels must be integers in \[0, 2\)"),
+        (np.ones((2, 3)), np.array([1.0, np.nan, 2.0]), r"finite numbers, got float64 with 1 bad"),
     ],
 )
 def test_bad_predictions_fail_with_a_clear_message(P, y, message):
@@ -114,7 +115,7 @@ def test_params_follow_the_sklearn_contract():
     from sklearn.base import clone
 
     ens = WeightedEnsemble(l2=0.5, random_state=3)
-    assert ens.get_params() == {"l2": 0.5, "random_state": 3}
+    assert ens.get_params() == {"l2": 0.5, "maxiter": 500, "random_state": 3}
     twin = clone(ens)
     assert twin.get_params() == ens.get_params() and not hasattr(twin, "weights_")
 
@@ -188,6 +189,8 @@ def test_stacking_learns_from_an_informative_member():
     "method, params, message",
     [
         ("weighted", {"l2": -1}, "l2 must be a number >= 0, got -1"),
+        ("weighted", {"maxiter": 0}, "maxiter must be an integer >= 1, got 0"),
+        ("weighted", {"maxiter": 2.5}, "maxiter must be an integer >= 1, got 2.5"),
         ("greedy", {"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
         ("stacking", {"cv": 1}, "cv must be an integer >= 2, got 1"),
         ("stacking", {"C": 0}, "C must be a number > 0, got 0"),
@@ -210,3 +213,52 @@ def test_ensembles_package_stays_free_of_ray_mlflow_hydra():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ensembles.__doc__
+
+
+def good_and_poor(n: int = 5000, good: int = 4, seed: int = 0):
+    """A regression target with mean 3 and spread 2.8 (prices in thousands), ``good`` members
+    with independent errors of spread 1 and a last, poor member with errors of spread 10."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(3.0, 2.8, n)
+    P = np.stack([y + rng.normal(0, s, n) for s in [1.0] * good + [10.0]])
+    return P, y
+
+
+SCALES = (1e-6, 1e-3, 1.0, 1e3, 1e6)
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [*((m, {}) for m in sorted(METHODS)), ("weighted", {"l2": 0.5}), ("stacking", {"alpha": 50})],
+    ids=lambda v: (
+        v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()) or "defaults"
+    ),
+)
+def test_weights_do_not_depend_on_the_units_of_a_regression_target(method, params):
+    P, y = good_and_poor()
+    fits = {s: make(method, random_state=0, **params).fit(P * s, y * s) for s in SCALES}
+    unit = fits[1.0]
+    for s, ens in fits.items():
+        np.testing.assert_allclose(ens.weights_, unit.weights_, atol=1e-3, err_msg=f"x{s:g}")
+        np.testing.assert_allclose(ens.predict(P * s) / s, unit.predict(P), atol=1e-6)
+        if method == "greedy":
+            assert ens.best_loss_ == pytest.approx(unit.best_loss_ * s**2, rel=1e-6)
+    if method != "mean" and not params:  # mean is uniform by definition; l2 pulls to uniform
+        # weighted, greedy: convex weights; stacking: the poor member's share of |coef|
+        assert unit.weights_[-1] < 0.05
+
+
+def test_stacking_out_of_fold_predictions_are_in_the_targets_units():
+    P, y = good_and_poor(n=1000)
+    small = StackingEnsemble(random_state=0).fit(P, y)
+    big = StackingEnsemble(random_state=0).fit(P * 1e3, y * 1e3)
+    np.testing.assert_allclose(big.oof_pred_ / 1e3, small.oof_pred_, atol=1e-6)
+
+
+def test_weighted_that_does_not_converge_fails_loudly_instead_of_returning_uniform():
+    P, y = good_and_poor(n=1000)
+    message = r"weighted ensemble: SLSQP did not converge \(Iteration limit reached, .*maxiter"
+    with pytest.raises(ensembles.methods.ConvergenceError, match=message):
+        WeightedEnsemble(maxiter=1).fit(P * 1e3, y * 1e3)
+    with pytest.raises(ValueError, match="did not converge"):  # classes too; a ValueError
+        WeightedEnsemble(maxiter=1).fit(*informative_and_noise())
