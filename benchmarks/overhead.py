@@ -140,59 +140,43 @@ def load_data(plan_data: dict[str, Any]) -> Any:
     return load(DataSpec(**values))
 
 
-def train_one(member: dict[str, Any], data: Any, callbacks: list | None = None) -> dict:
-    """Build, compile, fit and predict one member with the project's code, as the runner's
-    trial does (same seeding, options, fit and predictions), without saving anything."""
+def train_one(
+    member: dict[str, Any], data: Any, on_epoch: Any = None, cpus: float | None = None
+) -> dict:
+    """Set up, build, fit and predict one member through its registry entry, as the runner's
+    trial does (same seeding, options, fit and predictions), without saving anything;
+    ``cpus`` overrides the member's grant (TensorFlow's thread pools follow it)."""
     import numpy as np
 
     import models
     from ensembles.metrics import evaluate
+    from models.training import TrainingOptions
 
     entry = models.get(member["model"])
-    if member["kind"] == "keras":
-        import keras
-
-        from models.training import TrainingOptions, compile_model, fit_keras, predict
-
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(member["seed"])
-        options = TrainingOptions.from_params(member["training"])
-        model = entry.build(data.input_spec, data.task, **member["hparams"])
-        compile_model(
-            model,
-            data.task,
-            options,
-            n_train_rows=len(data.y_train),
-            loss_weights=entry.loss_weights(member["hparams"]),
-        )
-        start = time.perf_counter()
-        fit_keras(
-            model,
-            (data.X_train, data.y_train),
-            (data.X_val, data.y_val),
-            options,
-            list(callbacks or []),
-        )
-        fit_seconds = time.perf_counter() - start
-        val, test = predict(model, data.X_val, data.task), predict(model, data.X_test, data.task)
-    else:
-        from models.shallow import predict, seed_estimator
-
-        estimator = seed_estimator(
-            entry.build(data.input_spec, data.task, **member["hparams"]), member["seed"]
-        )
-        start = time.perf_counter()
-        estimator.fit(data.X_train, data.y_train)
-        fit_seconds = time.perf_counter() - start
-        val = predict(estimator, data.X_val, data.task)
-        test = predict(estimator, data.X_test, data.task)
+    trained = entry.train(
+        data.input_spec,
+        data.task,
+        member["hparams"],
+        (data.X_train, data.y_train),
+        (data.X_val, data.y_val),
+        TrainingOptions.from_params(member["training"]),
+        seed=member["seed"],
+        cpus=member["resources"]["cpu"] if cpus is None else cpus,
+        gpus=member["resources"]["gpu"],
+        on_epoch=on_epoch,
+    )
+    val = entry.predict(trained.model, data.X_val, data.task)
+    test = entry.predict(trained.model, data.X_test, data.task)
     scores = {f"final_val_{k}": v for k, v in evaluate(data.y_val, val).items()}
     scores.update({f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()})
-    return {"fit_seconds": fit_seconds, **{k: float(np.asarray(v)) for k, v in scores.items()}}
+    return {
+        "fit_seconds": trained.fit_seconds,
+        **{k: float(np.asarray(v)) for k, v in scores.items()},
+    }
 
 
 def child_loop(plan_json: Path, out: Path) -> None:
-    """Way (a): one process, a for loop, TensorFlow's default threads, no Ray, no MLflow."""
+    """Way (a): one process, a for loop, TensorFlow threads on every core, no Ray, no MLflow."""
     marks = {"main": time.time()}
     spec = json.loads(plan_json.read_text())
     data = load_data(spec["data"])
@@ -200,7 +184,7 @@ def child_loop(plan_json: Path, out: Path) -> None:
     trials = []
     for member in spec["members"]:
         start = time.time()
-        result = train_one(member, data)
+        result = train_one(member, data, cpus=os.cpu_count() or 1)  # a loop uses every core
         end = time.time()
         trials.append(
             {
@@ -219,25 +203,14 @@ def child_loop(plan_json: Path, out: Path) -> None:
 
 
 def _plain_tune_trainable(config: dict[str, Any], data: Any) -> None:
-    """Way (b)'s trainable, as a user writes it: the runner's TF thread settings, one Tune
-    report per epoch from a Keras callback, then a final report with the scores."""
+    """Way (b)'s trainable, as a user writes it: the runner's TF thread settings (the entry's
+    setup), one Tune report per epoch, then a final report with the scores."""
     from ray import tune
 
-    member = config["member"]
-    callbacks = []
-    if member["kind"] == "keras":
-        from runner.cluster import configure_tensorflow
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        tune.report({"epoch": epoch, **logs})
 
-        configure_tensorflow(member["resources"]["cpu"], member["resources"]["gpu"])
-        import keras
-
-        class ReportEpoch(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                logs = {k: float(v) for k, v in (logs or {}).items()}
-                tune.report({"epoch": epoch + 1, **logs})
-
-        callbacks.append(ReportEpoch())
-    result = train_one(member, data, callbacks)
+    result = train_one(config["member"], data, report)
     tune.report({"final": True, **result})
 
 

@@ -1,49 +1,61 @@
-"""The model zoo: an explicit registry of builders, free of Hydra, Ray and MLflow.
+"""The model zoo: an explicit registry of model kinds, free of Hydra, Ray and MLflow.
 
-``REGISTRY[name].check(hparams, task)`` validates without importing Keras;
-``REGISTRY[name].build(spec, task, **hparams)`` returns an uncompiled ``keras.Model``
-(``kind == "keras"``) or an unfitted scikit-learn estimator (``kind == "sklearn"``).
+``REGISTRY[name]`` is a ``models.kind.ModelKind``: it validates hyperparameters without
+importing Keras (``check``), builds, fits, predicts, saves and loads its models. Adding a kind
+is one module, one line here and one ``conf/model/`` file; a kind from outside this package
+calls ``register`` from its own module (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from models import convnet, mc_dropout, mlp, selu, shallow, transfer, wide_deep
-from models.base import InputSpec, KerasEntry, Task
+from models.base import InputSpec, Task
+from models.keras_kind import KerasKind
+from models.kind import ModelKind
+from models.registry import REGISTRY, get, module_of, register
+from models.store import load_member, save_member
 
-ModelEntry = KerasEntry | shallow.SklearnEntry
-
-REGISTRY: dict[str, ModelEntry] = {
-    "mlp": KerasEntry("mlp", mlp.check, mlp.build),
-    "selu": KerasEntry("selu", selu.check, selu.build),
-    "convnet": KerasEntry("convnet", convnet.check, convnet.build, needs_image=True),
-    "wide_deep": KerasEntry(
+_ZOO: dict[str, ModelKind] = {
+    "mlp": KerasKind("mlp", mlp.SCHEMA, mlp.build),
+    "selu": KerasKind("selu", selu.SCHEMA, selu.build),
+    "convnet": KerasKind("convnet", convnet.SCHEMA, convnet.build, needs_image=True),
+    "wide_deep": KerasKind(
         "wide_deep",
-        wide_deep.check,
+        wide_deep.SCHEMA,
         wide_deep.build,
-        input_check_fn=wide_deep.check_input,
+        input_check=wide_deep.check_input,
         loss_weights_fn=wide_deep.loss_weights,
     ),
-    "mc_dropout": KerasEntry("mc_dropout", mc_dropout.check, mc_dropout.build),
-    "transfer": KerasEntry(
+    "mc_dropout": KerasKind(
+        "mc_dropout", mc_dropout.SCHEMA, mc_dropout.build, custom_objects=mc_dropout.CUSTOM_OBJECTS
+    ),
+    "transfer": KerasKind(
         "transfer",
-        transfer.check,
+        transfer.SCHEMA,
         transfer.build,
-        input_check_fn=transfer.check_input,
-        fit_fn=transfer.fit,
-        example_fn=transfer.example,
+        validate=transfer.validate,
+        input_check=transfer.check_input,
+        procedure=transfer.fit,
+        references=transfer.references,
+        reference_check=transfer.check_reference,
+        example=transfer.example,
+        custom_objects="models.custom",
     ),
     **shallow.ENTRIES,
 }
 
-
-def get(name: str) -> ModelEntry:
-    """The registry entry for ``name``, or ValueError listing the known models."""
-    try:
-        return REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}"
-        ) from None
+for _entry in _ZOO.values():
+    register(_entry, __name__)
 
 
-__all__ = ["REGISTRY", "InputSpec", "ModelEntry", "Task", "get"]
+__all__ = [
+    "REGISTRY",
+    "InputSpec",
+    "ModelKind",
+    "Task",
+    "get",
+    "load_member",
+    "module_of",
+    "register",
+    "save_member",
+]

@@ -1,11 +1,11 @@
-"""What every model builder receives (input shape, task) and the checks builders share.
+"""What every model kind receives (input shape, task) and the checks the kinds share.
 
 Pure Python and NumPy: the driver imports this to validate configs without importing Keras.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,17 +96,6 @@ def check_int_list(name: str, value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in items)
 
 
-def keyword_names(fn: Callable[..., Any]) -> list[str]:
-    """The keyword-only parameter names of ``fn``: a builder's allowed hyperparameters."""
-    import inspect
-
-    return [
-        p.name
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-
-
 def check_hparam_names(model: str, hparams: Mapping[str, Any], allowed: Iterable[str]) -> None:
     """Raise ValueError for the first hyperparameter name the model does not take."""
     allowed = sorted(allowed)
@@ -115,52 +104,3 @@ def check_hparam_names(model: str, hparams: Mapping[str, Any], allowed: Iterable
             raise ValueError(
                 f"model {model!r} has no hyperparameter {name!r}; allowed: {', '.join(allowed)}"
             )
-
-
-@dataclass(frozen=True)
-class KerasEntry:
-    """A registry entry for a Keras builder: ``check`` is Keras-free, ``build`` imports Keras."""
-
-    name: str
-    check_fn: Callable[..., dict[str, Any]]
-    build_fn: Callable[..., Any]
-    needs_image: bool = False
-    kind: str = "keras"
-    # optional hooks: check hyperparameters against the data's features; loss weights of a
-    # multi-output model; a training procedure of its own (e.g. transfer's two phases)
-    input_check_fn: Callable[[dict[str, Any], InputSpec], None] | None = None
-    loss_weights_fn: Callable[[dict[str, Any]], list[float] | None] | None = None
-    fit_fn: Callable[..., dict[str, list[float]]] | None = None
-    # hyperparameters for a smoke build in a scratch folder (the registry contract test
-    # uses them for models that need more than their defaults, e.g. a saved base model)
-    example_fn: Callable[[Any, InputSpec, Task], dict[str, Any]] | None = None
-
-    def supports(self, task: Task) -> bool:
-        """Keras builders here handle both classification and regression."""
-        return True
-
-    def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
-        """Validated hyperparameters, or ValueError naming the value received."""
-        check_hparam_names(self.name, hparams, keyword_names(self.check_fn))
-        return self.check_fn(**hparams)
-
-    def check_input(self, hparams: Mapping[str, Any], spec: InputSpec) -> None:
-        """Check hyperparameters that depend on the data (column names, shapes)."""
-        if self.needs_image and spec.image_shape is None:
-            raise ValueError(f"model {self.name!r} needs image data, got flat features")
-        if self.input_check_fn is not None:
-            self.input_check_fn(dict(hparams), spec)
-
-    def loss_weights(self, hparams: Mapping[str, Any]) -> list[float] | None:
-        """Per-output loss weights for compile(), or None for single-output models."""
-        return None if self.loss_weights_fn is None else self.loss_weights_fn(dict(hparams))
-
-    def example_hparams(self, folder: Any, spec: InputSpec, task: Task) -> dict[str, Any]:
-        """Hyperparameters that build this model on ``spec`` (defaults unless it needs more)."""
-        return {} if self.example_fn is None else self.example_fn(folder, spec, task)
-
-    def build(self, spec: InputSpec, task: Task, **hparams: Any) -> Any:
-        """An uncompiled ``keras.Model``."""
-        if self.needs_image and spec.image_shape is None:
-            raise ValueError(f"model {self.name!r} needs image data, got flat features")
-        return self.build_fn(spec, task, **hparams)

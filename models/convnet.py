@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.base import InputSpec, Task, check_choice, check_float, check_int, check_int_list
-from models.hparams import check_activation, check_initializer, check_regularization
+from models.base import InputSpec, Task, check_choice, check_int_list
+from models.hparams import DENSE_STACK, REGULARIZATION, flag, integer, number
+from models.kind import Hparam
 
 if TYPE_CHECKING:
     import keras
@@ -14,54 +15,33 @@ if TYPE_CHECKING:
 BATCH_NORM = ("before", "after", "none")
 
 
-def check(
-    *,
-    filters: Any = (32, 64),
-    kernel_size: int = 3,
-    convs_per_block: int = 1,
-    batch_norm: str = "before",
-    separable: bool = False,
-    residual: bool = False,
-    activation: str = "relu",
-    initializer: Any = "he_normal",
-    dropout: float = 0.0,
-    global_pool: bool = True,
-    dense_units: int = 0,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    max_norm: float | None = None,
-) -> dict[str, Any]:
-    """Validate the hyperparameters without importing Keras (the driver calls this).
-
-    ``batch_norm`` places BN before the activation (as DLwP recommends), after it, or nowhere;
-    ``convs_per_block`` stacks convolutions (VGG-style) before each pooling. The head is global
-    average pooling (DLwP) or, with ``global_pool: false``, pooling + flatten; ``dense_units``
-    adds a hidden Dense layer (with ``dropout``) before the output.
-    """
-    return {
-        "filters": check_int_list("filters", filters),
-        "kernel_size": check_int("kernel_size", kernel_size),
-        "convs_per_block": check_int("convs_per_block", convs_per_block),
-        "batch_norm": check_choice("batch_norm", batch_norm, BATCH_NORM),
-        "separable": bool(separable),
-        "residual": bool(residual),
-        "activation": check_activation(activation),
-        "initializer": check_initializer(initializer),
-        "dropout": check_float("dropout", dropout, 0.0, 1.0),
-        "global_pool": bool(global_pool),
-        "dense_units": check_int("dense_units", dense_units, minimum=0),
-        **check_regularization(l1, l2, max_norm),
-    }
+# ``batch_norm`` places BN before the activation (as DLwP recommends), after it, or nowhere;
+# ``convs_per_block`` stacks convolutions (VGG-style) before each pooling. The head is global
+# average pooling (DLwP) or, with ``global_pool: false``, pooling + flatten; ``dense_units``
+# adds a hidden Dense layer (with ``dropout``) before the output.
+SCHEMA: dict[str, Hparam] = {
+    "filters": Hparam((32, 64), check_int_list),
+    "kernel_size": integer(3),
+    "convs_per_block": integer(1),
+    "batch_norm": Hparam("before", lambda name, value: check_choice(name, value, BATCH_NORM)),
+    "separable": flag(False),
+    "residual": flag(False),
+    "activation": DENSE_STACK["activation"],
+    "initializer": DENSE_STACK["initializer"],
+    "dropout": number(0.0, 0.0, 1.0),
+    "global_pool": flag(True),
+    "dense_units": integer(0, minimum=0),
+    **REGULARIZATION,
+}
 
 
-def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     """An uncompiled convnet; flat inputs are folded into ``spec.image_shape`` in the graph."""
     import keras
     from keras import layers
 
     from models.layers import activation, dense_kwargs, features_input, head, standardize
 
-    hp = check(**hparams)
     if spec.image_shape is None:
         raise ValueError("model 'convnet' needs image data (an image_shape), got flat features")
     conv = layers.SeparableConv2D if hp["separable"] else layers.Conv2D

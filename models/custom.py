@@ -13,12 +13,32 @@ import keras
 @keras.saving.register_keras_serializable(package="runner_models")
 class MCDropoutModel(keras.Model):
     """Monte Carlo dropout (Gal & Ghahramani 2016; Hands-On ML ch. 11): trains like ``base``,
-    but ``predict`` averages ``samples`` forward passes with dropout left on."""
+    but ``predict`` averages ``samples`` forward passes with dropout left on.
 
-    def __init__(self, base: keras.Model, samples: int = 30, **kwargs: Any) -> None:
+    Each ``predict`` call starts the dropout masks from ``seed``, so a saved model gives the
+    same predictions for the same rows in any process (a served model must be repeatable).
+    """
+
+    def __init__(self, base: keras.Model, samples: int = 30, seed: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
         self.base = base
         self.samples = samples
+        self.seed = seed
+
+    def _reset_dropout_seeds(self) -> None:
+        generators = [
+            layer.seed_generator
+            for layer in self.base._flatten_layers()
+            if getattr(layer, "seed_generator", None) is not None
+        ]
+        for i, generator in enumerate(generators):
+            state = generator.state
+            state.assign(keras.ops.convert_to_tensor([self.seed + i, 0], dtype=state.dtype))
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """The MC estimate, its dropout masks drawn from ``seed`` afresh on every call."""
+        self._reset_dropout_seeds()
+        return super().predict(x, *args, **kwargs)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         """One deterministic (or, in training, stochastic) pass through the base model."""
@@ -36,6 +56,7 @@ class MCDropoutModel(keras.Model):
             **super().get_config(),
             "base": keras.saving.serialize_keras_object(self.base),
             "samples": self.samples,
+            "seed": self.seed,
         }
 
     @classmethod

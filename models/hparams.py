@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.base import check_choice, check_float
+from models.base import check_choice, check_float, check_int
+from models.kind import Hparam
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish", "tanh")
 INITIALIZERS = (
@@ -59,15 +60,47 @@ def check_batch_norm(value: Any) -> str:
     return check_choice("batch_norm", value, BATCH_NORM)
 
 
-def check_regularization(l1: Any, l2: Any, max_norm: Any) -> dict[str, float | None]:
-    """l1 and l2 weight penalties (>= 0) and an optional max-norm constraint (> 0)."""
-    out: dict[str, float | None] = {
-        "l1": check_float("l1", l1, 0.0, 1e6),
-        "l2": check_float("l2", l2, 0.0, 1e6),
-        "max_norm": None,
-    }
-    if max_norm is not None:
-        if check_float("max_norm", max_norm, 0.0, 1e6) <= 0:
-            raise ValueError(f"max_norm must be > 0 or null, got {max_norm!r}")
-        out["max_norm"] = float(max_norm)
-    return out
+# ------------------------------------------------- schema entries (see models.kind.Hparam)
+
+
+def integer(default: int | None, minimum: int = 1) -> Hparam:
+    """An integer >= ``minimum``."""
+    return Hparam(default, lambda name, value: check_int(name, value, minimum))
+
+
+def number(default: float, low: float, high: float, *, high_open: bool = True) -> Hparam:
+    """A number in [low, high) (or [low, high])."""
+    return Hparam(
+        default, lambda name, value: check_float(name, value, low, high, high_open=high_open)
+    )
+
+
+def flag(default: bool) -> Hparam:
+    """A switch; any value is read as true or false."""
+    return Hparam(default, lambda name, value: bool(value))
+
+
+def _max_norm(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if check_float(name, value, 0.0, 1e6) <= 0:
+        raise ValueError(f"{name} must be > 0 or null, got {value!r}")
+    return float(value)
+
+
+REGULARIZATION: dict[str, Hparam] = {
+    "l1": number(0.0, 0.0, 1e6),
+    "l2": number(0.0, 0.0, 1e6),
+    "max_norm": Hparam(None, _max_norm),
+}
+
+# The dense stack the MLP family shares (mlp, wide_deep, mc_dropout reuse it).
+DENSE_STACK: dict[str, Hparam] = {
+    "depth": integer(2),
+    "width": integer(128),
+    "activation": Hparam("relu", lambda name, value: check_activation(value)),
+    "initializer": Hparam("he_normal", lambda name, value: check_initializer(value)),
+    "dropout": number(0.0, 0.0, 1.0),
+    "batch_norm": Hparam("none", lambda name, value: check_batch_norm(value)),
+    **REGULARIZATION,
+}

@@ -3,47 +3,35 @@ passes (Hands-On ML ch. 11), which usually improves calibration and accuracy a l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from models.base import InputSpec, Task, check_float, check_int
-from models.mlp import check as check_mlp
+from models.base import InputSpec, Task, check_float
+from models.hparams import DENSE_STACK, integer
+from models.kind import Hparam
 
 if TYPE_CHECKING:
     import keras
 
-
-def check(
-    *,
-    samples: int = 30,
-    dropout: float = 0.2,
-    depth: int = 2,
-    width: int = 128,
-    activation: str = "relu",
-    initializer: Any = "he_normal",
-    l1: float = 0.0,
-    l2: float = 0.0,
-    max_norm: float | None = None,
-) -> dict[str, Any]:
-    """Validate the hyperparameters without importing Keras (the driver calls this).
-
-    No batch norm: with dropout left on at inference, BN would use batch statistics.
-    """
-    if check_float("dropout", dropout, 0.0, 1.0) <= 0:
-        raise ValueError(f"dropout must be > 0 for MC dropout, got {dropout!r}")
-    hp = check_mlp(
-        depth=depth,
-        width=width,
-        activation=activation,
-        initializer=initializer,
-        dropout=dropout,
-        l1=l1,
-        l2=l2,
-        max_norm=max_norm,
-    )
-    return {**hp, "samples": check_int("samples", samples)}
+# The saved model is an MCDropoutModel; this module registers it with Keras.
+CUSTOM_OBJECTS = "models.custom"
 
 
-def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+def _positive_dropout(name: str, value: Any) -> float:
+    if check_float(name, value, 0.0, 1.0) <= 0:
+        raise ValueError(f"{name} must be > 0 for MC dropout, got {value!r}")
+    return float(value)
+
+
+# No batch norm: with dropout left on at inference, BN would use batch statistics.
+SCHEMA: dict[str, Hparam] = {
+    "samples": integer(30),
+    **{k: v for k, v in DENSE_STACK.items() if k != "batch_norm"},
+    "dropout": replace(DENSE_STACK["dropout"], default=0.2, check=_positive_dropout),
+}
+
+
+def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     """An uncompiled MC-dropout model whose ``predict`` averages ``samples`` passes."""
     import keras
 
@@ -51,7 +39,7 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     from models.layers import features_input, head, standardize
     from models.mlp import trunk
 
-    hp = check(**hparams)
+    hp = {**hp, "batch_norm": "none"}
     inputs = features_input(spec)
     base = keras.Model(inputs, head(trunk(standardize(inputs, spec), hp), task), name="mc_base")
     return MCDropoutModel(base, samples=hp["samples"], name="mc_dropout")

@@ -5,40 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.base import InputSpec, Task, check_float, check_int
-from models.hparams import (
-    check_activation,
-    check_batch_norm,
-    check_initializer,
-    check_regularization,
-)
+from models.base import InputSpec, Task
+from models.hparams import DENSE_STACK
+from models.kind import Hparam
 
 if TYPE_CHECKING:
     import keras
 
-
-def check(
-    *,
-    depth: int = 2,
-    width: int = 128,
-    activation: str = "relu",
-    initializer: Any = "he_normal",
-    dropout: float = 0.0,
-    batch_norm: Any = "none",
-    l1: float = 0.0,
-    l2: float = 0.0,
-    max_norm: float | None = None,
-) -> dict[str, Any]:
-    """Validate the hyperparameters without importing Keras (the driver calls this)."""
-    return {
-        "depth": check_int("depth", depth),
-        "width": check_int("width", width),
-        "activation": check_activation(activation),
-        "initializer": check_initializer(initializer),
-        "dropout": check_float("dropout", dropout, 0.0, 1.0),
-        "batch_norm": check_batch_norm(batch_norm),
-        **check_regularization(l1, l2, max_norm),
-    }
+SCHEMA: dict[str, Hparam] = dict(DENSE_STACK)
 
 
 def trunk(x: keras.KerasTensor, hp: dict[str, Any], prefix: str = "hidden") -> keras.KerasTensor:
@@ -50,13 +24,12 @@ def trunk(x: keras.KerasTensor, hp: dict[str, Any], prefix: str = "hidden") -> k
     return x
 
 
-def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     """An uncompiled MLP on standardised features."""
     import keras
 
     from models.layers import features_input, head, standardize
 
-    hp = check(**hparams)
     inputs = features_input(spec)
     x = trunk(standardize(inputs, spec), hp)
     return keras.Model(inputs, head(x, task), name="mlp")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
@@ -22,20 +24,23 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
 from models.base import InputSpec, Task, check_hparam_names
+from models.kind import EpochHook, ModelKind
+
+MODEL_FILE = "model.joblib"
 
 
-@dataclass(frozen=True)
-class SklearnEntry:
-    """A registry entry for a scikit-learn estimator; ``scale`` prepends a StandardScaler."""
+@dataclass(frozen=True, eq=False)
+class SklearnKind(ModelKind):
+    """A scikit-learn estimator behind the model-kind contract; ``scale`` prepends a
+    StandardScaler, ``calibrate`` gives classifiers without predict_proba Platt scaling."""
 
     name: str
     classifier: type[BaseEstimator] | None = None
     regressor: type[BaseEstimator] | None = None
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     scale: bool = False
-    calibrate: bool = False  # classifiers without predict_proba get Platt scaling (5-fold)
-    needs_image: bool = False
-    kind: str = "sklearn"
+    calibrate: bool = False
+    framework: str = "sklearn"
 
     def supports(self, task: Task) -> bool:
         """Whether an estimator exists for this task."""
@@ -48,20 +53,14 @@ class SklearnEntry:
         cls = self._estimator_class(task)
         if cls is None:
             raise ValueError(f"model {self.name!r} does not support {task.kind}")
-        check_hparam_names(self.name, hparams, cls().get_params(deep=False))
-        params = {k: v for k, v in self.defaults.items() if k in cls().get_params(deep=False)}
+        allowed = cls().get_params(deep=False)
+        check_hparam_names(self.name, hparams, allowed)
+        params = {k: v for k, v in self.params.items() if k in allowed}
         return cls(**{**params, **hparams})
 
-    def check_input(self, hparams: Mapping[str, Any], spec: InputSpec) -> None:
-        """Shallow members take any flat features."""
-
-    def loss_weights(self, hparams: Mapping[str, Any]) -> list[float] | None:
-        """Not a Keras model: no loss weights."""
-        return None
-
-    def example_hparams(self, folder: Any, spec: InputSpec, task: Task) -> dict[str, Any]:
-        """The defaults build every shallow member."""
-        return {}
+    def defaults(self, task: Task) -> dict[str, Any]:
+        """The estimator's own defaults, with this entry's overrides."""
+        return self._estimator(task, {}).get_params(deep=False)
 
     def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
         """Validated hyperparameters: scikit-learn's own parameter validation, run early."""
@@ -80,6 +79,55 @@ class SklearnEntry:
         steps = [StandardScaler(), estimator] if self.scale else [estimator]
         return make_pipeline(*steps)
 
+    def fit(
+        self,
+        model: Any,
+        task: Task,
+        train: tuple[Any, Any],
+        val: tuple[Any, Any],
+        options: Any,
+        hparams: Mapping[str, Any],
+        *,
+        seed: int = 0,
+        on_epoch: EpochHook | None = None,
+        workdir: Path | None = None,
+    ) -> dict[str, list[float]]:
+        """Fit once, seeded; the history is one "epoch" of train and validation scores named
+        as Keras logs them, so curves and schedulers read every member alike."""
+        seed_estimator(model, seed).fit(*train)
+        scores = {
+            **_keras_style(task, train[1], self.predict(model, train[0], task)),
+            **_keras_style(task, val[1], self.predict(model, val[0], task), prefix="val_"),
+        }
+        if on_epoch is not None:
+            on_epoch(1, scores)
+        return {k: [v] for k, v in scores.items()}
+
+    def predict(self, model: Any, X: np.ndarray, task: Task) -> np.ndarray:
+        """(n, classes) probabilities, or (n,) values."""
+        return predict(model, X, task)
+
+    def save(self, model: Any, folder: Path) -> Path:
+        """The fitted pipeline with joblib."""
+        path = Path(folder) / MODEL_FILE
+        joblib.dump(model, path)
+        return path
+
+    def load(self, path: Path) -> Any:
+        """The fitted pipeline (its checksum is checked by ``models.store`` first)."""
+        return joblib.load(path)
+
+
+def _keras_style(task: Task, y: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict:
+    """``loss`` plus the headline metric, as Keras names them (log loss and accuracy, or
+    MSE and RMSE)."""
+    if task.is_classification:
+        picked = np.clip(pred[np.arange(len(y)), np.asarray(y, dtype=np.int64)], 1e-15, 1.0)
+        accuracy = float(np.mean(np.argmax(pred, axis=1) == y))
+        return {f"{prefix}loss": float(-np.mean(np.log(picked))), f"{prefix}accuracy": accuracy}
+    mse = float(np.mean((pred - np.asarray(y, dtype=np.float64)) ** 2))
+    return {f"{prefix}loss": mse, f"{prefix}rmse": float(np.sqrt(mse))}
+
 
 def seed_estimator(estimator: BaseEstimator, seed: int) -> BaseEstimator:
     """Set every ``random_state`` in the estimator (and its pipeline steps) to ``seed``."""
@@ -95,28 +143,28 @@ def predict(estimator: BaseEstimator, x: np.ndarray, task: Task) -> np.ndarray:
     return np.asarray(estimator.predict(x), dtype=np.float64).reshape(len(x))
 
 
-ENTRIES: dict[str, SklearnEntry] = {
+ENTRIES: dict[str, SklearnKind] = {
     e.name: e
     for e in (
-        SklearnEntry(
-            "logistic", classifier=LogisticRegression, defaults={"max_iter": 2000}, scale=True
+        SklearnKind(
+            "logistic", classifier=LogisticRegression, params={"max_iter": 2000}, scale=True
         ),
-        SklearnEntry("ridge", regressor=Ridge, scale=True),
-        SklearnEntry(
-            "svm", classifier=SVC, regressor=SVR, defaults={"C": 10.0}, scale=True, calibrate=True
+        SklearnKind("ridge", regressor=Ridge, scale=True),
+        SklearnKind(
+            "svm", classifier=SVC, regressor=SVR, params={"C": 10.0}, scale=True, calibrate=True
         ),
-        SklearnEntry(
+        SklearnKind(
             "hgb",
             classifier=HistGradientBoostingClassifier,
             regressor=HistGradientBoostingRegressor,
         ),
-        SklearnEntry(
+        SklearnKind(
             "random_forest",
             classifier=RandomForestClassifier,
             regressor=RandomForestRegressor,
-            defaults={"n_estimators": 200},
+            params={"n_estimators": 200},
         ),
-        SklearnEntry(
+        SklearnKind(
             "knn", classifier=KNeighborsClassifier, regressor=KNeighborsRegressor, scale=True
         ),
     )

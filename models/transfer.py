@@ -15,57 +15,62 @@ from typing import TYPE_CHECKING, Any
 
 from models import applications
 from models.base import InputSpec, Task, check_float, check_int
+from models.hparams import integer, number
+from models.kind import Hparam
 
 if TYPE_CHECKING:
     import keras
 
 
-def check(
-    *,
-    base: Any = None,
-    head_units: int = 0,
-    dropout: float = 0.0,
-    frozen_epochs: int = 5,
-    unfreeze: int | str = "all",
-    fine_tune_lr_factor: float = 0.1,
-    weights: str | None = None,
-    image_size: int = 32,
-    pixel_max: float = 255.0,
-    application_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Validate the hyperparameters without importing Keras (the driver calls this).
-
-    ``base``: path of a ``.keras`` file, ``STAGE.MEMBER`` naming an earlier stage's member
-    (the runner resolves it to that member's saved model), or ``applications:NAME``.
-    ``frozen_epochs``: epochs of phase one; the rest of ``training.epochs`` fine-tunes.
-    ``unfreeze``: how many of the base's top layers to unfreeze in phase two (``all`` or an
-    integer; 0 keeps the base frozen). ``weights``, ``image_size``, ``pixel_max`` and
-    ``application_kwargs`` (e.g. ``{alpha: 0.35}``) configure an applications base.
-    """
-    if not isinstance(base, str) or not base:
+def _base(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
         raise ValueError(
             "base must be a .keras file path, STAGE.MEMBER of an earlier stage or "
-            f"applications:NAME, got {base!r}"
+            f"applications:NAME, got {value!r}"
         )
+    return value
+
+
+def _unfreeze(name: str, value: Any) -> int | str:
+    return value if value == "all" else check_int(name, value, minimum=0)
+
+
+def _lr_factor(name: str, value: Any) -> float:
+    factor = check_float(name, value, 0.0, 1.0, high_open=False)
+    if factor <= 0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return factor
+
+
+# ``base``: path of a ``.keras`` file, ``STAGE.MEMBER`` naming an earlier stage's member (the
+# runner resolves it to that member's saved model), or ``applications:NAME``.
+# ``frozen_epochs``: epochs of phase one; the rest of ``training.epochs`` fine-tunes.
+# ``unfreeze``: how many of the base's top layers to unfreeze in phase two (``all`` or an
+# integer; 0 keeps the base frozen). ``weights``, ``image_size``, ``pixel_max`` and
+# ``application_kwargs`` (e.g. ``{alpha: 0.35}``) configure an applications base.
+SCHEMA: dict[str, Hparam] = {
+    "base": Hparam(None, _base),
+    "head_units": integer(0, minimum=0),
+    "dropout": number(0.0, 0.0, 1.0),
+    "frozen_epochs": integer(5, minimum=0),
+    "unfreeze": Hparam("all", _unfreeze),
+    "fine_tune_lr_factor": Hparam(0.1, _lr_factor),
+    "weights": Hparam(None),
+    "image_size": Hparam(32),
+    "pixel_max": Hparam(255.0),
+    "application_kwargs": Hparam(None),
+}
+APPLICATION_KEYS = ("weights", "image_size", "pixel_max", "application_kwargs")
+
+
+def validate(hp: dict[str, Any]) -> dict[str, Any]:
+    """Fold the applications settings into ``application`` (None for a saved base)."""
     app = (
-        applications.check(base, weights, image_size, pixel_max, application_kwargs)
-        if applications.is_application(base)
+        applications.check(hp["base"], *(hp[k] for k in APPLICATION_KEYS))
+        if applications.is_application(hp["base"])
         else None
     )
-    if unfreeze != "all":
-        unfreeze = check_int("unfreeze", unfreeze, minimum=0)
-    factor = check_float("fine_tune_lr_factor", fine_tune_lr_factor, 0.0, 1.0, high_open=False)
-    if factor <= 0:
-        raise ValueError(f"fine_tune_lr_factor must be in (0, 1], got {fine_tune_lr_factor!r}")
-    return {
-        "base": base,
-        "head_units": check_int("head_units", head_units, minimum=0),
-        "dropout": check_float("dropout", dropout, 0.0, 1.0),
-        "frozen_epochs": check_int("frozen_epochs", frozen_epochs, minimum=0),
-        "unfreeze": unfreeze,
-        "fine_tune_lr_factor": factor,
-        "application": app,
-    }
+    return {**{k: v for k, v in hp.items() if k not in APPLICATION_KEYS}, "application": app}
 
 
 def is_stage_reference(base: Any) -> bool:
@@ -77,22 +82,36 @@ def is_stage_reference(base: Any) -> bool:
     )
 
 
-def check_input(hparams: dict[str, Any], spec: InputSpec) -> None:
+def check_input(hp: dict[str, Any], spec: InputSpec) -> None:
     """A base given as a path must exist, an applications base needs images (stage
     references are checked by the runner)."""
-    hp = check(**hparams)
     if hp["application"] is not None:
         applications.check_input(hp["application"], spec)
     elif hp["base"].endswith(".keras") and not Path(hp["base"]).is_file():
         raise ValueError(f"base model file {hp['base']!r} does not exist")
 
 
-def example(folder: Any, spec: InputSpec, task: Task) -> dict[str, Any]:
+def references(hparams: dict[str, Any]) -> dict[str, str]:
+    """``base`` when it names a member of an earlier stage."""
+    base = hparams.get("base")
+    return {"base": base} if is_stage_reference(base) else {}
+
+
+def check_reference(key: str, ref: str, kind: Any) -> None:
+    """A base must be a Keras member."""
+    if kind.framework != "keras":
+        raise ValueError(f"{ref!r} is not a Keras member")
+
+
+def example(folder: Path, spec: InputSpec, task: Task) -> dict[str, Any]:
     """Save a tiny MLP base in ``folder`` and point ``base`` at it (for smoke builds)."""
+    from models.hparams import DENSE_STACK
+    from models.kind import check_hparams
     from models.mlp import build as build_mlp
 
     path = Path(folder) / "transfer_base.keras"
-    build_mlp(spec, task, depth=1, width=8).save(path)
+    hp = check_hparams("mlp", DENSE_STACK, {"depth": 1, "width": 8})
+    build_mlp(spec, task, hp).save(path)
     return {"base": str(path), "frozen_epochs": 1, "unfreeze": 1}
 
 
@@ -109,22 +128,21 @@ def feature_extractor(base: keras.Model) -> keras.Model:
     return keras.Model(inner.inputs, head_layer.input, name="base")
 
 
-def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     """Phase-one model: the frozen base (``training=False``) under a new head, uncompiled."""
     import keras
     from keras import layers
 
     from models.layers import features_input, head
-    from models.saving import load_member_model
+    from models.store import load_model
 
-    hp = check(**hparams)
     inputs = features_input(spec)
     if hp["application"] is not None:
         applications.check_input(hp["application"], spec)
         x = applications.to_rgb(inputs, spec, hp["application"])
         extractor = applications.base_model(hp["application"])
     else:
-        extractor = feature_extractor(load_member_model(hp["base"]))
+        extractor = feature_extractor(load_model(hp["base"]))
         if extractor.input_shape[-1] != spec.n_features:
             raise ValueError(
                 f"base takes {extractor.input_shape[-1]} features, the data has {spec.n_features}"
@@ -139,10 +157,9 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     return keras.Model(inputs, head(x, task), name="transfer")
 
 
-def unfreeze_top(model: keras.Model, hparams: dict[str, Any]) -> int:
+def unfreeze_top(model: keras.Model, hp: dict[str, Any]) -> int:
     """Phase two: make the base's top layers trainable (BN layers stay frozen); returns how
     many layers were unfrozen. The caller must recompile, with a lower learning rate."""
-    hp = check(**hparams)
     extractor = model.get_layer("base")
     weighted = [layer for layer in extractor.layers if layer.weights]
     chosen = weighted if hp["unfreeze"] == "all" else weighted[len(weighted) - hp["unfreeze"] :]
@@ -161,7 +178,7 @@ def fit(
     train: tuple[Any, Any],
     val: tuple[Any, Any],
     options: Any,
-    hparams: dict[str, Any],
+    hp: dict[str, Any],
     callbacks: Any = (),
     on_phase: Any = None,
     n_train_rows: int | None = None,
@@ -177,7 +194,6 @@ def fit(
 
     from models.training import compile_model, fit_keras
 
-    hp = check(**hparams)
     first = min(hp["frozen_epochs"], options.epochs)
     phases = [(1, first, options)]
     if options.epochs > first:
@@ -187,7 +203,7 @@ def fit(
     for phase, epochs, opts in phases:
         if epochs == 0:
             continue
-        if phase == 2 and unfreeze_top(model, hparams) == 0:
+        if phase == 2 and unfreeze_top(model, hp) == 0:
             break  # nothing to fine-tune: phase one was the whole training
         if on_phase is not None:
             on_phase(phase)

@@ -9,15 +9,12 @@ and feed an inner two-input model, so serving needs no column juggling.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from models.base import InputSpec, Task, check_float, check_int
-from models.hparams import (
-    check_activation,
-    check_batch_norm,
-    check_initializer,
-    check_regularization,
-)
+from models.base import InputSpec, Task
+from models.hparams import DENSE_STACK, flag
+from models.kind import Hparam
 
 if TYPE_CHECKING:
     import keras
@@ -40,45 +37,25 @@ def _check_columns(name: str, value: Any) -> tuple[int | str, ...] | None:
     return tuple(value)
 
 
-def check(
-    *,
-    wide: Any = None,
-    deep: Any = None,
-    depth: int = 2,
-    width: int = 30,
-    activation: str = "relu",
-    initializer: Any = "he_normal",
-    dropout: float = 0.0,
-    batch_norm: Any = "none",
-    aux_output: bool = False,
-    loss_weights: Any = (0.9, 0.1),
-    l1: float = 0.0,
-    l2: float = 0.0,
-    max_norm: float | None = None,
-) -> dict[str, Any]:
-    """Validate the hyperparameters without importing Keras (the driver calls this).
-
-    ``wide``/``deep``: the columns of each path (names or indices; null = every feature).
-    ``loss_weights``: main and auxiliary loss weights when ``aux_output`` is on.
-    """
-    weights = tuple(loss_weights) if isinstance(loss_weights, Sequence) else ()
+def _loss_weights(name: str, value: Any) -> tuple[float, float]:
+    weights = tuple(value) if isinstance(value, Sequence) else ()
     if len(weights) != 2 or any(
         isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights
     ):
-        raise ValueError(f"loss_weights must be two numbers >= 0, got {loss_weights!r}")
-    return {
-        "wide": _check_columns("wide", wide),
-        "deep": _check_columns("deep", deep),
-        "depth": check_int("depth", depth),
-        "width": check_int("width", width),
-        "activation": check_activation(activation),
-        "initializer": check_initializer(initializer),
-        "dropout": check_float("dropout", dropout, 0.0, 1.0),
-        "batch_norm": check_batch_norm(batch_norm),
-        "aux_output": bool(aux_output),
-        "loss_weights": tuple(float(w) for w in weights),
-        **check_regularization(l1, l2, max_norm),
-    }
+        raise ValueError(f"{name} must be two numbers >= 0, got {value!r}")
+    return (float(weights[0]), float(weights[1]))
+
+
+# ``wide``/``deep``: the columns of each path (names or indices; null = every feature);
+# ``loss_weights``: main and auxiliary loss weights when ``aux_output`` is on.
+SCHEMA: dict[str, Hparam] = {
+    "wide": Hparam(None, _check_columns),
+    "deep": Hparam(None, _check_columns),
+    **DENSE_STACK,
+    "width": replace(DENSE_STACK["width"], default=30),
+    "aux_output": flag(False),
+    "loss_weights": Hparam((0.9, 0.1), _loss_weights),
+}
 
 
 def column_indices(columns: tuple[int | str, ...] | None, spec: InputSpec, name: str) -> list[int]:
@@ -100,20 +77,18 @@ def column_indices(columns: tuple[int | str, ...] | None, spec: InputSpec, name:
     return out
 
 
-def check_input(hparams: dict[str, Any], spec: InputSpec) -> None:
+def check_input(hp: dict[str, Any], spec: InputSpec) -> None:
     """Check the column groups against the data's features (the driver calls this)."""
-    hp = check(**hparams)
     column_indices(hp["wide"], spec, "wide")
     column_indices(hp["deep"], spec, "deep")
 
 
-def loss_weights(hparams: dict[str, Any]) -> list[float] | None:
+def loss_weights(hp: dict[str, Any]) -> list[float] | None:
     """Loss weights for compile(): [main, aux] when the auxiliary output is on."""
-    hp = check(**hparams)
     return list(hp["loss_weights"]) if hp["aux_output"] else None
 
 
-def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
+def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     """An uncompiled wide & deep model: outputs ``output`` (and ``aux_output`` if asked)."""
     import keras
     from keras import layers
@@ -121,7 +96,6 @@ def build(spec: InputSpec, task: Task, **hparams: Any) -> keras.Model:
     from models.layers import features_input, head, select_columns, standardize
     from models.mlp import trunk
 
-    hp = check(**hparams)
     wide_cols = column_indices(hp["wide"], spec, "wide")
     deep_cols = column_indices(hp["deep"], spec, "deep")
     wide_in = keras.Input(shape=(len(wide_cols),), name="wide_input")

@@ -1,4 +1,5 @@
-"""Ray start/attach and shutdown on the driver; TensorFlow threads and GPU memory in workers."""
+"""Ray start/attach and shutdown on the driver (TensorFlow threads and GPU memory in the
+workers are the Keras kinds' business: models/keras_runtime.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,60 +132,3 @@ def check_storage_on_nodes(storage_path: str) -> None:
             f"runner.storage_path {storage_path!r} is not shared: nodes {missing} wrote "
             "markers this machine cannot see; use a shared directory or a cloud URI"
         )
-
-
-def gpu_memory_limit_mb(total_mb: float | None, fraction: float) -> int | None:
-    """TensorFlow's memory limit for a trial granted ``fraction`` of one GPU: 90% of its
-    share (headroom for the CUDA context); None for whole GPUs or unknown totals."""
-    if not total_mb or not 0 < fraction < 1:
-        return None
-    return int(total_mb * fraction * 0.9)
-
-
-def total_gpu_memory_mb() -> float | None:
-    """Memory of the first GPU visible to this process, from nvidia-smi; None if unknown."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-    try:
-        out = subprocess.run(
-            [
-                "nvidia-smi",
-                "--query-gpu=memory.total",
-                "--format=csv,noheader,nounits",
-                "-i",
-                visible,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        return float(out.strip().splitlines()[0])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
-
-
-def configure_tensorflow(cpus: float, gpus: float) -> dict[str, object]:
-    """Match TF's thread pools to the granted CPUs; let GPU memory grow on demand, or cap it
-    at the granted fraction so several trials share one device. Returns what was set.
-
-    Must run in the worker before TensorFlow's first op; in a reused actor TF is already
-    initialised with the same grant, and the calls are skipped.
-    """
-    import tensorflow as tf
-
-    threads = max(1, int(cpus))
-    devices = tf.config.list_physical_devices("GPU")
-    limit = gpu_memory_limit_mb(total_gpu_memory_mb(), gpus) if devices else None
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        for gpu in devices:
-            if limit:
-                tf.config.set_logical_device_configuration(
-                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)]
-                )
-            else:
-                tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # runtime already initialised in this (reused) worker
-        pass
-    return {"threads": threads, "gpus_visible": len(devices), "gpu_memory_limit_mb": limit}

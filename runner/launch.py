@@ -27,7 +27,7 @@ def _prepare(spec: RunSpec) -> None:
     store behind."""
     with contextlib.suppress(Exception):
         import runner.sweep  # noqa: F401
-        from runner.tracking import warm_store
+        from runner.runtree import warm_store
 
         if spec.cluster.kind == "local":
             warm_store(spec.tracking_uri, spec.experiment)
@@ -40,9 +40,9 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
     preparing.start()
     if not spec.fresh_sweep:  # an earlier attempt may have finished: then no Ray is needed
         preparing.join()
-        from runner.tracking import SweepTracker
+        from runner.runtree import RunTree
 
-        SweepTracker.check_not_finished(spec)
+        RunTree.check_not_finished(spec)
     with ray_session(spec.cluster, spec.verbose, spec.storage_path):
         preparing.join()  # before the tracker opens the store: two migrations would collide
         from runner import sweep

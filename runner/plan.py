@@ -1,12 +1,55 @@
-"""From the spec to what Tune runs: one trial per member, its resources and its name."""
+"""From the spec to what Tune runs (one trial per member, its resources and its name), and
+from Tune's trials back to the members they belong to."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from runner.contracts import MODEL_DIR, trial_label
 from runner.spec import MemberSpec, RunSpec
+
+
+@dataclass(frozen=True)
+class TuneRun:
+    """One Tune run of a stage: a grid over plain members, or the samples of one searched
+    member; ``name`` is its experiment folder under the storage path."""
+
+    name: str
+    members: tuple[MemberSpec, ...]
+    searched: MemberSpec | None = None
+
+    def trials(self, spec: RunSpec) -> int:
+        """How many trials it runs."""
+        return sum(trials_of(m, spec) for m in self.members)
+
+    def search_space(self, spec: RunSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tune's param space and the TuneConfig settings (samples, searcher, scheduler)."""
+        from runner.search import searched_config, tune_settings
+
+        if self.searched is None:
+            return param_space(self.members), {}
+        m = self.searched
+        space = {"member": searched_config(m.to_config(), m.search)}
+        return space, tune_settings(spec.search, m.training.epochs)
+
+
+def tune_runs(
+    spec: RunSpec, members: Sequence[MemberSpec], stage: str | None = None
+) -> list[TuneRun]:
+    """A stage's Tune runs: the plain members in one, each searched member in its own."""
+    base = experiment_name(spec, stage)
+    plain = tuple(m for m in members if not m.search)
+    runs = [TuneRun(base, plain)] if plain else []
+    runs += [TuneRun(f"{base}-search-{m.name}", (m,), m) for m in members if m.search]
+    return runs
+
+
+def trials_of(member: MemberSpec, spec: RunSpec) -> int:
+    """How many trials a member is: its search samples, or one."""
+    return spec.search.num_samples if member.search else 1
 
 
 def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
@@ -19,13 +62,15 @@ def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
 def resolve_bases(
     members: Sequence[MemberSpec], saved: Mapping[str, str]
 ) -> tuple[MemberSpec, ...]:
-    """Replace ``hparams.base: STAGE.MEMBER`` by the path of that member's saved model."""
+    """Replace each stage reference (``STAGE.MEMBER``, e.g. a transfer head's ``base``) by
+    the folder of that member's saved model."""
+    import models
+
     out = []
     for m in members:
-        ref = m.hparams.get("base")
-        if isinstance(ref, str) and ref in saved:
-            m = replace(m, hparams={**m.hparams, "base": saved[ref]})
-        out.append(m)
+        refs = models.get(m.model).stage_references(m.hparams)
+        found = {key: saved[ref] for key, ref in refs.items() if ref in saved}
+        out.append(replace(m, hparams={**m.hparams, **found}) if found else m)
     return tuple(out)
 
 
@@ -35,17 +80,35 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
     return {"cpu": res["cpu"], "gpu": res["gpu"]}
 
 
-def label(member: Mapping[str, Any], experiment_tag: str) -> str:
-    """The name a trial goes by in MLflow and the ensemble: the member's, or for a searched
-    member ``NAME-K`` with K the sample's counter (Tune's experiment tag starts with it)."""
-    if not member.get("searched"):
-        return member["name"]
-    return f"{member['name']}-{int(str(experiment_tag).split('_', 1)[0])}"
+def belongs(label: str, member: MemberSpec) -> bool:
+    """Whether a record label is this member's (its name, or NAME-K of its samples)."""
+    if not member.search:
+        return label == member.name
+    head, _, index = label.rpartition("-")
+    return head == member.name and index.isdigit()
 
 
-def member_label(trial: Any) -> str:
-    """``label`` of a Tune trial."""
-    return label(trial.config["member"], trial.experiment_tag)
+def member_of(label: str, members: Sequence[MemberSpec]) -> MemberSpec | None:
+    """The member a record label belongs to, if any."""
+    return next((m for m in members if belongs(label, m)), None)
+
+
+def order_key(label: str, members: Sequence[MemberSpec]) -> tuple[int, int]:
+    """Records in member order, a searched member's samples by number."""
+    order = {m.name: i for i, m in enumerate(members)}
+    member = member_of(label, members)
+    sample = -1 if label in order else int(label.rsplit("-", 1)[1])
+    return order[member.name], sample
+
+
+def saved_model(result: Any) -> tuple[str, str] | None:
+    """(label, saved model folder) of a Tune result whose checkpoint is on this machine's
+    disk (also for trials restored from an earlier attempt), else None."""
+    if not result.config or not result.metrics or result.checkpoint is None:
+        return None  # an interrupted trial without results
+    label = trial_label(result.config["member"], result.metrics.get("experiment_tag", "0"))
+    folder = Path(result.checkpoint.path, MODEL_DIR)
+    return (label, str(folder)) if folder.is_dir() else None
 
 
 def trial_name(trial: Any) -> str:

@@ -135,16 +135,16 @@ class ProgressView(Callback):
         self._redraw()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from runner.plan import member_label
+        from runner.callback import label_of
 
         self.running.add(trial.trial_id)
-        self._event(f"{member_label(trial)} ({trial.config['member']['model']}) started")
+        self._event(f"{label_of(trial)} ({trial.config['member']['model']}) started")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from runner.plan import member_label
+        from runner.callback import label_of
 
         self.running.discard(trial.trial_id)
-        name = member_label(trial)
+        name = label_of(trial)
         result = trial.last_result or {}
         if not result.get("final"):
             self.stopped += 1
@@ -162,18 +162,17 @@ class ProgressView(Callback):
         self._event(f"{name} finished: val {self.metric} {shown} in {seconds:.1f}s")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from runner.plan import member_label
-        from runner.tracking import error_reason
+        from runner.callback import error_reason, label_of
 
         self.running.discard(trial.trial_id)
         self.failed += 1
-        self._event(f"{member_label(trial)} FAILED: {error_reason(trial)}")
+        self._event(f"{label_of(trial)} FAILED: {error_reason(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from runner.plan import member_label
+        from runner.callback import label_of
 
         self.running.discard(trial.trial_id)
-        self._event(f"{member_label(trial)} lost its worker; retrying")
+        self._event(f"{label_of(trial)} lost its worker; retrying")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.drawn and self._is_live():

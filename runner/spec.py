@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 import models
 from models.base import TASK_KINDS, InputSpec, Task
 from models.training import TrainingOptions
-from models.transfer import is_stage_reference
+from runner.contracts import TrialInput, import_modules
+from runner.data.types import DataSpec
 from runner.search import SearchSpec, split_domains
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
@@ -31,22 +32,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class SpecError(ValueError):
     """A bad config value; its message is one line meant for the user."""
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Which dataset to load, which rows and classes to keep, and how to split it."""
-
-    name: str
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2  # ignored where the dataset ships its own test split
-    seed: int = 0
-    path: str | None = None  # a local file or folder instead of the library's cache
-    target: str | None = None  # csv: the target column
-    task: str | None = None  # csv: classification or regression; None infers it
-    classes: tuple[int, ...] | None = None  # keep these classes only, relabelled 0..k-1
-    max_rows: int | None = None  # subsample (stratified, seeded) before splitting: smoke runs
-    max_train_rows: int | None = None  # cap the training split only (few-label experiments)
 
 
 @dataclass(frozen=True)
@@ -63,7 +48,7 @@ class MemberSpec:
 
     name: str
     model: str
-    kind: str
+    kind: str  # the model's framework (keras, sklearn), from its registry entry
     hparams: dict[str, Any]
     training: TrainingOptions
     resources: Resources
@@ -72,19 +57,25 @@ class MemberSpec:
     # each is validated with; hparams/training hold the first candidate
     search: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
+    model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
+
+    def trial_input(self) -> TrialInput:
+        """What the member's trial gets."""
+        return TrialInput(
+            name=self.name,
+            model=self.model,
+            kind=self.kind,
+            hparams=dict(self.hparams),
+            training=self.training.as_params(),
+            resources=asdict(self.resources),
+            seed=self.seed,
+            searched=bool(self.search),
+            model_modules=self.model_modules,
+        )
 
     def to_config(self) -> dict[str, Any]:
         """Plain dict for the Tune trial config (and MLflow params)."""
-        return {
-            "name": self.name,
-            "model": self.model,
-            "kind": self.kind,
-            "hparams": dict(self.hparams),
-            "training": self.training.as_params(),
-            "resources": asdict(self.resources),
-            "seed": self.seed,
-            "searched": bool(self.search),
-        }
+        return self.trial_input().to_config()
 
     @property
     def config_hash(self) -> str:
@@ -93,8 +84,10 @@ class MemberSpec:
 
 
 def config_hash(member_config: Mapping[str, Any]) -> str:
-    """Stable hash of a member's trial config, leaving out its name and resources."""
-    cfg = {k: v for k, v in member_config.items() if k not in ("name", "resources")}
+    """Stable hash of a member's trial config, leaving out its name, resources and where its
+    kind comes from."""
+    skip = ("name", "resources", "model_modules")
+    cfg = {k: v for k, v in member_config.items() if k not in skip}
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -277,6 +270,7 @@ def parse_stages(
     resources: Mapping[str, Any],
     seed: int,
     shrink: tuple[int, int] | None = None,
+    model_modules: tuple[str, ...] = (),
 ) -> tuple[StageSpec, ...]:
     """Validate earlier stages: name -> {data: overrides of the experiment's data, members}."""
     if raw is None:
@@ -294,7 +288,9 @@ def parse_stages(
                 raise _fail(where, f"unknown key {key!r}; allowed: data, members, training")
         stage_data = parse_data({**asdict(data), **_mapping(f"{where}.data", body.get("data"))})
         stage_training = {**training, **_mapping(f"{where}.training", body.get("training"))}
-        members = parse_members(body.get("members"), stage_training, resources, seed, shrink)
+        members = parse_members(
+            body.get("members"), stage_training, resources, seed, shrink, model_modules
+        )
         stages.append(StageSpec(str(name), _shrink_data(stage_data, shrink), members))
     return tuple(stages)
 
@@ -315,16 +311,18 @@ def check_stage_references(stages: tuple[StageSpec, ...], members: tuple[MemberS
     earlier: dict[str, MemberSpec] = {}
     for stage_name, group in [*((s.name, s.members) for s in stages), ("final", members)]:
         for m in group:
-            ref = m.hparams.get("base")
-            if m.model == "transfer" and is_stage_reference(ref):
+            entry = models.get(m.model)
+            for key, ref in entry.stage_references(m.hparams).items():
+                where = f"members.{m.name}.hparams.{key}"
                 if ref not in earlier:
                     known = ", ".join(sorted(earlier)) or "none"
                     raise _fail(
-                        f"members.{m.name}.hparams.base",
-                        f"{ref!r} is not a member of an earlier stage; known: {known}",
+                        where, f"{ref!r} is not a member of an earlier stage; known: {known}"
                     )
-                if earlier[ref].kind != "keras":
-                    raise _fail(f"members.{m.name}.hparams.base", f"{ref!r} is not a Keras member")
+                try:
+                    entry.check_reference(key, ref, models.get(earlier[ref].model))
+                except ValueError as err:
+                    raise _fail(where, str(err)) from None
         for m in group:
             earlier[f"{stage_name}.{m.name}"] = m
 
@@ -335,6 +333,7 @@ def parse_members(
     resources: Mapping[str, Any],
     seed: int,
     shrink: tuple[int, int] | None = None,
+    model_modules: tuple[str, ...] = (),
 ) -> tuple[MemberSpec, ...]:
     """Validate the members: known models, unique names, training and resources merged."""
     _build(TrainingOptions, training, "training")
@@ -389,13 +388,14 @@ def parse_members(
             MemberSpec(
                 name=name,
                 model=item["model"],
-                kind=entry.kind,
+                kind=entry.framework,
                 hparams=hparams,
                 training=_build(TrainingOptions, merged_training, f"{where}.training"),
                 resources=Resources(float(res.cpu), float(res.gpu)),
                 seed=_int(f"{where}.seed", item.get("seed", seed), 0),
                 search={**h_space, **t_space},
                 candidates={**h_cands, **t_cands},
+                model_modules=model_modules,
             )
         )
     return tuple(members)
@@ -546,6 +546,24 @@ def parse_tracking_uri(uri: Any) -> str:
     return uri
 
 
+def parse_model_modules(raw: Any) -> tuple[str, ...]:
+    """Import the modules that register model kinds from outside ``models/``
+    (``runner.model_modules``); each must be importable here and on every worker."""
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        raise _fail("runner.model_modules", f"must be a list of module names, got {raw!r}")
+    for name in names:
+        try:
+            import_modules([name])
+        except Exception as err:  # a missing module or one that fails on import
+            raise _fail(
+                "runner.model_modules", f"cannot import {name!r} ({type(err).__name__}: {err})"
+            ) from None
+    return tuple(names)
+
+
 def new_sweep_id() -> str:
     """A fresh, sortable, unique sweep id."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -580,8 +598,9 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail("smoke", f"must be true or false, got {smoke!r}")
     shrink = _smoke(runner) if smoke else None
     data = parse_data(cfg.get("data") or {})
-    stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink)
-    members = parse_members(cfg.get("members"), training, resources, seed, shrink)
+    modules = parse_model_modules(runner.get("model_modules"))
+    stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink, modules)
+    members = parse_members(cfg.get("members"), training, resources, seed, shrink, modules)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
     spec = RunSpec(

@@ -10,20 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ensembles import export, stage
-from ensembles.metrics import evaluate, greater_is_better, headline_metric
+from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
-from runner import plan, report
+from runner import ensemble_step, plan, report
+from runner.callback import MemberCallback
+from runner.contracts import LEADERBOARDS
 from runner.data import Dataset
 from runner.errors import SweepFailed, SweepInterrupted
+from runner.runtree import MemberRecord, RunTree, redact_uri
 from runner.spec import MemberSpec, RunSpec
-from runner.tracking import (
-    MemberCallback,
-    MemberRecord,
-    SweepTracker,
-    redact_uri,
-)
-from runner.trial import MODEL_FILES
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +26,14 @@ log = logging.getLogger(__name__)
 def _tune(
     spec: RunSpec,
     data: Dataset,
-    members: tuple[MemberSpec, ...],
+    run: plan.TuneRun,
     callback: MemberCallback,
-    name: str,
     restore: bool = False,
-    searched: MemberSpec | None = None,
 ) -> Any:
-    """One Tune run: a grid over ``members``, or ``search.num_samples`` samples of the
-    ``searched`` member; restores Tune's state from an earlier attempt when asked."""
+    """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked."""
     from ray import tune
 
     from runner.progress import ProgressView
-    from runner.search import searched_config, tune_settings
     from runner.trial import train_member
 
     callbacks = [callback]
@@ -52,23 +43,18 @@ def _tune(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.verbose >= 1:
         metric = headline_metric(data.task.is_classification)
-        total = spec.search.num_samples if searched else len(members)
-        callbacks.append(ProgressView(total, metric, verbose=spec.verbose))
+        callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data), resources=plan.trial_resources
     )
-    path = Path(spec.storage_path) / name
+    path = Path(spec.storage_path) / run.name
     if restore and (path / "tuner.pkl").exists():
         tuner = tune.Tuner.restore(str(path), trainable, restart_errored=True)
         # The restored RunConfig holds unpickled copies of the first attempt's callbacks;
-        # this attempt's callbacks (live MLflow tracker) replace them.
+        # this attempt's callbacks (the live run tree) replace them.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner.fit()
-    if searched is None:
-        space, settings = plan.param_space(members), {}
-    else:
-        space = {"member": searched_config(searched.to_config(), searched.search)}
-        settings = tune_settings(spec.search, searched.training.epochs)
+    space, settings = run.search_space(spec)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -79,7 +65,7 @@ def _tune(
             **settings,
         ),
         run_config=tune.RunConfig(
-            name=name,
+            name=run.name,
             storage_path=spec.storage_path,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
@@ -90,56 +76,29 @@ def _tune(
 
 
 def _ensemble(
-    spec: RunSpec, data: Dataset, tracker: SweepTracker, records: list[MemberRecord]
+    spec: RunSpec, data: Dataset, tree: RunTree, records: list[MemberRecord]
 ) -> dict[str, Any] | None:
-    """Run the ensemble stage on the finished members and log its run; None if < 2 usable."""
+    """Run the ensemble step on the finished members and log its run; None if < 2 usable."""
     finished = [r for r in records if r.status == "FINISHED"]
     members = [MemberPredictions(r.name, r.val, r.test, r.fingerprint) for r in finished]
-    e = spec.ensemble
     try:
-        result = stage.run(
-            e.method,
-            e.params,
-            members,
-            data.y_val,
-            data.y_test,
-            random_state=spec.seed,
-            cv_folds=e.cv_folds,
-            n_boot=e.n_boot,
-            fingerprint=data.fingerprint,
+        result = ensemble_step.fit(
+            spec.ensemble, members, data.y_val, data.y_test, spec.seed, data.fingerprint
         )
     except ValueError as err:
         log.warning("no ensemble: %s", err)
         return None
-    run_id = tracker.child(
-        "ensemble",
-        "ensemble",
-        {"runner.members": ",".join(result.names), "runner.data_fingerprint": data.fingerprint},
+    return ensemble_step.log(
+        tree.client,
+        result,
+        spec.ensemble,
+        open_run=lambda tags: tree.child("ensemble", "ensemble", tags),
+        end_run=tree.terminate,
+        member_runs={r.name: r.run_id for r in finished},
+        y_test=data.y_test,
+        fingerprint=data.fingerprint,
+        n_features=data.input_spec.n_features,
     )
-    export.log_report(tracker.client, run_id, result, data.y_test)
-    out = {**result.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
-    if e.log_model:
-        runs = {r.name: r.run_id for r in finished}
-        out["model_uri"] = export.log_pyfunc(
-            tracker.client, run_id, result, runs, data.input_spec.n_features
-        )
-        if e.register_as:
-            version = export.register(tracker.client, run_id, e.register_as)
-            out["registered_version"] = version
-            if e.champion:
-                metric = result.metric
-                out["champion"] = export.champion_challenger(
-                    tracker.client,
-                    e.register_as,
-                    run_id,
-                    version,
-                    metric,
-                    result.test_scores[metric],
-                    greater_is_better(metric),
-                    data.fingerprint,
-                )
-    tracker.terminate(run_id, "FINISHED")
-    return out
 
 
 def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
@@ -159,63 +118,37 @@ def _train_stage(
     spec: RunSpec,
     data: Dataset,
     members: tuple[MemberSpec, ...],
-    tracker: SweepTracker,
+    tree: RunTree,
     stage: str | None,
 ) -> list[MemberRecord]:
     """Run one stage's members as Tune trials: the plain ones in one Tune run, each searched
     member in its own (restoring Tune's state on resume); raise SweepInterrupted if Tune
-    stopped early. Returns the records in member order, samples by index."""
-    callback = MemberCallback(tracker, members, stage)
-    base = plan.experiment_name(spec, stage)
-    plain = tuple(m for m in members if not m.search)
+    stopped early. Returns the records in member order, samples by number."""
+    callback = MemberCallback(tree, members, stage)
     results: list[Any] = []
-    if plain:
-        results += list(_tune(spec, data, plain, callback, base, tracker.resumed))
-    for m in members:
-        if m.search:
-            name = f"{base}-search-{m.name}"
-            results += list(_tune(spec, data, (m,), callback, name, tracker.resumed, m))
+    for run in plan.tune_runs(spec, members, stage):
+        results += list(_tune(spec, data, run, callback, tree.resumed))
     with tempfile.TemporaryDirectory() as tmp:
-        for label in tracker.finished:  # kept from an earlier attempt
-            member = next((m for m in members if _belongs(label, m)), None)
-            if member is not None and label not in callback.records:
-                callback.records[label] = tracker.finished_record(label, member.model, tmp)
+        for label in tree.finished:  # kept from an earlier attempt
+            member = plan.member_of(label, members)
+            if member is not None and label not in tree.records:
+                tree.records[label] = tree.finished_record(label, member.model, tmp)
     for result in results:  # saved models, also of members restored from Tune's state
-        if not result.config or not result.metrics:  # an interrupted trial without results
-            continue
-        config = result.config["member"]
-        record = callback.records.get(plan.label(config, result.metrics.get("experiment_tag", "0")))
-        if record is not None and record.model_path is None and result.checkpoint is not None:
-            model_file = Path(result.checkpoint.path, MODEL_FILES[config["kind"]])
-            if model_file.is_file():
-                record.model_path = str(model_file)
+        found = plan.saved_model(result)
+        if found is not None and (record := tree.records.get(found[0])) is not None:
+            record.model_path = record.model_path or found[1]
+    mine = [r for label, r in tree.records.items() if plan.member_of(label, members)]
     unfinished = [
         m.name
         for m in members
-        if sum(_belongs(label, m) for label in callback.records)
-        < (spec.search.num_samples if m.search else 1)
+        if sum(plan.belongs(r.name, m) for r in mine) < (spec.search.num_samples if m.search else 1)
     ]
     if unfinished:  # Tune returns normally when stopped by a signal
         raise SweepInterrupted(
             f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
             f"its MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}"
         )
-    order = {m.name: i for i, m in enumerate(members)}
-    return sorted(
-        callback.records.values(),
-        key=lambda r: (
-            order[next(m.name for m in members if _belongs(r.name, m))],
-            int(r.name.rsplit("-", 1)[1]) if r.name not in order else -1,
-        ),
-    )
-
-
-def _belongs(label: str, member: MemberSpec) -> bool:
-    """Whether a record label is this member's (its name, or NAME-K of its samples)."""
-    if not member.search:
-        return label == member.name
-    head, _, index = label.rpartition("-")
-    return head == member.name and index.isdigit()
+    return sorted(mine, key=lambda r: plan.order_key(r.name, members))
 
 
 def run(
@@ -265,12 +198,12 @@ def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]
 def _run(
     spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
 ) -> dict[str, Any]:
-    tracker = SweepTracker(spec, data.fingerprint, data.sizes())
-    spec = replace(spec, sweep_id=tracker.sweep_id)
+    tree = RunTree(spec, data.fingerprint, data.sizes())
+    spec = replace(spec, sweep_id=tree.sweep_id)
     if spec.verbose:
-        verb = "resuming" if tracker.resumed else "sweep"
+        verb = "resuming" if tree.resumed else "sweep"
         print(
-            f"{verb} {spec.sweep_id} of {spec.experiment!r}: parent run {tracker.parent_run_id} "
+            f"{verb} {spec.sweep_id} of {spec.experiment!r}: parent run {tree.parent_run_id} "
             f"in {redact_uri(spec.tracking_uri)}",
             flush=True,
         )
@@ -281,18 +214,18 @@ def _run(
         for st in spec.stages:
             st_data = stage_data[st.name]
             members = plan.resolve_bases(st.members, saved)
-            st_records = _train_stage(spec, st_data, members, tracker, st.name)
+            st_records = _train_stage(spec, st_data, members, tree, st.name)
             metric = headline_metric(st_data.task.is_classification)
             stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
             saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
         members = plan.resolve_bases(spec.members, saved)
-        records = _train_stage(spec, data, members, tracker, None)
+        records = _train_stage(spec, data, members, tree, None)
         metric = headline_metric(data.task.is_classification)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
             "sweep_id": spec.sweep_id,
-            "parent_run_id": tracker.parent_run_id,
-            "experiment_id": tracker.experiment_id,
+            "parent_run_id": tree.parent_run_id,
+            "experiment_id": tree.experiment_id,
             "tracking_uri": redact_uri(spec.tracking_uri),
             "metric": metric,
             "data": {"name": data.name, "fingerprint": data.fingerprint, "rows": data.sizes()},
@@ -306,24 +239,23 @@ def _run(
             raise SweepFailed(
                 f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
             )
-        summary["ensemble"] = _ensemble(spec, data, tracker, records)
+        summary["ensemble"] = _ensemble(spec, data, tree, records)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
-        tracker.client.log_artifact(tracker.parent_run_id, str(path))
-        boards = {
-            "leaderboard.txt": report.leaderboard(summary),
-            "leaderboard.md": report.leaderboard_markdown(summary),
-            "leaderboard.html": report.leaderboard_html(summary),
-        }
-        ensemble_run = (summary["ensemble"] or {}).get("run_id")
-        for name, text in boards.items():
-            tracker.client.log_text(tracker.parent_run_id, text, name)
-            if ensemble_run and name != "leaderboard.txt":
-                tracker.client.log_text(ensemble_run, text, name)
+        texts = (
+            report.leaderboard(summary),
+            report.leaderboard_markdown(summary),
+            report.leaderboard_html(summary),
+        )
+        tree.log_sweep_outputs(
+            path,
+            dict(zip(LEADERBOARDS, texts, strict=True)),
+            (summary["ensemble"] or {}).get("run_id"),
+        )
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        tracker.close(status)
+        tree.close(status)

@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
 from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli
-from runner.cluster import ClusterError, check_reachable, gpu_memory_limit_mb
+from models.keras_runtime import gpu_memory_limit_mb
+from runner.cluster import ClusterError, check_reachable
 from runner.spec import SpecError
 
 
@@ -154,7 +155,7 @@ def test_tensorflow_caps_memory_at_the_granted_fraction(tmp_path):
         pytest.skip("no NVIDIA GPU on this machine (nvidia-smi not found)")
     code = (
         "import tensorflow as tf\n"
-        "from runner.cluster import configure_tensorflow\n"
+        "from models.keras_runtime import configure_tensorflow\n"
         "out = configure_tensorflow(1, 0.25)\n"
         "assert tf.config.list_physical_devices('GPU'), 'TensorFlow sees no GPU'\n"
         "gpu = tf.config.list_physical_devices('GPU')[0]\n"

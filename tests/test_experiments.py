@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import composed
@@ -65,3 +69,41 @@ def test_transfer_member_tracks_both_phases_beside_the_scratch_head(smoke_run):
     assert base.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
     board = run.done.stdout
     assert "transfer" in board and "scratch" in board and "earlier stage 'pretrain'" in board
+
+
+SERVE_IN_A_FRESH_PROCESS = """
+import sys, mlflow, numpy as np
+model = mlflow.pyfunc.load_model(sys.argv[1])
+(spec,) = model.metadata.get_input_schema().inputs
+n_features = spec.shape[-1]
+X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features)).astype("float32")
+X[1] *= 10.0  # raw values of another scale than the first row's
+pred = np.asarray(model.predict(X))
+assert pred.shape[0] == 5 and np.isfinite(pred).all(), pred
+if pred.ndim == 2:
+    assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-5), pred
+print("served", pred.shape)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", known_experiments())
+def test_every_experiments_ensemble_loads_and_predicts_in_a_fresh_process(
+    experiment, smoke_run, tmp_path
+):
+    """The exported ensemble is self-contained: ``mlflow.pyfunc.load_model`` in a fresh
+    Python process started in another directory (nothing of this session imported, e.g. the
+    MC-dropout member's custom Keras class) loads every member and predicts."""
+    run = smoke_run(experiment, *smoke_args(experiment))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = run.db
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_IN_A_FRESH_PROCESS, run.summary["ensemble"]["model_uri"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "served" in done.stdout

@@ -5,6 +5,7 @@ New registry entries are picked up automatically.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -93,44 +94,113 @@ def test_models_package_imports_neither_keras_nor_ray_mlflow_hydra():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-KERAS = sorted(n for n, e in REGISTRY.items() if e.kind == "keras")
-SKLEARN = sorted(n for n, e in REGISTRY.items() if e.kind == "sklearn")
+CASES = [
+    (name, task)
+    for name in sorted(REGISTRY)
+    for task in (CLASSES, REGRESSION)
+    if REGISTRY[name].supports(task)
+]
+CASE_IDS = [f"{name}-{task.kind}" for name, task in CASES]
+# the fresh process loads every saved member from another directory and predicts
+FRESH_LOAD = """
+import json, sys
+import numpy as np
+import models
+from models.base import Task
+X = np.load(sys.argv[1])
+out = {}
+for case, folder, kind, n_classes in json.loads(sys.argv[2]):
+    entry, model = models.load_member(folder)
+    out[case] = entry.predict(model, X, Task(kind, n_classes)).tolist()
+print(json.dumps(out))
+"""
 
 
-@pytest.mark.parametrize("name", KERAS)
-@pytest.mark.parametrize("task", [CLASSES, REGRESSION], ids=["classification", "regression"])
-def test_keras_builders_train_and_predict_in_the_members_format(name, task, tiny, tmp_path):
-    """Build, train two epochs (the member's own procedure if it has one), save, load back,
-    predict: the same path a trial takes."""
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """Every registry entry, for every task it supports: built with its example
+    hyperparameters, fitted two epochs through ``fit``, its predictions, and saved with
+    ``models.save_member``; then one fresh Python process, started in another directory,
+    loads every saved member and predicts the same rows."""
     import keras
 
-    from models.saving import load_member_model
-    from models.training import compile_model, fit_keras, output_count, predict
-
     spec, X, y_cls, y_reg = tiny
-    y = y_cls if task.is_classification else y_reg
-    entry = REGISTRY[name]
-    keras.utils.set_random_seed(0)
-    hparams = entry.example_hparams(tmp_path, spec, task)
-    model = entry.build(spec, task, **hparams)
-    assert isinstance(model, keras.Model)
-    assert all(layer.name for layer in model.layers)
-    targets = y if output_count(model) == 1 else (y,) * output_count(model)
-    options = TrainingOptions(epochs=2, batch_size=16)
-    if entry.fit_fn is not None:
-        history = entry.fit_fn(model, task, (X, targets), (X, targets), options, hparams)
-    else:
-        compile_model(model, task, options, loss_weights=entry.loss_weights(hparams))
-        history = fit_keras(model, (X, targets), (X, targets), options)
-    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
-    model.save(tmp_path / "member.keras")
-    model = load_member_model(tmp_path / "member.keras")
-    pred = predict(model, X, task)
+    root = tmp_path_factory.mktemp("contract")
+    out = {}
+    for (name, task), case in zip(CASES, CASE_IDS, strict=True):
+        entry = REGISTRY[name]
+        y = y_cls if task.is_classification else y_reg
+        keras.utils.set_random_seed(0)
+        hparams = entry.example_hparams(root, spec, task)
+        model = entry.build(spec, task, **hparams)
+        epochs = []
+        history = entry.fit(
+            model,
+            task,
+            (X, y),
+            (X, y),
+            TrainingOptions(epochs=2, batch_size=16),
+            hparams,
+            seed=0,
+            on_epoch=lambda epoch, logs, seen=epochs: seen.append((epoch, logs)),
+        )
+        keras.utils.set_random_seed(1)  # MC dropout samples its passes: same seed both sides
+        pred = entry.predict(model, X, task)
+        folder = models.save_member(name, model, root / case)
+        out[case] = {"history": history, "epochs": epochs, "pred": pred, "folder": folder}
+    np.save(root / "X.npy", X)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    jobs = [
+        [c, str(out[c]["folder"]), t.kind, t.n_classes]
+        for (_, t), c in zip(CASES, CASE_IDS, strict=True)
+    ]
+    prelude = "import keras; keras.utils.set_random_seed(1)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + FRESH_LOAD, str(root / "X.npy"), json.dumps(jobs)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    for case in out:
+        out[case]["fresh"] = np.array(fresh[case])
+    return out
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_every_kind_fits_predicts_saves_and_loads_in_a_fresh_process(case, trained):
+    """The common contract over ``models.REGISTRY`` (like scikit-learn's check_estimator):
+    fit reports each epoch and returns a finite history, predictions have the members'
+    shape, and a fresh process in another directory predicts the same values."""
+    name, task = CASES[CASE_IDS.index(case)]
+    got = trained[case]
+    assert got["history"] and all(np.isfinite(v).all() for v in got["history"].values())
+    assert [e for e, _ in got["epochs"]] == list(range(1, len(got["history"]["loss"]) + 1))
+    pred = got["pred"]
     if task.is_classification:
         assert pred.shape == (48, 3)
         np.testing.assert_allclose(pred.sum(axis=1), 1.0, rtol=1e-5)
     else:
         assert pred.shape == (48,)
+    np.testing.assert_allclose(got["fresh"], pred, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_kind_states_its_defaults_and_framework(name):
+    entry = REGISTRY[name]
+    task = CLASSES if entry.supports(CLASSES) else REGRESSION
+    assert entry.name == name and entry.framework in ("keras", "sklearn")
+    assert isinstance(entry.defaults(task), dict) and entry.defaults(task)
+
+
+def test_a_tampered_saved_member_is_refused(trained):
+    folder = trained["logistic-classification"]["folder"]
+    model_file = next(p for p in folder.iterdir() if p.name != "kind.json")
+    model_file.write_bytes(model_file.read_bytes() + b"x")
+    with pytest.raises(models.store.ArtifactError, match="sha256 is .* the manifest recorded"):
+        models.load_member(folder)
 
 
 def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
@@ -146,7 +216,7 @@ def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
 def test_wide_deep_auxiliary_output_trains_with_loss_weights(tiny):
     import keras
 
-    from models.training import compile_model, fit_keras, predict
+    from models.training import predict
 
     spec, X, _, y = tiny
     keras.utils.set_random_seed(0)
@@ -154,8 +224,8 @@ def test_wide_deep_auxiliary_output_trains_with_loss_weights(tiny):
     model = REGISTRY["wide_deep"].build(spec, REGRESSION, **hp)
     assert model.output_names == ["output", "aux_output"]
     options = TrainingOptions(epochs=1, batch_size=16)
-    compile_model(model, REGRESSION, options, loss_weights=REGISTRY["wide_deep"].loss_weights(hp))
-    history = fit_keras(model, (X, (y, y)), (X, (y, y)), options)
+    assert REGISTRY["wide_deep"].loss_weights(hp) == [0.8, 0.2]
+    history = REGISTRY["wide_deep"].fit(model, REGRESSION, (X, y), (X, y), options, hp)
     assert {"output_loss", "aux_output_loss"} <= set(history)
     assert predict(model, X, REGRESSION).shape == (48,)
 
@@ -170,17 +240,17 @@ def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path
     model = entry.build(spec, CLASSES, **hp)
     base = model.get_layer("base")
     frozen = [w.numpy().copy() for w in base.weights]
-    phases = []
-    history = entry.fit_fn(
+    epochs = []
+    history = entry.fit(
         model,
         CLASSES,
         (X, y),
         (X, y),
         TrainingOptions(epochs=3, batch_size=16),
         hp,
-        on_phase=phases.append,
+        on_epoch=lambda epoch, logs: epochs.append(logs["phase"]),
     )
-    assert phases == [1, 2] and history["phase"] == [1.0, 1.0, 2.0]
+    assert epochs == [1.0, 1.0, 2.0] and history["phase"] == [1.0, 1.0, 2.0]
     # phase one left the base untouched; phase two fine-tuned its top layer
     assert base.trainable and any(layer.trainable for layer in base.layers)
     changed = [not np.allclose(a, b.numpy()) for a, b in zip(frozen, base.weights, strict=True)]
@@ -218,7 +288,7 @@ def test_applications_base_loads_a_local_weights_file_and_trains_in_two_phases(t
     assert base.name == "base" and base.input_shape == (None, 32, 32, 3)
     for loaded, saved in zip(base.weights, donor.weights, strict=True):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
-    history = REGISTRY["transfer"].fit_fn(
+    history = REGISTRY["transfer"].fit(
         model, CLASSES, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), hparams
     )
     assert history["phase"] == [1.0, 2.0]
@@ -264,20 +334,6 @@ def test_early_stopping_restores_best_weights(tiny):
     assert len(history["loss"]) < 200
     best = min(history["val_loss"])
     assert model.evaluate(X[:12], y[:12], verbose=0)[0] == pytest.approx(best, rel=1e-4)
-
-
-@pytest.mark.parametrize("name", SKLEARN)
-def test_shallow_members_fit_and_predict_in_the_members_format(name, tiny):
-    from models.shallow import predict, seed_estimator
-
-    spec, X, y_cls, y_reg = tiny
-    entry = REGISTRY[name]
-    for task, y in ((CLASSES, y_cls), (REGRESSION, y_reg)):
-        if not entry.supports(task):
-            continue
-        est = seed_estimator(entry.build(spec, task), 0).fit(X, y)
-        pred = predict(est, X, task)
-        assert pred.shape == ((48, 3) if task.is_classification else (48,))
 
 
 @pytest.mark.parametrize(

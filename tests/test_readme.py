@@ -48,7 +48,7 @@ ENSEMBLE_COMMANDS = [
 
 @pytest.mark.parametrize("command", ENSEMBLE_COMMANDS)
 def test_readme_ensembles_commands_parse(command):
-    from ensembles.__main__ import parse
+    from runner.reensemble import parse
 
     args = parse(shlex.split(command)[3:])
     assert args.experiment == "quickstart"

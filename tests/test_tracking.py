@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from mlflow.tracking import MlflowClient
 
+from runner.runtree import RunTree, flatten, redact_uri
 from runner.spec import from_config
-from runner.tracking import SweepTracker, flatten, redact_uri
 
 
 def test_redact_uri_hides_passwords_only():
@@ -33,7 +33,7 @@ def _spec(tmp_path):
 
 def test_close_ends_every_open_run_so_nothing_stays_running(tmp_path):
     spec = _spec(tmp_path)
-    tracker = SweepTracker(spec, "fp", {"train": 1, "val": 1, "test": 1})
+    tracker = RunTree(spec, "fp", {"train": 1, "val": 1, "test": 1})
     child = tracker.child("m", "member", {"runner.member": "m"})
     tracker.close("FAILED")
     client = MlflowClient(spec.tracking_uri)
@@ -47,8 +47,8 @@ def test_close_ends_every_open_run_so_nothing_stays_running(tmp_path):
 
 def test_a_second_sweep_reuses_the_experiment(tmp_path):
     spec = _spec(tmp_path)
-    a = SweepTracker(spec, "fp", {})
-    b = SweepTracker(replace(spec, sweep_id="s2"), "fp", {})
+    a = RunTree(spec, "fp", {})
+    b = RunTree(replace(spec, sweep_id="s2"), "fp", {})
     a.close("FINISHED")
     b.close("FINISHED")
     assert a.experiment_id == b.experiment_id
@@ -57,7 +57,7 @@ def test_a_second_sweep_reuses_the_experiment(tmp_path):
 
 def test_tracking_uri_password_is_not_logged_as_a_param(tmp_path):
     spec = _spec(tmp_path)
-    tracker = SweepTracker(spec, "fp", {})
+    tracker = RunTree(spec, "fp", {})
     tracker.close("FINISHED")
     params = MlflowClient(spec.tracking_uri).get_run(tracker.parent_run_id).data.params
     assert not any("tracking" in k for k in params)

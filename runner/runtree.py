@@ -1,5 +1,7 @@
-"""The driver-side MLflow run tree: one parent run per sweep, a nested child per member and one
-for the ensemble. The driver is the only MLflow writer; a Tune callback feeds it.
+"""The sweep's MLflow run tree: one parent run per sweep, a nested child per member and one
+for the ensemble. Every MLflow write of a sweep goes through ``RunTree`` (the driver is the
+only writer): creating and re-attaching runs, the members' life (open, epochs, finished,
+failed, stopped), and ending whatever is still open when the sweep ends.
 """
 
 from __future__ import annotations
@@ -7,34 +9,48 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS
 
+from runner.contracts import (
+    ATTEMPT,
+    CONFIG_HASH,
+    DATA_FINGERPRINT,
+    ERROR,
+    EXPERIMENT,
+    GPU_IDS,
+    HOSTNAME,
+    MEMBER,
+    MEMBER_INFO,
+    MODEL,
+    NODE_ID,
+    NODE_IP,
+    PARENT,
+    PREDICTIONS,
+    RESOURCES,
+    RESUMED,
+    ROLE,
+    SEARCH_MEMBER,
+    STAGE,
+    STOPPED,
+    SWEEP,
+    TRIAL_ID,
+    TrialInput,
+    TrialResult,
+)
 from runner.errors import ResumeError, SweepAlreadyFinished
-from runner.spec import MemberSpec, RunSpec, config_hash
+from runner.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
-ROLE, EXPERIMENT, SWEEP, MEMBER, MODEL = (
-    "runner.role",
-    "runner.experiment",
-    "runner.sweep_id",
-    "runner.member",
-    "runner.model",
-)
-PARENT = "mlflow.parentRunId"
-CONTROL_KEYS = {*AUTO_RESULT_KEYS, "epoch", "final", "done", "trial_id", "experiment_tag"}
 MAX_PARAM_CHARS = 6000
 
 
@@ -97,7 +113,7 @@ class MemberRecord:
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
 
 
-class SweepTracker:
+class RunTree:
     """Creates (or, on resume, re-attaches to) the sweep's parent run and its children;
     nothing is left RUNNING when it closes."""
 
@@ -111,6 +127,7 @@ class SweepTracker:
             else self.client.create_experiment(spec.experiment)
         )
         self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
+        self.records: dict[str, MemberRecord] = {}  # label -> record of this attempt's end
         parent = self._existing_parent()
         self.sweep_id = parent.data.tags[SWEEP] if parent is not None else spec.sweep_id
         self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: self.sweep_id}
@@ -120,7 +137,7 @@ class SweepTracker:
         parent = self.client.create_run(
             self.experiment_id,
             run_name=f"{spec.experiment}-{spec.sweep_id}",
-            tags={**self.base_tags, ROLE: "sweep", "runner.data_fingerprint": fingerprint},
+            tags={**self.base_tags, ROLE: "sweep", DATA_FINGERPRINT: fingerprint},
         )
         self.parent_run_id = parent.info.run_id
         self._open: set[str] = {self.parent_run_id}
@@ -202,7 +219,7 @@ class SweepTracker:
     def _attach(self, parent: Any, fingerprint: str) -> None:
         """Re-attach to an unfinished sweep: end its stale RUNNING runs as KILLED and note
         which members already FINISHED (they are kept, not trained again)."""
-        old = parent.data.tags.get("runner.data_fingerprint")
+        old = parent.data.tags.get(DATA_FINGERPRINT)
         if old and old != fingerprint:
             raise ResumeError(
                 f"sweep {self.sweep_id} ran on data split {old}, this config gives {fingerprint}; "
@@ -223,25 +240,25 @@ class SweepTracker:
             tags = run.data.tags
             if run.info.status in ("RUNNING", "SCHEDULED"):
                 self.client.set_tag(
-                    run.info.run_id, "runner.error", "the driver stopped before this run ended"
+                    run.info.run_id, ERROR, "the driver stopped before this run ended"
                 )
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
             elif run.info.status == "FINISHED" and tags.get(ROLE) == "member":
                 name = tags.get(MEMBER)
-                if name in hashes and tags.get("runner.config_hash") != hashes[name]:
+                if name in hashes and tags.get(CONFIG_HASH) != hashes[name]:
                     raise ResumeError(
                         f"member {name!r} changed since sweep {self.sweep_id} started; resume "
                         "with the same config or start a new sweep"
                     )
                 self.finished[name] = run.info.run_id
-        self.client.set_tag(self.parent_run_id, "runner.resumed", "true")
+        self.client.set_tag(self.parent_run_id, RESUMED, "true")
 
     def finished_record(self, name: str, model: str, folder: str) -> MemberRecord:
         """Rebuild the record of a member FINISHED in an earlier attempt, from MLflow."""
         run_id = self.finished[name]
-        path = self.client.download_artifacts(run_id, "predictions.npz", folder)
+        path = self.client.download_artifacts(run_id, PREDICTIONS, folder)
         info = json.loads(
-            Path(self.client.download_artifacts(run_id, "member.json", folder)).read_text()
+            Path(self.client.download_artifacts(run_id, MEMBER_INFO, folder)).read_text()
         )
         with np.load(path) as npz:
             return MemberRecord(
@@ -277,194 +294,151 @@ class SweepTracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    # ------------------------------------------------------------- a member's life
+
+    def open_member(
+        self,
+        label: str,
+        member: TrialInput,
+        *,
+        trial_id: str,
+        attempt: int,
+        config_hash: str,
+        stage: str | None = None,
+    ) -> str | None:
+        """A member's trial (or a retry) starts: a fresh RUNNING run for this attempt, with
+        its config as params; None for a member that FINISHED in an earlier attempt (Tune
+        lost track of it when the driver died: it trains again, but the sweep keeps the
+        first FINISHED run and logs nothing new)."""
+        if label in self.finished:
+            return None
+        tags = {
+            MEMBER: label,
+            MODEL: member.model,
+            CONFIG_HASH: config_hash,
+            TRIAL_ID: trial_id,
+            ATTEMPT: str(attempt),
+            f"{RESOURCES}cpu": str(member.resources["cpu"]),
+            f"{RESOURCES}gpu": str(member.resources["gpu"]),
+        }
+        if member.searched:
+            tags[SEARCH_MEMBER] = member.name
+        if stage:
+            tags[STAGE] = stage
+        run_id = self.child(label, "member", tags)
+        params = {k: v for k, v in member.to_config().items() if k not in ("name", "searched")}
+        if not params.get("model_modules"):
+            params.pop("model_modules", None)
+        self.client.log_batch(run_id, params=_params(params))
+        return run_id
+
+    def log_epoch(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float],
+        epoch: int,
+        where: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One epoch's metrics (step = epoch); with ``where`` (the first epoch) the node."""
+        self.log_metrics(run_id, metrics, step=epoch)
+        if where:
+            self.client.log_batch(
+                run_id,
+                tags=[
+                    RunTag(NODE_IP, str(where.get("node_ip"))),
+                    RunTag(HOSTNAME, str(where.get("hostname"))),
+                ],
+            )
+
+    def finish_member(
+        self,
+        run_id: str,
+        label: str,
+        model: str,
+        result: TrialResult,
+        final: Mapping[str, float],
+        *,
+        local: bool,
+    ) -> MemberRecord:
+        """Log a finished trial's checkpoint (model under ``model/``, the rest as it is) and
+        final scores, end the run FINISHED and keep the member's record."""
+        info = result.info
+        for item in sorted(result.folder.iterdir()):
+            if item.is_dir():
+                self.client.log_artifacts(run_id, str(item), item.name)
+            elif not item.name.startswith("."):
+                self.client.log_artifact(run_id, str(item))
+        self.client.log_batch(
+            run_id,
+            tags=[
+                RunTag(GPU_IDS, ",".join(info.get("gpu_ids", [])) or "none"),
+                RunTag(NODE_ID, str(info.get("node_id"))),
+            ],
+        )
+        scores = {
+            **final,
+            "train_seconds": info["train_seconds"],
+            "fit_seconds": info["fit_seconds"],
+        }
+        self.log_metrics(run_id, scores, step=int(info["epochs_run"]))
+        self.terminate(run_id, "FINISHED")
+        model_dir = result.model_dir if local else None
+        record = MemberRecord(
+            name=label,
+            model=model,
+            run_id=run_id,
+            status="FINISHED",
+            train_seconds=float(info["train_seconds"]),
+            val=result.val,
+            test=result.test,
+            fingerprint=result.fingerprint,
+            model_path=None if model_dir is None else str(model_dir),
+        )
+        self.records[label] = record
+        return record
+
+    def stop_member(self, run_id: str, label: str, model: str, epoch: Any) -> None:
+        """A scheduler stopped the trial early: the run ends KILLED, tagged why."""
+        self.client.set_tag(run_id, STOPPED, f"stopped early after epoch {epoch}")
+        self.terminate(run_id, "KILLED")
+        self.records[label] = MemberRecord(
+            name=label,
+            model=model,
+            run_id=run_id,
+            status="STOPPED",
+            error=f"stopped early by the scheduler after epoch {epoch}",
+        )
+
+    def fail_attempt(self, run_id: str) -> None:
+        """A worker died and Tune retries the trial: this attempt's run ends FAILED."""
+        self.client.set_tag(run_id, ERROR, "worker failed; retried")
+        self.terminate(run_id, "FAILED")
+
+    def fail_member(self, run_id: str | None, label: str, model: str, reason: str) -> None:
+        """The trial failed for good: its run ends FAILED with the reason."""
+        if run_id is not None:
+            self.client.set_tag(run_id, ERROR, reason[:5000])
+            self.terminate(run_id, "FAILED")
+        self.records[label] = MemberRecord(
+            name=label, model=model, run_id=run_id or "", status="FAILED", error=reason
+        )
+        log.warning("member %s failed: %s", label, reason)
+
+    # ----------------------------------------------------------------- the sweep's end
+
+    def log_sweep_outputs(
+        self, summary_path: Path, boards: Mapping[str, str], ensemble_run: str | None
+    ) -> None:
+        """summary.json and the leaderboards on the parent (and the ensemble) run."""
+        self.client.log_artifact(self.parent_run_id, str(summary_path))
+        for name, text in boards.items():
+            self.client.log_text(self.parent_run_id, text, name)
+            if ensemble_run and not name.endswith(".txt"):
+                self.client.log_text(ensemble_run, text, name)
+
     def close(self, status: str) -> None:
         """End every run still open: children as KILLED (or ``status`` if FAILED), then parent."""
         for run_id in sorted(self._open - {self.parent_run_id}):
             self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
         if self.parent_run_id in self._open:
             self.terminate(self.parent_run_id, status)
-
-
-def error_reason(trial: Any) -> str:
-    """The exception line of a failed trial's error (Tune writes it locally first)."""
-    text = ""
-    if trial.error_file and Path(trial.error_file).is_file():
-        text = Path(trial.error_file).read_text()
-    text = text or str(trial.get_error() or "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line):
-            return line
-    return lines[-1] if lines else "unknown error"
-
-
-class MemberCallback(Callback):
-    """Tune callback on the driver: mirrors each trial into a nested MLflow member run."""
-
-    def __init__(
-        self, tracker: SweepTracker, members: Sequence[MemberSpec], stage: str | None = None
-    ) -> None:
-        self.tracker = tracker
-        self.stage = stage
-        self.by_name = {m.name: m for m in members}
-        self.ignored: set[str] = set()  # trials of members that FINISHED in an earlier attempt
-        self.started: set[str] = set()
-        self.ended: set[str] = set()
-        self.run_ids: dict[str, str] = {}
-        self.records: dict[str, MemberRecord] = {}
-
-    def _member(self, trial: Any) -> dict[str, Any]:
-        """The trial's member config, with ``label``: its name in MLflow and the ensemble."""
-        from runner.plan import member_label
-
-        return {**trial.config["member"], "label": member_label(trial)}
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
-        member = self._member(trial)
-        self.started.add(trial.trial_id)
-        if member["label"] in self.tracker.finished:
-            # Tune lost track of a trial MLflow saw finish (the driver died in between): it
-            # trains again, but the sweep keeps the first FINISHED run and logs nothing new.
-            self.ignored.add(trial.trial_id)
-            return
-        searched = {"runner.search_member": member["name"]} if member.get("searched") else {}
-        run_id = self.tracker.child(
-            member["label"],
-            "member",
-            {
-                MEMBER: member["label"],
-                MODEL: member["model"],
-                "runner.config_hash": (
-                    config_hash(trial.config["member"])
-                    if searched
-                    else self.by_name[member["name"]].config_hash
-                ),
-                **searched,
-                "runner.trial_id": trial.trial_id,
-                "runner.attempt": str(trial.run_metadata.num_failures + 1),
-                "runner.resources.cpu": str(member["resources"]["cpu"]),
-                "runner.resources.gpu": str(member["resources"]["gpu"]),
-                **({"runner.stage": self.stage} if self.stage else {}),
-            },
-        )
-        self.tracker.client.log_batch(
-            run_id,
-            params=_params(
-                {k: v for k, v in member.items() if k not in ("name", "label", "searched")}
-            ),
-        )
-        self.run_ids[trial.trial_id] = run_id
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        """Log one epoch's metrics (step = epoch); the final result is logged on completion."""
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None or result.get("final") or trial.trial_id in self.ignored:
-            return
-        metrics = {
-            k: v
-            for k, v in result.items()
-            if k not in CONTROL_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        self.tracker.log_metrics(run_id, metrics, step=int(result.get("epoch", 0)))
-        if result.get("epoch") == 1:
-            self.tracker.client.log_batch(
-                run_id,
-                tags=[
-                    RunTag("runner.node_ip", str(result.get("node_ip"))),
-                    RunTag("runner.hostname", str(result.get("hostname"))),
-                ],
-            )
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Log final scores, the model and predictions from the checkpoint; mark FINISHED."""
-        self.ended.add(trial.trial_id)
-        if trial.trial_id in self.ignored:
-            return
-        member = self._member(trial)
-        run_id = self.run_ids[trial.trial_id]
-        result = trial.last_result or {}
-        checkpoint = trial.checkpoint
-        if not result.get("final") or checkpoint is None:  # a scheduler stopped it early
-            self.tracker.client.set_tag(
-                run_id, "runner.stopped", f"stopped early after epoch {result.get('epoch')}"
-            )
-            self.tracker.terminate(run_id, "KILLED")
-            self.records[member["label"]] = MemberRecord(
-                name=member["label"],
-                model=member["model"],
-                run_id=run_id,
-                status="STOPPED",
-                error=f"stopped early by the scheduler after epoch {result.get('epoch')}",
-            )
-            return
-        model_path = None
-        with checkpoint.as_directory() as path:
-            folder = Path(path)
-            info_json = json.loads((folder / "member.json").read_text())
-            if Path(checkpoint.path, info_json["model_file"]).is_file():  # local storage
-                model_path = str(Path(checkpoint.path, info_json["model_file"]))
-            with np.load(folder / "predictions.npz") as npz:
-                val, test = npz["val"], npz["test"]
-                fingerprint = str(npz["fingerprint"])
-            client = self.tracker.client
-            for item in sorted(folder.iterdir()):  # model under model/, the rest as they are
-                if item.name == info_json["model_file"]:
-                    client.log_artifact(run_id, str(item), "model")
-                elif item.is_dir():
-                    client.log_artifacts(run_id, str(item), item.name)
-                elif not item.name.startswith("."):
-                    client.log_artifact(run_id, str(item))
-        client.log_batch(
-            run_id,
-            tags=[
-                RunTag("runner.gpu_ids", ",".join(info_json.get("gpu_ids", [])) or "none"),
-                RunTag("runner.node_id", str(info_json.get("node_id"))),
-            ],
-        )
-        final = {k: v for k, v in result.items() if k.startswith("final_")}
-        final["train_seconds"] = info_json["train_seconds"]
-        final["fit_seconds"] = info_json["fit_seconds"]
-        self.tracker.log_metrics(run_id, final, step=int(info_json["epochs_run"]))
-        self.tracker.terminate(run_id, RunStatus.to_string(RunStatus.FINISHED))
-        self.records[member["label"]] = MemberRecord(
-            name=member["label"],
-            model=member["model"],
-            run_id=run_id,
-            status="FINISHED",
-            train_seconds=float(info_json["train_seconds"]),
-            val=val,
-            test=test,
-            fingerprint=fingerprint,
-            model_path=model_path,
-        )
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """The trial failed and will be retried: this attempt's run ends FAILED."""
-        run_id = self.run_ids.pop(trial.trial_id, None)
-        if run_id is not None:
-            self.tracker.client.set_tag(run_id, "runner.error", "worker failed; retried")
-            self.tracker.terminate(run_id, "FAILED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """The trial failed for good: mark its run FAILED with the reason."""
-        self.ended.add(trial.trial_id)
-        if trial.trial_id not in self.ignored:
-            self._fail(trial, error_reason(trial))
-
-    def _fail(self, trial: Any, reason: str) -> None:
-        member = self._member(trial)
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is not None:
-            self.tracker.client.set_tag(run_id, "runner.error", reason[:5000])
-            self.tracker.terminate(run_id, "FAILED")
-        self.records[member["label"]] = MemberRecord(
-            name=member["label"],
-            model=member["model"],
-            run_id=run_id or "",
-            status="FAILED",
-            error=reason,
-        )
-        log.warning("member %s failed: %s", member["label"], reason)

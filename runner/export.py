@@ -1,8 +1,10 @@
 """The MLflow side of the ensemble stage: log an ensemble run's numbers, tables and pictures,
-and a servable pyfunc model (member models + the fitted ensemble) that takes raw inputs."""
+a servable pyfunc model (the members' saved models + the fitted ensemble) that takes raw
+inputs, its registration and the champion/challenger decision."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import tempfile
@@ -19,10 +21,13 @@ import numpy as np
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+import models
 from ensembles import plots
 from ensembles.stage import EnsembleReport
+from models.store import read_manifest
+from runner.contracts import BEATS_BEST_MEMBER, BEST_MEMBER, CHAMPION, DATA_FINGERPRINT, MODEL_DIR
 
-MODEL_ARTIFACT = "model"  # where members keep their model file, and the ensemble its pyfunc
+PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
 
 
 def metric_key(name: str) -> str:
@@ -87,8 +92,8 @@ def log_report(
         metrics=[Metric(k, float(v), ts, 0) for k, v in _metrics(report).items()],
         params=[Param(k, str(v)[:6000]) for k, v in params.items()],
     )
-    client.set_tag(run_id, "runner.best_member", report.best_member)
-    client.set_tag(run_id, "runner.beats_best_member", str(report.beats_best_member).lower())
+    client.set_tag(run_id, BEST_MEMBER, report.best_member)
+    client.set_tag(run_id, BEATS_BEST_MEMBER, str(report.beats_best_member).lower())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "weights.json").write_text(json.dumps(report.weights, indent=2))
@@ -134,7 +139,9 @@ def log_pyfunc(
 ) -> str:
     """Log the ensemble as a pyfunc model under ``model/``; returns its ``runs:/`` URI.
 
-    ``member_runs`` maps each ensembled member to the MLflow run holding its model file.
+    ``member_runs`` maps each ensembled member to the MLflow run holding its saved model.
+    The model carries the code of every member's kind (``models/``, and the module of any
+    kind registered from outside it), so it loads in a fresh process on another machine.
     """
     classification = report.val_pred.ndim == 2
     task = {
@@ -142,14 +149,13 @@ def log_pyfunc(
         "n_classes": int(report.val_pred.shape[1]) if classification else None,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts, kinds = {}, []
+        artifacts, kinds, modules = {}, [], set()
         for i, name in enumerate(report.names):
-            folder = Path(
-                client.download_artifacts(member_runs[name], MODEL_ARTIFACT, tmp + f"/{i}")
-            )
-            (model_file,) = [p for p in folder.iterdir() if p.is_file()]
-            kinds.append("keras" if model_file.suffix == ".keras" else "sklearn")
-            artifacts[f"member_{i}"] = str(model_file)
+            folder = client.download_artifacts(member_runs[name], MODEL_DIR, tmp + f"/{i}")
+            manifest = read_manifest(folder)
+            kinds.append(manifest["kind"])
+            modules.add(manifest.get("module") or "models")
+            artifacts[f"member_{i}"] = folder
         spec_path = Path(tmp) / "ensemble_spec.json"
         spec_path.write_text(json.dumps({"names": report.names, "kinds": kinds, "task": task}))
         estimator_path = Path(tmp) / "estimator.joblib"
@@ -162,23 +168,31 @@ def log_pyfunc(
             # An input example would make MLflow load every member (and TensorFlow) here, on
             # the driver, just to check it; the explicit signature documents the input instead.
             warnings.filterwarnings("ignore", message=".*input example was not provided")
-            _save_pyfunc(saved, artifacts, signature)
-        client.log_artifacts(run_id, str(saved), MODEL_ARTIFACT)
-    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+            mlflow.pyfunc.save_model(
+                str(saved),
+                python_model=str(PYFUNC_MODEL),
+                artifacts=artifacts,
+                code_paths=_code_paths(modules),
+                pip_requirements=_requirements(),
+                signature=signature,
+            )
+        client.log_artifacts(run_id, str(saved), MODEL_DIR)
+    return f"runs:/{run_id}/{MODEL_DIR}"
 
 
-def _save_pyfunc(path: Path, artifacts: dict[str, str], signature: Any) -> None:
+def _code_paths(modules: set[str]) -> list[str]:
+    """``models/`` and ``ensembles/`` (what the pyfunc model imports), plus the file or
+    package of each kind registered from outside ``models/``."""
     import ensembles
-    import models
 
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=str(Path(__file__).with_name("export_pyfunc.py")),
-        artifacts=artifacts,
-        code_paths=[str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)],
-        pip_requirements=_requirements(),
-        signature=signature,
-    )
+    paths = [str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)]
+    for name in sorted(modules - {"models"}):
+        spec = importlib.util.find_spec(name.split(".")[0])
+        if spec is None or spec.origin is None:
+            raise ValueError(f"cannot find the module {name!r} of a member's model kind")
+        origin = Path(spec.origin)
+        paths.append(str(origin.parent if origin.name == "__init__.py" else origin))
+    return paths
 
 
 def register(client: MlflowClient, run_id: str, name: str) -> str:
@@ -192,7 +206,7 @@ def register(client: MlflowClient, run_id: str, name: str) -> str:
             raise
     run = client.get_run(run_id)
     version = client.create_model_version(
-        name, f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=run_id
+        name, f"{run.info.artifact_uri}/{MODEL_DIR}", run_id=run_id
     )
     return str(version.version)
 
@@ -229,7 +243,7 @@ def champion_challenger(
         decision["champion_version"] = champion.version
         old_value = old.data.metrics.get(f"final_test_{metric}")
         decision["champion"] = old_value
-        if old.data.tags.get("runner.data_fingerprint") != fingerprint or old_value is None:
+        if old.data.tags.get(DATA_FINGERPRINT) != fingerprint or old_value is None:
             decision["decision"] = "kept: the champion was tested on another split"
         else:
             better = value > old_value if greater_is_better else value < old_value
@@ -238,6 +252,6 @@ def champion_challenger(
         client.set_registered_model_alias(name, "champion", version)
     client.log_batch(
         run_id,
-        tags=[mlflow.entities.RunTag(f"runner.champion.{k}", str(v)) for k, v in decision.items()],
+        tags=[mlflow.entities.RunTag(f"{CHAMPION}{k}", str(v)) for k, v in decision.items()],
     )
     return decision

@@ -1,0 +1,121 @@
+"""Tune events on the driver -> run-tree calls: each trial mirrored as a nested member run.
+
+The callback only translates; what is written, and the members' records, belong to the
+``RunTree``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from runner.contracts import TrialInput, TrialResult, trial_label
+from runner.runtree import RunTree
+from runner.spec import MemberSpec, config_hash
+
+CONTROL_KEYS = {*AUTO_RESULT_KEYS, "epoch", "final", "done", "trial_id", "experiment_tag"}
+
+
+def error_reason(trial: Any) -> str:
+    """The exception line of a failed trial's error (Tune writes it locally first)."""
+    text = ""
+    if trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text()
+    text = text or str(trial.get_error() or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line):
+            return line
+    return lines[-1] if lines else "unknown error"
+
+
+def label_of(trial: Any) -> str:
+    """A Tune trial's member label: its member's name, ``NAME-K`` for search sample K."""
+    return trial_label(trial.config["member"], trial.experiment_tag)
+
+
+class MemberCallback(Callback):
+    """Mirrors each trial of one stage into the run tree."""
+
+    def __init__(
+        self, tree: RunTree, members: Sequence[MemberSpec], stage: str | None = None
+    ) -> None:
+        self.tree = tree
+        self.stage = stage
+        self.hashes = {m.name: m.config_hash for m in members}
+        self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
+        member = TrialInput.from_config(trial.config["member"])
+        run_id = self.tree.open_member(
+            label_of(trial),
+            member,
+            trial_id=trial.trial_id,
+            attempt=trial.run_metadata.num_failures + 1,
+            config_hash=(
+                config_hash(trial.config["member"]) if member.searched else self.hashes[member.name]
+            ),
+            stage=self.stage,
+        )
+        if run_id is not None:
+            self.run_ids[trial.trial_id] = run_id
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        """One epoch's metrics; the final result is logged on completion."""
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None or result.get("final"):
+            return
+        metrics = {
+            k: v
+            for k, v in result.items()
+            if k not in CONTROL_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        epoch = int(result.get("epoch", 0))
+        self.tree.log_epoch(run_id, metrics, epoch, result if epoch == 1 else None)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Log the checkpoint's model, predictions and final scores; or, when a scheduler
+        stopped the trial early, end its run KILLED."""
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        label, model = label_of(trial), trial.config["member"]["model"]
+        result = trial.last_result or {}
+        checkpoint = trial.checkpoint
+        if not result.get("final") or checkpoint is None:
+            self.tree.stop_member(run_id, label, model, result.get("epoch"))
+            return
+        # on this machine's disk as_directory gives the checkpoint itself, which outlives the
+        # trial: stage references may point at its saved model
+        local = Path(checkpoint.path).is_dir()
+        with checkpoint.as_directory() as path:
+            final = {k: v for k, v in result.items() if k.startswith("final_")}
+            self.tree.finish_member(
+                run_id, label, model, TrialResult.read(path), final, local=local
+            )
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The trial failed and will be retried: this attempt's run ends FAILED."""
+        run_id = self.run_ids.pop(trial.trial_id, None)
+        if run_id is not None:
+            self.tree.fail_attempt(run_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The trial failed for good: mark its run FAILED with the reason."""
+        label = label_of(trial)
+        if label in self.tree.finished:
+            return
+        self.tree.fail_member(
+            self.run_ids.get(trial.trial_id),
+            label,
+            trial.config["member"]["model"],
+            error_reason(trial),
+        )

@@ -1,0 +1,153 @@
+"""The typed contracts between the runner's parts: what a trial gets and leaves behind, the
+names of artifacts, and the MLflow tag keys. Every other module uses these names; none
+repeats the literals.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ------------------------------------------------------------------------- artifact names
+
+MODEL_DIR = "model"  # a member's saved model (models.store), and the ensemble's pyfunc model
+PREDICTIONS = "predictions.npz"  # val, test, y_val, y_test, fingerprint
+MEMBER_INFO = "member.json"  # the trial input plus where and how the member trained
+HISTORY = "history.json"
+LEARNING_CURVES = "learning_curves.png"
+SUMMARY = "summary.json"
+LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
+
+# ---------------------------------------------------------------------------- MLflow tags
+
+PARENT = "mlflow.parentRunId"
+ROLE = "runner.role"  # one of ROLES
+ROLES = ("sweep", "member", "ensemble")
+EXPERIMENT = "runner.experiment"
+SWEEP = "runner.sweep_id"
+MEMBER = "runner.member"  # the member's label: its name, or NAME-K for a search sample
+MODEL = "runner.model"
+STAGE = "runner.stage"
+CONFIG_HASH = "runner.config_hash"
+SEARCH_MEMBER = "runner.search_member"
+TRIAL_ID = "runner.trial_id"
+ATTEMPT = "runner.attempt"
+RESOURCES = "runner.resources."  # prefix: runner.resources.cpu, runner.resources.gpu
+NODE_IP = "runner.node_ip"
+NODE_ID = "runner.node_id"
+HOSTNAME = "runner.hostname"
+GPU_IDS = "runner.gpu_ids"
+ERROR = "runner.error"
+STOPPED = "runner.stopped"
+RESUMED = "runner.resumed"
+DATA_FINGERPRINT = "runner.data_fingerprint"
+MEMBERS = "runner.members"
+BEST_MEMBER = "runner.best_member"
+BEATS_BEST_MEMBER = "runner.beats_best_member"
+REENSEMBLE = "runner.reensemble"
+SOURCE_SWEEPS = "runner.source_sweeps"
+CHAMPION = "runner.champion."  # prefix of the champion/challenger decision's tags
+
+# ------------------------------------------------------------------------------ a trial
+
+
+@dataclass(frozen=True)
+class TrialInput:
+    """What a trial trains: built from a ``MemberSpec`` on the driver, carried to the worker
+    as Tune's ``config["member"]`` (a plain dict, so search spaces can sit inside it)."""
+
+    name: str
+    model: str
+    kind: str  # the model's framework (keras, sklearn): recorded with the member
+    hparams: dict[str, Any]
+    training: dict[str, Any]
+    resources: dict[str, float]
+    seed: int
+    searched: bool = False
+    model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
+
+    def to_config(self) -> dict[str, Any]:
+        """The plain dict Tune carries (and MLflow logs as params)."""
+        out = asdict(self)
+        out["model_modules"] = list(self.model_modules)
+        return out
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TrialInput:
+        """Rebuild from ``to_config`` (with Tune's sampled values in place)."""
+        values = {k: v for k, v in config.items() if k in cls.__dataclass_fields__}
+        values["model_modules"] = tuple(values.get("model_modules") or ())
+        return cls(**values)
+
+    def import_model_modules(self) -> None:
+        """Import the modules that register this member's kind (in a fresh worker)."""
+        import_modules(self.model_modules)
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import each named module (model kinds registered from outside ``models/``)."""
+    for name in names:
+        importlib.import_module(name)
+
+
+def sample_number(experiment_tag: Any) -> int:
+    """A search sample's number: Tune's experiment tag starts with its counter."""
+    return int(str(experiment_tag).split("_", 1)[0])
+
+
+def member_label(name: str, sample: int | None) -> str:
+    """The name a trial goes by in MLflow and the ensemble: the member's, or ``NAME-K`` for
+    sample K of a searched member."""
+    return name if sample is None else f"{name}-{sample}"
+
+
+def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
+    """The label of the trial training ``member`` (Tune's ``config["member"]``)."""
+    sample = sample_number(experiment_tag) if member.get("searched") else None
+    return member_label(member["name"], sample)
+
+
+@dataclass
+class TrialResult:
+    """What a finished trial leaves in its checkpoint folder for the driver to log: the
+    predictions, ``member.json`` and the saved model (``MODEL_DIR``)."""
+
+    val: np.ndarray
+    test: np.ndarray
+    fingerprint: str
+    info: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+    def write(self, folder: Path, y_val: np.ndarray, y_test: np.ndarray) -> None:
+        """Save predictions and info into ``folder`` (the model is saved beside them)."""
+        np.savez(
+            folder / PREDICTIONS,
+            val=self.val,
+            test=self.test,
+            y_val=y_val,
+            y_test=y_test,
+            fingerprint=np.array(self.fingerprint),
+        )
+        (folder / MEMBER_INFO).write_text(json.dumps(self.info, indent=2, default=str))
+
+    @classmethod
+    def read(cls, folder: str | Path) -> TrialResult:
+        """Read what ``write`` saved."""
+        folder = Path(folder)
+        with np.load(folder / PREDICTIONS) as npz:
+            val, test, fingerprint = npz["val"], npz["test"], str(npz["fingerprint"])
+        info = json.loads((folder / MEMBER_INFO).read_text())
+        return cls(val, test, fingerprint, info, folder)
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The saved model's folder, where the checkpoint is on this machine's filesystem."""
+        if self.folder is None or not (self.folder / MODEL_DIR).is_dir():
+            return None
+        return self.folder / MODEL_DIR

@@ -1,0 +1,133 @@
+"""Rows and splits: keep classes, cap rows, split train/val/test (seeded, stratified) and
+fingerprint the exact split."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from models.base import Task
+from runner.data.types import Raw
+
+
+def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
+    """Keep the rows labelled with one of ``classes``, relabelled 0..k-1 in the list's order."""
+    if classes is None:
+        return raw
+    classes = list(classes)
+    if not raw.task.is_classification:
+        raise ValueError(
+            f"{name}: data.classes={classes} applies to classification only; "
+            f"{name!r} is a regression task"
+        )
+    n = raw.task.n_classes
+    bad = [
+        c
+        for c in classes
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < n
+    ]
+    if bad or len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"{name}: data.classes must list two or more distinct class ids in 0..{n - 1}, "
+            f"got {classes}"
+        )
+    lookup = np.full(n, -1, dtype=np.int64)
+    lookup[classes] = np.arange(len(classes))
+
+    def subset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new = lookup[y]
+        keep = new >= 0
+        return X[keep], new[keep]
+
+    X, y = subset(raw.X, raw.y)
+    X_test, y_test = subset(raw.X_test, raw.y_test) if raw.has_test else (None, None)
+    return replace(
+        raw,
+        X=X,
+        y=y,
+        X_test=X_test,
+        y_test=y_test,
+        task=Task("classification", n_classes=len(classes)),
+    )
+
+
+def subsample(y: np.ndarray, n: int, stratify: bool, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` rows drawn without replacement, per class in proportion."""
+    if n >= len(y):
+        return np.arange(len(y))
+    if not stratify:
+        return np.sort(rng.choice(len(y), size=n, replace=False))
+    labels, counts = np.unique(y, return_counts=True)
+    exact = counts * (n / len(y))
+    quota = np.floor(exact).astype(np.int64)
+    # largest remainders get the rows left over; ties go to the earlier class
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: n - int(quota.sum())]] += 1
+    picks = [
+        rng.choice(np.flatnonzero(y == label), size=int(q), replace=False)
+        for label, q in zip(labels, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(picks))
+
+
+def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str) -> Raw:
+    """At most ``max_rows`` rows (stratified for classification, seeded), split-wise in
+    proportion when the dataset has its own test split."""
+    if max_rows is None:
+        return raw
+    if isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
+        raise ValueError(f"{name}: data.max_rows must be an integer >= 1, got {max_rows!r}")
+    n_main = len(raw.y)
+    n_test = len(raw.y_test) if raw.has_test else 0
+    if max_rows >= n_main + n_test:
+        return raw
+    rng = np.random.default_rng(seed)
+    strat = raw.task.is_classification
+    k_main = int(round(max_rows * n_main / (n_main + n_test)))
+    keep = subsample(raw.y, k_main, strat, rng)
+    out = replace(raw, X=raw.X[keep], y=raw.y[keep])
+    if raw.has_test:
+        keep_test = subsample(raw.y_test, max_rows - k_main, strat, rng)
+        out = replace(out, X_test=raw.X_test[keep_test], y_test=raw.y_test[keep_test])
+    return out
+
+
+def fingerprint(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """Short hash of the dataset name and every split's features and targets."""
+    h = hashlib.sha256(name.encode())
+    for split in sorted(parts):
+        X, y = parts[split]
+        h.update(split.encode())
+        h.update(np.ascontiguousarray(X).tobytes())
+        h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def split(
+    raw: Raw, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/val/test indices, stratified for classification.
+
+    When ``raw`` has its own test split, only ``X``/``y`` are split (``val_fraction`` of them
+    to validation), ``test_fraction`` is ignored and the test indices index ``raw.X_test``.
+    """
+    idx = np.arange(len(raw.y))
+    strat = raw.y if raw.task.is_classification else None
+    if raw.has_test:
+        train, val = train_test_split(
+            idx, test_size=val_fraction, random_state=seed, stratify=strat
+        )
+        return train, val, np.arange(len(raw.y_test))
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    strat_rest = raw.y[rest] if strat is not None else None
+    train, val = train_test_split(
+        rest,
+        test_size=val_fraction / (1.0 - test_fraction),
+        random_state=seed,
+        stratify=strat_rest,
+    )
+    return train, val, test

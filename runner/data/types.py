@@ -1,0 +1,85 @@
+"""What the data loaders share: the ``data`` config, a loaded table before splitting, and the
+splits with what models need to know about their inputs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.base import InputSpec, Task
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to load, which rows and classes to keep, and how to split it."""
+
+    name: str
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2  # ignored where the dataset ships its own test split
+    seed: int = 0
+    path: str | None = None  # a local file or folder instead of the library's cache
+    target: str | None = None  # csv: the target column
+    task: str | None = None  # csv: classification or regression; None infers it
+    classes: tuple[int, ...] | None = None  # keep these classes only, relabelled 0..k-1
+    max_rows: int | None = None  # subsample (stratified, seeded) before splitting: smoke runs
+    max_train_rows: int | None = None  # cap the training split only (few-label experiments)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A loaded dataset before splitting.
+
+    ``X_test``/``y_test`` are set when the dataset ships its own test split (Fashion-MNIST);
+    then only ``X``/``y`` are split into train and validation.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    task: Task
+    image_shape: tuple[int, int, int] | None = None
+    feature_names: tuple[str, ...] | None = None
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.X_test is None) != (self.y_test is None):
+            raise ValueError("Raw needs both X_test and y_test, or neither")
+
+    @property
+    def has_test(self) -> bool:
+        """Whether the dataset ships its own test split."""
+        return self.X_test is not None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/val/test splits plus what models need to know about the inputs."""
+
+    name: str
+    task: Task
+    input_spec: InputSpec
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    fingerprint: str
+
+    def sizes(self) -> dict[str, int]:
+        """Rows per split."""
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message`` of an exception from a library."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
+
+
+def resolve(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``~`` expanded, made absolute against the current working directory."""
+    return Path(path).expanduser().resolve()

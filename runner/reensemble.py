@@ -1,0 +1,264 @@
+"""``python -m ensembles experiment=NAME [method=greedy] [sweeps=latest|all|ID,ID] ...``
+
+Re-ensemble members already tracked in MLflow, without retraining: collect the FINISHED
+member runs of an experiment, check their split fingerprints, download their predictions,
+fit the chosen method on validation, and log a new ensemble run (with its pyfunc model).
+Arguments are ``key=value`` words like Hydra's, parsed with argparse; any key not listed
+below is passed to the method (e.g. ``n_steps=100`` for greedy, ``l2=0.1`` for weighted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ensembles
+from ensembles.stage import MemberPredictions
+from runner.contracts import (
+    EXPERIMENT,
+    MEMBER,
+    MEMBER_INFO,
+    PARENT,
+    PREDICTIONS,
+    REENSEMBLE,
+    ROLE,
+    SOURCE_SWEEPS,
+    SWEEP,
+)
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CLI output
+
+OPTIONS = {
+    "experiment": "MLflow experiment name (required)",
+    "method": "ensemble method: " + ", ".join(sorted(ensembles.METHODS)) + " (default weighted)",
+    "sweeps": "latest (default), all, or comma-separated sweep ids",
+    "tracking_uri": "MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    "fingerprint": "only members of this split (default: the most common split)",
+    "seed": "random state (default 0)",
+    "cv_folds": "folds of the cross-fitted estimate (default 5)",
+    "n_boot": "bootstrap resamples of the test gain (default 1000)",
+    "log_model": "log the pyfunc model: true/false (default true)",
+    "register_as": "also register the model under this name",
+}
+
+
+class UsageError(ValueError):
+    """Bad arguments or an empty selection: one line for the user."""
+
+
+@dataclass
+class Args:
+    """The parsed command line."""
+
+    experiment: str
+    method: str = "weighted"
+    sweeps: str = "latest"
+    tracking_uri: str = field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    fingerprint: str | None = None
+    seed: int = 0
+    cv_folds: int = 5
+    n_boot: int = 1000
+    log_model: bool = True
+    register_as: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse(argv: Sequence[str]) -> Args:
+    """Parse ``key=value`` words; unknown keys become method params. Validates the method."""
+    epilog = "keys:\n" + "\n".join(f"  {k:<13} {v}" for k, v in OPTIONS.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m ensembles",
+        description=__doc__.split("\n\n")[1],
+        epilog=epilog + "\n  <other>=...   passed to the method\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("words", nargs="*", metavar="key=value")
+    words = parser.parse_args(argv).words
+    known: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for word in words:
+        key, sep, text = word.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value, got {word!r}")
+        (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
+    if "experiment" not in known:
+        raise UsageError("experiment=NAME is required")
+    args = Args(**known, params=params)
+    args.experiment = str(args.experiment)
+    if args.method not in ensembles.METHODS:
+        known_methods = ", ".join(sorted(ensembles.METHODS))
+        raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
+    try:
+        ensembles.make(args.method, **params).check_params()
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"method {args.method!r}: {err}") from None
+    return args
+
+
+def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
+    parents = client.search_runs(
+        [experiment_id], f"tags.`{ROLE}` = 'sweep'", order_by=["attributes.start_time DESC"]
+    )
+    ids = [r.data.tags[SWEEP] for r in parents]
+    if sweeps == "latest":
+        return ids[:1]
+    if sweeps == "all":
+        return ids
+    wanted = [s.strip() for s in str(sweeps).split(",") if s.strip()]
+    missing = [s for s in wanted if s not in ids]
+    if missing:
+        raise UsageError(f"no sweep {missing[0]!r} in this experiment; sweeps: {', '.join(ids)}")
+    return wanted
+
+
+def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dict, dict]:
+    """Download the predictions of every FINISHED member of the chosen sweeps."""
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        names = ", ".join(e.name for e in client.search_experiments())
+        raise UsageError(f"no experiment {args.experiment!r} in the store; experiments: {names}")
+    sweeps = _sweep_ids(client, experiment.experiment_id, args.sweeps)
+    runs = sorted(
+        (
+            r
+            for r in client.search_runs(
+                [experiment.experiment_id],
+                f"tags.`{ROLE}` = 'member' and attributes.status = 'FINISHED'",
+                max_results=5000,
+            )
+            if r.data.tags.get(SWEEP) in sweeps
+        ),
+        key=lambda r: (r.info.start_time, r.data.tags[MEMBER]),
+    )
+    if not runs:
+        raise UsageError(
+            f"experiment {args.experiment!r} has no finished members in sweeps "
+            f"{', '.join(sweeps) or '(none)'}"
+        )
+    several = len(sweeps) > 1
+    members, labels, run_of = [], {}, {}
+    for run in runs:
+        name = run.data.tags[MEMBER]
+        if several:
+            name = f"{name}:{run.data.tags[SWEEP]}"
+        path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
+        with np.load(path) as npz:
+            fp = str(npz["fingerprint"])
+            members.append(MemberPredictions(name, npz["val"], npz["test"], fp))
+            labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
+        run_of[name] = run.info.run_id
+    return members, labels, {"sweeps": sweeps, "runs": run_of}
+
+
+def _n_features(client, run_id: str, tmp: str) -> int | None:
+    """The feature count a member recorded (the pyfunc model's input signature)."""
+    info = json.loads(Path(client.download_artifacts(run_id, MEMBER_INFO, tmp)).read_text())
+    return info.get("n_features")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from mlflow.tracking import MlflowClient
+
+    from runner import ensemble_step
+    from runner.spec import EnsembleSpec
+
+    settings = EnsembleSpec(
+        method=args.method,
+        params=args.params,
+        cv_folds=args.cv_folds,
+        n_boot=args.n_boot,
+        log_model=bool(args.log_model),
+        register_as=args.register_as,
+    )
+    client = MlflowClient(args.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            members, labels, found = collect(client, args, Path(tmp))
+            fingerprint = args.fingerprint or max(
+                labels, key=lambda fp: sum(m.fingerprint == fp for m in members)
+            )
+            if fingerprint not in labels:
+                raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
+            y_val, y_test = labels[fingerprint]
+            report = ensemble_step.fit(settings, members, y_val, y_test, args.seed, fingerprint)
+        except (UsageError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
+        sweeps = found["sweeps"]
+        tags = {
+            ROLE: "ensemble",
+            EXPERIMENT: args.experiment,
+            REENSEMBLE: "true",
+            SOURCE_SWEEPS: ",".join(sweeps),
+        }
+        if len(sweeps) == 1:  # nest under the sweep it came from
+            (parent,) = client.search_runs(
+                [experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{sweeps[0]}'"
+            )
+            tags.update({SWEEP: sweeps[0], PARENT: parent.info.run_id})
+        n_features = _n_features(client, found["runs"][report.names[0]], tmp)
+        if settings.log_model and n_features is None:
+            logging.warning("no pyfunc model: members were logged without n_features")
+        run_name = f"ensemble-{args.method}-{time.strftime('%H%M%S')}"
+        out = ensemble_step.log(
+            client,
+            report,
+            settings,
+            open_run=lambda more: (
+                client.create_run(
+                    experiment_id, run_name=run_name, tags={**tags, **more}
+                ).info.run_id
+            ),
+            end_run=lambda run_id, status: client.set_terminated(run_id, status),
+            member_runs=found["runs"],
+            y_test=y_test,
+            fingerprint=fingerprint,
+            n_features=n_features,
+        )
+    metric = report.metric
+    print(
+        f"ensemble run {out['run_id']} ({args.method}, {len(report.names)} members from "
+        f"{len(sweeps)} sweep(s)): val {metric} {report.val_scores[metric]:.4f}, "
+        f"test {metric} {report.test_scores[metric]:.4f}"
+    )
+    for name, reason in report.dropped.items():
+        print(f"left out {name}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

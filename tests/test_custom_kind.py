@@ -1,0 +1,100 @@
+"""Adding a model kind is one module, one registry line and one config file, with nothing
+changed under runner/ or ensembles/: tests/toy_kind.py registers a kind from outside
+models/, and it goes through a sweep, the ensemble, the export and a fresh-process load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import ROOT, read_summary
+
+TESTS = ROOT / "tests"
+
+
+@pytest.mark.slow
+def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(workdir, tmp_path):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "+experiment=quickstart",
+            "smoke=true",
+            f"hydra.searchpath=[file://{TESTS / 'conf'}]",
+            "+model@members.toy=toy",
+            "runner.model_modules=[toy_kind]",
+            "~members.mlp",
+            "~members.selu",
+            "~members.convnet",
+            "~members.resnet",
+            f"tracking.uri={db}",
+            "hydra.run.dir=out",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    toy = next(m for m in summary["members"] if m["name"] == "toy")
+    assert toy["status"] == "FINISHED" and toy["model"] == "toy"
+    assert toy["val_metric"] > 0.5  # nearest centroids on digits: far above chance (0.1)
+    assert "toy" in summary["ensemble"]["weights"]
+    client = MlflowClient(db)
+    manifest = json.loads(
+        Path(client.download_artifacts(toy["run_id"], "model/kind.json", str(tmp_path))).read_text()
+    )
+    assert manifest["kind"] == "toy" and manifest["module"] == "toy_kind"
+
+    # another machine: a fresh process in another directory, without tests/ on its path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "import sys, mlflow, numpy as np\n"
+        "from sklearn.datasets import load_digits\n"
+        "assert 'toy_kind' not in sys.modules\n"
+        f"model = mlflow.pyfunc.load_model('runs:/{summary['ensemble']['run_id']}/model')\n"
+        "X = load_digits().data[:7].astype('float32')\n"
+        "proba = model.predict(X)\n"
+        "assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1), proba\n"
+        "print('served', proba.argmax(axis=1).tolist())\n"
+    )
+    clean = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    clean["MLFLOW_TRACKING_URI"] = db
+    served = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=elsewhere,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert "served" in served.stdout
+
+
+def test_an_unimportable_model_module_fails_in_one_line_before_anything_runs(workdir):
+    from helpers import run_cli
+
+    done = run_cli(workdir, "+experiment=quickstart", "runner.model_modules=[no_such_kind]")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: runner.model_modules: cannot import 'no_such_kind' (ModuleNotFoundError"
+        )
+    )
+    assert not (workdir / "mlflow.db").exists()

@@ -1,0 +1,98 @@
+"""A model kind from outside ``models/``, as a user would write one: nearest class centroids
+(classification) or least squares (regression) in NumPy, saved as JSON. Importing this module
+registers it (``runner.model_modules=[toy_kind]`` makes the runner and its workers do so)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import models
+from models.base import InputSpec, Task, check_float
+from models.kind import EpochHook, Hparam, ModelKind, check_hparams
+
+SCHEMA = {"temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6))}
+
+
+class ToyModel:
+    """Fitted parameters: centroids (classes) or coefficients (values), and the scaling."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        p = self.params
+        Z = (np.asarray(X, dtype=np.float64) - np.array(p["mean"])) / np.array(p["scale"])
+        if "centroids" in p:
+            d = ((Z[:, None, :] - np.array(p["centroids"])[None]) ** 2).sum(axis=2)
+            logits = -d / p["temperature"]
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return np.c_[Z, np.ones(len(Z))] @ np.array(p["coef"])
+
+
+class ToyKind(ModelKind):
+    """The toy kind: one fit, no epochs, a JSON file."""
+
+    name = "toy"
+    framework = "numpy"
+
+    def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
+        return check_hparams(self.name, SCHEMA, hparams)
+
+    def build(self, spec: InputSpec, task: Task, **hparams: Any) -> dict[str, Any]:
+        return {"task": task, **self.check(hparams, task)}
+
+    def fit(
+        self,
+        model,
+        task,
+        train,
+        val,
+        options,
+        hparams,
+        *,
+        seed: int = 0,
+        on_epoch: EpochHook | None = None,
+        workdir: Path | None = None,
+    ):
+        X, y = np.asarray(train[0], dtype=np.float64), np.asarray(train[1])
+        mean, scale = X.mean(axis=0), X.std(axis=0) + 1e-9
+        Z = (X - mean) / scale
+        params: dict[str, Any] = {
+            "mean": mean.tolist(),
+            "scale": scale.tolist(),
+            "temperature": model["temperature"],
+        }
+        if task.is_classification:
+            params["centroids"] = [Z[y == k].mean(axis=0).tolist() for k in range(task.n_classes)]
+        else:
+            params["coef"] = np.linalg.lstsq(np.c_[Z, np.ones(len(Z))], y, rcond=None)[0].tolist()
+        model["fitted"] = ToyModel(params)
+        pred = model["fitted"].predict(val[0])
+        if task.is_classification:
+            loss = float(-np.mean(np.log(np.clip(pred[np.arange(len(val[1])), val[1]], 1e-15, 1))))
+        else:
+            loss = float(np.mean((pred - val[1]) ** 2))
+        if on_epoch is not None:
+            on_epoch(1, {"val_loss": loss})
+        return {"val_loss": [loss]}
+
+    def predict(self, model: Any, X: np.ndarray, task: Task) -> np.ndarray:
+        fitted = model["fitted"] if isinstance(model, dict) else model
+        return fitted.predict(X)
+
+    def save(self, model: Any, folder: Path) -> Path:
+        path = Path(folder) / "toy.json"
+        path.write_text(json.dumps(model["fitted"].params))
+        return path
+
+    def load(self, path: Path) -> ToyModel:
+        return ToyModel(json.loads(Path(path).read_text()))
+
+
+models.register(ToyKind(), __name__)
