@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from runner.data import Dataset
-    from runner.spec import DataSpec
+    from runner.spec import DataSpec, RunSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -21,11 +21,18 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # TensorFlow's C++ start-up chatter when the driver loads a model.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+for _key, _value in {  # MLflow's HTTP retries, bounded to about half a minute (not minutes)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}.items():
+    os.environ.setdefault(_key, _value)
 
 # Library loggers whose INFO/WARNING lines say nothing a user acts on (shown at verbose=2).
 CHATTY_LOGGERS = (
     "mlflow.store.db.utils",  # "Creating initial MLflow database tables..."
     "alembic",
+    "urllib3.connectionpool",  # "Retrying (Retry(total=...))": MLflow's HTTP retries
     "ray._private.authentication.authentication_token_setup",  # token auth is on: expected
 )
 
@@ -84,6 +91,20 @@ def _load(spec: DataSpec, where: str) -> Dataset:
         raise SpecError(f"{where}: {err}") from None
 
 
+def _probe_store(spec: RunSpec) -> None:
+    """The MLflow store answers and can be written, within tracking.connect_timeout; with a
+    Ray Client address the sweep writes from the head, which this machine cannot probe."""
+    from runner.spec import SpecError
+    from runner.store_probe import StoreUnavailable, probe, redact_uri
+
+    if (spec.cluster.address or "").startswith("ray://"):
+        return
+    try:
+        probe(spec.tracking_uri, spec.tracking_timeout, redact_uri(spec.tracking_uri))
+    except StoreUnavailable as err:
+        raise SpecError(str(err)) from None
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
@@ -100,6 +121,7 @@ def _main(cfg: DictConfig) -> None:
         if spec.verbose < 2:
             for name in CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.ERROR)
+        _probe_store(spec)
         data = _load(spec.data, "data")
         check_members_against_data(spec.members, data.task, data.input_spec)
         stage_data = {}

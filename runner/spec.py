@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -150,6 +151,7 @@ class RunSpec:
     resume: bool = False  # re-attach to the latest unfinished sweep (or runner.sweep_id's)
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
+    tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
 
     def all_members(self) -> tuple[MemberSpec, ...]:
         """Members of every stage, earlier stages first."""
@@ -179,8 +181,9 @@ def _int(where: str, value: Any, minimum: int) -> int:
 
 
 def _number(where: str, value: Any, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise _fail(where, f"must be a number >= {minimum}, got {value!r}")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < minimum:
+        raise _fail(where, f"must be a finite number >= {minimum}, got {value!r}")
     return float(value)
 
 
@@ -598,6 +601,10 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail("smoke", f"must be true or false, got {smoke!r}")
     shrink = _smoke(runner) if smoke else None
     data = parse_data(cfg.get("data") or {})
+    tracking = _mapping("tracking", cfg.get("tracking"))
+    for key in tracking:
+        if key not in ("uri", "connect_timeout"):
+            raise _fail("tracking", f"unknown key {key!r}; allowed: uri, connect_timeout")
     modules = parse_model_modules(runner.get("model_modules"))
     stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink, modules)
     members = parse_members(cfg.get("members"), training, resources, seed, shrink, modules)
@@ -614,7 +621,10 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         fresh_sweep=fresh,
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
-        tracking_uri=parse_tracking_uri((cfg.get("tracking") or {}).get("uri")),
+        tracking_uri=parse_tracking_uri(tracking.get("uri")),
+        tracking_timeout=_number(
+            "tracking.connect_timeout", tracking.get("connect_timeout", 10.0), 0.1
+        ),
         seed=seed,
         sweep_id=str(sweep_id),
         storage_path=storage,

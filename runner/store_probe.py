@@ -1,0 +1,121 @@
+"""The MLflow store is a dependency that can fail: probe it before Ray starts, in bounded
+time, without MLflow's own retries (minutes against a dead server), and say in one line
+what is wrong: unreachable, wrong credentials, or a path that cannot be written.
+
+Imports neither MLflow nor Ray.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without a password, safe to print and to store."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+class StoreUnavailable(RuntimeError):
+    """The MLflow store cannot be used as configured; one line for the user."""
+
+
+def probe(uri: str, timeout: float, shown: str) -> None:
+    """Raise StoreUnavailable if the store at ``uri`` cannot be reached, authenticated to or
+    written within ``timeout`` seconds; ``shown`` is the URI as it may be printed."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0].lower()
+    if scheme in ("http", "https"):
+        _probe_server(uri, timeout, shown)
+    elif scheme == "sqlite":
+        _probe_path(Path(uri[len("sqlite:///") :]), shown, is_file=True)
+    elif scheme == "file":
+        _probe_path(Path(unquote(parts.path)), shown, is_file=False)
+    elif scheme in DATABASE_PORTS:
+        _probe_socket(
+            parts.hostname or "localhost", parts.port or DATABASE_PORTS[scheme], timeout, shown
+        )
+
+
+def _probe_socket(host: str, port: int, timeout: float, shown: str) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise StoreUnavailable(
+            f"tracking.uri {shown} is unreachable within {timeout:g}s "
+            f"({type(err).__name__}: {err}); start the store or fix tracking.uri"
+        ) from None
+
+
+def _headers(uri: str) -> dict[str, str]:
+    """The credentials MLflow would send: user:password in the URI or the environment's
+    MLFLOW_TRACKING_USERNAME/PASSWORD, or MLFLOW_TRACKING_TOKEN."""
+    parts = urlsplit(uri)
+    user = unquote(parts.username) if parts.username else os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = (
+        unquote(parts.password) if parts.password else os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    )
+    if user and password is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
+
+
+def _probe_server(uri: str, timeout: float, shown: str) -> None:
+    parts = urlsplit(uri)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/experiments/search",
+        data=json.dumps({"max_results": 1}).encode(),
+        headers={"Content-Type": "application/json", **_headers(uri)},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise StoreUnavailable(
+                f"tracking.uri {shown} refused the credentials (HTTP {err.code}); set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            ) from None
+        raise StoreUnavailable(
+            f"tracking.uri {shown} answered HTTP {err.code} ({err.reason}), not as an MLflow "
+            "tracking server; fix tracking.uri"
+        ) from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise StoreUnavailable(
+            f"tracking.uri {shown} is unreachable within {timeout:g}s ({reason}); start the "
+            "server or fix tracking.uri"
+        ) from None
+
+
+def _probe_path(path: Path, shown: str, is_file: bool) -> None:
+    path = path.expanduser()
+    folder = path.parent if is_file else path
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreUnavailable(
+            f"tracking.uri {shown}: cannot create the store, {existing or folder} is not a "
+            "writable directory"
+        )
+    if is_file and path.exists() and not os.access(path, os.W_OK):
+        raise StoreUnavailable(f"tracking.uri {shown}: the store file {path} is not writable")

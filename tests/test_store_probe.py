@@ -1,0 +1,76 @@
+"""The tracking store is probed before Ray starts: a dead, refusing or unwritable store fails
+in one line within tracking.connect_timeout, without MLflow's minutes of retries."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from helpers import free_port, run_cli
+
+
+def _one_error_line(done) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr[-2000:]
+    return lines[0]
+
+
+def test_an_unreachable_tracking_server_fails_in_one_line_within_the_timeout(workdir):
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri={uri}", timeout=120)
+    took = time.monotonic() - start
+    line = _one_error_line(done)
+    assert line.startswith(f"error: tracking.uri {uri} is unreachable within 10s")
+    assert took < 15, took
+    assert not (workdir / "ray_results").exists() and not (workdir / "mlruns").exists()
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.send_response(401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def refusing_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_wrong_credentials_fail_in_one_line_and_the_password_is_not_printed(
+    workdir, refusing_server
+):
+    uri = f"http://bob:s3cret@127.0.0.1:{refusing_server}"
+    done = run_cli(
+        workdir, "+experiment=quickstart", f"tracking.uri={uri}", "tracking.connect_timeout=3"
+    )
+    line = _one_error_line(done)
+    assert "refused the credentials (HTTP 401)" in line
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "bob:***@" in line
+
+
+def test_a_store_path_that_cannot_be_written_fails_in_one_line(workdir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri=sqlite:///{blocker}/m.db")
+    line = _one_error_line(done)
+    assert "cannot create the store" in line and "is not a writable directory" in line
+
+
+def test_a_bad_connect_timeout_is_refused(workdir):
+    done = run_cli(workdir, "+experiment=quickstart", "tracking.connect_timeout=0")
+    assert "tracking.connect_timeout: must be a finite number >= 0.1, got 0" in _one_error_line(
+        done
+    )
