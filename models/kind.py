@@ -178,3 +178,32 @@ class ModelKind:
         epochs = len(next(iter(history.values()), [])) if history else 1
         info = {**self.describe(model), **({"device": device} if device else {})}
         return Trained(model, history, fit_seconds, max(epochs, 1), info)
+
+
+def check_predictions(pred: Any, n_rows: int, task: Task, split: str) -> np.ndarray:
+    """A member's predictions held to the members' contract (shape, finite values,
+    probability rows in [0, 1] summing to 1); ValueError saying what is wrong."""
+    pred = np.asarray(pred, dtype=np.float64)
+    shape = (n_rows, task.n_classes) if task.is_classification else (n_rows,)
+    if pred.shape != shape:
+        raise ValueError(f"{split} predictions have shape {pred.shape}, the contract is {shape}")
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(
+            f"{split} predictions hold {int(bad.sum())} NaN or infinite value(s), first in "
+            f"row {row}"
+        )
+    if task.is_classification:
+        if pred.min() < -1e-6 or pred.max() > 1 + 1e-6:
+            raise ValueError(
+                f"{split} probabilities must lie in [0, 1], got values from {pred.min():.4g} "
+                f"to {pred.max():.4g}"
+            )
+        sums = pred.sum(axis=1)
+        off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
+        if off.size:
+            raise ValueError(
+                f"{split} probability rows must sum to 1, row {off[0]} sums to {sums[off[0]]:.6g}"
+            )
+    return pred

@@ -7,11 +7,11 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.spec import ClusterSpec
+from runner.spec import ClusterSpec, MemberSpec
 
 # Keep TensorFlow's C++ start-up chatter out of the user's terminal; errors still show.
 WORKER_ENV = {
@@ -132,3 +132,18 @@ def check_storage_on_nodes(storage_path: str) -> None:
             f"runner.storage_path {storage_path!r} is not shared: nodes {missing} wrote "
             "markers this machine cannot see; use a shared directory or a cloud URI"
         )
+
+
+def check_resources(members: Sequence[MemberSpec], totals: Mapping[str, float]) -> None:
+    """Every member's request fits on the cluster as it is (``ray.cluster_resources()``):
+    an unmeetable one fails in one line, instead of Tune waiting for it forever."""
+    have = {"cpu": float(totals.get("CPU", 0.0)), "gpu": float(totals.get("GPU", 0.0))}
+    for m in members:
+        for key in ("cpu", "gpu"):
+            asked = getattr(m.resources, key)
+            if asked > have[key]:
+                raise ClusterError(
+                    f"members.{m.name}.resources.{key}={asked:g} cannot be met: the cluster has "
+                    f"{have['cpu']:g} CPU(s) and {have['gpu']:g} GPU(s) in all; ask for less, "
+                    "or declare more (cluster.num_cpus / cluster.num_gpus) or add nodes"
+                )

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
@@ -52,15 +51,6 @@ from runner.spec import RunSpec
 log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without a password, safe to print and to store."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def store_exists(uri: str) -> bool:

@@ -17,8 +17,9 @@ from runner.callback import MemberCallback
 from runner.contracts import LEADERBOARDS
 from runner.data import Dataset
 from runner.errors import SweepFailed, SweepInterrupted
-from runner.runtree import MemberRecord, RunTree, redact_uri
+from runner.runtree import MemberRecord, RunTree
 from runner.spec import MemberSpec, RunSpec
+from runner.store_probe import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,11 @@ def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]
 def _run(
     spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
 ) -> dict[str, Any]:
+    import ray
+
+    from runner.cluster import check_resources
+
+    check_resources(spec.all_members(), ray.cluster_resources())  # before any MLflow run
     tree = RunTree(spec, data.fingerprint, data.sizes())
     spec = replace(spec, sweep_id=tree.sweep_id)
     if spec.verbose:

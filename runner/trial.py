@@ -18,6 +18,7 @@ from ray import tune
 
 import models
 from ensembles.metrics import evaluate
+from models.kind import check_predictions
 from models.training import TrainingOptions
 from runner.contracts import HISTORY, LEARNING_CURVES, MODEL_DIR, TrialInput, TrialResult
 from runner.data import Dataset
@@ -72,8 +73,10 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
         models.save_member(member.model, trained.model, out / MODEL_DIR)
         if entry.learns_in_epochs and trained.history:
             _save_history(trained.history, f"{member.name} ({member.model})", out)
-        val = entry.predict(trained.model, data.X_val, data.task)
-        test = entry.predict(trained.model, data.X_test, data.task)
+        val, test = (
+            check_predictions(entry.predict(trained.model, X, data.task), len(X), data.task, split)
+            for X, split in ((data.X_val, "validation"), (data.X_test, "test"))
+        )
         train_seconds = time.perf_counter() - start
         info = {
             **member.to_config(),

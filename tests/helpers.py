@@ -22,10 +22,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_cli(cwd: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m runner <overrides>`` in ``cwd``, with a clean MLflow environment."""
+TESTS = ROOT / "tests"
+# the toy model kind of tests/toy_kind.py, registered from outside models/
+TOY_KIND = (f"hydra.searchpath=[file://{TESTS / 'conf'}]", "runner.model_modules=[toy_kind]")
+
+
+def run_cli(
+    cwd: Path, *overrides: str, timeout: float = 600, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m runner <overrides>`` in ``cwd``, with a clean MLflow environment;
+    ``pythonpath`` is put first on the module path (e.g. for a model kind of the tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONUNBUFFERED"] = "1"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(pythonpath), env.get("PYTHONPATH")) if p
+        )
     return subprocess.run(
         [sys.executable, "-m", "runner", *overrides],
         cwd=cwd,

@@ -13,38 +13,25 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import ROOT, read_summary
-
-TESTS = ROOT / "tests"
+from helpers import TESTS, TOY_KIND, read_summary, run_cli
 
 
 @pytest.mark.slow
 def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(workdir, tmp_path):
     db = f"sqlite:///{workdir}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "+experiment=quickstart",
-            "smoke=true",
-            f"hydra.searchpath=[file://{TESTS / 'conf'}]",
-            "+model@members.toy=toy",
-            "runner.model_modules=[toy_kind]",
-            "~members.mlp",
-            "~members.selu",
-            "~members.convnet",
-            "~members.resnet",
-            f"tracking.uri={db}",
-            "hydra.run.dir=out",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *TOY_KIND,
+        "+model@members.toy=toy",
+        "~members.mlp",
+        "~members.selu",
+        "~members.convnet",
+        "~members.resnet",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+        pythonpath=TESTS,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
@@ -71,7 +58,7 @@ def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(wor
         "assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1), proba\n"
         "print('served', proba.argmax(axis=1).tolist())\n"
     )
-    clean = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     clean["MLFLOW_TRACKING_URI"] = db
     served = subprocess.run(
         [sys.executable, "-c", code],
@@ -86,8 +73,6 @@ def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(wor
 
 
 def test_an_unimportable_model_module_fails_in_one_line_before_anything_runs(workdir):
-    from helpers import run_cli
-
     done = run_cli(workdir, "+experiment=quickstart", "runner.model_modules=[no_such_kind]")
     assert done.returncode == 2
     assert (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from helpers import read_summary, run_cli
+from helpers import INFRA_MEMBERS, TESTS, TOY_KIND, read_summary, run_cli
 
 
 def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ensembled(workdir):
@@ -33,3 +33,54 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
     assert run.data.tags["runner.error"].startswith("FloatingPointError: loss became nan")
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED"
+
+
+def test_members_whose_predictions_break_the_contract_fail_with_the_reason(workdir):
+    """NaN values, a wrong shape and probability rows that do not sum to 1 each make the
+    member FAILED with what was wrong; the well-behaved members are ensembled."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    broken = {"nans": "nan_values", "short": "wrong_shape", "unnormalised": "unnormalised"}
+    members = [
+        arg
+        for name, corrupt in broken.items()
+        for arg in (f"+model@members.{name}=toy", f"+members.{name}.hparams.corrupt={corrupt}")
+    ]
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *TOY_KIND,
+        *INFRA_MEMBERS,
+        "~members.mlp",
+        *members,
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+        pythonpath=TESTS,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {m["name"]: m for m in read_summary(workdir / "out")["members"]}
+    expected = {
+        "nans": "validation predictions hold 400 NaN or infinite value(s), first in row 0",
+        "short": "validation predictions have shape (119, 10), the contract is (120, 10)",
+        "unnormalised": "validation probability rows must sum to 1, row 0 sums to 0.5",
+    }
+    client = MlflowClient(db)
+    for name, reason in expected.items():
+        assert rows[name]["status"] == "FAILED", rows[name]
+        assert reason in rows[name]["error"], rows[name]["error"]
+        run = client.get_run(rows[name]["run_id"])
+        assert run.info.status == "FAILED" and reason in run.data.tags["runner.error"]
+    assert rows["logistic"]["status"] == rows["svm"]["status"] == "FINISHED"
+
+
+def test_a_resource_request_the_cluster_cannot_meet_fails_in_one_line(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(
+        workdir, "+experiment=quickstart", "resources.gpu=2", f"tracking.uri={db}", timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.strip().splitlines() if x.strip()]
+    assert line.startswith("error: members.mlp.resources.gpu=2 cannot be met: the cluster has")
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])

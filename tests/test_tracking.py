@@ -6,8 +6,9 @@ from dataclasses import replace
 
 from mlflow.tracking import MlflowClient
 
-from runner.runtree import RunTree, flatten, redact_uri
+from runner.runtree import RunTree, flatten
 from runner.spec import from_config
+from runner.store_probe import redact_uri
 
 
 def test_redact_uri_hides_passwords_only():

@@ -12,10 +12,15 @@ from typing import Any
 import numpy as np
 
 import models
-from models.base import InputSpec, Task, check_float
+from models.base import InputSpec, Task, check_choice, check_float
 from models.kind import EpochHook, Hparam, ModelKind, check_hparams
 
-SCHEMA = {"temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6))}
+# ``corrupt`` breaks the members' contract on purpose (the runner must fail such a member)
+CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised")
+SCHEMA = {
+    "temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6)),
+    "corrupt": Hparam("none", lambda name, v: check_choice(name, v, CORRUPTIONS)),
+}
 
 
 class ToyModel:
@@ -31,8 +36,17 @@ class ToyModel:
             d = ((Z[:, None, :] - np.array(p["centroids"])[None]) ** 2).sum(axis=2)
             logits = -d / p["temperature"]
             e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-        return np.c_[Z, np.ones(len(Z))] @ np.array(p["coef"])
+            out = e / e.sum(axis=1, keepdims=True)
+        else:
+            out = np.c_[Z, np.ones(len(Z))] @ np.array(p["coef"])
+        corrupt = p.get("corrupt", "none")
+        if corrupt == "nan_values":
+            out[::3] = np.nan
+        elif corrupt == "wrong_shape":
+            out = out[:-1]
+        elif corrupt == "unnormalised":
+            out = out * 0.5
+        return out
 
 
 class ToyKind(ModelKind):
@@ -67,13 +81,14 @@ class ToyKind(ModelKind):
             "mean": mean.tolist(),
             "scale": scale.tolist(),
             "temperature": model["temperature"],
+            "corrupt": model["corrupt"],
         }
         if task.is_classification:
             params["centroids"] = [Z[y == k].mean(axis=0).tolist() for k in range(task.n_classes)]
         else:
             params["coef"] = np.linalg.lstsq(np.c_[Z, np.ones(len(Z))], y, rcond=None)[0].tolist()
         model["fitted"] = ToyModel(params)
-        pred = model["fitted"].predict(val[0])
+        pred = ToyModel({**params, "corrupt": "none"}).predict(val[0])
         if task.is_classification:
             loss = float(-np.mean(np.log(np.clip(pred[np.arange(len(val[1])), val[1]], 1e-15, 1))))
         else:
