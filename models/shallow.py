@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
@@ -23,10 +22,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
+from models import safe_io
 from models.base import InputSpec, Task, check_hparam_names
 from models.kind import EpochHook, ModelKind
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,14 +108,12 @@ class SklearnKind(ModelKind):
         return predict(model, X, task)
 
     def save(self, model: Any, folder: Path) -> Path:
-        """The fitted pipeline with joblib."""
-        path = Path(folder) / MODEL_FILE
-        joblib.dump(model, path)
-        return path
+        """The fitted pipeline in the skops format (no pickle)."""
+        return safe_io.dump(model, Path(folder) / MODEL_FILE)
 
     def load(self, path: Path) -> Any:
-        """The fitted pipeline (its checksum is checked by ``models.store`` first)."""
-        return joblib.load(path)
+        """The fitted pipeline via ``models.safe_io`` (``models.store`` checks the sha256 first)."""
+        return safe_io.load(path)
 
 
 def _keras_style(task: Task, y: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict:

@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
@@ -24,7 +23,8 @@ from mlflow.tracking import MlflowClient
 import models
 from ensembles import plots
 from ensembles.stage import EnsembleReport
-from models.store import read_manifest
+from models import safe_io
+from models.store import read_manifest, sha256
 from runner.contracts import BEATS_BEST_MEMBER, BEST_MEMBER, CHAMPION, DATA_FINGERPRINT, MODEL_DIR
 
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
@@ -122,7 +122,7 @@ def log_report(
 
 def _requirements() -> list[str]:
     reqs = []
-    for dist in ("mlflow", "numpy", "scipy", "scikit-learn", "joblib", "keras", "tensorflow"):
+    for dist in ("mlflow", "numpy", "scipy", "scikit-learn", "skops", "keras", "tensorflow"):
         try:
             reqs.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -156,10 +156,15 @@ def log_pyfunc(
             kinds.append(manifest["kind"])
             modules.add(manifest.get("module") or "models")
             artifacts[f"member_{i}"] = folder
+        estimator_path = safe_io.dump(report.estimator, Path(tmp) / "estimator.skops")
         spec_path = Path(tmp) / "ensemble_spec.json"
-        spec_path.write_text(json.dumps({"names": report.names, "kinds": kinds, "task": task}))
-        estimator_path = Path(tmp) / "estimator.joblib"
-        joblib.dump(report.estimator, estimator_path)
+        spec = {
+            "names": report.names,
+            "kinds": kinds,
+            "task": task,
+            "estimator_sha256": sha256(estimator_path),
+        }
+        spec_path.write_text(json.dumps(spec))
         artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
         example = np.zeros((1, n_features), dtype=np.float32)
         signature = mlflow.models.infer_signature(example, report.test_pred[:1])

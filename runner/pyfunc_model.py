@@ -4,13 +4,13 @@ shipped with the model as code), never the runner.
 
 Raw features in; each member is loaded and predicts through its kind's registry entry
 (``models.load_member``: the kind's own loader, its custom objects registered, its sha256
-checked); the fitted ensemble combines the predictions.
+checked); the fitted ensemble (``estimator.skops``, its sha256 checked against
+``ensemble_spec.json``, loaded by ``models.safe_io``: no pickle) combines the predictions.
 """
 
 import json
 from pathlib import Path
 
-import joblib
 import mlflow
 import numpy as np
 
@@ -21,14 +21,27 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         """Load every member and the fitted ensemble from the model's artifacts."""
         import models
+        from models import safe_io
         from models.base import Task
+        from models.store import ArtifactError, sha256
 
         spec = json.loads(Path(context.artifacts["ensemble_spec"]).read_text())
         self.task = Task(spec["task"]["kind"], spec["task"]["n_classes"])
+        path, recorded = context.artifacts["estimator"], spec.get("estimator_sha256")
+        if recorded is None:
+            raise ArtifactError(
+                f"refusing to load {path}: ensemble_spec.json records no estimator_sha256 "
+                "(a model logged before estimators were checked); re-export it"
+            )
+        if (digest := sha256(path)) != recorded:
+            raise ArtifactError(
+                f"refusing to load {path}: its sha256 is {digest}, ensemble_spec.json recorded "
+                f"{recorded} (the file changed after it was logged)"
+            )
+        self.estimator = safe_io.load(path)
         self.members = [
             models.load_member(context.artifacts[f"member_{i}"]) for i in range(len(spec["names"]))
         ]
-        self.estimator = joblib.load(context.artifacts["estimator"])
 
     def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         """Predict every member on the raw features and combine them as fitted."""
