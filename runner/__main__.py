@@ -143,7 +143,7 @@ def _main(cfg: DictConfig) -> None:
 
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.
-    from runner import launch
+    from runner import launch, signals
     from runner.errors import ResumeError, SweepAlreadyFinished, SweepFailed, SweepInterrupted
 
     try:
@@ -154,8 +154,15 @@ def _main(cfg: DictConfig) -> None:
     except (SweepFailed, ResumeError, ClusterError) as err:
         _fail(str(err))
     except SweepInterrupted as err:
-        print(f"interrupted: {err}", file=sys.stderr)
-        sys.exit(130)
+        print(f"interrupted ({signals.reason()}): {err}", file=sys.stderr)
+        sys.exit(signals.exit_code())
+    except KeyboardInterrupt:
+        print(
+            f"interrupted ({signals.reason()}): sweep {spec.sweep_id or '(new)'} stopped; its "
+            f"open MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}",
+            file=sys.stderr,
+        )
+        sys.exit(signals.exit_code())
     from runner import report
 
     if spec.verbose:

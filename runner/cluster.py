@@ -88,6 +88,9 @@ def ray_session(
                 f"cannot attach to Ray at cluster.address={spec.address!r}: "
                 f"{str(err).splitlines()[0]}"
             ) from None
+    from runner import signals
+
+    signals.install()  # after ray.init: Ray's own SIGTERM handler aborts the driver
     try:
         remote = spec.kind == "address" and spec.address.startswith("ray://")
         if spec.kind == "address" and storage_path and "://" not in storage_path and not remote:

@@ -53,7 +53,8 @@ def log(
     n_features: int | None,
 ) -> dict[str, Any]:
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
-    wants it); returns the summary's ensemble entry. The run ends FAILED if logging fails."""
+    wants it); returns the summary's ensemble entry. The run ends FAILED if logging fails,
+    KILLED if a signal stops it."""
     run_id = open_run({MEMBERS: ",".join(report.names), DATA_FINGERPRINT: fingerprint})
     try:
         export.log_report(client, run_id, report, y_test)
@@ -75,6 +76,9 @@ def log(
                         greater_is_better(metric),
                         fingerprint,
                     )
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM through runner.signals
+        end_run(run_id, "KILLED")
+        raise
     except BaseException:
         end_run(run_id, "FAILED")
         raise

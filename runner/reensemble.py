@@ -183,7 +183,20 @@ def _n_features(client, run_id: str, tmp: str) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code (130 or 143 when a signal stopped it)."""
+    from runner import signals
+
+    signals.install()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted ({signals.reason()}); the ensemble run is marked KILLED", file=sys.stderr
+        )
+        return signals.exit_code()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         args = parse(sys.argv[1:] if argv is None else argv)

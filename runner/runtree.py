@@ -426,9 +426,14 @@ class RunTree:
             if ensemble_run and not name.endswith(".txt"):
                 self.client.log_text(ensemble_run, text, name)
 
-    def close(self, status: str) -> None:
-        """End every run still open: children as KILLED (or ``status`` if FAILED), then parent."""
+    def close(self, status: str, reason: str | None = None) -> None:
+        """End every run still open: children as KILLED (or ``status`` if FAILED), then the
+        parent; ``reason`` (why the sweep stopped) is tagged on each run ended here."""
         for run_id in sorted(self._open - {self.parent_run_id}):
+            if reason:
+                self.client.set_tag(run_id, ERROR, reason)
             self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
         if self.parent_run_id in self._open:
+            if reason:
+                self.client.set_tag(self.parent_run_id, ERROR, reason)
             self.terminate(self.parent_run_id, status)

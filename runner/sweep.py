@@ -12,7 +12,7 @@ from typing import Any
 
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
-from runner import ensemble_step, plan, report
+from runner import ensemble_step, plan, report, signals
 from runner.callback import MemberCallback
 from runner.contracts import LEADERBOARDS
 from runner.data import Dataset
@@ -264,4 +264,4 @@ def _run(
         status = "KILLED"
         raise
     finally:
-        tree.close(status)
+        tree.close(status, None if status != "KILLED" else signals.reason())

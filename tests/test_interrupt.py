@@ -1,4 +1,5 @@
-"""Ctrl+C mid-sweep leaves nothing RUNNING in MLflow and exits 130."""
+"""Ctrl+C mid-sweep leaves nothing RUNNING in MLflow and exits 130; SIGTERM exits 143 and
+the sweep resumes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 
+import pytest
 from mlflow.tracking import MlflowClient
+
+from helpers import INFRA_MEMBERS, read_summary, run_cli
 
 
 def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
@@ -45,3 +50,57 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
     assert "sweep:KILLED" in statuses
     assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
     assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
+
+
+@pytest.mark.slow
+def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
+    """What Kubernetes and cron timeouts send: exit 143 with one line of ours (no native
+    abort), open runs KILLED with the reason, and the same sweep id finishes the sweep with
+    one FINISHED run per member."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = [
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "runner.sweep_id=nightly-term",
+        "training.epochs=40",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "runner", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "mlp (mlp) started" in line:  # the Keras member is training
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "interrupted (stopped by SIGTERM)" in stderr
+    assert "Fatal Python error" not in stderr and "Aborted" not in stderr
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    runs = client.search_runs([experiment])
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    (parent,) = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["runner.error"] == "stopped by SIGTERM"
+
+    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert summary["parent_run_id"] == parent.info.run_id
+    assert all(m["status"] == "FINISHED" for m in summary["members"])
+    finished = Counter(
+        r.data.tags["runner.member"]
+        for r in client.search_runs([experiment])
+        if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
+    )
+    assert finished == Counter({"mlp": 1, "logistic": 1, "svm": 1})

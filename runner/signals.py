@@ -1,0 +1,37 @@
+"""SIGTERM (what Kubernetes, cron timeouts and `ray job stop` send) stops a sweep the way
+Ctrl+C does: Tune stops every trial and saves its state, open runs end KILLED with the reason,
+and the process exits 143 (SIGINT: 130). Ray's own driver handler would abort instead."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+_received: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    handler = signal.getsignal(signal.SIGINT)  # Tune's graceful stop while trials run
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Handle SIGTERM like SIGINT from now on (call it after ray.init, which sets its own);
+    only the main thread can set handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def reason() -> str:
+    """Why the process is stopping, for the runs it ends KILLED."""
+    return "stopped by SIGTERM" if _received else "stopped by SIGINT (Ctrl+C)"
+
+
+def exit_code() -> int:
+    """143 after SIGTERM, 130 after SIGINT: 128 + the signal's number, as shells report it."""
+    return 128 + (signal.SIGTERM if _received else signal.SIGINT)
