@@ -51,6 +51,8 @@ MEMBERS = "runner.members"
 BEST_MEMBER = "runner.best_member"
 BEATS_BEST_MEMBER = "runner.beats_best_member"
 REENSEMBLE = "runner.reensemble"
+ENSEMBLE_HASH = "runner.ensemble_hash"  # method, params, seed, split and members ensembled
+ENSEMBLE_SETTINGS = "runner.ensemble_settings"
 SOURCE_SWEEPS = "runner.source_sweeps"
 CHAMPION = "runner.champion."  # prefix of the champion/challenger decision's tags
 

@@ -4,7 +4,10 @@ pictures, the pyfunc model, its registration and the champion decision)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,7 @@ from ensembles import stage
 from ensembles.metrics import greater_is_better
 from ensembles.stage import EnsembleReport, MemberPredictions
 from runner import export
-from runner.contracts import DATA_FINGERPRINT, MEMBERS
+from runner.contracts import DATA_FINGERPRINT, ENSEMBLE_HASH, ENSEMBLE_SETTINGS, MEMBERS, ROLE
 from runner.spec import EnsembleSpec
 
 
@@ -40,6 +43,41 @@ def fit(
     )
 
 
+def settings_of(
+    settings: EnsembleSpec, seed: int, fingerprint: str, member_runs: Mapping[str, str]
+) -> dict[str, Any]:
+    """What determines an ensemble run: the method and its settings, the seed, the split and
+    exactly which member runs it combines."""
+    return {
+        "method": settings.method,
+        "params": settings.params,
+        "cv_folds": settings.cv_folds,
+        "n_boot": settings.n_boot,
+        "log_model": settings.log_model,
+        "register_as": settings.register_as,
+        "seed": seed,
+        "fingerprint": fingerprint,
+        "members": dict(sorted(member_runs.items())),
+    }
+
+
+def settings_hash(described: Mapping[str, Any]) -> str:
+    """A stable short hash of ``settings_of``'s description."""
+    blob = json.dumps(described, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def existing_run(client: MlflowClient, experiment_id: str, digest: str) -> str | None:
+    """The FINISHED ensemble run made with exactly these settings, if there is one."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`{ROLE}` = 'ensemble' and tags.`{ENSEMBLE_HASH}` = '{digest}' "
+        "and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def log(
     client: MlflowClient,
     report: EnsembleReport,
@@ -51,11 +89,22 @@ def log(
     y_test: np.ndarray,
     fingerprint: str,
     n_features: int | None,
+    seed: int,
+    X_test: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
-    wants it); returns the summary's ensemble entry. The run ends FAILED if logging fails,
-    KILLED if a signal stops it."""
-    run_id = open_run({MEMBERS: ",".join(report.names), DATA_FINGERPRINT: fingerprint})
+    wants it); returns the summary's ensemble entry. With ``X_test`` a champion decision is
+    taken only after the registered version was loaded back and scored on those rows. The
+    run ends FAILED if logging fails, KILLED if a signal stops it."""
+    described = settings_of(settings, seed, fingerprint, member_runs)
+    run_id = open_run(
+        {
+            MEMBERS: ",".join(report.names),
+            DATA_FINGERPRINT: fingerprint,
+            ENSEMBLE_HASH: settings_hash(described),
+            ENSEMBLE_SETTINGS: json.dumps({k: v for k, v in described.items() if k != "members"}),
+        }
+    )
     try:
         export.log_report(client, run_id, report, y_test)
         out = {**report.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
@@ -66,6 +115,20 @@ def log(
                 out["registered_version"] = version
                 if settings.champion:
                     metric = report.metric
+                    loaded_back = (
+                        None
+                        if X_test is None
+                        else partial(
+                            export.score_loaded_back,
+                            client,
+                            settings.register_as,
+                            version,
+                            X_test,
+                            y_test,
+                            report.test_pred,
+                            metric,
+                        )
+                    )
                     out["champion"] = export.champion_challenger(
                         client,
                         settings.register_as,
@@ -75,6 +138,7 @@ def log(
                         report.test_scores[metric],
                         greater_is_better(metric),
                         fingerprint,
+                        loaded_back,
                     )
     except KeyboardInterrupt:  # SIGINT, or SIGTERM through runner.signals
         end_run(run_id, "KILLED")

@@ -10,7 +10,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 import models
 from ensembles import plots
+from ensembles.metrics import evaluate
 from ensembles.stage import EnsembleReport
 from models import safe_io
 from models.store import read_manifest, sha256
@@ -216,6 +217,34 @@ def register(client: MlflowClient, run_id: str, name: str) -> str:
     return str(version.version)
 
 
+def score_loaded_back(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    expected: np.ndarray,
+    metric: str,
+) -> float:
+    """Load the registered version back from the registry as a user would, predict the test
+    rows, and return its score; ValueError if it does not load or predicts otherwise than
+    the ensemble that was logged."""
+    from mlflow.artifacts import download_artifacts
+
+    source = client.get_model_version(name, version).source
+    if source.startswith("runs:/") or source.startswith("models:/"):
+        source = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = download_artifacts(artifact_uri=source, dst_path=tmp)
+            pred = np.asarray(mlflow.pyfunc.load_model(local).predict(X_test))
+        except Exception as err:  # any failure to load or predict keeps the champion
+            raise ValueError(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+    if pred.shape != np.shape(expected) or not np.allclose(pred, expected, rtol=1e-4, atol=1e-6):
+        raise ValueError("its predictions differ from the ensemble that was logged")
+    return evaluate(y_test, pred)[metric]
+
+
 def champion_challenger(
     client: MlflowClient,
     name: str,
@@ -225,10 +254,13 @@ def champion_challenger(
     value: float,
     greater_is_better: bool,
     fingerprint: str,
+    loaded_back: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Compare a new registered version with the one holding the alias ``champion`` on the
-    same test split; move the alias only if the new one is better. Records the decision on
-    the new version's run (tags ``runner.champion.*``) and returns it."""
+    same test split; move the alias only if the new one is better, and only after
+    ``loaded_back()`` (the version loaded back from the registry and scored) confirmed the
+    score. Records the decision on the new version's run (tags ``runner.champion.*``) and
+    returns it."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -241,7 +273,14 @@ def champion_challenger(
         "metric": metric,
         "challenger": value,
     }
-    if champion is None:
+    if loaded_back is not None:
+        try:
+            decision["challenger_loaded_back"] = value = loaded_back()
+        except ValueError as err:
+            decision["decision"] = f"kept: the new version failed when loaded back ({err})"
+    if "decision" in decision:
+        pass
+    elif champion is None:
         decision["decision"] = "first champion"
     else:
         old = client.get_run(champion.run_id)

@@ -126,8 +126,14 @@ def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
         [experiment_id], f"tags.`{ROLE}` = 'sweep'", order_by=["attributes.start_time DESC"]
     )
     ids = [r.data.tags[SWEEP] for r in parents]
-    if sweeps == "latest":
-        return ids[:1]
+    if sweeps == "latest":  # the latest finished sweep: a running one is still changing
+        finished = [r.data.tags[SWEEP] for r in parents if r.info.status == "FINISHED"]
+        if not finished and ids:
+            raise UsageError(
+                f"no sweep of this experiment has finished (latest: {ids[0]}); pass "
+                f"sweeps={ids[0]} to ensemble an unfinished one"
+            )
+        return finished[:1]
     if sweeps == "all":
         return ids
     wanted = [s.strip() for s in str(sweeps).split(",") if s.strip()]
@@ -226,11 +232,21 @@ def _main(argv: Sequence[str] | None) -> int:
             if fingerprint not in labels:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
+            experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
+            described = ensemble_step.settings_of(settings, args.seed, fingerprint, found["runs"])
+            done = ensemble_step.existing_run(
+                client, experiment_id, ensemble_step.settings_hash(described)
+            )
+            if done is not None:
+                print(
+                    f"ensemble run {done} already combines these members with these settings; "
+                    "nothing new to log"
+                )
+                return 0
             report = ensemble_step.fit(settings, members, y_val, y_test, args.seed, fingerprint)
         except (UsageError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
         sweeps = found["sweeps"]
         tags = {
             ROLE: "ensemble",
@@ -261,6 +277,7 @@ def _main(argv: Sequence[str] | None) -> int:
             y_test=y_test,
             fingerprint=fingerprint,
             n_features=n_features,
+            seed=args.seed,
         )
     metric = report.metric
     print(

@@ -99,6 +99,8 @@ def _ensemble(
         y_test=data.y_test,
         fingerprint=data.fingerprint,
         n_features=data.input_spec.n_features,
+        seed=spec.seed,
+        X_test=data.X_test,
     )
 
 

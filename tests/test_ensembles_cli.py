@@ -102,3 +102,39 @@ def test_a_member_with_bad_predictions_is_left_out_and_the_rest_ensembled(tmp_pa
     assert ens.info.status == "FINISHED"
     assert ens.data.tags["runner.members"] == "a,b"
     assert ens.data.metrics["weight.a"] == ens.data.metrics["weight.b"] == 0.5
+
+
+def test_ensembling_again_with_the_same_settings_adds_nothing_and_new_settings_add_a_run(
+    tmp_path,
+):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+    first = run(tmp_path, *words, "n_steps=10")
+    assert first.returncode == 0, first.stderr
+    again = run(tmp_path, *words, "n_steps=10")
+    assert again.returncode == 0, again.stderr
+    assert "already combines these members with these settings; nothing new" in again.stdout
+    changed = run(tmp_path, *words, "n_steps=5")
+    assert changed.returncode == 0, changed.stderr
+    client = MlflowClient(db)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
+    )
+    assert len(runs) == 2  # one per distinct setting
+    settings = sorted(
+        json.loads(r.data.tags["runner.ensemble_settings"])["params"]["n_steps"] for r in runs
+    )
+    assert settings == [5, 10]
+
+
+def test_latest_means_the_latest_finished_sweep(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    client.create_run(  # a newer sweep, still running: latest must not pick it
+        exp, run_name="sweep2", tags={"runner.role": "sweep", "runner.sweep_id": "s2"}
+    )
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
+    assert done.returncode == 0, done.stderr
+    (ens,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
+    assert ens.data.tags["runner.source_sweeps"] == "s1"

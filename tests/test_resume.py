@@ -171,6 +171,9 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     strong = run("strong")
     assert strong["ensemble"]["test_metric"] > weak["ensemble"]["test_metric"]
     assert strong["ensemble"]["champion"]["decision"] == "promoted"
+    # promoted only after the registered version was loaded back and scored the same
+    loaded_back = strong["ensemble"]["champion"]["challenger_loaded_back"]
+    assert loaded_back == pytest.approx(strong["ensemble"]["test_metric"])
     assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
     again = run("again", *weak_args)
     assert again["ensemble"]["champion"]["decision"] == "kept: not better"
