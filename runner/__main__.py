@@ -145,13 +145,14 @@ def _main(cfg: DictConfig) -> None:
     # config is known to be good, so bad input fails fast; they load while Ray starts.
     from runner import launch, signals
     from runner.errors import ResumeError, SweepAlreadyFinished, SweepFailed, SweepInterrupted
+    from runner.lease import LeaseHeld
 
     try:
         summary = launch.run(spec, data, stage_data)
     except SweepAlreadyFinished as err:
         print(str(err))
         return
-    except (SweepFailed, ResumeError, ClusterError) as err:
+    except (SweepFailed, ResumeError, ClusterError, LeaseHeld) as err:
         _fail(str(err))
     except SweepInterrupted as err:
         print(f"interrupted ({signals.reason()}): {err}", file=sys.stderr)

@@ -22,6 +22,7 @@ MEMBER_INFO = "member.json"  # the trial input plus where and how the member tra
 HISTORY = "history.json"
 LEARNING_CURVES = "learning_curves.png"
 SUMMARY = "summary.json"
+RESOLVED_CONFIG = "resolved_config.json"  # the sweep's config, compared on every resume
 LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
 # ---------------------------------------------------------------------------- MLflow tags
@@ -46,6 +47,8 @@ GPU_IDS = "runner.gpu_ids"
 ERROR = "runner.error"
 STOPPED = "runner.stopped"
 RESUMED = "runner.resumed"
+RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed
+LEASE = "runner.lease"  # the driver holding the sweep, with its last heartbeat (JSON)
 DATA_FINGERPRINT = "runner.data_fingerprint"
 MEMBERS = "runner.members"
 BEST_MEMBER = "runner.best_member"

@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.cluster import ray_session
+from runner.lease import Lease, describe
 
 if TYPE_CHECKING:
     from runner.data import Dataset
@@ -33,8 +36,20 @@ def _prepare(spec: RunSpec) -> None:
             warm_store(spec.tracking_uri, spec.experiment)
 
 
+def _lease(spec: RunSpec) -> Lease | None:
+    """The sweep's lease file beside its Tune folder, where the storage is a filesystem this
+    driver sees (with a Ray Client address the sweep runs on the head: not leased here)."""
+    if "://" in spec.storage_path or (spec.cluster.address or "").startswith("ray://"):
+        return None
+    from runner.plan import experiment_name
+
+    path = Path(spec.storage_path) / f"{experiment_name(spec)}.lease"
+    return Lease(path, spec.sweep_id, spec.lease_timeout)
+
+
 def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
-    """Start (or attach to) Ray and run the sweep in it; return the summary."""
+    """Take the sweep's lease, start (or attach to) Ray and run the sweep in it; return the
+    summary. Raises LeaseHeld, before Ray starts, when another live driver runs the sweep."""
     start = time.perf_counter()
     preparing = threading.Thread(target=_prepare, args=(spec,), name="runner-prepare", daemon=True)
     preparing.start()
@@ -43,8 +58,20 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
         from runner.runtree import RunTree
 
         RunTree.check_not_finished(spec)
-    with ray_session(spec.cluster, spec.verbose, spec.storage_path):
-        preparing.join()  # before the tracker opens the store: two migrations would collide
-        from runner import sweep
+        if not spec.sweep_id:  # runner.resume=true: the latest unfinished sweep's id
+            spec = replace(spec, sweep_id=RunTree.resumable_sweep_id(spec))
+    lease = _lease(spec)
+    if lease is not None:
+        lease.acquire()
+        if lease.took_over and spec.verbose:
+            held = describe(lease.took_over)
+            print(f"taking over the stale lease of sweep {spec.sweep_id} ({held})", flush=True)
+    try:
+        with ray_session(spec.cluster, spec.verbose, spec.storage_path):
+            preparing.join()  # before the tracker opens the store: two migrations would collide
+            from runner import sweep
 
-        return sweep.run(spec, data, stage_data, start)
+            return sweep.run(spec, data, stage_data, start, lease)
+    finally:
+        if lease is not None:
+            lease.release()

@@ -27,6 +27,7 @@ from runner.contracts import (
     EXPERIMENT,
     GPU_IDS,
     HOSTNAME,
+    LEASE,
     MEMBER,
     MEMBER_INFO,
     MODEL,
@@ -34,7 +35,9 @@ from runner.contracts import (
     NODE_IP,
     PARENT,
     PREDICTIONS,
+    RESOLVED_CONFIG,
     RESOURCES,
+    RESUME_FORCED,
     RESUMED,
     ROLE,
     SEARCH_MEMBER,
@@ -46,6 +49,7 @@ from runner.contracts import (
     TrialResult,
 )
 from runner.errors import ResumeError, SweepAlreadyFinished
+from runner.lease import Lease, LeaseHeld, describe, is_stale
 from runner.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,24 @@ def _params(values: Mapping[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(values).items()]
 
 
+# keys that may differ between attempts of one sweep: how it is run, not what it computes
+VOLATILE_KEYS = ("runner.verbose", "runner.resume", "runner.sweep_id", "runner.lease_timeout")
+VOLATILE_GROUPS = ("tracking.", "cluster.", "hydra.")
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two resolved configs (what a sweep computes;
+    how it is run, e.g. verbosity or the cluster address, may change between attempts)."""
+    a, b = flatten(old), flatten(new)
+    out = {}
+    for key in sorted(set(a) | set(b)):
+        if key in VOLATILE_KEYS or key.startswith(VOLATILE_GROUPS):
+            continue
+        if a.get(key) != b.get(key):
+            out[key] = (a.get(key), b.get(key))
+    return out
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -107,8 +129,16 @@ class RunTree:
     """Creates (or, on resume, re-attaches to) the sweep's parent run and its children;
     nothing is left RUNNING when it closes."""
 
-    def __init__(self, spec: RunSpec, fingerprint: str, dataset_sizes: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        fingerprint: str,
+        dataset_sizes: Mapping[str, int],
+        lease: Lease | None = None,
+    ) -> None:
         self.spec = spec
+        # the lease itself stays out: Tune pickles its callbacks, which hold this tree
+        self._lease_token = lease.me["token"] if lease is not None else None
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.experiment)
         self.experiment_id = (
@@ -122,7 +152,9 @@ class RunTree:
         self.sweep_id = parent.data.tags[SWEEP] if parent is not None else spec.sweep_id
         self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: self.sweep_id}
         if parent is not None:
+            self._check_lease(parent)
             self._attach(parent, fingerprint)
+            self._record_lease(lease)
             return
         parent = self.client.create_run(
             self.experiment_id,
@@ -142,6 +174,55 @@ class RunTree:
                 }
             ),
         )
+        self.client.log_dict(self.parent_run_id, dict(spec.resolved), RESOLVED_CONFIG)
+        self._record_lease(lease)
+
+    def _check_lease(self, parent: Any) -> None:
+        """A live holder recorded on the parent run (another driver, maybe with other Tune
+        storage) stops this one before it touches the tree."""
+        recorded = parent.data.tags.get(LEASE)
+        holder = json.loads(recorded) if recorded else None
+        timeout = self.spec.lease_timeout
+        if holder and holder.get("token") != self._lease_token and not is_stale(holder, timeout):
+            raise LeaseHeld(
+                f"sweep {self.sweep_id} is running in another driver ({describe(holder)}); "
+                f"wait for it, or stop it: a lease older than {timeout:g}s is taken over"
+            )
+
+    def _check_config(self, parent: Any) -> None:
+        """A resume must run the config the sweep started with: ResumeError naming the keys
+        that changed, unless ``runner.resume=force`` (then recorded on the parent)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(parent.info.run_id, RESOLVED_CONFIG, tmp)
+            except Exception:  # a sweep started before configs were recorded
+                return
+            recorded = json.loads(Path(path).read_text())
+        changed = config_changes(recorded, self.spec.resolved)
+        if not changed:
+            return
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        if self.spec.resume != "force":
+            raise ResumeError(
+                f"sweep {self.sweep_id} was started with another config ({listed}); resume with "
+                "the same values, start a new sweep, or pass runner.resume=force"
+            )
+        self.client.set_tag(parent.info.run_id, RESUME_FORCED, listed[:5000])
+        log.warning("resuming sweep %s with a changed config (forced): %s", self.sweep_id, listed)
+
+    def _record_lease(self, lease: Lease | None) -> None:
+        """Copy the lease, and each of its heartbeats, onto the parent run."""
+        if lease is None:
+            return
+        client, parent = self.client, self.parent_run_id
+
+        def copy(record: Mapping[str, Any]) -> None:
+            client.set_tag(parent, LEASE, json.dumps(record))
+
+        copy({**lease.me, "heartbeat": time.time()})
+        lease.on_heartbeat = copy
 
     @staticmethod
     def check_not_finished(spec: RunSpec) -> None:
@@ -169,6 +250,37 @@ class RunTree:
 
     _resumed = False
 
+    @staticmethod
+    def _unfinished_sweeps(client: MlflowClient, experiment_id: str) -> list[Any]:
+        return [
+            r
+            for r in client.search_runs(
+                [experiment_id],
+                f"tags.`{ROLE}` = 'sweep'",
+                order_by=["attributes.start_time DESC"],
+                max_results=50,
+            )
+            if r.info.status != "FINISHED"
+        ]
+
+    @staticmethod
+    def resumable_sweep_id(spec: RunSpec) -> str:
+        """With ``runner.resume=true`` and no id: the latest unfinished sweep's id, or
+        ResumeError when there is none."""
+        client = MlflowClient(tracking_uri=spec.tracking_uri)
+        experiment = client.get_experiment_by_name(spec.experiment)
+        runs = (
+            []
+            if experiment is None
+            else RunTree._unfinished_sweeps(client, experiment.experiment_id)
+        )
+        if not runs:
+            raise ResumeError(
+                f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
+                "sweep; pass runner.sweep_id=ID or drop runner.resume"
+            )
+        return runs[0].data.tags[SWEEP]
+
     def _existing_parent(self) -> Any:
         """The parent run to re-attach to: the given sweep id's, or with ``runner.resume``
         the latest unfinished sweep of the experiment; None starts a new sweep."""
@@ -179,16 +291,7 @@ class RunTree:
                 f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
             )
         elif spec.resume:
-            runs = [
-                r
-                for r in self.client.search_runs(
-                    [self.experiment_id],
-                    f"tags.`{ROLE}` = 'sweep'",
-                    order_by=["attributes.start_time DESC"],
-                    max_results=50,
-                )
-                if r.info.status != "FINISHED"
-            ][:1]
+            runs = self._unfinished_sweeps(self.client, self.experiment_id)[:1]
             if not runs:
                 raise ResumeError(
                     f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
@@ -215,6 +318,7 @@ class RunTree:
                 f"sweep {self.sweep_id} ran on data split {old}, this config gives {fingerprint}; "
                 "resume with the same data settings or start a new sweep"
             )
+        self._check_config(parent)
         self._resumed = True
         self.parent_run_id = parent.info.run_id
         self._open = {self.parent_run_id}
@@ -235,7 +339,8 @@ class RunTree:
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
             elif run.info.status == "FINISHED" and tags.get(ROLE) == "member":
                 name = tags.get(MEMBER)
-                if name in hashes and tags.get(CONFIG_HASH) != hashes[name]:
+                changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
+                if changed and self.spec.resume != "force":  # forced: keep what finished
                     raise ResumeError(
                         f"member {name!r} changed since sweep {self.sweep_id} started; resume "
                         "with the same config or start a new sweep"

@@ -148,10 +148,13 @@ class RunSpec:
     output_dir: str
     stages: tuple[StageSpec, ...] = ()
     smoke: bool = False
-    resume: bool = False  # re-attach to the latest unfinished sweep (or runner.sweep_id's)
+    resume: bool | str = False  # re-attach to the latest unfinished sweep; "force": even if
+    # its config changed (recorded on the parent run)
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
+    lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
+    resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
         """Members of every stage, earlier stages first."""
@@ -582,8 +585,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     runner = _mapping("runner", cfg.get("runner"))
     seed = _int("runner.seed", runner.get("seed", 0), 0)
     resume = runner.get("resume", False)
-    if not isinstance(resume, bool):
-        raise _fail("runner.resume", f"must be true or false, got {resume!r}")
+    if not isinstance(resume, bool) and resume != "force":
+        raise _fail("runner.resume", f"must be true, false or force, got {resume!r}")
     # with resume and no id, the tracker finds the sweep to resume in MLflow
     fresh = not runner.get("sweep_id") and not resume
     sweep_id = new_sweep_id() if fresh else (runner.get("sweep_id") or "")
@@ -622,6 +625,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         ensemble=parse_ensemble(cfg.get("ensemble") or {}),
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
+        lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
+        resolved={k: v for k, v in cfg.items() if k != "hydra"},
         tracking_timeout=_number(
             "tracking.connect_timeout", tracking.get("connect_timeout", 10.0), 0.1
         ),

@@ -17,6 +17,7 @@ from runner.callback import MemberCallback
 from runner.contracts import LEADERBOARDS
 from runner.data import Dataset
 from runner.errors import SweepFailed, SweepInterrupted
+from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
 from runner.spec import MemberSpec, RunSpec
 from runner.store_probe import redact_uri
@@ -159,14 +160,16 @@ def run(
     data: Dataset,
     stage_data: dict[str, Dataset] | None = None,
     start: float | None = None,
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     """Train the earlier stages, then the final members, as Tune trials; ensemble the finished
     final members; return the summary. Runs inside a Ray session (``runner.launch.run`` starts
-    one); ``stage_data`` holds each earlier stage's dataset, ``start`` when the sweep began."""
+    one); ``stage_data`` holds each earlier stage's dataset, ``start`` when the sweep began,
+    ``lease`` the sweep's lease (its heartbeats are copied onto the parent run)."""
     start = time.perf_counter() if start is None else start
     if (spec.cluster.address or "").startswith("ray://"):
         return _run_on_head(spec, data, stage_data or {}, start)
-    return _run(spec, data, stage_data or {}, start)
+    return _run(spec, data, stage_data or {}, start, lease)
 
 
 def _run_on_head(
@@ -199,14 +202,18 @@ def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]
 
 
 def _run(
-    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
+    spec: RunSpec,
+    data: Dataset,
+    stage_data: dict[str, Dataset],
+    start: float,
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     import ray
 
     from runner.cluster import check_resources
 
     check_resources(spec.all_members(), ray.cluster_resources())  # before any MLflow run
-    tree = RunTree(spec, data.fingerprint, data.sizes())
+    tree = RunTree(spec, data.fingerprint, data.sizes(), lease)
     spec = replace(spec, sweep_id=tree.sweep_id)
     if spec.verbose:
         verb = "resuming" if tree.resumed else "sweep"

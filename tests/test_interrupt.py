@@ -93,8 +93,19 @@ def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
     assert parent.info.status == "KILLED"
     assert parent.data.tags["runner.error"] == "stopped by SIGTERM"
 
-    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    # a resubmission with another config is refused, naming what changed ...
+    changed = run_cli(workdir, *args, "training.batch_size=16")
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    (line,) = [x for x in changed.stderr.splitlines() if x.strip()]
+    assert line.startswith(
+        "error: sweep nightly-term was started with another config (training.batch_size: 32 -> 16)"
+    )
+    # ... unless forced, which the parent run records
+    forced = ("training.batch_size=16", "runner.resume=force", "hydra.run.dir=out")
+    done = run_cli(workdir, *args, *forced)
     assert done.returncode == 0, done.stderr[-3000:]
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["runner.resume_forced"] == "training.batch_size: 32 -> 16"
     summary = read_summary(workdir / "out")
     assert summary["parent_run_id"] == parent.info.run_id
     assert all(m["status"] == "FINISHED" for m in summary["members"])

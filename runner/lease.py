@@ -1,0 +1,128 @@
+"""One live driver per sweep id, across machines: the driver holds a lease on its sweep.
+
+The lease is a small JSON file beside the sweep's Tune folder in the shared storage (host,
+pid, a token and the last heartbeat), renewed every ``heartbeat`` seconds by a thread; the
+run tree copies each heartbeat onto the parent run. A second invocation of a live sweep
+stops at once with one line naming the holder. A lease whose heartbeat is older than the
+timeout, or whose holder process is gone on this very host, is taken over, so a crashed
+driver never blocks the next night. Imports neither MLflow nor Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class LeaseHeld(RuntimeError):
+    """Another live driver holds the sweep; one line for the user."""
+
+
+def describe(holder: dict[str, Any], now: float | None = None) -> str:
+    """``host HOST pid PID, last heartbeat N s ago``."""
+    age = (now or time.time()) - float(holder.get("heartbeat", 0))
+    return f"host {holder.get('host')} pid {holder.get('pid')}, last heartbeat {age:.0f}s ago"
+
+
+def _alive_here(holder: dict[str, Any]) -> bool | None:
+    """Whether the holder's process lives, when it ran on this host (None: cannot tell)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def is_stale(holder: dict[str, Any], timeout: float, now: float | None = None) -> bool:
+    """A lease nobody renews: its heartbeat is older than ``timeout``, or its holder's
+    process is gone on this host."""
+    if _alive_here(holder) is False:
+        return True
+    return (now or time.time()) - float(holder.get("heartbeat", 0)) > timeout
+
+
+class Lease:
+    """The lease on one sweep, held while the driver runs it (``acquire`` ... ``release``)."""
+
+    def __init__(self, path: Path, sweep_id: str, timeout: float) -> None:
+        self.path = path
+        self.sweep_id = sweep_id
+        self.timeout = timeout
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "token": secrets.token_hex(8)}
+        self.took_over: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_heartbeat: Callable[[dict[str, Any]], None] | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self) -> dict[str, Any]:
+        record = {**self.me, "sweep_id": self.sweep_id, "heartbeat": time.time()}
+        tmp = self.path.with_name(f".{self.path.name}.{self.me['token']}")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.path)  # atomic: readers see the old lease or the new one
+        return record
+
+    def acquire(self) -> None:
+        """Take the lease, or raise LeaseHeld naming the live holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.close(fd)
+        except FileExistsError:
+            holder = self._read()
+            if holder is not None and holder.get("token") != self.me["token"]:
+                if not is_stale(holder, self.timeout):
+                    raise LeaseHeld(
+                        f"sweep {self.sweep_id} is running in another driver ({describe(holder)}); "
+                        f"wait for it, or stop it: a lease older than {self.timeout:g}s is "
+                        "taken over"
+                    ) from None
+                self.took_over = holder
+        self._write()
+        time.sleep(0.05)  # two takers of one stale lease: the last writer wins, the other sees it
+        if (self._read() or {}).get("token") != self.me["token"]:
+            holder = self._read() or {}
+            raise LeaseHeld(
+                f"sweep {self.sweep_id} was just taken by another driver ({describe(holder)})"
+            )
+        self._thread = threading.Thread(target=self._beat, name="runner-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(HEARTBEAT_SECONDS, self.timeout / 3)):
+            holder = self._read()
+            if holder is not None and holder.get("token") != self.me["token"]:
+                return  # taken over (we were presumed dead): never write over the new holder
+            record = self._write()
+            if self.on_heartbeat is not None:
+                # the run tree's copy is best effort; the file is the lease
+                with contextlib.suppress(Exception):
+                    self.on_heartbeat(record)
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        holder = self._read()
+        if holder is not None and holder.get("token") == self.me["token"]:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,104 @@
+"""One live driver per sweep id: an overlapping invocation stops at once naming the holder,
+a dead driver's lease is taken over, and the record never doubles."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import INFRA_MEMBERS, read_summary, run_cli
+from runner.lease import Lease, LeaseHeld
+
+
+def test_a_live_lease_refuses_a_second_holder_and_a_stale_one_is_taken_over(tmp_path):
+    path = tmp_path / "exp-s1.lease"
+    first = Lease(path, "s1", timeout=30)
+    first.acquire()
+    try:
+        with pytest.raises(LeaseHeld, match=rf"host {socket.gethostname()} pid {os.getpid()}"):
+            Lease(path, "s1", timeout=30).acquire()
+    finally:
+        first.release()
+    assert not path.exists()  # released: the next driver starts clean
+    # a crashed driver elsewhere: its last heartbeat is older than the timeout
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "t", "heartbeat": 0}))
+    taker = Lease(path, "s1", timeout=30)
+    taker.acquire()
+    assert taker.took_over["host"] == "elsewhere"
+    taker.release()
+    # a driver on this host whose process is gone: taken over at once, heartbeat or not
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    path.write_text(
+        json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": int(dead),
+                "token": "t2",
+                "heartbeat": time.time(),
+            }
+        )
+    )
+    again = Lease(path, "s1", timeout=3600)
+    again.acquire()
+    assert again.took_over["pid"] == int(dead)
+    again.release()
+
+
+@pytest.mark.slow
+def test_two_overlapping_invocations_of_one_sweep_leave_one_record(workdir):
+    """A cron job that overran: the second invocation, started while the first trains,
+    exits non-zero at once with one line naming the holder; the first finishes alone."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = [
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "runner.sweep_id=nightly-1",
+        "training.epochs=15",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    first = subprocess.Popen(
+        [sys.executable, "-u", "-m", "runner", *args, "hydra.run.dir=first"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in first.stdout:
+            if " started" in line:  # the first driver holds the lease and trains
+                break
+        start = time.monotonic()
+        second = run_cli(workdir, *args, "hydra.run.dir=second", timeout=120)
+        took = time.monotonic() - start
+        out, err = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err[-3000:]
+    assert second.returncode == 2, second.stderr[-3000:]
+    (line,) = [x for x in second.stderr.splitlines() if x.strip()]
+    assert line.startswith(
+        f"error: sweep nightly-1 is running in another driver (host "
+        f"{socket.gethostname()} pid {first.pid}, last heartbeat"
+    )
+    assert took < 60, took  # before Ray started: no trial ran twice
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    roles = Counter(r.data.tags["runner.role"] for r in runs)
+    assert roles == Counter({"sweep": 1, "member": 3, "ensemble": 1})
+    assert all(r.info.status == "FINISHED" for r in runs)
+    summary = read_summary(workdir / "first")
+    assert all(m["status"] == "FINISHED" for m in summary["members"])
+    assert not list(Path(workdir, "ray_results").glob("*.lease"))  # released at the end
