@@ -35,6 +35,10 @@ def test_kuberay_manifests_run_the_runner_on_shared_storage(name):
         assert needed in entry
     heads = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
     assert any(m["mountPath"] == "/mnt/shared" for m in heads[0]["volumeMounts"])
+    # token authentication on; nothing exposes the dashboard beyond the pod network
+    assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
+    text = (DEPLOY / name).read_text()
+    assert "LoadBalancer" not in text and "NodePort" not in text
 
 
 def test_cron_script_submits_a_dated_sweep_with_ray_job_submit():
