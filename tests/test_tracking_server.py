@@ -1,0 +1,192 @@
+"""A team tracking server as a real component: ``mlflow server`` on PostgreSQL (Debian's
+postgresql, started here on loopback), a sweep against it, and the server stopped and
+restarted mid-sweep: the sweep finishes with every member recorded once."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import INFRA_MEMBERS, free_port, read_summary
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1 with an empty database ``mlflow``; its URI."""
+    pg = _pg_bin()
+    if pg is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
+    try:
+        import psycopg2  # noqa: F401  (MLflow's driver for postgresql:// stores)
+    except ImportError:
+        pytest.skip("psycopg2 is not installed (pip install -e '.[dev]')")
+    # outside pytest's tmp folders, which the postgres user may not enter
+    root = Path(tempfile.mkdtemp(prefix="runner-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(
+        _as_postgres(str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"),
+        check=True,
+        capture_output=True,
+    )
+    start = _as_postgres(
+        str(pg / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "log"),
+        "-w",
+        "-o",
+        f"-h 127.0.0.1 -p {port} -k {root}",
+        "start",
+    )
+    subprocess.run(start, check=True, capture_output=True)
+    try:
+        subprocess.run(
+            _as_postgres(
+                str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            _as_postgres(str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 against ``backend``, artifacts proxied to a folder."""
+
+    def __init__(self, backend: str, artifacts: Path) -> None:
+        self.backend, self.artifacts, self.port = backend, artifacts, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                self.backend,
+                "--artifacts-destination",
+                str(self.artifacts),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"mlflow server did not answer on {self.uri} in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(postgres, tmp_path / "artifacts")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once(
+    mlflow_server, workdir
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "7"  # ride out the restart: up to two minutes
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "+experiment=quickstart",
+            "tracking=server",
+            f"tracking.uri={mlflow_server.uri}",
+            *INFRA_MEMBERS,
+            "training.epochs=30",
+            "hydra.run.dir=out",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "mlp (mlp) started" in line:  # runs exist, epochs are being logged
+                break
+        mlflow_server.stop()  # the team's server goes away mid-sweep ...
+        time.sleep(3)
+        mlflow_server.start()  # ... and comes back on the same address
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    summary = read_summary(workdir / "out")
+    assert all(m["status"] == "FINISHED" for m in summary["members"]), summary["members"]
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert Counter(r.data.tags["runner.role"] for r in runs) == Counter(
+        {"sweep": 1, "member": 3, "ensemble": 1}
+    )
+    assert all(r.info.status == "FINISHED" for r in runs)
+    mlp = next(r for r in runs if r.data.tags.get("runner.member") == "mlp")
+    epochs = [m.step for m in client.get_metric_history(mlp.info.run_id, "loss")]
+    assert epochs == list(range(1, 31))  # no epoch lost, none doubled, across the restart
+    # the ensemble's model is stored on the server's artifact root and serves from it
+    model_uri = summary["ensemble"]["model_uri"]
+    assert client.list_artifacts(summary["ensemble"]["run_id"], "model")
+    assert model_uri.endswith("/model")
