@@ -48,6 +48,28 @@ def run_cli(
     )
 
 
+def start_cli(
+    cwd: Path, *overrides: str, until: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``python -m runner <overrides>`` started in ``cwd`` with a clean MLflow environment
+    (plus ``env``), returned once it printed a line containing ``until`` (e.g. a member
+    "started": its run exists and it trains). The caller stops or waits for it."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    full.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "runner", *overrides],
+        cwd=cwd,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout:
+        if until in line:
+            break
+    return proc
+
+
 def read_summary(out_dir: Path) -> dict:
     """The run's summary.json."""
     return json.loads((out_dir / "summary.json").read_text())

@@ -3,41 +3,25 @@ the sweep resumes."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import INFRA_MEMBERS, read_summary, run_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
 
 
 def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
     db = f"sqlite:///{workdir}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "runner",
-            "+experiment=quickstart",
-            f"tracking.uri={db}",
-            "training.epochs=200",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_cli(
+        workdir,
+        "+experiment=quickstart",
+        f"tracking.uri={db}",
+        "training.epochs=200",
+        until="started",  # a member run exists and its trial is training
     )
     try:
-        for line in proc.stdout:
-            if "started" in line:  # a member run exists and its trial is training
-                break
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -65,19 +49,8 @@ def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
         "runner.sweep_id=nightly-term",
         "training.epochs=40",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "runner", *args],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(workdir, *args, until="mlp (mlp) started")  # the Keras member trains
     try:
-        for line in proc.stdout:
-            if "mlp (mlp) started" in line:  # the Keras member is training
-                break
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import INFRA_MEMBERS, read_summary, run_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
 from runner.lease import Lease, LeaseHeld
 
 
@@ -67,19 +67,9 @@ def test_two_overlapping_invocations_of_one_sweep_leave_one_record(workdir):
         "runner.sweep_id=nightly-1",
         "training.epochs=15",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    first = subprocess.Popen(
-        [sys.executable, "-u", "-m", "runner", *args, "hydra.run.dir=first"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # the first driver holds the lease and trains
+    first = start_cli(workdir, *args, "hydra.run.dir=first", until=" started")
     try:
-        for line in first.stdout:
-            if " started" in line:  # the first driver holds the lease and trains
-                break
         start = time.monotonic()
         second = run_cli(workdir, *args, "hydra.run.dir=second", timeout=120)
         took = time.monotonic() - start
