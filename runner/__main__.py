@@ -144,7 +144,13 @@ def _main(cfg: DictConfig) -> None:
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.
     from runner import launch, signals
-    from runner.errors import ResumeError, SweepAlreadyFinished, SweepFailed, SweepInterrupted
+    from runner.errors import (
+        ResumeError,
+        StoreFailed,
+        SweepAlreadyFinished,
+        SweepFailed,
+        SweepInterrupted,
+    )
     from runner.lease import LeaseHeld
 
     try:
@@ -152,7 +158,7 @@ def _main(cfg: DictConfig) -> None:
     except SweepAlreadyFinished as err:
         print(str(err))
         return
-    except (SweepFailed, ResumeError, ClusterError, LeaseHeld) as err:
+    except (SweepFailed, ResumeError, ClusterError, LeaseHeld, StoreFailed) as err:
         _fail(str(err))
     except SweepInterrupted as err:
         print(f"interrupted ({signals.reason()}): {err}", file=sys.stderr)

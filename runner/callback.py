@@ -7,14 +7,14 @@ The callback only translates; what is written, and the members' records, belong 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from runner.contracts import TrialInput, TrialResult, trial_label
+from runner.contracts import REPLAYED, TrialInput, TrialResult, trial_label
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
 
@@ -32,6 +32,18 @@ def error_reason(trial: Any) -> str:
         if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line):
             return line
     return lines[-1] if lines else "unknown error"
+
+
+def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of one reported epoch worth a metric (Tune's bookkeeping left out)."""
+    return {
+        k: v
+        for k, v in result.items()
+        if k not in CONTROL_KEYS
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and v == v  # NaN cells of a results table: the key was not reported that epoch
+    }
 
 
 def label_of(trial: Any) -> str:
@@ -73,13 +85,8 @@ class MemberCallback(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or result.get("final"):
             return
-        metrics = {
-            k: v
-            for k, v in result.items()
-            if k not in CONTROL_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
         epoch = int(result.get("epoch", 0))
-        self.tree.log_epoch(run_id, metrics, epoch, result if epoch == 1 else None)
+        self.tree.log_epoch(run_id, epoch_metrics(result), epoch, result if epoch == 1 else None)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log the checkpoint's model, predictions and final scores; or, when a scheduler
@@ -100,6 +107,42 @@ class MemberCallback(Callback):
             final = {k: v for k, v in result.items() if k.startswith("final_")}
             self.tree.finish_member(
                 run_id, label, model, TrialResult.read(path), final, local=local
+            )
+
+    def replay(self, result: Any) -> None:
+        """A trial Tune finished whose member run never reached MLflow (the store failed for
+        good, or the driver died first): log it now, epochs included, from Tune's result
+        and checkpoint, so a resume loses nothing and doubles nothing."""
+        metrics = result.metrics or {}
+        if not result.config or not metrics.get("final") or result.checkpoint is None:
+            return
+        config = result.config["member"]
+        label = trial_label(config, metrics.get("experiment_tag", "0"))
+        if label in self.tree.records or label in self.tree.finished:
+            return
+        member = TrialInput.from_config(config)
+        run_id = self.tree.open_member(
+            label,
+            member,
+            trial_id=str(metrics.get("trial_id", "")),
+            attempt=1,
+            config_hash=config_hash(config) if member.searched else self.hashes[member.name],
+            stage=self.stage,
+        )
+        if run_id is None:
+            return
+        frame = result.metrics_dataframe
+        rows = [] if frame is None else frame.to_dict("records")
+        for row in rows:
+            if not row.get("final") and row.get("epoch") == row.get("epoch"):
+                epoch = int(row["epoch"])
+                self.tree.log_epoch(run_id, epoch_metrics(row), epoch, row if epoch == 1 else None)
+        self.tree.client.set_tag(run_id, REPLAYED, "logged from Tune's checkpoint on resume")
+        local = Path(result.checkpoint.path).is_dir()
+        with result.checkpoint.as_directory() as path:
+            final = {k: v for k, v in metrics.items() if k.startswith("final_")}
+            self.tree.finish_member(
+                run_id, label, member.model, TrialResult.read(path), final, local=local
             )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -46,6 +46,7 @@ HOSTNAME = "runner.hostname"
 GPU_IDS = "runner.gpu_ids"
 ERROR = "runner.error"
 STOPPED = "runner.stopped"
+REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"
 RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed
 LEASE = "runner.lease"  # the driver holding the sweep, with its last heartbeat (JSON)

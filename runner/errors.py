@@ -21,3 +21,23 @@ class SweepAlreadyFinished(RuntimeError):
 
 class ResumeError(ValueError):
     """A sweep cannot be resumed as asked; the message says why in one line."""
+
+
+class StoreFailed(RuntimeError):
+    """The MLflow store failed for good mid-sweep; what finished is kept in Tune's storage and
+    a resume logs it (one line for the user)."""
+
+
+STORE_ERROR_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "psycopg2", "sqlite3")
+
+
+def store_error(err: BaseException) -> BaseException | None:
+    """``err``, or the exception it was raised from, that came from the tracking store's
+    client stack (MLflow, HTTP, the SQL driver); None if none did."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if type(err).__module__.split(".")[0] in STORE_ERROR_MODULES:
+            return err
+        err = err.__cause__ or err.__context__
+    return None

@@ -533,12 +533,16 @@ class RunTree:
 
     def close(self, status: str, reason: str | None = None) -> None:
         """End every run still open: children as KILLED (or ``status`` if FAILED), then the
-        parent; ``reason`` (why the sweep stopped) is tagged on each run ended here."""
-        for run_id in sorted(self._open - {self.parent_run_id}):
-            if reason:
-                self.client.set_tag(run_id, ERROR, reason)
-            self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
-        if self.parent_run_id in self._open:
-            if reason:
-                self.client.set_tag(self.parent_run_id, ERROR, reason)
-            self.terminate(self.parent_run_id, status)
+        parent; ``reason`` (why the sweep stopped) is tagged on each run ended here. Best
+        effort when the store itself failed: a resume marks what stayed RUNNING as KILLED."""
+        try:
+            for run_id in sorted(self._open - {self.parent_run_id}):
+                if reason:
+                    self.client.set_tag(run_id, ERROR, reason)
+                self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
+            if self.parent_run_id in self._open:
+                if reason:
+                    self.client.set_tag(self.parent_run_id, ERROR, reason)
+                self.terminate(self.parent_run_id, status)
+        except Exception as err:  # the store is down: the runs are ended on resume
+            log.warning("could not end the open MLflow runs (%s: %s)", type(err).__name__, err)

@@ -16,7 +16,7 @@ from runner import ensemble_step, plan, report, signals
 from runner.callback import MemberCallback
 from runner.contracts import LEADERBOARDS
 from runner.data import Dataset
-from runner.errors import SweepFailed, SweepInterrupted
+from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
 from runner.spec import MemberSpec, RunSpec
@@ -132,6 +132,8 @@ def _train_stage(
     results: list[Any] = []
     for run in plan.tune_runs(spec, members, stage):
         results += list(_tune(spec, data, run, callback, tree.resumed))
+    for result in results:  # finished in Tune, never logged: the store had failed
+        callback.replay(result)
     with tempfile.TemporaryDirectory() as tmp:
         for label in tree.finished:  # kept from an earlier attempt
             member = plan.member_of(label, members)
@@ -272,5 +274,15 @@ def _run(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except Exception as err:
+        cause = store_error(err)
+        if cause is None:
+            raise
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        raise StoreFailed(
+            f"the tracking store failed mid-sweep ({type(cause).__name__}: {first}); what "
+            f"finished is kept in Tune's storage ({spec.storage_path}); resume with "
+            f"runner.sweep_id={spec.sweep_id} once the store answers"
+        ) from None
     finally:
         tree.close(status, None if status != "KILLED" else signals.reason())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import INFRA_MEMBERS, free_port, read_summary
+from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli
 
 
 def _pg_bin() -> Path | None:
@@ -143,31 +143,18 @@ def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[MlflowServer]:
 def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once(
     mlflow_server, workdir
 ):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "7"  # ride out the restart: up to two minutes
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "+experiment=quickstart",
-            "tracking=server",
-            f"tracking.uri={mlflow_server.uri}",
-            *INFRA_MEMBERS,
-            "training.epochs=30",
-            "hydra.run.dir=out",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_cli(
+        workdir,
+        "+experiment=quickstart",
+        "tracking=server",
+        f"tracking.uri={mlflow_server.uri}",
+        *INFRA_MEMBERS,
+        "training.epochs=30",
+        "hydra.run.dir=out",
+        until="mlp (mlp) started",  # runs exist, epochs are being logged
+        env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7"},  # ride out the restart: up to 2 minutes
     )
     try:
-        for line in proc.stdout:
-            if "mlp (mlp) started" in line:  # runs exist, epochs are being logged
-                break
         mlflow_server.stop()  # the team's server goes away mid-sweep ...
         time.sleep(3)
         mlflow_server.start()  # ... and comes back on the same address
@@ -190,3 +177,50 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
     model_uri = summary["ensemble"]["model_uri"]
     assert client.list_artifacts(summary["ensemble"]["run_id"], "model")
     assert model_uri.endswith("/model")
+
+
+@pytest.mark.slow
+def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_nothing(
+    mlflow_server, workdir
+):
+    args = [
+        "+experiment=quickstart",
+        "tracking=server",
+        f"tracking.uri={mlflow_server.uri}",
+        *INFRA_MEMBERS,
+        "training.epochs=30",
+        "runner.sweep_id=store-down",
+    ]
+    proc = start_cli(
+        workdir,
+        *args,
+        until="mlp (mlp) started",
+        env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},  # the server stays down: fail at once
+    )
+    try:
+        mlflow_server.stop()
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the tracking store failed mid-sweep" in errors[0], stderr[-3000:]
+    assert "resume with runner.sweep_id=store-down once the store answers" in errors[0]
+    assert "Traceback" not in stderr
+
+    mlflow_server.start()
+    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert all(m["status"] == "FINISHED" for m in summary["members"])
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    finished = Counter(
+        r.data.tags["runner.member"]
+        for r in runs
+        if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
+    )
+    assert finished == Counter({"mlp": 1, "logistic": 1, "svm": 1})
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (parent,) = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
+    assert parent.info.status == "FINISHED" and parent.info.run_id == summary["parent_run_id"]
