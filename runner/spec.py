@@ -626,7 +626,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
-        resolved={k: v for k, v in cfg.items() if k != "hydra"},
+        # logged on the parent run: never the tracking URI (it may hold credentials)
+        resolved={k: v for k, v in cfg.items() if k not in ("hydra", "tracking")},
         tracking_timeout=_number(
             "tracking.connect_timeout", tracking.get("connect_timeout", 10.0), 0.1
         ),

@@ -16,14 +16,24 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "signature", "sig")
+
 
 def redact_uri(uri: str) -> str:
-    """The URI without a password, safe to print and to store."""
+    """The URI without a password or secret query values (``?token=...``), safe to print
+    and to store."""
     parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
+    secret = [any(s in k.lower() for s in SECRET_QUERY_KEYS) and eq for k, eq, _ in pairs]
+    if parts.password is None and not any(secret):
+        return uri  # unchanged, to the letter (urlunsplit would drop sqlite:///'s empty host)
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    query = "&".join(
+        f"{k}{eq}***" if hide else f"{k}{eq}{v}"
+        for (k, eq, v), hide in zip(pairs, secret, strict=True)
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -15,6 +17,10 @@ def test_redact_uri_hides_passwords_only():
     assert redact_uri("postgresql://bob:s3cret@db:5432/ml") == "postgresql://bob:***@db:5432/ml"
     assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     assert redact_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert (
+        redact_uri("https://mlflow.example/path?access_token=abc&x=1&sig=zz")
+        == "https://mlflow.example/path?access_token=***&x=1&sig=***"
+    )
 
 
 def test_flatten_gives_dotted_keys():
@@ -60,5 +66,8 @@ def test_tracking_uri_password_is_not_logged_as_a_param(tmp_path):
     spec = _spec(tmp_path)
     tracker = RunTree(spec, "fp", {})
     tracker.close("FINISHED")
-    params = MlflowClient(spec.tracking_uri).get_run(tracker.parent_run_id).data.params
+    client = MlflowClient(spec.tracking_uri)
+    params = client.get_run(tracker.parent_run_id).data.params
     assert not any("tracking" in k for k in params)
+    config = client.download_artifacts(tracker.parent_run_id, "resolved_config.json", str(tmp_path))
+    assert "tracking" not in json.loads(Path(config).read_text())
