@@ -139,6 +139,12 @@ def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[MlflowServer]:
     server.stop()
 
 
+def sweep_runs(client: MlflowClient, sweep_id: str) -> list:
+    """Every run of one sweep (the module's tests share one PostgreSQL database)."""
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    return client.search_runs([experiment], f"tags.`runner.sweep_id` = '{sweep_id}'")
+
+
 @pytest.mark.slow
 def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once(
     mlflow_server, workdir
@@ -165,7 +171,7 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
     summary = read_summary(workdir / "out")
     assert all(m["status"] == "FINISHED" for m in summary["members"]), summary["members"]
     client = MlflowClient(mlflow_server.uri)
-    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    runs = sweep_runs(client, summary["sweep_id"])
     assert Counter(r.data.tags["runner.role"] for r in runs) == Counter(
         {"sweep": 1, "member": 3, "ensemble": 1}
     )
@@ -214,7 +220,7 @@ def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_
     summary = read_summary(workdir / "out")
     assert all(m["status"] == "FINISHED" for m in summary["members"])
     client = MlflowClient(mlflow_server.uri)
-    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    runs = sweep_runs(client, "store-down")
     finished = Counter(
         r.data.tags["runner.member"]
         for r in runs
