@@ -17,7 +17,14 @@ from ensembles import stage
 from ensembles.metrics import greater_is_better
 from ensembles.stage import EnsembleReport, MemberPredictions
 from runner import export
-from runner.contracts import DATA_FINGERPRINT, ENSEMBLE_HASH, ENSEMBLE_SETTINGS, MEMBERS, ROLE
+from runner.contracts import (
+    DATA_FINGERPRINT,
+    ENSEMBLE_HASH,
+    ENSEMBLE_SETTINGS,
+    MEMBERS,
+    MODEL_DIR,
+    ROLE,
+)
 from runner.spec import EnsembleSpec
 
 
@@ -76,6 +83,24 @@ def existing_run(client: MlflowClient, experiment_id: str, digest: str) -> str |
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+def reuse(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """The summary's ensemble entry of an ensemble run logged earlier (from its report)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = json.loads(Path(client.download_artifacts(run_id, "report.json", tmp)).read_text())
+    report.pop("diversity", None)
+    has_model = any(a.path == MODEL_DIR for a in client.list_artifacts(run_id))
+    return {
+        **report,
+        "run_id": run_id,
+        "model_uri": f"runs:/{run_id}/{MODEL_DIR}" if has_model else None,
+        "registered_version": None,
+        "reused": True,
+    }
 
 
 def log(

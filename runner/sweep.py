@@ -80,8 +80,20 @@ def _tune(
 def _ensemble(
     spec: RunSpec, data: Dataset, tree: RunTree, records: list[MemberRecord]
 ) -> dict[str, Any] | None:
-    """Run the ensemble step on the finished members and log its run; None if < 2 usable."""
+    """Run the ensemble step on the finished members and log its run; None if < 2 usable.
+    A resumed sweep whose ensemble run already FINISHED with these settings (the driver died
+    after it) reuses that run instead of logging a second one."""
     finished = [r for r in records if r.status == "FINISHED"]
+    member_runs = {r.name: r.run_id for r in finished}
+    if tree.resumed:
+        described = ensemble_step.settings_of(
+            spec.ensemble, spec.seed, data.fingerprint, member_runs
+        )
+        done = ensemble_step.existing_run(
+            tree.client, tree.experiment_id, ensemble_step.settings_hash(described)
+        )
+        if done is not None:
+            return ensemble_step.reuse(tree.client, done)
     members = [MemberPredictions(r.name, r.val, r.test, r.fingerprint) for r in finished]
     try:
         result = ensemble_step.fit(
@@ -96,7 +108,7 @@ def _ensemble(
         spec.ensemble,
         open_run=lambda tags: tree.child("ensemble", "ensemble", tags),
         end_run=tree.terminate,
-        member_runs={r.name: r.run_id for r in finished},
+        member_runs=member_runs,
         y_test=data.y_test,
         fingerprint=data.fingerprint,
         n_features=data.input_spec.n_features,

@@ -180,3 +180,34 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
     tags = client.get_run(again["ensemble"]["run_id"]).data.tags
     assert tags["runner.champion.decision"] == "kept: not better"
+
+
+def test_a_sweep_resumed_after_its_ensemble_finished_reuses_that_ensemble_run(workdir):
+    """The driver died after the ensemble run FINISHED but before it closed the parent: the
+    resume keeps every member and that ensemble run, and logs no second one."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = [
+        "+experiment=quickstart",
+        "smoke=true",
+        "~members.mlp",
+        "~members.convnet",
+        "~members.resnet",
+        "~members.selu",
+        "runner.sweep_id=late-crash",
+        f"tracking.uri={db}",
+    ]
+    first = run_cli(workdir, *args, "hydra.run.dir=first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((workdir / "first" / "summary.json").read_text())
+    client = MlflowClient(db)
+    client.update_run(summary["parent_run_id"], status="RUNNING")  # never closed
+    again = run_cli(workdir, *args, "hydra.run.dir=again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((workdir / "again" / "summary.json").read_text())
+    assert resumed["ensemble"]["run_id"] == summary["ensemble"]["run_id"]
+    assert resumed["ensemble"]["reused"] is True
+    assert resumed["ensemble"]["test_metric"] == summary["ensemble"]["test_metric"]
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    roles = [r.data.tags["runner.role"] for r in client.search_runs([experiment])]
+    assert sorted(roles) == ["ensemble", "member", "member", "sweep"]
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
