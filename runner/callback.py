@@ -100,14 +100,7 @@ class MemberCallback(Callback):
         if not result.get("final") or checkpoint is None:
             self.tree.stop_member(run_id, label, model, result.get("epoch"))
             return
-        # on this machine's disk as_directory gives the checkpoint itself, which outlives the
-        # trial: stage references may point at its saved model
-        local = Path(checkpoint.path).is_dir()
-        with checkpoint.as_directory() as path:
-            final = {k: v for k, v in result.items() if k.startswith("final_")}
-            self.tree.finish_member(
-                run_id, label, model, TrialResult.read(path), final, local=local
-            )
+        self._finish(run_id, label, model, checkpoint, result)
 
     def replay(self, result: Any) -> None:
         """A trial Tune finished whose member run never reached MLflow (the store failed for
@@ -138,11 +131,19 @@ class MemberCallback(Callback):
                 epoch = int(row["epoch"])
                 self.tree.log_epoch(run_id, epoch_metrics(row), epoch, row if epoch == 1 else None)
         self.tree.client.set_tag(run_id, REPLAYED, "logged from Tune's checkpoint on resume")
-        local = Path(result.checkpoint.path).is_dir()
-        with result.checkpoint.as_directory() as path:
-            final = {k: v for k, v in metrics.items() if k.startswith("final_")}
+        self._finish(run_id, label, member.model, result.checkpoint, metrics)
+
+    def _finish(
+        self, run_id: str, label: str, model: str, checkpoint: Any, result: Mapping[str, Any]
+    ) -> None:
+        """Log a finished trial's checkpoint and final scores through the run tree."""
+        # on this machine's disk as_directory gives the checkpoint itself, which outlives the
+        # trial: stage references may point at its saved model
+        local = Path(checkpoint.path).is_dir()
+        with checkpoint.as_directory() as path:
+            final = {k: v for k, v in result.items() if k.startswith("final_")}
             self.tree.finish_member(
-                run_id, label, member.model, TrialResult.read(path), final, local=local
+                run_id, label, model, TrialResult.read(path), final, local=local
             )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

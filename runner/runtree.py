@@ -285,20 +285,14 @@ class RunTree:
         """The parent run to re-attach to: the given sweep id's, or with ``runner.resume``
         the latest unfinished sweep of the experiment; None starts a new sweep."""
         spec = self.spec
-        if spec.sweep_id:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
-            )
-        elif spec.resume:
-            runs = self._unfinished_sweeps(self.client, self.experiment_id)[:1]
-            if not runs:
-                raise ResumeError(
-                    f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
-                    "sweep; pass runner.sweep_id=ID or drop runner.resume"
-                )
-        else:
+        # runner.launch resolves runner.resume=true to an id first; direct callers may not
+        sweep_id = spec.sweep_id or (self.resumable_sweep_id(spec) if spec.resume else None)
+        if not sweep_id:
             return None
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{sweep_id}'",
+        )
         if not runs:
             return None
         parent = runs[0]
