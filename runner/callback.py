@@ -6,8 +6,9 @@ The callback only translates; what is written, and the members' records, belong 
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from runner.contracts import REPLAYED, TrialInput, TrialResult, trial_label
+from runner.errors import store_error
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
 
@@ -51,6 +53,26 @@ def label_of(trial: Any) -> str:
     return trial_label(trial.config["member"], trial.experiment_tag)
 
 
+def _store_guarded(method: Callable[..., None]) -> Callable[..., None]:
+    """Run a Tune event handler unless the store already failed. A store failure inside it is
+    kept on the callback, not raised: Tune catches what ``on_trial_complete`` raises, logs it
+    with a traceback and fails a trial that did finish. ``on_step_end`` raises it instead,
+    out of ``Tuner.fit``, once Tune has saved its state."""
+
+    @functools.wraps(method)
+    def guarded(self: MemberCallback, *args: Any, **kwargs: Any) -> None:
+        if self.store_failure is not None:
+            return
+        try:
+            method(self, *args, **kwargs)
+        except Exception as err:
+            if store_error(err) is None:
+                raise
+            self.store_failure = err
+
+    return guarded
+
+
 class MemberCallback(Callback):
     """Mirrors each trial of one stage into the run tree."""
 
@@ -61,7 +83,14 @@ class MemberCallback(Callback):
         self.stage = stage
         self.hashes = {m.name: m.config_hash for m in members}
         self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run
+        self.store_failure: BaseException | None = None
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Stop the Tune run with the store failure an event handler met, if any."""
+        if self.store_failure is not None:
+            raise self.store_failure
+
+    @_store_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
         member = TrialInput.from_config(trial.config["member"])
@@ -78,6 +107,7 @@ class MemberCallback(Callback):
         if run_id is not None:
             self.run_ids[trial.trial_id] = run_id
 
+    @_store_guarded
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
@@ -88,6 +118,7 @@ class MemberCallback(Callback):
         epoch = int(result.get("epoch", 0))
         self.tree.log_epoch(run_id, epoch_metrics(result), epoch, result if epoch == 1 else None)
 
+    @_store_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log the checkpoint's model, predictions and final scores; or, when a scheduler
         stopped the trial early, end its run KILLED."""
@@ -146,12 +177,14 @@ class MemberCallback(Callback):
                 run_id, label, model, TrialResult.read(path), final, local=local
             )
 
+    @_store_guarded
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed and will be retried: this attempt's run ends FAILED."""
         run_id = self.run_ids.pop(trial.trial_id, None)
         if run_id is not None:
             self.tree.fail_attempt(run_id)
 
+    @_store_guarded
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
         label = label_of(trial)
@@ -163,3 +196,4 @@ class MemberCallback(Callback):
             trial.config["member"]["model"],
             error_reason(trial),
         )
+
