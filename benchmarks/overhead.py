@@ -165,8 +165,8 @@ def train_one(
         gpus=member["resources"]["gpu"],
         on_epoch=on_epoch,
     )
-    val = entry.predict(trained.model, data.X_val, data.task)
-    test = entry.predict(trained.model, data.X_test, data.task)
+    val = trained.member.predict(data.X_val, data.task)
+    test = trained.member.predict(data.X_test, data.task)
     scores = {f"final_val_{k}": v for k, v in evaluate(data.y_val, val).items()}
     scores.update({f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()})
     return {

@@ -46,6 +46,11 @@ class InputSpec:
     feature_names: tuple[str, ...] | None = None
     mean: np.ndarray | None = field(default=None, compare=False, repr=False)
     variance: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # feature positions by origin ("categorical", "numeric") for encoded table rows
+    groups: Mapping[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
+    # raw table rows: each member encodes them itself, so n_features and feature_names
+    # describe the raw columns, not what a model sees
+    table: bool = False
 
     def __post_init__(self) -> None:
         if self.image_shape is not None and int(np.prod(self.image_shape)) != self.n_features:

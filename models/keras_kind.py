@@ -47,6 +47,7 @@ class KerasKind(ModelKind):
     example: Callable[[Path, InputSpec, Task], dict[str, Any]] | None = None
     custom_objects: str | None = None
     framework: str = "keras"
+    scales_target: bool = True
     learns_in_epochs: bool = True
 
     def defaults(self, task: Task) -> dict[str, Any]:
@@ -165,43 +166,27 @@ class KerasKind(ModelKind):
             )
         return history
 
-    def train(
+    def before_fit(
         self,
         spec: InputSpec,
         task: Task,
         hparams: Mapping[str, Any],
         train: tuple[Any, Any],
-        val: tuple[Any, Any],
         options: Any,
-        *,
-        seed: int = 0,
-        cpus: float = 1.0,
-        gpus: float = 0.0,
-        on_epoch: EpochHook | None = None,
-        workdir: Path | None = None,
-    ) -> Trained:
-        """The base procedure, with the learning-rate finder first when the options ask."""
+        workdir: Path | None,
+    ) -> dict[str, Any]:
+        """The learning-rate finder, when the options ask, on the encoded training rows."""
         suggestion = None
         if options.lr_finder and workdir is not None:
-            self.setup(seed=seed, cpus=cpus, gpus=gpus)
             suggestion = self._find_learning_rate(spec, task, hparams, train, options, workdir)
-        trained = super().train(
-            spec,
-            task,
-            hparams,
-            train,
-            val,
-            options,
-            seed=seed,
-            cpus=cpus,
-            gpus=gpus,
-            on_epoch=on_epoch,
-            workdir=workdir,
-        )
-        epochs = trained.epochs_run
-        trained.info.update(
-            restored=bool(options.early_stopping) and epochs < options.epochs,
-            lr_finder_suggestion=suggestion,
+        return {"lr_finder_suggestion": suggestion}
+
+    def train(self, *args: Any, **kwargs: Any) -> Trained:
+        """The base procedure; the record says whether early stopping restored best weights."""
+        trained = super().train(*args, **kwargs)
+        options = args[5] if len(args) > 5 else kwargs["options"]
+        trained.info["restored"] = (
+            bool(options.early_stopping) and trained.epochs_run < options.epochs
         )
         return trained
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from models.base import InputSpec, Task
+from models.member import Member
+from models.tabular import TablePrep, TargetScaler, is_table
 
 # A hook called after each epoch with its 1-based number and its scalar logs.
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -50,13 +52,19 @@ def check_hparams(model: str, schema: Mapping[str, Hparam], hparams: Mapping[str
 
 @dataclass
 class Trained:
-    """A fitted member: the model, its per-epoch history and what the record shows of it."""
+    """A fitted member (``member.model`` is the kind's model), its per-epoch history and what
+    the record shows of it."""
 
-    model: Any
+    member: Member
     history: dict[str, list[float]]
     fit_seconds: float
     epochs_run: int
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> Any:
+        """The kind's own fitted model."""
+        return self.member.model
 
 
 class ModelKind:
@@ -68,6 +76,9 @@ class ModelKind:
     framework: str
     needs_image: bool = False
     learns_in_epochs: bool = False  # whether its history has learning curves worth plotting
+    table_encoding: str = "onehot"  # how it reads categories of table rows: onehot, ordinal
+    scales_target: bool = False  # learns a standardised regression target (neural nets)
+    requires: tuple[str, ...] = ()  # distributions a served model of this kind needs
 
     # ---------------------------------------------------------------- validation (driver)
 
@@ -140,6 +151,19 @@ class ModelKind:
         """The model saved at ``path`` (the file ``save`` returned)."""
         raise NotImplementedError
 
+    def before_fit(
+        self,
+        spec: InputSpec,
+        task: Task,
+        hparams: Mapping[str, Any],
+        train: tuple[Any, Any],
+        options: Any,
+        workdir: Path | None,
+    ) -> dict[str, Any]:
+        """Work on the encoded training rows before the model is built (a learning-rate
+        finder); returns facts for the record."""
+        return {}
+
     def describe(self, model: Any) -> dict[str, Any]:
         """Facts about a fitted model for the record (e.g. its parameter count)."""
         return {}
@@ -158,16 +182,31 @@ class ModelKind:
         gpus: float = 0.0,
         on_epoch: EpochHook | None = None,
         workdir: Path | None = None,
+        log_target: bool = False,
     ) -> Trained:
-        """Set up, build and fit one member: the path every trial takes."""
+        """Set up, build and fit one member: the path every trial takes. Raw table rows are
+        encoded by a ``TablePrep`` fitted on the training rows; a regression target is
+        standardised (after ``log1p`` with ``log_target``) for kinds that ``scales_target``,
+        or whenever ``log_target``; both become part of the returned member."""
         device = self.setup(seed=seed, cpus=cpus, gpus=gpus)
+        (X, y), (X_val, y_val) = train, val
+        prep = None
+        if is_table(X):
+            prep = TablePrep(self.table_encoding).fit(X)
+            X, X_val = prep.transform(X), prep.transform(X_val)
+            spec = prep.input_spec(X)
+        target = None
+        if not task.is_classification and (self.scales_target or log_target):
+            target = TargetScaler.fit(y, log=log_target)
+            y, y_val = target.forward(y), target.forward(y_val)
+        found = self.before_fit(spec, task, hparams, (X, y), options, workdir)
         model = self.build(spec, task, **hparams)
         start = time.perf_counter()
         history = self.fit(
             model,
             task,
-            train,
-            val,
+            (X, y),
+            (X_val, y_val),
             options,
             hparams,
             seed=seed,
@@ -176,8 +215,12 @@ class ModelKind:
         )
         fit_seconds = time.perf_counter() - start
         epochs = len(next(iter(history.values()), [])) if history else 1
-        info = {**self.describe(model), **({"device": device} if device else {})}
-        return Trained(model, history, fit_seconds, max(epochs, 1), info)
+        info = {**found, **self.describe(model), **({"device": device} if device else {})}
+        if prep is not None:
+            info["n_encoded_features"] = spec.n_features
+            info["dropped_columns"] = dict(prep.dropped)
+        member = Member(self, model, prep, target)
+        return Trained(member, history, fit_seconds, max(epochs, 1), info)
 
 
 def check_predictions(pred: Any, n_rows: int, task: Task, split: str) -> np.ndarray:

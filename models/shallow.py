@@ -11,6 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
@@ -41,6 +43,7 @@ class SklearnKind(ModelKind):
     scale: bool = False
     calibrate: bool = False
     framework: str = "sklearn"
+    table_encoding: str = "onehot"
 
     def supports(self, task: Task) -> bool:
         """Whether an estimator exists for this task."""
@@ -148,6 +151,21 @@ ENTRIES: dict[str, SklearnKind] = {
             "logistic", classifier=LogisticRegression, params={"max_iter": 2000}, scale=True
         ),
         SklearnKind("ridge", regressor=Ridge, scale=True),
+        # the linear model of either task: logistic regression or ridge
+        SklearnKind(
+            "linear",
+            classifier=LogisticRegression,
+            regressor=Ridge,
+            params={"max_iter": 2000},
+            scale=True,
+        ),
+        SklearnKind(
+            "extra_trees",
+            classifier=ExtraTreesClassifier,
+            regressor=ExtraTreesRegressor,
+            params={"n_estimators": 300},
+            table_encoding="ordinal",
+        ),
         SklearnKind(
             "svm", classifier=SVC, regressor=SVR, params={"C": 10.0}, scale=True, calibrate=True
         ),
@@ -155,12 +173,14 @@ ENTRIES: dict[str, SklearnKind] = {
             "hgb",
             classifier=HistGradientBoostingClassifier,
             regressor=HistGradientBoostingRegressor,
+            table_encoding="ordinal",
         ),
         SklearnKind(
             "random_forest",
             classifier=RandomForestClassifier,
             regressor=RandomForestRegressor,
             params={"n_estimators": 200},
+            table_encoding="ordinal",
         ),
         SklearnKind(
             "knn", classifier=KNeighborsClassifier, regressor=KNeighborsRegressor, scale=True

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from models.keras_kind import load_keras
+from models.member import Member
 from models.registry import REGISTRY, get, module_of
+from models.tabular import TablePrep, TargetScaler
 
 MANIFEST = "kind.json"
+PREP_FILE = "prep.json"  # the member's table encoding, fitted on its training rows
 
 
 class ArtifactError(ValueError):
@@ -33,19 +36,28 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_member(kind: str, model: Any, folder: str | Path) -> Path:
-    """Save ``model`` with its kind's ``save`` into ``folder`` and write the manifest."""
+def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
+    """Save a member (or a bare model of ``kind``) into ``folder``: the model with its
+    kind's ``save``, the table encoding and target scale beside it, and the manifest."""
     entry = get(kind)
+    if not isinstance(member, Member):
+        member = Member(entry, member)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = entry.save(model, folder)
-    manifest = {
+    path = entry.save(member.model, folder)
+    manifest: dict[str, Any] = {
         "kind": kind,
         "module": module_of(kind),
         "framework": entry.framework,
         "file": path.name,
         "sha256": sha256(path),
     }
+    if member.prep is not None:
+        prep = folder / PREP_FILE
+        prep.write_text(json.dumps(member.prep.to_dict()))
+        manifest["prep"] = {"file": prep.name, "sha256": sha256(prep)}
+    if member.target is not None:
+        manifest["target"] = vars(member.target)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -58,23 +70,36 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_member(folder: str | Path) -> tuple[Any, Any]:
-    """(the kind's registry entry, the model) of the member saved in ``folder``."""
+def _checked(folder: Path, name: str, recorded: str) -> Path:
+    """The file ``name`` of a saved member, after its sha256 matched the manifest's."""
+    path = folder / name
+    if not path.is_file():
+        raise ArtifactError(f"saved member {folder} lacks its file {name!r}")
+    digest = sha256(path)
+    if digest != recorded:
+        raise ArtifactError(
+            f"refusing to load {path}: its sha256 is {digest}, the manifest recorded "
+            f"{recorded} (the file changed after it was saved)"
+        )
+    return path
+
+
+def load_member(folder: str | Path) -> Member:
+    """The member saved in ``folder`` (``.kind`` is its registry entry), every file's sha256
+    checked against the manifest first."""
+    folder = Path(folder)
     manifest = read_manifest(folder)
     name = manifest["kind"]
     if name not in REGISTRY and manifest.get("module"):
         importlib.import_module(manifest["module"])  # a kind registered by its own module
     entry = get(name)
-    path = Path(folder) / manifest["file"]
-    if not path.is_file():
-        raise ArtifactError(f"saved member {folder} lacks its model file {manifest['file']!r}")
-    digest = sha256(path)
-    if digest != manifest["sha256"]:
-        raise ArtifactError(
-            f"refusing to load {path}: its sha256 is {digest}, the manifest recorded "
-            f"{manifest['sha256']} (the file changed after it was saved)"
-        )
-    return entry, entry.load(path)
+    path = _checked(folder, manifest["file"], manifest["sha256"])
+    prep = None
+    if "prep" in manifest:
+        prep_path = _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
+        prep = TablePrep.from_dict(json.loads(prep_path.read_text()))
+    target = TargetScaler(**manifest["target"]) if "target" in manifest else None
+    return Member(entry, entry.load(path), prep, target)
 
 
 def load_model(path: str | Path) -> Any:
@@ -83,4 +108,4 @@ def load_model(path: str | Path) -> Any:
     path = Path(path)
     if path.is_file() and path.suffix == ".keras":
         return load_keras(path, "models.custom")
-    return load_member(path)[1]
+    return load_member(path).model

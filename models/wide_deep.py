@@ -58,18 +58,34 @@ SCHEMA: dict[str, Hparam] = {
 }
 
 
+def _named(c: str, names: list[str], spec: InputSpec, name: str) -> list[int]:
+    """Positions of the feature ``c``: a group (``@categorical``, ``@numeric``; an empty one
+    means every feature), a feature's name, or a raw table column (all it was encoded into)."""
+    if c.startswith("@"):
+        groups = dict(spec.groups or {})
+        if c[1:] not in ("categorical", "numeric"):
+            raise ValueError(f"{name} group {c!r} is unknown; known: @categorical, @numeric")
+        found = list(groups.get(c[1:], ()))
+        return found or list(range(spec.n_features))
+    if c in names:
+        return [names.index(c)]
+    encoded = [i for i, n in enumerate(names) if n.startswith((f"{c}=", f"{c}:"))]
+    if encoded:
+        return encoded
+    known = ", ".join(names) if names else "none (the data has no column names)"
+    raise ValueError(f"{name} column {c!r} is not a feature; features: {known}")
+
+
 def column_indices(columns: tuple[int | str, ...] | None, spec: InputSpec, name: str) -> list[int]:
-    """Resolve names or indices against the input's features; ValueError names a bad one."""
+    """Resolve names, groups or indices against the input's features; ValueError names a
+    bad one."""
     if columns is None:
         return list(range(spec.n_features))
     names = list(spec.feature_names or ())
-    out = []
+    out: list[int] = []
     for c in columns:
         if isinstance(c, str):
-            if c not in names:
-                known = ", ".join(names) if names else "none (the data has no column names)"
-                raise ValueError(f"{name} column {c!r} is not a feature; features: {known}")
-            out.append(names.index(c))
+            out.extend(i for i in _named(c, names, spec, name) if i not in out)
         elif not 0 <= c < spec.n_features:
             raise ValueError(f"{name} column index {c} is outside [0, {spec.n_features})")
         else:
@@ -78,7 +94,19 @@ def column_indices(columns: tuple[int | str, ...] | None, spec: InputSpec, name:
 
 
 def check_input(hp: dict[str, Any], spec: InputSpec) -> None:
-    """Check the column groups against the data's features (the driver calls this)."""
+    """Check the column groups against the data's features (the driver calls this); raw
+    table rows are checked by name only, their encoding is fitted with the member."""
+    if spec.table:
+        for key in ("wide", "deep"):
+            for c in hp[key] or ():
+                if isinstance(c, int):
+                    raise ValueError(f"{key}: name table columns, not positions, got {c}")
+                if isinstance(c, str) and c.startswith("@"):
+                    _named(c, [], spec, key)
+                elif c not in (spec.feature_names or ()):
+                    known = ", ".join(spec.feature_names or ())
+                    raise ValueError(f"{key} column {c!r} is not a column; columns: {known}")
+        return
     column_indices(hp["wide"], spec, "wide")
     column_indices(hp["deep"], spec, "deep")
 

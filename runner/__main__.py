@@ -86,9 +86,12 @@ def _load(spec: DataSpec, where: str) -> Dataset:
     from runner.spec import SpecError
 
     try:
-        return load(spec)
+        data = load(spec)
     except (OSError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
+    for note in data.notes:
+        print(f"note: {where}: {note}", file=sys.stderr)
+    return data
 
 
 def _probe_store(spec: RunSpec) -> None:

@@ -196,4 +196,3 @@ class MemberCallback(Callback):
             trial.config["member"]["model"],
             error_reason(trial),
         )
-

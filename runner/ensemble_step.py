@@ -113,14 +113,15 @@ def log(
     member_runs: Mapping[str, str],
     y_test: np.ndarray,
     fingerprint: str,
-    n_features: int | None,
+    inputs: Any,
     seed: int,
-    X_test: np.ndarray | None = None,
+    X_test: Any = None,
 ) -> dict[str, Any]:
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
-    wants it); returns the summary's ensemble entry. With ``X_test`` a champion decision is
-    taken only after the registered version was loaded back and scored on those rows. The
-    run ends FAILED if logging fails, KILLED if a signal stops it."""
+    wants it); returns the summary's ensemble entry. ``inputs`` (the feature count, or table
+    rows) describes the exported model's input; None logs no model. With ``X_test`` a
+    champion decision is taken only after the registered version was loaded back and scored
+    on those rows. The run ends FAILED if logging fails, KILLED if a signal stops it."""
     described = settings_of(settings, seed, fingerprint, member_runs)
     run_id = open_run(
         {
@@ -133,8 +134,8 @@ def log(
     try:
         export.log_report(client, run_id, report, y_test)
         out = {**report.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
-        if settings.log_model and n_features is not None:
-            out["model_uri"] = export.log_pyfunc(client, run_id, report, member_runs, n_features)
+        if settings.log_model and inputs is not None:
+            out["model_uri"] = export.log_pyfunc(client, run_id, report, member_runs, inputs)
             if settings.register_as:
                 version = export.register(client, run_id, settings.register_as)
                 out["registered_version"] = version

@@ -50,6 +50,13 @@ def _metrics(report: EnsembleReport) -> dict[str, float]:
         "test_gain_ci_high": report.test_gain["ci_high"],
         "beats_best_member": float(report.beats_best_member),
     }
+    cal = report.calibration or {}
+    if cal:
+        out["calibration.temperature"] = cal["temperature"]
+        for split in ("val", "test"):
+            for when in ("before", "after"):
+                for k, v in cal[f"{split}_{when}"].items():
+                    out[f"calibration.{split}_{k}_{when}"] = v
     for name, loo in report.diversity["leave_one_out"].items():
         out[metric_key(f"loo_val.{name}")] = loo["val"]
         out[metric_key(f"loo_test.{name}")] = loo["test"]
@@ -116,14 +123,30 @@ def log_report(
                 plots.confusion_matrix(
                     y_test, report.test_pred, out / "confusion_matrix.png", title
                 )
+                if report.uncalibrated_test_pred is not None:
+                    plots.reliability_diagram(
+                        y_test,
+                        {
+                            "uncalibrated": report.uncalibrated_test_pred,
+                            "temperature-scaled": report.test_pred,
+                        },
+                        out / "reliability.png",
+                        f"{report.method} ensemble on test: reliability",
+                    )
             else:
                 plots.predicted_vs_true(y_test, report.test_pred, out / "residuals.png", title)
         client.log_artifacts(run_id, tmp)
 
 
-def _requirements() -> list[str]:
+def _requirements(kinds: list[str]) -> list[str]:
+    """Pinned distributions the served model imports: the stack, plus what members need."""
+    wanted = ["mlflow", "numpy", "pandas", "scipy", "scikit-learn", "skops", "keras"]
+    wanted.append("tensorflow")
+    for name in kinds:
+        kind = models.REGISTRY.get(name)
+        wanted += [d for d in getattr(kind, "requires", ()) if d not in wanted]
     reqs = []
-    for dist in ("mlflow", "numpy", "scipy", "scikit-learn", "skops", "keras", "tensorflow"):
+    for dist in wanted:
         try:
             reqs.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -136,9 +159,11 @@ def log_pyfunc(
     run_id: str,
     report: EnsembleReport,
     member_runs: Mapping[str, str],
-    n_features: int,
+    inputs: Any,
 ) -> str:
     """Log the ensemble as a pyfunc model under ``model/``; returns its ``runs:/`` URI.
+    ``inputs`` describes what it takes: the feature count, or table rows (a DataFrame of
+    example rows, or the column names).
 
     ``member_runs`` maps each ensembled member to the MLflow run holding its saved model.
     The model carries the code of every member's kind (``models/``, and the module of any
@@ -167,8 +192,7 @@ def log_pyfunc(
         }
         spec_path.write_text(json.dumps(spec))
         artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
-        example = np.zeros((1, n_features), dtype=np.float32)
-        signature = mlflow.models.infer_signature(example, report.test_pred[:1])
+        signature = _signature(inputs, report.test_pred[:1])
         saved = Path(tmp) / "pyfunc"
         with warnings.catch_warnings():
             # An input example would make MLflow load every member (and TensorFlow) here, on
@@ -179,11 +203,29 @@ def log_pyfunc(
                 python_model=str(PYFUNC_MODEL),
                 artifacts=artifacts,
                 code_paths=_code_paths(modules),
-                pip_requirements=_requirements(),
+                pip_requirements=_requirements(kinds),
                 signature=signature,
             )
         client.log_artifacts(run_id, str(saved), MODEL_DIR)
     return f"runs:/{run_id}/{MODEL_DIR}"
+
+
+def _signature(inputs: Any, pred: np.ndarray) -> Any:
+    """The model's signature: for table rows their column names, each optional and of any
+    type, so rows with missing cells, missing columns or integers where training saw floats
+    pass MLflow's check and reach the members' own encoding; for features a float32 row."""
+    import pandas as pd
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.utils import _infer_schema
+
+    if isinstance(inputs, pd.DataFrame):
+        schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs.columns])
+        return ModelSignature(inputs=schema, outputs=_infer_schema(pred))
+    if isinstance(inputs, (list, tuple)):
+        schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs])
+        return ModelSignature(inputs=schema, outputs=_infer_schema(pred))
+    return infer_signature(np.zeros((1, int(inputs)), dtype=np.float32), pred)
 
 
 def _code_paths(modules: set[str]) -> list[str]:

@@ -2,10 +2,11 @@
 file into the model and runs it on load. It imports only ``models`` and ``ensembles`` (both
 shipped with the model as code), never the runner.
 
-Raw features in; each member is loaded and predicts through its kind's registry entry
-(``models.load_member``: the kind's own loader, its custom objects registered, its sha256
-checked); the fitted ensemble (``estimator.skops``, its sha256 checked against
-``ensemble_spec.json``, loaded by ``models.safe_io``: no pickle) combines the predictions.
+Raw rows in (a DataFrame for members fitted on a table); each member is loaded and predicts
+through its kind's registry entry (``models.load_member``: the kind's own loader, its custom
+objects registered, its sha256 checked); the fitted ensemble (``estimator.skops``, its
+sha256 checked against ``ensemble_spec.json``, loaded by ``models.safe_io``: no pickle)
+combines the predictions.
 """
 
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 
 class EnsembleModel(mlflow.pyfunc.PythonModel):
@@ -43,10 +45,16 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             models.load_member(context.artifacts[f"member_{i}"]) for i in range(len(spec["names"]))
         ]
 
-    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
-        """Predict every member on the raw features and combine them as fitted."""
-        X = np.asarray(model_input, dtype=np.float32)
-        P = np.stack([kind.predict(model, X, self.task) for kind, model in self.members])
+    # pd.DataFrame is one of the hints MLflow neither validates nor converts by: the model's
+    # signature checks the input, and arrays of features pass through as they are
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        """Predict every member on the raw rows (a DataFrame for members fitted on a table,
+        numbers otherwise) and combine them as fitted."""
+        table = any(m.prep is not None for m in self.members)
+        if table and not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        X = model_input if table else np.asarray(model_input, dtype=np.float32)
+        P = np.stack([m.predict(X, self.task) for m in self.members])
         return self.estimator.predict(P)
 
 

@@ -182,10 +182,11 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     return members, labels, {"sweeps": sweeps, "runs": run_of}
 
 
-def _n_features(client, run_id: str, tmp: str) -> int | None:
-    """The feature count a member recorded (the pyfunc model's input signature)."""
+def _inputs(client, run_id: str, tmp: str) -> int | list[str] | None:
+    """What a member recorded of its input (the pyfunc model's signature): the table's
+    columns, or the feature count."""
     info = json.loads(Path(client.download_artifacts(run_id, MEMBER_INFO, tmp)).read_text())
-    return info.get("n_features")
+    return info.get("table_columns") or info.get("n_features")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,8 +260,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 [experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{sweeps[0]}'"
             )
             tags.update({SWEEP: sweeps[0], PARENT: parent.info.run_id})
-        n_features = _n_features(client, found["runs"][report.names[0]], tmp)
-        if settings.log_model and n_features is None:
+        inputs = _inputs(client, found["runs"][report.names[0]], tmp)
+        if settings.log_model and inputs is None:
             logging.warning("no pyfunc model: members were logged without n_features")
         run_name = f"ensemble-{args.method}-{time.strftime('%H%M%S')}"
         out = ensemble_step.log(
@@ -276,7 +277,7 @@ def _main(argv: Sequence[str] | None) -> int:
             member_runs=found["runs"],
             y_test=y_test,
             fingerprint=fingerprint,
-            n_features=n_features,
+            inputs=inputs,
             seed=args.seed,
         )
     metric = report.metric

@@ -111,7 +111,7 @@ def _ensemble(
         member_runs=member_runs,
         y_test=data.y_test,
         fingerprint=data.fingerprint,
-        n_features=data.input_spec.n_features,
+        inputs=data.X_train.head(20) if data.input_spec.table else data.input_spec.n_features,
         seed=spec.seed,
         X_test=data.X_test,
     )

@@ -69,12 +69,13 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             gpus=member.resources["gpu"],
             on_epoch=_report_epoch,
             workdir=out,
+            log_target=data.log_target,
         )
-        models.save_member(member.model, trained.model, out / MODEL_DIR)
+        models.save_member(member.model, trained.member, out / MODEL_DIR)
         if entry.learns_in_epochs and trained.history:
             _save_history(trained.history, f"{member.name} ({member.model})", out)
         val, test = (
-            check_predictions(entry.predict(trained.model, X, data.task), len(X), data.task, split)
+            check_predictions(trained.member.predict(X, data.task), len(X), data.task, split)
             for X, split in ((data.X_val, "validation"), (data.X_test, "test"))
         )
         train_seconds = time.perf_counter() - start
@@ -91,6 +92,9 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             "node_id": _node_id(),
             "fingerprint": data.fingerprint,
             "n_features": data.input_spec.n_features,
+            "table_columns": list(data.input_spec.feature_names or ())
+            if data.input_spec.table
+            else None,
         }
         TrialResult(val, test, data.fingerprint, info).write(out, data.y_val, data.y_test)
         val_scores = evaluate(data.y_val, val)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from helpers import ROOT, SHARED_DATA
+from models.tabular import TablePrep
 from runner.data import LOADERS, load
 from runner.spec import DataSpec
 
@@ -68,12 +69,15 @@ def test_same_seed_same_fingerprint_other_seed_other_fingerprint():
     assert load(DataSpec("digits", 0.25, 0.2, 0)).fingerprint != a.fingerprint
 
 
-def test_constant_features_keep_unit_scale(tmp_path):
+def test_a_csv_loads_as_raw_rows_and_a_members_prep_drops_a_constant_column(tmp_path):
     rows = "\n".join(f"{i},7,{i % 3}" for i in range(60))
     (tmp_path / "t.csv").write_text("x,constant,y\n" + rows + "\n")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="y"))
-    assert d.input_spec.variance.tolist()[1] == 1.0  # not ~0, which would blow values up
-    assert d.input_spec.variance[0] > 1.0
+    assert list(d.X_train.columns) == ["x", "constant"]  # raw rows: members encode them
+    prep = TablePrep().fit(d.X_train)
+    assert prep.dropped == {"constant": "constant in the training rows"}
+    spec = prep.input_spec(prep.transform(d.X_train))
+    assert spec.feature_names == ("x",) and spec.variance[0] > 1.0
 
 
 def test_images_are_standardised_with_one_mean_and_variance_for_every_pixel():
@@ -370,19 +374,12 @@ def test_csv_infers_classification_from_text_and_small_integer_targets(table, tm
     path = write(table.drop(columns=["grade", "price"]), tmp_path / f"t{suffix}")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
     assert d.task.kind == "classification" and d.task.n_classes == 2
-    assert d.input_spec.feature_names == (
-        "size",
-        "rooms",
-        "color=blue",
-        "color=green",
-        "color=red",
-        "new=False",
-        "new=True",
-    )
-    assert d.X_train.dtype == np.float32 and sum(d.sizes().values()) == 200
+    # raw rows: each member encodes them itself
+    assert d.input_spec.table and d.input_spec.feature_names == ("size", "rooms", "color", "new")
+    assert isinstance(d.X_train, pd.DataFrame) and sum(d.sizes().values()) == 200
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
-    X = np.concatenate([d.X_train, d.X_val, d.X_test])
-    np.testing.assert_array_equal(y, np.where(X[:, 0] > 0, 0, 1))  # 'big' < 'small': 0, 1
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    np.testing.assert_array_equal(y, np.where(X["size"] > 0, 0, 1))  # 'big' < 'small': 0, 1
     path = write(table.drop(columns=["kind", "price"]), tmp_path / f"g{suffix}")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade"))
     assert d.task.kind == "classification" and d.task.n_classes == 3
@@ -395,7 +392,7 @@ def test_csv_infers_regression_from_a_float_target(table, tmp_path, suffix):
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="price"))
     assert d.task.kind == "regression" and d.y_train.dtype == np.float64
     assert "price" not in d.input_spec.feature_names
-    assert "kind=big" in d.input_spec.feature_names
+    assert "kind" in d.input_spec.feature_names
 
 
 def test_csv_task_given_overrides_the_inference(table, tmp_path):
@@ -414,6 +411,7 @@ def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_
     path = write(frame, tmp_path / "t.csv")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))
     assert d.task.kind == "regression" and sum(d.sizes().values()) == n - 2
+    assert d.notes == ("dropped 2 of 300 rows missing the target 'y'",)
 
 
 def test_csv_classes_relabel(table, tmp_path):
@@ -444,23 +442,53 @@ def test_csv_target_is_required_and_an_absent_one_lists_the_columns(table, tmp_p
     )
 
 
-def test_csv_missing_numeric_value_fails_naming_the_column(table, tmp_path):
+def test_csv_keeps_missing_values_dates_and_ids_for_the_members_to_encode(table, tmp_path):
     table.loc[3, "size"] = np.nan
-    path = write(table, tmp_path / "t.csv")
-    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'size'", "row 4")
+    table.loc[5, "color"] = None
+    table["when"] = pd.date_range("2020-01-01", periods=len(table), freq="D")
+    table["id"] = [f"row-{i}" for i in range(len(table))]
+    path = write(table, tmp_path / "t.parquet")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    rows = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert rows["size"].isna().sum() == 1 and rows["color"].isna().sum() == 1
+    assert {"when", "id"} <= set(d.input_spec.feature_names)
 
 
-def test_csv_columns_that_cannot_be_encoded_are_named(table, tmp_path):
-    dated = table.assign(when=pd.Timestamp("2020-01-01"))
-    path = write(dated, tmp_path / "dated.parquet")
-    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'when'", "datetime64")
-    listed = table.assign(tags=[[i] for i in range(len(table))])
-    path = write(listed, tmp_path / "listed.parquet")
-    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'tags'")
-    ids = pd.concat([table] * 6, ignore_index=True)
-    ids["id"] = [f"row-{i}" for i in range(len(ids))]  # a text id: 1200 one-hot columns
-    path = write(ids, tmp_path / "ids.csv")
-    one_line_error(DataSpec("csv", path=str(path), target="kind"), "'id'", "1200 distinct")
+def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
+    one_line_error(
+        DataSpec("csv", path=str(write(table, tmp_path / "t.csv")), target="prise"),
+        "'prise'",
+        "closest: price",
+    )
+    empty = table.assign(notes=np.nan)
+    one_line_error(
+        DataSpec("csv", path=str(write(empty, tmp_path / "e.csv")), target="kind"),
+        "'notes'",
+        "no value at all",
+    )
+    one_class = table.assign(kind="big")
+    one_line_error(
+        DataSpec("csv", path=str(write(one_class, tmp_path / "o.csv")), target="kind"),
+        "'kind'",
+        "1 distinct value",
+    )
+    rare = table.copy()
+    rare.loc[0, "kind"] = "huge"
+    one_line_error(
+        DataSpec("csv", path=str(write(rare, tmp_path / "r.csv")), target="kind"),
+        "class 'huge'",
+        "1 row(s)",
+    )
+    (tmp_path / "blank.csv").write_text("")
+    one_line_error(DataSpec("csv", path=str(tmp_path / "blank.csv"), target="kind"), "is empty")
+    (tmp_path / "latin.csv").write_bytes("name,kind\ncaf\xe9,a\n".encode("latin-1"))
+    one_line_error(DataSpec("csv", path=str(tmp_path / "latin.csv"), target="kind"), "not UTF-8")
+    path = write(table, tmp_path / "big.csv")
+    one_line_error(DataSpec("csv", path=str(path), target="kind", row_limit=100), "row_limit=100")
+    one_line_error(DataSpec("csv", path=str(path), target="kind", column_limit=3), "column_limit=3")
+    one_line_error(
+        DataSpec("csv", path=str(path), target="kind", log_target=True), "regression only"
+    )
 
 
 def test_csv_unreadable_file_is_named(tmp_path):

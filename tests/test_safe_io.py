@@ -54,9 +54,9 @@ def test_scikit_learn_member_round_trips_through_skops(name, kind, datasets, tmp
     manifest = json.loads((folder / "kind.json").read_text())
     assert manifest["file"] == "model.skops"
     assert sorted(p.name for p in folder.iterdir()) == ["kind.json", "model.skops"]
-    loaded_entry, loaded = models.load_member(folder)
-    assert loaded_entry is entry
-    np.testing.assert_array_equal(entry.predict(loaded, X, task), entry.predict(model, X, task))
+    loaded = models.load_member(folder)
+    assert loaded.kind is entry
+    np.testing.assert_array_equal(loaded.predict(X, task), entry.predict(model, X, task))
 
 
 class Gadget:

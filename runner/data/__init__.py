@@ -21,7 +21,7 @@ from runner.data.library import load_california_housing, load_digits, load_fashi
 from runner.data.prepare import input_spec
 from runner.data.split import cap_rows, fingerprint, keep_classes, split, subsample
 from runner.data.tables import load_table
-from runner.data.types import Dataset, DataSpec, Raw, one_line
+from runner.data.types import Dataset, DataSpec, Raw, one_line, take
 
 LOADERS: dict[str, Callable[[DataSpec], Raw]] = {
     "california_housing": load_california_housing,
@@ -57,11 +57,11 @@ def load(spec: DataSpec) -> Dataset:
         keep = subsample(raw.y[train], spec.max_train_rows, raw.task.is_classification, rng)
         train = train[keep]
     X_all_test, y_all_test = (raw.X_test, raw.y_test) if raw.has_test else (raw.X, raw.y)
-    X_train = raw.X[train]
+    X_train = take(raw.X, train)
     parts = {
         "train": (X_train, raw.y[train]),
-        "val": (raw.X[val], raw.y[val]),
-        "test": (X_all_test[test], y_all_test[test]),
+        "val": (take(raw.X, val), raw.y[val]),
+        "test": (take(X_all_test, test), y_all_test[test]),
     }
     return Dataset(
         name=name,
@@ -74,7 +74,24 @@ def load(spec: DataSpec) -> Dataset:
         X_test=parts["test"][0],
         y_test=parts["test"][1],
         fingerprint=fingerprint(name, parts),
+        log_target=_log_target(spec, raw),
+        notes=raw.notes,
     )
+
+
+def _log_target(spec: DataSpec, raw: Raw) -> bool:
+    """``data.log_target``, checked against the task and the targets."""
+    if not spec.log_target:
+        return False
+    if raw.task.is_classification:
+        raise ValueError(f"{spec.name}: data.log_target=true applies to regression only")
+    low = float(np.min(raw.y))
+    if low <= -1:
+        raise ValueError(
+            f"{spec.name}: data.log_target=true needs targets > -1 (log1p), the smallest is "
+            f"{low:.6g}"
+        )
+    return True
 
 
 __all__ = ["LOADERS", "DataSpec", "Dataset", "Raw", "load"]

@@ -4,13 +4,18 @@ Keras members standardise with inside their graph (so a saved member takes raw d
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from models.base import InputSpec
 from runner.data.types import Raw
 
 
-def input_spec(raw: Raw, X_train: np.ndarray) -> InputSpec:
-    """The inputs' shape, names and training statistics."""
+def input_spec(raw: Raw, X_train: object) -> InputSpec:
+    """The inputs' shape, names and training statistics; for raw table rows only the columns
+    (each member fits its own encoding on the training rows)."""
+    if isinstance(X_train, pd.DataFrame):
+        columns = tuple(str(c) for c in X_train.columns)
+        return InputSpec(n_features=len(columns), feature_names=columns, table=True)
     if raw.image_shape is not None:
         # images: one mean and variance for every pixel, so standardising keeps the picture
         # (per-pixel statistics would rescale each pixel differently and distort edges)

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from models.base import Task
-from runner.data.types import Raw
+from runner.data.types import Raw, take
 
 
 def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
@@ -41,7 +42,7 @@ def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
     def subset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         new = lookup[y]
         keep = new >= 0
-        return X[keep], new[keep]
+        return take(X, np.flatnonzero(keep)), new[keep]
 
     X, y = subset(raw.X, raw.y)
     X_test, y_test = subset(raw.X_test, raw.y_test) if raw.has_test else (None, None)
@@ -89,20 +90,25 @@ def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str) -> Raw:
     strat = raw.task.is_classification
     k_main = int(round(max_rows * n_main / (n_main + n_test)))
     keep = subsample(raw.y, k_main, strat, rng)
-    out = replace(raw, X=raw.X[keep], y=raw.y[keep])
+    out = replace(raw, X=take(raw.X, keep), y=raw.y[keep])
     if raw.has_test:
         keep_test = subsample(raw.y_test, max_rows - k_main, strat, rng)
-        out = replace(out, X_test=raw.X_test[keep_test], y_test=raw.y_test[keep_test])
+        out = replace(out, X_test=take(raw.X_test, keep_test), y_test=raw.y_test[keep_test])
     return out
 
 
-def fingerprint(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """Short hash of the dataset name and every split's features and targets."""
+def fingerprint(name: str, parts: dict[str, tuple[object, np.ndarray]]) -> str:
+    """Short hash of the dataset name and every split's features and targets (a table's
+    column names and cells included)."""
     h = hashlib.sha256(name.encode())
     for split in sorted(parts):
         X, y = parts[split]
         h.update(split.encode())
-        h.update(np.ascontiguousarray(X).tobytes())
+        if isinstance(X, pd.DataFrame):
+            h.update("\x00".join(map(str, X.columns)).encode())
+            h.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
+        else:
+            h.update(np.ascontiguousarray(X).tobytes())
         h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()[:16]
 

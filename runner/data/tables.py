@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from runner.data.types import DataSpec, Raw, one_line, resolve
 
 MAX_CLASSES_INFERRED = 20  # an integer target with at most this many values (and < 5%) ...
 MAX_CLASS_SHARE = 0.05  # ... of the rows is inferred to be a class label
-MAX_CATEGORIES = 1000  # a categorical feature with more distinct values is rejected
+MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs a row of each class in each
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -38,6 +39,12 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame]:
         else:
             sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
             frame = pd.read_csv(path, sep=sep)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"csv: {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"csv: {path} is empty (no header, no rows)") from None
     except Exception as err:  # pandas and pyarrow raise many types
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
@@ -59,17 +66,6 @@ def _is_numeric(values: pd.Series) -> bool:
     """Numbers (ints or floats), not booleans."""
     dtype = values.dtype
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
-def _is_categorical(values: pd.Series) -> bool:
-    """Strings, objects, pandas categoricals or booleans: one-hot encoded as features."""
-    dtype = values.dtype
-    return (
-        pd.api.types.is_bool_dtype(dtype)
-        or pd.api.types.is_object_dtype(dtype)
-        or pd.api.types.is_string_dtype(dtype)
-        or isinstance(dtype, pd.CategoricalDtype)
-    )
 
 
 def infer_task(target: pd.Series) -> str:
@@ -107,77 +103,40 @@ def _encode_target(target: pd.Series, kind: str, column: str) -> tuple[np.ndarra
     return codes.astype(np.int64), Task("classification", n_classes=len(values))
 
 
-def _row_number(frame: pd.DataFrame, position: int) -> object:
-    """1-based data row (header not counted) of the row at ``position`` in ``frame``."""
-    label = frame.index[position]
-    return int(label) + 1 if isinstance(label, (int, np.integer)) else label
+def _closest(name: str, columns: Sequence[str]) -> str:
+    """`` (closest: a, b)`` naming the columns most like ``name``, or nothing."""
+    lowered = {c.lower(): c for c in columns}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
+    return f" (closest: {', '.join(lowered[c] for c in close)})" if close else ""
 
 
-def _encode_features(frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns as float32, categorical ones one-hot (``pandas.get_dummies``)."""
-    blocks: list[np.ndarray] = []
-    names: list[str] = []
-    for column in frame.columns:
-        values = frame[column]
-        name = str(column)
-        if _is_numeric(values) and not pd.api.types.is_complex_dtype(values.dtype):
-            block = values.to_numpy(dtype=np.float64, na_value=np.nan)
-            missing = np.isnan(block)
-            if missing.any():
-                raise ValueError(
-                    f"csv: numeric column {name!r} has {int(missing.sum())} missing value(s) "
-                    f"(first in data row {_row_number(frame, np.flatnonzero(missing)[0])}); "
-                    "fill or drop them first (this loader does not impute)"
-                )
-            block = block.astype(np.float32)
-            if not np.all(np.isfinite(block)):
-                raise ValueError(
-                    f"csv: numeric column {name!r} has infinite values or values beyond float32"
-                )
-            blocks.append(block[:, None])
-            names.append(name)
-        elif _is_categorical(values):
-            try:
-                n_values = values.nunique(dropna=True)
-                if n_values > MAX_CATEGORIES:
-                    raise ValueError(
-                        f"csv: categorical column {name!r} has {n_values} distinct values, more "
-                        f"than {MAX_CATEGORIES} to one-hot encode; drop it or encode it yourself"
-                    )
-                onehot = pd.get_dummies(
-                    values,
-                    prefix=name,
-                    prefix_sep="=",
-                    dummy_na=bool(values.isna().any()),
-                    dtype=np.float32,
-                )
-            except TypeError as err:
-                raise ValueError(
-                    f"csv: column {name!r} cannot be one-hot encoded ({one_line(err)}); "
-                    "drop or convert it"
-                ) from None
-            blocks.append(onehot.to_numpy(dtype=np.float32))
-            names.extend(str(c) for c in onehot.columns)
-        else:
-            raise ValueError(
-                f"csv: column {name!r} has dtype {values.dtype}, which cannot be encoded as "
-                "features; drop or convert it"
-            )
-    return np.hstack(blocks).astype(np.float32, copy=False), tuple(names)
+def _check_limits(spec: DataSpec, frame: pd.DataFrame, path: Path) -> None:
+    """More rows or columns than ``data.row_limit``/``data.column_limit`` fail in one line."""
+    rows, cols = frame.shape
+    if spec.row_limit is not None and rows > spec.row_limit:
+        raise ValueError(
+            f"csv: {path.name} has {rows} rows, more than data.row_limit={spec.row_limit}; "
+            "raise the limit or subsample with data.max_rows"
+        )
+    if spec.column_limit is not None and cols > spec.column_limit:
+        raise ValueError(
+            f"csv: {path.name} has {cols} columns, more than "
+            f"data.column_limit={spec.column_limit}; raise the limit or drop columns"
+        )
 
 
 def load_table(spec: DataSpec) -> Raw:
-    """Any CSV (``.tsv``: tab-separated) or Parquet (``.parquet``/``.pq``) file.
+    """Any CSV (``.tsv``: tab-separated) or Parquet (``.parquet``/``.pq``) file, as raw rows.
 
     ``data.target`` names the target column; ``data.task`` is 'classification', 'regression'
     or null to infer it (a non-numeric target, or an integer one with <= 20 distinct values
     that are < 5% of the rows, is a class label; otherwise regression). Rows with a missing
-    target are dropped. Numeric features become float32; a missing (or infinite) numeric value
-    fails naming its column: nothing is imputed, so no statistic leaks across the splits.
-    Categorical features (object, string, category or bool dtype) are one-hot encoded with
-    ``pandas.get_dummies`` into columns named ``column=value`` (plus ``column=nan`` when values
-    are missing); more than 1000 categories, or any other dtype, fails naming the column. Class
-    labels are encoded 0..k-1 in sorted order of their values (``data.classes`` uses these ids).
+    target are dropped and counted in the notes. The feature columns stay as they are (a
+    DataFrame): each member fits its own encoding on its training rows (``models.tabular``),
+    so missing values, categories and dates are handled where they are served. Class labels
+    are encoded 0..k-1 in sorted order of their values (``data.classes`` uses these ids).
+    Fails in one line on an empty table, a missing target column (naming the closest ones),
+    a one-class target, an all-empty column, or more rows or columns than the limits.
     """
     path, frame = _read_table(spec)
     columns = [str(c) for c in frame.columns]
@@ -189,15 +148,26 @@ def load_table(spec: DataSpec) -> Raw:
     target = str(spec.target)
     if target not in columns:
         raise ValueError(
-            f"csv: target column {target!r} is not in {path.name}; available columns: "
-            f"{_columns_list(columns)}"
+            f"csv: target column {target!r} is not in {path.name}{_closest(target, columns)}; "
+            f"available columns: {_columns_list(columns)}"
         )
     frame.columns = columns
     if columns.count(target) > 1:
         raise ValueError(f"csv: {path.name} has more than one column named {target!r}")
-    frame = frame[frame[target].notna()]  # keeps the file's row numbers for messages
+    _check_limits(spec, frame, path)
+    empty = [c for c in columns if c != target and frame[c].isna().all()]
+    if empty:
+        raise ValueError(
+            f"csv: column(s) {', '.join(map(repr, empty))} of {path.name} hold no value at all; "
+            "drop them"
+        )
+    n_rows = len(frame)
+    frame = frame[frame[target].notna()].reset_index(drop=True)
+    notes: tuple[str, ...] = ()
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
+    if len(frame) < n_rows:
+        notes = (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"csv: {path.name} has no feature columns besides the target {target!r}")
@@ -207,5 +177,11 @@ def load_table(spec: DataSpec) -> Raw:
         )
     kind = spec.task or infer_task(frame[target])
     y, task = _encode_target(frame[target], kind, target)
-    X, names = _encode_features(features)
-    return Raw(X=X, y=y, task=task, feature_names=names)
+    if task.is_classification:
+        counts = pd.Series(frame[target]).value_counts()
+        if counts.min() < MIN_CLASS_ROWS:
+            raise ValueError(
+                f"csv: class {counts.idxmin()!r} of target {target!r} has {counts.min()} row(s); "
+                f"every class needs at least {MIN_CLASS_ROWS} (train, validation and test rows)"
+            )
+    return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from models.base import InputSpec, Task
 
@@ -26,23 +28,29 @@ class DataSpec:
     classes: tuple[int, ...] | None = None  # keep these classes only, relabelled 0..k-1
     max_rows: int | None = None  # subsample (stratified, seeded) before splitting: smoke runs
     max_train_rows: int | None = None  # cap the training split only (few-label experiments)
+    log_target: bool = False  # regression: members learn log1p(target), predictions mapped back
+    row_limit: int | None = 5_000_000  # tables: refuse more rows than this (null: no limit)
+    column_limit: int | None = 5_000  # tables: refuse more columns than this (null: no limit)
 
 
 @dataclass(frozen=True)
 class Raw:
     """A loaded dataset before splitting.
 
-    ``X_test``/``y_test`` are set when the dataset ships its own test split (Fashion-MNIST);
-    then only ``X``/``y`` are split into train and validation.
+    ``X`` is a float32 matrix, or a DataFrame of raw table columns that each member encodes
+    itself (``models.tabular``). ``X_test``/``y_test`` are set when the dataset ships its own
+    test split (Fashion-MNIST); then only ``X``/``y`` are split into train and validation.
+    ``notes`` says what the loader changed (rows dropped), for the user.
     """
 
-    X: np.ndarray
+    X: Any
     y: np.ndarray
     task: Task
     image_shape: tuple[int, int, int] | None = None
     feature_names: tuple[str, ...] | None = None
-    X_test: np.ndarray | None = None
+    X_test: Any = None
     y_test: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.X_test is None) != (self.y_test is None):
@@ -56,22 +64,32 @@ class Raw:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/val/test splits plus what models need to know about the inputs."""
+    """Train/val/test splits plus what models need to know about the inputs (features are
+    float32 matrices, or DataFrames of raw table rows)."""
 
     name: str
     task: Task
     input_spec: InputSpec
-    X_train: np.ndarray
+    X_train: Any
     y_train: np.ndarray
-    X_val: np.ndarray
+    X_val: Any
     y_val: np.ndarray
-    X_test: np.ndarray
+    X_test: Any
     y_test: np.ndarray
     fingerprint: str
+    log_target: bool = False
+    notes: tuple[str, ...] = ()
 
     def sizes(self) -> dict[str, int]:
         """Rows per split."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def take(X: Any, rows: np.ndarray) -> Any:
+    """The ``rows`` (positions) of a feature matrix or a table, a table renumbered 0..n-1."""
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows].reset_index(drop=True)
+    return X[rows]
 
 
 def one_line(err: BaseException) -> str:

@@ -1,0 +1,43 @@
+"""A fitted member as it is served: its kind's model, plus what it learned about raw inputs
+(the table encoding, the target's scale), applied around the model on every prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.base import Task
+from models.tabular import TablePrep, TargetScaler, is_table
+
+
+@dataclass
+class Member:
+    """``kind``'s ``model`` with the ``prep`` it reads raw table rows with and the ``target``
+    scaler its regression predictions are mapped back with (either may be None)."""
+
+    kind: Any  # models.kind.ModelKind; typed loosely to keep this module import-light
+    model: Any
+    prep: TablePrep | None = None
+    target: TargetScaler | None = None
+
+    def encode(self, X: Any) -> Any:
+        """What the model reads: raw table rows encoded, a numeric matrix as it is."""
+        if self.prep is not None:
+            if not is_table(X):
+                raise ValueError(
+                    "this member was fitted on table rows: pass a pandas DataFrame with the "
+                    f"training columns, got {type(X).__name__}"
+                )
+            return self.prep.transform(X)
+        if is_table(X):
+            return X.to_numpy(dtype=np.float32)
+        return X
+
+    def predict(self, X: Any, task: Task) -> np.ndarray:
+        """Predictions in the members' contract, in the target's units."""
+        pred = self.kind.predict(self.model, self.encode(X), task)
+        if self.target is not None and not task.is_classification:
+            pred = self.target.inverse(pred)
+        return pred

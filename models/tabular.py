@@ -1,0 +1,343 @@
+"""Raw table rows -> the numeric matrix a member learns from, fitted on training rows only.
+
+A ``TablePrep`` is part of the member that fitted it: saved beside its model and applied
+again when it is served, so a served member takes the rows a user has (missing values,
+unseen categories, columns in any order, extra columns) and never crashes on them.
+
+What it does, per column of the training rows:
+
+- numbers: the median fills missing values; a 0/1 missing indicator follows a column that
+  had missing values in training;
+- booleans: 0/1, missing as a number (filled and flagged like numbers);
+- datetimes (datetime dtype, or text that parses as dates): year, month, day, weekday, hour
+  and days since 1970, as numbers;
+- categories (text, pandas categories) with at most ``max_onehot`` values: missing is a
+  category of its own; values seen fewer than ``min_count`` times in training, and values
+  never seen there, share one bucket; one-hot columns (``encoding="onehot"``: linear models,
+  neighbours, neural nets) or one integer code per column (``encoding="ordinal"``: trees);
+- text with more distinct values: frequency encoding (the share of training rows holding the
+  value; unseen values get 0);
+- dropped, with a note: columns that are constant or empty in training, and ID-like columns
+  (text or whole numbers, distinct on every row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.base import InputSpec
+
+ENCODINGS = ("onehot", "ordinal")
+MISSING = "__missing__"
+RARE = "__rare__"
+DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
+MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
+
+
+def is_table(X: Any) -> bool:
+    """Whether ``X`` holds raw table rows (a DataFrame) rather than a numeric matrix."""
+    return isinstance(X, pd.DataFrame)
+
+
+def _is_text(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    )
+
+
+def _as_dates(values: pd.Series) -> pd.Series | None:
+    """``values`` as datetimes when they are, or when (nearly) all their text parses as dates."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _to_dates(values)
+    if not pd.api.types.is_object_dtype(values.dtype) and not pd.api.types.is_string_dtype(
+        values.dtype
+    ):
+        return None
+    present = values.dropna()
+    if present.empty or not all(isinstance(v, str) for v in present.head(50)):
+        return None
+    sample = present.head(200)
+    if not sample.str.contains(r"\d{1,4}[-/.]\d{1,2}", regex=True).all():
+        return None  # dates have a digit group, a separator and another digit group
+    parsed = pd.to_datetime(sample, utc=True, errors="coerce", format="mixed")
+    if parsed.notna().mean() < 0.95:
+        return None
+    return _to_dates(values)
+
+
+def _to_dates(values: pd.Series) -> pd.Series:
+    """Any cells as UTC datetimes; what does not parse is missing."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return pd.to_datetime(values, utc=True, errors="coerce")
+    return pd.to_datetime(values.astype(object), utc=True, errors="coerce", format="mixed")
+
+
+def _date_parts(dates: pd.Series) -> np.ndarray:
+    """(n, 6) float64: year, month, day, weekday, hour, days since 1970 (NaN where missing)."""
+    parts = [
+        dates.dt.year,
+        dates.dt.month,
+        dates.dt.day,
+        dates.dt.weekday,
+        dates.dt.hour,
+        (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds() / 86400.0,
+    ]
+    return np.column_stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts])
+
+
+def _text_key(value: Any) -> str:
+    """The category a cell belongs to, as text (missing cells have their own)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return MISSING
+    try:
+        if pd.isna(value):
+            return MISSING
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+@dataclass
+class Column:
+    """How one raw column becomes features; ``kind`` is numeric, date, category or frequency."""
+
+    name: str
+    kind: str
+    fill: list[float] = field(default_factory=list)  # per numeric part: the training median
+    indicator: bool = False
+    categories: list[str] = field(default_factory=list)  # category: kept values, in code order
+    frequencies: dict[str, float] = field(default_factory=dict)  # frequency encoding
+
+    def width(self, encoding: str) -> int:
+        """How many features this column gives."""
+        if self.kind == "numeric":
+            return 1 + self.indicator
+        if self.kind == "date":
+            return len(DATE_PARTS) + self.indicator
+        if self.kind == "category":
+            return len(self.categories) if encoding == "onehot" else 1
+        return 1
+
+    def names(self, encoding: str) -> list[str]:
+        """The features' names (``column=value`` for one-hot columns)."""
+        flag = [f"{self.name}:missing"] if self.indicator else []
+        if self.kind == "numeric":
+            return [self.name, *flag]
+        if self.kind == "date":
+            return [f"{self.name}:{p}" for p in DATE_PARTS] + flag
+        if self.kind == "category" and encoding == "onehot":
+            return [f"{self.name}={c}" for c in self.categories]
+        return [self.name]
+
+
+class TablePrep:
+    """Fitted on training rows; ``transform`` turns any rows with those columns into float32."""
+
+    def __init__(self, encoding: str = "onehot", max_onehot: int = 30, min_count: int = 5):
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {list(ENCODINGS)}, got {encoding!r}")
+        self.encoding = encoding
+        self.max_onehot = max_onehot
+        self.min_count = min_count
+        self.columns: list[Column] = []
+        self.dropped: dict[str, str] = {}
+
+    # ------------------------------------------------------------------------------ fit
+
+    def fit(self, frame: pd.DataFrame) -> TablePrep:
+        """Learn each column's treatment from the training rows ``frame``."""
+        self.columns, self.dropped = [], {}
+        n = len(frame)
+        for raw_name in frame.columns:
+            name, values = str(raw_name), frame[raw_name]
+            present = values.dropna()
+            if present.empty:
+                self.dropped[name] = "empty in the training rows"
+                continue
+            if present.nunique() <= 1 and not values.isna().any():
+                self.dropped[name] = "constant in the training rows"
+                continue
+            column = self._plan(name, values, present, n)
+            if column is not None:
+                self.columns.append(column)
+        if not self.columns:
+            raise ValueError(
+                "no usable feature column: "
+                + "; ".join(f"{k} ({v})" for k, v in self.dropped.items())
+            )
+        return self
+
+    def _plan(self, name: str, values: pd.Series, present: pd.Series, n: int) -> Column | None:
+        missing = bool(values.isna().any())
+        if pd.api.types.is_bool_dtype(values.dtype) or (
+            pd.api.types.is_object_dtype(values.dtype)
+            and all(isinstance(v, (bool, np.bool_)) for v in present.head(200))
+        ):
+            numbers = present.astype(np.float64)
+            return Column(name, "numeric", [float(numbers.median())], missing)
+        distinct = present.nunique()
+        if pd.api.types.is_numeric_dtype(values.dtype):
+            numbers = pd.to_numeric(present, errors="coerce").astype(np.float64)
+            whole = bool(np.all(numbers == np.round(numbers)))
+            if whole and distinct == n and n >= MIN_ID_ROWS and not missing:
+                ordered = np.sort(numbers.to_numpy())
+                if np.all(np.diff(ordered) == 1):  # 1, 2, 3, ...: a row number
+                    self.dropped[name] = "an ID (a distinct whole number on every row)"
+                    return None
+            finite = numbers[np.isfinite(numbers)]
+            median = float(finite.median()) if len(finite) else 0.0
+            return Column(name, "numeric", [median], missing)
+        dates = _as_dates(values)
+        if dates is not None:
+            parts = _date_parts(dates)
+            fill = [float(np.nanmedian(c)) if np.isfinite(c).any() else 0.0 for c in parts.T]
+            return Column(name, "date", fill, bool(dates.isna().any()))
+        if not _is_text(values):
+            self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
+            return None
+        keys = values.map(_text_key)
+        if distinct == n and n >= MIN_ID_ROWS and not missing:
+            self.dropped[name] = "an ID (distinct text on every row)"
+            return None
+        counts = keys.value_counts()
+        if len(counts) <= self.max_onehot:
+            kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
+            return Column(name, "category", categories=[*kept, RARE])
+        share = (counts / len(keys)).astype(float)
+        return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
+
+    # ------------------------------------------------------------------------ transform
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, features) float32 for raw rows; a column the training rows had and these
+        rows lack is filled as missing, extra columns are ignored."""
+        frame = frame.rename(columns=str)
+        n = len(frame)
+        blocks = []
+        for col in self.columns:
+            values = frame[col.name] if col.name in frame.columns else pd.Series([None] * n)
+            values = values.reset_index(drop=True)
+            blocks.append(self._encode(col, values, n))
+        out = np.hstack(blocks) if blocks else np.zeros((n, 0))
+        return out.astype(np.float32, copy=False)
+
+    def _encode(self, col: Column, values: pd.Series, n: int) -> np.ndarray:
+        if col.kind in ("numeric", "date"):
+            if col.kind == "date":
+                parts = _date_parts(_to_dates(values))
+            else:
+                as_float = pd.to_numeric(values.map(_number), errors="coerce")
+                parts = as_float.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
+            bad = ~np.isfinite(parts)
+            filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
+            flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
+            return np.hstack([filled, *flags])
+        keys = values.map(_text_key)
+        if col.kind == "frequency":
+            return keys.map(lambda k: col.frequencies.get(k, 0.0)).to_numpy(np.float64)[:, None]
+        index = {c: i for i, c in enumerate(col.categories)}
+        rare = index[RARE]
+        codes = keys.map(lambda k: index.get(k, rare)).to_numpy(dtype=np.int64)
+        if self.encoding == "ordinal":
+            return codes[:, None].astype(np.float64)
+        onehot = np.zeros((n, len(col.categories)))
+        onehot[np.arange(n), codes] = 1.0
+        return onehot
+
+    # -------------------------------------------------------------------------- facts
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The names of the features ``transform`` gives, in order."""
+        return tuple(name for col in self.columns for name in col.names(self.encoding))
+
+    def groups(self) -> dict[str, tuple[int, ...]]:
+        """Feature positions by origin: ``categorical`` (one-hot or code columns of
+        categories) and ``numeric`` (everything else)."""
+        out: dict[str, list[int]] = {"categorical": [], "numeric": []}
+        start = 0
+        for col in self.columns:
+            width = col.width(self.encoding)
+            group = "categorical" if col.kind == "category" else "numeric"
+            out[group].extend(range(start, start + width))
+            start += width
+        return {k: tuple(v) for k, v in out.items()}
+
+    def input_spec(self, X: np.ndarray) -> InputSpec:
+        """The encoded training matrix ``X`` described for ``build``: names, groups and the
+        statistics Keras members standardise with inside their graph."""
+        variance = X.var(axis=0)
+        return InputSpec(
+            n_features=X.shape[1],
+            feature_names=self.feature_names,
+            mean=X.mean(axis=0),
+            variance=np.where(variance > 0, variance, 1.0),
+            groups=self.groups(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything fitted, as JSON-able data (how a member saves it: no pickle)."""
+        return {
+            "encoding": self.encoding,
+            "max_onehot": self.max_onehot,
+            "min_count": self.min_count,
+            "dropped": dict(self.dropped),
+            "columns": [vars(c) for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TablePrep:
+        """The prep ``to_dict`` described."""
+        prep = cls(data["encoding"], data["max_onehot"], data["min_count"])
+        prep.dropped = dict(data["dropped"])
+        prep.columns = [Column(**c) for c in data["columns"]]
+        return prep
+
+
+def _number(value: Any) -> Any:
+    """Booleans (also as text) to 0/1 so boolean columns read as numbers; the rest unchanged."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(value.strip().lower() == "true")
+    return value
+
+
+@dataclass
+class TargetScaler:
+    """A regression target standardised (after ``log1p`` when ``log``) for the members that
+    learn better on unit-scale targets; ``inverse`` maps their predictions back."""
+
+    mean: float = 0.0
+    scale: float = 1.0
+    log: bool = False
+
+    @classmethod
+    def fit(cls, y: np.ndarray, log: bool = False) -> TargetScaler:
+        """Statistics of the training targets ``y``."""
+        y = np.asarray(y, dtype=np.float64)
+        if log and y.min() <= -1:
+            raise ValueError(
+                f"a log target needs values > -1, the training rows hold {y.min():.6g}"
+            )
+        z = np.log1p(y) if log else y
+        std = float(z.std())
+        return cls(float(z.mean()), std if std > 0 else 1.0, log)
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        """Targets in the scale the member learns."""
+        y = np.asarray(y, dtype=np.float64)
+        return ((np.log1p(y) if self.log else y) - self.mean) / self.scale
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Member predictions back in the target's units."""
+        y = np.asarray(z, dtype=np.float64) * self.scale + self.mean
+        return np.expm1(y) if self.log else y
