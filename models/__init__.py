@@ -8,7 +8,7 @@ calls ``register`` from its own module (see docs/architecture.md).
 
 from __future__ import annotations
 
-from models import convnet, mc_dropout, mlp, selu, shallow, transfer, wide_deep
+from models import boosters, convnet, mc_dropout, mlp, selu, shallow, transfer, wide_deep
 from models.base import InputSpec, Task
 from models.keras_kind import KerasKind
 from models.kind import ModelKind
@@ -42,6 +42,7 @@ _ZOO: dict[str, ModelKind] = {
         custom_objects="models.custom",
     ),
     **shallow.ENTRIES,
+    **boosters.ENTRIES,
 }
 
 for _entry in _ZOO.values():

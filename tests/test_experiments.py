@@ -21,6 +21,7 @@ DATA_PATHS = {
 # (one frozen, two fine-tuning) for the test that checks them on the same run.
 SMOKE_OVERRIDES = {
     "transfer": ["runner.smoke_epochs=3", "members.transfer.hparams.frozen_epochs=1"],
+    "tabular": [f"data.path={SHARED_DATA / 'penguins' / 'penguins.csv'}", "data.target=species"],
 }
 
 
@@ -73,11 +74,15 @@ def test_transfer_member_tracks_both_phases_beside_the_scratch_head(smoke_run):
 
 SERVE_IN_A_FRESH_PROCESS = """
 import sys, mlflow, numpy as np
+import pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
-(spec,) = model.metadata.get_input_schema().inputs
-n_features = spec.shape[-1]
-X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features)).astype("float32")
-X[1] *= 10.0  # raw values of another scale than the first row's
+inputs = model.metadata.get_input_schema().inputs
+if inputs[0].name is not None:  # table rows: every cell missing must still be served
+    X = pd.DataFrame({c.name: [None] * 5 for c in inputs})
+else:
+    n_features = inputs[0].shape[-1]
+    X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features)).astype("float32")
+    X[1] *= 10.0  # raw values of another scale than the first row's
 pred = np.asarray(model.predict(X))
 assert pred.shape[0] == 5 and np.isfinite(pred).all(), pred
 if pred.ndim == 2:

@@ -110,8 +110,8 @@ from models.base import Task
 X = np.load(sys.argv[1])
 out = {}
 for case, folder, kind, n_classes in json.loads(sys.argv[2]):
-    entry, model = models.load_member(folder)
-    out[case] = entry.predict(model, X, Task(kind, n_classes)).tolist()
+    member = models.load_member(folder)
+    out[case] = member.predict(X, Task(kind, n_classes)).tolist()
 print(json.dumps(out))
 """
 
@@ -191,7 +191,7 @@ def test_every_kind_fits_predicts_saves_and_loads_in_a_fresh_process(case, train
 def test_every_kind_states_its_defaults_and_framework(name):
     entry = REGISTRY[name]
     task = CLASSES if entry.supports(CLASSES) else REGRESSION
-    assert entry.name == name and entry.framework in ("keras", "sklearn")
+    assert entry.name == name and entry.framework in ("keras", "sklearn", "boosters")
     assert isinstance(entry.defaults(task), dict) and entry.defaults(task)
 
 

@@ -1,0 +1,184 @@
+"""Gradient-boosted trees from LightGBM, XGBoost and CatBoost through their scikit-learn APIs,
+saved in each library's own model format (no pickle).
+
+The libraries are imported when a member of theirs is checked or trained, so a sweep without
+them pays nothing. Each trains on the threads its trial was granted (``n_jobs`` or
+``thread_count`` follow the trial's CPUs unless set) and reads table categories as integer
+codes (``table_encoding="ordinal"``), which trees split on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.base import InputSpec, Task, check_hparam_names
+from models.kind import EpochHook, Trained
+from models.shallow import SklearnKind, _keras_style
+
+
+@dataclass(frozen=True, eq=False)
+class BoosterKind(SklearnKind):
+    """One library's boosted trees: ``module`` and the class names of its estimators;
+    ``threads`` names its thread-count parameter; ``file`` is the saved model's name."""
+
+    module: str = ""
+    classifier_name: str = ""
+    regressor_name: str = ""
+    threads: str = "n_jobs"
+    file: str = "model.txt"
+    framework: str = "boosters"
+    table_encoding: str = "ordinal"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.module,)
+
+    def _class(self, task: Task) -> type:
+        try:
+            lib = importlib.import_module(self.module)
+        except ImportError as err:
+            raise ValueError(
+                f"model {self.name!r} needs the {self.module} package, which is not installed "
+                f"({err}); pip install {self.module}"
+            ) from None
+        return getattr(lib, self.classifier_name if task.is_classification else self.regressor_name)
+
+    def supports(self, task: Task) -> bool:
+        return True
+
+    def _estimator(self, task: Task, hparams: Mapping[str, Any]) -> Any:
+        cls = self._class(task)
+        if self.module == "catboost":  # CatBoost's get_params lists only what was set
+            allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        else:
+            allowed = cls().get_params(deep=False)
+        check_hparam_names(self.name, hparams, allowed)
+        return cls(**{**self.params, **hparams})
+
+    def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
+        """Validated names; the library checks values when the member is built and fitted."""
+        self._estimator(task, hparams)
+        for key, value in hparams.items():
+            if isinstance(value, float) and not np.isfinite(value):
+                raise ValueError(f"model {self.name!r}: {key} must be finite, got {value!r}")
+        return dict(hparams)
+
+    def defaults(self, task: Task) -> dict[str, Any]:
+        """The library's defaults, with this entry's overrides."""
+        return {**self._estimator(task, {}).get_params(deep=False), **self.params}
+
+    def train(
+        self,
+        spec: InputSpec,
+        task: Task,
+        hparams: Mapping[str, Any],
+        *args: Any,
+        cpus: float = 1.0,
+        **kwargs: Any,
+    ) -> Trained:
+        """Train on the trial's CPUs: the library's thread count (unless set) is the share."""
+        hparams = {self.threads: max(1, int(cpus)), **hparams}
+        return super().train(spec, task, hparams, *args, cpus=cpus, **kwargs)
+
+    def build(self, spec: InputSpec, task: Task, **hparams: Any) -> Any:
+        """An unfitted estimator of the library (no scaling pipeline: trees need none)."""
+        return self._estimator(task, hparams)
+
+    def fit(
+        self,
+        model: Any,
+        task: Task,
+        train: tuple[Any, Any],
+        val: tuple[Any, Any],
+        options: Any,
+        hparams: Mapping[str, Any],
+        *,
+        seed: int = 0,
+        on_epoch: EpochHook | None = None,
+        workdir: Path | None = None,
+    ) -> dict[str, list[float]]:
+        """Fit once with the seed (no early stopping: validation rows stay for the ensemble)."""
+        seed_key = "random_seed" if self.module == "catboost" else "random_state"
+        model.set_params(**{seed_key: seed})
+        model.fit(*train)
+        scores = {
+            **_keras_style(task, train[1], self.predict(model, train[0], task)),
+            **_keras_style(task, val[1], self.predict(model, val[0], task), prefix="val_"),
+        }
+        if on_epoch is not None:
+            on_epoch(1, scores)
+        return {k: [v] for k, v in scores.items()}
+
+    def save(self, model: Any, folder: Path) -> Path:
+        """The library's own model file, plus the task (which estimator class reads it)."""
+        path = Path(folder) / self.file
+        if self.module == "lightgbm":
+            model.booster_.save_model(str(path))
+        else:
+            model.save_model(str(path))
+        task = "classification" if "Classifier" in type(model).__name__ else "regression"
+        (Path(folder) / "estimator.txt").write_text(task)
+        return path
+
+    def load(self, path: Path) -> Any:
+        """The estimator saved at ``path``, ready to predict."""
+        task_file = Path(path).parent / "estimator.txt"
+        kind = task_file.read_text().strip() if task_file.is_file() else "regression"
+        if self.module == "lightgbm":
+            import lightgbm
+
+            return lightgbm.Booster(model_file=str(path))
+        cls = self._class(Task(kind, 2) if kind == "classification" else Task("regression"))
+        model = cls()
+        model.load_model(str(path))
+        return model
+
+    def predict(self, model: Any, X: np.ndarray, task: Task) -> np.ndarray:
+        """(n, classes) probabilities, or (n,) values."""
+        if type(model).__name__ == "Booster" and self.module == "lightgbm":
+            out = np.asarray(model.predict(X), dtype=np.float64)
+            if task.is_classification and out.ndim == 1:
+                out = np.column_stack([1.0 - out, out])
+            return out if task.is_classification else out.reshape(len(X))
+        if task.is_classification:
+            return np.asarray(model.predict_proba(X), dtype=np.float64)
+        return np.asarray(model.predict(X), dtype=np.float64).reshape(len(X))
+
+
+ENTRIES: dict[str, BoosterKind] = {
+    e.name: e
+    for e in (
+        BoosterKind(
+            "lightgbm",
+            module="lightgbm",
+            classifier_name="LGBMClassifier",
+            regressor_name="LGBMRegressor",
+            params={"verbose": -1},
+            file="model.txt",
+        ),
+        BoosterKind(
+            "xgboost",
+            module="xgboost",
+            classifier_name="XGBClassifier",
+            regressor_name="XGBRegressor",
+            file="model.json",
+        ),
+        BoosterKind(
+            "catboost",
+            module="catboost",
+            classifier_name="CatBoostClassifier",
+            regressor_name="CatBoostRegressor",
+            threads="thread_count",
+            params={"verbose": 0, "allow_writing_files": False},
+            file="model.cbm",
+        ),
+    )
+}
