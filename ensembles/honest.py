@@ -26,6 +26,42 @@ def _folds(y: np.ndarray, classification: bool, k: int, seed: int | None):
     return KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)))
 
 
+def cross_fitted_predictions(
+    method: str,
+    params: Mapping[str, Any],
+    P: np.ndarray,
+    y: np.ndarray,
+    metric: str,
+    k: int = 5,
+    random_state: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ensemble, best member) predictions on every row, each from a fit on the other folds:
+    the ensemble fitted on k-1 folds of validation predicts the held-out fold, and the best
+    single member is chosen on the same k-1 folds."""
+    classification = P.ndim == 3
+    ens_oof = np.zeros(P.shape[1:])
+    best_oof = np.zeros(P.shape[1:])
+    for train, held in _folds(y, classification, k, random_state):
+        est = make(method, random_state=random_state, **params).fit(P[:, train], y[train])
+        ens_oof[held] = est.predict(P[:, held])
+        best_oof[held] = P[best_member(P[:, train], y[train], metric), held]
+    return ens_oof, best_oof
+
+
+def score_cross_fitted(
+    y: np.ndarray, ens_oof: np.ndarray, best_oof: np.ndarray, metric: str, k: int
+) -> dict[str, Any]:
+    """The cross-fitted scores of the ensemble and the best member, and the gain."""
+    ens, best = evaluate(y, ens_oof), evaluate(y, best_oof)
+    sign = 1.0 if greater_is_better(metric) else -1.0
+    return {
+        "folds": k,
+        "ensemble": ens,
+        "best_member": best,
+        "gain": sign * (ens[metric] - best[metric]),
+    }
+
+
 def cross_fitted(
     method: str,
     params: Mapping[str, Any],
@@ -40,21 +76,8 @@ def cross_fitted(
     The best single member is chosen the same way (on the k-1 folds), so the two scores are
     comparable and neither has seen the rows it is scored on.
     """
-    classification = P.ndim == 3
-    ens_oof = np.zeros(P.shape[1:])
-    best_oof = np.zeros(P.shape[1:])
-    for train, held in _folds(y, classification, k, random_state):
-        est = make(method, random_state=random_state, **params).fit(P[:, train], y[train])
-        ens_oof[held] = est.predict(P[:, held])
-        best_oof[held] = P[best_member(P[:, train], y[train], metric), held]
-    ens, best = evaluate(y, ens_oof), evaluate(y, best_oof)
-    sign = 1.0 if greater_is_better(metric) else -1.0
-    return {
-        "folds": k,
-        "ensemble": ens,
-        "best_member": best,
-        "gain": sign * (ens[metric] - best[metric]),
-    }
+    ens_oof, best_oof = cross_fitted_predictions(method, params, P, y, metric, k, random_state)
+    return score_cross_fitted(y, ens_oof, best_oof, metric, k)
 
 
 def bootstrap_gain(

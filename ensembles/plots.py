@@ -147,3 +147,39 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, 
     right.set_title(f"residuals (RMSE {np.sqrt(np.mean(residual**2)):.4f})")
     fig.suptitle(title)
     return _save(plt, fig, path)
+
+
+def reliability_diagram(
+    y_true: np.ndarray, probas: Mapping[str, np.ndarray], path: str | Path, title: str
+) -> Path:
+    """Accuracy against confidence of the top class per bin, one line per set of
+    probabilities (perfect calibration lies on the diagonal), with the rows per bin below."""
+    from ensembles.calibration import expected_calibration_error, reliability
+
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.0, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="perfect")
+    for name, proba in probas.items():
+        bins = reliability(np.asarray(y_true), np.asarray(proba))
+        used = bins["count"] > 0
+        ece = expected_calibration_error(np.asarray(y_true), np.asarray(proba))
+        top.plot(
+            bins["confidence"][used],
+            bins["accuracy"][used],
+            marker="o",
+            label=f"{name} (ECE {ece:.4f})",
+        )
+        width = np.diff(bins["edges"])
+        bottom.bar(
+            bins["edges"][:-1], bins["count"], width=width, align="edge", alpha=0.5, label=name
+        )
+    top.set_ylabel("accuracy")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.legend(fontsize=8, loc="upper left")
+    top.set_title(title)
+    bottom.set_xlabel("confidence of the top class")
+    bottom.set_ylabel("rows")
+    return _save(plt, fig, path)

@@ -12,8 +12,14 @@ from typing import Any
 import numpy as np
 
 from ensembles import make
+from ensembles.calibration import CalibratedEnsemble, calibration_scores, fit_temperature, scale
 from ensembles.diversity import disagreement, error_correlation, leave_one_out
-from ensembles.honest import best_member, bootstrap_gain, cross_fitted
+from ensembles.honest import (
+    best_member,
+    bootstrap_gain,
+    cross_fitted_predictions,
+    score_cross_fitted,
+)
 from ensembles.metrics import evaluate, headline_metric
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,8 @@ class EnsembleReport:
     estimator: Any = field(repr=False)
     val_pred: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
+    calibration: dict[str, Any] | None = None
+    uncalibrated_test_pred: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def beats_best_member(self) -> bool:
@@ -103,6 +111,7 @@ class EnsembleReport:
             "beats_best_member": self.beats_best_member,
             "cross_fitted": self.cross_fitted,
             "left_out": self.dropped,
+            "calibration": self.calibration,
         }
 
 
@@ -116,8 +125,11 @@ def run(
     cv_folds: int = 5,
     n_boot: int = 1000,
     fingerprint: str | None = None,
+    calibrate: bool = True,
 ) -> EnsembleReport:
-    """Ensemble the usable members: weights from validation only; test touched to report."""
+    """Ensemble the usable members: weights from validation only; test touched to report.
+    With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
+    on the ensemble's cross-fitted validation predictions (rows no weight was fitted on)."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -136,6 +148,14 @@ def run(
     val_pred = estimator.predict(P_val) if oof is None else oof
     test_pred = estimator.predict(P_test)
     best = best_member(P_val, y_val, metric)
+    ens_oof, best_oof = cross_fitted_predictions(
+        method, params, P_val, y_val, metric, cv_folds, random_state
+    )
+    calibration, uncalibrated = None, None
+    if calibrate and P_val.ndim == 3:
+        uncalibrated = test_pred
+        estimator, calibration = _calibrate(estimator, ens_oof, y_val, test_pred, y_test)
+        val_pred, test_pred = scale(val_pred, estimator.temperature), estimator.predict(P_test)
     return EnsembleReport(
         method=method,
         params=dict(params),
@@ -150,7 +170,7 @@ def run(
         test_gain=bootstrap_gain(
             y_test, test_pred, P_test[best], metric, n_boot=n_boot, random_state=random_state
         ),
-        cross_fitted=cross_fitted(method, params, P_val, y_val, metric, cv_folds, random_state),
+        cross_fitted=score_cross_fitted(y_val, ens_oof, best_oof, metric, cv_folds),
         diversity={
             "names": names,
             "error_correlation": error_correlation(P_val, y_val).round(4).tolist(),
@@ -161,6 +181,30 @@ def run(
         },
         dropped=dropped,
         estimator=estimator,
+        calibration=calibration,
         val_pred=val_pred,
         test_pred=test_pred,
+        uncalibrated_test_pred=uncalibrated,
     )
+
+
+def _calibrate(
+    estimator: Any,
+    held_out: np.ndarray,
+    y_held_out: np.ndarray,
+    test_pred: np.ndarray,
+    y_test: np.ndarray,
+) -> tuple[CalibratedEnsemble, dict[str, Any]]:
+    """The ensemble followed by the temperature that fits ``held_out`` best, and the scores
+    before and after on those rows and on test."""
+    temperature = fit_temperature(held_out, y_held_out)
+    calibrated = CalibratedEnsemble(estimator, temperature)
+    return calibrated, {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": "cross-fitted validation predictions",
+        "val_before": calibration_scores(y_held_out, held_out),
+        "val_after": calibration_scores(y_held_out, scale(held_out, temperature)),
+        "test_before": calibration_scores(y_test, test_pred),
+        "test_after": calibration_scores(y_test, scale(test_pred, temperature)),
+    }

@@ -47,6 +47,7 @@ def fit(
         cv_folds=settings.cv_folds,
         n_boot=settings.n_boot,
         fingerprint=fingerprint,
+        calibrate=settings.calibrate,
     )
 
 
@@ -60,6 +61,7 @@ def settings_of(
         "params": settings.params,
         "cv_folds": settings.cv_folds,
         "n_boot": settings.n_boot,
+        "calibrate": settings.calibrate,
         "log_model": settings.log_model,
         "register_as": settings.register_as,
         "seed": seed,

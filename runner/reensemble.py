@@ -51,6 +51,7 @@ OPTIONS = {
     "n_boot": "bootstrap resamples of the test gain (default 1000)",
     "log_model": "log the pyfunc model: true/false (default true)",
     "register_as": "also register the model under this name",
+    "calibrate": "classification: temperature-scale the probabilities (default true)",
 }
 
 
@@ -74,6 +75,7 @@ class Args:
     n_boot: int = 1000
     log_model: bool = True
     register_as: str | None = None
+    calibrate: bool = True
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -222,6 +224,7 @@ def _main(argv: Sequence[str] | None) -> int:
         n_boot=args.n_boot,
         log_model=bool(args.log_model),
         register_as=args.register_as,
+        calibrate=bool(args.calibrate),
     )
     client = MlflowClient(args.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:

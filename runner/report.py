@@ -64,6 +64,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
+    if ens and ens.get("calibration"):
+        out.append(calibration_line(ens["calibration"]))
     if ens and ens.get("champion"):
         c = ens["champion"]
         old = (
@@ -101,6 +103,19 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
         f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
         f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
     ]
+
+
+def calibration_line(cal: dict[str, Any]) -> str:
+    """Temperature scaling's effect on test, in one line."""
+    before, after = cal["test_before"], cal["test_after"]
+    changes = ", ".join(
+        f"{label} {before[k]:.4f} -> {after[k]:.4f}"
+        for k, label in (("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"))
+    )
+    return (
+        f"calibrated (temperature {cal['temperature']:.3f}, fitted on {cal['fitted_on']}): "
+        f"test {changes}"
+    )
 
 
 def write_summary(summary: dict[str, Any], output_dir: str | Path) -> Path:

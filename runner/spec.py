@@ -104,6 +104,7 @@ class EnsembleSpec:
     log_model: bool = True  # log the ensemble as an MLflow pyfunc model
     register_as: str | None = None  # also register it in the model registry under this name
     champion: bool = False  # with register_as: move alias 'champion' only if better on test
+    calibrate: bool = True  # classification: temperature-scale the ensemble's probabilities
 
 
 @dataclass(frozen=True)
@@ -478,6 +479,8 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         )
     if spec.champion and not spec.register_as:
         raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
+    if not isinstance(spec.calibrate, bool):
+        raise _fail("ensemble.calibrate", f"must be true or false, got {spec.calibrate!r}")
     return replace(
         spec, params=params, log_model=bool(spec.log_model), champion=bool(spec.champion)
     )

@@ -62,7 +62,7 @@ def test_report_names_the_best_member_and_the_gain_over_it():
 
 def test_stacking_reports_its_out_of_fold_validation_score():
     ms, y, yt = members(seed=3)
-    report = stage.run("stacking", {}, ms, y, yt)
+    report = stage.run("stacking", {}, ms, y, yt, calibrate=False)
     assert report.val_cross_fitted
     np.testing.assert_array_equal(report.val_pred, report.estimator.oof_pred_)
 
