@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
+from models.tabular import TablePrep
 from runner.data.library import load_california_housing, load_digits, load_fashion_mnist
 from runner.data.prepare import input_spec
 from runner.data.split import cap_rows, fingerprint, keep_classes, split, subsample
@@ -75,8 +77,17 @@ def load(spec: DataSpec) -> Dataset:
         y_test=parts["test"][1],
         fingerprint=fingerprint(name, parts),
         log_target=_log_target(spec, raw),
-        notes=raw.notes,
+        notes=raw.notes + _column_notes(X_train),
     )
+
+
+def _column_notes(X_train: object) -> tuple[str, ...]:
+    """For raw table rows: the columns every member's encoding will drop, and why (the same
+    encoding fitted here on the training rows; no usable column at all fails here)."""
+    if not isinstance(X_train, pd.DataFrame):
+        return ()
+    dropped = TablePrep().fit(X_train).dropped
+    return tuple(f"column {name!r} is dropped: {why}" for name, why in dropped.items())
 
 
 def _log_target(spec: DataSpec, raw: Raw) -> bool:
