@@ -13,7 +13,7 @@ from models.base import InputSpec, Task
 from models.keras_kind import KerasKind
 from models.kind import ModelKind
 from models.registry import REGISTRY, get, module_of, register
-from models.store import load_member, save_member
+from models.store import load_member, save_bag, save_member
 
 _ZOO: dict[str, ModelKind] = {
     "mlp": KerasKind("mlp", mlp.SCHEMA, mlp.build),
@@ -58,5 +58,6 @@ __all__ = [
     "load_member",
     "module_of",
     "register",
+    "save_bag",
     "save_member",
 ]

@@ -22,6 +22,11 @@ class Member:
     prep: TablePrep | None = None
     target: TargetScaler | None = None
 
+    @property
+    def reads_table(self) -> bool:
+        """Whether it takes raw table rows (it was fitted on a table)."""
+        return self.prep is not None
+
     def encode(self, X: Any) -> Any:
         """What the model reads: raw table rows encoded, a numeric matrix as it is."""
         if self.prep is not None:

@@ -1,5 +1,7 @@
 """A member's saved model: a folder holding the model file and ``kind.json`` (which kind
-wrote it, the module that registers that kind, the file and its sha256).
+wrote it, the module that registers that kind, the file and its sha256). A bagged member's
+folder holds one such folder per fold and a ``kind.json`` listing them with the sha256 of
+each fold's manifest.
 
 ``load_member`` reads the manifest, imports the kind's module when the kind is not
 registered yet (a kind from outside this package), checks the checksum and asks the kind
@@ -14,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from models.bag import Bag
 from models.keras_kind import load_keras
 from models.member import Member
 from models.registry import REGISTRY, get, module_of
@@ -84,11 +87,44 @@ def _checked(folder: Path, name: str, recorded: str) -> Path:
     return path
 
 
-def load_member(folder: str | Path) -> Member:
+def save_bag(kind: str, fold_folders: list[str | Path], folder: str | Path) -> Path:
+    """Copy the saved members of a bagged member's folds into ``folder`` (``fold0``, ...)
+    and write the bag's manifest."""
+    import shutil
+
+    entry = get(kind)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folds = []
+    for k, source in enumerate(fold_folders):
+        target = folder / f"fold{k}"
+        shutil.copytree(source, target)
+        if read_manifest(target)["kind"] != kind:
+            raise ArtifactError(f"fold {k} at {source} is not a saved {kind!r} member")
+        folds.append({"folder": target.name, "sha256": sha256(target / MANIFEST)})
+    manifest = {
+        "kind": kind,
+        "module": module_of(kind),
+        "framework": entry.framework,
+        "bag": folds,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def load_member(folder: str | Path) -> Member | Bag:
     """The member saved in ``folder`` (``.kind`` is its registry entry), every file's sha256
-    checked against the manifest first."""
+    checked against the manifest first; a bagged member comes back as a ``Bag`` of its
+    folds' members."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    if "bag" in manifest:
+        return Bag(
+            [
+                load_member(_checked(folder, f"{fold['folder']}/{MANIFEST}", fold["sha256"]).parent)
+                for fold in manifest["bag"]
+            ]
+        )
     name = manifest["kind"]
     if name not in REGISTRY and manifest.get("module"):
         importlib.import_module(manifest["module"])  # a kind registered by its own module
@@ -108,4 +144,9 @@ def load_model(path: str | Path) -> Any:
     path = Path(path)
     if path.is_file() and path.suffix == ".keras":
         return load_keras(path, "models.custom")
-    return load_member(path).model
+    member = load_member(path)
+    if isinstance(member, Bag):
+        raise ArtifactError(
+            f"{path} holds a bagged member ({len(member.members)} models), not one model"
+        )
+    return member.model

@@ -94,6 +94,17 @@ def _load(spec: DataSpec, where: str) -> Dataset:
     return data
 
 
+def _bagged(data: Dataset, folds: int, seed: int) -> Dataset:
+    """The dataset pooled and split into ``folds`` folds; too few rows is a SpecError."""
+    from runner.data import bagged
+    from runner.spec import SpecError
+
+    try:
+        return bagged(data, folds, seed)
+    except ValueError as err:
+        raise SpecError(f"runner.folds: {err}") from None
+
+
 def _probe_store(spec: RunSpec) -> None:
     """The MLflow store answers and can be written, within tracking.connect_timeout; with a
     Ray Client address the sweep writes from the head, which this machine cannot probe."""
@@ -126,6 +137,8 @@ def _main(cfg: DictConfig) -> None:
                 logging.getLogger(name).setLevel(logging.ERROR)
         _probe_store(spec)
         data = _load(spec.data, "data")
+        if spec.folds:
+            data = _bagged(data, spec.folds, spec.data.seed)
         check_members_against_data(spec.members, data.task, data.input_spec)
         stage_data = {}
         for st in spec.stages:

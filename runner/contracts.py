@@ -29,10 +29,12 @@ LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
 PARENT = "mlflow.parentRunId"
 ROLE = "runner.role"  # one of ROLES
-ROLES = ("sweep", "member", "ensemble")
+ROLES = ("sweep", "member", "fold", "ensemble")  # fold: one fit of a bagged member
 EXPERIMENT = "runner.experiment"
 SWEEP = "runner.sweep_id"
-MEMBER = "runner.member"  # the member's label: its name, or NAME-K for a search sample
+MEMBER = "runner.member"  # the member's label: its name, NAME-K for a search sample, or
+# NAME/foldK for fold K of a bagged member
+FOLDS = "runner.folds"  # on a bagged member's run: its number of folds
 MODEL = "runner.model"
 STAGE = "runner.stage"
 CONFIG_HASH = "runner.config_hash"
@@ -77,6 +79,8 @@ class TrialInput:
     seed: int
     searched: bool = False
     model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
+    folds: int = 0  # bagged over this many folds (0: not bagged)
+    fold: int | None = None  # which fold this trial fits (bagged members only)
 
     def to_config(self) -> dict[str, Any]:
         """The plain dict Tune carries (and MLflow logs as params)."""
@@ -113,8 +117,21 @@ def member_label(name: str, sample: int | None) -> str:
     return name if sample is None else f"{name}-{sample}"
 
 
+def fold_label(name: str, fold: int) -> str:
+    """The label of fold ``fold`` of the bagged member ``name``."""
+    return f"{name}/fold{fold}"
+
+
+def split_fold_label(label: str) -> tuple[str, int] | None:
+    """(member name, fold) of a fold's label, None for any other label."""
+    name, sep, tail = label.rpartition("/fold")
+    return (name, int(tail)) if sep and name and tail.isdigit() else None
+
+
 def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
     """The label of the trial training ``member`` (Tune's ``config["member"]``)."""
+    if member.get("fold") is not None:
+        return fold_label(member["name"], int(member["fold"]))
     sample = sample_number(experiment_tag) if member.get("searched") else None
     return member_label(member["name"], sample)
 

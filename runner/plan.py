@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runner.contracts import MODEL_DIR, trial_label
+from runner.contracts import MODEL_DIR, split_fold_label, trial_label
 from runner.spec import MemberSpec, RunSpec
 
 
@@ -48,15 +48,23 @@ def tune_runs(
 
 
 def trials_of(member: MemberSpec, spec: RunSpec) -> int:
-    """How many trials a member is: its search samples, or one."""
-    return spec.search.num_samples if member.search else 1
+    """How many trials a member is: its search samples, its folds, or one."""
+    return spec.search.num_samples if member.search else max(member.folds, 1)
+
+
+def trial_configs(member: MemberSpec) -> list[dict[str, Any]]:
+    """The trial configs of a plain member: one, or one per fold of a bagged member."""
+    config = member.to_config()
+    if not member.folds:
+        return [config]
+    return [{**config, "fold": k} for k in range(member.folds)]
 
 
 def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
-    """Tune's param space: a grid over the members, so each member is one trial."""
+    """Tune's param space: a grid over the members (and their folds), one trial each."""
     from ray import tune
 
-    return {"member": tune.grid_search([m.to_config() for m in members])}
+    return {"member": tune.grid_search([c for m in members for c in trial_configs(m)])}
 
 
 def resolve_bases(
@@ -81,7 +89,11 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 
 def belongs(label: str, member: MemberSpec) -> bool:
-    """Whether a record label is this member's (its name, or NAME-K of its samples)."""
+    """Whether a record label is this member's (its name, NAME-K of its samples, or
+    NAME/foldK of its folds)."""
+    fold = split_fold_label(label)
+    if fold is not None:
+        return fold[0] == member.name and member.folds > 0
     if not member.search:
         return label == member.name
     head, _, index = label.rpartition("-")
@@ -94,9 +106,12 @@ def member_of(label: str, members: Sequence[MemberSpec]) -> MemberSpec | None:
 
 
 def order_key(label: str, members: Sequence[MemberSpec]) -> tuple[int, int]:
-    """Records in member order, a searched member's samples by number."""
+    """Records in member order, a searched member's samples (or a bag's folds) by number."""
     order = {m.name: i for i, m in enumerate(members)}
     member = member_of(label, members)
+    fold = split_fold_label(label)
+    if fold is not None:
+        return order[member.name], fold[1]
     sample = -1 if label in order else int(label.rsplit("-", 1)[1])
     return order[member.name], sample
 

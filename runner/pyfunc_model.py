@@ -4,9 +4,9 @@ shipped with the model as code), never the runner.
 
 Raw rows in (a DataFrame for members fitted on a table); each member is loaded and predicts
 through its kind's registry entry (``models.load_member``: the kind's own loader, its custom
-objects registered, its sha256 checked); the fitted ensemble (``estimator.skops``, its
-sha256 checked against ``ensemble_spec.json``, loaded by ``models.safe_io``: no pickle)
-combines the predictions.
+objects registered, its sha256 checked; a bagged member averages its folds' models); the
+fitted ensemble (``estimator.skops``, its sha256 checked against ``ensemble_spec.json``,
+loaded by ``models.safe_io``: no pickle) combines the predictions.
 """
 
 import json
@@ -50,7 +50,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
         numbers otherwise) and combine them as fitted."""
-        table = any(m.prep is not None for m in self.members)
+        table = any(m.reads_table for m in self.members)
         if table and not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         X = model_input if table else np.asarray(model_input, dtype=np.float32)

@@ -1,7 +1,8 @@
 """The sweep's MLflow run tree: one parent run per sweep, a nested child per member and one
-for the ensemble. Every MLflow write of a sweep goes through ``RunTree`` (the driver is the
-only writer): creating and re-attaching runs, the members' life (open, epochs, finished,
-failed, stopped), and ending whatever is still open when the sweep ends.
+for the ensemble; a bagged member's run holds a nested run per fold. Every MLflow write of a
+sweep goes through ``RunTree`` (the driver is the only writer): creating and re-attaching
+runs, the members' life (open, epochs, finished, failed, stopped), and ending whatever is
+still open when the sweep ends.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from runner.contracts import (
     DATA_FINGERPRINT,
     ERROR,
     EXPERIMENT,
+    FOLDS,
     GPU_IDS,
     HOSTNAME,
     LEASE,
@@ -92,6 +94,17 @@ VOLATILE_KEYS = ("runner.verbose", "runner.resume", "runner.sweep_id", "runner.l
 VOLATILE_GROUPS = ("tracking.", "cluster.", "hydra.")
 
 
+def _member_params(member: TrialInput) -> dict[str, Any]:
+    """A member's config as MLflow params (its name is the run's; empty extras left out)."""
+    params = {k: v for k, v in member.to_config().items() if k not in ("name", "searched")}
+    if not params.get("model_modules"):
+        params.pop("model_modules", None)
+    if not params.get("folds"):
+        params.pop("folds", None)
+        params.pop("fold", None)
+    return params
+
+
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two resolved configs (what a sweep computes;
     how it is run, e.g. verbosity or the cluster address, may change between attempts)."""
@@ -147,6 +160,7 @@ class RunTree:
             else self.client.create_experiment(spec.experiment)
         )
         self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
+        self.bags: dict[str, str] = {}  # bagged member -> its run (its folds' runs nest in it)
         self.records: dict[str, MemberRecord] = {}  # label -> record of this attempt's end
         parent = self._existing_parent()
         self.sweep_id = parent.data.tags[SWEEP] if parent is not None else spec.sweep_id
@@ -326,12 +340,14 @@ class RunTree:
         )
         for run in children:
             tags = run.data.tags
+            if tags.get(ROLE) == "member" and tags.get(FOLDS) and run.info.status != "FINISHED":
+                self.bags[tags[MEMBER]] = run.info.run_id  # re-opened when a fold starts
             if run.info.status in ("RUNNING", "SCHEDULED"):
                 self.client.set_tag(
                     run.info.run_id, ERROR, "the driver stopped before this run ended"
                 )
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
-            elif run.info.status == "FINISHED" and tags.get(ROLE) == "member":
+            elif run.info.status == "FINISHED" and tags.get(ROLE) in ("member", "fold"):
                 name = tags.get(MEMBER)
                 changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
                 if changed and self.spec.resume != "force":  # forced: keep what finished
@@ -361,12 +377,23 @@ class RunTree:
                 fingerprint=str(npz["fingerprint"]),
             )
 
-    def child(self, name: str, role: str, tags: Mapping[str, str] | None = None) -> str:
-        """Create a RUNNING child run under the sweep's parent."""
+    def child(
+        self,
+        name: str,
+        role: str,
+        tags: Mapping[str, str] | None = None,
+        parent: str | None = None,
+    ) -> str:
+        """Create a RUNNING child run under the sweep's parent (or under ``parent``)."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={**self.base_tags, ROLE: role, PARENT: self.parent_run_id, **(tags or {})},
+            tags={
+                **self.base_tags,
+                ROLE: role,
+                PARENT: parent or self.parent_run_id,
+                **(tags or {}),
+            },
         )
         self._open.add(run.info.run_id)
         return run.info.run_id
@@ -399,7 +426,7 @@ class RunTree:
         its config as params; None for a member that FINISHED in an earlier attempt (Tune
         lost track of it when the driver died: it trains again, but the sweep keeps the
         first FINISHED run and logs nothing new)."""
-        if label in self.finished:
+        if label in self.finished or (member.fold is not None and member.name in self.finished):
             return None
         tags = {
             MEMBER: label,
@@ -407,18 +434,47 @@ class RunTree:
             CONFIG_HASH: config_hash,
             TRIAL_ID: trial_id,
             ATTEMPT: str(attempt),
-            f"{RESOURCES}cpu": str(member.resources["cpu"]),
-            f"{RESOURCES}gpu": str(member.resources["gpu"]),
+            **self._member_tags(member, stage),
         }
         if member.searched:
             tags[SEARCH_MEMBER] = member.name
+        if member.fold is None:
+            run_id = self.child(label, "member", tags)
+        else:
+            bag = self._bag_run(member, config_hash, stage)
+            run_id = self.child(label, "fold", tags, parent=bag)
+        self.client.log_batch(run_id, params=_params(_member_params(member)))
+        return run_id
+
+    @staticmethod
+    def _member_tags(member: TrialInput, stage: str | None) -> dict[str, str]:
+        tags = {
+            f"{RESOURCES}cpu": str(member.resources["cpu"]),
+            f"{RESOURCES}gpu": str(member.resources["gpu"]),
+        }
         if stage:
             tags[STAGE] = stage
-        run_id = self.child(label, "member", tags)
-        params = {k: v for k, v in member.to_config().items() if k not in ("name", "searched")}
-        if not params.get("model_modules"):
-            params.pop("model_modules", None)
-        self.client.log_batch(run_id, params=_params(params))
+        return tags
+
+    def _bag_run(self, member: TrialInput, config_hash: str, stage: str | None) -> str:
+        """The run of a bagged member, which its folds' runs nest in: created when its first
+        fold starts, or re-opened when a resume trains its missing folds."""
+        run_id = self.bags.get(member.name)
+        if run_id is None:
+            tags = {
+                MEMBER: member.name,
+                MODEL: member.model,
+                CONFIG_HASH: config_hash,
+                FOLDS: str(member.folds),
+                **self._member_tags(member, stage),
+            }
+            run_id = self.child(member.name, "member", tags)
+            params = {k: v for k, v in _member_params(member).items() if k != "fold"}
+            self.client.log_batch(run_id, params=_params(params))
+            self.bags[member.name] = run_id
+        elif run_id not in self._open:
+            self.client.update_run(run_id, status="RUNNING")
+            self._open.add(run_id)
         return run_id
 
     def log_epoch(
@@ -485,6 +541,17 @@ class RunTree:
         )
         self.records[label] = record
         return record
+
+    def finish_bag(
+        self, name: str, model: str, result: TrialResult, final: Mapping[str, float]
+    ) -> MemberRecord:
+        """A bagged member whose folds all finished: log its out-of-fold and averaged
+        predictions, its bagged model and scores on its own run, and end it FINISHED."""
+        return self.finish_member(self.bags[name], name, model, result, final, local=False)
+
+    def fail_bag(self, name: str, model: str, reason: str) -> None:
+        """A bagged member with a fold that did not finish: its run ends FAILED."""
+        self.fail_member(self.bags.get(name), name, model, reason)
 
     def stop_member(self, run_id: str, label: str, model: str, epoch: Any) -> None:
         """A scheduler stopped the trial early: the run ends KILLED, tagged why."""

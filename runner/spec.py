@@ -59,6 +59,7 @@ class MemberSpec:
     search: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
     model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
+    folds: int = 0  # bagged over this many folds of the pooled training and validation rows
 
     def trial_input(self) -> TrialInput:
         """What the member's trial gets."""
@@ -72,6 +73,7 @@ class MemberSpec:
             seed=self.seed,
             searched=bool(self.search),
             model_modules=self.model_modules,
+            folds=self.folds,
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class RunSpec:
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
+    folds: int = 0  # bag every final member over this many folds (0: off)
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
@@ -573,6 +576,22 @@ def parse_model_modules(raw: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
+    """``runner.folds``: 0 (no bagging) or K >= 2 folds; searched members cannot be bagged."""
+    if raw is None or raw == 0:
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
+        raise _fail("runner.folds", f"must be 0 (no bagging) or an integer >= 2, got {raw!r}")
+    searched = [m.name for m in members if m.search]
+    if searched:
+        raise _fail(
+            "runner.folds",
+            f"bagging does not combine with searched members yet, got {raw} folds and searched "
+            f"members {searched}; drop their search spaces or set runner.folds=0",
+        )
+    return raw
+
+
 def new_sweep_id() -> str:
     """A fresh, sortable, unique sweep id."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -616,6 +635,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     members = parse_members(cfg.get("members"), training, resources, seed, shrink, modules)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
+    folds = parse_folds(runner.get("folds", 0), members)
+    members = tuple(replace(m, folds=folds) for m in members)
     spec = RunSpec(
         experiment=str(name),
         data=_shrink_data(data, shrink),
@@ -629,6 +650,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
+        folds=folds,
         # logged on the parent run: never the tracking URI (it may hold credentials)
         resolved={k: v for k, v in cfg.items() if k not in ("hydra", "tracking")},
         tracking_timeout=_number(

@@ -12,9 +12,9 @@ from typing import Any
 
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
-from runner import ensemble_step, plan, report, signals
+from runner import bags, ensemble_step, plan, report, signals
 from runner.callback import MemberCallback
-from runner.contracts import LEADERBOARDS
+from runner.contracts import LEADERBOARDS, split_fold_label
 from runner.data import Dataset
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
@@ -159,14 +159,39 @@ def _train_stage(
     unfinished = [
         m.name
         for m in members
-        if sum(plan.belongs(r.name, m) for r in mine) < (spec.search.num_samples if m.search else 1)
+        if sum(plan.belongs(r.name, m) for r in mine) < plan.trials_of(m, spec)
     ]
     if unfinished:  # Tune returns normally when stopped by a signal
         raise SweepInterrupted(
             f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
             f"its MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}"
         )
+    _assemble_bags(data, members, tree)
+    mine = [
+        r
+        for label, r in tree.records.items()
+        if plan.member_of(label, members) and split_fold_label(label) is None
+    ]
     return sorted(mine, key=lambda r: plan.order_key(r.name, members))
+
+
+def _assemble_bags(data: Dataset, members: tuple[MemberSpec, ...], tree: RunTree) -> None:
+    """Each bagged member whose folds all finished becomes one member record (logged on its
+    run, FINISHED); one with a fold that did not finish ends FAILED, saying which."""
+    for m in members:
+        if not m.folds or m.name in tree.records:  # not bagged, or finished earlier
+            continue
+        folds, missing = bags.fold_records(m, tree.records)
+        if missing:
+            tree.fail_bag(
+                m.name,
+                m.model,
+                f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}",
+            )
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            result, final = bags.assemble(tree, data, m, folds, Path(tmp))
+            tree.finish_bag(m.name, m.model, result, final)
 
 
 def run(

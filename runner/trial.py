@@ -50,10 +50,12 @@ def _save_history(history: dict[str, list[float]], title: str, out: Path) -> Non
 
 
 def train_member(config: dict[str, Any], data: Dataset) -> None:
-    """Tune function trainable: fit one member, predict val and test, checkpoint everything."""
+    """Tune function trainable: fit one member (or one fold of a bagged member), predict its
+    validation rows (a fold's held-out rows) and test, checkpoint everything."""
     member = TrialInput.from_config(config["member"])
     member.import_model_modules()
     entry = models.get(member.model)
+    (X_train, y_train), (X_val, y_val) = data.fit_rows(member.fold)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
         out = Path(tmp)
@@ -61,8 +63,8 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             data.input_spec,
             data.task,
             member.hparams,
-            (data.X_train, data.y_train),
-            (data.X_val, data.y_val),
+            (X_train, y_train),
+            (X_val, y_val),
             TrainingOptions.from_params(member.training),
             seed=member.seed,
             cpus=member.resources["cpu"],
@@ -76,7 +78,7 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             _save_history(trained.history, f"{member.name} ({member.model})", out)
         val, test = (
             check_predictions(trained.member.predict(X, data.task), len(X), data.task, split)
-            for X, split in ((data.X_val, "validation"), (data.X_test, "test"))
+            for X, split in ((X_val, "validation"), (data.X_test, "test"))
         )
         train_seconds = time.perf_counter() - start
         info = {
@@ -96,8 +98,8 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             if data.input_spec.table
             else None,
         }
-        TrialResult(val, test, data.fingerprint, info).write(out, data.y_val, data.y_test)
-        val_scores = evaluate(data.y_val, val)
+        TrialResult(val, test, data.fingerprint, info).write(out, y_val, data.y_test)
+        val_scores = evaluate(y_val, val)
         final = {
             "final": True,
             "epoch": trained.epochs_run,

@@ -21,7 +21,7 @@ import pandas as pd
 from models.tabular import TablePrep
 from runner.data.library import load_california_housing, load_digits, load_fashion_mnist
 from runner.data.prepare import input_spec
-from runner.data.split import cap_rows, fingerprint, keep_classes, split, subsample
+from runner.data.split import bagged, cap_rows, fingerprint, keep_classes, split, subsample
 from runner.data.tables import load_table
 from runner.data.types import Dataset, DataSpec, Raw, one_line, take
 
@@ -105,4 +105,4 @@ def _log_target(spec: DataSpec, raw: Raw) -> bool:
     return True
 
 
-__all__ = ["LOADERS", "DataSpec", "Dataset", "Raw", "load"]
+__all__ = ["LOADERS", "DataSpec", "Dataset", "Raw", "bagged", "load"]

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from models.base import Task
-from runner.data.types import Raw, take
+from runner.data.types import Dataset, Raw, take
 
 
 def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
@@ -137,3 +137,48 @@ def split(
         stratify=strat_rest,
     )
     return train, val, test
+
+
+def assign_folds(y: np.ndarray, k: int, classification: bool, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each row: shuffled with ``seed``, stratified by class; a class
+    with fewer rows than folds fails in one line."""
+    if classification:
+        counts = np.bincount(y)
+        present = np.flatnonzero(counts)
+        smallest = present[np.argmin(counts[present])]
+        if counts[smallest] < k:
+            raise ValueError(
+                f"class {smallest} has {counts[smallest]} row(s) in the training and validation "
+                f"splits, fewer than the {k} folds; lower runner.folds"
+            )
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    else:
+        if len(y) < 2 * k:
+            raise ValueError(f"{len(y)} rows cannot fill {k} folds; lower runner.folds")
+        splitter = KFold(k, shuffle=True, random_state=seed)
+    folds = np.empty(len(y), dtype=np.int64)
+    for i, (_, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        folds[held] = i
+    return folds
+
+
+def bagged(data: Dataset, k: int, seed: int) -> Dataset:
+    """``data`` for bagging over ``k`` folds: the training and validation rows pooled and
+    assigned to folds, so each member's out-of-fold predictions cover every pooled row; the
+    test rows stay untouched. The fingerprint names the folds too."""
+    if isinstance(data.X_train, pd.DataFrame):
+        X = pd.concat([data.X_train, data.X_val], ignore_index=True)
+    else:
+        X = np.concatenate([data.X_train, data.X_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    folds = assign_folds(y, k, data.task.is_classification, seed)
+    digest = hashlib.sha256(f"{data.fingerprint}|folds={k}|".encode() + folds.tobytes())
+    return replace(
+        data,
+        X_train=X,
+        y_train=y,
+        X_val=X,
+        y_val=y,
+        folds=folds,
+        fingerprint=digest.hexdigest()[:16],
+    )

@@ -4,7 +4,7 @@ splits with what models need to know about their inputs."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +79,30 @@ class Dataset:
     fingerprint: str
     log_target: bool = False
     notes: tuple[str, ...] = ()
+    # bagged (runner.folds=K): the fold 0..K-1 of each training row; the training and
+    # validation rows are then one pool (X_val is X_train), each fold held out once
+    folds: np.ndarray | None = field(default=None, repr=False)
 
     def sizes(self) -> dict[str, int]:
-        """Rows per split."""
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        """Rows per split (bagged: the pooled rows, each predicted out of fold, and K)."""
+        out = {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        if self.folds is not None:
+            out["folds"] = int(self.folds.max()) + 1
+        return out
+
+    def fit_rows(self, fold: int | None) -> tuple[tuple[Any, np.ndarray], tuple[Any, np.ndarray]]:
+        """The (training, validation) rows a member fits on: the two splits, or, for fold
+        ``fold`` of a bagged dataset, the other folds and that fold."""
+        if fold is None:
+            return (self.X_train, self.y_train), (self.X_val, self.y_val)
+        if self.folds is None:
+            raise ValueError(f"fold {fold} asked of a dataset that is not bagged")
+        held = self.folds == fold
+        rest, out = np.flatnonzero(~held), np.flatnonzero(held)
+        return (
+            (take(self.X_train, rest), self.y_train[rest]),
+            (take(self.X_train, out), self.y_train[out]),
+        )
 
 
 def take(X: Any, rows: np.ndarray) -> Any:

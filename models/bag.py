@@ -1,0 +1,39 @@
+"""A bagged member: the models of one member fitted on K folds of the same rows, served as
+the mean of their predictions (AutoGluon's bagging; the ensemble learns from the folds'
+out-of-fold predictions, so every row's prediction comes from a model that never saw it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.base import Task
+from models.member import Member
+
+
+@dataclass
+class Bag:
+    """K fitted members of one kind; ``predict`` averages them (probabilities or values)."""
+
+    members: Sequence[Member]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("a bag needs at least one fitted member")
+
+    @property
+    def kind(self) -> Any:
+        """The registry entry of its members."""
+        return self.members[0].kind
+
+    @property
+    def reads_table(self) -> bool:
+        """Whether its members take raw table rows."""
+        return any(m.reads_table for m in self.members)
+
+    def predict(self, X: Any, task: Task) -> np.ndarray:
+        """The mean of the members' predictions, in the members' contract."""
+        return np.mean([m.predict(X, task) for m in self.members], axis=0)
