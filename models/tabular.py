@@ -18,7 +18,8 @@ What it does, per column of the training rows:
 - text with more distinct values: frequency encoding (the share of training rows holding the
   value; unseen values get 0);
 - dropped, with a note: columns that are constant or empty in training, and ID-like columns
-  (text or whole numbers, distinct on every row).
+  (text distinct on every row; whole numbers distinct on every row that count 1, 2, 3, ...
+  or sit in a column named like an ID: id, user_id, index, Unnamed: 0).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
+
+
+def _named_like_an_id(name: str) -> bool:
+    """Whether a column's name says it numbers rows (id, ID, user_id, Unnamed: 0, index)."""
+    low = name.strip().lower()
+    return low in ("id", "index", "row", "rowid", "unnamed: 0") or low.endswith(("_id", " id"))
 
 
 def is_table(X: Any) -> bool:
@@ -189,7 +196,9 @@ class TablePrep:
             whole = bool(np.all(numbers == np.round(numbers)))
             if whole and distinct == n and n >= MIN_ID_ROWS and not missing:
                 ordered = np.sort(numbers.to_numpy())
-                if np.all(np.diff(ordered) == 1):  # 1, 2, 3, ...: a row number
+                # row numbers: 1, 2, 3, ... in these rows, or (a shuffled split keeps only
+                # some of them) named like an ID
+                if np.all(np.diff(ordered) == 1) or _named_like_an_id(name):
                     self.dropped[name] = "an ID (a distinct whole number on every row)"
                     return None
             finite = numbers[np.isfinite(numbers)]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from test_spec import spec_of
 from test_tabular import CLASSES, made_table
 
 import models
@@ -22,6 +23,7 @@ from models.store import ArtifactError
 from models.training import TrainingOptions
 from runner.contracts import FOLDS, MEMBER, PARENT, ROLE, SWEEP
 from runner.data import DataSpec, bagged, load
+from runner.spec import SpecError
 
 
 def table_file(tmp_path, n: int = 240) -> str:
@@ -52,8 +54,21 @@ def test_bagging_pools_train_and_validation_rows_into_stratified_folds(tmp_path)
     assert (seen == 1).all()  # every pooled row is held out exactly once
 
 
+@pytest.mark.parametrize("bad", ["1", "-2", "two", "2.5"])
+def test_a_bad_number_of_folds_is_refused_naming_the_value(bad):
+    with pytest.raises(SpecError, match=r"^runner.folds: must be 0 \(no bagging\) or an integer"):
+        spec_of(f"runner.folds={bad}")
+    spec = spec_of("runner.folds=4")
+    assert spec.folds == 4 and all(m.folds == 4 for m in spec.members)
+
+
+def test_searched_members_are_not_bagged_yet():
+    with pytest.raises(SpecError, match=r"runner.folds: bagging does not combine .* \['mlp'\]"):
+        spec_of("runner.folds=3", "search=random", "+members.mlp.hparams.width={choice: [16, 32]}")
+
+
 def test_more_folds_than_a_class_has_rows_is_one_clear_error(tmp_path):
-    frame = pd.DataFrame({"x": np.arange(40.0), "y": ["a"] * 36 + ["b"] * 4})
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 40) ** 2, "y": ["a"] * 36 + ["b"] * 4})
     frame.to_csv(tmp_path / "t.csv", index=False)
     data = load(DataSpec("csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="y"))
     with pytest.raises(ValueError, match=r"class 1 has 3 row\(s\) .* fewer than the 5 folds"):
