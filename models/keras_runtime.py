@@ -110,6 +110,7 @@ def epoch_reporter(on_epoch: EpochHook) -> Any:
                     metrics["lr"] = float(keras.ops.convert_to_numpy(lr))
             if self.phase is not None:
                 metrics["phase"] = float(self.phase)
-            on_epoch(self.epoch, metrics)
+            if on_epoch(self.epoch, metrics):
+                self.model.stop_training = True
 
     return ReportEpoch()

@@ -21,8 +21,9 @@ from models.base import InputSpec, Task
 from models.member import Member
 from models.tabular import TablePrep, TargetScaler, is_table
 
-# A hook called after each epoch with its 1-based number and its scalar logs.
-EpochHook = Callable[[int, dict[str, float]], None]
+# A hook called after each epoch with its 1-based number and its scalar logs; a true return
+# asks a member that learns in epochs to stop after this one (a sweep's time limit).
+EpochHook = Callable[[int, dict[str, float]], "bool | None"]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from runner.errors import store_error
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
 
-CONTROL_KEYS = {*AUTO_RESULT_KEYS, "epoch", "final", "done", "trial_id", "experiment_tag"}
+CONTROL_KEYS = {
+    *AUTO_RESULT_KEYS,
+    "epoch",
+    "final",
+    "done",
+    "trial_id",
+    "experiment_tag",
+    "skipped",
+}
 
 
 def error_reason(trial: Any) -> str:
@@ -128,6 +136,9 @@ class MemberCallback(Callback):
         label, model = label_of(trial), trial.config["member"]["model"]
         result = trial.last_result or {}
         checkpoint = trial.checkpoint
+        if result.get("skipped"):
+            self.tree.skip_member(run_id, label, model, str(result["skipped"]))
+            return
         if not result.get("final") or checkpoint is None:
             self.tree.stop_member(run_id, label, model, result.get("epoch"))
             return

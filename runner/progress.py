@@ -146,6 +146,10 @@ class ProgressView(Callback):
         self.running.discard(trial.trial_id)
         name = label_of(trial)
         result = trial.last_result or {}
+        if result.get("skipped"):
+            self.stopped += 1
+            self._event(f"{name} skipped: {result['skipped']}")
+            return
         if not result.get("final"):
             self.stopped += 1
             self._event(f"{name} stopped early after epoch {result.get('epoch')}")

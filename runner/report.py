@@ -62,6 +62,9 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out = [line(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out.append(line("-" * w for w in widths))
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    skipped = [m["name"] for m in summary["members"] if m["status"] == "SKIPPED"]
+    if skipped:
+        out += ["", f"skipped (runner.time_limit passed before they started): {', '.join(skipped)}"]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
     if ens and ens.get("calibration"):

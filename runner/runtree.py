@@ -43,6 +43,7 @@ from runner.contracts import (
     RESUMED,
     ROLE,
     SEARCH_MEMBER,
+    SKIPPED,
     STAGE,
     STOPPED,
     SWEEP,
@@ -563,6 +564,15 @@ class RunTree:
             run_id=run_id,
             status="STOPPED",
             error=f"stopped early by the scheduler after epoch {epoch}",
+        )
+
+    def skip_member(self, run_id: str, label: str, model: str, reason: str) -> None:
+        """The member could not start before the sweep's time limit: its run ends KILLED,
+        tagged why, and the sweep goes on without it."""
+        self.client.set_tag(run_id, SKIPPED, reason)
+        self.terminate(run_id, "KILLED")
+        self.records[label] = MemberRecord(
+            name=label, model=model, run_id=run_id, status="SKIPPED", error=reason
         )
 
     def fail_attempt(self, run_id: str) -> None:

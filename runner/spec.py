@@ -158,6 +158,7 @@ class RunSpec:
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
     folds: int = 0  # bag every final member over this many folds (0: off)
+    time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
@@ -592,6 +593,16 @@ def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
     return raw
 
 
+def _time_limit(raw: Any) -> float | None:
+    """``runner.time_limit``: null, or a number of seconds > 0."""
+    if raw is None:
+        return None
+    ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw)
+    if not ok or raw <= 0:
+        raise _fail("runner.time_limit", f"must be null or a number of seconds > 0, got {raw!r}")
+    return float(raw)
+
+
 def new_sweep_id() -> str:
     """A fresh, sortable, unique sweep id."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -651,6 +662,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
         folds=folds,
+        time_limit=_time_limit(runner.get("time_limit")),
         # logged on the parent run: never the tracking URI (it may hold credentials)
         resolved={k: v for k, v in cfg.items() if k not in ("hydra", "tracking")},
         tracking_timeout=_number(

@@ -31,8 +31,10 @@ def _tune(
     run: plan.TuneRun,
     callback: MemberCallback,
     restore: bool = False,
+    deadline: float | None = None,
 ) -> Any:
-    """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked."""
+    """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked.
+    Trials that start after ``deadline`` (a wall-clock time) are skipped."""
     from ray import tune
 
     from runner.progress import ProgressView
@@ -47,7 +49,8 @@ def _tune(
         metric = headline_metric(data.task.is_classification)
         callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
     trainable = tune.with_resources(
-        tune.with_parameters(train_member, data=data), resources=plan.trial_resources
+        tune.with_parameters(train_member, data=data, deadline=deadline),
+        resources=plan.trial_resources,
     )
     path = Path(spec.storage_path) / run.name
     if restore and (path / "tuner.pkl").exists():
@@ -136,6 +139,7 @@ def _train_stage(
     members: tuple[MemberSpec, ...],
     tree: RunTree,
     stage: str | None,
+    deadline: float | None = None,
 ) -> list[MemberRecord]:
     """Run one stage's members as Tune trials: the plain ones in one Tune run, each searched
     member in its own (restoring Tune's state on resume); raise SweepInterrupted if Tune
@@ -143,7 +147,7 @@ def _train_stage(
     callback = MemberCallback(tree, members, stage)
     results: list[Any] = []
     for run in plan.tune_runs(spec, members, stage):
-        results += list(_tune(spec, data, run, callback, tree.resumed))
+        results += list(_tune(spec, data, run, callback, tree.resumed, deadline))
     for result in results:  # finished in Tune, never logged: the store had failed
         callback.replay(result)
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,11 +187,11 @@ def _assemble_bags(data: Dataset, members: tuple[MemberSpec, ...], tree: RunTree
             continue
         folds, missing = bags.fold_records(m, tree.records)
         if missing:
-            tree.fail_bag(
-                m.name,
-                m.model,
-                f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}",
-            )
+            reason = f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}"
+            if any(" SKIPPED: " in why for why in missing):
+                tree.skip_member(tree.bags[m.name], m.name, m.model, reason)
+            else:
+                tree.fail_bag(m.name, m.model, reason)
             continue
         with tempfile.TemporaryDirectory() as tmp:
             result, final = bags.assemble(tree, data, m, folds, Path(tmp))
@@ -252,6 +256,9 @@ def _run(
     from runner.cluster import check_resources
 
     check_resources(spec.all_members(), ray.cluster_resources())  # before any MLflow run
+    deadline = None  # runner.time_limit counts from the start of the command, as wall time
+    if spec.time_limit is not None:
+        deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
     tree = RunTree(spec, data.fingerprint, data.sizes(), lease)
     spec = replace(spec, sweep_id=tree.sweep_id)
     if spec.verbose:
@@ -268,12 +275,12 @@ def _run(
         for st in spec.stages:
             st_data = stage_data[st.name]
             members = plan.resolve_bases(st.members, saved)
-            st_records = _train_stage(spec, st_data, members, tree, st.name)
+            st_records = _train_stage(spec, st_data, members, tree, st.name, deadline)
             metric = headline_metric(st_data.task.is_classification)
             stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
             saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
         members = plan.resolve_bases(spec.members, saved)
-        records = _train_stage(spec, data, members, tree, None)
+        records = _train_stage(spec, data, members, tree, None, deadline)
         metric = headline_metric(data.task.is_classification)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,

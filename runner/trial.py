@@ -24,8 +24,28 @@ from runner.contracts import HISTORY, LEARNING_CURVES, MODEL_DIR, TrialInput, Tr
 from runner.data import Dataset
 
 
-def _report_epoch(epoch: int, metrics: dict[str, float]) -> None:
-    tune.report({"epoch": epoch, "final": False, **metrics})
+def _epoch_reporter(deadline: float | None) -> Any:
+    """The hook a member calls after each epoch: report to Tune; True (stop training) once
+    the sweep's deadline passed."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        tune.report({"epoch": epoch, "final": False, **metrics})
+        return deadline is not None and time.time() >= deadline
+
+    return report
+
+
+def _skip(member: TrialInput, deadline: float) -> None:
+    """Report a member that starts after the deadline as skipped (no checkpoint)."""
+    late = time.time() - deadline
+    tune.report(
+        {
+            "final": True,
+            "epoch": 0,
+            "val_loss": float("inf"),  # schedulers such as ASHA need their metric
+            "skipped": f"runner.time_limit passed {late:.1f}s before {member.name} could start",
+        }
+    )
 
 
 def _gpu_ids() -> list[str]:
@@ -49,10 +69,14 @@ def _save_history(history: dict[str, list[float]], title: str, out: Path) -> Non
     learning_curves(history, out / LEARNING_CURVES, title)
 
 
-def train_member(config: dict[str, Any], data: Dataset) -> None:
+def train_member(config: dict[str, Any], data: Dataset, deadline: float | None = None) -> None:
     """Tune function trainable: fit one member (or one fold of a bagged member), predict its
-    validation rows (a fold's held-out rows) and test, checkpoint everything."""
+    validation rows (a fold's held-out rows) and test, checkpoint everything. A member that
+    starts after ``deadline`` (wall-clock seconds) is skipped; epochs stop once it passed."""
     member = TrialInput.from_config(config["member"])
+    if deadline is not None and time.time() >= deadline:
+        _skip(member, deadline)
+        return
     member.import_model_modules()
     entry = models.get(member.model)
     (X_train, y_train), (X_val, y_val) = data.fit_rows(member.fold)
@@ -69,7 +93,7 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             seed=member.seed,
             cpus=member.resources["cpu"],
             gpus=member.resources["gpu"],
-            on_epoch=_report_epoch,
+            on_epoch=_epoch_reporter(deadline),
             workdir=out,
             log_target=data.log_target,
         )
@@ -89,6 +113,7 @@ def train_member(config: dict[str, Any], data: Dataset) -> None:
             "fit_seconds": trained.fit_seconds,
             "epochs_run": trained.epochs_run,
             "train_seconds": train_seconds,
+            "stopped_at_deadline": deadline is not None and time.time() >= deadline,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),
             "node_id": _node_id(),

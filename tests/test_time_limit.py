@@ -1,0 +1,59 @@
+"""runner.time_limit: the whole sweep's budget. A Keras member stops at the epoch end after
+the deadline and is kept; members that would start after it are skipped and said so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_spec import spec_of
+
+from helpers import INFRA_MEMBERS, read_summary, run_cli
+from runner.contracts import SKIPPED, SWEEP
+from runner.spec import SpecError
+
+
+@pytest.mark.parametrize(
+    "bad, shown", [("0", "0"), ("-5", "-5"), ("soon", "'soon'"), ("true", "True")]
+)
+def test_a_bad_time_limit_is_refused_naming_the_value(bad, shown):
+    with pytest.raises(SpecError, match=rf"^runner.time_limit: must be .* > 0, got {shown}$"):
+        spec_of(f"runner.time_limit={bad}")
+    assert spec_of("runner.time_limit=90").time_limit == 90.0
+
+
+@pytest.mark.slow
+def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops(tmp_path):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    limit = 35
+    done = run_cli(
+        tmp_path,
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,  # mlp, then logistic and svm, one at a time (each takes both CPUs)
+        "training.epochs=100000",
+        "resources.cpu=2",
+        "cluster.num_cpus=2",
+        f"runner.time_limit={limit}",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(tmp_path / "out")
+    status = {m["name"]: m["status"] for m in summary["members"]}
+    assert status == {"mlp": "FINISHED", "logistic": "SKIPPED", "svm": "SKIPPED"}, status
+    assert summary["wall_seconds"] < limit + 30
+    assert "skipped (runner.time_limit passed before they started): logistic, svm" in done.stdout
+    assert "logistic skipped: runner.time_limit passed" in done.stdout + done.stderr
+    client = MlflowClient(db)
+    runs = client.search_runs(
+        [summary["experiment_id"]], f"tags.`{SWEEP}` = '{summary['sweep_id']}'"
+    )
+    members = {r.data.tags.get("runner.member"): r for r in runs}
+    assert members["logistic"].info.status == "KILLED" and SKIPPED in members["logistic"].data.tags
+    mlp = members["mlp"]
+    assert mlp.info.status == "FINISHED" and 1 <= mlp.data.metrics["fit_seconds"] < limit
+    info = client.download_artifacts(mlp.info.run_id, "member.json", str(tmp_path))
+    assert json.loads(Path(info).read_text())["stopped_at_deadline"] is True
+    assert not [r for r in runs if r.info.status == "RUNNING"]
