@@ -18,6 +18,9 @@ from sklearn.base import BaseEstimator
 from ensembles.metrics import EPS, log_loss
 
 LOG_T_BOUNDS = (-4.0, 4.0)  # temperatures from about 0.018 to 55
+# Held-out rows with fewer misclassified ones than this say nothing about over-confidence:
+# with none at all, the log loss falls without end as the temperature goes to 0.
+MIN_ERRORS = 10
 
 
 def scale(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -26,6 +29,17 @@ def scale(proba: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=1, keepdims=True)
+
+
+def too_few_errors(proba: np.ndarray, y: np.ndarray) -> str | None:
+    """Why ``proba`` cannot fit a temperature (too few misclassified rows), or None."""
+    errors = int(np.sum(np.argmax(proba, axis=1) != y))
+    if errors >= MIN_ERRORS:
+        return None
+    return (
+        f"only {errors} of {len(y)} held-out rows are misclassified, fewer than the "
+        f"{MIN_ERRORS} a temperature needs"
+    )
 
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:

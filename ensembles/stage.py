@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from ensembles import make
-from ensembles.calibration import CalibratedEnsemble, calibration_scores, fit_temperature, scale
+from ensembles.calibration import (
+    CalibratedEnsemble,
+    calibration_scores,
+    fit_temperature,
+    scale,
+    too_few_errors,
+)
 from ensembles.diversity import disagreement, error_correlation, leave_one_out
 from ensembles.honest import (
     best_member,
@@ -153,9 +159,13 @@ def run(
     )
     calibration, uncalibrated = None, None
     if calibrate and P_val.ndim == 3:
-        uncalibrated = test_pred
-        estimator, calibration = _calibrate(estimator, ens_oof, y_val, test_pred, y_test)
-        val_pred, test_pred = scale(val_pred, estimator.temperature), estimator.predict(P_test)
+        reason = too_few_errors(ens_oof, y_val)
+        if reason is not None:
+            calibration = {"method": "none", "reason": reason}
+        else:
+            uncalibrated = test_pred
+            estimator, calibration = _calibrate(estimator, ens_oof, y_val, test_pred, y_test)
+            val_pred, test_pred = scale(val_pred, estimator.temperature), estimator.predict(P_test)
     return EnsembleReport(
         method=method,
         params=dict(params),

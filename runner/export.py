@@ -51,7 +51,7 @@ def _metrics(report: EnsembleReport) -> dict[str, float]:
         "beats_best_member": float(report.beats_best_member),
     }
     cal = report.calibration or {}
-    if cal:
+    if cal.get("method") == "temperature":
         out["calibration.temperature"] = cal["temperature"]
         for split in ("val", "test"):
             for when in ("before", "after"):
@@ -123,16 +123,18 @@ def log_report(
                 plots.confusion_matrix(
                     y_test, report.test_pred, out / "confusion_matrix.png", title
                 )
+                probas = {"ensemble": report.test_pred}
                 if report.uncalibrated_test_pred is not None:
-                    plots.reliability_diagram(
-                        y_test,
-                        {
-                            "uncalibrated": report.uncalibrated_test_pred,
-                            "temperature-scaled": report.test_pred,
-                        },
-                        out / "reliability.png",
-                        f"{report.method} ensemble on test: reliability",
-                    )
+                    probas = {
+                        "uncalibrated": report.uncalibrated_test_pred,
+                        "temperature-scaled": report.test_pred,
+                    }
+                plots.reliability_diagram(
+                    y_test,
+                    probas,
+                    out / "reliability.png",
+                    f"{report.method} ensemble on test: reliability",
+                )
             else:
                 plots.predicted_vs_true(y_test, report.test_pred, out / "residuals.png", title)
         client.log_artifacts(run_id, tmp)

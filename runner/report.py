@@ -109,7 +109,9 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
 
 
 def calibration_line(cal: dict[str, Any]) -> str:
-    """Temperature scaling's effect on test, in one line."""
+    """Temperature scaling's effect on test, in one line (or why there was none)."""
+    if cal["method"] == "none":
+        return f"not calibrated: {cal['reason']}"
     before, after = cal["test_before"], cal["test_after"]
     changes = ", ".join(
         f"{label} {before[k]:.4f} -> {after[k]:.4f}"

@@ -103,3 +103,19 @@ def test_regression_ensembles_are_not_calibrated():
     ]
     report = stage.run("weighted", {}, ms, y, yt, n_boot=50)
     assert report.calibration is None and report.uncalibrated_test_pred is None
+
+
+def test_held_out_rows_without_enough_errors_leave_the_ensemble_uncalibrated():
+    """With (almost) no misclassified held-out rows the fitted temperature would sharpen
+    without end and wreck the test log loss: the stage says why and keeps T = 1."""
+    rng = np.random.default_rng(0)
+    y, yt = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    sure = [np.eye(3)[y] * 0.8 + 0.2 / 3 for _ in range(2)]
+    ms = [
+        MemberPredictions(f"m{i}", p, np.eye(3)[yt] * 0.8 + 0.2 / 3, "fp")
+        for i, p in enumerate(sure)
+    ]
+    report = stage.run("weighted", {}, ms, y, yt, n_boot=50)
+    assert report.calibration["method"] == "none"
+    assert "only 0 of 300 held-out rows are misclassified" in report.calibration["reason"]
+    assert not isinstance(report.estimator, CalibratedEnsemble)
