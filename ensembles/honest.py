@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from ensembles import make
-from ensembles.metrics import evaluate, greater_is_better
+from ensembles.metrics import EPS, evaluate, greater_is_better
 
 
 def best_member(P: np.ndarray, y: np.ndarray, metric: str) -> int:
@@ -80,6 +80,14 @@ def cross_fitted(
     return score_cross_fitted(y, ens_oof, best_oof, metric, k)
 
 
+# metrics that are a mean over rows: each row's contribution
+_PER_ROW = {
+    "accuracy": lambda y, p: (np.argmax(p, 1) == y).astype(float),
+    "log_loss": lambda y, p: -np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0)),
+    "mae": lambda y, p: np.abs(np.asarray(p, dtype=np.float64) - y),
+}
+
+
 def bootstrap_gain(
     y: np.ndarray,
     ensemble_pred: np.ndarray,
@@ -91,26 +99,26 @@ def bootstrap_gain(
 ) -> dict[str, float]:
     """Gain of the ensemble over one member on test (positive = ensemble better), with a
     percentile bootstrap interval over test rows."""
-    if metric == "accuracy":
-        per_row = (np.argmax(ensemble_pred, 1) == y).astype(float) - (
-            np.argmax(member_pred, 1) == y
-        ).astype(float)
-        estimate = float(per_row.mean())
-    elif metric == "rmse":
+    if metric == "rmse":
         se_e, se_m = (ensemble_pred - y) ** 2, (member_pred - y) ** 2
         estimate = float(np.sqrt(se_m.mean()) - np.sqrt(se_e.mean()))
+    elif metric in _PER_ROW:
+        per_row = _PER_ROW[metric](y, ensemble_pred) - _PER_ROW[metric](y, member_pred)
+        per_row = per_row if greater_is_better(metric) else -per_row
+        estimate = float(per_row.mean())
     else:
-        raise ValueError(f"metric must be 'accuracy' or 'rmse', got {metric!r}")
+        known = ", ".join(["rmse", *_PER_ROW])
+        raise ValueError(f"metric must be one of {known}, got {metric!r}")
     rng = np.random.default_rng(random_state)
     n = len(y)
     gains = np.empty(n_boot)
     for start in range(0, n_boot, 100):
         stop = min(start + 100, n_boot)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start) / n  # resampling weights
-        if metric == "accuracy":
-            gains[start:stop] = w @ per_row
-        else:
+        if metric == "rmse":
             gains[start:stop] = np.sqrt(w @ se_m) - np.sqrt(w @ se_e)
+        else:
+            gains[start:stop] = w @ per_row
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(gains, [tail, 100 - tail])
     return {

@@ -12,8 +12,29 @@ def is_classification(pred: np.ndarray) -> bool:
     return np.ndim(pred) == 2
 
 
-def headline_metric(classification: bool) -> str:
-    """The metric the leaderboard ranks by."""
+# metric -> the task it scores
+METRICS = {
+    "accuracy": "classification",
+    "log_loss": "classification",
+    "rmse": "regression",
+    "mae": "regression",
+}
+
+
+def check_metric(metric: str, classification: bool) -> str:
+    """``metric`` if it scores this task, else ValueError naming what is allowed."""
+    task = "classification" if classification else "regression"
+    allowed = [m for m, t in METRICS.items() if t == task]
+    if metric not in allowed:
+        raise ValueError(f"metric {metric!r} does not score {task}; allowed: {', '.join(allowed)}")
+    return metric
+
+
+def headline_metric(classification: bool, chosen: str | None = None) -> str:
+    """The metric the leaderboard ranks by: ``chosen`` (checked against the task), or
+    accuracy for classes and RMSE for values."""
+    if chosen is not None:
+        return check_metric(chosen, classification)
     return "accuracy" if classification else "rmse"
 
 

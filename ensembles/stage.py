@@ -132,10 +132,12 @@ def run(
     n_boot: int = 1000,
     fingerprint: str | None = None,
     calibrate: bool = True,
+    metric: str | None = None,
 ) -> EnsembleReport:
     """Ensemble the usable members: weights from validation only; test touched to report.
     With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
-    on the ensemble's cross-fitted validation predictions (rows no weight was fitted on)."""
+    on the ensemble's cross-fitted validation predictions (rows no weight was fitted on).
+    ``metric`` (default accuracy or RMSE) picks the best member and scores the gains."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -148,7 +150,7 @@ def run(
     names = [m.name for m in usable]
     P_val = np.stack([m.val for m in usable])
     P_test = np.stack([m.test for m in usable])
-    metric = headline_metric(P_val.ndim == 3)
+    metric = headline_metric(P_val.ndim == 3, metric)
     estimator = make(method, random_state=random_state, **params).fit(P_val, y_val)
     oof = getattr(estimator, "oof_pred_", None)
     val_pred = estimator.predict(P_val) if oof is None else oof

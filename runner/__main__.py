@@ -123,7 +123,12 @@ def _probe_store(spec: RunSpec) -> None:
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from runner.spec import SpecError, check_members_against_data, from_config
+    from runner.spec import (
+        SpecError,
+        check_members_against_data,
+        check_metric_against_task,
+        from_config,
+    )
 
     hydra_cfg = HydraConfig.get()
     experiment = hydra_cfg.runtime.choices.get("experiment")
@@ -140,6 +145,7 @@ def _main(cfg: DictConfig) -> None:
         if spec.folds:
             data = _bagged(data, spec.folds, spec.data.seed)
         check_members_against_data(spec.members, data.task, data.input_spec)
+        check_metric_against_task(spec.metric, data.task)
         stage_data = {}
         for st in spec.stages:
             stage_data[st.name] = _load(st.data, f"stages.{st.name}.data")

@@ -35,8 +35,10 @@ def fit(
     y_test: np.ndarray,
     seed: int,
     fingerprint: str | None,
+    metric: str | None = None,
 ) -> EnsembleReport:
-    """The fitted ensemble and its report; ValueError (one line) if it cannot be built."""
+    """The fitted ensemble and its report (``metric``: the one that ranks and judges, default
+    accuracy or RMSE); ValueError (one line) if it cannot be built."""
     return stage.run(
         settings.method,
         settings.params,
@@ -48,16 +50,22 @@ def fit(
         n_boot=settings.n_boot,
         fingerprint=fingerprint,
         calibrate=settings.calibrate,
+        metric=metric,
     )
 
 
 def settings_of(
-    settings: EnsembleSpec, seed: int, fingerprint: str, member_runs: Mapping[str, str]
+    settings: EnsembleSpec,
+    seed: int,
+    fingerprint: str,
+    member_runs: Mapping[str, str],
+    metric: str,
 ) -> dict[str, Any]:
-    """What determines an ensemble run: the method and its settings, the seed, the split and
-    exactly which member runs it combines."""
+    """What determines an ensemble run: the method and its settings, the metric it is judged
+    by, the seed, the split and exactly which member runs it combines."""
     return {
         "method": settings.method,
+        "metric": metric,
         "params": settings.params,
         "cv_folds": settings.cv_folds,
         "n_boot": settings.n_boot,
@@ -124,7 +132,7 @@ def log(
     rows) describes the exported model's input; None logs no model. With ``X_test`` a
     champion decision is taken only after the registered version was loaded back and scored
     on those rows. The run ends FAILED if logging fails, KILLED if a signal stops it."""
-    described = settings_of(settings, seed, fingerprint, member_runs)
+    described = settings_of(settings, seed, fingerprint, member_runs, report.metric)
     run_id = open_run(
         {
             MEMBERS: ",".join(report.names),

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import ensembles
+from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions
 from runner.contracts import (
     EXPERIMENT,
@@ -52,6 +53,7 @@ OPTIONS = {
     "log_model": "log the pyfunc model: true/false (default true)",
     "register_as": "also register the model under this name",
     "calibrate": "classification: temperature-scale the probabilities (default true)",
+    "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default by task)",
 }
 
 
@@ -76,6 +78,7 @@ class Args:
     log_model: bool = True
     register_as: str | None = None
     calibrate: bool = True
+    metric: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,6 +124,11 @@ def parse(argv: Sequence[str]) -> Args:
     except (TypeError, ValueError) as err:
         raise UsageError(f"method {args.method!r}: {err}") from None
     return args
+
+
+def _is_classes(members: Sequence[MemberPredictions]) -> bool:
+    """Whether the members predict class probabilities ((rows, classes) arrays)."""
+    return bool(members) and np.ndim(members[0].val) == 2
 
 
 def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
@@ -237,7 +245,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
-            described = ensemble_step.settings_of(settings, args.seed, fingerprint, found["runs"])
+            metric = headline_metric(_is_classes(members), args.metric)
+            described = ensemble_step.settings_of(
+                settings, args.seed, fingerprint, found["runs"], metric
+            )
             done = ensemble_step.existing_run(
                 client, experiment_id, ensemble_step.settings_hash(described)
             )
@@ -247,7 +258,9 @@ def _main(argv: Sequence[str] | None) -> int:
                     "nothing new to log"
                 )
                 return 0
-            report = ensemble_step.fit(settings, members, y_val, y_test, args.seed, fingerprint)
+            report = ensemble_step.fit(
+                settings, members, y_val, y_test, args.seed, fingerprint, metric
+            )
         except (UsageError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -159,6 +159,7 @@ class RunSpec:
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
     folds: int = 0  # bag every final member over this many folds (0: off)
     time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
+    metric: str | None = None  # ranks members and judges the ensemble (null: accuracy / rmse)
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
@@ -593,6 +594,26 @@ def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
     return raw
 
 
+def _metric(raw: Any) -> str | None:
+    """``metric``: null, or one of the metrics ``ensembles.metrics`` knows."""
+    from ensembles.metrics import METRICS
+
+    if raw is not None and raw not in METRICS:
+        raise _fail("metric", f"unknown metric {raw!r}; known: {', '.join(METRICS)} or null")
+    return raw
+
+
+def check_metric_against_task(metric: str | None, task: Task) -> None:
+    """The chosen metric must score the data's task."""
+    from ensembles.metrics import check_metric
+
+    if metric is not None:
+        try:
+            check_metric(metric, task.is_classification)
+        except ValueError as err:
+            raise _fail("metric", str(err)) from None
+
+
 def _time_limit(raw: Any) -> float | None:
     """``runner.time_limit``: null, or a number of seconds > 0."""
     if raw is None:
@@ -663,6 +684,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
         folds=folds,
         time_limit=_time_limit(runner.get("time_limit")),
+        metric=_metric(cfg.get("metric")),
         # logged on the parent run: never the tracking URI (it may hold credentials)
         resolved={k: v for k, v in cfg.items() if k not in ("hydra", "tracking")},
         tracking_timeout=_number(

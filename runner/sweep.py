@@ -46,7 +46,7 @@ def _tune(
         # reporter honours verbose=0, and our ProgressView shows progress instead.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.verbose >= 1:
-        metric = headline_metric(data.task.is_classification)
+        metric = headline_metric(data.task.is_classification, spec.metric)
         callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data, deadline=deadline),
@@ -90,7 +90,11 @@ def _ensemble(
     member_runs = {r.name: r.run_id for r in finished}
     if tree.resumed:
         described = ensemble_step.settings_of(
-            spec.ensemble, spec.seed, data.fingerprint, member_runs
+            spec.ensemble,
+            spec.seed,
+            data.fingerprint,
+            member_runs,
+            headline_metric(data.task.is_classification, spec.metric),
         )
         done = ensemble_step.existing_run(
             tree.client, tree.experiment_id, ensemble_step.settings_hash(described)
@@ -100,7 +104,13 @@ def _ensemble(
     members = [MemberPredictions(r.name, r.val, r.test, r.fingerprint) for r in finished]
     try:
         result = ensemble_step.fit(
-            spec.ensemble, members, data.y_val, data.y_test, spec.seed, data.fingerprint
+            spec.ensemble,
+            members,
+            data.y_val,
+            data.y_test,
+            spec.seed,
+            data.fingerprint,
+            spec.metric,
         )
     except ValueError as err:
         log.warning("no ensemble: %s", err)
@@ -281,7 +291,7 @@ def _run(
             saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
         members = plan.resolve_bases(spec.members, saved)
         records = _train_stage(spec, data, members, tree, None, deadline)
-        metric = headline_metric(data.task.is_classification)
+        metric = headline_metric(data.task.is_classification, spec.metric)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
             "sweep_id": spec.sweep_id,

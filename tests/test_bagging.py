@@ -119,6 +119,7 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
         f"data.path={path}",
         "data.target=label",
         "runner.folds=3",
+        "metric=log_loss",  # what ranks and judges, instead of accuracy
         "training.epochs=3",
         *(f"~members.{m}" for m in ("xgboost", "catboost", "hgb", "extra_trees", "knn")),
         *(f"~members.{m}" for m in ("wide_deep", "selu")),
@@ -128,6 +129,7 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(tmp_path / "out")
+    assert summary["metric"] == "log_loss" and "val log_loss" in done.stdout
     names = ["lightgbm", "linear", "mlp"]
     assert sorted(m["name"] for m in summary["members"]) == names
     assert all(m["status"] == "FINISHED" for m in summary["members"])

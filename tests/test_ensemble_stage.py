@@ -120,3 +120,29 @@ def test_stage_runs_on_regression_members(method):
     assert report.best_member == "m0.2"
     assert report.val_pred.shape == (300,) and report.diversity["disagreement"] is None
     assert report.test_scores["rmse"] < 1.0
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "mae"])
+def test_bootstrap_gain_in_log_loss_and_mae_is_positive_when_the_ensemble_is_better(metric):
+    rng = np.random.default_rng(0)
+    if metric == "log_loss":
+        y = rng.integers(0, 3, 400)
+        good = np.full((400, 3), 0.1)
+        good[np.arange(400), y] = 0.8
+        worse = np.full((400, 3), 1 / 3)
+    else:
+        y = rng.normal(size=400)
+        good, worse = y + 0.1 * rng.normal(size=400), y + rng.normal(size=400)
+    gain = bootstrap_gain(y, good, worse, metric, n_boot=200)
+    assert gain["estimate"] > 0 and gain["ci_low"] > 0
+    assert bootstrap_gain(y, worse, worse, metric, n_boot=50)["estimate"] == 0.0
+
+
+def test_a_chosen_metric_picks_the_best_member_and_judges_the_gain():
+    ms, y, yt = members(seed=5)
+    report = stage.run("weighted", {}, ms, y, yt, n_boot=100, metric="log_loss")
+    assert report.metric == "log_loss" and report.summary()["test_metric"] > 0
+    scores = {m.name: stage.evaluate(y, m.val)["log_loss"] for m in ms}
+    assert report.best_member == min(scores, key=scores.get)
+    with pytest.raises(ValueError, match=r"metric 'rmse' does not score classification"):
+        stage.run("weighted", {}, ms, y, yt, n_boot=100, metric="rmse")

@@ -133,3 +133,15 @@ def test_hparam_values_are_checked_against_the_task_before_anything_runs():
     spec = spec_of("+members.extra.model=ridge")
     with pytest.raises(SpecError, match=r"model 'ridge' does not support classification"):
         check_members_against_data(spec.members, data.task, data.input_spec)
+
+
+def test_a_metric_must_be_known_and_score_the_task(tmp_path):
+    from models.base import Task
+    from runner.spec import SpecError, check_metric_against_task
+
+    assert spec_of("metric=log_loss", tmp=tmp_path).metric == "log_loss"
+    with pytest.raises(SpecError, match=r"^metric: unknown metric 'f1'; known: accuracy, log_loss"):
+        spec_of("metric=f1", tmp=tmp_path)
+    with pytest.raises(SpecError, match=r"^metric: metric 'mae' does not score classification"):
+        check_metric_against_task("mae", Task("classification", 3))
+    check_metric_against_task("mae", Task("regression"))
