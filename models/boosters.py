@@ -4,7 +4,10 @@ saved in each library's own model format (no pickle).
 The libraries are imported when a member of theirs is checked or trained, so a sweep without
 them pays nothing. Each trains on the threads its trial was granted (``n_jobs`` or
 ``thread_count`` follow the trial's CPUs unless set) and reads table categories as integer
-codes (``table_encoding="ordinal"``), which trees split on.
+codes (``table_encoding="ordinal"``), which trees split on. ``early_stopping_rounds=N``
+(every library's own name for it) stops adding trees once N rounds did not improve the loss
+on the member's validation rows (a bagged member's held-out fold), and keeps the best round:
+the number of trees then fits the table, small or large, as Keras members' early stopping does.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from models.base import InputSpec, Task, check_hparam_names
 from models.kind import EpochHook, Trained
 from models.shallow import SklearnKind, _keras_style
+
+STOP_ROUNDS = "early_stopping_rounds"
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +64,8 @@ class BoosterKind(SklearnKind):
         if self.module == "catboost":  # CatBoost's get_params lists only what was set
             allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
         else:
-            allowed = cls().get_params(deep=False)
+            allowed = set(cls().get_params(deep=False))
+        allowed.add(STOP_ROUNDS)  # LightGBM takes it as a keyword for its booster's params
         check_hparam_names(self.name, hparams, allowed)
         return cls(**{**self.params, **hparams})
 
@@ -105,10 +111,21 @@ class BoosterKind(SklearnKind):
         on_epoch: EpochHook | None = None,
         workdir: Path | None = None,
     ) -> dict[str, list[float]]:
-        """Fit once with the seed (no early stopping: validation rows stay for the ensemble)."""
+        """Fit once with the seed; with ``early_stopping_rounds`` the validation rows decide
+        when to stop adding trees (the best round is kept)."""
         seed_key = "random_seed" if self.module == "catboost" else "random_state"
         model.set_params(**{seed_key: seed})
-        model.fit(*train)
+        if hparams.get(STOP_ROUNDS):
+            if self.module == "catboost":
+                model.fit(*train, eval_set=val)
+            elif self.module == "xgboost":
+                model.fit(*train, eval_set=[val], verbose=False)
+            elif "eval_X" in inspect.signature(model.fit).parameters:  # LightGBM >= 4.7
+                model.fit(*train, eval_X=(val[0],), eval_y=(val[1],))
+            else:
+                model.fit(*train, eval_set=[val])
+        else:
+            model.fit(*train)
         scores = {
             **_keras_style(task, train[1], self.predict(model, train[0], task)),
             **_keras_style(task, val[1], self.predict(model, val[0], task), prefix="val_"),
@@ -116,6 +133,14 @@ class BoosterKind(SklearnKind):
         if on_epoch is not None:
             on_epoch(1, scores)
         return {k: [v] for k, v in scores.items()}
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """The round early stopping kept (None without it), for the record."""
+        if self.module == "catboost":
+            best = model.get_best_iteration()
+        else:
+            best = getattr(model, "best_iteration_", None) or getattr(model, "best_iteration", None)
+        return {"best_iteration": None if best is None else int(best)}
 
     def save(self, model: Any, folder: Path) -> Path:
         """The library's own model file, plus the task (which estimator class reads it)."""

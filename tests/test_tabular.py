@@ -265,3 +265,25 @@ def test_the_tabular_experiment_runs_on_penguins_and_serves_raw_rows(target, met
     )
     assert served.returncode == 0, served.stderr[-3000:]
     assert "served" in served.stdout
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost", "catboost"])
+def test_boosters_stop_early_on_the_validation_rows_and_serve_the_best_round(name, tmp_path):
+    frame, y, _ = made_table(300, seed=2)
+    entry = models.REGISTRY[name]
+    rounds = {"lightgbm": "n_estimators", "xgboost": "n_estimators", "catboost": "iterations"}
+    hparams = entry.check(
+        {rounds[name]: 3000, "learning_rate": 0.3, "early_stopping_rounds": 20}, CLASSES
+    )
+    trained = entry.train(
+        None, CLASSES, hparams, (frame[:200], y[:200]), (frame[200:], y[200:]), TrainingOptions()
+    )
+    best = trained.info["best_iteration"]
+    assert best is not None and best < 1000  # a small table: far fewer trees than allowed
+    folder = models.save_member(name, trained.member, tmp_path / name)
+    np.testing.assert_allclose(
+        models.load_member(folder).predict(frame, CLASSES),
+        trained.member.predict(frame, CLASSES),
+        rtol=1e-5,
+        atol=1e-6,
+    )
