@@ -24,3 +24,18 @@ def describe() -> str:
         f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
     )
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (Linux ``/proc/stat``: user, nice,
+    system, irq, softirq and steal), so that a run's CPU time counts every process it
+    started, Ray's workers included; the difference over a run is its CPU time when nothing
+    else runs. Elsewhere, this process's own CPU time."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        import time
+
+        return time.process_time()
+    fields = stat.read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")

