@@ -114,6 +114,11 @@ class CalibratedEnsemble(BaseEstimator):
         """The inner ensemble's weights over members."""
         return self.ensemble.weights_
 
+    @property
+    def averages(self) -> bool:
+        """Whether the inner ensemble is a weighted average of its members."""
+        return bool(getattr(self.ensemble, "averages", False))
+
     def predict(self, P: np.ndarray) -> np.ndarray:
         """The inner ensemble's probabilities, temperature-scaled."""
         return scale(self.ensemble.predict(P), self.temperature)

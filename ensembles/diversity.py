@@ -1,5 +1,10 @@
 """How members differ: pairwise error correlation and disagreement, and what each member
-adds to the ensemble (leave-one-out)."""
+adds to the ensemble (leave-one-out).
+
+Pairwise tables grow with the square of the members and leave-one-out refits the ensemble
+once per member, so with many candidates (a search of hundreds of trials) the report covers
+the members that matter: those with weight in the ensemble and the best few on validation
+(``report_members``), and says so."""
 
 from __future__ import annotations
 
@@ -47,9 +52,10 @@ def leave_one_out(
     y_test: np.ndarray,
     metric: str,
     random_state: int | None = 0,
+    only: Sequence[int] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per member: how much the ensemble's score drops (val, test) when it is refitted without
-    that member. Positive = the member helps."""
+    """Per member (of ``only``, default all): how much the ensemble's score drops (val, test)
+    when it is refitted without that member. Positive = the member helps."""
     sign = 1.0 if greater_is_better(metric) else -1.0
 
     def scores(keep: np.ndarray) -> tuple[float, float]:
@@ -62,7 +68,62 @@ def leave_one_out(
     everyone = np.arange(len(names))
     full_val, full_test = scores(everyone)
     out = {}
-    for i, name in enumerate(names):
+    for i in everyone if only is None else only:
         val, test = scores(everyone[everyone != i])
-        out[name] = {"val": sign * (full_val - val), "test": sign * (full_test - test)}
+        out[names[i]] = {"val": sign * (full_val - val), "test": sign * (full_test - test)}
     return out
+
+
+TOP_BY_SCORE = 10  # the best members on validation always shown in the diversity report
+MOST_SHOWN = 40  # at most this many members in it: a weighted one outranks any other
+
+
+def report_members(
+    weights: np.ndarray, val_scores: Sequence[float], metric: str
+) -> tuple[np.ndarray, str | None]:
+    """Indices of the members the diversity report covers (weighted ones first, then the
+    best on validation, at most ``MOST_SHOWN``, in member order) and a note saying which
+    when that is not all of them."""
+    m = len(weights)
+    if m <= MOST_SHOWN:
+        return np.arange(m), None
+    scores = np.asarray(val_scores, dtype=np.float64)
+    by_score = np.argsort(-scores if greater_is_better(metric) else scores, kind="stable")
+    by_weight = np.argsort(-np.asarray(weights), kind="stable")
+    weighted = [int(i) for i in by_weight if weights[i] > 0]
+    chosen = list(dict.fromkeys([*weighted, *map(int, by_score[:TOP_BY_SCORE])]))[:MOST_SHOWN]
+    keep = np.sort(np.array(chosen))
+    note = (
+        f"covers {len(keep)} of {m} members: the {min(len(weighted), MOST_SHOWN)} with weight "
+        f"in the ensemble and the {TOP_BY_SCORE} best by validation {metric} (at most "
+        f"{MOST_SHOWN}); leave-one-out refits the ensemble on all members but the one left out"
+    )
+    return keep, note
+
+
+def diversity_report(
+    method: str,
+    params: Mapping[str, Any],
+    names: Sequence[str],
+    P_val: np.ndarray,
+    y_val: np.ndarray,
+    P_test: np.ndarray,
+    y_test: np.ndarray,
+    metric: str,
+    weights: np.ndarray,
+    random_state: int | None = 0,
+) -> dict[str, Any]:
+    """Error correlation, disagreement and leave-one-out contributions of the members
+    ``report_members`` picks."""
+    val_scores = [evaluate(y_val, p)[metric] for p in P_val]
+    keep, note = report_members(weights, val_scores, metric)
+    shown = P_val[keep]
+    return {
+        "names": [names[i] for i in keep],
+        "note": note,
+        "error_correlation": error_correlation(shown, y_val).round(4).tolist(),
+        "disagreement": None if (d := disagreement(shown)) is None else d.round(4).tolist(),
+        "leave_one_out": leave_one_out(
+            method, params, names, P_val, y_val, P_test, y_test, metric, random_state, keep
+        ),
+    }

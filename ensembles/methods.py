@@ -41,6 +41,9 @@ class _Ensemble(BaseEstimator):
     """Shared ``predict``: the ``weights_``-weighted average of the members' predictions."""
 
     weights_: np.ndarray
+    # whether predict is the weights_-weighted average, so a member with weight 0 changes
+    # nothing (a served ensemble need not load it)
+    averages = True
 
     def check_params(self) -> None:
         """Raise ValueError naming any constructor argument with a bad value."""
@@ -234,6 +237,8 @@ class StackingEnsemble(_Ensemble):
         self.alpha = alpha
         self.cv = cv
         self.random_state = random_state
+
+    averages = False  # the meta-learner reads every member's predictions
 
     def _features(self, P: np.ndarray) -> np.ndarray:
         if P.ndim == 3:

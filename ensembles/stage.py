@@ -19,7 +19,7 @@ from ensembles.calibration import (
     scale,
     too_few_errors,
 )
-from ensembles.diversity import disagreement, error_correlation, leave_one_out
+from ensembles.diversity import diversity_report
 from ensembles.honest import (
     best_member,
     bootstrap_gain,
@@ -183,14 +183,18 @@ def run(
             y_test, test_pred, P_test[best], metric, n_boot=n_boot, random_state=random_state
         ),
         cross_fitted=score_cross_fitted(y_val, ens_oof, best_oof, metric, cv_folds),
-        diversity={
-            "names": names,
-            "error_correlation": error_correlation(P_val, y_val).round(4).tolist(),
-            "disagreement": None if (d := disagreement(P_val)) is None else d.round(4).tolist(),
-            "leave_one_out": leave_one_out(
-                method, params, names, P_val, y_val, P_test, y_test, metric, random_state
-            ),
-        },
+        diversity=diversity_report(
+            method,
+            params,
+            names,
+            P_val,
+            y_val,
+            P_test,
+            y_test,
+            metric,
+            estimator.weights_,
+            random_state,
+        ),
         dropped=dropped,
         estimator=estimator,
         calibration=calibration,

@@ -80,6 +80,8 @@ def diversity_markdown(report: EnsembleReport) -> str:
         for i, n in enumerate(names)
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if report.diversity.get("note"):
+        lines.insert(0, f"The report {report.diversity['note']}.\n")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     note = (
         f"\nLOO: drop in {report.metric} when the ensemble is refitted without the member "
@@ -168,7 +170,9 @@ def log_pyfunc(
     example rows, or the column names).
 
     ``member_runs`` maps each ensembled member to the MLflow run holding its saved model.
-    The model carries the code of every member's kind (``models/``, and the module of any
+    An ensemble that averages its members ships only those with weight (a search of hundreds
+    of candidates serves the few it kept); one that reads them all (stacking) ships all. The
+    model carries the code of every shipped member's kind (``models/``, and the module of any
     kind registered from outside it), so it loads in a fresh process on another machine.
     """
     classification = report.val_pred.ndim == 2
@@ -178,7 +182,11 @@ def log_pyfunc(
     }
     with tempfile.TemporaryDirectory() as tmp:
         artifacts, kinds, modules = {}, [], set()
-        for i, name in enumerate(report.names):
+        weights = np.asarray(report.estimator.weights_)
+        averages = bool(getattr(report.estimator, "averages", False))
+        used = [i for i in range(len(report.names)) if not averages or weights[i] > 0]
+        for i in used:
+            name = report.names[i]
             folder = client.download_artifacts(member_runs[name], MODEL_DIR, tmp + f"/{i}")
             manifest = read_manifest(folder)
             kinds.append(manifest["kind"])
@@ -188,6 +196,7 @@ def log_pyfunc(
         spec_path = Path(tmp) / "ensemble_spec.json"
         spec = {
             "names": report.names,
+            "used": used,  # members the model loads; the others have weight 0
             "kinds": kinds,
             "task": task,
             "estimator_sha256": sha256(estimator_path),

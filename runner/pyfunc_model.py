@@ -41,20 +41,23 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"{recorded} (the file changed after it was logged)"
             )
         self.estimator = safe_io.load(path)
-        self.members = [
-            models.load_member(context.artifacts[f"member_{i}"]) for i in range(len(spec["names"]))
-        ]
+        self.n_members = len(spec["names"])
+        # members with weight 0 in an averaging ensemble were not shipped: they add nothing
+        used = spec.get("used", range(self.n_members))
+        self.members = {i: models.load_member(context.artifacts[f"member_{i}"]) for i in used}
 
     # pd.DataFrame is one of the hints MLflow neither validates nor converts by: the model's
     # signature checks the input, and arrays of features pass through as they are
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
         numbers otherwise) and combine them as fitted."""
-        table = any(m.reads_table for m in self.members)
+        table = any(m.reads_table for m in self.members.values())
         if table and not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         X = model_input if table else np.asarray(model_input, dtype=np.float32)
-        P = np.stack([m.predict(X, self.task) for m in self.members])
+        preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+        shape = next(iter(preds.values())).shape
+        P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
         return self.estimator.predict(P)
 
 

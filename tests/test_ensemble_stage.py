@@ -146,3 +146,22 @@ def test_a_chosen_metric_picks_the_best_member_and_judges_the_gain():
     assert report.best_member == min(scores, key=scores.get)
     with pytest.raises(ValueError, match=r"metric 'rmse' does not score classification"):
         stage.run("weighted", {}, ms, y, yt, n_boot=100, metric="rmse")
+
+
+def test_with_many_candidates_the_diversity_report_covers_the_weighted_and_the_best():
+    ms, y, yt = members(seed=2, noisy=59)  # 60 candidates: one informative, 59 noise
+    report = stage.run("greedy", {"n_steps": 10}, ms, y, yt, n_boot=50)
+    shown = report.diversity["names"]
+    weighted = {n for n, w in report.weights.items() if w > 0}
+    assert weighted <= set(shown) and "good" in shown and len(shown) <= 40
+    assert set(report.diversity["leave_one_out"]) == set(shown)
+    assert np.shape(report.diversity["error_correlation"]) == (len(shown), len(shown))
+    assert f"covers {len(shown)} of 60 members" in report.diversity["note"]
+    few = stage.run("greedy", {}, *members(seed=2, noisy=3), n_boot=50)
+    assert few.diversity["note"] is None and len(few.diversity["names"]) == 4
+
+
+def test_averaging_ensembles_say_so_and_stacking_does_not():
+    from ensembles import METHODS
+
+    assert [name for name, cls in METHODS.items() if cls.averages] == ["mean", "weighted", "greedy"]
