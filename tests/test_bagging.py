@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ from test_spec import spec_of
 from test_tabular import CLASSES, made_table
 
 import models
-from helpers import read_summary, run_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
 from models.bag import Bag
 from models.store import ArtifactError
 from models.training import TrainingOptions
@@ -177,3 +179,51 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
         test = npz["test"]
     assert pred.shape == test.shape and np.isfinite(pred).all()
     np.testing.assert_allclose(pred[2:], test[2:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_bagged_sweep_stopped_mid_fold_resumes_into_the_same_member_runs(workdir):
+    """SIGTERM after the first fold finished: the rerun re-opens each bagged member's run,
+    trains only what is missing, and every fold ends with one FINISHED run in its member."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = [
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "runner.sweep_id=bag-term",
+        "runner.folds=3",
+        "training.epochs=30",
+    ]
+    proc = start_cli(workdir, *args, until="mlp/fold0 finished")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    before = {
+        r.data.tags[MEMBER]: r.info.run_id
+        for r in client.search_runs([experiment])
+        if r.data.tags[ROLE] == "member"
+    }
+    assert "mlp" in before
+    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert [m["status"] for m in summary["members"]] == ["FINISHED"] * 3
+    runs = client.search_runs([experiment])
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    members = {r.data.tags[MEMBER]: r for r in runs if r.data.tags[ROLE] == "member"}
+    assert sorted(members) == ["logistic", "mlp", "svm"]  # no second run of any member
+    assert members["mlp"].info.run_id == before["mlp"] and members["mlp"].info.status == "FINISHED"
+    finished = Counter(
+        (r.data.tags[PARENT], r.data.tags[MEMBER])
+        for r in runs
+        if r.data.tags[ROLE] == "fold" and r.info.status == "FINISHED"
+    )
+    expected = {
+        (members[name].info.run_id, f"{name}/fold{k}") for name in members for k in range(3)
+    }
+    assert set(finished) == expected and set(finished.values()) == {1}
