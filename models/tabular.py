@@ -43,7 +43,8 @@ MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign o
 def _named_like_an_id(name: str) -> bool:
     """Whether a column's name says it numbers rows (id, ID, user_id, Unnamed: 0, index)."""
     low = name.strip().lower()
-    return low in ("id", "index", "row", "rowid", "unnamed: 0") or low.endswith(("_id", " id"))
+    names = ("id", "index", "row", "rowid", "rownames", "row_names", "unnamed: 0")
+    return low in names or low.endswith(("_id", " id"))
 
 
 def is_table(X: Any) -> bool:

@@ -281,3 +281,13 @@ def test_the_tabular_experiment_regresses_penguin_mass_in_grams_and_serves_raw_r
     # in grams, as the members learned standardised targets: near the linear model, not 1.5-3x
     assert max(scores["mlp"], scores["selu"], scores["wide_deep"]) < 2 * scores["linear"]
     serve_raw_rows(summary, db, "body_mass_g", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["id", "user_id", "rownames", "Unnamed: 0"])
+def test_a_shuffled_row_number_named_like_an_id_is_dropped(name):
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(np.arange(1, 201))[:120]  # a split keeps some row numbers
+    frame = pd.DataFrame({name: rows, "x": rng.normal(size=120)})
+    prep = TablePrep().fit(frame)
+    assert name in prep.dropped and prep.feature_names == ("x",)
+    assert TablePrep().fit(frame.rename(columns={name: "weight"})).feature_names[0] == "weight"
