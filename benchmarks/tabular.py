@@ -84,31 +84,21 @@ def _baselines(classification: bool) -> dict[str, Callable[[pd.DataFrame], Any]]
     import catboost
     import lightgbm
     import xgboost
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn import ensemble
 
     def cats(X: pd.DataFrame) -> list[str]:
         return [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
 
-    if classification:
-        return {
-            "LightGBM": lambda X: lightgbm.LGBMClassifier(verbose=-1),
-            "XGBoost": lambda X: xgboost.XGBClassifier(enable_categorical=True),
-            "CatBoost": lambda X: catboost.CatBoostClassifier(
-                verbose=0, cat_features=cats(X), allow_writing_files=False
-            ),
-            "HistGradientBoosting": lambda X: HistGradientBoostingClassifier(
-                categorical_features="from_dtype"
-            ),
-        }
+    kind = "Classifier" if classification else "Regressor"
+    lgbm = getattr(lightgbm, f"LGBM{kind}")
+    xgb = getattr(xgboost, f"XGB{kind}")
+    cat = getattr(catboost, f"CatBoost{kind}")
+    hgb = getattr(ensemble, f"HistGradientBoosting{kind}")
     return {
-        "LightGBM": lambda X: lightgbm.LGBMRegressor(verbose=-1),
-        "XGBoost": lambda X: xgboost.XGBRegressor(enable_categorical=True),
-        "CatBoost": lambda X: catboost.CatBoostRegressor(
-            verbose=0, cat_features=cats(X), allow_writing_files=False
-        ),
-        "HistGradientBoosting": lambda X: HistGradientBoostingRegressor(
-            categorical_features="from_dtype"
-        ),
+        "LightGBM": lambda X: lgbm(verbose=-1),
+        "XGBoost": lambda X: xgb(enable_categorical=True),
+        "CatBoost": lambda X: cat(verbose=0, cat_features=cats(X), allow_writing_files=False),
+        "HistGradientBoosting": lambda X: hgb(categorical_features="from_dtype"),
     }
 
 

@@ -22,10 +22,10 @@ from runner.spec import MemberSpec
 
 def fold_records(
     member: MemberSpec, records: Mapping[str, MemberRecord]
-) -> tuple[list[MemberRecord], list[str]]:
-    """The finished folds of a bagged member, in fold order, and why each other fold is
-    missing (empty when the member can be assembled)."""
-    done, missing = [], []
+) -> tuple[list[MemberRecord], list[str], bool]:
+    """The finished folds of a bagged member, in fold order, why each other fold is missing
+    (empty when the member can be assembled), and whether one was skipped (time limit)."""
+    done, missing, skipped = [], [], False
     for k in range(member.folds):
         label = fold_label(member.name, k)
         record = records.get(label)
@@ -33,9 +33,10 @@ def fold_records(
             missing.append(f"{label} did not run")
         elif record.status != "FINISHED":
             missing.append(f"{label} {record.status}: {record.error or 'no reason given'}")
+            skipped = skipped or record.status == "SKIPPED"
         else:
             done.append(record)
-    return done, missing
+    return done, missing, skipped
 
 
 def _model_folder(tree: RunTree, record: MemberRecord, into: Path) -> str:

@@ -195,10 +195,10 @@ def _assemble_bags(data: Dataset, members: tuple[MemberSpec, ...], tree: RunTree
     for m in members:
         if not m.folds or m.name in tree.records:  # not bagged, or finished earlier
             continue
-        folds, missing = bags.fold_records(m, tree.records)
+        folds, missing, skipped = bags.fold_records(m, tree.records)
         if missing:
             reason = f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}"
-            if any(" SKIPPED: " in why for why in missing):
+            if skipped:
                 tree.skip_member(tree.bags[m.name], m.name, m.model, reason)
             else:
                 tree.fail_bag(m.name, m.model, reason)
