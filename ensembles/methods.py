@@ -80,17 +80,33 @@ class MeanEnsemble(_Ensemble):
 class WeightedEnsemble(_Ensemble):
     """Convex weights (non-negative, summing to 1) minimising validation log loss (classes)
     or mean squared error of the standardised values, by SLSQP; ``l2`` pulls the weights
-    towards uniform. Raises ConvergenceError if SLSQP fails within ``maxiter`` iterations."""
+    towards uniform. Raises ConvergenceError if SLSQP fails within ``maxiter`` iterations.
+
+    SLSQP's cost grows with the cube of the members, so beyond ``WORKING_SET`` members it
+    solves on a working set: the best members
+    alone first, then, while some member outside would lower the loss (its gradient is below
+    the Lagrange multiplier of the sum constraint), those members join and the weightless
+    ones leave. That stops at the same optimum as one large problem, at a cost that grows
+    linearly in members. There, at most ``max_members`` members get weight (as AutoGluon's
+    ensemble selection of 100 steps), which bounds the cost when the optimum is dense."""
+
+    WORKING_SET = 32
+    MAX_ROUNDS = 100
 
     def __init__(
-        self, l2: float = 0.0, maxiter: int = 500, random_state: int | None = None
+        self,
+        l2: float = 0.0,
+        maxiter: int = 500,
+        max_members: int = 100,
+        random_state: int | None = None,
     ) -> None:
         self.l2 = l2
         self.maxiter = maxiter
+        self.max_members = max_members
         self.random_state = random_state
 
     def check_params(self) -> None:
-        """``l2`` must be a number >= 0, ``maxiter`` an integer >= 1."""
+        """``l2`` must be a number >= 0; ``maxiter`` an integer >= 1, ``max_members`` >= 2."""
         if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float)) or self.l2 < 0:
             raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
         if (
@@ -99,49 +115,51 @@ class WeightedEnsemble(_Ensemble):
             or self.maxiter < 1
         ):
             raise ValueError(f"maxiter must be an integer >= 1, got {self.maxiter!r}")
+        if (
+            isinstance(self.max_members, bool)
+            or not isinstance(self.max_members, (int, np.integer))
+            or self.max_members < 2
+        ):
+            raise ValueError(f"max_members must be an integer >= 2, got {self.max_members!r}")
 
-    def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
-        """Learn ``weights_`` on validation predictions."""
-        self.check_params()
-        P, y = check_predictions(P, y)
-        m = P.shape[0]
-        uniform = np.full(m, 1.0 / m)
-        if m == 1:
-            self.weights_, self.n_iter_ = uniform, 0
-            return self
-        if P.ndim == 3:
-            picked = _true_class_proba(P, y)
+    def _objective(self, F: np.ndarray, target: np.ndarray | None, uniform: float):
+        """The penalised loss of weights over the rows of ``F`` (true-class probabilities if
+        ``target`` is None, else standardised values), and its gradient."""
+        if target is None:
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-                p = np.clip(w @ picked, EPS, None)
-                return float(-np.mean(np.log(p))), -(picked / p).mean(axis=1)
+                p = np.clip(w @ F, EPS, None)
+                return float(-np.mean(np.log(p))), -(F / p).mean(axis=1)
         else:
-            centre, scale = _standardiser(P, y)
-            flat, target = (P - centre) / scale, (y - centre) / scale
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-                err = w @ flat - target
-                return float(np.mean(err**2)), 2.0 * (flat * err).mean(axis=1)
+                err = w @ F - target
+                return float(np.mean(err**2)), 2.0 * (F * err).mean(axis=1)
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = loss(w)
             d = w - uniform
             return value + self.l2 * float(d @ d), grad + 2.0 * self.l2 * d
 
+        return objective
+
+    def _slsqp(self, objective, start: np.ndarray) -> tuple[np.ndarray, int]:
+        """Weights on the simplex minimising ``objective`` from ``start``."""
+        k = len(start)
         result = minimize(
             objective,
-            uniform,
+            start,
             jac=True,
             method="SLSQP",
-            bounds=[(0.0, 1.0)] * m,
+            bounds=[(0.0, 1.0)] * k,
             constraints=[
-                {"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(m)}
+                {"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)}
             ],
             options={"maxiter": self.maxiter, "ftol": 1e-10},
         )
         # SLSQP's exit 8 (a line search that cannot go downhill) comes at a numerical optimum
         # when it made progress from the start; any other failure is reported
-        stalled = result.status == 8 and objective(result.x)[0] < objective(uniform)[0]
+        stalled = result.status == 8 and objective(result.x)[0] < objective(start)[0]
         if not result.success and not stalled:
             raise ConvergenceError(
                 f"weighted ensemble: SLSQP did not converge ({result.message}, "
@@ -149,9 +167,64 @@ class WeightedEnsemble(_Ensemble):
                 f"(now {self.l2}), or use method=greedy"
             )
         w = np.clip(result.x, 0.0, None)
-        self.weights_ = w / w.sum()
-        self.n_iter_ = int(result.nit)
+        w[w < 1e-6 * w.max()] = 0.0  # SLSQP leaves traces on members the optimum drops
+        return w / w.sum(), int(result.nit)
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
+        """Learn ``weights_`` on validation predictions."""
+        self.check_params()
+        P, y = check_predictions(P, y)
+        m = P.shape[0]
+        self.capped_ = False
+        if m == 1:
+            self.weights_, self.n_iter_ = np.ones(1), 0
+            return self
+        if P.ndim == 3:
+            F, target = _true_class_proba(P, y), None
+        else:
+            centre, scale = _standardiser(P, y)
+            F, target = (P - centre) / scale, (y - centre) / scale
+        if m <= self.WORKING_SET:
+            objective = self._objective(F, target, 1.0 / m)
+            self.weights_, self.n_iter_ = self._slsqp(objective, np.full(m, 1.0 / m))
+        else:
+            self.weights_, self.n_iter_ = self._fit_working_set(F, target)
         return self
+
+    def _fit_working_set(self, F: np.ndarray, target: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """The optimum over all members, found on small sets of them; at most
+        ``max_members`` get weight (``capped_`` says whether more would have)."""
+        m = F.shape[0]
+        full = self._objective(F, target, 1.0 / m)
+        alone = (
+            -np.log(np.clip(F, EPS, None)).mean(axis=1)
+            if target is None
+            else ((F - target) ** 2).mean(axis=1)
+        )
+        first = min(self.WORKING_SET, self.max_members)
+        chosen = np.sort(np.argsort(alone, kind="stable")[:first])
+        start = np.full(len(chosen), 1.0 / len(chosen))
+        iterations = 0
+        for _ in range(self.MAX_ROUNDS):
+            sub = self._objective(F[chosen], target, 1.0 / m)
+            v, nit = self._slsqp(sub, start)
+            iterations += nit
+            w = np.zeros(m)
+            w[chosen] = v
+            _, grad = full(w)
+            multiplier = float(v @ grad[chosen])
+            gap = multiplier - grad
+            gap[chosen] = 0.0
+            joining = np.flatnonzero(gap > 1e-7 * max(1.0, abs(multiplier)))
+            kept = chosen[v > 0]
+            room = min(self.WORKING_SET, self.max_members - len(kept))
+            self.capped_ = bool(len(joining)) and room <= 0
+            if not len(joining) or room <= 0:
+                break
+            joining = joining[np.argsort(-gap[joining], kind="stable")][:room]
+            chosen = np.sort(np.concatenate([kept, joining]))
+            start = w[chosen] * 0.9 + 0.1 / len(chosen)
+        return w, iterations
 
 
 class GreedyEnsemble(_Ensemble):

@@ -152,6 +152,14 @@ def run(
     P_test = np.stack([m.test for m in usable])
     metric = headline_metric(P_val.ndim == 3, metric)
     estimator = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    if getattr(estimator, "capped_", False):
+        log.warning(
+            "%s ensemble: more than max_members=%d members would take weight; the weights "
+            "are the optimum over the %d that lower the validation loss most",
+            method,
+            estimator.max_members,
+            estimator.max_members,
+        )
     oof = getattr(estimator, "oof_pred_", None)
     val_pred = estimator.predict(P_val) if oof is None else oof
     test_pred = estimator.predict(P_test)

@@ -111,11 +111,49 @@ def test_predict_before_fit_and_member_count_mismatch_fail():
         ens.predict(P[:2])
 
 
+def _many_members(m: int, n: int = 300, classes: int = 4, seed: int = 0):
+    """``m`` correlated members: a few informative bases, each member a noisy copy."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    bases = rng.dirichlet(np.ones(classes), size=(5, n))
+    bases[:, np.arange(n), y] += rng.uniform(0.2, 2.0, size=(5, 1))
+    P = bases[np.arange(m) % 5] * np.exp(rng.normal(0, 0.4, (m, n, classes)))
+    return P / P.sum(axis=2, keepdims=True), y
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_working_set_reaches_the_optimum_of_one_large_problem(l2, monkeypatch):
+    from ensembles.metrics import evaluate
+
+    P, y = _many_members(120)
+    small = WeightedEnsemble(l2=l2).fit(P, y)
+    monkeypatch.setattr(WeightedEnsemble, "WORKING_SET", 10**6)
+    large = WeightedEnsemble(l2=l2).fit(P, y)
+
+    def objective(w):
+        return evaluate(y, np.tensordot(w, P, axes=1))["log_loss"] + l2 * np.sum((w - 1 / 120) ** 2)
+
+    assert not small.capped_
+    assert objective(small.weights_) == pytest.approx(objective(large.weights_), abs=1e-6)
+    assert objective(small.weights_) < objective(np.full(120, 1 / 120)) - 1e-3
+
+
+def test_working_set_gives_weight_to_at_most_max_members():
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 1, 200)
+    P = y + rng.normal(0, 1.0, (80, 200))  # independent errors: the optimum uses them all
+    ens = WeightedEnsemble(max_members=20).fit(P, y)
+    assert ens.capped_ and (ens.weights_ > 0).sum() == 20
+    assert ens.weights_.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="max_members must be an integer >= 2, got 1"):
+        WeightedEnsemble(max_members=1).fit(P, y)
+
+
 def test_params_follow_the_sklearn_contract():
     from sklearn.base import clone
 
     ens = WeightedEnsemble(l2=0.5, random_state=3)
-    assert ens.get_params() == {"l2": 0.5, "maxiter": 500, "random_state": 3}
+    assert ens.get_params() == {"l2": 0.5, "maxiter": 500, "max_members": 100, "random_state": 3}
     twin = clone(ens)
     assert twin.get_params() == ens.get_params() and not hasattr(twin, "weights_")
 
