@@ -94,9 +94,15 @@ class MemberCallback(Callback):
         self.store_failure: BaseException | None = None
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        """Stop the Tune run with the store failure an event handler met, if any."""
+        """Create the member runs whose trials have run long enough to show; stop the Tune
+        run with the store failure an event handler met, if any."""
+        self._create_due()
         if self.store_failure is not None:
             raise self.store_failure
+
+    @_store_guarded
+    def _create_due(self) -> None:
+        self.tree.create_due()
 
     @_store_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -172,7 +178,7 @@ class MemberCallback(Callback):
             if not row.get("final") and row.get("epoch") == row.get("epoch"):
                 epoch = int(row["epoch"])
                 self.tree.log_epoch(run_id, epoch_metrics(row), epoch, row if epoch == 1 else None)
-        self.tree.client.set_tag(run_id, REPLAYED, "logged from Tune's checkpoint on resume")
+        self.tree.tag(run_id, REPLAYED, "logged from Tune's checkpoint on resume")
         self._finish(run_id, label, member.model, result.checkpoint, metrics)
 
     def _finish(

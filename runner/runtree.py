@@ -12,13 +12,14 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from runner.contracts import (
     ATTEMPT,
@@ -67,10 +68,36 @@ def store_exists(uri: str) -> bool:
     return Path(uri[len("sqlite:///") :]).exists()
 
 
+_SQLITE_TUNED = False
+
+
+def tune_sqlite() -> None:
+    """Open the driver's SQLite connections in write-ahead-log mode with ``synchronous=NORMAL``
+    (durable across a crash of the process; a power loss may drop the last commits): half the
+    cost of each MLflow write, and readers such as ``mlflow ui`` no longer block the sweep.
+    Once per process; other stores are untouched."""
+    global _SQLITE_TUNED
+    if _SQLITE_TUNED:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        if type(connection).__module__.startswith(("sqlite3", "pysqlite")):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    _SQLITE_TUNED = True
+
+
 def warm_store(uri: str, experiment: str) -> None:
     """Open the MLflow store and look up the experiment, so that a new SQLite file's schema
     migrations (about a second) run now; creates no run, and leaves errors for the tracker to
     raise where they can be reported."""
+    tune_sqlite()
     with contextlib.suppress(Exception):
         MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
 
@@ -139,9 +166,46 @@ class MemberRecord:
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
 
 
+def _chunks(
+    metrics: list[Metric], params: list[Param], tags: list[RunTag]
+) -> list[tuple[list[Metric], list[Param], list[RunTag]]]:
+    """The entries split into LogBatch requests within MLflow's limits (1000 metrics, 100
+    params, 100 tags, 1000 entries in one request)."""
+    out = []
+    while metrics or params or tags or not out:
+        p, t = params[:MAX_PARAMS_TAGS_PER_BATCH], tags[:MAX_PARAMS_TAGS_PER_BATCH]
+        m = metrics[: MAX_ENTITIES_PER_BATCH - len(p) - len(t)]
+        out.append((m, p, t))
+        metrics, params, tags = metrics[len(m) :], params[len(p) :], tags[len(t) :]
+    return out
+
+
+@dataclass
+class _PendingRun:
+    """A member run not yet in MLflow: what it will be created with, and what was logged to
+    it meanwhile."""
+
+    name: str
+    role: str
+    tags: dict[str, str]
+    parent: str | None
+    params: list[Param]
+    start_ms: int
+    metrics: list[Metric] = field(default_factory=list)
+    late_tags: list[RunTag] = field(default_factory=list)
+
+
 class RunTree:
     """Creates (or, on resume, re-attaches to) the sweep's parent run and its children;
-    nothing is left RUNNING when it closes."""
+    nothing is left RUNNING when it closes.
+
+    A member's run is created once its trial has run for ``DEFER_SECONDS`` (``create_due``,
+    called from Tune's loop) or when it ends, whichever comes first; until then what is
+    logged to it is kept and written with its creation. A sub-second trial of a search of
+    thousands is then three store requests (create, one LogBatch, end), and a trial the
+    driver never saw end leaves no run behind."""
+
+    DEFER_SECONDS = 1.0
 
     def __init__(
         self,
@@ -153,6 +217,7 @@ class RunTree:
         self.spec = spec
         # the lease itself stays out: Tune pickles its callbacks, which hold this tree
         self._lease_token = lease.me["token"] if lease is not None else None
+        tune_sqlite()
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.experiment)
         self.experiment_id = (
@@ -163,6 +228,8 @@ class RunTree:
         self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
         self.bags: dict[str, str] = {}  # bagged member -> its run (its folds' runs nest in it)
         self.records: dict[str, MemberRecord] = {}  # label -> record of this attempt's end
+        self._pending: dict[str, _PendingRun] = {}  # handle -> member run not created yet
+        self._created: dict[str, str] = {}  # handle -> the run it became
         parent = self._existing_parent()
         self.sweep_id = parent.data.tags[SWEEP] if parent is not None else spec.sweep_id
         self.base_tags = {EXPERIMENT: spec.experiment, SWEEP: self.sweep_id}
@@ -384,11 +451,13 @@ class RunTree:
         role: str,
         tags: Mapping[str, str] | None = None,
         parent: str | None = None,
+        start_ms: int | None = None,
     ) -> str:
         """Create a RUNNING child run under the sweep's parent (or under ``parent``)."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
+            start_time=start_ms,
             tags={
                 **self.base_tags,
                 ROLE: role,
@@ -401,15 +470,62 @@ class RunTree:
 
     def terminate(self, run_id: str, status: str) -> None:
         """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
+        run_id = self._resolve(run_id)
         self.client.set_terminated(run_id, status=status, end_time=_now_ms())
         self._open.discard(run_id)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Log a batch of metrics in one call."""
+        """Log a batch of metrics in one call (kept for a run not created yet)."""
+        self.log_batch(run_id, metrics, step=step)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        """Metrics (at ``step``) and tags in as few LogBatch requests as MLflow allows; kept
+        with a member run not created yet, to be written with its creation."""
         ts = _now_ms()
-        batch = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        if batch:
-            self.client.log_batch(run_id, metrics=batch)
+        batch = [Metric(k, float(v), ts, step) for k, v in (metrics or {}).items()]
+        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            pending.metrics += batch
+            pending.late_tags += run_tags
+            return
+        run_id = self._created.get(run_id, run_id)
+        if batch or run_tags:
+            for m, _, t in _chunks(batch, [], run_tags):
+                self.client.log_batch(run_id, metrics=m, tags=t)
+
+    def _resolve(self, handle: str, tags: Mapping[str, str] | None = None) -> str:
+        """The MLflow run behind ``handle``, created now (with ``tags`` and everything kept
+        for it) if it was still pending."""
+        pending = self._pending.pop(handle, None)
+        if pending is None:
+            run_id = self._created.get(handle, handle)
+            if tags:
+                self.log_batch(run_id, tags=tags)
+            return run_id
+        run_id = self.child(
+            pending.name,
+            pending.role,
+            {**pending.tags, **{t.key: t.value for t in pending.late_tags}, **(tags or {})},
+            parent=pending.parent,
+            start_ms=pending.start_ms,
+        )
+        for m, p, _ in _chunks(pending.metrics, pending.params, []):
+            self.client.log_batch(run_id, metrics=m, params=p)
+        self._created[handle] = run_id
+        return run_id
+
+    def create_due(self, now: float | None = None) -> None:
+        """Create the member runs whose trials have run for ``DEFER_SECONDS`` by now."""
+        cutoff = 1000 * ((time.time() if now is None else now) - self.DEFER_SECONDS)
+        for handle in [h for h, p in self._pending.items() if p.start_ms <= cutoff]:
+            self._resolve(handle)
 
     # ------------------------------------------------------------- a member's life
 
@@ -423,10 +539,11 @@ class RunTree:
         config_hash: str,
         stage: str | None = None,
     ) -> str | None:
-        """A member's trial (or a retry) starts: a fresh RUNNING run for this attempt, with
-        its config as params; None for a member that FINISHED in an earlier attempt (Tune
-        lost track of it when the driver died: it trains again, but the sweep keeps the
-        first FINISHED run and logs nothing new)."""
+        """A member's trial (or a retry) starts: a handle to a fresh run for this attempt,
+        with its config as params, created in MLflow as RUNNING by ``create_due`` or when the
+        trial ends; None for a member that FINISHED in an earlier attempt (Tune lost track of
+        it when the driver died: it trains again, but the sweep keeps the first FINISHED run
+        and logs nothing new)."""
         if label in self.finished or (member.fold is not None and member.name in self.finished):
             return None
         tags = {
@@ -439,13 +556,14 @@ class RunTree:
         }
         if member.searched:
             tags[SEARCH_MEMBER] = member.name
-        if member.fold is None:
-            run_id = self.child(label, "member", tags)
-        else:
-            bag = self._bag_run(member, config_hash, stage)
-            run_id = self.child(label, "fold", tags, parent=bag)
-        self.client.log_batch(run_id, params=_params(_member_params(member)))
-        return run_id
+        parent, role = None, "member"
+        if member.fold is not None:
+            parent, role = self._bag_run(member, config_hash, stage), "fold"
+        handle = f"pending:{trial_id}:{attempt}"
+        self._pending[handle] = _PendingRun(
+            label, role, tags, parent, _params(_member_params(member)), _now_ms()
+        )
+        return handle
 
     @staticmethod
     def _member_tags(member: TrialInput, stage: str | None) -> dict[str, str]:
@@ -486,15 +604,14 @@ class RunTree:
         where: Mapping[str, Any] | None = None,
     ) -> None:
         """One epoch's metrics (step = epoch); with ``where`` (the first epoch) the node."""
-        self.log_metrics(run_id, metrics, step=epoch)
+        tags = None
         if where:
-            self.client.log_batch(
-                run_id,
-                tags=[
-                    RunTag(NODE_IP, str(where.get("node_ip"))),
-                    RunTag(HOSTNAME, str(where.get("hostname"))),
-                ],
-            )
+            tags = {NODE_IP: str(where.get("node_ip")), HOSTNAME: str(where.get("hostname"))}
+        self.log_batch(run_id, metrics, tags, step=epoch)
+
+    def tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag (kept for a member run not created yet)."""
+        self.log_batch(run_id, tags={key: value})
 
     def finish_member(
         self,
@@ -509,24 +626,30 @@ class RunTree:
         """Log a finished trial's checkpoint (model under ``model/``, the rest as it is) and
         final scores, end the run FINISHED and keep the member's record."""
         info = result.info
-        for item in sorted(result.folder.iterdir()):
-            if item.is_dir():
-                self.client.log_artifacts(run_id, str(item), item.name)
-            elif not item.name.startswith("."):
-                self.client.log_artifact(run_id, str(item))
-        self.client.log_batch(
-            run_id,
-            tags=[
-                RunTag(GPU_IDS, ",".join(info.get("gpu_ids", [])) or "none"),
-                RunTag(NODE_ID, str(info.get("node_id"))),
-            ],
-        )
         scores = {
             **final,
             "train_seconds": info["train_seconds"],
             "fit_seconds": info["fit_seconds"],
         }
-        self.log_metrics(run_id, scores, step=int(info["epochs_run"]))
+        self.log_batch(
+            run_id,
+            scores,
+            {
+                GPU_IDS: ",".join(info.get("gpu_ids", [])) or "none",
+                NODE_ID: str(info.get("node_id")),
+            },
+            step=int(info["epochs_run"]),
+        )
+        run_id = self._resolve(run_id)
+        items = sorted(result.folder.iterdir())
+        if not any(item.name.startswith(".") for item in items):
+            self.client.log_artifacts(run_id, str(result.folder))  # one request for them all
+        else:
+            for item in items:
+                if item.is_dir():
+                    self.client.log_artifacts(run_id, str(item), item.name)
+                elif not item.name.startswith("."):
+                    self.client.log_artifact(run_id, str(item))
         self.terminate(run_id, "FINISHED")
         model_dir = result.model_dir if local else None
         record = MemberRecord(
@@ -556,7 +679,7 @@ class RunTree:
 
     def stop_member(self, run_id: str, label: str, model: str, epoch: Any) -> None:
         """A scheduler stopped the trial early: the run ends KILLED, tagged why."""
-        self.client.set_tag(run_id, STOPPED, f"stopped early after epoch {epoch}")
+        run_id = self._resolve(run_id, {STOPPED: f"stopped early after epoch {epoch}"})
         self.terminate(run_id, "KILLED")
         self.records[label] = MemberRecord(
             name=label,
@@ -569,7 +692,7 @@ class RunTree:
     def skip_member(self, run_id: str, label: str, model: str, reason: str) -> None:
         """The member could not start before the sweep's time limit: its run ends KILLED,
         tagged why, and the sweep goes on without it."""
-        self.client.set_tag(run_id, SKIPPED, reason)
+        run_id = self._resolve(run_id, {SKIPPED: reason})
         self.terminate(run_id, "KILLED")
         self.records[label] = MemberRecord(
             name=label, model=model, run_id=run_id, status="SKIPPED", error=reason
@@ -577,13 +700,12 @@ class RunTree:
 
     def fail_attempt(self, run_id: str) -> None:
         """A worker died and Tune retries the trial: this attempt's run ends FAILED."""
-        self.client.set_tag(run_id, ERROR, "worker failed; retried")
-        self.terminate(run_id, "FAILED")
+        self.terminate(self._resolve(run_id, {ERROR: "worker failed; retried"}), "FAILED")
 
     def fail_member(self, run_id: str | None, label: str, model: str, reason: str) -> None:
         """The trial failed for good: its run ends FAILED with the reason."""
         if run_id is not None:
-            self.client.set_tag(run_id, ERROR, reason[:5000])
+            run_id = self._resolve(run_id, {ERROR: reason[:5000]})
             self.terminate(run_id, "FAILED")
         self.records[label] = MemberRecord(
             name=label, model=model, run_id=run_id or "", status="FAILED", error=reason

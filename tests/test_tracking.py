@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,3 +72,52 @@ def test_tracking_uri_password_is_not_logged_as_a_param(tmp_path):
     assert not any("tracking" in k for k in params)
     config = client.download_artifacts(tracker.parent_run_id, "resolved_config.json", str(tmp_path))
     assert "tracking" not in json.loads(Path(config).read_text())
+
+
+def _member_runs(spec):
+    client = MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name(spec.experiment).experiment_id
+    return client.search_runs([experiment], "tags.`runner.role` = 'member'")
+
+
+def test_a_member_run_appears_once_its_trial_has_run_a_while_with_what_was_logged(tmp_path):
+    from runner.contracts import TrialInput
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {})
+    member = TrialInput("m", "logistic", "sklearn", {"C": 0.5}, {}, {"cpu": 1, "gpu": 0}, 0)
+    handle = tree.open_member("m", member, trial_id="t1", attempt=1, config_hash="h")
+    tree.log_epoch(handle, {"val_loss": 0.5}, 1, {"node_ip": "1.2.3.4", "hostname": "h"})
+    tree.log_epoch(handle, {"val_loss": 0.4}, 2)
+    tree.create_due()  # the trial started just now: not yet
+    assert _member_runs(spec) == []
+    tree.create_due(now=time.time() + RunTree.DEFER_SECONDS + 1)
+    (run,) = _member_runs(spec)
+    assert run.info.status == "RUNNING" and run.data.params["hparams.C"] == "0.5"
+    assert run.data.tags["runner.node_ip"] == "1.2.3.4"
+    history = MlflowClient(spec.tracking_uri).get_metric_history(run.info.run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.4)]
+    tree.log_epoch(handle, {"val_loss": 0.3}, 3)  # now written straight away
+    tree.stop_member(handle, "m", "logistic", 3)
+    (run,) = _member_runs(spec)
+    assert run.info.status == "KILLED" and "after epoch 3" in run.data.tags["runner.stopped"]
+    assert len(MlflowClient(spec.tracking_uri).get_metric_history(run.info.run_id, "val_loss")) == 3
+
+
+def test_a_short_trial_is_created_with_everything_at_its_end_and_an_unseen_end_leaves_none(
+    tmp_path,
+):
+    from runner.contracts import TrialInput
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {})
+    member = TrialInput("m", "logistic", "sklearn", {}, {}, {"cpu": 1, "gpu": 0}, 0)
+    quick = tree.open_member("m-1", member, trial_id="t1", attempt=1, config_hash="h")
+    tree.log_epoch(quick, {f"metric_{i}": float(i) for i in range(1500)}, 1)  # > one batch
+    tree.fail_member(quick, "m-1", "logistic", "ValueError: bad")
+    never = tree.open_member("m-2", member, trial_id="t2", attempt=1, config_hash="h")
+    assert never.startswith("pending")
+    tree.close("KILLED", "stopped")
+    (run,) = _member_runs(spec)
+    assert run.info.status == "FAILED" and run.data.tags["runner.error"] == "ValueError: bad"
+    assert len(run.data.metrics) == 1500
