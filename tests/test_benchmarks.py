@@ -116,6 +116,30 @@ def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
 
 
 @pytest.mark.slow
+def test_scale_benchmark_runs_both_ways_and_plots_tiny(tmp_path):
+    out, plot = tmp_path / "scale.json", tmp_path / "scale.png"
+    done = run_benchmark(
+        "scale.py", "--sizes", "3,6", "--json", str(out), "--plot", str(plot), timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["ways"]) == {"tune", "runner"}
+    for rows in result["ways"].values():
+        assert [r["trials"] for r in rows] == [3, 6]  # every sampled trial ran
+        for r in rows:
+            parts = r["before_first_trial_s"] + r["trials_phase_s"] + r["after_last_trial_s"]
+            assert r["wall_seconds"] == pytest.approx(parts, abs=0.5)
+            assert r["peak_driver_rss_mb"] > 0
+    assert all(r["members_with_weight"] >= 1 for r in result["ways"]["runner"])
+    assert set(result["checks"]["met"]) == {
+        "wall_runner/tune",
+        "after_last_trial_s",
+        "rss_largest/smallest",
+    }
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     out = tmp_path / "memory.json"
     done = run_benchmark(
