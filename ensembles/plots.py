@@ -30,14 +30,24 @@ def _save(plt, fig, path: str | Path) -> Path:
     return Path(path)
 
 
+MOST_BARS = 40  # a search of thousands: the bars of the largest weights, the rest counted
+
+
 def weights_bar(weights: Mapping[str, float], path: str | Path, title: str = "") -> Path:
-    """Bar chart of each member's weight in the ensemble."""
+    """Bar chart of the members' weights in the ensemble: those with weight, at most
+    ``MOST_BARS`` of the largest, in member order; the title counts the rest."""
     plt = _pyplot()
-    names = list(weights)
+    names = [n for n in weights if weights[n] > 0] or list(weights)
+    if len(names) > MOST_BARS:
+        largest = set(sorted(names, key=lambda n: -weights[n])[:MOST_BARS])
+        names = [n for n in names if n in largest]
+    title = title or "ensemble weights"
+    if len(names) < len(weights):
+        title += f" ({len(names)} largest of {len(weights)} members)"
     fig, ax = plt.subplots(figsize=(min(MAX_INCHES, max(4.0, 0.6 * len(names) + 2)), 3.2))
     ax.bar(names, [weights[n] for n in names], color="#3b75af")
     ax.set_ylabel("weight")
-    ax.set_title(title or "ensemble weights")
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     return _save(plt, fig, path)
 

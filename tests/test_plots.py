@@ -62,3 +62,21 @@ def test_pictures_of_many_members_stay_bounded(tmp_path):
     bars = _image(plots.weights_bar(dict.fromkeys(names, 1 / 200), tmp_path / "w.png"))
     limit = plots.MAX_INCHES * 100  # dpi
     assert max(heat.shape[:2]) <= limit and max(bars.shape[:2]) <= limit
+
+
+def test_weight_bars_show_the_largest_weights_only(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    real_bar = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "bar",
+        lambda self, x, h, **kw: drawn.append((list(x), list(h))) or real_bar(self, x, h, **kw),
+    )
+    weights = {f"m{i}": 0.0 for i in range(1000)}
+    weights.update({f"m{i}": (i + 1) / 5050 for i in range(0, 200, 2)})  # 100 with weight
+    _image(plots.weights_bar(weights, tmp_path / "w.png"))
+    (names, heights) = drawn[0]
+    assert len(names) == plots.MOST_BARS and min(heights) > 0
+    assert names == [f"m{i}" for i in range(200 - 2 * plots.MOST_BARS, 200, 2)]  # largest
