@@ -9,6 +9,7 @@ thread: it installs its SIGTERM handler there). This module imports neither on i
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from dataclasses import replace
@@ -69,6 +70,7 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
     try:
         with ray_session(spec.cluster, spec.verbose, spec.storage_path):
             preparing.join()  # before the tracker opens the store: two migrations would collide
+            gc.freeze()  # the imports' objects live to the end: keep them out of every collection
             from runner import sweep
 
             return sweep.run(spec, data, stage_data, start, lease)
