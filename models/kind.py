@@ -100,6 +100,13 @@ class ModelKind:
         if self.needs_image and spec.image_shape is None:
             raise ValueError(f"model {self.name!r} needs image data, got flat features")
 
+    def relative_cost(self, epochs: int) -> float:
+        """A rough guess of a member's training time against other kinds' (a one-shot fit is
+        1), so that the runner starts the longest trials first and they do not end last."""
+        if not self.learns_in_epochs:
+            return 1.0
+        return float(max(epochs, 1) * (10 if self.needs_image else 1))
+
     def stage_references(self, hparams: Mapping[str, Any]) -> dict[str, str]:
         """Hyperparameters naming a member of an earlier stage (``STAGE.MEMBER``), whose
         saved model the runner passes instead; most kinds have none."""

@@ -60,11 +60,21 @@ def trial_configs(member: MemberSpec) -> list[dict[str, Any]]:
     return [{**config, "fold": k} for k in range(member.folds)]
 
 
+def expected_cost(member: MemberSpec) -> float:
+    """The member kind's guess of how long the member trains, relative to other members."""
+    import models
+
+    return models.get(member.model).relative_cost(member.training.epochs)
+
+
 def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
-    """Tune's param space: a grid over the members (and their folds), one trial each."""
+    """Tune's param space: a grid over the members (and their folds), one trial each, the
+    longest expected first (Tune starts them in this order; started last, a long trial
+    would leave the other workers idle at the end). Records keep the config's order."""
     from ray import tune
 
-    return {"member": tune.grid_search([c for m in members for c in trial_configs(m)])}
+    ordered = sorted(members, key=expected_cost, reverse=True)  # stable: ties keep order
+    return {"member": tune.grid_search([c for m in ordered for c in trial_configs(m)])}
 
 
 def resolve_bases(
