@@ -22,6 +22,11 @@ def _pyplot():
     return plt
 
 
+def warm() -> None:
+    """Import pyplot now (about half a second), before the first picture needs it."""
+    _pyplot()
+
+
 def _save(plt, fig, path: str | Path) -> Path:
     """Lay out, write as PNG and free the figure (pyplot keeps every open one alive)."""
     fig.tight_layout()

@@ -12,8 +12,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from models.store import ArtifactError
 
 # What our artifacts hold beyond skops' defaults: scikit-learn's estimators and their Cython
@@ -25,6 +23,8 @@ ALLOWED_PREFIXES: tuple[str, ...] = ("sklearn.", "ensembles.methods.", "ensemble
 def dump(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` in the skops format; returns the path."""
     path = Path(path)
+    import skops.io as sio  # about 0.7 s: only where a model is saved or loaded
+
     sio.dump(obj, path)
     return path
 
@@ -54,6 +54,8 @@ def _allowed(name: str) -> bool:
 def untrusted_types(path: str | Path) -> list[str]:
     """The types in the skops file at ``path`` that skops does not trust by default."""
     try:
+        import skops.io as sio
+
         return sorted(sio.get_untrusted_types(file=Path(path)))
     except (zipfile.BadZipFile, KeyError, ValueError) as err:
         raise ArtifactError(f"cannot read {path} as a skops file: {err}") from None
@@ -68,4 +70,6 @@ def load(path: str | Path) -> Any:
             f"refusing to load {path}: it holds types outside the allow-list "
             f"({', '.join(ALLOWED_PREFIXES)}): {', '.join(refused)}"
         )
+    import skops.io as sio
+
     return sio.load(Path(path), trusted=vetted)

@@ -24,17 +24,37 @@ if TYPE_CHECKING:
     from runner.spec import RunSpec
 
 
-def _prepare(spec: RunSpec) -> None:
+def _prepare(spec: RunSpec, ready: threading.Event) -> None:
     """Import the sweep's modules; open the MLflow store of a local sweep (a new SQLite file
     runs its schema migrations). Creates no run; errors resurface where they can be reported.
     On a cluster the store waits until the cluster answered: an unreachable one leaves no
-    store behind."""
-    with contextlib.suppress(Exception):
-        import runner.sweep  # noqa: F401
-        from runner.runtree import warm_store
+    store behind. Sets ``ready``, then loads what only the ensemble stage needs."""
+    try:
+        with contextlib.suppress(Exception):
+            import runner.sweep  # noqa: F401
+            from runner.runtree import warm_store
 
-        if spec.cluster.kind == "local":
-            warm_store(spec.tracking_uri, spec.experiment)
+            if spec.cluster.kind == "local":
+                warm_store(spec.tracking_uri, spec.experiment)
+    finally:
+        ready.set()
+    _warm_ensemble_stage()
+
+
+def _warm_ensemble_stage() -> None:
+    """Load what the ensemble stage needs (skops, pyplot, and MLflow's map of installed
+    packages that logging a model checks its requirements against: about 2 s on one core)
+    while Ray starts and the CPUs idle, not after the last trial. Only a warm-up: a failure
+    here changes nothing."""
+    with contextlib.suppress(Exception):
+        import skops.io  # noqa: F401
+
+        from ensembles import plots
+
+        plots.warm()
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_packages_to_modules_map()
 
 
 def _lease(spec: RunSpec) -> Lease | None:
@@ -52,10 +72,13 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
     """Take the sweep's lease, start (or attach to) Ray and run the sweep in it; return the
     summary. Raises LeaseHeld, before Ray starts, when another live driver runs the sweep."""
     start = time.perf_counter()
-    preparing = threading.Thread(target=_prepare, args=(spec,), name="runner-prepare", daemon=True)
+    ready = threading.Event()
+    preparing = threading.Thread(
+        target=_prepare, args=(spec, ready), name="runner-prepare", daemon=True
+    )
     preparing.start()
     if not spec.fresh_sweep:  # an earlier attempt may have finished: then no Ray is needed
-        preparing.join()
+        ready.wait()
         from runner.runtree import RunTree
 
         RunTree.check_not_finished(spec)
@@ -69,7 +92,7 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
             print(f"taking over the stale lease of sweep {spec.sweep_id} ({held})", flush=True)
     try:
         with ray_session(spec.cluster, spec.verbose, spec.storage_path):
-            preparing.join()  # before the tracker opens the store: two migrations would collide
+            ready.wait()  # before the tracker opens the store: two migrations would collide
             gc.freeze()  # the imports' objects live to the end: keep them out of every collection
             from runner import sweep
 
