@@ -45,7 +45,7 @@ def greater_is_better(metric: str) -> bool:
 
 def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes."""
-    picked = proba[np.arange(len(y)), y]
+    picked = np.asarray(proba[np.arange(len(y)), y], dtype=np.float64)
     return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
 
 

@@ -148,8 +148,8 @@ def run(
     for name, reason in dropped.items():
         log.warning("member %s left out of the ensemble: %s", name, reason)
     names = [m.name for m in usable]
-    P_val = np.stack([m.val for m in usable])
-    P_test = np.stack([m.test for m in usable])
+    P_val = np.stack([m.val for m in usable]).astype(np.float64, copy=False)
+    P_test = np.stack([m.test for m in usable]).astype(np.float64, copy=False)
     metric = headline_metric(P_val.ndim == 3, metric)
     estimator = make(method, random_state=random_state, **params).fit(P_val, y_val)
     if getattr(estimator, "capped_", False):

@@ -63,7 +63,7 @@ def assemble(
     oof = np.zeros((len(data.y_val), *np.shape(first)[1:]), dtype=np.float64)
     for k, record in enumerate(folds):
         oof[data.folds == k] = record.val
-    test = np.mean([r.test for r in folds], axis=0)
+    test = np.mean(np.asarray([r.test for r in folds], dtype=np.float64), axis=0)
     sources = [_model_folder(tree, r, folder / "folds" / str(k)) for k, r in enumerate(folds)]
     folder.mkdir(parents=True, exist_ok=True)
     models.save_bag(member.model, sources, folder / "bag" / MODEL_DIR)

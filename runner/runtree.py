@@ -166,6 +166,12 @@ class MemberRecord:
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
 
 
+def _held(pred: np.ndarray) -> np.ndarray:
+    """Predictions as the driver keeps them until the ensemble stage: float32 halves the
+    memory a sweep of thousands of trials holds; the stage computes in float64 again."""
+    return np.asarray(pred, dtype=np.float32)
+
+
 def _chunks(
     metrics: list[Metric], params: list[Param], tags: list[RunTag]
 ) -> list[tuple[list[Metric], list[Param], list[RunTag]]]:
@@ -440,8 +446,8 @@ class RunTree:
                 run_id=run_id,
                 status="FINISHED",
                 train_seconds=float(info.get("train_seconds", 0.0)),
-                val=npz["val"],
-                test=npz["test"],
+                val=_held(npz["val"]),
+                test=_held(npz["test"]),
                 fingerprint=str(npz["fingerprint"]),
             )
 
@@ -658,8 +664,8 @@ class RunTree:
             run_id=run_id,
             status="FINISHED",
             train_seconds=float(info["train_seconds"]),
-            val=result.val,
-            test=result.test,
+            val=_held(result.val),
+            test=_held(result.test),
             fingerprint=result.fingerprint,
             model_path=None if model_dir is None else str(model_dir),
         )
