@@ -502,8 +502,9 @@ def _line_time(run: Launch, needle: str, last: bool = False) -> float | None:
     return (hits[-1] if last else hits[0]) if hits else None
 
 
-def way_c(overrides: list[str], tmp: Path) -> dict[str, Any]:
-    cmd = [
+def runner_command(overrides: list[str], tmp: Path) -> list[str]:
+    """``python -m runner`` with ``overrides``, its output and Tune storage inside ``tmp``."""
+    return [
         sys.executable,
         "-m",
         "runner",
@@ -511,7 +512,10 @@ def way_c(overrides: list[str], tmp: Path) -> dict[str, Any]:
         "hydra.run.dir=out",
         f"runner.storage_path={tmp / 'tune'}",
     ]
-    run = launch(cmd, tmp, "c")
+
+
+def way_c(overrides: list[str], tmp: Path) -> dict[str, Any]:
+    run = launch(runner_command(overrides, tmp), tmp, "c")
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     mlruns = _mlflow_runs(tmp / "mlflow.db", summary["experiment"])
     by_trial = {r.data.tags.get("runner.trial_id"): r for r in mlruns}
@@ -663,7 +667,7 @@ def main_overhead(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"({k}) {WAYS[k]:<32}{v['wall_seconds']:>8.1f}{ph['span_before_first_trial']:>18.1f}"
             f"{ph['span_trials']:>8.1f}{ph['span_after_last_trial']:>12.1f}"
-            f"{v['median_overhead_after_first_s']:>27}"
+            f"{v['median_overhead_after_first_s']!s:>27}"
         )
     if len(next(iter(runs.values()), [])) > 1:
         print("runs: " + "; ".join(f"({k}) {v['wall_seconds_runs']}" for k, v in w.items()))

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from machine import describe
-from overhead import _tune_results, launch, load_data, plan, train_one, write_experiment
+from overhead import (
+    _tune_results,
+    launch,
+    load_data,
+    plan,
+    runner_command,
+    train_one,
+    write_experiment,
+)
 
 WAYS = {"tune": "plain Ray Tune script, no tracking", "runner": "python -m runner"}
 SEARCHED = {"model": "logistic", "hparams": {"C": {"loguniform": [0.001, 10.0]}, "max_iter": 200}}
@@ -103,15 +111,7 @@ def run_way(way: str, trials: int, scratch: Path) -> dict[str, Any]:
         plan_json.write_text(json.dumps(plan(overrides, tmp)))
         cmd = [sys.executable, __file__, "--child", str(plan_json), str(tmp), str(trials)]
         return _timeline(launch(cmd, tmp, way), tmp / "tune")
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner",
-        *overrides,
-        "hydra.run.dir=out",
-        f"runner.storage_path={tmp / 'tune'}",
-        "runner.verbose=0",
-    ]
+    cmd = runner_command([*overrides, "runner.verbose=0"], tmp)
     out = _timeline(launch(cmd, tmp, way), tmp / "tune")
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     ensemble = summary.get("ensemble") or {}
