@@ -58,18 +58,26 @@ def leave_one_out(
     when it is refitted without that member. Positive = the member helps."""
     sign = 1.0 if greater_is_better(metric) else -1.0
 
-    def scores(keep: np.ndarray) -> tuple[float, float]:
-        est = make(method, random_state=random_state, **params).fit(P_val[keep], y_val)
-        return (
-            evaluate(y_val, est.predict(P_val[keep]))[metric],
-            evaluate(y_test, est.predict(P_test[keep]))[metric],
-        )
+    def scores(est: Any, left_out: int | None = None) -> tuple[float, float]:
+        out = []
+        for P, y in ((P_val, y_val), (P_test, y_test)):
+            if getattr(est, "averages", False):  # a weighted average: only members with weight
+                w = est.weights_ if left_out is None else np.insert(est.weights_, left_out, 0.0)
+                used = np.flatnonzero(w)
+                pred = np.tensordot(w[used], P[used], axes=1)
+            elif left_out is None:
+                pred = est.predict(P)
+            else:
+                pred = est.predict(np.delete(P, left_out, axis=0))
+            out.append(evaluate(y, pred)[metric])
+        return out[0], out[1]
 
     everyone = np.arange(len(names))
-    full_val, full_test = scores(everyone)
+    full = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    full_val, full_test = scores(full)
     out = {}
     for i in everyone if only is None else only:
-        val, test = scores(everyone[everyone != i])
+        val, test = scores(full.refit_without(int(i), P_val, y_val), int(i))
         out[names[i]] = {"val": sign * (full_val - val), "test": sign * (full_test - test)}
     return out
 

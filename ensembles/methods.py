@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from ensembles.metrics import EPS
 from ensembles.validation import check_predictions
@@ -62,6 +62,12 @@ class _Ensemble(BaseEstimator):
         """Combined predictions: (n, classes) probabilities or (n,) values."""
         P = self._check_fitted(P)
         return np.tensordot(self.weights_, P, axes=1)
+
+    def refit_without(self, i: int, P: np.ndarray, y: np.ndarray) -> _Ensemble:
+        """A new ensemble of the same settings fitted on the members of ``P`` (the ones this
+        one was fitted on) but member ``i``: what leave-one-out contributions compare."""
+        keep = np.arange(P.shape[0]) != i
+        return clone(self).fit(P[keep], y)
 
 
 class MeanEnsemble(_Ensemble):
@@ -143,6 +149,15 @@ class WeightedEnsemble(_Ensemble):
 
         return objective
 
+    def refit_without(self, i: int, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
+        """As the base class, started from this fit's weights without member ``i``: the
+        optimum moves little, so SLSQP needs few steps (leave-one-out refits it per member)."""
+        keep = np.arange(P.shape[0]) != i
+        other = clone(self)
+        w = self.weights_[keep]
+        other._warm = w / w.sum() if w.sum() > 0 else None
+        return other.fit(P[keep], y)
+
     def _slsqp(self, objective, start: np.ndarray) -> tuple[np.ndarray, int]:
         """Weights on the simplex minimising ``objective`` from ``start``."""
         k = len(start)
@@ -184,26 +199,37 @@ class WeightedEnsemble(_Ensemble):
         else:
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
+        warm = self.__dict__.pop("_warm", None)  # set by refit_without only
+        if warm is not None and len(warm) != m:
+            warm = None
         if m <= self.WORKING_SET:
             objective = self._objective(F, target, 1.0 / m)
-            self.weights_, self.n_iter_ = self._slsqp(objective, np.full(m, 1.0 / m))
+            start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
+            self.weights_, self.n_iter_ = self._slsqp(objective, start)
         else:
-            self.weights_, self.n_iter_ = self._fit_working_set(F, target)
+            self.weights_, self.n_iter_ = self._fit_working_set(F, target, warm)
         return self
 
-    def _fit_working_set(self, F: np.ndarray, target: np.ndarray | None) -> tuple[np.ndarray, int]:
-        """The optimum over all members, found on small sets of them; at most
-        ``max_members`` get weight (``capped_`` says whether more would have)."""
+    def _fit_working_set(
+        self, F: np.ndarray, target: np.ndarray | None, warm: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
+        """The optimum over all members, found on small sets of them (the first: the best
+        members alone, or those with ``warm`` weight); at most ``max_members`` get weight
+        (``capped_`` says whether more would have)."""
         m = F.shape[0]
         full = self._objective(F, target, 1.0 / m)
-        alone = (
-            -np.log(np.clip(F, EPS, None)).mean(axis=1)
-            if target is None
-            else ((F - target) ** 2).mean(axis=1)
-        )
-        first = min(self.WORKING_SET, self.max_members)
-        chosen = np.sort(np.argsort(alone, kind="stable")[:first])
-        start = np.full(len(chosen), 1.0 / len(chosen))
+        if warm is not None and np.count_nonzero(warm) >= 2:
+            chosen = np.flatnonzero(warm)
+            start = warm[chosen] * 0.9 + 0.1 / len(chosen)
+        else:
+            alone = (
+                -np.log(np.clip(F, EPS, None)).mean(axis=1)
+                if target is None
+                else ((F - target) ** 2).mean(axis=1)
+            )
+            first = min(self.WORKING_SET, self.max_members)
+            chosen = np.sort(np.argsort(alone, kind="stable")[:first])
+            start = np.full(len(chosen), 1.0 / len(chosen))
         iterations = 0
         for _ in range(self.MAX_ROUNDS):
             sub = self._objective(F[chosen], target, 1.0 / m)

@@ -300,3 +300,40 @@ def test_weighted_that_does_not_converge_fails_loudly_instead_of_returning_unifo
         WeightedEnsemble(maxiter=1).fit(P * 1e3, y * 1e3)
     with pytest.raises(ValueError, match="did not converge"):  # classes too; a ValueError
         WeightedEnsemble(maxiter=1).fit(*informative_and_noise())
+
+
+@pytest.mark.parametrize("m", [20, 120])
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_refit_without_a_member_reaches_the_optimum_of_a_fresh_fit(m, l2):
+    P, y = _many_members(m)
+    full = WeightedEnsemble(l2=l2).fit(P, y)
+
+    def objective(w):
+        loss = evaluate(y, np.tensordot(w, rest, axes=1))["log_loss"]
+        return loss + l2 * np.sum((w - 1 / (m - 1)) ** 2)
+
+    for i in np.flatnonzero(full.weights_)[:3]:
+        rest = np.delete(P, i, axis=0)
+        warm = full.refit_without(int(i), P, y)
+        fresh = WeightedEnsemble(l2=l2).fit(rest, y)
+        assert len(warm.weights_) == m - 1 and warm.weights_.sum() == pytest.approx(1.0)
+        assert objective(warm.weights_) == pytest.approx(objective(fresh.weights_), abs=1e-6)
+        assert not hasattr(warm, "_warm")
+
+
+@pytest.mark.parametrize("method", ["weighted", "greedy", "stacking"])
+def test_leave_one_out_equals_refitting_from_scratch_without_each_member(method):
+    from ensembles.diversity import leave_one_out
+
+    P, y = _many_members(12, n=240)
+    Pv, yv, Pt, yt = P[:, :160], y[:160], P[:, 160:], y[160:]
+    params = {"l2": 0.1} if method == "weighted" else {}
+    names = [f"m{i}" for i in range(12)]
+    loo = leave_one_out(method, params, names, Pv, yv, Pt, yt, "log_loss", 0, [0, 3, 7])
+    full = ensembles.make(method, random_state=0, **params).fit(Pv, yv)
+    for i in (0, 3, 7):
+        est = ensembles.make(method, random_state=0, **params).fit(np.delete(Pv, i, 0), yv)
+        for key, Q, t in (("val", Pv, yv), ("test", Pt, yt)):
+            drop = evaluate(t, est.predict(np.delete(Q, i, 0)))["log_loss"]
+            expected = drop - evaluate(t, full.predict(Q))["log_loss"]  # lower is better
+            assert loo[f"m{i}"][key] == pytest.approx(expected, abs=1e-6)
