@@ -153,10 +153,8 @@ class WeightedEnsemble(_Ensemble):
         """As the base class, started from this fit's weights without member ``i``: the
         optimum moves little, so SLSQP needs few steps (leave-one-out refits it per member)."""
         keep = np.arange(P.shape[0]) != i
-        other = clone(self)
         w = self.weights_[keep]
-        other._warm = w / w.sum() if w.sum() > 0 else None
-        return other.fit(P[keep], y)
+        return clone(self)._fit(P[keep], y, w / w.sum() if w.sum() > 0 else None)
 
     def _slsqp(self, objective, start: np.ndarray) -> tuple[np.ndarray, int]:
         """Weights on the simplex minimising ``objective`` from ``start``."""
@@ -187,6 +185,12 @@ class WeightedEnsemble(_Ensemble):
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsemble:
         """Learn ``weights_`` on validation predictions."""
+        return self._fit(P, y)
+
+    def _fit(
+        self, P: np.ndarray, y: np.ndarray, warm: np.ndarray | None = None
+    ) -> WeightedEnsemble:
+        """``fit``, with SLSQP started from ``warm`` weights (one per member) when given."""
         self.check_params()
         P, y = check_predictions(P, y)
         m = P.shape[0]
@@ -199,9 +203,6 @@ class WeightedEnsemble(_Ensemble):
         else:
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
-        warm = self.__dict__.pop("_warm", None)  # set by refit_without only
-        if warm is not None and len(warm) != m:
-            warm = None
         if m <= self.WORKING_SET:
             objective = self._objective(F, target, 1.0 / m)
             start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
