@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,25 @@ class BoosterKind(SklearnKind):
         else:
             best = getattr(model, "best_iteration_", None) or getattr(model, "best_iteration", None)
         return {"best_iteration": None if best is None else int(best)}
+
+    def refit_params(
+        self,
+        hparams: Mapping[str, Any],
+        training: Mapping[str, Any],
+        fits: Sequence[Mapping[str, Any]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """With early stopping, as many trees as the folds kept on average, and no early
+        stopping: there are no held-out rows to watch."""
+        kept = [f["best_iteration"] for f in fits if f.get("best_iteration") is not None]
+        if not hparams.get(STOP_ROUNDS) or not kept:
+            return dict(hparams), dict(training)
+        # LightGBM counts the best round from 1, XGBoost and CatBoost index it from 0
+        offset = 0 if self.module == "lightgbm" else 1
+        trees = max(1, round(float(np.mean(kept)) + offset))
+        key = "iterations" if self.module == "catboost" else "n_estimators"
+        aliases = {STOP_ROUNDS, "n_estimators", "iterations", "num_boost_round", "num_trees"}
+        out = {k: v for k, v in hparams.items() if k not in aliases}
+        return {**out, key: trees}, dict(training)
 
     def save(self, model: Any, folder: Path) -> Path:
         """The library's own model file, plus the task (which estimator class reads it)."""

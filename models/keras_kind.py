@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,10 +185,33 @@ class KerasKind(ModelKind):
         """The base procedure; the record says whether early stopping restored best weights."""
         trained = super().train(*args, **kwargs)
         options = args[5] if len(args) > 5 else kwargs["options"]
-        trained.info["restored"] = (
-            bool(options.early_stopping) and trained.epochs_run < options.epochs
-        )
+        restored = bool(options.early_stopping) and trained.epochs_run < options.epochs
+        trained.info["restored"] = restored
+        trained.info["best_epoch"] = trained.epochs_run
+        if restored:
+            from models.schedules import monitor_mode
+            from models.training import _monitor_key
+
+            monitor = options.early_stopping_monitor
+            values = trained.history.get(_monitor_key(trained.model, monitor))
+            if values:
+                pick = np.argmax if monitor_mode(monitor) == "max" else np.argmin
+                trained.info["best_epoch"] = int(pick(values)) + 1
         return trained
+
+    def refit_params(
+        self,
+        hparams: Mapping[str, Any],
+        training: Mapping[str, Any],
+        fits: Sequence[Mapping[str, Any]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """With early stopping, as many epochs as the folds' best epochs on average (the
+        weights they kept), and no early stopping: there are no held-out rows to watch."""
+        if not training.get("early_stopping"):
+            return dict(hparams), dict(training)
+        kept = [int(f.get("best_epoch") or f["epochs_run"]) for f in fits]
+        epochs = max(1, round(float(np.mean(kept)))) if kept else int(training["epochs"])
+        return dict(hparams), {**training, "epochs": epochs, "early_stopping": 0}
 
     def _find_learning_rate(
         self,

@@ -10,7 +10,7 @@ through these methods, so nothing outside ``models/`` needs to know what kind a 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,17 @@ class ModelKind:
         if not self.learns_in_epochs:
             return 1.0
         return float(max(epochs, 1) * (10 if self.needs_image else 1))
+
+    def refit_params(
+        self,
+        hparams: Mapping[str, Any],
+        training: Mapping[str, Any],
+        fits: Sequence[Mapping[str, Any]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The hyperparameters and training options (as params) that fit this member once on
+        all its rows, none held out to stop on, given what its fold fits' records (``fits``)
+        say they kept. Kinds that fit the same way on any rows keep them."""
+        return dict(hparams), dict(training)
 
     def stage_references(self, hparams: Mapping[str, Any]) -> dict[str, str]:
         """Hyperparameters naming a member of an earlier stage (``STAGE.MEMBER``), whose
