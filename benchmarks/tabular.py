@@ -1,6 +1,6 @@
 """The tabular experiment against default gradient boosters, on the same split of real tables.
 
-    python benchmarks/tabular.py [--only housing penguins credit] [--folds 5]
+    python benchmarks/tabular.py [--only housing penguins credit] [--folds 5] [--refit]
                                  [--data ../shared/data] [--json out.json] [-- overrides]
 
 For each table, `python -m runner +experiment=tabular runner.folds=K` runs cold in a fresh
@@ -10,7 +10,9 @@ scikit-learn's HistGradientBoosting with their default settings, text columns gi
 as categorical, fitted on the same rows the runner's members learn from (its training and
 validation splits) and scored on the same untouched test rows. CPU time is the machine's busy
 CPU time over each fit (every process counted, Ray's workers included), so run the script on
-an otherwise idle machine.
+an otherwise idle machine. With ``--refit`` (``runner.refit=true``) the table also shows the
+served, refitted ensemble's test scores, and how long the weighted members take to predict
+the test rows refitted (one model each) and bagged (K fold models each).
 
 Tables: California housing (20,640 rows, regression in 100k$; ``--data``'s offline copy),
 the Palmer penguins (344 rows, species, text columns and missing values; ``--data``), and
@@ -143,7 +145,45 @@ def baselines(data: Any) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(name: str, root: Path, folds: int, overrides: list[str]) -> dict[str, Any] | None:
+def predict_seconds(model: Any, X: Any, task: Any, repeats: int = 5) -> float:
+    """Median wall seconds of one member model's prediction of ``X``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(X, task)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def served_speed(folder: Path, summary: dict[str, Any], data: Any) -> dict[str, float]:
+    """Prediction time of the test rows by the ensemble's weighted members, bagged (K fold
+    models each) against refitted (one each): each member's model loaded from its run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    import models
+
+    uri = summary["tracking_uri"].replace("sqlite:///", f"sqlite:///{folder}/", 1)
+    if not summary["tracking_uri"].startswith("sqlite:///"):
+        uri = summary["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    weights = summary["ensemble"]["weights"]
+    out = {"bagged": 0.0, "refit": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in summary["members"]:
+            if weights.get(m["name"], 0) <= 0 or "refit" not in m:
+                continue
+            for way, run_id in (("bagged", m["run_id"]), ("refit", m["refit"]["run_id"])):
+                local = client.download_artifacts(run_id, "model", f"{tmp}/{way}/{m['name']}")
+                member = models.load_member(Path(local))
+                out[way] += predict_seconds(member, data.X_test, data.task)
+    return {k: round(1000 * v, 1) for k, v in out.items()}
+
+
+def run(
+    name: str, root: Path, folds: int, overrides: list[str], refit: bool = False
+) -> dict[str, Any] | None:
     """The runner and the baselines on one table; None if the table is not available."""
     table = TABLES[name]
     with tempfile.TemporaryDirectory(prefix=f"tabular-{name}-") as tmp:
@@ -156,6 +196,7 @@ def run(name: str, root: Path, folds: int, overrides: list[str]) -> dict[str, An
             f"data={table['data']}",
             f"data.path={path}",
             f"runner.folds={folds}",
+            *(["runner.refit=true"] if refit else []),
             *([f"data.target={table['target']}"] if table["target"] else []),
             *overrides,
         ]
@@ -164,9 +205,10 @@ def run(name: str, root: Path, folds: int, overrides: list[str]) -> dict[str, An
         # the baselines learn from every row the members learn from: training + validation
         pool = bagged(plain, max(folds, 2), seed=0)
         cpu = busy_cpu_seconds()
-        wall, summary = cold_run(args, f"tabular-{name}")
+        wall, summary = cold_run(args, f"tabular-{name}", keep=Path(tmp) / "run")
         runner_cpu = busy_cpu_seconds() - cpu
-    ens = summary["ensemble"]
+        ens = summary["ensemble"]
+        speed = served_speed(Path(tmp) / "run", summary, pool) if ens.get("refit") else None
     same = (pool if folds else plain).fingerprint
     if summary["data"]["fingerprint"] != same:
         raise SystemExit(
@@ -189,6 +231,17 @@ def run(name: str, root: Path, folds: int, overrides: list[str]) -> dict[str, An
                 if m["status"] == "FINISHED"
             },
             "calibration": ens.get("calibration"),
+            "refit": None
+            if speed is None
+            else {
+                **ens["refit"]["test_scores"],
+                "members_test": {
+                    m["name"]: round(m["refit"]["test_metric"], 4)
+                    for m in summary["members"]
+                    if m.get("refit", {}).get("status") == "FINISHED"
+                },
+                "predict_ms": speed,
+            },
         },
         "baselines": baselines(pool),
     }
@@ -208,6 +261,14 @@ def report(name: str, r: dict[str, Any]) -> list[str]:
         f"| {ours[metric]:.4f} | {ours[extra]:.4f} | {ours['wall_seconds']:.0f} "
         f"| {ours['cpu_seconds']:.0f} |"
     ]
+    refit = ours.get("refit")
+    if refit:
+        ms = refit["predict_ms"]
+        rows.append(
+            f"| {name} | runner, refit on all rows (served) | {refit[metric]:.4f} "
+            f"| {refit[extra]:.4f} | test rows predicted in {ms['refit']:.0f} ms by the weighted "
+            f"members (bagged: {ms['bagged']:.0f} ms) |  |"
+        )
     for base, s in r["baselines"].items():
         rows.append(
             f"| {name} | {base} (defaults) | {s[metric]:.4f} | {s[extra]:.4f} "
@@ -227,6 +288,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(TABLES), default=list(TABLES))
     parser.add_argument("--folds", type=int, default=5, help="runner.folds (0: no bagging)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--refit", action="store_true", help="runner.refit=true (with folds)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
@@ -236,7 +298,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name in args.only:
-        r = run(name, args.data.resolve(), args.folds, args.overrides)
+        r = run(name, args.data.resolve(), args.folds, args.overrides, args.refit)
         if r is None:
             continue
         results[name] = r

@@ -22,6 +22,7 @@ MEMBER_INFO = "member.json"  # the trial input plus where and how the member tra
 HISTORY = "history.json"
 LEARNING_CURVES = "learning_curves.png"
 SUMMARY = "summary.json"
+REFIT = "refit.json"  # on an ensemble run serving refitted members: their runs and scores
 RESOLVED_CONFIG = "resolved_config.json"  # the sweep's config, compared on every resume
 LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
@@ -29,11 +30,12 @@ LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
 PARENT = "mlflow.parentRunId"
 ROLE = "runner.role"  # one of ROLES
-ROLES = ("sweep", "member", "fold", "ensemble")  # fold: one fit of a bagged member
+# fold: one fit of a bagged member; refit: the bagged member fitted once on all its rows
+ROLES = ("sweep", "member", "fold", "refit", "ensemble")
 EXPERIMENT = "runner.experiment"
 SWEEP = "runner.sweep_id"
 MEMBER = "runner.member"  # the member's label: its name, NAME-K for a search sample, or
-# NAME/foldK for fold K of a bagged member
+# NAME/foldK for fold K of a bagged member, NAME/refit for its refit on all rows
 FOLDS = "runner.folds"  # on a bagged member's run: its number of folds
 MODEL = "runner.model"
 STAGE = "runner.stage"
@@ -82,6 +84,7 @@ class TrialInput:
     model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
     folds: int = 0  # bagged over this many folds (0: not bagged)
     fold: int | None = None  # which fold this trial fits (bagged members only)
+    refit: bool = False  # a bagged member's refit on all pooled rows (after its folds)
 
     def to_config(self) -> dict[str, Any]:
         """The plain dict Tune carries (and MLflow logs as params)."""
@@ -129,8 +132,15 @@ def split_fold_label(label: str) -> tuple[str, int] | None:
     return (name, int(tail)) if sep and name and tail.isdigit() else None
 
 
+def refit_label(name: str) -> str:
+    """The label of the bagged member ``name``'s refit on all its rows."""
+    return f"{name}/refit"
+
+
 def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
     """The label of the trial training ``member`` (Tune's ``config["member"]``)."""
+    if member.get("refit"):
+        return refit_label(member["name"])
     if member.get("fold") is not None:
         return fold_label(member["name"], int(member["fold"]))
     sample = sample_number(experiment_tag) if member.get("searched") else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from ensembles import stage
-from ensembles.metrics import greater_is_better
+from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport, MemberPredictions
 from runner import export
 from runner.contracts import (
@@ -23,6 +24,7 @@ from runner.contracts import (
     ENSEMBLE_SETTINGS,
     MEMBERS,
     MODEL_DIR,
+    REFIT,
     ROLE,
 )
 from runner.spec import EnsembleSpec
@@ -54,16 +56,61 @@ def fit(
     )
 
 
+@dataclass(frozen=True)
+class Refitted:
+    """The ensemble served with its bagged members refitted on all rows: the same estimator
+    (weights learned out of fold) on the refits' test predictions. ``member_runs`` names the
+    run holding each served member's model: its refit's, or its bag's where the refit did not
+    finish (listed in ``fell_back``)."""
+
+    member_runs: dict[str, str]
+    test_pred: np.ndarray
+    test_scores: dict[str, float]
+    fell_back: list[str]
+
+    def summary(self, metric: str) -> dict[str, Any]:
+        """JSON-ready view for summary.json and the ensemble run."""
+        return {
+            "test_metric": self.test_scores[metric],
+            "test_scores": self.test_scores,
+            "member_runs": self.member_runs,
+            "fell_back": self.fell_back,
+        }
+
+
+def refitted(
+    report: EnsembleReport,
+    members: Sequence[MemberPredictions],
+    member_runs: Mapping[str, str],
+    refits: Mapping[str, tuple[str, np.ndarray]],
+    y_test: np.ndarray,
+) -> Refitted:
+    """The fitted ensemble on the refits' test predictions (``refits``: member name -> its
+    refit's run and test predictions), each member without a refit on its bag's."""
+    bagged = {m.name: m.test for m in members}
+    P = np.stack([refits[n][1] if n in refits else bagged[n] for n in report.names])
+    pred = report.estimator.predict(P.astype(np.float64, copy=False))
+    return Refitted(
+        member_runs={n: refits[n][0] if n in refits else member_runs[n] for n in report.names},
+        test_pred=pred,
+        test_scores=evaluate(y_test, pred),
+        fell_back=[n for n in report.names if n not in refits],
+    )
+
+
 def settings_of(
     settings: EnsembleSpec,
     seed: int,
     fingerprint: str,
     member_runs: Mapping[str, str],
     metric: str,
+    refit_runs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What determines an ensemble run: the method and its settings, the metric it is judged
-    by, the seed, the split and exactly which member runs it combines."""
+    by, the seed, the split and exactly which member runs it combines (and serves refitted)."""
+    refit = {"refits": dict(sorted(refit_runs.items()))} if refit_runs else {}
     return {
+        **refit,
         "method": settings.method,
         "metric": metric,
         "params": settings.params,
@@ -102,6 +149,11 @@ def reuse(client: MlflowClient, run_id: str) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         report = json.loads(Path(client.download_artifacts(run_id, "report.json", tmp)).read_text())
+        refit = next((a for a in client.list_artifacts(run_id) if a.path == REFIT), None)
+        if refit is not None:
+            report["refit"] = json.loads(
+                Path(client.download_artifacts(run_id, REFIT, tmp)).read_text()
+            )
     report.pop("diversity", None)
     has_model = any(a.path == MODEL_DIR for a in client.list_artifacts(run_id))
     return {
@@ -126,13 +178,17 @@ def log(
     inputs: Any,
     seed: int,
     X_test: Any = None,
+    refit: Refitted | None = None,
 ) -> dict[str, Any]:
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
     wants it); returns the summary's ensemble entry. ``inputs`` (the feature count, or table
     rows) describes the exported model's input; None logs no model. With ``X_test`` a
     champion decision is taken only after the registered version was loaded back and scored
-    on those rows. The run ends FAILED if logging fails, KILLED if a signal stops it."""
-    described = settings_of(settings, seed, fingerprint, member_runs, report.metric)
+    on those rows. With ``refit`` the model holds the refitted members, and its test scores
+    are the ones the champion decision compares. The run ends FAILED if logging fails,
+    KILLED if a signal stops it."""
+    refit_runs = None if refit is None else refit.member_runs
+    described = settings_of(settings, seed, fingerprint, member_runs, report.metric, refit_runs)
     run_id = open_run(
         {
             MEMBERS: ",".join(report.names),
@@ -144,8 +200,14 @@ def log(
     try:
         export.log_report(client, run_id, report, y_test)
         out = {**report.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
+        served_pred, served_scores, served_runs = report.test_pred, report.test_scores, member_runs
+        if refit is not None:
+            out["refit"] = refit.summary(report.metric)
+            export.log_refit(client, run_id, out["refit"], refit.test_pred)
+            served_pred, served_scores = refit.test_pred, refit.test_scores
+            served_runs = refit.member_runs
         if settings.log_model and inputs is not None:
-            out["model_uri"] = export.log_pyfunc(client, run_id, report, member_runs, inputs)
+            out["model_uri"] = export.log_pyfunc(client, run_id, report, served_runs, inputs)
             if settings.register_as:
                 version = export.register(client, run_id, settings.register_as)
                 out["registered_version"] = version
@@ -161,7 +223,7 @@ def log(
                             version,
                             X_test,
                             y_test,
-                            report.test_pred,
+                            served_pred,
                             metric,
                         )
                     )
@@ -171,7 +233,7 @@ def log(
                         run_id,
                         version,
                         metric,
-                        report.test_scores[metric],
+                        served_scores[metric],
                         greater_is_better(metric),
                         fingerprint,
                         loaded_back,

@@ -26,7 +26,14 @@ from ensembles.metrics import evaluate
 from ensembles.stage import EnsembleReport
 from models import safe_io
 from models.store import read_manifest, sha256
-from runner.contracts import BEATS_BEST_MEMBER, BEST_MEMBER, CHAMPION, DATA_FINGERPRINT, MODEL_DIR
+from runner.contracts import (
+    BEATS_BEST_MEMBER,
+    BEST_MEMBER,
+    CHAMPION,
+    DATA_FINGERPRINT,
+    MODEL_DIR,
+    REFIT,
+)
 
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
 
@@ -88,6 +95,20 @@ def diversity_markdown(report: EnsembleReport) -> str:
         "(positive = the member helps). Columns after LOO: correlation of validation errors."
     )
     return "\n".join(lines) + "\n" + note + "\n"
+
+
+def log_refit(
+    client: MlflowClient, run_id: str, refit: dict[str, Any], test_pred: np.ndarray
+) -> None:
+    """The refitted ensemble's test scores (``refit_test_*``), which runs its members come
+    from (``refit.json``), and its test predictions, on the ensemble run."""
+    ts = int(1000 * time.time())
+    metrics = [Metric(f"refit_test_{k}", float(v), ts, 0) for k, v in refit["test_scores"].items()]
+    client.log_batch(run_id, metrics=metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / REFIT).write_text(json.dumps(refit, indent=2))
+        np.savez(Path(tmp) / "refit_predictions.npz", test=test_pred)
+        client.log_artifacts(run_id, tmp)
 
 
 def log_report(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runner.contracts import MODEL_DIR, split_fold_label, trial_label
+from runner.contracts import MODEL_DIR, refit_label, split_fold_label, trial_label
 from runner.spec import MemberSpec, RunSpec
 
 
@@ -39,8 +39,9 @@ class TuneRun:
 def tune_runs(
     spec: RunSpec, members: Sequence[MemberSpec], stage: str | None = None
 ) -> list[TuneRun]:
-    """A stage's Tune runs: the plain members in one, each searched member in its own."""
-    base = experiment_name(spec, stage)
+    """A stage's Tune runs: the plain members in one, each searched member in its own (the
+    refits of bagged members in a Tune run of their own, after the folds)."""
+    base = experiment_name(spec, stage) + ("-refit" if any(m.refit for m in members) else "")
     plain = tuple(m for m in members if not m.search)
     runs = [TuneRun(base, plain)] if plain else []
     runs += [TuneRun(f"{base}-search-{m.name}", (m,), m) for m in members if m.search]
@@ -100,7 +101,9 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 def belongs(label: str, member: MemberSpec) -> bool:
     """Whether a record label is this member's (its name, NAME-K of its samples, or
-    NAME/foldK of its folds)."""
+    NAME/foldK of its folds; NAME/refit for a refit)."""
+    if member.refit:
+        return label == refit_label(member.name)
     fold = split_fold_label(label)
     if fold is not None:
         return fold[0] == member.name and member.folds > 0
@@ -122,6 +125,8 @@ def order_key(label: str, members: Sequence[MemberSpec]) -> tuple[int, int]:
     fold = split_fold_label(label)
     if fold is not None:
         return order[member.name], fold[1]
+    if member.refit:
+        return order[member.name], -1
     sample = -1 if label in order else int(label.rsplit("-", 1)[1])
     return order[member.name], sample
 

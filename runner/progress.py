@@ -155,9 +155,12 @@ class ProgressView(Callback):
             self._event(f"{name} stopped early after epoch {result.get('epoch')}")
             return
         self.finished += 1
-        score = result.get(f"final_val_{self.metric}")
         seconds = float(result.get("train_seconds", 0.0))
         self.durations.append(seconds)
+        if trial.config["member"].get("refit"):  # no held-out rows: nothing to rank it by
+            self._event(f"{name} finished in {seconds:.1f}s")
+            return
+        score = result.get(f"final_val_{self.metric}")
         if score is not None and (
             self.best is None or (score > self.best[0] if self.better else score < self.best[0])
         ):

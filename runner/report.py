@@ -36,6 +36,9 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 "-",
             ]
         )
+        if ens.get("refit"):  # the same weights over members refitted on all rows: served
+            refit = _fmt(ens["refit"]["test_metric"])
+            rows.append(["ensemble, refit (served)", "-", "FINISHED", "-", refit, "1.000", "-"])
     for m in finished + others:
         rows.append(
             [
@@ -69,6 +72,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out += ["", *honest_lines(ens, metric)]
     if ens and ens.get("calibration"):
         out.append(calibration_line(ens["calibration"]))
+    if ens and ens.get("refit"):
+        out.append(refit_line(ens, summary["members"], metric))
     if ens and ens.get("champion"):
         c = ens["champion"]
         old = (
@@ -106,6 +111,22 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
         f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
         f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
     ]
+
+
+def refit_line(ens: dict[str, Any], members: list[dict[str, Any]], metric: str) -> str:
+    """What the refit on all rows changed on test, and which members it did not reach."""
+    refit = ens["refit"]
+    each = ", ".join(
+        f"{m['name']} {_fmt(m.get('test_metric'))} -> {_fmt(m['refit'].get('test_metric'))}"
+        for m in members
+        if m.get("refit") and m["name"] in ens["weights"] and ens["weights"][m["name"]] > 0
+    )
+    back = refit["fell_back"]
+    missing = f"; serving the folds' mean for {', '.join(back)}" if back else ""
+    return (
+        f"refit on all rows (served): test {metric} {ens['test_metric']:.4f} -> "
+        f"{refit['test_metric']:.4f} with the out-of-fold weights ({each}){missing}"
+    )
 
 
 def calibration_line(cal: dict[str, Any]) -> str:

@@ -130,6 +130,8 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
     if not params.get("folds"):
         params.pop("folds", None)
         params.pop("fold", None)
+    if not params.get("refit"):
+        params.pop("refit", None)
     return params
 
 
@@ -164,6 +166,15 @@ class MemberRecord:
     fingerprint: str | None = None
     error: str | None = None
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
+    fit: dict[str, Any] = field(default_factory=dict)  # what a refit needs of a fold's fit
+
+
+# the facts of a trial's member.json a bagged member's refit reads from its folds
+FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration")
+
+
+def _fit_facts(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: info[k] for k in FIT_FACTS if info.get(k) is not None}
 
 
 def _held(pred: np.ndarray) -> np.ndarray:
@@ -421,7 +432,7 @@ class RunTree:
                     run.info.run_id, ERROR, "the driver stopped before this run ended"
                 )
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
-            elif run.info.status == "FINISHED" and tags.get(ROLE) in ("member", "fold"):
+            elif run.info.status == "FINISHED" and tags.get(ROLE) in ("member", "fold", "refit"):
                 name = tags.get(MEMBER)
                 changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
                 if changed and self.spec.resume != "force":  # forced: keep what finished
@@ -449,6 +460,7 @@ class RunTree:
                 val=_held(npz["val"]),
                 test=_held(npz["test"]),
                 fingerprint=str(npz["fingerprint"]),
+                fit=_fit_facts(info),
             )
 
     def child(
@@ -565,6 +577,8 @@ class RunTree:
         parent, role = None, "member"
         if member.fold is not None:
             parent, role = self._bag_run(member, config_hash, stage), "fold"
+        elif member.refit:  # nests in its bagged member's run, FINISHED by now
+            parent, role = self.bags.get(member.name) or self.finished.get(member.name), "refit"
         handle = f"pending:{trial_id}:{attempt}"
         self._pending[handle] = _PendingRun(
             label, role, tags, parent, _params(_member_params(member)), _now_ms()
@@ -668,6 +682,7 @@ class RunTree:
             test=_held(result.test),
             fingerprint=result.fingerprint,
             model_path=None if model_dir is None else str(model_dir),
+            fit=_fit_facts(info),
         )
         self.records[label] = record
         return record

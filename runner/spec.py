@@ -60,6 +60,7 @@ class MemberSpec:
     candidates: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
     model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
     folds: int = 0  # bagged over this many folds of the pooled training and validation rows
+    refit: bool = False  # the bagged member's refit on all pooled rows (built after its folds)
 
     def trial_input(self) -> TrialInput:
         """What the member's trial gets."""
@@ -74,6 +75,7 @@ class MemberSpec:
             searched=bool(self.search),
             model_modules=self.model_modules,
             folds=self.folds,
+            refit=self.refit,
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -158,6 +160,7 @@ class RunSpec:
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
     folds: int = 0  # bag every final member over this many folds (0: off)
+    refit: bool = False  # refit each bagged member on all rows after its folds, and serve that
     time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
     metric: str | None = None  # ranks members and judges the ensemble (null: accuracy / rmse)
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -594,6 +597,19 @@ def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
     return raw
 
 
+def parse_refit(raw: Any, folds: int) -> bool:
+    """``runner.refit``: true or false; a refit follows the folds of a bagged member."""
+    if not isinstance(raw, bool):
+        raise _fail("runner.refit", f"must be true or false, got {raw!r}")
+    if raw and not folds:
+        raise _fail(
+            "runner.refit",
+            "refits a bagged member on all its rows after its folds, got runner.refit=true "
+            "with runner.folds=0; set runner.folds=K (K >= 2) too",
+        )
+    return raw
+
+
 def _metric(raw: Any) -> str | None:
     """``metric``: null, or one of the metrics ``ensembles.metrics`` knows."""
     from ensembles.metrics import METRICS
@@ -683,6 +699,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
         folds=folds,
+        refit=parse_refit(runner.get("refit", False), folds),
         time_limit=_time_limit(runner.get("time_limit")),
         metric=_metric(cfg.get("metric")),
         # logged on the parent run: never the tracking URI (it may hold credentials)

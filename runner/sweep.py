@@ -14,7 +14,7 @@ from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import bags, ensemble_step, plan, report, signals
 from runner.callback import MemberCallback
-from runner.contracts import LEADERBOARDS, split_fold_label
+from runner.contracts import LEADERBOARDS, fold_label, split_fold_label
 from runner.data import Dataset
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
@@ -81,13 +81,23 @@ def _tune(
 
 
 def _ensemble(
-    spec: RunSpec, data: Dataset, tree: RunTree, records: list[MemberRecord]
+    spec: RunSpec,
+    data: Dataset,
+    tree: RunTree,
+    records: list[MemberRecord],
+    refits: dict[str, MemberRecord],
 ) -> dict[str, Any] | None:
     """Run the ensemble step on the finished members and log its run; None if < 2 usable.
-    A resumed sweep whose ensemble run already FINISHED with these settings (the driver died
-    after it) reuses that run instead of logging a second one."""
+    With ``refits`` (bagged members refitted on all rows, by name) the served model holds
+    them. A resumed sweep whose ensemble run already FINISHED with these settings (the driver
+    died after it) reuses that run instead of logging a second one."""
     finished = [r for r in records if r.status == "FINISHED"]
     member_runs = {r.name: r.run_id for r in finished}
+    refit_runs = {
+        name: r.run_id
+        for name, r in refits.items()
+        if name in member_runs and r.status == "FINISHED"
+    }
     if tree.resumed:
         described = ensemble_step.settings_of(
             spec.ensemble,
@@ -95,6 +105,7 @@ def _ensemble(
             data.fingerprint,
             member_runs,
             headline_metric(data.task.is_classification, spec.metric),
+            refit_runs if spec.refit else None,
         )
         done = ensemble_step.existing_run(
             tree.client, tree.experiment_id, ensemble_step.settings_hash(described)
@@ -115,6 +126,10 @@ def _ensemble(
     except ValueError as err:
         log.warning("no ensemble: %s", err)
         return None
+    refit = None
+    if spec.refit:
+        held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
+        refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
     return ensemble_step.log(
         tree.client,
         result,
@@ -127,6 +142,7 @@ def _ensemble(
         inputs=data.X_train.head(20) if data.input_spec.table else data.input_spec.n_features,
         seed=spec.seed,
         X_test=data.X_test,
+        refit=refit,
     )
 
 
@@ -141,6 +157,48 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     if r.error:
         row["error"] = r.error
     return row
+
+
+def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
+    """A member's refit on all rows, for its row of the summary."""
+    row: dict[str, Any] = {"status": r.status, "run_id": r.run_id, "train_seconds": r.train_seconds}
+    if r.status == "FINISHED":
+        test = evaluate(data.y_test, r.test)
+        row.update(test_metric=test[metric], test_scores=test)
+    if r.error:
+        row["error"] = r.error
+    return row
+
+
+def _refit(
+    spec: RunSpec,
+    data: Dataset,
+    members: tuple[MemberSpec, ...],
+    records: list[MemberRecord],
+    tree: RunTree,
+    deadline: float | None,
+) -> dict[str, MemberRecord]:
+    """``runner.refit``: every bagged member that finished fits once more on all pooled rows,
+    for as long as its folds trained (its kind's ``refit_params``), as trials of a Tune run
+    after the folds. Returns each refit's record by member name, whatever its status."""
+    import models
+    from models.training import TrainingOptions
+
+    finished = {r.name for r in records if r.status == "FINISHED"}
+    refits = []
+    for m in members:
+        if m.name not in finished or not m.folds:
+            continue
+        fits = [tree.records[fold_label(m.name, k)].fit for k in range(m.folds)]
+        hparams, training = models.get(m.model).refit_params(
+            m.hparams, m.training.as_params(), fits
+        )
+        options = TrainingOptions.from_params(training)
+        refits.append(replace(m, hparams=hparams, training=options, folds=0, refit=True))
+    if not refits:
+        return {}
+    done = _train_stage(spec, data, tuple(refits), tree, None, deadline)
+    return {r.name.removesuffix("/refit"): r for r in done}
 
 
 def _train_stage(
@@ -291,6 +349,7 @@ def _run(
             saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
         members = plan.resolve_bases(spec.members, saved)
         records = _train_stage(spec, data, members, tree, None, deadline)
+        refits = _refit(spec, data, members, records, tree, deadline) if spec.refit else {}
         metric = headline_metric(data.task.is_classification, spec.metric)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
@@ -300,7 +359,17 @@ def _run(
             "tracking_uri": redact_uri(spec.tracking_uri),
             "metric": metric,
             "data": {"name": data.name, "fingerprint": data.fingerprint, "rows": data.sizes()},
-            "members": [_member_row(r, data, metric) for r in records],
+            "members": [
+                {
+                    **_member_row(r, data, metric),
+                    **(
+                        {"refit": _refit_row(refits[r.name], data, metric)}
+                        if r.name in refits
+                        else {}
+                    ),
+                }
+                for r in records
+            ],
             "stages": stage_rows,
             "ensemble": None,
         }
@@ -310,7 +379,7 @@ def _run(
             raise SweepFailed(
                 f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
             )
-        summary["ensemble"] = _ensemble(spec, data, tree, records)
+        summary["ensemble"] = _ensemble(spec, data, tree, records, refits)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
         texts = (

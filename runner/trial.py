@@ -70,9 +70,10 @@ def _save_history(history: dict[str, list[float]], title: str, out: Path) -> Non
 
 
 def train_member(config: dict[str, Any], data: Dataset, deadline: float | None = None) -> None:
-    """Tune function trainable: fit one member (or one fold of a bagged member), predict its
-    validation rows (a fold's held-out rows) and test, checkpoint everything. A member that
-    starts after ``deadline`` (wall-clock seconds) is skipped; epochs stop once it passed."""
+    """Tune function trainable: fit one member (one fold of a bagged member, or its refit on
+    all pooled rows), predict its validation rows (a fold's held-out rows, a refit's own
+    rows) and test, checkpoint everything. A member that starts after ``deadline``
+    (wall-clock seconds) is skipped; epochs stop once it passed."""
     member = TrialInput.from_config(config["member"])
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)
@@ -125,13 +126,14 @@ def train_member(config: dict[str, Any], data: Dataset, deadline: float | None =
         }
         TrialResult(val, test, data.fingerprint, info).write(out, y_val, data.y_test)
         val_scores = evaluate(y_val, val)
+        held = "train" if member.refit else "val"  # a refit holds no rows out: it scores its own
         final = {
             "final": True,
             "epoch": trained.epochs_run,
             # schedulers such as ASHA need their metric in every result
             "val_loss": val_scores.get("log_loss", val_scores.get("rmse", 0.0) ** 2),
             "train_seconds": train_seconds,
-            **{f"final_val_{k}": v for k, v in val_scores.items()},
+            **{f"final_{held}_{k}": v for k, v in val_scores.items()},
             **{f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()},
         }
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))

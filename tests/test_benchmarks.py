@@ -158,7 +158,7 @@ def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     not (ROOT.parent / "shared" / "data" / "penguins").exists(), reason="no penguins table"
 )
 def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_path):
-    """The penguins table, two folds, two members that need no TensorFlow."""
+    """The penguins table, two folds and their refits, two members that need no TensorFlow."""
     out = tmp_path / "tabular.json"
     dropped = ("xgboost", "catboost", "hgb", "extra_trees", "knn", "mlp", "wide_deep", "selu")
     done = run_benchmark(
@@ -167,6 +167,7 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
         "penguins",
         "--folds",
         "2",
+        "--refit",
         "--json",
         str(out),
         *(f"~members.{m}" for m in dropped),
@@ -182,4 +183,8 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
         assert 0 <= scores["accuracy"] <= 1 and scores["log_loss"] > 0
         assert scores["wall_seconds"] >= 0 and scores["cpu_seconds"] >= 0
     assert "| penguins | runner (tabular, 2 folds" in done.stdout and "baselines on" in done.stdout
+    refit = penguins["runner"]["refit"]
+    assert 0 <= refit["accuracy"] <= 1 and set(refit["members_test"]) == {"lightgbm", "linear"}
+    assert refit["predict_ms"]["refit"] > 0 and refit["predict_ms"]["bagged"] > 0
+    assert "refit on all rows (served)" in done.stdout
     assert "cores" in result["machine"]

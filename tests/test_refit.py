@@ -4,13 +4,26 @@ K fold models; the ensemble keeps the weights it learned out of fold."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
+from test_bagging import SERVE, table_file
+from test_spec import spec_of
 
 import models
+from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
 from models.base import InputSpec, Task
 from models.boosters import STOP_ROUNDS
 from models.training import TrainingOptions
+from runner.contracts import MEMBER, PARENT, ROLE, SWEEP
+from runner.spec import SpecError
 
 REGRESSION = Task("regression")
 
@@ -87,3 +100,149 @@ def test_a_keras_member_records_its_best_epoch_and_refits_for_the_folds_mean():
     assert training["epochs"] == 8 and training["early_stopping"] == 0  # round(8.5) -> 8
     _, unchanged = entry.refit_params(hparams, {"epochs": 30, "early_stopping": 0}, [{}])
     assert unchanged == {"epochs": 30, "early_stopping": 0}
+
+
+def test_refit_needs_bagging_and_a_boolean():
+    with pytest.raises(SpecError, match=r"^runner.refit: refits a bagged member .* runner.folds=0"):
+        spec_of("runner.refit=true")
+    with pytest.raises(SpecError, match=r"^runner.refit: must be true or false, got 'maybe'"):
+        spec_of("runner.folds=3", "runner.refit=maybe")
+    assert spec_of("runner.folds=3", "runner.refit=true").refit
+
+
+@pytest.mark.slow
+def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
+    """Each bagged member fits once more on all pooled rows, as a run nested in its member's;
+    the booster grows the trees its folds kept on average; the ensemble keeps its out-of-fold
+    weights, and the model it serves (in a fresh process, on raw rows) is the refits'."""
+    path = table_file(tmp_path)
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli(
+        tmp_path,
+        "+experiment=tabular",
+        f"data.path={path}",
+        "data.target=label",
+        "runner.folds=3",
+        "runner.refit=true",
+        "ensemble=weighted",
+        "training.epochs=3",
+        *(f"~members.{m}" for m in ("xgboost", "catboost", "hgb", "extra_trees", "knn")),
+        *(f"~members.{m}" for m in ("wide_deep", "selu")),
+        "members.lightgbm.hparams.n_estimators=400",
+        "members.lightgbm.hparams.learning_rate=0.3",
+        "members.lightgbm.hparams.early_stopping_rounds=10",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refit on all rows (served)" in done.stdout
+    summary = read_summary(tmp_path / "out")
+    members = {m["name"]: m for m in summary["members"]}
+    assert sorted(members) == ["lightgbm", "linear", "mlp"]
+    assert all(m["refit"]["status"] == "FINISHED" for m in members.values())
+    client = MlflowClient(db)
+    runs = client.search_runs(
+        [summary["experiment_id"]], f"tags.`{SWEEP}` = '{summary['sweep_id']}'"
+    )
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    by_role: dict[str, list] = {}
+    for r in runs:
+        by_role.setdefault(r.data.tags[ROLE], []).append(r)
+    assert len(by_role["fold"]) == 9 and len(by_role["refit"]) == 3
+    member_runs = {r.data.tags[MEMBER]: r.info.run_id for r in by_role["member"]}
+    for refit in by_role["refit"]:
+        name = refit.data.tags[MEMBER].removesuffix("/refit")
+        assert refit.data.tags[PARENT] == member_runs[name]
+        assert "final_train_log_loss" in refit.data.metrics  # no held-out rows to call val
+        assert members[name]["refit"]["run_id"] == refit.info.run_id
+
+    def info(run_id: str, where: str) -> dict:
+        local = client.download_artifacts(run_id, "member.json", str(tmp_path / where))
+        return json.loads(open(local).read())
+
+    folds = [r for r in by_role["fold"] if r.data.tags[PARENT] == member_runs["lightgbm"]]
+    kept = [info(r.info.run_id, r.info.run_id)["best_iteration"] for r in folds]
+    assert all(0 < k < 390 for k in kept), kept  # early stopping cut each fold short
+    refit_run = members["lightgbm"]["refit"]["run_id"]
+    hparams = info(refit_run, "refit")["hparams"]
+    assert hparams["n_estimators"] == max(1, round(float(np.mean(kept))))
+    assert "early_stopping_rounds" not in hparams
+
+    ens = summary["ensemble"]
+    refit = ens["refit"]
+    assert refit["fell_back"] == [] and set(refit["member_runs"]) == set(ens["weights"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = db
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE, ens["model_uri"], path],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
+    local = client.download_artifacts(ens["run_id"], "refit_predictions.npz", str(tmp_path / "r"))
+    with np.load(local) as npz:
+        refit_test = npz["test"]
+    local = client.download_artifacts(ens["run_id"], "predictions.npz", str(tmp_path / "b"))
+    with np.load(local) as npz:
+        bagged_test = npz["test"]
+    assert np.abs(refit_test - bagged_test).max() > 1e-3  # the two models differ
+    np.testing.assert_allclose(pred[2:], refit_test[2:], rtol=1e-4, atol=1e-5)
+    assert ens["refit"]["test_metric"] == pytest.approx(
+        client.get_run(ens["run_id"]).data.metrics["refit_test_accuracy"]
+    )
+
+
+@pytest.mark.slow
+def test_a_refit_sweep_stopped_mid_refit_resumes_without_a_second_refit_run(workdir):
+    """SIGTERM once the first refit finished: the rerun keeps that refit (same run), trains
+    the missing ones, and each member ends with one FINISHED refit nested in its run."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = [
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "runner.sweep_id=refit-term",
+        "runner.folds=2",
+        "runner.refit=true",
+        "training.epochs=30",
+    ]
+    proc = start_cli(workdir, *args, until="logistic/refit finished")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    first = {
+        r.data.tags[MEMBER]: r.info.run_id
+        for r in client.search_runs([experiment])
+        if r.data.tags[ROLE] == "refit" and r.info.status == "FINISHED"
+    }
+    assert "logistic/refit" in first
+    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_summary(workdir / "out")["ensemble"]["refit"]["fell_back"] == []
+    runs = client.search_runs([experiment])
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    members = {r.data.tags[MEMBER]: r.info.run_id for r in runs if r.data.tags[ROLE] == "member"}
+    refits = Counter(
+        (r.data.tags[PARENT], r.data.tags[MEMBER])
+        for r in runs
+        if r.data.tags[ROLE] == "refit" and r.info.status == "FINISHED"
+    )
+    assert set(refits) == {(members[n], f"{n}/refit") for n in ("logistic", "mlp", "svm")}
+    assert set(refits.values()) == {1}
+    kept = {
+        r.data.tags[MEMBER]: r.info.run_id
+        for r in runs
+        if r.data.tags[ROLE] == "refit" and r.info.status == "FINISHED"
+    }
+    assert all(kept[label] == run_id for label, run_id in first.items())
