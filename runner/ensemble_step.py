@@ -61,12 +61,13 @@ class Refitted:
     """The ensemble served with its bagged members refitted on all rows: the same estimator
     (weights learned out of fold) on the refits' test predictions. ``member_runs`` names the
     run holding each served member's model: its refit's, or its bag's where the refit did not
-    finish (listed in ``fell_back``)."""
+    finish (listed in ``fell_back``); ``refit_runs`` every finished refit's run, by member."""
 
     member_runs: dict[str, str]
     test_pred: np.ndarray
     test_scores: dict[str, float]
     fell_back: list[str]
+    refit_runs: dict[str, str]
 
     def summary(self, metric: str) -> dict[str, Any]:
         """JSON-ready view for summary.json and the ensemble run."""
@@ -95,6 +96,7 @@ def refitted(
         test_pred=pred,
         test_scores=evaluate(y_test, pred),
         fell_back=[n for n in report.names if n not in refits],
+        refit_runs={n: run for n, (run, _) in refits.items()},
     )
 
 
@@ -187,7 +189,7 @@ def log(
     on those rows. With ``refit`` the model holds the refitted members, and its test scores
     are the ones the champion decision compares. The run ends FAILED if logging fails,
     KILLED if a signal stops it."""
-    refit_runs = None if refit is None else refit.member_runs
+    refit_runs = None if refit is None else refit.refit_runs
     described = settings_of(settings, seed, fingerprint, member_runs, report.metric, refit_runs)
     run_id = open_run(
         {

@@ -105,7 +105,7 @@ def _ensemble(
             data.fingerprint,
             member_runs,
             headline_metric(data.task.is_classification, spec.metric),
-            refit_runs if spec.refit else None,
+            refit_runs if spec.refit else None,  # as ensemble_step.log describes it
         )
         done = ensemble_step.existing_run(
             tree.client, tree.experiment_id, ensemble_step.settings_hash(described)
