@@ -1,0 +1,148 @@
+"""Split-conformal uncertainty for an ensemble: intervals for regression, prediction sets for
+classification, with a coverage guarantee on rows exchangeable with the calibration rows.
+
+Calibration takes held-out predictions (the ensemble's cross-fitted validation predictions:
+no weight was fitted on the row it predicts) and their targets; nothing here sees test rows.
+
+- Regression: the score of a row is its absolute error divided by the members' spread there
+  (the weighted standard deviation of their predictions) plus a floor, so intervals widen
+  where the members disagree (normalised conformal regression, Papadopoulos et al. 2008).
+- Classification: adaptive prediction sets (Romano, Sesia and Candès 2020): a row's score
+  is the probability mass of the classes ranked at or above its true class; a set holds the
+  classes, most probable first, whose mass up to and including them stays within the
+  calibrated quantile.
+
+With n calibration rows and target coverage 1 - a, the quantile is the ceil((n + 1)(1 - a))-th
+smallest score, so a new exchangeable row is covered with probability at least 1 - a (and
+below 1 - a + 1 / (n + 1) when scores do not tie).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+def check_coverage(value: Any) -> float | None:
+    """``coverage``: null (off) or a number strictly between 0 and 1."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"coverage must be null or a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def spread(P: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row, the weighted standard deviation of the members' regression predictions
+    ``P`` (members, rows) around their weighted mean (|weights| normalised)."""
+    w = np.abs(np.asarray(weights, dtype=np.float64))
+    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    P = np.asarray(P, dtype=np.float64)
+    mean = np.tensordot(w, P, axes=1)
+    return np.sqrt(np.tensordot(w, (P - mean) ** 2, axes=1))
+
+
+def _quantile(scores: np.ndarray, coverage: float) -> float:
+    """The ceil((n + 1) * coverage)-th smallest score; infinite when n is too small."""
+    n = len(scores)
+    rank = math.ceil((n + 1) * coverage)
+    return float("inf") if rank > n else float(np.sort(scores)[rank - 1])
+
+
+def _mass_to(proba: np.ndarray) -> np.ndarray:
+    """For every row and class, the probability mass of the classes ranked at or above it
+    (most probable first; ties broken by class id)."""
+    order = np.argsort(-proba, axis=1, kind="stable")
+    ranked = np.take_along_axis(proba, order, axis=1)
+    mass = np.empty_like(proba)
+    np.put_along_axis(mass, order, np.cumsum(ranked, axis=1), axis=1)
+    return mass
+
+
+@dataclass(frozen=True)
+class Conformal:
+    """A calibrated conformal predictor: the target ``coverage``, the score quantile ``q``
+    and, for regression, the spread ``floor`` added before dividing."""
+
+    coverage: float
+    kind: str  # "interval" (regression) or "set" (classification)
+    q: float
+    floor: float = 0.0
+    n_calibration: int = 0
+
+    def interval(self, pred: np.ndarray, spread_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) around the point predictions, ``spread_`` the members' spread."""
+        half = self.q * (np.asarray(spread_, dtype=np.float64) + self.floor)
+        pred = np.asarray(pred, dtype=np.float64)
+        return pred - half, pred + half
+
+    def sets(self, proba: np.ndarray) -> np.ndarray:
+        """(rows, classes) booleans: which classes each row's prediction set holds."""
+        return _mass_to(np.asarray(proba, dtype=np.float64)) <= self.q + 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the served model reads it back with ``from_dict``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Conformal:
+        return cls(**values)
+
+
+def calibrate(
+    coverage: float,
+    pred: np.ndarray,
+    y: np.ndarray,
+    spread_: np.ndarray | None = None,
+) -> Conformal:
+    """Fit the conformal quantile on held-out predictions ``pred`` of targets ``y``: class
+    probabilities (rows, classes) give prediction sets, values (rows,) intervals (scaled by
+    the members' spread ``spread_`` when given)."""
+    coverage = check_coverage(coverage)
+    if coverage is None:
+        raise ValueError("coverage must be a number in (0, 1), got None")
+    pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y)
+    if pred.ndim == 2:
+        mass = _mass_to(pred)
+        scores = mass[np.arange(len(y)), y.astype(np.int64)]
+        return Conformal(coverage, "set", _quantile(scores, coverage), 0.0, len(y))
+    s = np.zeros(len(y)) if spread_ is None else np.asarray(spread_, dtype=np.float64)
+    # the floor keeps rows where the members agree from getting zero-width intervals; with
+    # no spread at all the scores are plain absolute errors
+    floor = next((float(v) for v in (np.median(s), np.mean(s)) if v > 0), 1.0)
+    scores = np.abs(y.astype(np.float64) - pred) / (s + floor)
+    return Conformal(coverage, "interval", _quantile(scores, coverage), floor, len(y))
+
+
+def evaluate_on(
+    conformal: Conformal, pred: np.ndarray, y: np.ndarray, spread_: np.ndarray | None = None
+) -> dict[str, float]:
+    """Empirical coverage and mean interval width (or set size) on labelled rows."""
+    y = np.asarray(y)
+    if conformal.kind == "set":
+        sets = conformal.sets(pred)
+        covered = sets[np.arange(len(y)), y.astype(np.int64)]
+        return {"coverage": float(covered.mean()), "mean_set_size": float(sets.sum(1).mean())}
+    s = np.zeros(len(y)) if spread_ is None else spread_
+    lo, hi = conformal.interval(pred, s)
+    covered = (y >= lo) & (y <= hi)
+    return {"coverage": float(covered.mean()), "mean_width": float(np.mean(hi - lo))}
+
+
+def coverage_curve(
+    cal: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    levels: np.ndarray | None = None,
+) -> dict[str, list[float]]:
+    """Empirical test coverage at each target level, each calibrated on ``cal`` (pred, y,
+    spread): the points of a coverage plot (on the diagonal when the guarantee holds)."""
+    levels = np.linspace(0.5, 0.98, 25) if levels is None else np.asarray(levels)
+    out = []
+    for level in levels:
+        fitted = calibrate(float(level), *cal)
+        out.append(evaluate_on(fitted, *test)["coverage"])
+    return {"target": [float(v) for v in levels], "test": out}

@@ -1,0 +1,130 @@
+"""Split-conformal intervals and prediction sets (ensembles/conformal.py): coverage holds over
+many random splits within its binomial tolerance, intervals follow the members' spread, and
+nothing depends on the target's units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ensembles import conformal
+
+
+def regression_world(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Five members around a truth whose noise grows with |x|; members disagree more there."""
+    x = rng.uniform(-3, 3, n)
+    truth = np.sin(x) * 2
+    noise = 0.2 + 0.5 * np.abs(x)
+    y = truth + rng.normal(size=n) * noise
+    P = np.stack([truth + rng.normal(size=n) * noise * 0.7 for _ in range(5)])
+    return P, y
+
+
+def classification_world(n: int, rng: np.random.Generator, k: int = 4):
+    """Probabilities from a Dirichlet and labels drawn from them (so they are calibrated)."""
+    proba = rng.dirichlet(np.full(k, 0.6), size=n)
+    y = np.array([rng.choice(k, p=p) for p in proba])
+    return proba, y
+
+
+def tolerance(coverage: float, n_cal: int, n_test: int, repeats: int) -> float:
+    """Four standard deviations of the mean test coverage over ``repeats`` splits: each
+    split's coverage is Beta-distributed around the target (calibration) plus binomial noise
+    over the test rows."""
+    var = coverage * (1 - coverage) * (1 / (n_cal + 2) + 1 / n_test) / repeats
+    return 4 * math.sqrt(var)
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
+def test_regression_intervals_cover_as_promised_over_many_splits(coverage):
+    rng = np.random.default_rng(0)
+    n_cal, n_test, repeats = 300, 1000, 200
+    found = []
+    for _ in range(repeats):
+        P, y = regression_world(n_cal + n_test, rng)
+        w = np.full(5, 0.2)
+        pred, s = w @ P, conformal.spread(P, w)
+        cal, test = slice(0, n_cal), slice(n_cal, None)
+        fitted = conformal.calibrate(coverage, pred[cal], y[cal], s[cal])
+        found.append(conformal.evaluate_on(fitted, pred[test], y[test], s[test])["coverage"])
+    tol = tolerance(coverage, n_cal, n_test, repeats)
+    assert coverage - tol <= np.mean(found) <= coverage + 1 / (n_cal + 1) + tol
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
+def test_prediction_sets_cover_as_promised_over_many_splits(coverage):
+    rng = np.random.default_rng(1)
+    n_cal, n_test, repeats = 300, 1000, 200
+    found, sizes = [], []
+    for _ in range(repeats):
+        proba, y = classification_world(n_cal + n_test, rng)
+        fitted = conformal.calibrate(coverage, proba[:n_cal], y[:n_cal])
+        scores = conformal.evaluate_on(fitted, proba[n_cal:], y[n_cal:])
+        found.append(scores["coverage"])
+        sizes.append(scores["mean_set_size"])
+    tol = tolerance(coverage, n_cal, n_test, repeats)
+    assert coverage - tol <= np.mean(found) <= coverage + 1 / (n_cal + 1) + tol
+    assert 1 <= np.mean(sizes) < 4  # adaptive: smaller than every class
+
+
+def test_sets_hold_the_most_probable_classes_first():
+    fitted = conformal.Conformal(0.9, "set", q=0.8)
+    sets = fitted.sets(np.array([[0.5, 0.2, 0.3], [0.05, 0.9, 0.05], [0.45, 0.45, 0.1]]))
+    assert sets.tolist() == [
+        [True, False, True],  # 0.5, then 0.5 + 0.3 = 0.8
+        [False, False, False],  # 0.9 alone exceeds the quantile: an empty set
+        [True, False, False],  # a tie goes to the lower class id
+    ]
+
+
+def test_intervals_are_wider_where_members_disagree():
+    rng = np.random.default_rng(2)
+    P, y = regression_world(4000, rng)
+    w = np.full(5, 0.2)
+    pred, s = w @ P, conformal.spread(P, w)
+    fitted = conformal.calibrate(0.9, pred[:2000], y[:2000], s[:2000])
+    lo, hi = fitted.interval(pred[2000:], s[2000:])
+    width = hi - lo
+    assert np.corrcoef(width, s[2000:])[0, 1] > 0.99
+    plain = conformal.calibrate(0.9, pred[:2000], y[:2000])
+    normalised = conformal.evaluate_on(fitted, pred[2000:], y[2000:], s[2000:])
+    flat = conformal.evaluate_on(plain, pred[2000:], y[2000:])
+    assert normalised["mean_width"] < flat["mean_width"]  # same coverage, tighter on average
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e6])
+def test_intervals_scale_with_the_target_and_cover_the_same_rows(scale):
+    rng = np.random.default_rng(3)
+    P, y = regression_world(1000, rng)
+    w = np.array([0.4, 0.3, 0.1, 0.1, 0.1])
+    base = conformal.calibrate(0.9, w @ P[:, :500], y[:500], conformal.spread(P[:, :500], w))
+    P2, y2 = P * scale, y * scale
+    scaled = conformal.calibrate(0.9, w @ P2[:, :500], y2[:500], conformal.spread(P2[:, :500], w))
+    lo, hi = base.interval(w @ P[:, 500:], conformal.spread(P[:, 500:], w))
+    lo2, hi2 = scaled.interval(w @ P2[:, 500:], conformal.spread(P2[:, 500:], w))
+    np.testing.assert_allclose(lo2, lo * scale, rtol=1e-9)
+    np.testing.assert_allclose(hi2, hi * scale, rtol=1e-9)
+
+
+def test_too_few_calibration_rows_give_unbounded_intervals_not_false_promises():
+    fitted = conformal.calibrate(0.95, np.zeros(10), np.ones(10))
+    assert fitted.q == float("inf")  # ceil(11 * 0.95) = 11 > 10 rows
+
+
+def test_the_coverage_curve_follows_the_diagonal():
+    rng = np.random.default_rng(4)
+    proba, y = classification_world(3000, rng)
+    curve = conformal.coverage_curve((proba[:1500], y[:1500], None), (proba[1500:], y[1500:], None))
+    gaps = np.abs(np.array(curve["test"]) - np.array(curve["target"]))
+    assert len(curve["target"]) == 25 and gaps.max() < 0.05
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "0.9", True])
+def test_a_coverage_outside_zero_and_one_is_refused_naming_it(bad):
+    with pytest.raises(
+        ValueError, match=rf"coverage must be null or a number in \(0, 1\), got {bad!r}"
+    ):
+        conformal.check_coverage(bad)
+    assert conformal.check_coverage(None) is None and conformal.check_coverage(0.9) == 0.9
