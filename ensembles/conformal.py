@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def check_coverage(value: Any) -> float | None:
@@ -146,3 +147,20 @@ def coverage_curve(
         fitted = calibrate(float(level), *cal)
         out.append(evaluate_on(fitted, *test)["coverage"])
     return {"target": [float(v) for v in levels], "test": out}
+
+
+def served_frame(
+    conformal: Conformal, pred: np.ndarray, spread_: np.ndarray | None
+) -> pd.DataFrame:
+    """What a served ensemble with a coverage target returns: for regression the prediction
+    and its interval (``prediction``, ``lower``, ``upper``); for classification each class's
+    probability (``proba_K``), the most probable class (``prediction``) and the prediction
+    set (``set``: the class ids it holds)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    if conformal.kind == "interval":
+        lo, hi = conformal.interval(pred, np.zeros(len(pred)) if spread_ is None else spread_)
+        return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi})
+    out = pd.DataFrame({f"proba_{k}": pred[:, k] for k in range(pred.shape[1])})
+    out["prediction"] = np.argmax(pred, axis=1)
+    out["set"] = [np.flatnonzero(row).tolist() for row in conformal.sets(pred)]
+    return out

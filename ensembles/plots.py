@@ -198,3 +198,20 @@ def reliability_diagram(
     bottom.set_xlabel("confidence of the top class")
     bottom.set_ylabel("rows")
     return _save(plt, fig, path)
+
+
+def coverage_plot(curve: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
+    """Empirical test coverage of the conformal intervals or sets against the target level
+    each was calibrated for (the guarantee holds on and above the diagonal)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
+    ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="target")
+    ax.plot(curve["target"], curve["test"], marker="o", ms=3, label="test coverage")
+    low = min(curve["target"]) - 0.05
+    ax.set_xlim(low, 1)
+    ax.set_ylim(low, 1.005)
+    ax.set_xlabel("target coverage (calibrated on validation)")
+    ax.set_ylabel("coverage on test")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title)
+    return _save(plt, fig, path)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ensembles import make
+from ensembles import conformal, make
 from ensembles.calibration import (
     CalibratedEnsemble,
     calibration_scores,
@@ -94,6 +94,9 @@ class EnsembleReport:
     test_pred: np.ndarray = field(repr=False)
     calibration: dict[str, Any] | None = None
     uncalibrated_test_pred: np.ndarray | None = field(default=None, repr=False)
+    # with a coverage target: the calibrated conformal predictor, its test coverage and
+    # interval width or set size, and the coverage curve over target levels
+    conformal: dict[str, Any] | None = None
 
     @property
     def beats_best_member(self) -> bool:
@@ -118,6 +121,7 @@ class EnsembleReport:
             "cross_fitted": self.cross_fitted,
             "left_out": self.dropped,
             "calibration": self.calibration,
+            "conformal": self.conformal,
         }
 
 
@@ -133,11 +137,14 @@ def run(
     fingerprint: str | None = None,
     calibrate: bool = True,
     metric: str | None = None,
+    coverage: float | None = None,
 ) -> EnsembleReport:
     """Ensemble the usable members: weights from validation only; test touched to report.
     With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
     on the ensemble's cross-fitted validation predictions (rows no weight was fitted on).
-    ``metric`` (default accuracy or RMSE) picks the best member and scores the gains."""
+    ``metric`` (default accuracy or RMSE) picks the best member and scores the gains. With
+    ``coverage`` a split-conformal predictor (intervals or prediction sets) is calibrated on
+    the same cross-fitted predictions and its coverage measured on test."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -176,6 +183,13 @@ def run(
             uncalibrated = test_pred
             estimator, calibration = _calibrate(estimator, ens_oof, y_val, test_pred, y_test)
             val_pred, test_pred = scale(val_pred, estimator.temperature), estimator.predict(P_test)
+    uncertainty = None
+    if coverage is not None:
+        if getattr(estimator, "temperature", None) is not None:
+            ens_oof = scale(ens_oof, estimator.temperature)
+        uncertainty = _conformal(
+            coverage, estimator.weights_, (P_val, ens_oof, y_val), (P_test, test_pred, y_test)
+        )
     return EnsembleReport(
         method=method,
         params=dict(params),
@@ -209,7 +223,29 @@ def run(
         val_pred=val_pred,
         test_pred=test_pred,
         uncalibrated_test_pred=uncalibrated,
+        conformal=uncertainty,
     )
+
+
+def _conformal(
+    coverage: float,
+    weights: np.ndarray,
+    cal: tuple[np.ndarray, np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Calibrate the conformal predictor on (members' predictions, ensemble's cross-fitted
+    prediction, targets) of validation; measure it, and its coverage curve, on test."""
+    (P_val, cal_pred, y_val), (P_test, test_pred, y_test) = cal, test
+    regression = P_val.ndim == 2
+    s_val = conformal.spread(P_val, weights) if regression else None
+    s_test = conformal.spread(P_test, weights) if regression else None
+    fitted = conformal.calibrate(coverage, cal_pred, y_val, s_val)
+    return {
+        **fitted.to_dict(),
+        "calibrated_on": "cross-fitted validation predictions",
+        "test": conformal.evaluate_on(fitted, test_pred, y_test, s_test),
+        "curve": conformal.coverage_curve((cal_pred, y_val, s_val), (test_pred, y_test, s_test)),
+    }
 
 
 def _calibrate(

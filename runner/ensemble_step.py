@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from ensembles import stage
+from ensembles import conformal, stage
 from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport, MemberPredictions
 from runner import export
@@ -53,6 +53,7 @@ def fit(
         fingerprint=fingerprint,
         calibrate=settings.calibrate,
         metric=metric,
+        coverage=settings.coverage,
     )
 
 
@@ -90,11 +91,18 @@ def refitted(
     refit's run and test predictions), each member without a refit on its bag's."""
     bagged = {m.name: m.test for m in members}
     P = np.stack([refits[n][1] if n in refits else bagged[n] for n in report.names])
-    pred = report.estimator.predict(P.astype(np.float64, copy=False))
+    P = P.astype(np.float64, copy=False)
+    pred = report.estimator.predict(P)
+    scores = evaluate(y_test, pred)
+    if report.conformal:  # the served intervals or sets, on the refits' predictions
+        fitted = conformal.Conformal.from_dict(export.served_conformal(report))
+        s = conformal.spread(P, report.estimator.weights_) if P.ndim == 2 else None
+        covered = conformal.evaluate_on(fitted, pred, y_test, s)
+        scores.update({f"conformal_{k}": v for k, v in covered.items()})
     return Refitted(
         member_runs={n: refits[n][0] if n in refits else member_runs[n] for n in report.names},
         test_pred=pred,
-        test_scores=evaluate(y_test, pred),
+        test_scores=scores,
         fell_back=[n for n in report.names if n not in refits],
         refit_runs={n: run for n, (run, _) in refits.items()},
     )
@@ -119,6 +127,8 @@ def settings_of(
         "cv_folds": settings.cv_folds,
         "n_boot": settings.n_boot,
         "calibrate": settings.calibrate,
+        # only when set, so runs logged before coverage existed keep their hash
+        **({"coverage": settings.coverage} if settings.coverage is not None else {}),
         "log_model": settings.log_model,
         "register_as": settings.register_as,
         "seed": seed,

@@ -64,6 +64,10 @@ def _metrics(report: EnsembleReport) -> dict[str, float]:
             for when in ("before", "after"):
                 for k, v in cal[f"{split}_{when}"].items():
                     out[f"calibration.{split}_{k}_{when}"] = v
+    if report.conformal:
+        for k, v in report.conformal["test"].items():  # coverage, mean width or set size
+            out[f"conformal.test_{k}"] = v
+        out["conformal.quantile"] = report.conformal["q"]
     for name, loo in report.diversity["leave_one_out"].items():
         out[metric_key(f"loo_val.{name}")] = loo["val"]
         out[metric_key(f"loo_test.{name}")] = loo["test"]
@@ -160,6 +164,13 @@ def log_report(
                 )
             else:
                 plots.predicted_vs_true(y_test, report.test_pred, out / "residuals.png", title)
+            if report.conformal:
+                level = f"{100 * report.conformal['coverage']:g}%"
+                plots.coverage_plot(
+                    report.conformal["curve"],
+                    out / "coverage.png",
+                    f"{report.method} ensemble: conformal coverage (served at {level})",
+                )
         client.log_artifacts(run_id, tmp)
 
 
@@ -221,10 +232,11 @@ def log_pyfunc(
             "kinds": kinds,
             "task": task,
             "estimator_sha256": sha256(estimator_path),
+            "conformal": served_conformal(report),
         }
         spec_path.write_text(json.dumps(spec))
         artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
-        signature = _signature(inputs, report.test_pred[:1])
+        signature = _signature(inputs, _served_example(report))
         saved = Path(tmp) / "pyfunc"
         with warnings.catch_warnings():
             # An input example would make MLflow load every member (and TensorFlow) here, on
@@ -242,7 +254,29 @@ def log_pyfunc(
     return f"runs:/{run_id}/{MODEL_DIR}"
 
 
-def _signature(inputs: Any, pred: np.ndarray) -> Any:
+def served_conformal(report: EnsembleReport) -> dict[str, Any] | None:
+    """The conformal predictor the served model applies (its fields only), or None."""
+    if not report.conformal:
+        return None
+    from ensembles.conformal import Conformal
+
+    fields = Conformal.__dataclass_fields__
+    return {k: v for k, v in report.conformal.items() if k in fields}
+
+
+def _served_example(report: EnsembleReport) -> Any:
+    """One row of what the served model returns, for its signature: the prediction, or with
+    a coverage target the frame holding its interval or prediction set too."""
+    pred = report.test_pred[:1]
+    served = served_conformal(report)
+    if served is None:
+        return pred
+    from ensembles.conformal import Conformal, served_frame
+
+    return served_frame(Conformal.from_dict(served), pred, np.zeros(1))
+
+
+def _signature(inputs: Any, pred: Any) -> Any:
     """The model's signature: for table rows their column names, each optional and of any
     type, so rows with missing cells, missing columns or integers where training saw floats
     pass MLflow's check and reach the members' own encoding; for features a float32 row."""

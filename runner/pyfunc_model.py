@@ -41,6 +41,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"{recorded} (the file changed after it was logged)"
             )
         self.estimator = safe_io.load(path)
+        self.conformal = None
+        if spec.get("conformal"):
+            from ensembles.conformal import Conformal
+
+            self.conformal = Conformal.from_dict(spec["conformal"])
         self.n_members = len(spec["names"])
         # members with weight 0 in an averaging ensemble were not shipped: they add nothing
         used = spec.get("used", range(self.n_members))
@@ -50,7 +55,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
     # signature checks the input, and arrays of features pass through as they are
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
-        numbers otherwise) and combine them as fitted."""
+        numbers otherwise) and combine them as fitted; with a coverage target, a frame of
+        the prediction and its interval or prediction set (``ensembles.conformal``)."""
         table = any(m.reads_table for m in self.members.values())
         if table and not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
@@ -58,7 +64,15 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
         shape = next(iter(preds.values())).shape
         P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
-        return self.estimator.predict(P)
+        pred = self.estimator.predict(P)
+        if self.conformal is None:
+            return pred
+        from ensembles.conformal import served_frame, spread
+
+        regression = P.ndim == 2
+        return served_frame(
+            self.conformal, pred, spread(P, self.estimator.weights_) if regression else None
+        )
 
 
 mlflow.models.set_model(EnsembleModel())

@@ -72,6 +72,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out += ["", *honest_lines(ens, metric)]
     if ens and ens.get("calibration"):
         out.append(calibration_line(ens["calibration"]))
+    if ens and ens.get("conformal"):
+        out.append(conformal_line(ens["conformal"]))
     if ens and ens.get("refit"):
         out.append(refit_line(ens, summary["members"], metric))
     if ens and ens.get("champion"):
@@ -111,6 +113,21 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
         f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
         f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
     ]
+
+
+def conformal_line(c: dict[str, Any]) -> str:
+    """The served intervals' or prediction sets' coverage on test, in one line."""
+    test = c["test"]
+    size = (
+        f"mean interval width {test['mean_width']:.4g}"
+        if "mean_width" in test
+        else f"mean set size {test['mean_set_size']:.2f}"
+    )
+    what = "intervals" if c["kind"] == "interval" else "prediction sets"
+    return (
+        f"conformal {what} for {100 * c['coverage']:g}% coverage (calibrated on "
+        f"{c['n_calibration']} {c['calibrated_on']}): test coverage {test['coverage']:.3f}, {size}"
+    )
 
 
 def refit_line(ens: dict[str, Any], members: list[dict[str, Any]], metric: str) -> str:

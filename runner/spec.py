@@ -109,6 +109,7 @@ class EnsembleSpec:
     register_as: str | None = None  # also register it in the model registry under this name
     champion: bool = False  # with register_as: move alias 'champion' only if better on test
     calibrate: bool = True  # classification: temperature-scale the ensemble's probabilities
+    coverage: float | None = None  # split-conformal intervals or prediction sets at this level
 
 
 @dataclass(frozen=True)
@@ -489,8 +490,18 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
     if not isinstance(spec.calibrate, bool):
         raise _fail("ensemble.calibrate", f"must be true or false, got {spec.calibrate!r}")
+    from ensembles.conformal import check_coverage
+
+    try:
+        coverage = check_coverage(spec.coverage)
+    except ValueError as err:
+        raise _fail("ensemble.coverage", str(err).removeprefix("coverage ")) from None
     return replace(
-        spec, params=params, log_model=bool(spec.log_model), champion=bool(spec.champion)
+        spec,
+        params=params,
+        log_model=bool(spec.log_model),
+        champion=bool(spec.champion),
+        coverage=coverage,
     )
 
 

@@ -4,12 +4,19 @@ nothing depends on the target's units."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
+from test_tabular import made_table
 
 from ensembles import conformal
+from helpers import read_summary, run_cli
 
 
 def regression_world(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -128,3 +135,103 @@ def test_a_coverage_outside_zero_and_one_is_refused_naming_it(bad):
     ):
         conformal.check_coverage(bad)
     assert conformal.check_coverage(None) is None and conformal.check_coverage(0.9) == 0.9
+
+
+def test_the_ensemble_stage_calibrates_on_validation_and_reports_test_coverage():
+    from ensembles.stage import MemberPredictions, run
+
+    rng = np.random.default_rng(5)
+    P, y = regression_world(3000, rng)
+    members = [MemberPredictions(f"m{i}", P[i, :1500], P[i, 1500:]) for i in range(5)]
+    report = run("weighted", {}, members, y[:1500], y[1500:], coverage=0.9)
+    c = report.conformal
+    assert c["kind"] == "interval" and c["coverage"] == 0.9 and c["n_calibration"] == 1500
+    assert abs(c["test"]["coverage"] - 0.9) < 0.03 and c["test"]["mean_width"] > 0
+    assert len(c["curve"]["target"]) == len(c["curve"]["test"]) == 25
+    assert report.summary()["conformal"] is c
+    assert run("weighted", {}, members, y[:1500], y[1500:]).conformal is None
+
+
+SERVE = """
+import json, sys, mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+rows = pd.read_csv(sys.argv[2]).drop(columns=[sys.argv[3]]).tail(40).reset_index(drop=True)
+rows.loc[0, "size"] = None
+rows.loc[1, "color"] = "never seen"
+out = model.predict(rows)
+print(json.dumps({"columns": list(out.columns), "rows": out.to_dict("records")}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["price", "label"])
+def test_a_sweep_with_a_coverage_target_serves_intervals_or_sets(tmp_path, target):
+    """Regression in dollars gets intervals, classification prediction sets: calibrated on
+    validation, their test coverage on the leaderboard and in MLflow (with a coverage
+    plot), and the exported model returns them for raw rows in a fresh process."""
+    frame, y_class, y_dollars = made_table(400)
+    path = tmp_path / "table.csv"
+    values = y_dollars if target == "price" else np.where(y_class == 1, "yes", "no")
+    frame.assign(**{target: values}).to_csv(path, index=False)
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli(
+        tmp_path,
+        "+experiment=tabular",
+        f"data.path={path}",
+        f"data.target={target}",
+        "ensemble.coverage=0.9",
+        *(f"~members.{m}" for m in ("xgboost", "catboost", "hgb", "knn")),
+        *(f"~members.{m}" for m in ("mlp", "wide_deep", "selu")),
+        "members.lightgbm.hparams.n_estimators=60",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    kind = "intervals" if target == "price" else "prediction sets"
+    assert f"conformal {kind} for 90% coverage" in done.stdout
+    ens = read_summary(tmp_path / "out")["ensemble"]
+    c = ens["conformal"]
+    assert (
+        0.75 <= c["test"]["coverage"] <= 1.0
+    )  # 80 test rows: loose, the guarantee is tested above
+    client = MlflowClient(db)
+    run = client.get_run(ens["run_id"])
+    assert run.data.metrics["conformal.test_coverage"] == pytest.approx(c["test"]["coverage"])
+    assert "coverage.png" in {a.path for a in client.list_artifacts(ens["run_id"])}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = db
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE, ens["model_uri"], str(path), target],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    out = json.loads(served.stdout.strip().splitlines()[-1])
+    rows = out["rows"]
+    assert len(rows) == 40
+    if target == "price":
+        assert out["columns"] == ["prediction", "lower", "upper"]
+        assert all(r["lower"] < r["prediction"] < r["upper"] for r in rows)
+        assert all(r["upper"] - r["lower"] > 100 for r in rows)  # dollars, not scaled units
+    else:
+        assert out["columns"] == ["proba_0", "proba_1", "prediction", "set"]
+        assert all(set(r["set"]) <= {0, 1} for r in rows)
+        assert any(r["prediction"] in r["set"] for r in rows)
+
+
+@pytest.mark.parametrize("bad", ["1.5", "0", "high"])
+def test_a_bad_coverage_target_stops_the_sweep_before_it_starts(bad):
+    from test_spec import spec_of
+
+    from runner.spec import SpecError
+
+    with pytest.raises(
+        SpecError, match=r"^ensemble.coverage: must be null or a number in \(0, 1\)"
+    ):
+        spec_of(f"ensemble.coverage={bad}")
+    assert spec_of("ensemble.coverage=0.9").ensemble.coverage == 0.9
