@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import ensembles
+from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions
 from runner.contracts import (
@@ -54,6 +55,7 @@ OPTIONS = {
     "register_as": "also register the model under this name",
     "calibrate": "classification: temperature-scale the probabilities (default true)",
     "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default by task)",
+    "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
 }
 
 
@@ -79,6 +81,7 @@ class Args:
     register_as: str | None = None
     calibrate: bool = True
     metric: str | None = None
+    coverage: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,6 +126,10 @@ def parse(argv: Sequence[str]) -> Args:
         ensembles.make(args.method, **params).check_params()
     except (TypeError, ValueError) as err:
         raise UsageError(f"method {args.method!r}: {err}") from None
+    try:
+        args.coverage = check_coverage(args.coverage)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     return args
 
 
@@ -233,6 +240,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log_model=bool(args.log_model),
         register_as=args.register_as,
         calibrate=bool(args.calibrate),
+        coverage=args.coverage,
     )
     client = MlflowClient(args.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,6 +310,10 @@ def _main(argv: Sequence[str] | None) -> int:
         f"{len(sweeps)} sweep(s)): val {metric} {report.val_scores[metric]:.4f}, "
         f"test {metric} {report.test_scores[metric]:.4f}"
     )
+    if report.conformal:
+        from runner.report import conformal_line
+
+        print(conformal_line(report.conformal))
     for name, reason in report.dropped.items():
         print(f"left out {name}: {reason}")
     return 0

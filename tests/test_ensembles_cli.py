@@ -138,3 +138,19 @@ def test_latest_means_the_latest_finished_sweep(tmp_path):
     assert done.returncode == 0, done.stderr
     (ens,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
     assert ens.data.tags["runner.source_sweeps"] == "s1"
+
+
+def test_re_ensembling_with_a_coverage_target_reports_and_logs_it(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    words = ("experiment=exp", f"tracking_uri={db}", "log_model=false")
+    line = one_error_line(run(tmp_path, *words, "coverage=1.2"))
+    assert "coverage must be null or a number in (0, 1), got 1.2" in line
+    done = run(tmp_path, *words, "coverage=0.8")
+    assert done.returncode == 0, done.stderr
+    assert "conformal prediction sets for 80% coverage (calibrated on 120" in done.stdout
+    client = MlflowClient(db)
+    (ens,) = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
+    )
+    assert 0.6 < ens.data.metrics["conformal.test_coverage"] <= 1.0
+    assert json.loads(ens.data.tags["runner.ensemble_settings"])["coverage"] == 0.8
