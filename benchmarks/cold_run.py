@@ -12,6 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# the benchmark reads runs back from MLflow; a progress bar per download is noise (the runs
+# themselves get an environment without MLFLOW_* variables)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 def _fresh_directory(label: str, keep: Path | None) -> contextlib.AbstractContextManager[str]:
     """A temporary directory, or ``keep`` (new or empty) to look into after the run."""
@@ -40,3 +44,12 @@ def cold_run(overrides: list[str], label: str, keep: Path | None = None) -> tupl
             raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
         (summary,) = Path(tmp).glob("outputs/*/*/summary.json")  # Hydra's default run dir
         return wall, json.loads(summary.read_text())
+
+
+def store_uri(folder: Path, summary: dict) -> str:
+    """The MLflow store a cold run in ``folder`` wrote to (a relative SQLite path resolved
+    against the run's directory)."""
+    uri = summary["tracking_uri"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return uri.replace("sqlite:///", f"sqlite:///{folder}/", 1)
+    return uri

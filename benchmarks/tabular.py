@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cold_run import cold_run
+from cold_run import cold_run, store_uri
 from machine import busy_cpu_seconds, describe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,16 +158,11 @@ def predict_seconds(model: Any, X: Any, task: Any, repeats: int = 5) -> float:
 def served_speed(folder: Path, summary: dict[str, Any], data: Any) -> dict[str, float]:
     """Prediction time of the test rows by the ensemble's weighted members, bagged (K fold
     models each) against refitted (one each): each member's model loaded from its run."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     import models
 
-    uri = summary["tracking_uri"].replace("sqlite:///", f"sqlite:///{folder}/", 1)
-    if not summary["tracking_uri"].startswith("sqlite:///"):
-        uri = summary["tracking_uri"]
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = MlflowClient(store_uri(folder, summary))
     weights = summary["ensemble"]["weights"]
     out = {"bagged": 0.0, "refit": 0.0}
     with tempfile.TemporaryDirectory() as tmp:

@@ -188,3 +188,29 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
     assert refit["predict_ms"]["refit"] > 0 and refit["predict_ms"]["bagged"] > 0
     assert "refit on all rows (served)" in done.stdout
     assert "cores" in result["machine"]
+
+
+def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
+    """Digits, one split, the quickstart's two scikit-learn members."""
+    out = tmp_path / "beyond.json"
+    done = run_benchmark(
+        "beyond.py",
+        "--only",
+        "digits",
+        "--splits",
+        "1",
+        "--json",
+        str(out),
+        *(f"~members.{m}" for m in ("selu", "convnet", "resnet", "mlp")),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (run,) = result["results"]["digits"]
+    assert set(run["levels"]) == {"0.8", "0.9", "0.95"}
+    for level, scores in run["levels"].items():
+        assert abs(scores["ensemble"]["coverage"] - float(level)) < 0.1
+        assert scores["ensemble"]["mean_set_size"] >= 0.5
+        assert scores["best_member"]["name"] in ("logistic", "svm")
+        assert scores["test_rows"] == 360 and scores["calibration_rows"] == 360
+    assert "| digits | 0.90 |" in done.stdout
