@@ -7,10 +7,13 @@ no weight was fitted on the row it predicts) and their targets; nothing here see
 - Regression: the score of a row is its absolute error divided by the members' spread there
   (the weighted standard deviation of their predictions) plus a floor, so intervals widen
   where the members disagree (normalised conformal regression, Papadopoulos et al. 2008).
-- Classification: adaptive prediction sets (Romano, Sesia and Candès 2020): a row's score
-  is the probability mass of the classes ranked at or above its true class; a set holds the
-  classes, most probable first, whose mass up to and including them stays within the
-  calibrated quantile.
+- Classification: adaptive prediction sets (Romano, Sesia and Candès 2020), randomised: a
+  row's score for a class is the probability mass of the classes ranked above it plus a
+  share u of its own probability; a set holds the classes, most probable first, whose score
+  stays within the calibrated quantile. Without the share u a confident model's scores all
+  sit near its top probability and the sets fill up with unlikely classes; with it they hit
+  the target. Here u is a pseudo-random number in [0, 1) computed from the row's
+  probabilities, so a served row always gets the same set.
 
 With n calibration rows and target coverage 1 - a, the quantile is the ceil((n + 1)(1 - a))-th
 smallest score, so a new exchangeable row is covered with probability at least 1 - a (and
@@ -54,14 +57,21 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
     return float("inf") if rank > n else float(np.sort(scores)[rank - 1])
 
 
-def _mass_to(proba: np.ndarray) -> np.ndarray:
-    """For every row and class, the probability mass of the classes ranked at or above it
-    (most probable first; ties broken by class id)."""
+def _share(proba: np.ndarray) -> np.ndarray:
+    """Per row, a number in [0, 1) that looks uniform across rows but depends only on the
+    row's probabilities (the fractional part of a large irrational-weighted sum)."""
+    weights = np.sqrt(np.arange(2, proba.shape[1] + 2, dtype=np.float64))
+    return np.mod(proba @ weights * 1e4, 1.0)
+
+
+def _set_scores(proba: np.ndarray) -> np.ndarray:
+    """For every row and class: the mass of the classes ranked above it (most probable first,
+    ties by class id) plus the row's share of its own probability."""
     order = np.argsort(-proba, axis=1, kind="stable")
     ranked = np.take_along_axis(proba, order, axis=1)
-    mass = np.empty_like(proba)
-    np.put_along_axis(mass, order, np.cumsum(ranked, axis=1), axis=1)
-    return mass
+    above = np.empty_like(proba)
+    np.put_along_axis(above, order, np.cumsum(ranked, axis=1) - ranked, axis=1)
+    return above + _share(proba)[:, None] * proba
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ class Conformal:
 
     def sets(self, proba: np.ndarray) -> np.ndarray:
         """(rows, classes) booleans: which classes each row's prediction set holds."""
-        return _mass_to(np.asarray(proba, dtype=np.float64)) <= self.q + 1e-12
+        return _set_scores(np.asarray(proba, dtype=np.float64)) <= self.q + 1e-12
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the served model reads it back with ``from_dict``)."""
@@ -108,8 +118,7 @@ def calibrate(
         raise ValueError("coverage must be a number in (0, 1), got None")
     pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y)
     if pred.ndim == 2:
-        mass = _mass_to(pred)
-        scores = mass[np.arange(len(y)), y.astype(np.int64)]
+        scores = _set_scores(pred)[np.arange(len(y)), y.astype(np.int64)]
         return Conformal(coverage, "set", _quantile(scores, coverage), 0.0, len(y))
     s = np.zeros(len(y)) if spread_ is None else np.asarray(spread_, dtype=np.float64)
     # the floor keeps rows where the members agree from getting zero-width intervals; with

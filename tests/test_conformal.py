@@ -76,14 +76,31 @@ def test_prediction_sets_cover_as_promised_over_many_splits(coverage):
     assert 1 <= np.mean(sizes) < 4  # adaptive: smaller than every class
 
 
-def test_sets_hold_the_most_probable_classes_first():
-    fitted = conformal.Conformal(0.9, "set", q=0.8)
-    sets = fitted.sets(np.array([[0.5, 0.2, 0.3], [0.05, 0.9, 0.05], [0.45, 0.45, 0.1]]))
-    assert sets.tolist() == [
-        [True, False, True],  # 0.5, then 0.5 + 0.3 = 0.8
-        [False, False, False],  # 0.9 alone exceeds the quantile: an empty set
-        [True, False, False],  # a tie goes to the lower class id
-    ]
+def test_sets_hold_the_most_probable_classes_first_and_the_same_row_the_same_set():
+    rng = np.random.default_rng(6)
+    proba = rng.dirichlet(np.full(5, 0.5), size=500)
+    for q in (0.0, 0.3, 0.6, 0.9):
+        sets = conformal.Conformal(0.9, "set", q=q).sets(proba)
+        ranked = np.take_along_axis(sets, np.argsort(-proba, axis=1, kind="stable"), axis=1)
+        assert (np.diff(ranked.astype(int), axis=1) <= 0).all()  # a prefix of the ranking
+        np.testing.assert_array_equal(sets, conformal.Conformal(0.9, "set", q=q).sets(proba))
+    assert conformal.Conformal(0.9, "set", q=1.0).sets(proba).all()  # everything fits
+
+
+def test_a_confident_accurate_model_gets_single_class_sets():
+    """97% of rows right with 0.97 on the top class: at 80% coverage the sets hold one class
+    or none, never a tail of unlikely classes."""
+    rng = np.random.default_rng(7)
+    n, k = 4000, 10
+    y = rng.integers(0, k, n)
+    top = np.where(rng.random(n) < 0.97, y, (y + 1) % k)
+    proba = np.full((n, k), 0.03 / (k - 1))
+    proba[np.arange(n), top] = 0.97
+    proba += rng.uniform(0, 1e-3, (n, k))  # a model's probabilities are never exactly equal
+    proba /= proba.sum(axis=1, keepdims=True)
+    fitted = conformal.calibrate(0.8, proba[:2000], y[:2000])
+    scores = conformal.evaluate_on(fitted, proba[2000:], y[2000:])
+    assert abs(scores["coverage"] - 0.8) < 0.03 and scores["mean_set_size"] <= 1.0
 
 
 def test_intervals_are_wider_where_members_disagree():
