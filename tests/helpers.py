@@ -73,3 +73,22 @@ def start_cli(
 def read_summary(out_dir: Path) -> dict:
     """The run's summary.json."""
     return json.loads((out_dir / "summary.json").read_text())
+
+
+def serve_elsewhere(
+    tmp_path: Path, db: str, script: str, *args: str
+) -> subprocess.CompletedProcess:
+    """Run ``script`` (Python that loads and uses a logged model) in a fresh process, from a
+    new directory, with only the tracking URI ``db`` set: as a user on another machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = db
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

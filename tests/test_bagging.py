@@ -5,10 +5,7 @@ served member averages its K models."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -19,7 +16,7 @@ from test_spec import spec_of
 from test_tabular import CLASSES, made_table
 
 import models
-from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, serve_elsewhere, start_cli
 from models.bag import Bag
 from models.store import ArtifactError
 from models.training import TrainingOptions
@@ -160,18 +157,7 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
         assert [f["folder"] for f in manifest["bag"]] == ["fold0", "fold1", "fold2"], model
     ens = summary["ensemble"]
     assert set(ens["weights"]) == set(names)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_TRACKING_URI"] = db
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    served = subprocess.run(
-        [sys.executable, "-c", SERVE, ens["model_uri"], path],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    served = serve_elsewhere(tmp_path, db, SERVE, ens["model_uri"], path)
     assert served.returncode == 0, served.stderr[-3000:]
     pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
     local = client.download_artifacts(ens["run_id"], "predictions.npz", str(tmp_path / "e"))

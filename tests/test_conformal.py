@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from test_tabular import made_table
 
 from ensembles import conformal
-from helpers import read_summary, run_cli
+from helpers import read_summary, run_cli, serve_elsewhere
 
 
 def regression_world(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -215,18 +212,7 @@ def test_a_sweep_with_a_coverage_target_serves_intervals_or_sets(tmp_path, targe
     run = client.get_run(ens["run_id"])
     assert run.data.metrics["conformal.test_coverage"] == pytest.approx(c["test"]["coverage"])
     assert "coverage.png" in {a.path for a in client.list_artifacts(ens["run_id"])}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_TRACKING_URI"] = db
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    served = subprocess.run(
-        [sys.executable, "-c", SERVE, ens["model_uri"], str(path), target],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    served = serve_elsewhere(tmp_path, db, SERVE, ens["model_uri"], str(path), target)
     assert served.returncode == 0, served.stderr[-3000:]
     out = json.loads(served.stdout.strip().splitlines()[-1])
     rows = out["rows"]

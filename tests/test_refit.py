@@ -5,10 +5,7 @@ K fold models; the ensemble keeps the weights it learned out of fold."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -18,7 +15,7 @@ from test_bagging import SERVE, table_file
 from test_spec import spec_of
 
 import models
-from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, serve_elsewhere, start_cli
 from models.base import InputSpec, Task
 from models.boosters import STOP_ROUNDS
 from models.training import TrainingOptions
@@ -171,18 +168,7 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     ens = summary["ensemble"]
     refit = ens["refit"]
     assert refit["fell_back"] == [] and set(refit["member_runs"]) == set(ens["weights"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_TRACKING_URI"] = db
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    served = subprocess.run(
-        [sys.executable, "-c", SERVE, ens["model_uri"], path],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    served = serve_elsewhere(tmp_path, db, SERVE, ens["model_uri"], path)
     assert served.returncode == 0, served.stderr[-3000:]
     pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
     local = client.download_artifacts(ens["run_id"], "refit_predictions.npz", str(tmp_path / "r"))
