@@ -81,6 +81,9 @@ def assemble(
         if data.input_spec.table
         else None,
     }
+    latency = [r.fit.get("predict_ms_per_1000") for r in folds]
+    if None not in latency:  # the bag predicts with every fold's model
+        info["predict_ms_per_1000"] = float(sum(latency))
     out = folder / "bag"
     result = TrialResult(oof, test, data.fingerprint, info, out)
     result.write(out, data.y_val, data.y_test)
@@ -88,4 +91,6 @@ def assemble(
         **{f"final_val_{k}": v for k, v in evaluate(data.y_val, oof).items()},
         **{f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()},
     }
+    if "predict_ms_per_1000" in info:
+        final["final_predict_ms_per_1000"] = info["predict_ms_per_1000"]
     return result, final

@@ -76,6 +76,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out.append(conformal_line(ens["conformal"]))
     if ens and ens.get("refit"):
         out.append(refit_line(ens, summary["members"], metric))
+    if ens and ens.get("predict_ms_per_1000") is not None:
+        out.append(latency_line(ens, summary["members"]))
     if ens and ens.get("champion"):
         c = ens["champion"]
         old = (
@@ -113,6 +115,18 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
         f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
         f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
     ]
+
+
+def latency_line(ens: dict[str, Any], members: list[dict[str, Any]]) -> str:
+    """How long the served ensemble's members take to predict, against its best member."""
+    best = next((m for m in members if m["name"] == ens["best_member"]), {})
+    refit = (best.get("refit") or {}) if ens.get("refit") else {}
+    alone = refit.get("predict_ms_per_1000") or best.get("predict_ms_per_1000")
+    than = f" ({ens['best_member']} alone: {alone:.1f} ms)" if alone is not None else ""
+    return (
+        f"prediction time: the served members take {ens['predict_ms_per_1000']:.1f} ms per "
+        f"1000 rows{than}"
+    )
 
 
 def conformal_line(c: dict[str, Any]) -> str:

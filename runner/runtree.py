@@ -169,8 +169,9 @@ class MemberRecord:
     fit: dict[str, Any] = field(default_factory=dict)  # what a refit needs of a fold's fit
 
 
-# the facts of a trial's member.json a bagged member's refit reads from its folds
-FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration")
+# the facts of a trial's member.json the driver keeps: what a bagged member's refit reads
+# from its folds, and the member's prediction time per 1000 rows
+FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration", "predict_ms_per_1000")
 
 
 def _fit_facts(info: Mapping[str, Any]) -> dict[str, Any]:

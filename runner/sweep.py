@@ -130,7 +130,8 @@ def _ensemble(
     if spec.refit:
         held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
         refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
-    return ensemble_step.log(
+    served = {r.name: (refits[r.name] if r.name in refit_runs else r) for r in finished}
+    out = ensemble_step.log(
         tree.client,
         result,
         spec.ensemble,
@@ -144,6 +145,21 @@ def _ensemble(
         X_test=data.X_test,
         refit=refit,
     )
+    out["predict_ms_per_1000"] = _served_latency(result, served)
+    return out
+
+
+def _served_latency(result: Any, served: dict[str, MemberRecord]) -> float | None:
+    """Milliseconds the served ensemble's members take to predict 1000 rows (their times
+    summed: an averaging ensemble serves only the members with weight), or None if one
+    member's time is unknown."""
+    averages = bool(getattr(result.estimator, "averages", False))
+    times = [
+        served[name].fit.get("predict_ms_per_1000")
+        for name, w in result.weights.items()
+        if not averages or w > 0
+    ]
+    return None if None in times else float(sum(times))
 
 
 def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
@@ -154,6 +170,7 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
             val_metric=val[metric], test_metric=test[metric], val_scores=val, test_scores=test
         )
     row["train_seconds"] = r.train_seconds
+    row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
     if r.error:
         row["error"] = r.error
     return row
@@ -161,7 +178,12 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
 
 def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     """A member's refit on all rows, for its row of the summary."""
-    row: dict[str, Any] = {"status": r.status, "run_id": r.run_id, "train_seconds": r.train_seconds}
+    row: dict[str, Any] = {
+        "status": r.status,
+        "run_id": r.run_id,
+        "train_seconds": r.train_seconds,
+        "predict_ms_per_1000": r.fit.get("predict_ms_per_1000"),
+    }
     if r.status == "FINISHED":
         test = evaluate(data.y_test, r.test)
         row.update(test_metric=test[metric], test_scores=test)

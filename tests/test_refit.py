@@ -168,6 +168,18 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     ens = summary["ensemble"]
     refit = ens["refit"]
     assert refit["fell_back"] == [] and set(refit["member_runs"]) == set(ens["weights"])
+    # prediction time per 1000 rows: a bag's is its folds' summed, the served ensemble's its
+    # weighted members' (refits) summed
+    assert "prediction time: the served members take" in done.stdout
+    for member in by_role["member"]:
+        name = member.data.tags[MEMBER]
+        folds = [f for f in by_role["fold"] if f.data.tags[PARENT] == member.info.run_id]
+        summed = sum(f.data.metrics["final_predict_ms_per_1000"] for f in folds)
+        assert members[name]["predict_ms_per_1000"] == pytest.approx(summed)
+        assert member.data.metrics["final_predict_ms_per_1000"] == pytest.approx(summed)
+    served = [members[n]["refit"]["predict_ms_per_1000"] for n, w in ens["weights"].items() if w]
+    assert all(t > 0 for t in served)
+    assert ens["predict_ms_per_1000"] == pytest.approx(sum(served))
     served = serve_elsewhere(tmp_path, db, SERVE, ens["model_uri"], path)
     assert served.returncode == 0, served.stderr[-3000:]
     pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
