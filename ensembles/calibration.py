@@ -119,6 +119,10 @@ class CalibratedEnsemble(BaseEstimator):
         """Whether the inner ensemble is a weighted average of its members."""
         return bool(getattr(self.ensemble, "averages", False))
 
+    def used_members(self) -> np.ndarray:
+        """Indices of the members whose predictions the inner ensemble reads."""
+        return self.ensemble.used_members()
+
     def predict(self, P: np.ndarray) -> np.ndarray:
         """The inner ensemble's probabilities, temperature-scaled."""
         return scale(self.ensemble.predict(P), self.temperature)

@@ -58,6 +58,13 @@ class _Ensemble(BaseEstimator):
             )
         return P
 
+    def used_members(self) -> np.ndarray:
+        """Indices of the members whose predictions ``predict`` reads: those with weight in
+        an average, every member otherwise."""
+        if self.averages:
+            return np.flatnonzero(self.weights_)
+        return np.arange(len(self.weights_))
+
     def predict(self, P: np.ndarray) -> np.ndarray:
         """Combined predictions: (n, classes) probabilities or (n,) values."""
         P = self._check_fitted(P)

@@ -215,3 +215,62 @@ def coverage_plot(curve: Mapping[str, Sequence[float]], path: str | Path, title:
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)
     return _save(plt, fig, path)
+
+
+def pareto_front(costs: Sequence[float], losses: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both cost and loss, cheapest first."""
+    order = np.lexsort((np.asarray(losses), np.asarray(costs)))
+    front, best = [], np.inf
+    for i in order:
+        if losses[i] < best:
+            front.append(int(i))
+            best = losses[i]
+    return front
+
+
+def pareto_plot(budget: Mapping, path: str | Path, title: str) -> Path:
+    """Validation loss against serving cost of every candidate ensemble a budgeted selection
+    weighed, its Pareto front, the chosen ensemble, the same method on all members, and the
+    budget's limit."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    cands = budget["candidates"]
+    costs = [c["cost"] for c in cands]
+    losses = [c["val_loss"] for c in cands]
+    ax.scatter(costs, losses, s=10, color="0.7", label="candidates weighed")
+    front = pareto_front(costs, losses)
+    ax.plot(
+        [costs[i] for i in front],
+        [losses[i] for i in front],
+        color="tab:blue",
+        marker="o",
+        ms=3,
+        lw=1,
+        label="Pareto front",
+    )
+    full, n = budget["all_members"], len(budget["members"])
+    ax.scatter(
+        [full["cost"]],
+        [full["val_loss"]],
+        marker="s",
+        s=40,
+        color="tab:orange",
+        label=f"all members ({full['members']})",
+        zorder=3,
+    )
+    ax.scatter(
+        [budget["cost"]],
+        [budget["val_loss"]],
+        marker="*",
+        s=160,
+        color="tab:red",
+        label=f"chosen ({n} member{'s' if n > 1 else ''})",
+        zorder=4,
+    )
+    if budget.get("max_latency_ms") is not None and budget["cost_unit"] != "members":
+        ax.axvline(budget["max_latency_ms"], color="black", ls="--", lw=1, label="budget")
+    ax.set_xlabel(f"prediction cost ({budget['cost_unit']})")
+    ax.set_ylabel(f"validation {budget['loss']}")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(plt, fig, path)

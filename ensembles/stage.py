@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ensembles import conformal, make
+from ensembles import Budget, conformal, make
+from ensembles.budget import validation_loss
 from ensembles.calibration import (
     CalibratedEnsemble,
     calibration_scores,
@@ -39,6 +40,7 @@ class MemberPredictions:
     val: np.ndarray
     test: np.ndarray
     fingerprint: str | None = None
+    cost: float | None = None  # milliseconds it takes to predict 1000 rows, when measured
 
 
 def usable_members(
@@ -97,6 +99,9 @@ class EnsembleReport:
     # with a coverage target: the calibrated conformal predictor, its test coverage and
     # interval width or set size, and the coverage curve over target levels
     conformal: dict[str, Any] | None = None
+    # with a latency or size budget: the limits, what the chosen members cost, the same
+    # method on all members, and every candidate ensemble the selection weighed
+    budget: dict[str, Any] | None = None
 
     @property
     def beats_best_member(self) -> bool:
@@ -122,6 +127,9 @@ class EnsembleReport:
             "left_out": self.dropped,
             "calibration": self.calibration,
             "conformal": self.conformal,
+            "budget": None
+            if self.budget is None
+            else {k: v for k, v in self.budget.items() if k != "candidates"},
         }
 
 
@@ -138,13 +146,18 @@ def run(
     calibrate: bool = True,
     metric: str | None = None,
     coverage: float | None = None,
+    max_latency_ms: float | None = None,
+    max_members: int | None = None,
 ) -> EnsembleReport:
     """Ensemble the usable members: weights from validation only; test touched to report.
     With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
     on the ensemble's cross-fitted validation predictions (rows no weight was fitted on).
     ``metric`` (default accuracy or RMSE) picks the best member and scores the gains. With
     ``coverage`` a split-conformal predictor (intervals or prediction sets) is calibrated on
-    the same cross-fitted predictions and its coverage measured on test."""
+    the same cross-fitted predictions and its coverage measured on test. With
+    ``max_latency_ms`` (the members' summed ``cost``) or ``max_members`` the method is fitted
+    on the members forward selection keeps within that budget (``ensembles.budget``), in the
+    cross-fitted estimate too."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -158,7 +171,9 @@ def run(
     P_val = np.stack([m.val for m in usable]).astype(np.float64, copy=False)
     P_test = np.stack([m.test for m in usable]).astype(np.float64, copy=False)
     metric = headline_metric(P_val.ndim == 3, metric)
-    estimator = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    budget = _budget(usable, max_latency_ms, max_members)
+    fit_params = {**params, "budget": budget} if budget is not None else dict(params)
+    estimator = make(method, random_state=random_state, **fit_params).fit(P_val, y_val)
     if getattr(estimator, "capped_", False):
         log.warning(
             "%s ensemble: more than max_members=%d members would take weight; the weights "
@@ -172,8 +187,13 @@ def run(
     test_pred = estimator.predict(P_test)
     best = best_member(P_val, y_val, metric)
     ens_oof, best_oof = cross_fitted_predictions(
-        method, params, P_val, y_val, metric, cv_folds, random_state
+        method, fit_params, P_val, y_val, metric, cv_folds, random_state
     )
+    budgeted = None
+    if budget is not None:
+        budgeted = _budget_report(
+            estimator, budget, (method, params, random_state), names, (P_val, y_val, P_test, y_test)
+        )
     calibration, uncalibrated = None, None
     if calibrate and P_val.ndim == 3:
         reason = too_few_errors(ens_oof, y_val)
@@ -207,7 +227,7 @@ def run(
         cross_fitted=score_cross_fitted(y_val, ens_oof, best_oof, metric, cv_folds),
         diversity=diversity_report(
             method,
-            params,
+            fit_params,
             names,
             P_val,
             y_val,
@@ -224,7 +244,90 @@ def run(
         test_pred=test_pred,
         uncalibrated_test_pred=uncalibrated,
         conformal=uncertainty,
+        budget=budgeted,
     )
+
+
+def _budget(
+    usable: Sequence[MemberPredictions], max_latency_ms: float | None, max_members: int | None
+) -> Budget | None:
+    """The budget the members are selected within, or None without limits. Members' costs
+    are their prediction times when all are known; with a latency limit an unknown time
+    counts as the slowest known one (said so), and none known is a ValueError."""
+    if max_latency_ms is None and max_members is None:
+        return None
+    known = [m.cost for m in usable if m.cost is not None]
+    missing = [m.name for m in usable if m.cost is None]
+    costs = None
+    if max_latency_ms is not None:
+        if not known:
+            raise ValueError(
+                f"max_latency_ms={max_latency_ms:g} needs the members' prediction times; "
+                f"none of {len(usable)} members recorded one"
+            )
+        if missing:
+            log.warning(
+                "prediction time of %s unknown: counted as the slowest member's (%.1f ms)",
+                ", ".join(missing),
+                max(known),
+            )
+    if known:
+        costs = tuple(float(m.cost if m.cost is not None else max(known)) for m in usable)
+    return Budget(costs, max_latency_ms, max_members)
+
+
+def _budget_report(
+    estimator: Any,
+    budget: Budget,
+    method_of: tuple[str, Mapping[str, Any], int | None],
+    names: Sequence[str],
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """What the budget chose beside the same method on all members (its validation loss,
+    test scores and cost), and every candidate the selection weighed, for the Pareto plot.
+    Losses are log loss (classes) or RMSE (values); costs milliseconds per 1000 rows, or
+    the number of members when prediction times are unknown."""
+    method, params, random_state = method_of
+    P_val, y_val, P_test, y_test = rows
+    classification = P_val.ndim == 3
+
+    def shown(loss: float) -> float:
+        return loss if classification else float(np.sqrt(loss))
+
+    def cost(members: np.ndarray) -> float:
+        return float(np.asarray(budget.costs)[members].sum())
+
+    full = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    oof = getattr(full, "oof_pred_", None)
+    everyone = full.used_members()
+    chosen = estimator.used_members()
+    in_ms = budget.costs is not None
+    return {
+        "max_latency_ms": budget.max_cost,
+        "max_members": budget.max_members,
+        "cost_unit": "ms per 1000 rows" if in_ms else "members",
+        "loss": "log_loss" if classification else "rmse",
+        "members": [names[i] for i in chosen],
+        "cost": cost(chosen) if in_ms else len(chosen),
+        "val_loss": shown(estimator.loss_),
+        "all_members": {
+            "members": len(everyone),
+            "cost": cost(everyone) if in_ms else len(everyone),
+            "val_loss": shown(validation_loss(full.predict(P_val) if oof is None else oof, y_val)),
+            "test_scores": evaluate(y_test, full.predict(P_test)),
+        },
+        "note": None
+        if len(names) <= estimator.POOL
+        else f"candidates: the {estimator.POOL} best members alone of {len(names)}",
+        "candidates": [
+            {
+                "members": [names[i] for i in c["members"]],
+                "cost": c["cost"] if in_ms else len(c["members"]),
+                "val_loss": shown(c["loss"]),
+            }
+            for c in estimator.candidates_
+        ],
+    }
 
 
 def _conformal(

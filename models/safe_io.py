@@ -17,7 +17,12 @@ from models.store import ArtifactError
 # What our artifacts hold beyond skops' defaults: scikit-learn's estimators and their Cython
 # helpers (trees, KD-trees, distance metrics, calibrators) and this project's ensembles
 # (with their temperature scaling).
-ALLOWED_PREFIXES: tuple[str, ...] = ("sklearn.", "ensembles.methods.", "ensembles.calibration.")
+ALLOWED_PREFIXES: tuple[str, ...] = (
+    "sklearn.",
+    "ensembles.methods.",
+    "ensembles.calibration.",
+    "ensembles.budget.",
+)
 
 
 def dump(obj: Any, path: str | Path) -> Path:

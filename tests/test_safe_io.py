@@ -84,7 +84,7 @@ def test_a_type_outside_the_allow_list_is_refused_in_one_line(obj, refused, tmp_
     assert "\n" not in message
     assert message == (
         f"refusing to load {path}: it holds types outside the allow-list "
-        f"(sklearn., ensembles.methods., ensembles.calibration.): {refused}"
+        f"(sklearn., ensembles.methods., ensembles.calibration., ensembles.budget.): {refused}"
     )
 
 
