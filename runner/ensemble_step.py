@@ -54,6 +54,8 @@ def fit(
         calibrate=settings.calibrate,
         metric=metric,
         coverage=settings.coverage,
+        max_latency_ms=settings.max_latency_ms,
+        max_members=settings.max_members,
     )
 
 
@@ -129,6 +131,11 @@ def settings_of(
         "calibrate": settings.calibrate,
         # only when set, so runs logged before coverage existed keep their hash
         **({"coverage": settings.coverage} if settings.coverage is not None else {}),
+        **{
+            key: getattr(settings, key)
+            for key in ("max_latency_ms", "max_members")
+            if getattr(settings, key) is not None
+        },
         "log_model": settings.log_model,
         "register_as": settings.register_as,
         "seed": seed,

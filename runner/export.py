@@ -68,6 +68,15 @@ def _metrics(report: EnsembleReport) -> dict[str, float]:
         for k, v in report.conformal["test"].items():  # coverage, mean width or set size
             out[f"conformal.test_{k}"] = v
         out["conformal.quantile"] = report.conformal["q"]
+    if report.budget:
+        b = report.budget
+        out["budget.cost"] = b["cost"]
+        out["budget.members"] = len(b["members"])
+        out["budget.val_loss"] = b["val_loss"]
+        out["budget.all_members_cost"] = b["all_members"]["cost"]
+        out["budget.all_members_val_loss"] = b["all_members"]["val_loss"]
+        for k, v in b["all_members"]["test_scores"].items():
+            out[f"budget.all_members_test_{k}"] = v
     for name, loo in report.diversity["leave_one_out"].items():
         out[metric_key(f"loo_val.{name}")] = loo["val"]
         out[metric_key(f"loo_test.{name}")] = loo["test"]
@@ -171,6 +180,11 @@ def log_report(
                     out / "coverage.png",
                     f"{report.method} ensemble: conformal coverage (served at {level})",
                 )
+        if report.budget:
+            (out / "pareto.json").write_text(json.dumps(report.budget, indent=2))
+            plots.pareto_plot(
+                report.budget, out / "pareto.png", f"{report.method} ensemble within its budget"
+            )
         client.log_artifacts(run_id, tmp)
 
 
@@ -202,8 +216,9 @@ def log_pyfunc(
     example rows, or the column names).
 
     ``member_runs`` maps each ensembled member to the MLflow run holding its saved model.
-    An ensemble that averages its members ships only those with weight (a search of hundreds
-    of candidates serves the few it kept); one that reads them all (stacking) ships all. The
+    The model ships only the members the ensemble reads: those with weight in an average (a
+    search of hundreds of candidates serves the few it kept) or within its budget; stacking
+    on all members ships all. The
     model carries the code of every shipped member's kind (``models/``, and the module of any
     kind registered from outside it), so it loads in a fresh process on another machine.
     """
@@ -214,9 +229,7 @@ def log_pyfunc(
     }
     with tempfile.TemporaryDirectory() as tmp:
         artifacts, kinds, modules = {}, [], set()
-        weights = np.asarray(report.estimator.weights_)
-        averages = bool(getattr(report.estimator, "averages", False))
-        used = [i for i in range(len(report.names)) if not averages or weights[i] > 0]
+        used = [int(i) for i in report.estimator.used_members()]
         for i in used:
             name = report.names[i]
             folder = client.download_artifacts(member_runs[name], MODEL_DIR, tmp + f"/{i}")

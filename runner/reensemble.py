@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import ensembles
+from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions
@@ -56,6 +57,8 @@ OPTIONS = {
     "calibrate": "classification: temperature-scale the probabilities (default true)",
     "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default by task)",
     "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
+    "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this",
+    "max_members": "serve at most this many members (default: no limit)",
 }
 
 
@@ -82,6 +85,8 @@ class Args:
     calibrate: bool = True
     metric: str | None = None
     coverage: float | None = None
+    max_latency_ms: float | None = None
+    max_members: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,11 +104,11 @@ def _value(text: str) -> Any:
 
 def parse(argv: Sequence[str]) -> Args:
     """Parse ``key=value`` words; unknown keys become method params. Validates the method."""
-    epilog = "keys:\n" + "\n".join(f"  {k:<13} {v}" for k, v in OPTIONS.items())
+    epilog = "keys:\n" + "\n".join(f"  {k:<15} {v}" for k, v in OPTIONS.items())
     parser = argparse.ArgumentParser(
         prog="python -m ensembles",
         description=__doc__.split("\n\n")[1],
-        epilog=epilog + "\n  <other>=...   passed to the method\n",
+        epilog=epilog + "\n  <other>=...     passed to the method\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("words", nargs="*", metavar="key=value")
@@ -128,6 +133,7 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError(f"method {args.method!r}: {err}") from None
     try:
         args.coverage = check_coverage(args.coverage)
+        args.max_latency_ms, args.max_members = check_limits(args.max_latency_ms, args.max_members)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return args
@@ -193,7 +199,8 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
         path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
         with np.load(path) as npz:
             fp = str(npz["fingerprint"])
-            members.append(MemberPredictions(name, npz["val"], npz["test"], fp))
+            cost = run.data.metrics.get("final_predict_ms_per_1000")
+            members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost))
             labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
         run_of[name] = run.info.run_id
     return members, labels, {"sweeps": sweeps, "runs": run_of}
@@ -241,6 +248,8 @@ def _main(argv: Sequence[str] | None) -> int:
         register_as=args.register_as,
         calibrate=bool(args.calibrate),
         coverage=args.coverage,
+        max_latency_ms=args.max_latency_ms,
+        max_members=args.max_members,
     )
     client = MlflowClient(args.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,6 +78,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out.append(refit_line(ens, summary["members"], metric))
     if ens and ens.get("predict_ms_per_1000") is not None:
         out.append(latency_line(ens, summary["members"]))
+    if ens and ens.get("budget"):
+        out.append(budget_line(ens, metric))
     if ens and ens.get("champion"):
         c = ens["champion"]
         old = (
@@ -126,6 +128,24 @@ def latency_line(ens: dict[str, Any], members: list[dict[str, Any]]) -> str:
     return (
         f"prediction time: the served members take {ens['predict_ms_per_1000']:.1f} ms per "
         f"1000 rows{than}"
+    )
+
+
+def budget_line(ens: dict[str, Any], metric: str) -> str:
+    """What the latency or size budget kept, against the same method on all members."""
+    b, full = ens["budget"], ens["budget"]["all_members"]
+    limits = []
+    if b.get("max_latency_ms") is not None:
+        limits.append(f"max_latency_ms={b['max_latency_ms']:g}")
+    if b.get("max_members") is not None:
+        limits.append(f"max_members={b['max_members']}")
+    unit = "ms" if b["cost_unit"] != "members" else "members"
+    full_test = full["test_scores"].get(metric)
+    against = f", test {metric} {full_test:.4f}" if full_test is not None else ""
+    return (
+        f"budget ({', '.join(limits)}): serves {', '.join(b['members'])} "
+        f"({b['cost']:.1f} {unit}), test {metric} {ens['test_metric']:.4f}; all "
+        f"{full['members']} members: {full['cost']:.1f} {unit}{against} (pareto.png)"
     )
 
 

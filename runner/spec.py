@@ -110,6 +110,8 @@ class EnsembleSpec:
     champion: bool = False  # with register_as: move alias 'champion' only if better on test
     calibrate: bool = True  # classification: temperature-scale the ensemble's probabilities
     coverage: float | None = None  # split-conformal intervals or prediction sets at this level
+    max_latency_ms: float | None = None  # the served members' summed prediction ms per 1000 rows
+    max_members: int | None = None  # at most this many members served
 
 
 @dataclass(frozen=True)
@@ -496,12 +498,21 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         coverage = check_coverage(spec.coverage)
     except ValueError as err:
         raise _fail("ensemble.coverage", str(err).removeprefix("coverage ")) from None
+    from ensembles.budget import check_limits
+
+    try:
+        max_latency_ms, max_members = check_limits(spec.max_latency_ms, spec.max_members)
+    except ValueError as err:
+        key, _, message = str(err).partition(" ")
+        raise _fail(f"ensemble.{key}", message) from None
     return replace(
         spec,
         params=params,
         log_model=bool(spec.log_model),
         champion=bool(spec.champion),
         coverage=coverage,
+        max_latency_ms=max_latency_ms,
+        max_members=max_members,
     )
 
 

@@ -112,7 +112,13 @@ def _ensemble(
         )
         if done is not None:
             return ensemble_step.reuse(tree.client, done)
-    members = [MemberPredictions(r.name, r.val, r.test, r.fingerprint) for r in finished]
+    served = {r.name: (refits[r.name] if r.name in refit_runs else r) for r in finished}
+    members = [
+        MemberPredictions(
+            r.name, r.val, r.test, r.fingerprint, served[r.name].fit.get("predict_ms_per_1000")
+        )
+        for r in finished
+    ]
     try:
         result = ensemble_step.fit(
             spec.ensemble,
@@ -130,7 +136,6 @@ def _ensemble(
     if spec.refit:
         held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
         refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
-    served = {r.name: (refits[r.name] if r.name in refit_runs else r) for r in finished}
     out = ensemble_step.log(
         tree.client,
         result,
@@ -153,11 +158,9 @@ def _served_latency(result: Any, served: dict[str, MemberRecord]) -> float | Non
     """Milliseconds the served ensemble's members take to predict 1000 rows (their times
     summed: an averaging ensemble serves only the members with weight), or None if one
     member's time is unknown."""
-    averages = bool(getattr(result.estimator, "averages", False))
     times = [
-        served[name].fit.get("predict_ms_per_1000")
-        for name, w in result.weights.items()
-        if not averages or w > 0
+        served[result.names[i]].fit.get("predict_ms_per_1000")
+        for i in result.estimator.used_members()
     ]
     return None if None in times else float(sum(times))
 
