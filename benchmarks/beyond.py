@@ -1,4 +1,4 @@
-"""What no peer builds, measured: conformal coverage of the served ensemble.
+"""What no peer builds, measured: conformal coverage and latency budgets of the ensemble.
 
     python benchmarks/beyond.py [--only digits housing] [--splits 0 1 2]
                                 [--data ../shared/data] [--json out.json] [-- overrides]
@@ -11,6 +11,11 @@ coverage (mean over splits, and the worst split) against the target (goal: withi
 and the mean interval width (regression) or prediction set size (classification), beside
 the same split-conformal method on the best single member's own predictions (plain
 absolute-error intervals; sets from its probabilities).
+
+Latency budget: on the same members, the sweep's ensemble method without a budget, then with
+`max_latency_ms` a third of what its served members take (their prediction times, recorded
+by the sweep on the test rows). Reported: both ensembles' test metric and gain over the best
+member (by validation), and the share of the gain the budget keeps (goal: at least 80%).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ def members_of(folder: Path, summary: dict[str, Any]) -> tuple[list, np.ndarray,
                 continue
             path = client.download_artifacts(m["run_id"], "predictions.npz", f"{tmp}/{m['name']}")
             with np.load(path) as npz:
-                members.append(MemberPredictions(m["name"], npz["val"], npz["test"]))
+                cost = m.get("predict_ms_per_1000")
+                members.append(MemberPredictions(m["name"], npz["val"], npz["test"], cost=cost))
                 labels = (npz["y_val"], npz["y_test"])
     return members, labels[0], labels[1]
 
@@ -61,6 +67,42 @@ def single_member(member: Any, y_val: np.ndarray, y_test: np.ndarray, level: flo
     """Split conformal on one member's own validation predictions, scored on test."""
     fitted = conformal.calibrate(level, member.val, y_val)
     return conformal.evaluate_on(fitted, member.test, y_test)
+
+
+def budget(
+    method: str, params: dict, members: list, y_val: np.ndarray, y_test: np.ndarray
+) -> dict[str, Any]:
+    """The method on all members and within a third of their served prediction time."""
+    full = ensemble_stage(method, params, members, y_val, y_test, n_boot=10)
+    full_ms = float(sum(members[i].cost for i in full.estimator.used_members()))
+    limit = full_ms / 3
+
+    def scores(report: Any, ms: float) -> dict[str, Any]:
+        return {
+            "members": [report.names[i] for i in report.estimator.used_members()],
+            "ms_per_1000": ms,
+            "test": report.test_scores[report.metric],
+            "gain": report.test_gain["estimate"],
+        }
+
+    out = {"metric": full.metric, "full": scores(full, full_ms), "max_latency_ms": limit}
+    best = next(m for m in members if m.name == full.best_member)
+    out["best_member"] = {
+        "name": best.name,
+        "ms_per_1000": best.cost,
+        "test": full.best_member_test_scores[full.metric],
+    }
+    try:
+        within = ensemble_stage(
+            method, params, members, y_val, y_test, n_boot=10, max_latency_ms=limit
+        )
+    except ValueError as err:  # no member alone fits the budget
+        out["budgeted"] = {"error": str(err)}
+        return out
+    out["budgeted"] = scores(within, within.budget["cost"])
+    gain = out["full"]["gain"]
+    out["kept"] = out["budgeted"]["gain"] / gain if gain > 0 else None
+    return out
 
 
 def run(name: str, data_root: Path, split: int, overrides: list[str]) -> dict[str, Any]:
@@ -78,7 +120,7 @@ def run(name: str, data_root: Path, split: int, overrides: list[str]) -> dict[st
         wall, summary = cold_run(args, f"beyond-{name}", keep=folder)
         members, y_val, y_test = members_of(folder, summary)
     ens = summary["ensemble"]
-    out: dict[str, Any] = {"wall_seconds": round(wall, 1), "levels": {}}
+    out: dict[str, Any] = {"split": split, "wall_seconds": round(wall, 1), "levels": {}}
     for level in LEVELS:
         report = ensemble_stage(
             ens["method"], ens["params"], members, y_val, y_test, n_boot=10, coverage=level
@@ -90,6 +132,7 @@ def run(name: str, data_root: Path, split: int, overrides: list[str]) -> dict[st
             "calibration_rows": report.conformal["n_calibration"],
             "test_rows": len(y_test),
         }
+    out["budget"] = budget(ens["method"], ens["params"], members, y_val, y_test)
     return out
 
 
@@ -116,6 +159,33 @@ def table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def budget_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Markdown rows: per dataset and split, the full and the budgeted ensemble."""
+    lines = [
+        "| dataset | split | metric | best member (ms) | all members: test (ms) "
+        "| budget a third: test (ms, members) | gain kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in results.items():
+        for r in runs:
+            b = r["budget"]
+            best, full, within = b["best_member"], b["full"], b["budgeted"]
+            if "error" in within:
+                cell, kept = within["error"], "-"
+            else:
+                cell = (
+                    f"{within['test']:.4f} ({within['ms_per_1000']:.0f} ms, "
+                    f"{', '.join(within['members'])})"
+                )
+                kept = "-" if b["kept"] is None else f"{100 * b['kept']:.0f}%"
+            lines.append(
+                f"| {name} | {r['split']} | {b['metric']} | {best['name']} {best['test']:.4f} "
+                f"({best['ms_per_1000']:.0f}) | {full['test']:.4f} ({full['ms_per_1000']:.0f}, "
+                f"{len(full['members'])} members) | {cell} | {kept} |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
@@ -131,7 +201,7 @@ def main() -> None:
             results.setdefault(name, []).append(r)
             print(f"{name} split {split}: {json.dumps(r['levels'])}", flush=True)
     machine = describe()
-    print("\n".join(["", *table(results), "", f"machine: {machine}"]))
+    print("\n".join(["", *table(results), "", *budget_table(results), "", f"machine: {machine}"]))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

@@ -214,3 +214,11 @@ def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
         assert scores["best_member"]["name"] in ("logistic", "svm")
         assert scores["test_rows"] == 360 and scores["calibration_rows"] == 360
     assert "| digits | 0.90 |" in done.stdout
+    b = run["budget"]
+    assert b["max_latency_ms"] == pytest.approx(b["full"]["ms_per_1000"] / 3)
+    assert set(b["full"]["members"]) <= {"logistic", "svm"}
+    if "error" in b["budgeted"]:  # neither member alone fits a third of both
+        assert b["budgeted"]["error"].startswith("no member fits max_latency_ms=")
+    else:
+        assert b["budgeted"]["ms_per_1000"] <= b["max_latency_ms"]
+    assert "| digits | 1 | accuracy |" in done.stdout
