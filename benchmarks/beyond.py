@@ -200,6 +200,7 @@ def main() -> None:
             r = run(name, args.data.resolve(), split, args.overrides)
             results.setdefault(name, []).append(r)
             print(f"{name} split {split}: {json.dumps(r['levels'])}", flush=True)
+            print(f"{name} split {split} budget: {json.dumps(r['budget'])}", flush=True)
     machine = describe()
     print("\n".join(["", *table(results), "", *budget_table(results), "", f"machine: {machine}"]))
     if args.json:
