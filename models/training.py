@@ -320,15 +320,50 @@ def fit_keras(
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def predict(model: keras.Model, x: Any, task: Task) -> np.ndarray:
-    """Predictions in the members' contract: (n, classes) probabilities, or (n,) values;
-    a multi-output model's main (first) output only."""
-    out = model.predict(x, verbose=0, batch_size=1024)
+PREDICT_ROWS = 1024  # rows per forward pass when predicting
+
+
+def _rows(x: Any) -> int:
+    if isinstance(x, Mapping):
+        return _rows(next(iter(x.values())))
+    if isinstance(x, (list, tuple)):
+        return _rows(x[0])
+    return len(x)
+
+
+def _slice(x: Any, start: int, stop: int) -> Any:
+    if isinstance(x, Mapping):
+        return {k: v[start:stop] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(v[start:stop] for v in x)
+    return x[start:stop]
+
+
+def _main_output(model: keras.Model, out: Any) -> np.ndarray:
     if isinstance(out, Mapping):
         out = out.get(model.output_names[0], next(iter(out.values())))
     elif isinstance(out, (list, tuple)):
         out = out[0]
-    out = np.asarray(out, dtype=np.float64)
+    return np.asarray(out, dtype=np.float64)
+
+
+def predict(model: keras.Model, x: Any, task: Task) -> np.ndarray:
+    """Predictions in the members' contract: (n, classes) probabilities, or (n,) values;
+    a multi-output model's main (first) output only. Rows go through ``predict_on_batch``
+    in chunks: ``predict`` builds a data pipeline per call, which costs tens of
+    milliseconds however few the rows (a served model's latency); a model with a
+    ``predict`` of its own (MC dropout) keeps it."""
+    import keras
+
+    if type(model).predict is not keras.Model.predict:
+        out = _main_output(model, model.predict(x, verbose=0, batch_size=PREDICT_ROWS))
+    else:
+        n = _rows(x)
+        parts = [
+            _main_output(model, model.predict_on_batch(_slice(x, i, i + PREDICT_ROWS)))
+            for i in range(0, max(n, 1), PREDICT_ROWS)
+        ]
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
     return out if task.is_classification else out.reshape(len(out))
 
 
