@@ -102,6 +102,11 @@ class KerasKind(ModelKind):
             raise ValueError(f"model {self.name!r} needs image data, got flat features")
         return self.build_fn(spec, task, self.check(hparams, task))
 
+    def learns_soft_targets(self) -> bool:
+        """Nets compiled here learn class probabilities (a cross-entropy on soft targets);
+        a kind with a training procedure of its own compiles for labels."""
+        return self.procedure is None
+
     def compile(
         self,
         model: Any,
@@ -109,12 +114,19 @@ class KerasKind(ModelKind):
         options: Any,
         hparams: Mapping[str, Any],
         n_train_rows: int | None = None,
+        soft: bool = False,
     ) -> Any:
-        """Compile with the options' optimiser and schedule and the task's loss."""
+        """Compile with the options' optimiser and schedule and the task's loss (on class
+        probabilities as targets with ``soft``)."""
         from models.training import compile_model
 
         return compile_model(
-            model, task, options, n_train_rows=n_train_rows, loss_weights=self.loss_weights(hparams)
+            model,
+            task,
+            options,
+            n_train_rows=n_train_rows,
+            loss_weights=self.loss_weights(hparams),
+            soft=soft,
         )
 
     def fit(
@@ -136,6 +148,9 @@ class KerasKind(ModelKind):
 
         outputs = output_count(model)
         (X, y), (X_val, y_val) = train, val
+        soft = task.is_classification and np.ndim(y) == 2  # a distilled student's targets
+        if soft and np.ndim(y_val) == 1:  # watched against the true classes
+            y_val = np.eye(task.n_classes, dtype=np.float32)[np.asarray(y_val, dtype=np.int64)]
         train = (X, y if outputs == 1 else (y,) * outputs)
         val = (X_val, y_val if outputs == 1 else (y_val,) * outputs)
         reporter = epoch_reporter(on_epoch) if on_epoch is not None else None
@@ -155,7 +170,7 @@ class KerasKind(ModelKind):
                 log_dir=log_dir,
             )
         else:
-            self.compile(model, task, options, hparams, n_train_rows=len(y))
+            self.compile(model, task, options, hparams, n_train_rows=len(y), soft=soft)
             history = fit_keras(model, train, val, options, callbacks, log_dir=log_dir)
         losses = history.get("loss", [])
         bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)

@@ -100,6 +100,11 @@ class ModelKind:
         if self.needs_image and spec.image_shape is None:
             raise ValueError(f"model {self.name!r} needs image data, got flat features")
 
+    def learns_soft_targets(self) -> bool:
+        """Whether ``fit`` takes class probabilities (n, classes) as targets: a student
+        distilled from an ensemble learns its soft predictions then, else its top class."""
+        return False
+
     def relative_cost(self, epochs: int) -> float:
         """A rough guess of a member's training time against other kinds' (a one-shot fit is
         1), so that the runner starts the longest trials first and they do not end last."""

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 CLASSIFICATION_LOSS = "sparse_categorical_crossentropy"
+SOFT_CLASSIFICATION_LOSS = "categorical_crossentropy"  # targets are class probabilities
 
 
 def _check_class_weight(value: Any) -> str | dict[int, float] | None:
@@ -171,11 +172,13 @@ def compile_model(
     options: TrainingOptions,
     n_train_rows: int | None = None,
     loss_weights: Sequence[float] | Mapping[str, float] | None = None,
+    soft: bool = False,
 ) -> keras.Model:
     """Compile with the configured optimiser (schedule, clipping), the task's loss and metric;
     every output of a multi-output model gets the same loss and metric, ``loss_weights`` apart.
 
     ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``).
+    With ``soft`` a classifier's targets are class probabilities (a distilled student's).
     """
     import keras
 
@@ -190,7 +193,9 @@ def compile_model(
     def metric() -> Any:
         return "accuracy" if task.is_classification else keras.metrics.RootMeanSquaredError("rmse")
 
-    loss = CLASSIFICATION_LOSS if task.is_classification else "mse"
+    loss = "mse"
+    if task.is_classification:
+        loss = SOFT_CLASSIFICATION_LOSS if soft else CLASSIFICATION_LOSS
     n_outputs = _output_count(model)
     if n_outputs > 1:
         model.compile(
@@ -209,7 +214,7 @@ def _is_classifier(model: keras.Model) -> bool:
     loss = model.loss
     losses = loss.values() if isinstance(loss, Mapping) else loss
     losses = [losses] if isinstance(losses, str) or not isinstance(losses, Sequence) else losses
-    return any(item == CLASSIFICATION_LOSS for item in losses)
+    return any(item in (CLASSIFICATION_LOSS, SOFT_CLASSIFICATION_LOSS) for item in losses)
 
 
 def _check_monitor(field: str, monitor: str, classifier: bool) -> None:
@@ -301,7 +306,8 @@ def fit_keras(
                 f"class_weight is for classification only, got {options.class_weight!r} "
                 "for a regression model"
             )
-        main = np.asarray(_main_target(model, y)).reshape(-1)
+        main = np.asarray(_main_target(model, y))
+        main = main.argmax(axis=1) if main.ndim == 2 else main.reshape(-1)  # soft targets
         weights = class_weights(main, options.class_weight)
         if _output_count(model) > 1:  # Keras takes class_weight for single outputs only
             weighting["sample_weight"] = np.array([weights[int(c)] for c in main])
