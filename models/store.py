@@ -39,6 +39,11 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def folder_bytes(folder: str | Path) -> int:
+    """The bytes of every file under ``folder``: a saved model's size on disk."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
 def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
     """Save a member (or a bare model of ``kind``) into ``folder``: the model with its
     kind's ``save``, the table encoding and target scale beside it, and the manifest."""

@@ -14,6 +14,7 @@ import numpy as np
 
 import models
 from ensembles.metrics import evaluate
+from models.store import folder_bytes
 from runner.contracts import MODEL_DIR, TrialResult, fold_label
 from runner.data import Dataset
 from runner.runtree import MemberRecord, RunTree
@@ -84,6 +85,7 @@ def assemble(
     latency = [r.fit.get("predict_ms_per_1000") for r in folds]
     if None not in latency:  # the bag predicts with every fold's model
         info["predict_ms_per_1000"] = float(sum(latency))
+    info["model_bytes"] = folder_bytes(folder / "bag" / MODEL_DIR)
     out = folder / "bag"
     result = TrialResult(oof, test, data.fingerprint, info, out)
     result.write(out, data.y_val, data.y_test)

@@ -30,12 +30,14 @@ LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
 PARENT = "mlflow.parentRunId"
 ROLE = "runner.role"  # one of ROLES
-# fold: one fit of a bagged member; refit: the bagged member fitted once on all its rows
-ROLES = ("sweep", "member", "fold", "refit", "ensemble")
+# fold: one fit of a bagged member; refit: the bagged member fitted once on all its rows;
+# student: one model distilled from the ensemble's predictions (ensemble.distill)
+ROLES = ("sweep", "member", "fold", "refit", "ensemble", "student")
 EXPERIMENT = "runner.experiment"
 SWEEP = "runner.sweep_id"
 MEMBER = "runner.member"  # the member's label: its name, NAME-K for a search sample, or
-# NAME/foldK for fold K of a bagged member, NAME/refit for its refit on all rows
+# NAME/foldK for fold K of a bagged member, NAME/refit for its refit on all rows,
+# NAME/student for a student
 FOLDS = "runner.folds"  # on a bagged member's run: its number of folds
 MODEL = "runner.model"
 STAGE = "runner.stage"
@@ -85,6 +87,7 @@ class TrialInput:
     folds: int = 0  # bagged over this many folds (0: not bagged)
     fold: int | None = None  # which fold this trial fits (bagged members only)
     refit: bool = False  # a bagged member's refit on all pooled rows (after its folds)
+    teacher: str | None = None  # a student's: the folder of the served ensemble it learns from
 
     def to_config(self) -> dict[str, Any]:
         """The plain dict Tune carries (and MLflow logs as params)."""
@@ -137,8 +140,15 @@ def refit_label(name: str) -> str:
     return f"{name}/refit"
 
 
+def student_label(name: str) -> str:
+    """The label of the student named ``name`` distilled from the sweep's ensemble."""
+    return f"{name}/student"
+
+
 def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
     """The label of the trial training ``member`` (Tune's ``config["member"]``)."""
+    if member.get("teacher"):
+        return student_label(member["name"])
     if member.get("refit"):
         return refit_label(member["name"])
     if member.get("fold") is not None:

@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -204,12 +205,50 @@ def _requirements(kinds: list[str]) -> list[str]:
     return reqs
 
 
+STUDENT_DIR = "served_model"  # on a student's run: it as a model serving raw rows
+
+
+@dataclass
+class _Solo:
+    """One member dressed as a fitted ensemble of one (what ``log_pyfunc`` reads of a
+    report), so a distilled student is served by the same model code as ensembles."""
+
+    names: list[str]
+    estimator: Any
+    val_pred: np.ndarray
+    test_pred: np.ndarray
+    conformal: None = None
+
+
+def log_student(
+    client: MlflowClient,
+    run_id: str,
+    name: str,
+    preds: tuple[np.ndarray, np.ndarray],
+    y_val: np.ndarray,
+    inputs: Any,
+) -> tuple[str, bool]:
+    """Log a student's run's model (``model/``) as a pyfunc model under ``served_model/``
+    of the same run, unless an earlier attempt did; returns its ``runs:/`` URI and whether
+    it was logged now."""
+    uri = f"runs:/{run_id}/{STUDENT_DIR}"
+    if any(a.path == STUDENT_DIR for a in client.list_artifacts(run_id)):
+        return uri, False
+    from ensembles import make
+
+    val, test = preds
+    solo = _Solo([name], make("mean").fit(val[None], y_val), val, test)
+    log_pyfunc(client, run_id, solo, {name: run_id}, inputs, STUDENT_DIR)
+    return uri, True
+
+
 def log_pyfunc(
     client: MlflowClient,
     run_id: str,
-    report: EnsembleReport,
+    report: EnsembleReport | _Solo,
     member_runs: Mapping[str, str],
     inputs: Any,
+    artifact_path: str = MODEL_DIR,
 ) -> str:
     """Log the ensemble as a pyfunc model under ``model/``; returns its ``runs:/`` URI.
     ``inputs`` describes what it takes: the feature count, or table rows (a DataFrame of
@@ -263,8 +302,8 @@ def log_pyfunc(
                 pip_requirements=_requirements(kinds),
                 signature=signature,
             )
-        client.log_artifacts(run_id, str(saved), MODEL_DIR)
-    return f"runs:/{run_id}/{MODEL_DIR}"
+        client.log_artifacts(run_id, str(saved), artifact_path)
+    return f"runs:/{run_id}/{artifact_path}"
 
 
 def served_conformal(report: EnsembleReport) -> dict[str, Any] | None:
@@ -322,8 +361,9 @@ def _code_paths(modules: set[str]) -> list[str]:
     return paths
 
 
-def register(client: MlflowClient, run_id: str, name: str) -> str:
-    """Register the run's ensemble model under ``name``; returns the new version."""
+def register(client: MlflowClient, run_id: str, name: str, artifact_path: str = MODEL_DIR) -> str:
+    """Register the run's model (the ensemble's by default) under ``name``; returns the new
+    version."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -333,7 +373,7 @@ def register(client: MlflowClient, run_id: str, name: str) -> str:
             raise
     run = client.get_run(run_id)
     version = client.create_model_version(
-        name, f"{run.info.artifact_uri}/{MODEL_DIR}", run_id=run_id
+        name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id
     )
     return str(version.version)
 

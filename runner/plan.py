@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runner.contracts import MODEL_DIR, refit_label, split_fold_label, trial_label
+from runner.contracts import (
+    MODEL_DIR,
+    refit_label,
+    split_fold_label,
+    student_label,
+    trial_label,
+)
 from runner.spec import MemberSpec, RunSpec
 
 
@@ -41,7 +47,11 @@ def tune_runs(
 ) -> list[TuneRun]:
     """A stage's Tune runs: the plain members in one, each searched member in its own (the
     refits of bagged members in a Tune run of their own, after the folds)."""
-    base = experiment_name(spec, stage) + ("-refit" if any(m.refit for m in members) else "")
+    base = experiment_name(spec, stage)
+    if any(m.refit for m in members):
+        base += "-refit"
+    elif any(m.teacher for m in members):
+        base += "-student"
     plain = tuple(m for m in members if not m.search)
     runs = [TuneRun(base, plain)] if plain else []
     runs += [TuneRun(f"{base}-search-{m.name}", (m,), m) for m in members if m.search]
@@ -101,7 +111,9 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 def belongs(label: str, member: MemberSpec) -> bool:
     """Whether a record label is this member's (its name, NAME-K of its samples, or
-    NAME/foldK of its folds; NAME/refit for a refit)."""
+    NAME/foldK of its folds; NAME/refit for a refit, NAME/student for a student)."""
+    if member.teacher:
+        return label == student_label(member.name)
     if member.refit:
         return label == refit_label(member.name)
     fold = split_fold_label(label)
@@ -125,7 +137,7 @@ def order_key(label: str, members: Sequence[MemberSpec]) -> tuple[int, int]:
     fold = split_fold_label(label)
     if fold is not None:
         return order[member.name], fold[1]
-    if member.refit:
+    if member.refit or member.teacher:
         return order[member.name], -1
     sample = -1 if label in order else int(label.rsplit("-", 1)[1])
     return order[member.name], sample

@@ -80,6 +80,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out.append(latency_line(ens, summary["members"]))
     if ens and ens.get("budget"):
         out.append(budget_line(ens, metric))
+    if ens and summary.get("student"):
+        out.append(student_line(summary["student"], ens, summary["members"], metric))
     if ens and ens.get("champion"):
         c = ens["champion"]
         old = (
@@ -129,6 +131,36 @@ def latency_line(ens: dict[str, Any], members: list[dict[str, Any]]) -> str:
         f"prediction time: the served members take {ens['predict_ms_per_1000']:.1f} ms per "
         f"1000 rows{than}"
     )
+
+
+def _size(n: float | None) -> str:
+    return "size unknown" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def student_line(
+    st: dict[str, Any], ens: dict[str, Any], members: list[dict[str, Any]], metric: str
+) -> str:
+    """The distilled student beside the served ensemble and its best member: test score,
+    share of the ensemble's gain kept, prediction time and size."""
+    head = (
+        f"student {st['name'].removesuffix('/student')} ({st['model']}) distilled from the ensemble"
+    )
+    if st["status"] != "FINISHED":
+        return f"{head}: {st['status']} {st.get('error') or ''}".rstrip()
+    best = next((m for m in members if m["name"] == ens["best_member"]), {})
+    served = (ens.get("refit") or {}).get("test_metric", ens["test_metric"])
+    s, b = st["test_metric"], best.get("test_metric")
+    text = f"{head}: test {metric} {s:.4f} (ensemble {served:.4f}"
+    if b is not None:
+        text += f", {ens['best_member']} {b:.4f}"
+        if served != b:
+            text += f"; keeps {100 * (s - b) / (served - b):.0f}% of the ensemble's gain"
+    text += ")"
+    ms, ens_ms = st.get("predict_ms_per_1000"), ens.get("predict_ms_per_1000")
+    if ms and ens_ms:
+        text += f"; {ms:.1f} ms per 1000 rows (ensemble {ens_ms:.1f}, {ens_ms / ms:.1f}x faster)"
+    text += f"; {_size(st.get('model_bytes'))} (ensemble {_size(ens.get('model_bytes'))})"
+    return text
 
 
 def budget_line(ens: dict[str, Any], metric: str) -> str:

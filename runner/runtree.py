@@ -132,6 +132,8 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
         params.pop("fold", None)
     if not params.get("refit"):
         params.pop("refit", None)
+    if not params.get("teacher"):
+        params.pop("teacher", None)
     return params
 
 
@@ -170,8 +172,8 @@ class MemberRecord:
 
 
 # the facts of a trial's member.json the driver keeps: what a bagged member's refit reads
-# from its folds, and the member's prediction time per 1000 rows
-FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration", "predict_ms_per_1000")
+# from its folds, and the member's prediction time per 1000 rows and saved model's size
+FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration", "predict_ms_per_1000", "model_bytes")
 
 
 def _fit_facts(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -433,7 +435,12 @@ class RunTree:
                     run.info.run_id, ERROR, "the driver stopped before this run ended"
                 )
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
-            elif run.info.status == "FINISHED" and tags.get(ROLE) in ("member", "fold", "refit"):
+            elif run.info.status == "FINISHED" and tags.get(ROLE) in (
+                "member",
+                "fold",
+                "refit",
+                "student",
+            ):
                 name = tags.get(MEMBER)
                 changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
                 if changed and self.spec.resume != "force":  # forced: keep what finished
@@ -580,6 +587,8 @@ class RunTree:
             parent, role = self._bag_run(member, config_hash, stage), "fold"
         elif member.refit:  # nests in its bagged member's run, FINISHED by now
             parent, role = self.bags.get(member.name) or self.finished.get(member.name), "refit"
+        elif member.teacher:
+            role = "student"
         handle = f"pending:{trial_id}:{attempt}"
         self._pending[handle] = _PendingRun(
             label, role, tags, parent, _params(_member_params(member)), _now_ms()

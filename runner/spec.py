@@ -61,6 +61,7 @@ class MemberSpec:
     model_modules: tuple[str, ...] = ()  # modules registering kinds from outside models/
     folds: int = 0  # bagged over this many folds of the pooled training and validation rows
     refit: bool = False  # the bagged member's refit on all pooled rows (built after its folds)
+    teacher: str | None = None  # a student's: the served ensemble's folder (set at run time)
 
     def trial_input(self) -> TrialInput:
         """What the member's trial gets."""
@@ -76,6 +77,7 @@ class MemberSpec:
             model_modules=self.model_modules,
             folds=self.folds,
             refit=self.refit,
+            teacher=self.teacher,
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -112,6 +114,7 @@ class EnsembleSpec:
     coverage: float | None = None  # split-conformal intervals or prediction sets at this level
     max_latency_ms: float | None = None  # the served members' summed prediction ms per 1000 rows
     max_members: int | None = None  # at most this many members served
+    distill: str | None = None  # a member (or model kind) trained on the ensemble's predictions
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class RunSpec:
     refit: bool = False  # refit each bagged member on all rows after its folds, and serve that
     time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
     metric: str | None = None  # ranks members and judges the ensemble (null: accuracy / rmse)
+    student: MemberSpec | None = None  # ensemble.distill: trained on the ensemble's predictions
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def all_members(self) -> tuple[MemberSpec, ...]:
@@ -619,6 +623,42 @@ def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
     return raw
 
 
+def parse_student(
+    ensemble: EnsembleSpec,
+    members: tuple[MemberSpec, ...],
+    training: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    seed: int,
+    shrink: tuple[int, int] | None,
+    model_modules: tuple[str, ...],
+) -> MemberSpec | None:
+    """``ensemble.distill``: the student, a copy of the named plain member (not bagged), or
+    a model kind with its defaults; None without one."""
+    name = ensemble.distill
+    if name is None:
+        return None
+    where = "ensemble.distill"
+    named = {m.name: m for m in members}
+    if not isinstance(name, str) or not (name in named or name in models.REGISTRY):
+        raise _fail(
+            where,
+            f"unknown member or model {name!r}; members: {', '.join(named)}; models: "
+            f"{', '.join(sorted(models.REGISTRY))}",
+        )
+    if not ensemble.log_model:
+        raise _fail(
+            where, "the student learns from the served ensemble; set ensemble.log_model=true"
+        )
+    if name in named:
+        if named[name].search:
+            raise _fail(where, f"member {name!r} is searched; name a plain member or a model kind")
+        return replace(named[name], folds=0, refit=False)
+    (student,) = parse_members(
+        {name: {"model": name}}, training, resources, seed, shrink, model_modules
+    )
+    return student
+
+
 def parse_refit(raw: Any, folds: int) -> bool:
     """``runner.refit``: true or false; a refit follows the folds of a bagged member."""
     if not isinstance(raw, bool):
@@ -707,6 +747,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     search = parse_search(cfg.get("search"), stages, members)
     folds = parse_folds(runner.get("folds", 0), members)
     members = tuple(replace(m, folds=folds) for m in members)
+    ensemble = parse_ensemble(cfg.get("ensemble") or {})
+    student = parse_student(ensemble, members, training, resources, seed, shrink, modules)
     spec = RunSpec(
         experiment=str(name),
         data=_shrink_data(data, shrink),
@@ -716,7 +758,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         resume=resume,
         search=search,
         fresh_sweep=fresh,
-        ensemble=parse_ensemble(cfg.get("ensemble") or {}),
+        ensemble=ensemble,
+        student=student,
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
@@ -736,6 +779,12 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         verbose=_int("runner.verbose", runner.get("verbose", 1), 0),
         output_dir=os.path.abspath(output_dir),
     )
+    if student is not None and "://" in storage:
+        raise _fail(
+            "ensemble.distill",
+            f"the student reads the served ensemble from runner.storage_path, which must be a "
+            f"filesystem path (shared by the nodes), got {storage!r}",
+        )
     check_shared_storage(spec)
     check_client_mode(spec)
     return spec

@@ -10,11 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Metric
+
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
-from runner import bags, ensemble_step, plan, report, signals
+from runner import bags, ensemble_step, export, plan, report, signals
 from runner.callback import MemberCallback
-from runner.contracts import LEADERBOARDS, fold_label, split_fold_label
+from runner.contracts import LEADERBOARDS, MODEL_DIR, fold_label, split_fold_label
 from runner.data import Dataset
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
@@ -150,19 +152,69 @@ def _ensemble(
         X_test=data.X_test,
         refit=refit,
     )
-    out["predict_ms_per_1000"] = _served_latency(result, served)
+    out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
+    out["model_bytes"] = _served_sum(result, served, "model_bytes")
     return out
 
 
-def _served_latency(result: Any, served: dict[str, MemberRecord]) -> float | None:
-    """Milliseconds the served ensemble's members take to predict 1000 rows (their times
-    summed: an averaging ensemble serves only the members with weight), or None if one
-    member's time is unknown."""
-    times = [
-        served[result.names[i]].fit.get("predict_ms_per_1000")
-        for i in result.estimator.used_members()
-    ]
-    return None if None in times else float(sum(times))
+def _served_sum(result: Any, served: dict[str, MemberRecord], fact: str) -> float | None:
+    """A fit fact summed over the served ensemble's members (those it reads: an averaging
+    ensemble serves only the members with weight): milliseconds to predict 1000 rows, or
+    bytes on disk; None if one member's is unknown."""
+    values = [served[result.names[i]].fit.get(fact) for i in result.estimator.used_members()]
+    return None if None in values else float(sum(values))
+
+
+def _distill(
+    spec: RunSpec, data: Dataset, tree: RunTree, ens: dict[str, Any], deadline: float | None
+) -> dict[str, Any]:
+    """``ensemble.distill``: train the student as a Tune trial on the served ensemble's
+    predictions (the model copied to Tune's storage, where workers read it), then log it as
+    a model of its own that serves raw rows (registered beside the ensemble when that is)."""
+    assert spec.student is not None
+    teacher = (
+        Path(spec.storage_path) / f"{plan.experiment_name(spec, None)}-teacher" / ens["run_id"]
+    )
+    if not (teacher / MODEL_DIR / "MLmodel").is_file():
+        teacher.mkdir(parents=True, exist_ok=True)
+        tree.client.download_artifacts(ens["run_id"], MODEL_DIR, str(teacher))
+    student = replace(spec.student, teacher=str(teacher / MODEL_DIR))
+    (record,) = _train_stage(spec, data, (student,), tree, None, deadline)
+    metric = headline_metric(data.task.is_classification, spec.metric)
+    # the rows the student was watched on: validation, or fold 0 of pooled rows
+    y_watch = data.y_val if data.folds is None else data.y_val[data.folds == 0]
+    row = _member_row(record, replace(data, y_val=y_watch), metric)
+    row["model_bytes"] = record.fit.get("model_bytes")
+    if record.status != "FINISHED":
+        return row
+    row["model_uri"], logged = export.log_student(
+        tree.client,
+        record.run_id,
+        spec.student.name,
+        (record.val, record.test),
+        y_watch,
+        data.X_train.head(20) if data.input_spec.table else data.input_spec.n_features,
+    )
+    facts = {
+        **{f"student.test_{k}": v for k, v in row.get("test_scores", {}).items()},
+        "student.predict_ms_per_1000": row.get("predict_ms_per_1000"),
+        "student.model_bytes": row.get("model_bytes"),
+    }
+    tree.client.log_batch(
+        ens["run_id"],
+        metrics=[
+            Metric(k, float(v), int(1000 * time.time()), 0)
+            for k, v in facts.items()
+            if v is not None
+        ],
+    )
+    if spec.ensemble.register_as and logged:
+        name = f"{spec.ensemble.register_as}-student"
+        row["registered_as"] = name
+        row["registered_version"] = export.register(
+            tree.client, record.run_id, name, export.STUDENT_DIR
+        )
+    return row
 
 
 def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
@@ -405,6 +457,8 @@ def _run(
                 f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
             )
         summary["ensemble"] = _ensemble(spec, data, tree, records, refits)
+        if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
+            summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
         texts = (

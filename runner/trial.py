@@ -14,11 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from ray import tune
 
 import models
 from ensembles.metrics import evaluate
+from models.distill import student_targets
 from models.kind import check_predictions
+from models.store import folder_bytes
 from models.training import TrainingOptions
 from runner.contracts import HISTORY, LEARNING_CURVES, MODEL_DIR, TrialInput, TrialResult
 from runner.data import Dataset
@@ -69,19 +73,38 @@ def _save_history(history: dict[str, list[float]], title: str, out: Path) -> Non
     learning_curves(history, out / LEARNING_CURVES, title)
 
 
+def _teacher_predictions(folder: str, X: Any) -> np.ndarray:
+    """The served ensemble saved in ``folder`` (an MLflow pyfunc model on shared storage,
+    loaded from disk) predicting the rows ``X``: probabilities or values."""
+    import mlflow.pyfunc
+
+    out = mlflow.pyfunc.load_model(folder).predict(X)
+    if isinstance(out, pd.DataFrame):  # with a coverage target: the point prediction's columns
+        proba = [c for c in out.columns if str(c).startswith("proba_")]
+        return out[proba].to_numpy() if proba else out["prediction"].to_numpy()
+    return np.asarray(out)
+
+
 def train_member(config: dict[str, Any], data: Dataset, deadline: float | None = None) -> None:
     """Tune function trainable: fit one member (one fold of a bagged member, or its refit on
     all pooled rows), predict its validation rows (a fold's held-out rows, a refit's own
     rows) and test, checkpoint everything. A member that starts after ``deadline``
-    (wall-clock seconds) is skipped; epochs stop once it passed."""
+    (wall-clock seconds) is skipped; epochs stop once it passed. A student (``teacher``)
+    fits the served ensemble's predictions of its training rows instead of their labels,
+    watched against the true labels of rows it does not fit (fold 0 of a bagged dataset)."""
     member = TrialInput.from_config(config["member"])
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)
         return
     member.import_model_modules()
     entry = models.get(member.model)
-    (X_train, y_train), (X_val, y_val) = data.fit_rows(member.fold)
     start = time.perf_counter()
+    (X_train, y_train), (X_val, y_val) = data.fit_rows(member.fold)
+    if member.teacher:
+        if data.folds is not None:  # pooled rows: hold fold 0 out to watch
+            (X_train, y_train), (X_val, y_val) = data.fit_rows(0)
+        teacher = _teacher_predictions(member.teacher, X_train)
+        y_train = student_targets(entry, data.task, teacher)
     with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
         out = Path(tmp)
         trained = entry.train(
@@ -99,6 +122,7 @@ def train_member(config: dict[str, Any], data: Dataset, deadline: float | None =
             log_target=data.log_target,
         )
         models.save_member(member.model, trained.member, out / MODEL_DIR)
+        model_bytes = folder_bytes(out / MODEL_DIR)
         if entry.learns_in_epochs and trained.history:
             _save_history(trained.history, f"{member.name} ({member.model})", out)
         val = check_predictions(
@@ -118,6 +142,7 @@ def train_member(config: dict[str, Any], data: Dataset, deadline: float | None =
             "epochs_run": trained.epochs_run,
             "train_seconds": train_seconds,
             "predict_ms_per_1000": predict_ms,
+            "model_bytes": model_bytes,
             "stopped_at_deadline": deadline is not None and time.time() >= deadline,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),
