@@ -16,6 +16,11 @@ Latency budget: on the same members, the sweep's ensemble method without a budge
 `max_latency_ms` a third of what its served members take (their prediction times, recorded
 by the sweep on the test rows). Reported: both ensembles' test metric and gain over the best
 member (by validation), and the share of the gain the budget keeps (goal: at least 80%).
+
+Distillation: each sweep also runs with `ensemble.distill` (an MLP on digits, trained on the
+ensemble's probabilities; HistGradientBoosting on housing, on its predicted values). Reported:
+the student's test metric, prediction time and size beside the ensemble's and the best
+member's (goal: within half the gap between best member and ensemble, 5x faster).
 """
 
 from __future__ import annotations
@@ -40,8 +45,12 @@ from ensembles.stage import run as ensemble_stage  # noqa: E402
 
 LEVELS = (0.8, 0.9, 0.95)
 DATASETS = {
-    "digits": {"experiment": "quickstart", "data": None},
-    "housing": {"experiment": "housing_zoo", "data": "california_housing/cal_housing.data"},
+    "digits": {"experiment": "quickstart", "data": None, "student": "mlp"},
+    "housing": {
+        "experiment": "housing_zoo",
+        "data": "california_housing/cal_housing.data",
+        "student": "hgb",
+    },
 }
 
 
@@ -111,6 +120,7 @@ def run(name: str, data_root: Path, split: int, overrides: list[str]) -> dict[st
     args = [
         f"+experiment={bench['experiment']}",
         "ensemble.coverage=0.9",
+        f"ensemble.distill={bench['student']}",
         f"data.seed={split}",
         *([f"data.path={data_root / bench['data']}"] if bench["data"] else []),
         *overrides,
@@ -133,6 +143,28 @@ def run(name: str, data_root: Path, split: int, overrides: list[str]) -> dict[st
             "test_rows": len(y_test),
         }
     out["budget"] = budget(ens["method"], ens["params"], members, y_val, y_test)
+    out["student"] = student(summary)
+    return out
+
+
+def student(summary: dict[str, Any]) -> dict[str, Any]:
+    """The distilled student beside the served ensemble and its best member: test metric,
+    prediction time per 1000 rows and size, and the share of the ensemble's gain it keeps."""
+    st, ens = summary["student"], summary["ensemble"]
+    best = next(m for m in summary["members"] if m["name"] == ens["best_member"])
+
+    def facts(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row.get(k) for k in ("test_metric", "predict_ms_per_1000", "model_bytes")}
+
+    out = {
+        "name": st["name"],
+        "student": facts(st),
+        "ensemble": facts(ens),
+        "best_member": {"name": best["name"], **facts(best)},
+    }
+    gap = ens["test_metric"] - best["test_metric"]
+    out["kept"] = (st["test_metric"] - best["test_metric"]) / gap if gap else None
+    out["speedup"] = ens["predict_ms_per_1000"] / st["predict_ms_per_1000"]
     return out
 
 
@@ -186,6 +218,30 @@ def budget_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def student_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Markdown rows: per dataset and split, student, ensemble and best member."""
+    lines = [
+        "| dataset | split | student: test (ms, MB) | ensemble: test (ms, MB) "
+        "| best member: test (ms, MB) | gain kept | faster than the ensemble |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(row: dict[str, Any]) -> str:
+        size = row["model_bytes"] / 1e6 if row["model_bytes"] else float("nan")
+        return f"{row['test_metric']:.4f} ({row['predict_ms_per_1000']:.1f}, {size:.2f})"
+
+    for name, runs in results.items():
+        for r in runs:
+            s = r["student"]
+            kept = "-" if s["kept"] is None else f"{100 * s['kept']:.0f}%"
+            lines.append(
+                f"| {name} | {r['split']} | {s['name']} {cell(s['student'])} "
+                f"| {cell(s['ensemble'])} | {s['best_member']['name']} {cell(s['best_member'])} "
+                f"| {kept} | {s['speedup']:.1f}x |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
@@ -201,8 +257,22 @@ def main() -> None:
             results.setdefault(name, []).append(r)
             print(f"{name} split {split}: {json.dumps(r['levels'])}", flush=True)
             print(f"{name} split {split} budget: {json.dumps(r['budget'])}", flush=True)
+            print(f"{name} split {split} student: {json.dumps(r['student'])}", flush=True)
     machine = describe()
-    print("\n".join(["", *table(results), "", *budget_table(results), "", f"machine: {machine}"]))
+    print(
+        "\n".join(
+            [
+                "",
+                *table(results),
+                "",
+                *budget_table(results),
+                "",
+                *student_table(results),
+                "",
+                f"machine: {machine}",
+            ]
+        )
+    )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

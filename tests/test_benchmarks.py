@@ -191,7 +191,7 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
 
 
 def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
-    """Digits, one split, the quickstart's two scikit-learn members."""
+    """Digits, one split, the quickstart's scikit-learn members and a 3-epoch MLP (the student)."""
     out = tmp_path / "beyond.json"
     done = run_benchmark(
         "beyond.py",
@@ -201,7 +201,8 @@ def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
         "1",
         "--json",
         str(out),
-        *(f"~members.{m}" for m in ("selu", "convnet", "resnet", "mlp")),
+        *(f"~members.{m}" for m in ("selu", "convnet", "resnet")),
+        "training.epochs=3",
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -211,14 +212,18 @@ def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
     for level, scores in run["levels"].items():
         assert abs(scores["ensemble"]["coverage"] - float(level)) < 0.1
         assert scores["ensemble"]["mean_set_size"] >= 0.5
-        assert scores["best_member"]["name"] in ("logistic", "svm")
+        assert scores["best_member"]["name"] in ("logistic", "svm", "mlp")
         assert scores["test_rows"] == 360 and scores["calibration_rows"] == 360
     assert "| digits | 0.90 |" in done.stdout
     b = run["budget"]
     assert b["max_latency_ms"] == pytest.approx(b["full"]["ms_per_1000"] / 3)
-    assert set(b["full"]["members"]) <= {"logistic", "svm"}
-    if "error" in b["budgeted"]:  # neither member alone fits a third of both
+    assert set(b["full"]["members"]) <= {"logistic", "svm", "mlp"}
+    if "error" in b["budgeted"]:  # no member alone fits a third of all
         assert b["budgeted"]["error"].startswith("no member fits max_latency_ms=")
     else:
         assert b["budgeted"]["ms_per_1000"] <= b["max_latency_ms"]
     assert "| digits | 1 | accuracy |" in done.stdout
+    st = run["student"]
+    assert st["name"] == "mlp/student" and st["speedup"] > 0
+    assert 0 < st["student"]["test_metric"] <= 1 and st["student"]["model_bytes"] > 0
+    assert "| digits | 1 | mlp/student " in done.stdout
