@@ -48,6 +48,25 @@ def cross_fitted_predictions(
     return ens_oof, best_oof
 
 
+def cross_fitted_loss(
+    method: str,
+    params: Mapping[str, Any],
+    P: np.ndarray,
+    y: np.ndarray,
+    k: int = 5,
+    random_state: int | None = 0,
+) -> float:
+    """The loss the methods minimise (log loss, or squared error) of ``method``'s
+    cross-fitted predictions of every row; a single member's own loss."""
+    from ensembles.budget import validation_loss
+
+    if P.shape[0] == 1:
+        return validation_loss(P[0], y)
+    metric = "log_loss" if P.ndim == 3 else "rmse"
+    ens_oof, _ = cross_fitted_predictions(method, params, P, y, metric, k, random_state)
+    return validation_loss(ens_oof, y)
+
+
 def score_cross_fitted(
     y: np.ndarray, ens_oof: np.ndarray, best_oof: np.ndarray, metric: str, k: int
 ) -> dict[str, Any]:

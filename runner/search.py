@@ -16,6 +16,7 @@ DOMAINS = ("choice", "uniform", "loguniform", "randint")
 ALGORITHMS = ("none", "random", "optuna")
 SCHEDULERS = ("asha",)
 MODES = ("min", "max")
+OBJECTIVES = ("member", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class SearchSpec:
     grace_period: int = 1
     reduction_factor: int = 3
     seed: int | None = None
+    # member: a trial's own validation score; ensemble: the greedy ensemble's cross-fitted
+    # validation loss with the trial added to those finished before it (runner/pool.py)
+    objective: str = "member"
 
     def check(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -42,6 +46,16 @@ class SearchSpec:
             )
         if self.mode not in MODES:
             raise ValueError(f"search.mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"search.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}"
+            )
+        if self.objective == "ensemble" and (self.metric, self.mode) != ("val_loss", "min"):
+            raise ValueError(
+                "search.objective=ensemble scores a trial by the ensemble's validation loss; "
+                f"it needs search.metric=val_loss and search.mode=min, got {self.metric!r}, "
+                f"{self.mode!r}"
+            )
         for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

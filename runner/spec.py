@@ -746,6 +746,12 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
     folds = parse_folds(runner.get("folds", 0), members)
+    if search.objective == "ensemble" and folds:
+        raise _fail(
+            "search.objective",
+            "ensemble scores whole trials against the ensemble so far; bagged trials are "
+            f"folds of a member (runner.folds={folds}); use runner.folds=0 or objective=member",
+        )
     members = tuple(replace(m, folds=folds) for m in members)
     ensemble = parse_ensemble(cfg.get("ensemble") or {})
     student = parse_student(ensemble, members, training, resources, seed, shrink, modules)

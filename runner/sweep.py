@@ -34,9 +34,11 @@ def _tune(
     callback: MemberCallback,
     restore: bool = False,
     deadline: float | None = None,
+    pool: str | None = None,
 ) -> Any:
     """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked.
-    Trials that start after ``deadline`` (a wall-clock time) are skipped."""
+    Trials that start after ``deadline`` (a wall-clock time) are skipped; with ``pool`` (an
+    ensemble pool actor's name) trials are scored by what they add to the ensemble."""
     from ray import tune
 
     from runner.progress import ProgressView
@@ -51,7 +53,7 @@ def _tune(
         metric = headline_metric(data.task.is_classification, spec.metric)
         callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
     trainable = tune.with_resources(
-        tune.with_parameters(train_member, data=data, deadline=deadline),
+        tune.with_parameters(train_member, data=data, deadline=deadline, pool=pool),
         resources=plan.trial_resources,
     )
     path = Path(spec.storage_path) / run.name
@@ -278,6 +280,27 @@ def _refit(
     return {r.name.removesuffix("/refit"): r for r in done}
 
 
+def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[Any]) -> str:
+    """The name of the ensemble pool actor of an ensemble-aware search (its handle kept in
+    ``handles``), holding every member of the final stage that finished so far."""
+    import ray
+
+    from runner import pool
+
+    name = f"ensemble-pool-{spec.sweep_id}"
+    actor = pool.start(name, data.y_val, spec.seed)
+    handles.append(actor)
+    finished = {
+        label: r.val
+        for label, r in tree.records.items()
+        if r.status == "FINISHED"
+        and r.val is not None
+        and plan.member_of(label, spec.members) is not None
+    }
+    ray.get(actor.sync.remote(finished))
+    return name
+
+
 def _train_stage(
     spec: RunSpec,
     data: Dataset,
@@ -291,8 +314,12 @@ def _train_stage(
     stopped early. Returns the records in member order, samples by number."""
     callback = MemberCallback(tree, members, stage)
     results: list[Any] = []
+    pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
     for run in plan.tune_runs(spec, members, stage):
-        results += list(_tune(spec, data, run, callback, tree.resumed, deadline))
+        pool = None
+        if run.searched is not None and spec.search.objective == "ensemble":
+            pool = _ensemble_pool(spec, data, tree, pools)
+        results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
     for result in results:  # finished in Tune, never logged: the store had failed
         callback.replay(result)
     with tempfile.TemporaryDirectory() as tmp:

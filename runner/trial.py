@@ -85,13 +85,20 @@ def _teacher_predictions(folder: str, X: Any) -> np.ndarray:
     return np.asarray(out)
 
 
-def train_member(config: dict[str, Any], data: Dataset, deadline: float | None = None) -> None:
+def train_member(
+    config: dict[str, Any],
+    data: Dataset,
+    deadline: float | None = None,
+    pool: str | None = None,
+) -> None:
     """Tune function trainable: fit one member (one fold of a bagged member, or its refit on
     all pooled rows), predict its validation rows (a fold's held-out rows, a refit's own
     rows) and test, checkpoint everything. A member that starts after ``deadline``
     (wall-clock seconds) is skipped; epochs stop once it passed. A student (``teacher``)
     fits the served ensemble's predictions of its training rows instead of their labels,
-    watched against the true labels of rows it does not fit (fold 0 of a bagged dataset)."""
+    watched against the true labels of rows it does not fit (fold 0 of a bagged dataset).
+    With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
+    ensemble's loss with it added, its own kept as ``final_own_val_loss``."""
     member = TrialInput.from_config(config["member"])
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)
@@ -166,4 +173,11 @@ def train_member(config: dict[str, Any], data: Dataset, deadline: float | None =
             **{f"final_{held}_{k}": v for k, v in val_scores.items()},
             **{f"final_test_{k}": v for k, v in evaluate(data.y_test, test).items()},
         }
+        if pool is not None:  # the searcher and scheduler see what it adds to the ensemble
+            from runner.pool import score
+
+            scored = score(pool, tune.get_context().get_trial_id(), val)
+            final["final_own_val_loss"] = final["val_loss"]
+            final["val_loss"] = scored["ensemble_loss"]
+            final.update({f"final_{k}": v for k, v in scored.items()})
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
