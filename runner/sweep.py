@@ -186,7 +186,6 @@ def _distill(
     # the rows the student was watched on: validation, or fold 0 of pooled rows
     y_watch = data.y_val if data.folds is None else data.y_val[data.folds == 0]
     row = _member_row(record, replace(data, y_val=y_watch), metric)
-    row["model_bytes"] = record.fit.get("model_bytes")
     if record.status != "FINISHED":
         return row
     row["model_uri"], logged = export.log_student(
@@ -228,6 +227,7 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
         )
     row["train_seconds"] = r.train_seconds
     row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
+    row["model_bytes"] = r.fit.get("model_bytes")
     if r.error:
         row["error"] = r.error
     return row
