@@ -65,7 +65,9 @@ class BudgetedEnsemble(BaseEstimator):
     best alone are candidates.
 
     ``weights_`` cover all members (0 outside the selection); ``candidates_`` every ensemble
-    weighed: its members, cost and validation loss."""
+    weighed: its members, cost and validation loss. When no member alone fits the budget,
+    ``fit`` raises ValueError, unless not ``strict``: then the cheapest member serves alone
+    (what leave-one-out compares with when the member left out was the only affordable one)."""
 
     POOL = 32
 
@@ -77,6 +79,7 @@ class BudgetedEnsemble(BaseEstimator):
         max_cost: float | None = None,
         max_members: int | None = None,
         random_state: int | None = None,
+        strict: bool = True,
     ) -> None:
         self.method = method
         self.params = params
@@ -84,6 +87,7 @@ class BudgetedEnsemble(BaseEstimator):
         self.max_cost = max_cost
         self.max_members = max_members
         self.random_state = random_state
+        self.strict = strict
 
     @property
     def averages(self) -> bool:
@@ -128,6 +132,8 @@ class BudgetedEnsemble(BaseEstimator):
         alone = np.array([validation_loss(p, y) for p in P])
         self.pool_ = np.sort(np.argsort(alone, kind="stable")[: self.POOL])
         affordable = [i for i in self.pool_ if self._fits(self.costs_[i], 1)]
+        if not affordable and not self.strict:  # the cheapest alone, over budget
+            affordable = [min(self.pool_, key=lambda i: (self.costs_[i], i))]
         if not affordable:
             raise ValueError(
                 f"no member fits max_latency_ms={self.max_cost:g}: the cheapest of the "
@@ -238,7 +244,13 @@ class BudgetedEnsemble(BaseEstimator):
         keep = np.arange(P.shape[0]) != i
         costs = None if self.costs is None else tuple(np.asarray(self.costs)[keep].tolist())
         fresh = BudgetedEnsemble(
-            self.method, self.params, costs, self.max_cost, self.max_members, self.random_state
+            self.method,
+            self.params,
+            costs,
+            self.max_cost,
+            self.max_members,
+            self.random_state,
+            strict=False,
         )
         if i in self.picked_ or P.shape[0] > self.POOL:
             return fresh.fit(P[keep], y)

@@ -127,6 +127,16 @@ def test_a_budgeted_ensemble_round_trips_through_skops_and_refits_without_a_memb
         np.testing.assert_allclose(est.refit_without(i, P, y).weights_, fresh.weights_, atol=1e-9)
 
 
+def test_leaving_out_the_only_affordable_member_leaves_the_cheapest_alone():
+    P, y = members_world(300, seed=7)
+    est = make("weighted", budget=Budget(COSTS, max_cost=7.0)).fit(P, y)  # only m7 (5 ms)
+    assert est.used_members().tolist() == [7]
+    without = est.refit_without(7, P, y)  # the cheapest of the rest, m6 (10 ms), over budget
+    assert without.used_members().tolist() == [6] and without.cost_ == 10.0
+    with pytest.raises(ValueError, match="^no member fits max_latency_ms=7"):
+        make("weighted", budget=Budget(COSTS[:7], max_cost=7.0)).fit(P[:7], y)
+
+
 def test_the_pareto_front_keeps_points_nothing_beats():
     costs, losses = [1, 2, 2, 3, 5, 4], [0.9, 0.5, 0.7, 0.5, 0.2, 0.3]
     assert pareto_front(costs, losses) == [0, 1, 5, 4]
