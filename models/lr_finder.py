@@ -59,20 +59,21 @@ def check_lr_finder(value: Any) -> bool | dict[str, Any]:
     }
 
 
-def _take(values: Any, idx: np.ndarray) -> Any:
+def take_rows(values: Any, idx: np.ndarray | slice) -> Any:
     """Rows ``idx`` of an array, or of each array in a list, tuple or dict (multi-output)."""
     if isinstance(values, Mapping):
-        return {k: _take(v, idx) for k, v in values.items()}
+        return {k: take_rows(v, idx) for k, v in values.items()}
     if isinstance(values, (list, tuple)):
-        return type(values)(_take(v, idx) for v in values)
+        return type(values)(take_rows(v, idx) for v in values)
     return np.asarray(values)[idx]
 
 
-def _n_rows(values: Any) -> int:
+def n_rows(values: Any) -> int:
+    """Rows of an array, or of the first array in a list, tuple or dict."""
     if isinstance(values, Mapping):
-        return _n_rows(next(iter(values.values())))
+        return n_rows(next(iter(values.values())))
     if isinstance(values, (list, tuple)):
-        return _n_rows(values[0])
+        return n_rows(values[0])
     return len(values)
 
 
@@ -126,7 +127,7 @@ def find_learning_rate(
     outputs = len(getattr(model, "outputs", None) or [None])
     if outputs > 1 and not isinstance(y, (list, tuple, Mapping)):
         y = (y,) * outputs  # one target for every head, as the members are trained
-    n = _n_rows(x)
+    n = n_rows(x)
     batch_size = min(batch_size, n)
     rng = np.random.default_rng(seed)
     growth = (max_lr / min_lr) ** (1 / (steps - 1))
@@ -142,7 +143,9 @@ def find_learning_rate(
         lr = min_lr * growth**step
         optimizer.learning_rate = lr
         model.reset_metrics()  # so train_on_batch reports this batch's loss, not a running mean
-        loss = float(model.train_on_batch(_take(x, idx), _take(y, idx), return_dict=True)["loss"])
+        loss = float(
+            model.train_on_batch(take_rows(x, idx), take_rows(y, idx), return_dict=True)["loss"]
+        )
         if not math.isfinite(loss):
             diverged = True
             break

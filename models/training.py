@@ -16,7 +16,14 @@ import numpy as np
 
 from models.base import Task, check_choice, check_float, check_int
 from models.callbacks import learning_rate_log, tensorboard_callback, tensorboard_writer
-from models.lr_finder import LRFinderResult, check_lr_finder, find_learning_rate, plot_lr_finder
+from models.lr_finder import (
+    LRFinderResult,
+    check_lr_finder,
+    find_learning_rate,
+    n_rows,
+    plot_lr_finder,
+    take_rows,
+)
 from models.optimizers import OPTIMIZERS, build_optimizer, check_optimizer
 from models.option_checks import check_bool, check_optional_positive, check_positive
 from models.schedules import (
@@ -329,22 +336,6 @@ def fit_keras(
 PREDICT_ROWS = 1024  # rows per forward pass when predicting
 
 
-def _rows(x: Any) -> int:
-    if isinstance(x, Mapping):
-        return _rows(next(iter(x.values())))
-    if isinstance(x, (list, tuple)):
-        return _rows(x[0])
-    return len(x)
-
-
-def _slice(x: Any, start: int, stop: int) -> Any:
-    if isinstance(x, Mapping):
-        return {k: v[start:stop] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(v[start:stop] for v in x)
-    return x[start:stop]
-
-
 def _main_output(model: keras.Model, out: Any) -> np.ndarray:
     if isinstance(out, Mapping):
         out = out.get(model.output_names[0], next(iter(out.values())))
@@ -364,9 +355,9 @@ def predict(model: keras.Model, x: Any, task: Task) -> np.ndarray:
     if type(model).predict is not keras.Model.predict:
         out = _main_output(model, model.predict(x, verbose=0, batch_size=PREDICT_ROWS))
     else:
-        n = _rows(x)
+        n = n_rows(x)
         parts = [
-            _main_output(model, model.predict_on_batch(_slice(x, i, i + PREDICT_ROWS)))
+            _main_output(model, model.predict_on_batch(take_rows(x, slice(i, i + PREDICT_ROWS))))
             for i in range(0, max(n, 1), PREDICT_ROWS)
         ]
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
