@@ -96,6 +96,9 @@ class TrainingOptions:
     terminate_on_nan: bool = True
     tensorboard: bool = False  # write TensorBoard logs into fit_keras' log_dir
     lr_finder: bool | dict[str, Any] = False  # True or {min_lr, max_lr, steps}
+    # batches per call into the compiled train step: "epoch" runs a whole epoch per call (the
+    # same updates; per-batch Python overhead dominates small nets), or an integer >= 1
+    steps_per_execution: int | str = "epoch"
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs)
@@ -111,6 +114,14 @@ class TrainingOptions:
             "lr_finder": check_lr_finder(self.lr_finder),
         }
         check_int("early_stopping", self.early_stopping, minimum=0)
+        if self.steps_per_execution != "epoch":
+            try:
+                check_int("steps_per_execution", self.steps_per_execution)
+            except ValueError:
+                raise ValueError(
+                    "steps_per_execution must be 'epoch' or an integer >= 1, got "
+                    f"{self.steps_per_execution!r}"
+                ) from None
         check_choice("early_stopping_monitor", self.early_stopping_monitor, MONITORS)
         check_bool("terminate_on_nan", self.terminate_on_nan)
         if check_bool("tensorboard", self.tensorboard) and tensorboard_writer() is None:
@@ -184,7 +195,8 @@ def compile_model(
     """Compile with the configured optimiser (schedule, clipping), the task's loss and metric;
     every output of a multi-output model gets the same loss and metric, ``loss_weights`` apart.
 
-    ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``).
+    ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``),
+    and with ``steps_per_execution="epoch"`` the batches run per call (one without it).
     With ``soft`` a classifier's targets are class probabilities (a distilled student's).
     """
     import keras
@@ -203,6 +215,9 @@ def compile_model(
     loss = "mse"
     if task.is_classification:
         loss = SOFT_CLASSIFICATION_LOSS if soft else CLASSIFICATION_LOSS
+    per_call = options.steps_per_execution
+    if per_call == "epoch":
+        per_call = spe or 1
     n_outputs = _output_count(model)
     if n_outputs > 1:
         model.compile(
@@ -210,9 +225,16 @@ def compile_model(
             loss=[loss] * n_outputs,
             metrics=[[metric()] for _ in range(n_outputs)],
             loss_weights=loss_weights,
+            steps_per_execution=per_call,
         )
     else:
-        model.compile(optimizer=optimizer, loss=loss, metrics=[metric()], loss_weights=loss_weights)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[metric()],
+            loss_weights=loss_weights,
+            steps_per_execution=per_call,
+        )
     return model
 
 

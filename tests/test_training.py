@@ -172,6 +172,9 @@ def test_as_params_names_options_with_dotted_keys():
         ("lr_finder", {"min_lr": 1.0, "max_lr": 0.1}, r"lr_finder.max_lr must be > .*got 0.1"),
         ("lr_finder", {"steps": 1}, r"lr_finder.steps must be an integer >= 2, got 1"),
         ("lr_finder", {"start": 1}, r"lr_finder has no option 'start'; allowed: max_lr"),
+        ("steps_per_execution", 0, r"steps_per_execution must be 'epoch' or .*>= 1, got 0"),
+        ("steps_per_execution", "auto", r"steps_per_execution must be .*got 'auto'"),
+        ("steps_per_execution", True, r"steps_per_execution must be .*got True"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_value(field, value, message):
@@ -220,6 +223,23 @@ def test_every_optimizer_compiles_and_trains_an_epoch_with_its_options(name, dat
     for key, value in OPTIMIZER_EXAMPLES[name].items():
         assert getattr(model.optimizer, key) == pytest.approx(value), key
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("task", [BINARY, REGRESSION])
+def test_a_whole_epoch_per_call_makes_the_same_updates_as_one_batch_per_call(task, data):
+    """steps_per_execution changes how often Python is entered, not the optimiser's steps:
+    the default (a whole epoch, here ceil(32 / 5) = 7 batches, the last one partial) ends
+    with the weights, history and learning-rate log of one batch per call."""
+    base = TrainingOptions(epochs=3, batch_size=5, schedule={"name": "exponential", "s": 4})
+    assert base.steps_per_execution == "epoch"
+    fast, fast_history = train(base, data, task)
+    slow, slow_history = train(replace(base, steps_per_execution=1), data, task)
+    assert (fast.steps_per_execution, slow.steps_per_execution) == (7, 1)
+    for a, b in zip(fast.get_weights(), slow.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert fast_history.keys() == slow_history.keys()
+    for key in slow_history:
+        np.testing.assert_allclose(fast_history[key], slow_history[key], rtol=1e-5, atol=1e-6)
 
 
 def test_clipnorm_and_clipvalue_reach_the_optimizer(data):
