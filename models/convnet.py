@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from models.augment import check_augment
 from models.base import InputSpec, Task, check_choice, check_int_list
 from models.hparams import DENSE_STACK, REGULARIZATION, flag, integer, number
 from models.kind import Hparam
@@ -18,7 +19,8 @@ BATCH_NORM = ("before", "after", "none")
 # ``batch_norm`` places BN before the activation (as DLwP recommends), after it, or nowhere;
 # ``convs_per_block`` stacks convolutions (VGG-style) before each pooling. The head is global
 # average pooling (DLwP) or, with ``global_pool: false``, pooling + flatten; ``dense_units``
-# adds a hidden Dense layer (with ``dropout``) before the output.
+# adds a hidden Dense layer (with ``dropout``) before the output. ``augment`` shifts, zooms,
+# rotates or flips each training batch (``models.augment``; off at prediction).
 SCHEMA: dict[str, Hparam] = {
     "filters": Hparam((32, 64), check_int_list),
     "kernel_size": integer(3),
@@ -31,6 +33,7 @@ SCHEMA: dict[str, Hparam] = {
     "dropout": number(0.0, 0.0, 1.0),
     "global_pool": flag(True),
     "dense_units": integer(0, minimum=0),
+    "augment": Hparam(None, check_augment),
     **REGULARIZATION,
 }
 
@@ -40,13 +43,18 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     import keras
     from keras import layers
 
+    from models.augment import augment
     from models.layers import activation, dense_kwargs, features_input, head, standardize
 
     if spec.image_shape is None:
         raise ValueError("model 'convnet' needs image data (an image_shape), got flat features")
     conv = layers.SeparableConv2D if hp["separable"] else layers.Conv2D
     inputs = features_input(spec)
-    x = layers.Reshape(spec.image_shape, name="to_image")(standardize(inputs, spec))
+    x = inputs
+    if hp["augment"]:  # on the raw images, before the per-pixel standardisation
+        x = augment(layers.Reshape(spec.image_shape, name="raw_image")(x), hp["augment"])
+        x = layers.Reshape((spec.n_features,), name="augmented")(x)
+    x = layers.Reshape(spec.image_shape, name="to_image")(standardize(x, spec))
     kernel = dense_kwargs(hp)
     if hp["separable"]:  # SeparableConv2D names its kernels depthwise_/pointwise_
         kernel = {k.replace("kernel", "pointwise"): v for k, v in kernel.items()}

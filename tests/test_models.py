@@ -65,6 +65,10 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("selu", {"width": -3}, "got -3"),
         ("convnet", {"filters": []}, r"got \[\]"),
         ("convnet", {"batch_norm": "middle"}, "got 'middle'"),
+        ("convnet", {"augment": "yes"}, "augment must be null, true or a mapping .*got 'yes'"),
+        ("convnet", {"augment": {"shear": 0.1}}, "augment has no option 'shear'; allowed: flip"),
+        ("convnet", {"augment": {"translate": 1.5}}, r"augment.translate .*got 1.5"),
+        ("convnet", {"augment": {"flip": "diagonal"}}, "augment.flip must be one of .*'diagonal'"),
         ("logistic", {"C": -1.0}, "Got -1.0"),
         ("mlp", {"initializer": {"mode": "fan_middle"}}, "got 'fan_middle'"),
         ("mlp", {"batch_norm": "sideways"}, "got 'sideways'"),
@@ -313,6 +317,37 @@ def test_mc_dropout_predictions_average_stochastic_passes(tiny):
     assert not np.allclose(*single)  # dropout stays on in the stochastic passes
     averaged = model.predict(X[:4], verbose=0)
     np.testing.assert_allclose(averaged.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
+    """Augmented training batches differ from pass to pass; predictions do not, and a saved
+    and reloaded member predicts the same raw images alike."""
+    import keras
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY["convnet"]
+    assert entry.check({"augment": True}, CLASSES)["augment"] == {
+        "flip": "none",
+        "translate": 0.1,
+        "rotate": 0.0,
+        "zoom": 0.1,
+    }
+    assert entry.check({}, CLASSES)["augment"] is None
+    settings = {"flip": "horizontal", "translate": 0.25, "rotate": 0.1, "zoom": 0.2}
+    keras.utils.set_random_seed(0)
+    model = entry.build(spec, CLASSES, filters=[8], augment=settings)
+    names = {layer.name for layer in model.layers}
+    assert {"augment_flip", "augment_translate", "augment_rotate", "augment_zoom"} <= names
+    passes = [model(X[:8], training=True).numpy() for _ in range(2)]
+    assert not np.allclose(*passes)
+    history = entry.fit(
+        model, CLASSES, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), {}, seed=0
+    )
+    assert len(history["loss"]) == 2
+    pred = entry.predict(model, X, CLASSES)
+    np.testing.assert_array_equal(pred, entry.predict(model, X, CLASSES))
+    folder = models.save_member("convnet", model, tmp_path / "augmented")
+    np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
 
 
 def test_convnet_refuses_flat_features(tiny):
