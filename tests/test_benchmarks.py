@@ -222,6 +222,9 @@ def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
         assert b["budgeted"]["error"].startswith("no member fits max_latency_ms=")
     else:
         assert b["budgeted"]["ms_per_1000"] <= b["max_latency_ms"]
+        seen = b["hindsight"]  # the best affordable subset on test beats the selection's
+        assert seen["ms_per_1000"] <= b["max_latency_ms"]
+        assert seen["test"] >= b["budgeted"]["test"]
     assert "| digits | 1 | accuracy |" in done.stdout
     st = run["student"]
     assert st["name"] == "mlp/student" and st["speedup"] > 0
