@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -201,14 +203,18 @@ def _distill(
         "student.predict_ms_per_1000": row.get("predict_ms_per_1000"),
         "student.model_bytes": row.get("model_bytes"),
     }
-    tree.client.log_batch(
-        ens["run_id"],
-        metrics=[
-            Metric(k, float(v), int(1000 * time.time()), 0)
-            for k, v in facts.items()
-            if v is not None
-        ],
-    )
+    logged_before = tree.client.get_run(ens["run_id"]).data.metrics  # by an earlier attempt
+    new_facts = [
+        Metric(k, float(v), int(1000 * time.time()), 0)
+        for k, v in facts.items()
+        if v is not None and k not in logged_before
+    ]
+    if new_facts:
+        tree.client.log_batch(ens["run_id"], metrics=new_facts)
+    # the student is served from its own run now: the teacher's copy has done its job
+    shutil.rmtree(teacher, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        teacher.parent.rmdir()  # only when no other sweep's teacher is in it
     if spec.ensemble.register_as and logged:
         name = f"{spec.ensemble.register_as}-student"
         row["registered_as"] = name

@@ -160,3 +160,6 @@ def test_a_sweep_distils_a_student_served_and_registered_beside_the_ensemble(tmp
     )
     assert [r.info.run_id for r in students] == [st["run_id"]]
     assert len(client.search_model_versions("name = 'digits-student'")) == 1
+    for key in ("student.test_accuracy", "student.model_bytes"):  # logged once, not per attempt
+        assert len(client.get_metric_history(ens["run_id"], key)) == 1
+    assert not list(tmp_path.rglob("*-teacher"))  # the teacher's copy is removed
