@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ensembles.metrics import EPS
-from ensembles.validation import check_predictions
+from ensembles.validation import check_fitted, check_predictions
 
 
 @dataclass(frozen=True)
@@ -228,13 +228,7 @@ class BudgetedEnsemble(BaseEstimator):
 
     def predict(self, P: np.ndarray) -> np.ndarray:
         """The inner ensemble's prediction from the selected members' predictions."""
-        if not hasattr(self, "ensemble_"):
-            raise RuntimeError("BudgetedEnsemble is not fitted; call fit(P, y) first")
-        P, _ = check_predictions(P)
-        if P.shape[0] != len(self.weights_):
-            raise ValueError(
-                f"fitted on {len(self.weights_)} members, got predictions of {P.shape[0]}"
-            )
+        P = check_fitted(self, P)
         return self.ensemble_.predict(P[self.subset_])
 
     def refit_without(self, i: int, P: np.ndarray, y: np.ndarray) -> BudgetedEnsemble:

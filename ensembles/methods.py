@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, clone
 
 from ensembles.metrics import EPS
-from ensembles.validation import check_predictions
+from ensembles.validation import check_fitted, check_predictions
 
 
 class ConvergenceError(ValueError):
@@ -49,14 +49,7 @@ class _Ensemble(BaseEstimator):
         """Raise ValueError naming any constructor argument with a bad value."""
 
     def _check_fitted(self, P: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "weights_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(P, y) first")
-        P, _ = check_predictions(P)
-        if P.shape[0] != len(self.weights_):
-            raise ValueError(
-                f"fitted on {len(self.weights_)} members, got predictions of {P.shape[0]}"
-            )
-        return P
+        return check_fitted(self, P)
 
     def used_members(self) -> np.ndarray:
         """Indices of the members whose predictions ``predict`` reads: those with weight in

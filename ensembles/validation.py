@@ -36,3 +36,15 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
             f"regression targets must be finite numbers, got {y.dtype} with {bad} bad values"
         )
     return P, y
+
+
+def check_fitted(estimator: object, P: np.ndarray) -> np.ndarray:
+    """``P`` checked for a fitted estimator with ``weights_`` over its members: RuntimeError
+    before ``fit``, ValueError for predictions of another number of members."""
+    weights = getattr(estimator, "weights_", None)
+    if weights is None:
+        raise RuntimeError(f"{type(estimator).__name__} is not fitted; call fit(P, y) first")
+    P, _ = check_predictions(P)
+    if P.shape[0] != len(weights):
+        raise ValueError(f"fitted on {len(weights)} members, got predictions of {P.shape[0]}")
+    return P
