@@ -27,6 +27,17 @@ TESTS = ROOT / "tests"
 TOY_KIND = (f"hydra.searchpath=[file://{TESTS / 'conf'}]", "runner.model_modules=[toy_kind]")
 
 
+def run_ensembles_cli(cwd: Path, *words: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m ensembles <words>`` (re-ensemble tracked members) in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "ensembles", *words],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_cli(
     cwd: Path, *overrides: str, timeout: float = 600, pythonpath: Path | None = None
 ) -> subprocess.CompletedProcess:

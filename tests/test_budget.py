@@ -4,8 +4,6 @@ selection within the budget for every method, its Pareto plot, and a sweep serve
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from ensembles import METHODS, Budget, make
 from ensembles.budget import check_limits, validation_loss
 from ensembles.plots import pareto_front, pareto_plot
 from ensembles.stage import MemberPredictions, run
-from helpers import read_summary, run_cli, serve_elsewhere
+from helpers import read_summary, run_cli, run_ensembles_cli, serve_elsewhere
 from models import safe_io
 
 COSTS = (100.0, 80.0, 60.0, 40.0, 30.0, 20.0, 10.0, 5.0)
@@ -245,19 +243,12 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
     assert len(pred) == len(awkward_rows()) and all(np.isfinite(pred))
     # re-ensemble within a latency budget: the cheapest member and a little more
     limit = 1.5 * min(times.values())
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ensembles",
-            "experiment=tabular",
-            f"tracking_uri={db}",
-            f"max_latency_ms={limit}",
-            "n_boot=50",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    again = run_ensembles_cli(
+        tmp_path,
+        "experiment=tabular",
+        f"tracking_uri={db}",
+        f"max_latency_ms={limit}",
+        "n_boot=50",
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-3000:]

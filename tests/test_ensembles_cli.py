@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 from test_ensembles import informative_and_noise
 
+from helpers import run_ensembles_cli
 
-def run(cwd: Path, *words: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ensembles", *words],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+run = run_ensembles_cli
 
 
 def make_store(tmp: Path, member_status: dict[str, str], nan: set[str] = frozenset()) -> str:
