@@ -166,15 +166,15 @@ def reuse(client: MlflowClient, run_id: str) -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
+    logged = {a.path for a in client.list_artifacts(run_id)}
     with tempfile.TemporaryDirectory() as tmp:
         report = json.loads(Path(client.download_artifacts(run_id, "report.json", tmp)).read_text())
-        refit = next((a for a in client.list_artifacts(run_id) if a.path == REFIT), None)
-        if refit is not None:
+        if REFIT in logged:
             report["refit"] = json.loads(
                 Path(client.download_artifacts(run_id, REFIT, tmp)).read_text()
             )
     report.pop("diversity", None)
-    has_model = any(a.path == MODEL_DIR for a in client.list_artifacts(run_id))
+    has_model = MODEL_DIR in logged
     return {
         **report,
         "run_id": run_id,
