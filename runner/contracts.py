@@ -24,6 +24,9 @@ LEARNING_CURVES = "learning_curves.png"
 SUMMARY = "summary.json"
 REFIT = "refit.json"  # on an ensemble run serving refitted members: their runs and scores
 RESOLVED_CONFIG = "resolved_config.json"  # the sweep's config, compared on every resume
+# beside a student's teacher: the ensemble's predictions of the pooled rows of bagged members,
+# made from their out-of-fold predictions, which the student fits instead of the teacher's own
+HONEST_TARGETS = "honest_targets.npy"
 LEADERBOARDS = ("leaderboard.txt", "leaderboard.md", "leaderboard.html")
 
 # ---------------------------------------------------------------------------- MLflow tags

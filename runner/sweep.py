@@ -12,13 +12,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Metric
 
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import bags, ensemble_step, export, plan, report, signals
 from runner.callback import MemberCallback
-from runner.contracts import LEADERBOARDS, MODEL_DIR, fold_label, split_fold_label
+from runner.contracts import (
+    HONEST_TARGETS,
+    LEADERBOARDS,
+    MODEL_DIR,
+    fold_label,
+    split_fold_label,
+)
 from runner.data import Dataset
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
@@ -92,11 +99,13 @@ def _ensemble(
     tree: RunTree,
     records: list[MemberRecord],
     refits: dict[str, MemberRecord],
-) -> dict[str, Any] | None:
-    """Run the ensemble step on the finished members and log its run; None if < 2 usable.
-    With ``refits`` (bagged members refitted on all rows, by name) the served model holds
-    them. A resumed sweep whose ensemble run already FINISHED with these settings (the driver
-    died after it) reuses that run instead of logging a second one."""
+) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+    """Run the ensemble step on the finished members and log its run: its summary entry
+    (None if < 2 usable), and, for a student of bagged members, the served ensemble's
+    predictions of the pooled rows from the members' out-of-fold predictions (targets no
+    member saw). With ``refits`` (bagged members refitted on all rows, by name) the served
+    model holds them. A resumed sweep whose ensemble run already FINISHED with these
+    settings (the driver died after it) reuses that run instead of logging a second one."""
     finished = [r for r in records if r.status == "FINISHED"]
     member_runs = {r.name: r.run_id for r in finished}
     refit_runs = {
@@ -104,6 +113,7 @@ def _ensemble(
         for name, r in refits.items()
         if name in member_runs and r.status == "FINISHED"
     }
+    done = None
     if tree.resumed:
         described = ensemble_step.settings_of(
             spec.ensemble,
@@ -116,8 +126,6 @@ def _ensemble(
         done = ensemble_step.existing_run(
             tree.client, tree.experiment_id, ensemble_step.settings_hash(described)
         )
-        if done is not None:
-            return ensemble_step.reuse(tree.client, done)
     served = {r.name: (refits[r.name] if r.name in refit_runs else r) for r in finished}
     members = [
         MemberPredictions(
@@ -125,6 +133,9 @@ def _ensemble(
         )
         for r in finished
     ]
+    wants_targets = spec.student is not None and data.folds is not None
+    if tree.resumed and done is not None and not wants_targets:
+        return ensemble_step.reuse(tree.client, done), None
     try:
         result = ensemble_step.fit(
             spec.ensemble,
@@ -136,8 +147,13 @@ def _ensemble(
             spec.metric,
         )
     except ValueError as err:
+        if tree.resumed and done is not None:
+            return ensemble_step.reuse(tree.client, done), None
         log.warning("no ensemble: %s", err)
-        return None
+        return None, None
+    targets = result.val_pred if wants_targets else None
+    if tree.resumed and done is not None:  # refitted only for the student's targets
+        return ensemble_step.reuse(tree.client, done), targets
     refit = None
     if spec.refit:
         held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
@@ -158,7 +174,7 @@ def _ensemble(
     )
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
-    return out
+    return out, targets
 
 
 def _served_sum(result: Any, served: dict[str, MemberRecord], fact: str) -> float | None:
@@ -170,11 +186,18 @@ def _served_sum(result: Any, served: dict[str, MemberRecord], fact: str) -> floa
 
 
 def _distill(
-    spec: RunSpec, data: Dataset, tree: RunTree, ens: dict[str, Any], deadline: float | None
+    spec: RunSpec,
+    data: Dataset,
+    tree: RunTree,
+    ens: dict[str, Any],
+    deadline: float | None,
+    targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``ensemble.distill``: train the student as a Tune trial on the served ensemble's
     predictions (the model copied to Tune's storage, where workers read it), then log it as
-    a model of its own that serves raw rows (registered beside the ensemble when that is)."""
+    a model of its own that serves raw rows (registered beside the ensemble when that is).
+    With ``targets`` (bagged members: the ensemble's predictions of the pooled rows from
+    out-of-fold predictions) they are saved beside the model and the student fits those."""
     assert spec.student is not None
     teacher = (
         Path(spec.storage_path) / f"{plan.experiment_name(spec, None)}-teacher" / ens["run_id"]
@@ -182,6 +205,8 @@ def _distill(
     if not (teacher / MODEL_DIR / "MLmodel").is_file():
         teacher.mkdir(parents=True, exist_ok=True)
         tree.client.download_artifacts(ens["run_id"], MODEL_DIR, str(teacher))
+    if targets is not None:
+        np.save(teacher / HONEST_TARGETS, np.asarray(targets))
     student = replace(spec.student, teacher=str(teacher / MODEL_DIR))
     (record,) = _train_stage(spec, data, (student,), tree, None, deadline)
     metric = headline_metric(data.task.is_classification, spec.metric)
@@ -489,9 +514,9 @@ def _run(
             raise SweepFailed(
                 f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
             )
-        summary["ensemble"] = _ensemble(spec, data, tree, records, refits)
+        summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
-            summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline)
+            summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         path = report.write_summary(summary, spec.output_dir)
         texts = (

@@ -24,7 +24,14 @@ from models.distill import student_targets
 from models.kind import check_predictions
 from models.store import folder_bytes
 from models.training import TrainingOptions
-from runner.contracts import HISTORY, LEARNING_CURVES, MODEL_DIR, TrialInput, TrialResult
+from runner.contracts import (
+    HISTORY,
+    HONEST_TARGETS,
+    LEARNING_CURVES,
+    MODEL_DIR,
+    TrialInput,
+    TrialResult,
+)
 from runner.data import Dataset
 
 
@@ -95,8 +102,9 @@ def train_member(
     all pooled rows), predict its validation rows (a fold's held-out rows, a refit's own
     rows) and test, checkpoint everything. A member that starts after ``deadline``
     (wall-clock seconds) is skipped; epochs stop once it passed. A student (``teacher``)
-    fits the served ensemble's predictions of its training rows instead of their labels,
-    watched against the true labels of rows it does not fit (fold 0 of a bagged dataset).
+    fits the served ensemble's predictions of its training rows instead of their labels
+    (of bagged members: made from their out-of-fold predictions, when the driver saved
+    them), watched against the true labels of rows it does not fit (fold 0 when bagged).
     With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
     ensemble's loss with it added, its own kept as ``final_own_val_loss``."""
     member = TrialInput.from_config(config["member"])
@@ -107,10 +115,15 @@ def train_member(
     entry = models.get(member.model)
     start = time.perf_counter()
     (X_train, y_train), (X_val, y_val) = data.fit_rows(member.fold)
+    targets_from = None  # a student's: "out_of_fold", or "teacher" (the served model's)
     if member.teacher:
+        honest = Path(member.teacher).parent / HONEST_TARGETS
         if data.folds is not None:  # pooled rows: hold fold 0 out to watch
             (X_train, y_train), (X_val, y_val) = data.fit_rows(0)
-        teacher = _teacher_predictions(member.teacher, X_train)
+        if data.folds is not None and honest.is_file():  # out of fold: rows no member saw
+            teacher, targets_from = np.load(honest)[data.folds != 0], "out_of_fold"
+        else:
+            teacher, targets_from = _teacher_predictions(member.teacher, X_train), "teacher"
         y_train = student_targets(entry, data.task, teacher)
     with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
         out = Path(tmp)
@@ -151,6 +164,7 @@ def train_member(
             "predict_ms_per_1000": predict_ms,
             "model_bytes": model_bytes,
             "stopped_at_deadline": deadline is not None and time.time() >= deadline,
+            "student_targets": targets_from,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),
             "node_id": _node_id(),

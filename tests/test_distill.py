@@ -116,6 +116,40 @@ print(json.dumps({"shape": list(pred.shape), "accuracy": right}))
 """
 
 
+def student_info(client: MlflowClient, run_id: str, tmp_path) -> dict:
+    """What the student's trial recorded about itself (``member.json``)."""
+    folder = tmp_path / f"info-{run_id}"
+    folder.mkdir()
+    return json.loads(open(client.download_artifacts(run_id, "member.json", str(folder))).read())
+
+
+@pytest.mark.slow
+def test_a_student_of_bagged_members_fits_the_ensembles_out_of_fold_predictions(tmp_path):
+    """With ``runner.folds`` the members' out-of-fold predictions cover every pooled row, so
+    the ensemble's predictions made from them are targets no member saw: the student trains
+    on those (its record says so), watched on fold 0, and is served like any student."""
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli(
+        tmp_path,
+        "+experiment=quickstart",
+        *(f"~members.{m}" for m in ("selu", "convnet", "resnet")),
+        "training.epochs=3",
+        "runner.folds=2",
+        "ensemble.distill=mlp",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    st = read_summary(tmp_path / "out")["student"]
+    assert st["status"] == "FINISHED" and st["test_metric"] > 0.8
+    client = MlflowClient(db)
+    assert student_info(client, st["run_id"], tmp_path)["student_targets"] == "out_of_fold"
+    served = serve_elsewhere(tmp_path, db, SERVE, st["model_uri"])
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert json.loads(served.stdout.strip().splitlines()[-1])["shape"] == [50, 10]
+    assert not list(tmp_path.rglob("*-teacher"))
+
+
 @pytest.mark.slow
 def test_a_sweep_distils_a_student_served_and_registered_beside_the_ensemble(tmp_path):
     """Digits: logistic, svm and a small MLP, ensembled; ``ensemble.distill=mlp`` trains the
@@ -147,6 +181,7 @@ def test_a_sweep_distils_a_student_served_and_registered_beside_the_ensemble(tmp
         "mlp/student"
     )
     assert "teacher" in run.data.params
+    assert student_info(client, st["run_id"], tmp_path)["student_targets"] == "teacher"
     metrics = client.get_run(ens["run_id"]).data.metrics
     assert metrics["student.test_accuracy"] == pytest.approx(st["test_metric"])
     served = serve_elsewhere(tmp_path, db, SERVE, "models:/digits-student/1")
