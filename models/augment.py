@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from models.base import check_choice, check_float
+from models.option_checks import check_option_names
 
 if TYPE_CHECKING:
     import keras
@@ -31,11 +32,7 @@ def check_augment(name: str, value: Any) -> dict[str, Any] | None:
             f"{name} must be null, true or a mapping of {', '.join(sorted(DEFAULTS))}, "
             f"got {value!r}"
         )
-    for key in value:
-        if key not in DEFAULTS:
-            raise ValueError(
-                f"{name} has no option {key!r}; allowed: {', '.join(sorted(DEFAULTS))}"
-            )
+    check_option_names(name, value, DEFAULTS)
     out = {**DEFAULTS, **value}
     return {
         "flip": check_choice(f"{name}.flip", out["flip"], FLIPS),
