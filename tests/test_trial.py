@@ -21,3 +21,39 @@ def test_a_worker_freezes_the_objects_of_its_imports_once():
     finally:
         gc.unfreeze()
         trial._imports_frozen = False
+
+
+def test_a_members_prediction_time_is_taken_on_a_batch_shape_it_has_predicted():
+    """A Keras net compiles its prediction step anew for each new batch shape (about 20 ms
+    here, more than predicting the rows); the time a trial records must not include that:
+    it is taken on rows shaped like a batch the test prediction already ran."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import models
+    from models.base import InputSpec, Task
+    from models.training import TrainingOptions
+    from runner.trial import LATENCY_ROWS, _latency_ms_per_1000
+
+    rng = np.random.default_rng(0)
+    task = Task("classification", n_classes=3)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 3000)
+    spec = InputSpec(8, mean=X.mean(0), variance=X.var(0))
+    trained = models.get("mlp").train(
+        spec,
+        task,
+        {"depth": 1, "width": 8},
+        (X[:200], y[:200]),
+        (X[200:300], y[200:300]),
+        TrainingOptions(epochs=1),
+        seed=0,
+    )
+    for n in (360, 3000):  # one batch of 360 rows; chunks of 1024, 1024 and 952
+        data = SimpleNamespace(X_test=X[:n], y_test=y[:n], task=task)
+        trained.member.predict(data.X_test, task)
+        traced = trained.model.predict_function.experimental_get_tracing_count()
+        assert _latency_ms_per_1000(trained.member, data) > 0
+        assert trained.model.predict_function.experimental_get_tracing_count() == traced
+    assert LATENCY_ROWS == 1024
