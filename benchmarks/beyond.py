@@ -212,8 +212,11 @@ def student(summary: dict[str, Any]) -> dict[str, Any]:
         "ensemble": facts(ens),
         "best_member": {"name": best["name"], **facts(best)},
     }
-    gap = ens["test_metric"] - best["test_metric"]
-    out["kept"] = (st["test_metric"] - best["test_metric"]) / gap if gap else None
+    from ensembles.metrics import greater_is_better
+
+    sign = 1.0 if greater_is_better(summary["metric"]) else -1.0
+    gain = sign * (ens["test_metric"] - best["test_metric"])  # none to keep unless > 0
+    out["kept"] = sign * (st["test_metric"] - best["test_metric"]) / gain if gain > 0 else None
     out["speedup"] = ens["predict_ms_per_1000"] / st["predict_ms_per_1000"]
     return out
 
