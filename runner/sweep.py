@@ -134,25 +134,24 @@ def _ensemble(
         for r in finished
     ]
     wants_targets = spec.student is not None and data.folds is not None
-    if tree.resumed and done is not None and not wants_targets:
-        return ensemble_step.reuse(tree.client, done), None
-    try:
-        result = ensemble_step.fit(
-            spec.ensemble,
-            members,
-            data.y_val,
-            data.y_test,
-            spec.seed,
-            data.fingerprint,
-            spec.metric,
-        )
-    except ValueError as err:
-        if tree.resumed and done is not None:
-            return ensemble_step.reuse(tree.client, done), None
-        log.warning("no ensemble: %s", err)
-        return None, None
-    targets = result.val_pred if wants_targets else None
-    if tree.resumed and done is not None:  # refitted only for the student's targets
+    result = None
+    if done is None or wants_targets:  # a reused run is refitted only for the student's targets
+        try:
+            result = ensemble_step.fit(
+                spec.ensemble,
+                members,
+                data.y_val,
+                data.y_test,
+                spec.seed,
+                data.fingerprint,
+                spec.metric,
+            )
+        except ValueError as err:
+            if done is None:
+                log.warning("no ensemble: %s", err)
+                return None, None
+    targets = result.val_pred if wants_targets and result is not None else None
+    if done is not None:
         return ensemble_step.reuse(tree.client, done), targets
     refit = None
     if spec.refit:
