@@ -343,6 +343,12 @@ def _train_stage(
     member in its own (restoring Tune's state on resume); raise SweepInterrupted if Tune
     stopped early. Returns the records in member order, samples by number."""
     callback = MemberCallback(tree, members, stage)
+    # kept from an earlier attempt, loaded first: an ensemble-aware search's pool holds them
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in tree.finished:
+            member = plan.member_of(label, members)
+            if member is not None and label not in tree.records:
+                tree.records[label] = tree.finished_record(label, member.model, tmp)
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
     for run in plan.tune_runs(spec, members, stage):
@@ -352,11 +358,6 @@ def _train_stage(
         results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
     for result in results:  # finished in Tune, never logged: the store had failed
         callback.replay(result)
-    with tempfile.TemporaryDirectory() as tmp:
-        for label in tree.finished:  # kept from an earlier attempt
-            member = plan.member_of(label, members)
-            if member is not None and label not in tree.records:
-                tree.records[label] = tree.finished_record(label, member.model, tmp)
     for result in results:  # saved models, also of members restored from Tune's state
         found = plan.saved_model(result)
         if found is not None and (record := tree.records.get(found[0])) is not None:

@@ -3,7 +3,12 @@ to the greedy ensemble of the members and trials finished before it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +82,43 @@ def test_bad_objectives_are_refused_before_anything_runs(overrides, message):
         spec_of(*overrides)
 
 
+SEARCHED_LOGISTIC = (
+    "+experiment=quickstart",
+    *(f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet")),
+    "+members.searched={model: logistic, hparams: {C: {loguniform: [0.001, 10.0]}}}",
+    "search=random",
+    "search.num_samples=4",
+    "search.seed=0",
+    "search.objective=ensemble",
+)
+
+
+def member_runs(db: str, sweep_id: str) -> list[tuple[str, str]]:
+    """(member, status) of the sweep's member runs so far."""
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart")
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=100
+    )
+    return [
+        (r.data.tags["runner.member"], r.info.status)
+        for r in runs
+        if r.data.tags.get("runner.role") == "member"
+    ]
+
+
+def pool_sizes(db: str, summary: dict) -> list[int]:
+    """The pool size each searched trial's run recorded, in order."""
+    client = MlflowClient(db)
+    return sorted(
+        int(client.get_run(m["run_id"]).data.metrics["final_ensemble_pool_size"])
+        for m in summary["members"]
+        if m["name"].startswith("searched-")
+    )
+
+
 @pytest.mark.slow
 def test_each_trial_is_scored_against_the_ensemble_finished_before_it(tmp_path):
     """Digits: an SVM and a logistic regression fixed, a logistic regression's C searched at
@@ -86,13 +128,7 @@ def test_each_trial_is_scored_against_the_ensemble_finished_before_it(tmp_path):
     db = f"sqlite:///{tmp_path}/mlflow.db"
     done = run_cli(
         tmp_path,
-        "+experiment=quickstart",
-        *(f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet")),
-        "+members.searched={model: logistic, hparams: {C: {loguniform: [0.001, 10.0]}}}",
-        "search=random",
-        "search.num_samples=4",
-        "search.seed=0",
-        "search.objective=ensemble",
+        *SEARCHED_LOGISTIC,
         f"tracking.uri={db}",
         "hydra.run.dir=out",
     )
@@ -126,3 +162,39 @@ def test_each_trial_is_scored_against_the_ensemble_finished_before_it(tmp_path):
         # predictions.npz keeps float32: the pool saw the same values before rounding
         assert metrics["final_ensemble_loss"] == pytest.approx(with_it, rel=1e-6)
         assert metrics["final_ensemble_gain"] == pytest.approx(without - with_it, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_resumed_search_scores_trials_against_members_of_the_earlier_attempt(tmp_path):
+    """The driver dies once the fixed members (SVM, logistic) have finished; the resumed sweep
+    keeps their runs, and its pool holds them: the searched trials still see pools of 3 to 6
+    (counting trials finished before the kill), not pools started empty."""
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    args = [*SEARCHED_LOGISTIC, "runner.sweep_id=pool-resume", f"tracking.uri={db}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    driver = subprocess.Popen(
+        [sys.executable, "-u", "-m", "runner", *args, "hydra.run.dir=first"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in driver.stdout:
+            if " logistic finished:" in line or " svm finished:" in line:
+                break
+        fixed: set[str] = set()
+        deadline = time.time() + 60
+        while fixed != {"svm", "logistic"} and time.time() < deadline:
+            fixed = {m for m, status in member_runs(db, "pool-resume") if status == "FINISHED"}
+            time.sleep(0.1)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        driver.kill()
+    assert {"svm", "logistic"} <= fixed
+    resumed = run_cli(tmp_path, *args, "hydra.run.dir=out")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = read_summary(tmp_path / "out")
+    assert pool_sizes(db, summary) == [3, 4, 5, 6]
