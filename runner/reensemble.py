@@ -59,6 +59,7 @@ OPTIONS = {
     "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
     "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this",
     "max_members": "serve at most this many members (default: no limit)",
+    "refit": "serve bagged members' refits on all rows where the sweep made them (default true)",
 }
 
 
@@ -87,6 +88,7 @@ class Args:
     coverage: float | None = None
     max_latency_ms: float | None = None
     max_members: int | None = None
+    refit: bool = True
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -167,7 +169,8 @@ def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
 
 
 def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dict, dict]:
-    """Download the predictions of every FINISHED member of the chosen sweeps."""
+    """Download the predictions of every FINISHED member of the chosen sweeps (and, with
+    ``refit``, the test predictions of their FINISHED refits on all rows)."""
     experiment = client.get_experiment_by_name(args.experiment)
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments())
@@ -203,7 +206,34 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
             members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost))
             labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
         run_of[name] = run.info.run_id
-    return members, labels, {"sweeps": sweeps, "runs": run_of}
+    refits = _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else {}
+    return members, labels, {"sweeps": sweeps, "runs": run_of, "refits": refits}
+
+
+def _refits(
+    client, experiment_id: str, sweeps: list[str], run_of: dict[str, str], tmp: Path
+) -> dict[str, tuple[str, np.ndarray]]:
+    """Member name -> (run, test predictions) of each collected bagged member's FINISHED refit
+    on all rows, as the sweep serves them (``runner.refit=true``)."""
+    several = len(sweeps) > 1
+    found = {}
+    for run in client.search_runs(
+        [experiment_id],
+        f"tags.`{ROLE}` = 'refit' and attributes.status = 'FINISHED'",
+        max_results=5000,
+    ):
+        sweep = run.data.tags.get(SWEEP)
+        if sweep not in sweeps:
+            continue
+        name = run.data.tags[MEMBER].removesuffix("/refit")
+        name = f"{name}:{sweep}" if several else name
+        if name in run_of and run.data.tags.get(PARENT) == run_of[name]:
+            path = client.download_artifacts(
+                run.info.run_id, PREDICTIONS, str(tmp / "refit" / name)
+            )
+            with np.load(path) as npz:
+                found[name] = (run.info.run_id, npz["test"])
+    return found
 
 
 def _inputs(client, run_id: str, tmp: str) -> int | list[str] | None:
@@ -263,8 +293,10 @@ def _main(argv: Sequence[str] | None) -> int:
             y_val, y_test = labels[fingerprint]
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
             metric = headline_metric(_is_classes(members), args.metric)
+            refits = found["refits"]
+            refit_runs = {name: run_id for name, (run_id, _) in refits.items()}
             described = ensemble_step.settings_of(
-                settings, args.seed, fingerprint, found["runs"], metric
+                settings, args.seed, fingerprint, found["runs"], metric, refit_runs or None
             )
             done = ensemble_step.existing_run(
                 client, experiment_id, ensemble_step.settings_hash(described)
@@ -277,6 +309,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 return 0
             report = ensemble_step.fit(
                 settings, members, y_val, y_test, args.seed, fingerprint, metric
+            )
+            refit = (
+                ensemble_step.refitted(report, members, found["runs"], refits, y_test)
+                if refits
+                else None
             )
         except (UsageError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
@@ -312,6 +349,7 @@ def _main(argv: Sequence[str] | None) -> int:
             fingerprint=fingerprint,
             inputs=inputs,
             seed=args.seed,
+            refit=refit,
         )
     metric = report.metric
     print(
@@ -319,6 +357,12 @@ def _main(argv: Sequence[str] | None) -> int:
         f"{len(sweeps)} sweep(s)): val {metric} {report.val_scores[metric]:.4f}, "
         f"test {metric} {report.test_scores[metric]:.4f}"
     )
+    if refit is not None:
+        print(
+            f"served with {len(refit.refit_runs)} member(s) refitted on all rows: test {metric} "
+            f"{refit.test_scores[metric]:.4f}"
+            + (f"; without a refit: {', '.join(refit.fell_back)}" if refit.fell_back else "")
+        )
     if report.conformal:
         from runner.report import conformal_line
 

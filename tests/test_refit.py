@@ -15,11 +15,18 @@ from test_bagging import SERVE, table_file
 from test_spec import spec_of
 
 import models
-from helpers import INFRA_MEMBERS, read_summary, run_cli, serve_elsewhere, start_cli
+from helpers import (
+    INFRA_MEMBERS,
+    read_summary,
+    run_cli,
+    run_ensembles_cli,
+    serve_elsewhere,
+    start_cli,
+)
 from models.base import InputSpec, Task
 from models.boosters import STOP_ROUNDS
 from models.training import TrainingOptions
-from runner.contracts import MEMBER, PARENT, ROLE, SWEEP
+from runner.contracts import MEMBER, PARENT, REENSEMBLE, ROLE, SWEEP
 from runner.spec import SpecError
 
 REGRESSION = Task("regression")
@@ -194,6 +201,30 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     assert ens["refit"]["test_metric"] == pytest.approx(
         client.get_run(ens["run_id"]).data.metrics["refit_test_accuracy"]
     )
+
+    # re-ensembling the sweep's members with another method serves the same refits
+    again = run_ensembles_cli(
+        tmp_path, f"experiment={summary['experiment']}", "method=greedy", f"tracking_uri={db}"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "served with 3 member(s) refitted on all rows" in again.stdout
+    (rerun,) = client.search_runs([summary["experiment_id"]], f"tags.`{REENSEMBLE}` = 'true'")
+    local = client.download_artifacts(rerun.info.run_id, "refit.json", str(tmp_path / "again"))
+    refit_runs = {
+        r.data.tags[MEMBER].removesuffix("/refit"): r.info.run_id for r in by_role["refit"]
+    }
+    with open(local) as handle:
+        served_runs = json.load(handle)["member_runs"]
+    assert served_runs and all(served_runs[n] == refit_runs[n] for n in served_runs)
+    local = client.download_artifacts(
+        rerun.info.run_id, "refit_predictions.npz", str(tmp_path / "a")
+    )
+    with np.load(local) as npz:
+        refit_test = npz["test"]
+    served = serve_elsewhere(tmp_path, db, SERVE, f"runs:/{rerun.info.run_id}/model", path)
+    assert served.returncode == 0, served.stderr[-3000:]
+    pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(pred[2:], refit_test[2:], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
