@@ -221,12 +221,19 @@ class KerasKind(ModelKind):
         fits: Sequence[Mapping[str, Any]],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """With early stopping, as many epochs as the folds' best epochs on average (the
-        weights they kept), and no early stopping: there are no held-out rows to watch."""
+        weights they kept), and no early stopping: there are no held-out rows to watch. The
+        learning-rate schedule keeps the folds' span, so each epoch gets the folds' rate."""
         if not training.get("early_stopping"):
             return dict(hparams), dict(training)
         kept = [int(f.get("best_epoch") or f["epochs_run"]) for f in fits]
         epochs = max(1, round(float(np.mean(kept)))) if kept else int(training["epochs"])
-        return dict(hparams), {**training, "epochs": epochs, "early_stopping": 0}
+        span = training.get("schedule_epochs") or int(training["epochs"])
+        return dict(hparams), {
+            **training,
+            "epochs": epochs,
+            "early_stopping": 0,
+            "schedule_epochs": int(span),
+        }
 
     def _find_learning_rate(
         self,

@@ -99,6 +99,9 @@ class TrainingOptions:
     # batches per call into the compiled train step: "epoch" runs a whole epoch per call (the
     # same updates; per-batch Python overhead dominates small nets), or an integer >= 1
     steps_per_execution: int | str = "epoch"
+    # epochs the learning-rate schedule spans (null: ``epochs``); a refit on all rows trains
+    # for as long as its folds did, on the schedule they followed
+    schedule_epochs: int | None = None
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs)
@@ -114,6 +117,8 @@ class TrainingOptions:
             "lr_finder": check_lr_finder(self.lr_finder),
         }
         check_int("early_stopping", self.early_stopping, minimum=0)
+        if self.schedule_epochs is not None:
+            check_int("schedule_epochs", self.schedule_epochs)
         if self.steps_per_execution != "epoch":
             try:
                 check_int("steps_per_execution", self.steps_per_execution)
@@ -203,7 +208,10 @@ def compile_model(
 
     spe = None if n_train_rows is None else steps_per_epoch(n_train_rows, options.batch_size)
     learning_rate = build_learning_rate(
-        options.schedule, options.learning_rate, epochs=options.epochs, steps_per_epoch=spe
+        options.schedule,
+        options.learning_rate,
+        epochs=options.schedule_epochs or options.epochs,
+        steps_per_epoch=spe,
     )
     optimizer = build_optimizer(
         options.optimizer, learning_rate, clipnorm=options.clipnorm, clipvalue=options.clipvalue

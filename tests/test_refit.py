@@ -106,6 +106,27 @@ def test_a_keras_member_records_its_best_epoch_and_refits_for_the_folds_mean():
     assert unchanged == {"epochs": 30, "early_stopping": 0}
 
 
+def test_a_keras_refit_trains_its_folds_epochs_on_their_schedule_span():
+    """Folds of 60 epochs on a cosine schedule kept 8 epochs: the refit trains 8 epochs at
+    the rates the folds had then, not a cosine squeezed into 8 epochs (ending near 0)."""
+    X, y = noisy_rows(200)
+    entry = models.get("mlp")
+    fold = TrainingOptions(
+        epochs=60, learning_rate=0.01, early_stopping=2, schedule={"name": "warmup_cosine"}
+    )
+    _, training = entry.refit_params({}, fold.as_params(), [{"best_epoch": 8}])
+    refit = TrainingOptions.from_params(training)
+    assert (refit.epochs, refit.schedule_epochs, refit.early_stopping) == (8, 60, 0)
+    trained = entry.train(
+        InputSpec(n_features=5), REGRESSION, {"depth": 1, "width": 8}, (X, y), (X, y), refit, seed=0
+    )
+    rates = trained.history["lr"]
+    assert len(rates) == 8
+    assert rates[-1] > 0.95 * 0.01  # cosine over 60 epochs: 0.5 * (1 + cos(pi * 7 / 59))
+    with pytest.raises(ValueError, match="schedule_epochs"):
+        TrainingOptions(schedule_epochs=0)
+
+
 def test_refit_needs_bagging_and_a_boolean():
     with pytest.raises(SpecError, match=r"^runner.refit: refits a bagged member .* runner.folds=0"):
         spec_of("runner.refit=true")
