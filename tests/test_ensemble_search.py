@@ -3,10 +3,7 @@ to the greedy ensemble of the members and trials finished before it."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -16,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
 from ensembles.honest import cross_fitted_loss
-from helpers import read_summary, run_cli
+from helpers import read_summary, run_cli, start_cli
 from runner.pool import EnsemblePool
 from runner.spec import SpecError
 
@@ -171,19 +168,9 @@ def test_a_resumed_search_scores_trials_against_members_of_the_earlier_attempt(t
     (counting trials finished before the kill), not pools started empty."""
     db = f"sqlite:///{tmp_path}/mlflow.db"
     args = [*SEARCHED_LOGISTIC, "runner.sweep_id=pool-resume", f"tracking.uri={db}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    driver = subprocess.Popen(
-        [sys.executable, "-u", "-m", "runner", *args, "hydra.run.dir=first"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # the first of the fixed members finished (then wait for both in MLflow)
+    driver = start_cli(tmp_path, *args, "hydra.run.dir=first", until=" finished:")
     try:
-        for line in driver.stdout:
-            if " logistic finished:" in line or " svm finished:" in line:
-                break
         fixed: set[str] = set()
         deadline = time.time() + 60
         while fixed != {"svm", "logistic"} and time.time() < deadline:
