@@ -117,6 +117,7 @@ def run_way(way: str, trials: int, scratch: Path) -> dict[str, Any]:
     ensemble = summary.get("ensemble") or {}
     out["ensemble_test_accuracy"] = ensemble.get("test_metric")
     out["members_with_weight"] = sum(w > 0 for w in (ensemble.get("weights") or {}).values())
+    out["driver_reported"] = summary.get("driver")  # the runner's own memory record
     return out
 
 

@@ -27,6 +27,7 @@ from runner.contracts import (
     split_fold_label,
 )
 from runner.data import Dataset
+from runner.driver_memory import MemoryWatch
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
@@ -472,6 +473,7 @@ def _run(
             flush=True,
         )
     status = "FAILED"
+    memory = MemoryWatch.start()
     try:
         saved: dict[str, str] = {}  # "stage.member" -> saved model path
         stage_rows: dict[str, list[dict[str, Any]]] = {}
@@ -518,6 +520,9 @@ def _run(
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+        summary["driver"] = memory.report(len(tree.records))
+        driver = {f"driver_{key}": value for key, value in summary["driver"].items()}
+        tree.log_metrics(tree.parent_run_id, driver)
         path = report.write_summary(summary, spec.output_dir)
         texts = (
             report.leaderboard(summary),

@@ -131,6 +131,11 @@ def test_scale_benchmark_runs_both_ways_and_plots_tiny(tmp_path):
             assert r["wall_seconds"] == pytest.approx(parts, abs=0.5)
             assert r["peak_driver_rss_mb"] > 0
     assert all(r["members_with_weight"] >= 1 for r in result["ways"]["runner"])
+    for r in result["ways"]["runner"]:  # the runner's record of its memory, seen from outside
+        reported = r["driver_reported"]
+        assert reported["trials"] == r["trials"]
+        assert 0.5 * r["peak_driver_rss_mb"] < reported["peak_rss_mb"] <= r["peak_driver_rss_mb"]
+        assert reported["rss_start_mb"] > 0 and "rss_growth_kb_per_trial" in reported
     assert set(result["checks"]["met"]) == {
         "wall_runner/tune",
         "after_last_trial_s",

@@ -35,6 +35,8 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
     assert parent.info.run_id == summary["parent_run_id"]
     assert parent.info.status == "FINISHED"
     assert "mlflow.parentRunId" not in parent.data.tags
+    for key, value in summary["driver"].items():  # the driver's memory record
+        assert parent.data.metrics[f"driver_{key}"] == pytest.approx(value)
 
     by_member = {r.data.tags["runner.member"]: r for r in runs["member"]}
     assert len(runs["member"]) == len(by_member) == len(members)
@@ -117,6 +119,9 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     db = f"sqlite:///{workdir}/mlflow.db"
     assert summary["experiment"] == "quickstart" and summary["metric"] == "accuracy"
     assert summary["tracking_uri"] == "sqlite:///mlflow.db" and summary["wall_seconds"] > 0
+    driver = summary["driver"]  # the driver's memory: on record with the sweep
+    assert driver["trials"] == len(QUICKSTART_MEMBERS)
+    assert driver["peak_rss_mb"] >= driver["rss_end_mb"] > 0 and driver["rss_start_mb"] > 0
 
     client = MlflowClient(db)
     assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=30)

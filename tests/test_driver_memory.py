@@ -1,0 +1,24 @@
+"""The driver's memory record: start, end, peak and growth per trial of a sweep."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from runner.driver_memory import MemoryWatch, peak_mb, resident_mb
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_the_watch_reports_what_the_process_grew_by_per_trial():
+    watch = MemoryWatch.start()
+    held = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+    report = watch.report(trials=16)
+    assert report["trials"] == 16
+    assert report["rss_end_mb"] - report["rss_start_mb"] == pytest.approx(64, abs=8)
+    assert report["rss_growth_kb_per_trial"] == pytest.approx(64 * 1024 / 16, rel=0.15)
+    assert report["peak_rss_mb"] >= report["rss_end_mb"] >= resident_mb() - 1 > 0
+    del held
+    assert peak_mb() >= report["rss_end_mb"] - 0.1
+    assert "rss_growth_kb_per_trial" not in MemoryWatch.start().report(trials=0)
