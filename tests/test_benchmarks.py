@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from helpers import ROOT
@@ -163,7 +164,8 @@ def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     not (ROOT.parent / "shared" / "data" / "penguins").exists(), reason="no penguins table"
 )
 def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_path):
-    """The penguins table, two folds and their refits, two members that need no TensorFlow."""
+    """The penguins table on two splits, two folds and their refits, two members that need no
+    TensorFlow."""
     out = tmp_path / "tabular.json"
     dropped = ("xgboost", "catboost", "hgb", "extra_trees", "knn", "mlp", "wide_deep", "selu")
     done = run_benchmark(
@@ -173,10 +175,13 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
         "--folds",
         "2",
         "--refit",
+        "--seeds",
+        "0",
+        "1",
         "--json",
         str(out),
         *(f"~members.{m}" for m in dropped),
-        timeout=600,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -187,12 +192,26 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
     for scores in [penguins["runner"], *penguins["baselines"].values()]:
         assert 0 <= scores["accuracy"] <= 1 and scores["log_loss"] > 0
         assert scores["wall_seconds"] >= 0 and scores["cpu_seconds"] >= 0
-    assert "| penguins | runner (tabular, 2 folds" in done.stdout and "baselines on" in done.stdout
+    assert (
+        "| penguins (seed 0) | runner (tabular, 2 folds" in done.stdout
+        and "baselines on" in done.stdout
+    )
     refit = penguins["runner"]["refit"]
     assert 0 <= refit["accuracy"] <= 1 and set(refit["members_test"]) == {"lightgbm", "linear"}
     assert refit["predict_ms"]["refit"] > 0 and refit["predict_ms"]["bagged"] > 0
     assert "refit on all rows (served)" in done.stdout
     assert "cores" in result["machine"]
+    splits, summary = penguins["splits"], penguins["over_seeds"]
+    assert [s["seed"] for s in splits] == [0, 1] and summary["seeds"] == [0, 1]
+    assert splits[0]["fingerprint"] != splits[1]["fingerprint"]
+    accuracy = summary["metrics"]["accuracy"]
+    assert accuracy["runner"]["mean"] == pytest.approx(
+        np.mean([s["runner"]["accuracy"] for s in splits]), abs=1e-4
+    )
+    for base in penguins["baselines"]:
+        record = accuracy[base]
+        assert record["won"] + record["tied"] + record["lost"] == 2
+    assert "over 2 splits" in done.stdout and "| penguins, log_loss |" in done.stdout
 
 
 def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
