@@ -168,6 +168,13 @@ def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
     return wanted
 
 
+def _label(run, several: bool, suffix: str = "") -> str:
+    """The name a run's member goes by here: its member tag without ``suffix``, and with
+    ``:sweep`` when several sweeps are ensembled (the same name may be in each)."""
+    name = run.data.tags[MEMBER].removesuffix(suffix)
+    return f"{name}:{run.data.tags[SWEEP]}" if several else name
+
+
 def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dict, dict]:
     """Download the predictions of every FINISHED member of the chosen sweeps (and, with
     ``refit``, the test predictions of their FINISHED refits on all rows)."""
@@ -196,9 +203,7 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     several = len(sweeps) > 1
     members, labels, run_of = [], {}, {}
     for run in runs:
-        name = run.data.tags[MEMBER]
-        if several:
-            name = f"{name}:{run.data.tags[SWEEP]}"
+        name = _label(run, several)
         path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
         with np.load(path) as npz:
             fp = str(npz["fingerprint"])
@@ -222,11 +227,9 @@ def _refits(
         f"tags.`{ROLE}` = 'refit' and attributes.status = 'FINISHED'",
         max_results=5000,
     ):
-        sweep = run.data.tags.get(SWEEP)
-        if sweep not in sweeps:
+        if run.data.tags.get(SWEEP) not in sweeps:
             continue
-        name = run.data.tags[MEMBER].removesuffix("/refit")
-        name = f"{name}:{sweep}" if several else name
+        name = _label(run, several, "/refit")
         if name in run_of and run.data.tags.get(PARENT) == run_of[name]:
             path = client.download_artifacts(
                 run.info.run_id, PREDICTIONS, str(tmp / "refit" / name)
