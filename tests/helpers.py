@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"  # offline dataset copies (../shared/data)
@@ -102,4 +103,18 @@ def serve_elsewhere(
         capture_output=True,
         text=True,
         timeout=600,
+    )
+
+
+def sweep_runs(store: str | Any, sweep_id: str, experiment: str = "quickstart") -> list:
+    """Every MLflow run of one sweep (parent, members, folds, ensemble) in ``store`` (a
+    tracking URI or a client); none while the experiment does not exist yet."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store) if isinstance(store, str) else store
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs(
+        [found.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=5000
     )

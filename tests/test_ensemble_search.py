@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
 from ensembles.honest import cross_fitted_loss
-from helpers import read_summary, run_cli, start_cli
+from helpers import read_summary, run_cli, start_cli, sweep_runs
 from runner.pool import EnsemblePool
 from runner.spec import SpecError
 
@@ -92,16 +92,9 @@ SEARCHED_LOGISTIC = (
 
 def member_runs(db: str, sweep_id: str) -> list[tuple[str, str]]:
     """(member, status) of the sweep's member runs so far."""
-    client = MlflowClient(db)
-    experiment = client.get_experiment_by_name("quickstart")
-    if experiment is None:
-        return []
-    runs = client.search_runs(
-        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=100
-    )
     return [
         (r.data.tags["runner.member"], r.info.status)
-        for r in runs
+        for r in sweep_runs(db, sweep_id)
         if r.data.tags.get("runner.role") == "member"
     ]
 

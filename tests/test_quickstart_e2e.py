@@ -11,26 +11,22 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import free_port, read_summary, run_cli
+from helpers import free_port, read_summary, run_cli, sweep_runs
 
 QUICKSTART_MEMBERS = {"mlp", "selu", "convnet", "resnet", "logistic", "svm"}
 
 
-def sweep_runs(client: MlflowClient, sweep_id: str) -> dict[str, list]:
+def runs_by_role(client: MlflowClient, sweep_id: str) -> dict[str, list]:
     """The runs of one sweep, by role."""
-    experiment = client.get_experiment_by_name("quickstart")
-    runs = client.search_runs(
-        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=1000
-    )
     by_role: dict[str, list] = {"sweep": [], "member": [], "ensemble": [], "reensemble": []}
-    for run in runs:
+    for run in sweep_runs(client, sweep_id):
         role = run.data.tags["runner.role"]
         by_role["reensemble" if run.data.tags.get("runner.reensemble") else role].append(run)
     return by_role
 
 
 def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epochs: int) -> None:
-    runs = sweep_runs(client, summary["sweep_id"])
+    runs = runs_by_role(client, summary["sweep_id"])
     (parent,) = runs["sweep"]
     assert parent.info.run_id == summary["parent_run_id"]
     assert parent.info.status == "FINISHED"
@@ -269,7 +265,7 @@ def assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_pa
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = sweep_runs(client, summary["sweep_id"])["reensemble"]
+    (run,) = runs_by_role(client, summary["sweep_id"])["reensemble"]
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
     assert run.data.params["method"] == "greedy"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_cli
+from helpers import run_cli, sweep_runs
 
 
 def start(workdir: Path, *overrides: str) -> subprocess.Popen:
@@ -26,14 +26,6 @@ def start(workdir: Path, *overrides: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-
-
-def sweep_runs(db: str, sweep_id: str) -> list:
-    client = MlflowClient(db)
-    experiment = client.get_experiment_by_name("quickstart")
-    return client.search_runs(
-        [experiment.experiment_id], f"tags.`runner.sweep_id` = '{sweep_id}'", max_results=1000
     )
 
 

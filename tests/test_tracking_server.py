@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli
+from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli, sweep_runs
 
 
 def _pg_bin() -> Path | None:
@@ -137,12 +137,6 @@ def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[MlflowServer]:
     server.start()
     yield server
     server.stop()
-
-
-def sweep_runs(client: MlflowClient, sweep_id: str) -> list:
-    """Every run of one sweep (the module's tests share one PostgreSQL database)."""
-    experiment = client.get_experiment_by_name("quickstart").experiment_id
-    return client.search_runs([experiment], f"tags.`runner.sweep_id` = '{sweep_id}'")
 
 
 @pytest.mark.slow
