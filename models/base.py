@@ -21,12 +21,22 @@ class Task:
 
     kind: TaskKind
     n_classes: int | None = None
+    # classification: what each class id stands for (the target's values, as text), in the
+    # order of the probability columns; None where the dataset names no classes
+    labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be one of {list(TASK_KINDS)}, got {self.kind!r}")
         if self.kind == "classification" and (self.n_classes is None or self.n_classes < 2):
             raise ValueError(f"classification needs n_classes >= 2, got {self.n_classes!r}")
+        if self.labels is not None and (
+            self.kind != "classification" or len(self.labels) != self.n_classes
+        ):
+            raise ValueError(
+                f"labels name each of n_classes={self.n_classes} classes of a classification "
+                f"task; got {len(self.labels)} for a {self.kind} task"
+            )
 
     @property
     def is_classification(self) -> bool:

@@ -198,10 +198,12 @@ def log(
     seed: int,
     X_test: Any = None,
     refit: Refitted | None = None,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
     wants it); returns the summary's ensemble entry. ``inputs`` (the feature count, or table
-    rows) describes the exported model's input; None logs no model. With ``X_test`` a
+    rows) describes the exported model's input; None logs no model; ``classes`` names its
+    probability columns. With ``X_test`` a
     champion decision is taken only after the registered version was loaded back and scored
     on those rows. With ``refit`` the model holds the refitted members, and its test scores
     are the ones the champion decision compares. The run ends FAILED if logging fails,
@@ -226,7 +228,9 @@ def log(
             served_pred, served_scores = refit.test_pred, refit.test_scores
             served_runs = refit.member_runs
         if settings.log_model and inputs is not None:
-            out["model_uri"] = export.log_pyfunc(client, run_id, report, served_runs, inputs)
+            out["model_uri"] = export.log_pyfunc(
+                client, run_id, report, served_runs, inputs, classes=classes
+            )
             if settings.register_as:
                 version = export.register(client, run_id, settings.register_as)
                 out["registered_version"] = version

@@ -10,7 +10,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -227,6 +227,7 @@ def log_student(
     preds: tuple[np.ndarray, np.ndarray],
     y_val: np.ndarray,
     inputs: Any,
+    classes: Sequence[str] | None = None,
 ) -> tuple[str, bool]:
     """Log a student's run's model (``model/``) as a pyfunc model under ``served_model/``
     of the same run, unless an earlier attempt did; returns its ``runs:/`` URI and whether
@@ -238,7 +239,7 @@ def log_student(
 
     val, test = preds
     solo = _Solo([name], make("mean").fit(val[None], y_val), val, test)
-    log_pyfunc(client, run_id, solo, {name: run_id}, inputs, STUDENT_DIR)
+    log_pyfunc(client, run_id, solo, {name: run_id}, inputs, STUDENT_DIR, classes)
     return uri, True
 
 
@@ -249,10 +250,12 @@ def log_pyfunc(
     member_runs: Mapping[str, str],
     inputs: Any,
     artifact_path: str = MODEL_DIR,
+    classes: Sequence[str] | None = None,
 ) -> str:
     """Log the ensemble as a pyfunc model under ``model/``; returns its ``runs:/`` URI.
     ``inputs`` describes what it takes: the feature count, or table rows (a DataFrame of
-    example rows, or the column names).
+    example rows, or the column names). ``classes`` names what each probability column
+    stands for; the model's metadata and ``ensemble_spec.json`` keep them.
 
     ``member_runs`` maps each ensembled member to the MLflow run holding its saved model.
     The model ships only the members the ensemble reads: those with weight in an average (a
@@ -285,6 +288,7 @@ def log_pyfunc(
             "task": task,
             "estimator_sha256": sha256(estimator_path),
             "conformal": served_conformal(report),
+            "classes": None if classes is None else list(classes),
         }
         spec_path.write_text(json.dumps(spec))
         artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
@@ -301,6 +305,7 @@ def log_pyfunc(
                 code_paths=_code_paths(modules),
                 pip_requirements=_requirements(kinds),
                 signature=signature,
+                metadata=None if classes is None else {"classes": list(classes)},
             )
         client.log_artifacts(run_id, str(saved), artifact_path)
     return f"runs:/{run_id}/{artifact_path}"

@@ -239,11 +239,11 @@ def _refits(
     return found
 
 
-def _inputs(client, run_id: str, tmp: str) -> int | list[str] | None:
-    """What a member recorded of its input (the pyfunc model's signature): the table's
-    columns, or the feature count."""
+def _inputs(client, run_id: str, tmp: str) -> tuple[int | list[str] | None, list[str] | None]:
+    """What a member recorded of its input (the pyfunc model's signature: the table's
+    columns, or the feature count) and the names of its classes."""
     info = json.loads(Path(client.download_artifacts(run_id, MEMBER_INFO, tmp)).read_text())
-    return info.get("table_columns") or info.get("n_features")
+    return info.get("table_columns") or info.get("n_features"), info.get("classes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,7 +333,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 [experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{sweeps[0]}'"
             )
             tags.update({SWEEP: sweeps[0], PARENT: parent.info.run_id})
-        inputs = _inputs(client, found["runs"][report.names[0]], tmp)
+        inputs, classes = _inputs(client, found["runs"][report.names[0]], tmp)
         if settings.log_model and inputs is None:
             logging.warning("no pyfunc model: members were logged without n_features")
         run_name = f"ensemble-{args.method}-{time.strftime('%H%M%S')}"
@@ -353,6 +353,7 @@ def _main(argv: Sequence[str] | None) -> int:
             inputs=inputs,
             seed=args.seed,
             refit=refit,
+            classes=classes,
         )
     metric = report.metric
     print(

@@ -171,6 +171,7 @@ def _ensemble(
         seed=spec.seed,
         X_test=data.X_test,
         refit=refit,
+        classes=data.task.labels,
     )
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
@@ -222,6 +223,7 @@ def _distill(
         (record.val, record.test),
         y_watch,
         data.X_train.head(20) if data.input_spec.table else data.input_spec.n_features,
+        data.task.labels,
     )
     facts = {
         **{f"student.test_{k}": v for k, v in row.get("test_scores", {}).items()},
@@ -495,7 +497,12 @@ def _run(
             "experiment_id": tree.experiment_id,
             "tracking_uri": redact_uri(spec.tracking_uri),
             "metric": metric,
-            "data": {"name": data.name, "fingerprint": data.fingerprint, "rows": data.sizes()},
+            "data": {
+                "name": data.name,
+                "fingerprint": data.fingerprint,
+                "rows": data.sizes(),
+                "classes": None if data.task.labels is None else list(data.task.labels),
+            },
             "members": [
                 {
                     **_member_row(r, data, metric),

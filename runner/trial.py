@@ -188,6 +188,7 @@ def train_member(
             "table_columns": list(data.input_spec.feature_names or ())
             if data.input_spec.table
             else None,
+            "classes": None if data.task.labels is None else list(data.task.labels),
         }
         TrialResult(val, test, data.fingerprint, info).write(out, y_val, data.y_test)
         val_scores = evaluate(y_val, val)

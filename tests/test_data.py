@@ -108,13 +108,23 @@ def test_classes_keeps_those_rows_relabelled_in_list_order():
 
     bunch = load_digits()
     d = load(DataSpec("digits", 0.2, 0.2, 0, classes=(8, 3)))
-    assert d.task.n_classes == 2
+    assert d.task.n_classes == 2 and d.task.labels == ("8", "3")  # what ids 0 and 1 stand for
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
     X = np.concatenate([d.X_train, d.X_val, d.X_test])
     assert set(np.unique(y)) == {0, 1}
     assert len(y) == int(np.sum(bunch.target == 8) + np.sum(bunch.target == 3))
     eights = {r.astype(np.float32).tobytes() for r in bunch.data[bunch.target == 8]}
     assert all(r.tobytes() in eights for r in X[y == 0])  # label 0 is the first listed class
+
+
+def test_a_task_names_each_class_once_or_not_at_all():
+    from models.base import Task
+
+    assert Task("classification", 2, ("no", "yes")).labels == ("no", "yes")
+    with pytest.raises(ValueError, match="labels name each of n_classes=3 classes"):
+        Task("classification", 3, ("no", "yes"))
+    with pytest.raises(ValueError, match="for a regression task"):
+        Task("regression", None, ("no", "yes"))
 
 
 def test_classes_must_name_existing_classes():
@@ -208,6 +218,7 @@ def test_fashion_mnist_classes_and_max_rows_on_the_real_files(fashion):
     folder, full = fashion
     d = load(DataSpec("fashion_mnist", 0.2, 0.2, 0, path=str(folder), classes=(0, 6), max_rows=700))
     assert d.task.n_classes == 2 and sum(d.sizes().values()) == 700
+    assert d.task.labels == ("T-shirt/top", "Shirt")
     assert d.sizes()["test"] == 100  # 14,000 of 2 x 7,000 rows are test: 1/7 of 700
     official = {r.tobytes() for r, y in zip(full.X_test, full.y_test, strict=True) if y in (0, 6)}
     assert all(r.tobytes() in official for r in d.X_test)
@@ -380,6 +391,7 @@ def test_csv_infers_classification_from_text_and_small_integer_targets(table, tm
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
     X = pd.concat([d.X_train, d.X_val, d.X_test])
     np.testing.assert_array_equal(y, np.where(X["size"] > 0, 0, 1))  # 'big' < 'small': 0, 1
+    assert d.task.labels == ("big", "small")  # named in the summary and the served model
     path = write(table.drop(columns=["kind", "price"]), tmp_path / f"g{suffix}")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade"))
     assert d.task.kind == "classification" and d.task.n_classes == 3

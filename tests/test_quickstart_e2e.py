@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import free_port, read_summary, run_cli, sweep_runs
@@ -178,6 +179,7 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
         model = mlflow.pyfunc.load_model(summary["ensemble"]["model_uri"])
     finally:
         mlflow.set_tracking_uri(None)
+    assert model.metadata.metadata["classes"] == [str(d) for d in range(10)]  # columns' order
     predicted = model.predict(data.X_test)
     logged = client.download_artifacts(
         summary["ensemble"]["run_id"], "predictions.npz", str(tmp_path)
@@ -269,6 +271,9 @@ def assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_pa
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
     assert run.data.params["method"] == "greedy"
+    served = client.download_artifacts(run.info.run_id, "model/MLmodel", str(tmp_path))
+    # its probability columns are named as the sweep's own model names them
+    assert yaml.safe_load(Path(served).read_text())["metadata"]["classes"] == list("0123456789")
     members, labels = [], None
     for row in summary["members"]:
         path = client.download_artifacts(

@@ -220,12 +220,14 @@ rows = rows[list(reversed(rows.columns))]   # columns in another order
 pred = np.asarray(model.predict(rows))
 assert pred.shape[0] == 6 and np.isfinite(pred).all(), pred
 print("served", pred.shape, float(np.ravel(pred)[0]))
+print("classes", (model.metadata.metadata or {}).get("classes"))
 """
 
 
-def serve_raw_rows(summary: dict, db: str, target: str, cwd) -> None:
+def serve_raw_rows(summary: dict, db: str, target: str, cwd) -> str:
     """The sweep's exported ensemble, loaded in a fresh process, predicts raw penguin rows
-    with a missing number, a missing and an unseen category, columns in another order."""
+    with a missing number, a missing and an unseen category, columns in another order;
+    returns what the script printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = db
     served = subprocess.run(
@@ -245,6 +247,7 @@ def serve_raw_rows(summary: dict, db: str, target: str, cwd) -> None:
     )
     assert served.returncode == 0, served.stderr[-3000:]
     assert "served" in served.stdout
+    return served.stdout
 
 
 @pytest.mark.slow
@@ -256,7 +259,10 @@ def test_the_tabular_experiment_classifies_penguins_and_serves_raw_rows(smoke_ru
     run = smoke_run("tabular", *smoke_args("tabular"))
     assert run.summary["metric"] == "accuracy"
     assert [m["status"] for m in run.summary["members"]] == ["FINISHED"] * 10
-    serve_raw_rows(run.summary, run.db, "species", tmp_path)
+    species = ["Adelie", "Chinstrap", "Gentoo"]  # the probability columns' order
+    assert run.summary["data"]["classes"] == species
+    printed = serve_raw_rows(run.summary, run.db, "species", tmp_path)
+    assert f"classes {species}" in printed
 
 
 @pytest.mark.slow
@@ -280,7 +286,8 @@ def test_the_tabular_experiment_regresses_penguin_mass_in_grams_and_serves_raw_r
     scores = {m["name"]: m["test_metric"] for m in summary["members"]}
     # in grams, as the members learned standardised targets: near the linear model, not 1.5-3x
     assert max(scores["mlp"], scores["selu"], scores["wide_deep"]) < 2 * scores["linear"]
-    serve_raw_rows(summary, db, "body_mass_g", tmp_path)
+    assert summary["data"]["classes"] is None
+    assert "classes None" in serve_raw_rows(summary, db, "body_mass_g", tmp_path)
 
 
 @pytest.mark.parametrize("name", ["id", "user_id", "rownames", "Unnamed: 0"])

@@ -22,7 +22,7 @@ def load_digits(spec: DataSpec) -> Raw:
     return Raw(
         X=bunch.data.astype(np.float32),
         y=bunch.target.astype(np.int64),
-        task=Task("classification", n_classes=10),
+        task=Task("classification", n_classes=10, labels=tuple(str(d) for d in range(10))),
         image_shape=(8, 8, 1),
         feature_names=tuple(bunch.feature_names),
     )
@@ -36,6 +36,19 @@ FASHION_FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+# what Fashion-MNIST's labels 0-9 stand for (its README)
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IDX_UBYTE = 0x08  # IDX type code of unsigned bytes, the only one Fashion-MNIST uses
 
 
@@ -107,7 +120,7 @@ def load_fashion_mnist(spec: DataSpec) -> Raw:
     return Raw(
         X=arrays["train_images"].reshape(-1, 784).astype(np.float32),
         y=arrays["train_labels"].astype(np.int64),
-        task=Task("classification", n_classes=10),
+        task=Task("classification", n_classes=10, labels=FASHION_CLASSES),
         image_shape=(28, 28, 1),
         feature_names=tuple(f"pixel_{r}_{c}" for r in range(28) for c in range(28)),
         X_test=arrays["test_images"].reshape(-1, 784).astype(np.float32),

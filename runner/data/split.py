@@ -52,7 +52,11 @@ def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
         y=y,
         X_test=X_test,
         y_test=y_test,
-        task=Task("classification", n_classes=len(classes)),
+        task=Task(
+            "classification",
+            n_classes=len(classes),
+            labels=None if raw.task.labels is None else tuple(raw.task.labels[c] for c in classes),
+        ),
     )
 
 

@@ -100,7 +100,8 @@ def _encode_target(target: pd.Series, kind: str, column: str) -> tuple[np.ndarra
             f"csv: target column {column!r} has {len(values)} distinct value(s); "
             "classification needs 2 or more"
         )
-    return codes.astype(np.int64), Task("classification", n_classes=len(values))
+    labels = tuple(str(v) for v in values)
+    return codes.astype(np.int64), Task("classification", n_classes=len(values), labels=labels)
 
 
 def _closest(name: str, columns: Sequence[str]) -> str:
