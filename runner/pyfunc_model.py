@@ -46,6 +46,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             from ensembles.conformal import Conformal
 
             self.conformal = Conformal.from_dict(spec["conformal"])
+        n_classes = spec["task"]["n_classes"]
+        # a model logged before classes were recorded names them by their ids
+        self.classes = spec.get("classes") or (
+            [str(k) for k in range(n_classes)] if n_classes else None
+        )
         self.n_members = len(spec["names"])
         # members with weight 0 in an averaging ensemble were not shipped: they add nothing
         used = spec.get("used", range(self.n_members))
@@ -56,7 +61,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
         numbers otherwise) and combine them as fitted; with a coverage target, a frame of
-        the prediction and its interval or prediction set (``ensembles.conformal``)."""
+        the prediction and its interval or prediction set (``ensembles.conformal``).
+        ``params={"output": "labels"}`` returns each row's most probable class by name."""
+        output = (params or {}).get("output", "proba")
+        if output not in ("proba", "labels") or (output == "labels" and self.classes is None):
+            allowed = "'proba' or 'labels'" if self.classes else "'proba' (it predicts values)"
+            raise ValueError(f"params output={output!r}: this model's output is {allowed}")
         table = any(m.reads_table for m in self.members.values())
         if table and not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
@@ -65,6 +75,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         shape = next(iter(preds.values())).shape
         P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
         pred = self.estimator.predict(P)
+        if output == "labels":
+            return np.asarray(self.classes, dtype=object)[np.argmax(pred, axis=1)]
         if self.conformal is None:
             return pred
         from ensembles.conformal import served_frame, spread

@@ -181,6 +181,10 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
         mlflow.set_tracking_uri(None)
     assert model.metadata.metadata["classes"] == [str(d) for d in range(10)]  # columns' order
     predicted = model.predict(data.X_test)
+    named = model.predict(data.X_test, params={"output": "labels"})
+    np.testing.assert_array_equal(named, [str(k) for k in np.argmax(predicted, axis=1)])
+    with pytest.raises(Exception, match="params output='votes'"):
+        model.predict(data.X_test[:2], params={"output": "votes"})
     logged = client.download_artifacts(
         summary["ensemble"]["run_id"], "predictions.npz", str(tmp_path)
     )

@@ -220,7 +220,12 @@ rows = rows[list(reversed(rows.columns))]   # columns in another order
 pred = np.asarray(model.predict(rows))
 assert pred.shape[0] == 6 and np.isfinite(pred).all(), pred
 print("served", pred.shape, float(np.ravel(pred)[0]))
-print("classes", (model.metadata.metadata or {}).get("classes"))
+classes = (model.metadata.metadata or {}).get("classes")
+print("classes", classes)
+if classes:  # a classifier also names each row's most probable class
+    labels = model.predict(rows, params={"output": "labels"})
+    assert list(labels) == [classes[k] for k in pred.argmax(axis=1)], (labels, pred)
+    print("labels", ",".join(sorted(set(labels))))
 """
 
 
@@ -263,6 +268,8 @@ def test_the_tabular_experiment_classifies_penguins_and_serves_raw_rows(smoke_ru
     assert run.summary["data"]["classes"] == species
     printed = serve_raw_rows(run.summary, run.db, "species", tmp_path)
     assert f"classes {species}" in printed
+    named = printed.split("labels ")[1].split()[0]
+    assert named and set(named.split(",")) <= set(species)
 
 
 @pytest.mark.slow
