@@ -235,12 +235,17 @@ def assert_model_serves(workdir: Path, summary: dict) -> None:
         from runner.spec import DataSpec
 
         X = load(DataSpec("digits", 0.2, 0.2, 0)).X_test[:4]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"inputs": X.tolist()}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        served = np.array(json.loads(urllib.request.urlopen(request).read())["predictions"])
+
+        def ask(**params: str) -> np.ndarray:
+            body = {"inputs": X.tolist(), **({"params": params} if params else {})}
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            return np.array(json.loads(urllib.request.urlopen(request).read())["predictions"])
+
+        served, named = ask(), ask(output="labels")
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -248,6 +253,7 @@ def assert_model_serves(workdir: Path, summary: dict) -> None:
     path = client.download_artifacts(summary["ensemble"]["run_id"], "predictions.npz", str(workdir))
     with np.load(path) as npz:
         np.testing.assert_allclose(served, npz["test"][:4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(named, [str(k) for k in np.argmax(served, axis=1)])
 
 
 def assert_reensembling_matches_a_fresh_fit(client, summary, db, workdir, tmp_path) -> None:
