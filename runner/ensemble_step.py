@@ -203,11 +203,10 @@ def log(
     """Log ``report`` as a new ensemble run (``open_run(tags)`` creates it where the caller
     wants it); returns the summary's ensemble entry. ``inputs`` (the feature count, or table
     rows) describes the exported model's input; None logs no model; ``classes`` names its
-    probability columns. With ``X_test`` a
-    champion decision is taken only after the registered version was loaded back and scored
-    on those rows. With ``refit`` the model holds the refitted members, and its test scores
-    are the ones the champion decision compares. The run ends FAILED if logging fails,
-    KILLED if a signal stops it."""
+    probability columns. With ``X_test`` a champion decision is taken only after the
+    registered version was loaded back and scored on those rows. With ``refit`` the model
+    holds the refitted members, and its test scores are the ones the champion decision
+    compares. The run ends FAILED if logging fails, KILLED if a signal stops it."""
     refit_runs = None if refit is None else refit.refit_runs
     described = settings_of(settings, seed, fingerprint, member_runs, report.metric, refit_runs)
     run_id = open_run(
