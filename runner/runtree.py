@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
+from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
     CONFIG_HASH,
@@ -95,9 +96,11 @@ def tune_sqlite() -> None:
 
 def warm_store(uri: str, experiment: str) -> None:
     """Open the MLflow store and look up the experiment, so that a new SQLite file's schema
-    migrations (about a second) run now; creates no run, and leaves errors for the tracker to
-    raise where they can be reported."""
+    migrations (about a second, unless it starts as a copy of the cached empty database) run
+    now; creates no run, and leaves errors for the tracker to raise where they can be
+    reported."""
     tune_sqlite()
+    store_seed.seed(uri)
     with contextlib.suppress(Exception):
         MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
 
@@ -238,6 +241,7 @@ class RunTree:
         # the lease itself stays out: Tune pickles its callbacks, which hold this tree
         self._lease_token = lease.me["token"] if lease is not None else None
         tune_sqlite()
+        store_seed.seed(spec.tracking_uri)
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.experiment)
         self.experiment_id = (
