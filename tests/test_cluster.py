@@ -4,6 +4,7 @@ one-line failures."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,14 +18,31 @@ from test_spec import spec_of
 
 from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli
 from models.keras_runtime import gpu_memory_limit_mb
-from runner.cluster import ClusterError, check_reachable
-from runner.spec import SpecError
+from runner.cluster import ClusterError, _stop_monitor, check_reachable, ray_session
+from runner.spec import ClusterSpec, SpecError
 
 
 def test_fractional_gpus_become_memory_limits():
     assert gpu_memory_limit_mb(16000, 0.25) == 3600  # 90% of a quarter
     assert gpu_memory_limit_mb(16000, 1.0) is None  # a whole GPU grows on demand
     assert gpu_memory_limit_mb(None, 0.5) is None  # unknown total: grow on demand
+
+
+def test_a_local_session_passes_the_worker_env_and_stops_its_monitor_at_once(monkeypatch):
+    import ray
+    from ray._private import worker
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    with ray_session(ClusterSpec(num_cpus=1), verbose=0):
+
+        @ray.remote(num_cpus=1)
+        def env() -> str | None:
+            return os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+
+        assert ray.get(env.remote()) == "2"  # TensorFlow's start-up chatter stays quiet
+        monitor = worker._global_node.all_processes["monitor"][0].process
+        _stop_monitor()
+        monitor.wait(timeout=0.5)  # killed, not asked to stop (it would take a second)
 
 
 def test_an_unreachable_address_fails_fast_in_one_line():
