@@ -20,5 +20,6 @@ def test_the_watch_reports_what_the_process_grew_by_per_trial():
     assert report["rss_growth_kb_per_trial"] == pytest.approx(64 * 1024 / 16, rel=0.15)
     assert report["peak_rss_mb"] >= report["rss_end_mb"] >= resident_mb() - 1 > 0
     del held
-    assert peak_mb() > 0  # the kernel's high-water mark may lag the resident size a little
+    # the high-water mark keeps the freed 64 MB (it may lag the resident size a little)
+    assert peak_mb() >= report["peak_rss_mb"] - 1
     assert "rss_growth_kb_per_trial" not in MemoryWatch.start().report(trials=0)
