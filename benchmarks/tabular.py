@@ -360,11 +360,14 @@ def main() -> None:
     machine = describe()
     print("\n" + "\n".join(lines))
     if len(args.seeds) > 1 and summaries:
+        first = next(iter(results.values()))["over_seeds"]["metrics"]
+        contenders = list(next(iter(first.values())))  # the runner, then the baselines
         print(
             f"\nover {len(args.seeds)} splits (seeds {args.seeds}): mean (sd); the ensemble's "
             "record against each baseline, split by split: won-tied-lost\n"
-            "| table, metric | runner | LightGBM | XGBoost | CatBoost | HistGradientBoosting "
-            "| record |\n|---|---|---|---|---|---|---|"
+            f"| table, metric | {' | '.join(contenders)} | record |\n"
+            + "|---" * (len(contenders) + 2)
+            + "|"
         )
         print("\n".join(summaries))
     print(f"machine: {machine}")

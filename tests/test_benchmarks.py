@@ -212,6 +212,8 @@ def test_tabular_benchmark_compares_the_runner_with_default_boosters_tiny(tmp_pa
         record = accuracy[base]
         assert record["won"] + record["tied"] + record["lost"] == 2
     assert "over 2 splits" in done.stdout and "| penguins, log_loss |" in done.stdout
+    header = "| table, metric | runner | " + " | ".join(penguins["baselines"]) + " | record |"
+    assert header in done.stdout
 
 
 def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
