@@ -35,9 +35,12 @@ def sqlite_path(uri: str) -> Path | None:
 def seed(uri: str) -> bool:
     """Create the SQLite file of ``uri`` as a copy of the empty database when it does not
     exist yet; True if this call created it. A file another process creates meanwhile is
-    left alone."""
+    left alone, and so is a path with a write-ahead log left from a deleted file (SQLite
+    would replay that log into the copy)."""
     target = sqlite_path(uri)
     if target is None or target.exists() or not target.parent.is_dir():
+        return False
+    if any(target.with_name(target.name + end).exists() for end in ("-wal", "-shm", "-journal")):
         return False
     with contextlib.suppress(Exception):
         empty = _empty_database()

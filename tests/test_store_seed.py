@@ -13,12 +13,15 @@ from mlflow import MlflowClient
 from runner import store_seed
 
 
-def _schema(path: Path) -> tuple[set[str], list[tuple]]:
+def _schema(path: Path) -> tuple[set[tuple[str, ...]], list[tuple]]:
+    """Tables, indexes and the migration head; a statement's lines in any order (MLflow's
+    own builds order a table's constraints differently from one build to the next)."""
     with closing(sqlite3.connect(path)) as db:
-        tables = {
-            row[0] for row in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+        rows = db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+        statements = {
+            tuple(sorted(line.strip().rstrip(",") for line in sql.splitlines())) for (sql,) in rows
         }
-        return tables, db.execute("SELECT * FROM alembic_version").fetchall()
+        return statements, db.execute("SELECT * FROM alembic_version").fetchall()
 
 
 @pytest.fixture
@@ -56,7 +59,9 @@ def test_seed_leaves_other_files_and_stores_to_mlflow(tmp_path: Path, cache: Pat
     kept.write_bytes(b"not touched")
     assert not store_seed.seed("sqlite:///kept.db")
     assert kept.read_bytes() == b"not touched"
+    (tmp_path / "deleted.db-wal").write_bytes(b"left from a deleted file")
     for uri in (
+        "sqlite:///deleted.db",  # SQLite would replay that log into a copy
         "sqlite:///opts.db?timeout=5",  # options: MLflow's business
         "sqlite:///missing/folder/runs.db",  # MLflow reports the folder
         "postgresql://user@localhost/mlflow",
