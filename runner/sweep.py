@@ -50,11 +50,15 @@ def _tune(
     Trials that start after ``deadline`` (a wall-clock time) are skipped; with ``pool`` (an
     ensemble pool actor's name) trials are scored by what they add to the ensemble."""
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from runner.progress import ProgressView
     from runner.trial import train_member
 
-    callbacks = [callback]
+    # Tune's own per-trial files: the JSON and CSV results its analysis reads, not the
+    # TensorBoard copy of each trial's scores (MLflow has them; about 4 ms of driver a trial)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    callbacks = [callback, JsonLoggerCallback(), CSVLoggerCallback()]
     if spec.verbose < 2:
         # Tune's new console output prints its header whatever the verbosity; the classic
         # reporter honours verbose=0, and our ProgressView shows progress instead.
