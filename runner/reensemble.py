@@ -270,6 +270,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from mlflow.tracking import MlflowClient
 
     from runner import ensemble_step
+    from runner.runtree import checkpoint_at_exit
     from runner.spec import EnsembleSpec
 
     settings = EnsembleSpec(
@@ -285,6 +286,7 @@ def _main(argv: Sequence[str] | None) -> int:
         max_members=args.max_members,
     )
     client = MlflowClient(args.tracking_uri)
+    checkpoint_at_exit(args.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             members, labels, found = collect(client, args, Path(tmp))

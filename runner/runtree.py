@@ -7,9 +7,11 @@ still open when the sweep ends.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,6 +96,28 @@ def tune_sqlite() -> None:
             cursor.close()
 
     _SQLITE_TUNED = True
+
+
+_CHECKPOINTED: set[Path] = set()
+
+
+def checkpoint_at_exit(uri: str) -> None:
+    """When this process exits, fold its SQLite store's write-ahead log into the file. MLflow's
+    pooled connections stay open to the end, which leaves the latest writes only in
+    ``FILE-wal``: a copy of the file alone showed the last runs RUNNING, or not at all."""
+    path = store_seed.sqlite_path(uri)
+    if path is not None and path.resolve() not in _CHECKPOINTED:
+        _CHECKPOINTED.add(path.resolve())
+        atexit.register(_checkpoint, path.resolve())
+
+
+def _checkpoint(path: Path) -> None:
+    if path.is_file():
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(path, timeout=2)) as db,
+        ):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def warm_store(uri: str, experiment: str) -> None:
@@ -244,6 +268,7 @@ class RunTree:
         self._lease_token = lease.me["token"] if lease is not None else None
         tune_sqlite()
         store_seed.seed(spec.tracking_uri)
+        checkpoint_at_exit(spec.tracking_uri)
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.experiment)
         self.experiment_id = (

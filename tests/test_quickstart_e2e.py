@@ -3,6 +3,7 @@ SQLite store; we check the run tree, the artifacts and that summary.json matches
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,14 @@ def test_quickstart_end_to_end_builds_the_run_tree_and_a_second_run_is_a_new_swe
     driver = summary["driver"]  # the driver's memory: on record with the sweep
     assert driver["trials"] == len(QUICKSTART_MEMBERS)
     assert driver["peak_rss_mb"] >= driver["rss_end_mb"] > 0 and driver["rss_start_mb"] > 0
+
+    # the store's file alone holds the finished sweep (nothing left only in its write-ahead log)
+    alone = tmp_path / "copied" / "mlflow.db"
+    alone.parent.mkdir()
+    shutil.copyfile(workdir / "mlflow.db", alone)
+    copied = MlflowClient(f"sqlite:///{alone}")
+    assert copied.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+    assert len(runs_by_role(copied, summary["sweep_id"])["ensemble"]) == 1
 
     client = MlflowClient(db)
     assert_run_tree(client, summary, QUICKSTART_MEMBERS, epochs=30)
