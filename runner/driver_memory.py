@@ -4,6 +4,9 @@ is on record (summary.json and the parent run) rather than only in a benchmark."
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -27,6 +30,22 @@ def peak_mb() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KB here
+
+
+def release_freed() -> bool:
+    """Collect garbage and hand the heap's free pages back to the OS (glibc's malloc_trim),
+    so that the ensemble stage's large arrays do not stack on memory the trials' many small
+    objects left free but mapped; False where the C library has no malloc_trim."""
+    gc.collect()
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 @dataclass(frozen=True)

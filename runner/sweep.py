@@ -27,7 +27,7 @@ from runner.contracts import (
     split_fold_label,
 )
 from runner.data import Dataset
-from runner.driver_memory import MemoryWatch
+from runner.driver_memory import MemoryWatch, release_freed
 from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
 from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
@@ -493,6 +493,7 @@ def _run(
         members = plan.resolve_bases(spec.members, saved)
         records = _train_stage(spec, data, members, tree, None, deadline)
         refits = _refit(spec, data, members, records, tree, deadline) if spec.refit else {}
+        release_freed()  # what thousands of trials' results left free, before the ensemble
         metric = headline_metric(data.task.is_classification, spec.metric)
         summary: dict[str, Any] = {
             "experiment": spec.experiment,
