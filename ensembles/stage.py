@@ -27,7 +27,7 @@ from ensembles.honest import (
     cross_fitted_predictions,
     score_cross_fitted,
 )
-from ensembles.metrics import evaluate, headline_metric
+from ensembles.metrics import evaluate, greater_is_better, headline_metric
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,36 @@ def usable_members(
     return usable, dropped
 
 
+def check_candidates(keep: Any) -> int | None:
+    """``keep`` if it is a valid ``max_candidates`` (an integer >= 2, or None), else ValueError."""
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 2):
+        raise ValueError(f"max_candidates must be an integer >= 2 or None, got {keep!r}")
+    return keep
+
+
+def prune_candidates(
+    usable: Sequence[MemberPredictions], y_val: np.ndarray, metric: str, keep: int | None
+) -> tuple[list[MemberPredictions], dict[str, Any] | None]:
+    """The ``keep`` members with the lowest validation loss (and the best by ``metric``),
+    in their order, and a note of what was pruned (None when nothing was): Caruana et al.
+    (2004) select from the best models of a large library, which scores as well or better
+    and keeps the stage's time and memory bounded whatever the number of trials."""
+    check_candidates(keep)
+    if keep is None or len(usable) <= keep:
+        return list(usable), None
+    losses = np.array([validation_loss(np.asarray(m.val, dtype=np.float64), y_val) for m in usable])
+    kept = set(np.argsort(losses, kind="stable")[:keep].tolist())
+    scores = [evaluate(y_val, np.asarray(m.val, dtype=np.float64))[metric] for m in usable]
+    kept.add(int(np.argmax(scores) if greater_is_better(metric) else np.argmin(scores)))
+    note = {
+        "kept": len(kept),
+        "of": len(usable),
+        "rule": f"the {keep} lowest validation losses and the best validation {metric}",
+        "worst_kept_val_loss": float(max(losses[i] for i in kept)),
+    }
+    return [m for i, m in enumerate(usable) if i in kept], note
+
+
 @dataclass
 class EnsembleReport:
     """A fitted ensemble, its scores, honest estimates and diversity."""
@@ -102,6 +132,8 @@ class EnsembleReport:
     # with a latency or size budget: the limits, what the chosen members cost, the same
     # method on all members, and every candidate ensemble the selection weighed
     budget: dict[str, Any] | None = None
+    # with more usable members than ``max_candidates``: how many were kept, of how many
+    pruned: dict[str, Any] | None = None
 
     @property
     def beats_best_member(self) -> bool:
@@ -125,6 +157,7 @@ class EnsembleReport:
             "beats_best_member": self.beats_best_member,
             "cross_fitted": self.cross_fitted,
             "left_out": self.dropped,
+            "pruned": self.pruned,
             "calibration": self.calibration,
             "conformal": self.conformal,
             "budget": None
@@ -148,6 +181,7 @@ def run(
     coverage: float | None = None,
     max_latency_ms: float | None = None,
     max_members: int | None = None,
+    max_candidates: int | None = None,
 ) -> EnsembleReport:
     """Ensemble the usable members: weights from validation only; test touched to report.
     With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
@@ -157,7 +191,8 @@ def run(
     the same cross-fitted predictions and its coverage measured on test. With
     ``max_latency_ms`` (the members' summed ``cost``) or ``max_members`` the method is fitted
     on the members forward selection keeps within that budget (``ensembles.budget``), in the
-    cross-fitted estimate too."""
+    cross-fitted estimate too. With ``max_candidates``, only that many members (the best on
+    validation, ``prune_candidates``) are ensembled."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -167,10 +202,18 @@ def run(
         )
     for name, reason in dropped.items():
         log.warning("member %s left out of the ensemble: %s", name, reason)
+    metric = headline_metric(np.ndim(usable[0].val) == 2, metric)
+    usable, pruned = prune_candidates(usable, y_val, metric, max_candidates)
+    if pruned is not None:
+        log.info(
+            "ensembling the %d best of %d members on validation (ensemble.candidates=%d)",
+            pruned["kept"],
+            pruned["of"],
+            max_candidates,
+        )
     names = [m.name for m in usable]
     P_val = np.stack([m.val for m in usable]).astype(np.float64, copy=False)
     P_test = np.stack([m.test for m in usable]).astype(np.float64, copy=False)
-    metric = headline_metric(P_val.ndim == 3, metric)
     budget = _budget(usable, max_latency_ms, max_members)
     fit_params = {**params, "budget": budget} if budget is not None else dict(params)
     estimator = make(method, random_state=random_state, **fit_params).fit(P_val, y_val)
@@ -245,6 +288,7 @@ def run(
         uncalibrated_test_pred=uncalibrated,
         conformal=uncertainty,
         budget=budgeted,
+        pruned=pruned,
     )
 
 

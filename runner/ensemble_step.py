@@ -56,6 +56,7 @@ def fit(
         coverage=settings.coverage,
         max_latency_ms=settings.max_latency_ms,
         max_members=settings.max_members,
+        max_candidates=settings.candidates,
     )
 
 
@@ -136,6 +137,12 @@ def settings_of(
             for key in ("max_latency_ms", "max_members")
             if getattr(settings, key) is not None
         },
+        # only when it leaves members out, so runs logged before it existed keep their hash
+        **(
+            {"candidates": settings.candidates}
+            if settings.candidates is not None and len(member_runs) > settings.candidates
+            else {}
+        ),
         "log_model": settings.log_model,
         "register_as": settings.register_as,
         "seed": seed,

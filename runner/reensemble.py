@@ -28,7 +28,7 @@ import ensembles
 from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
-from ensembles.stage import MemberPredictions
+from ensembles.stage import MemberPredictions, check_candidates
 from runner.contracts import (
     EXPERIMENT,
     MEMBER,
@@ -59,6 +59,7 @@ OPTIONS = {
     "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
     "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this",
     "max_members": "serve at most this many members (default: no limit)",
+    "candidates": "ensemble only the best this many members on validation (default 200)",
     "refit": "serve bagged members' refits on all rows where the sweep made them (default true)",
 }
 
@@ -88,6 +89,7 @@ class Args:
     coverage: float | None = None
     max_latency_ms: float | None = None
     max_members: int | None = None
+    candidates: int | None = 200
     refit: bool = True
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -136,6 +138,7 @@ def parse(argv: Sequence[str]) -> Args:
     try:
         args.coverage = check_coverage(args.coverage)
         args.max_latency_ms, args.max_members = check_limits(args.max_latency_ms, args.max_members)
+        check_candidates(args.candidates)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return args
@@ -284,6 +287,7 @@ def _main(argv: Sequence[str] | None) -> int:
         coverage=args.coverage,
         max_latency_ms=args.max_latency_ms,
         max_members=args.max_members,
+        candidates=args.candidates,
     )
     client = MlflowClient(args.tracking_uri)
     checkpoint_at_exit(args.tracking_uri)
@@ -369,6 +373,10 @@ def _main(argv: Sequence[str] | None) -> int:
             f"{refit.test_scores[metric]:.4f}"
             + (f"; without a refit: {', '.join(refit.fell_back)}" if refit.fell_back else "")
         )
+    if report.pruned:
+        from runner.report import pruned_line
+
+        print(pruned_line(report.pruned))
     if report.conformal:
         from runner.report import conformal_line
 

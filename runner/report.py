@@ -70,6 +70,8 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out += ["", f"skipped (runner.time_limit passed before they started): {', '.join(skipped)}"]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
+    if ens and ens.get("pruned"):
+        out.append(pruned_line(ens["pruned"]))
     if ens and ens.get("calibration"):
         out.append(calibration_line(ens["calibration"]))
     if ens and ens.get("conformal"):
@@ -101,6 +103,14 @@ def leaderboard(summary: dict[str, Any]) -> str:
             )
             out.append(f"  {m['name']} ({m['model']}): {scores}")
     return "\n".join(line.rstrip() for line in out)
+
+
+def pruned_line(pruned: dict[str, Any]) -> str:
+    """What library pruning left out of a large sweep's ensemble, in words."""
+    return (
+        f"ensembled the {pruned['kept']} best of {pruned['of']} members on validation "
+        f"({pruned['rule']}; ensemble.candidates=null ensembles all); the others have no weight"
+    )
 
 
 def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:

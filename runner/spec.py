@@ -114,6 +114,7 @@ class EnsembleSpec:
     coverage: float | None = None  # split-conformal intervals or prediction sets at this level
     max_latency_ms: float | None = None  # the served members' summed prediction ms per 1000 rows
     max_members: int | None = None  # at most this many members served
+    candidates: int | None = 200  # ensemble only the best this many members on validation
     distill: str | None = None  # a member (or model kind) trained on the ensemble's predictions
 
 
@@ -509,6 +510,12 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     except ValueError as err:
         key, _, message = str(err).partition(" ")
         raise _fail(f"ensemble.{key}", message) from None
+    from ensembles.stage import check_candidates
+
+    try:
+        check_candidates(spec.candidates)
+    except ValueError as err:
+        raise _fail("ensemble.candidates", str(err).removeprefix("max_candidates ")) from None
     return replace(
         spec,
         params=params,

@@ -7,6 +7,7 @@ import pytest
 from test_ensembles import informative_and_noise
 
 from ensembles import stage
+from ensembles.budget import validation_loss
 from ensembles.diversity import disagreement, error_correlation, leave_one_out
 from ensembles.honest import bootstrap_gain, cross_fitted
 from ensembles.stage import MemberPredictions, usable_members
@@ -165,3 +166,42 @@ def test_averaging_ensembles_say_so_and_stacking_does_not():
     from ensembles import METHODS
 
     assert [name for name, cls in METHODS.items() if cls.averages] == ["mean", "weighted", "greedy"]
+
+
+def test_many_candidates_are_pruned_to_the_best_on_validation_and_said_so():
+    ms, y, yt = members(seed=3, noisy=29)  # one informative member among 30
+    full = stage.run("weighted", {}, ms, y, yt, n_boot=20)
+    assert full.pruned is None and len(full.names) == 30
+    report = stage.run("weighted", {}, ms, y, yt, n_boot=20, max_candidates=5)
+    assert report.pruned["kept"] == 5 and report.pruned["of"] == 30
+    assert "good" in report.names and len(report.weights) == 5
+    assert report.names == [m.name for m in ms if m.name in report.names]  # member order kept
+    losses = {m.name: validation_loss(m.val, y) for m in ms}
+    assert max(losses[n] for n in report.names) < min(
+        losses[n] for n in losses if n not in report.names
+    )
+    assert report.summary()["pruned"]["of"] == 30
+    assert report.test_scores["log_loss"] <= full.test_scores["log_loss"] + 0.05
+    with pytest.raises(ValueError, match="max_candidates must be an integer >= 2 or None, got 1"):
+        stage.run("weighted", {}, ms, y, yt, max_candidates=1)
+
+
+def test_pruning_keeps_the_best_member_by_the_headline_metric():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+
+    def soft(right_share: float, p_true: float) -> np.ndarray:
+        right = rng.random(len(y)) < right_share
+        label = np.where(right, y, (y + 1) % 3)
+        return np.where(np.eye(3, dtype=bool)[label], p_true, (1 - p_true) / 2)
+
+    sharp = np.where(np.eye(3, dtype=bool)[y], 0.99, 0.005)
+    wrong = np.eye(3, dtype=bool)[(y[:5] + 1) % 3]
+    sharp[:5] = np.where(wrong, 1.0, 0.0)  # five certain mistakes: the worst log loss
+    ms = [MemberPredictions(f"soft{i}", soft(0.8, 0.6), soft(0.8, 0.6)) for i in range(3)]
+    ms.append(MemberPredictions("sharp", sharp, sharp))
+    report = stage.run("mean", {}, ms, y, y, n_boot=20, max_candidates=2)
+    losses = {m.name: validation_loss(m.val, y) for m in ms}
+    assert max(losses, key=losses.get) == "sharp"  # pruned by loss, kept by accuracy
+    assert "sharp" in report.names and report.pruned["kept"] == 3
+    assert report.best_member == "sharp"

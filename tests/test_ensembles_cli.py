@@ -147,3 +147,20 @@ def test_re_ensembling_with_a_coverage_target_reports_and_logs_it(tmp_path):
     )
     assert 0.6 < ens.data.metrics["conformal.test_coverage"] <= 1.0
     assert json.loads(ens.data.tags["runner.ensemble_settings"])["coverage"] == 0.8
+
+
+def test_re_ensembling_many_members_ensembles_the_best_candidates_and_says_so(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    words = ("experiment=exp", f"tracking_uri={db}", "log_model=false", "method=mean")
+    line = one_error_line(run(tmp_path, *words, "candidates=0"))
+    assert "max_candidates must be an integer >= 2 or None, got 0" in line
+    done = run(tmp_path, *words, "candidates=2")
+    assert done.returncode == 0, done.stderr
+    assert "ensembled the 2 best of 3 members on validation" in done.stdout
+    client = MlflowClient(db)
+    (ens,) = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
+    )
+    weights = {k for k in ens.data.metrics if k.startswith("weight.")}
+    assert len(weights) == 2
+    assert json.loads(ens.data.tags["runner.ensemble_settings"])["candidates"] == 2

@@ -92,6 +92,10 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         (["resources.gpu=nan"], r"resources.gpu: must be a finite number >= 0, got nan"),
         (["+members.mlp.color=red"], r"members.mlp: unknown key 'color'; allowed: model"),
         (["runner.sweep_id='a b'"], r"runner.sweep_id: 'a b' must match"),
+        (
+            ["ensemble.candidates=1"],
+            r"ensemble.candidates: must be an integer >= 2 or None, got 1",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_value_and_allowed(overrides, message):
