@@ -16,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from runner.contracts import REPLAYED, TrialInput, TrialResult, trial_label
+from runner.driver_memory import release_freed
 from runner.errors import store_error
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
@@ -81,6 +82,9 @@ def _store_guarded(method: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+RELEASE_EVERY = 100  # completed trials between handing the driver's free heap back to the OS
+
+
 class MemberCallback(Callback):
     """Mirrors each trial of one stage into the run tree."""
 
@@ -92,6 +96,7 @@ class MemberCallback(Callback):
         self.hashes = {m.name: m.config_hash for m in members}
         self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run
         self.store_failure: BaseException | None = None
+        self.completed = 0  # trials completed in this attempt
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """Create the member runs whose trials have run long enough to show; stop the Tune
@@ -136,6 +141,9 @@ class MemberCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log the checkpoint's model, predictions and final scores; or, when a scheduler
         stopped the trial early, end its run KILLED."""
+        self.completed += 1
+        if self.completed % RELEASE_EVERY == 0:
+            release_freed(collect=False)
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return

@@ -32,11 +32,13 @@ def peak_mb() -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KB here
 
 
-def release_freed() -> bool:
-    """Collect garbage and hand the heap's free pages back to the OS (glibc's malloc_trim),
-    so that the ensemble stage's large arrays do not stack on memory the trials' many small
-    objects left free but mapped; False where the C library has no malloc_trim."""
-    gc.collect()
+def release_freed(collect: bool = True) -> bool:
+    """Collect garbage (with ``collect``) and hand the heap's free pages back to the OS
+    (glibc's malloc_trim): the many small objects of thousands of trials leave memory free but
+    mapped, which the ensemble stage's large arrays would stack on; False where the C library
+    has no malloc_trim."""
+    if collect:
+        gc.collect()
     name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
     try:
         trim = ctypes.CDLL(name).malloc_trim if name else None
