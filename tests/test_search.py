@@ -127,3 +127,27 @@ def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
     rows = [m for m in summary["members"] if m["name"] in samples]
     values = {float(client.get_run(m["run_id"]).data.params["hparams.C"]) for m in rows}
     assert len(values) == 3 and all(0.001 <= c <= 10.0 for c in values)
+
+
+def test_a_search_larger_than_ensemble_candidates_ensembles_its_best_members(workdir):
+    # scikit-learn members only: what is under test is the ensemble stage's library pruning
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "search=random",
+        "search.num_samples=5",
+        "search.scheduler=null",
+        "members.logistic.hparams.C={loguniform: [0.0001, 10.0]}",
+        *(f"~members.{m}" for m in ("mlp", "convnet", "resnet", "selu")),
+        "ensemble.candidates=3",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    finished = [m["name"] for m in summary["members"] if m["status"] == "FINISHED"]
+    pruned = summary["ensemble"]["pruned"]
+    assert len(finished) == 6 and pruned["of"] == 6 and pruned["kept"] in (3, 4)
+    assert len(summary["ensemble"]["weights"]) == pruned["kept"]
+    assert set(summary["ensemble"]["weights"]) < set(finished)
+    assert f"ensembled the {pruned['kept']} best of 6 members on validation" in done.stdout
