@@ -1,7 +1,7 @@
 """Sweeps of many sub-second trials: the runner against a plain Ray Tune script.
 
     python benchmarks/scale.py [--sizes 50,200,1000,2000] [--ways tune,runner]
-                               [--json out.json] [--plot scale.png]
+                               [--json out.json] [--plot scale.png] [-- RUNNER OVERRIDES]
 
 One searched scikit-learn member (logistic regression on digits, ``C`` log-uniform) becomes N
 trials. (tune) a plain Tune script samples the same ``C`` and trains the same member through
@@ -101,8 +101,9 @@ def _timeline(run: Any, storage: Path) -> dict[str, Any]:
     }
 
 
-def run_way(way: str, trials: int, scratch: Path) -> dict[str, Any]:
-    """One cold launch of ``way`` with ``trials`` trials in its own directory."""
+def run_way(way: str, trials: int, scratch: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One cold launch of ``way`` with ``trials`` trials in its own directory (``extra``:
+    more Hydra overrides for the runner, e.g. ``ensemble.candidates=null``)."""
     tmp = scratch / f"{way}-{trials}"
     tmp.mkdir()
     overrides = experiment_overrides(scratch / "conf", trials)
@@ -111,12 +112,13 @@ def run_way(way: str, trials: int, scratch: Path) -> dict[str, Any]:
         plan_json.write_text(json.dumps(plan(overrides, tmp)))
         cmd = [sys.executable, __file__, "--child", str(plan_json), str(tmp), str(trials)]
         return _timeline(launch(cmd, tmp, way), tmp / "tune")
-    cmd = runner_command([*overrides, "runner.verbose=0"], tmp)
+    cmd = runner_command([*overrides, "runner.verbose=0", *extra], tmp)
     out = _timeline(launch(cmd, tmp, way), tmp / "tune")
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     ensemble = summary.get("ensemble") or {}
     out["ensemble_test_accuracy"] = ensemble.get("test_metric")
     out["members_with_weight"] = sum(w > 0 for w in (ensemble.get("weights") or {}).values())
+    out["ensemble_pruned"] = ensemble.get("pruned")
     out["driver_reported"] = summary.get("driver")  # the runner's own memory record
     return out
 
@@ -167,6 +169,7 @@ def main() -> None:
     parser.add_argument("--ways", default="tune,runner")
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None)
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for the runner")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
     ways = [w for w in args.ways.split(",") if w]
@@ -174,7 +177,12 @@ def main() -> None:
         raise SystemExit(f"--ways: unknown {unknown}; allowed: {', '.join(WAYS)}")
     if not sizes or sizes[0] < 2:
         raise SystemExit(f"--sizes must be integers >= 2, got {args.sizes!r}")
-    result: dict[str, Any] = {"machine": describe(), "sizes": sizes, "ways": {w: [] for w in ways}}
+    result: dict[str, Any] = {
+        "machine": describe(),
+        "sizes": sizes,
+        "runner_overrides": args.overrides,
+        "ways": {w: [] for w in ways},
+    }
     print(f"machine: {result['machine']}")
     header = (
         f"{'way':<8}{'trials':>7}{'wall s':>9}{'before':>8}{'trials s':>10}{'after':>8}"
@@ -185,14 +193,19 @@ def main() -> None:
         for trials in sizes:
             for way in ways:
                 started = time.time()
-                row = run_way(way, trials, Path(scratch))
+                row = run_way(way, trials, Path(scratch), tuple(args.overrides))
                 row["measured_at"] = started
                 result["ways"][way].append(row)
                 print(
                     f"{way:<8}{row['trials']:>7}{row['wall_seconds']:>9.1f}"
                     f"{row['before_first_trial_s']:>8.1f}{row['trials_phase_s']:>10.1f}"
                     f"{row['after_last_trial_s']:>8.1f}{row['trials_phase_per_trial_ms']:>10.1f}"
-                    f"{row['peak_driver_rss_mb'] or 0:>8.0f}",
+                    f"{row['peak_driver_rss_mb'] or 0:>8.0f}"
+                    + (
+                        f"  ensemble test {row['ensemble_test_accuracy']:.4f}"
+                        if row.get("ensemble_test_accuracy") is not None
+                        else ""
+                    ),
                     flush=True,
                 )
     result["goals"] = GOALS

@@ -120,11 +120,16 @@ def test_overhead_benchmark_times_all_three_ways_tiny(tmp_path):
 def test_scale_benchmark_runs_both_ways_and_plots_tiny(tmp_path):
     out, plot = tmp_path / "scale.json", tmp_path / "scale.png"
     done = run_benchmark(
-        "scale.py", "--sizes", "3,6", "--json", str(out), "--plot", str(plot), timeout=900
+        "scale.py",
+        *("--sizes", "3,6", "--json", str(out), "--plot", str(plot)),
+        *("--", "ensemble.candidates=4"),  # passed to the runner: prunes 6 candidates, not 3
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert set(result["ways"]) == {"tune", "runner"}
+    small, large = result["ways"]["runner"]
+    assert small["ensemble_pruned"] is None and large["ensemble_pruned"]["of"] == 6
     for rows in result["ways"].values():
         assert [r["trials"] for r in rows] == [3, 6]  # every sampled trial ran
         for r in rows:
