@@ -67,10 +67,11 @@ MAX_PARAM_CHARS = 6000
 
 
 def store_exists(uri: str) -> bool:
-    """False only for a SQLite store whose file does not exist yet (MLflow would create it)."""
+    """False only for a SQLite store whose file does not exist yet (MLflow would create it);
+    the file is the URI's path without its ``?options``."""
     if not uri.startswith("sqlite:///"):
         return True
-    return Path(uri[len("sqlite:///") :]).exists()
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0]).exists()
 
 
 _SQLITE_TUNED = False

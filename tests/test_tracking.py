@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from runner.runtree import RunTree, flatten
+from runner.runtree import RunTree, flatten, store_exists
 from runner.spec import from_config
 from runner.store_probe import redact_uri
 
@@ -22,6 +22,14 @@ def test_redact_uri_hides_passwords_only():
         redact_uri("https://mlflow.example/path?access_token=abc&x=1&sig=zz")
         == "https://mlflow.example/path?access_token=***&x=1&sig=***"
     )
+
+
+def test_a_sqlite_store_exists_by_its_file_whatever_its_uri_options(tmp_path):
+    db = tmp_path / "mlflow.db"
+    assert not store_exists(f"sqlite:///{db}") and not store_exists(f"sqlite:///{db}?timeout=30")
+    db.touch()
+    assert store_exists(f"sqlite:///{db}") and store_exists(f"sqlite:///{db}?timeout=30")
+    assert store_exists("http://127.0.0.1:5000")  # a server: only the server knows
 
 
 def test_flatten_gives_dotted_keys():
