@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -39,15 +41,21 @@ def release_freed(collect: bool = True) -> bool:
     has no malloc_trim."""
     if collect:
         gc.collect()
-    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        trim = None
+    trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig); None without it."""
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 @dataclass(frozen=True)
