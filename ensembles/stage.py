@@ -90,9 +90,11 @@ def prune_candidates(
     check_candidates(keep)
     if keep is None or len(usable) <= keep:
         return list(usable), None
-    losses = np.array([validation_loss(np.asarray(m.val, dtype=np.float64), y_val) for m in usable])
+    losses, scores = np.empty(len(usable)), np.empty(len(usable))
+    for i, m in enumerate(usable):  # one float64 copy at a time: thousands fit in float32 only
+        val = np.asarray(m.val, dtype=np.float64)
+        losses[i], scores[i] = validation_loss(val, y_val), evaluate(y_val, val)[metric]
     kept = set(np.argsort(losses, kind="stable")[:keep].tolist())
-    scores = [evaluate(y_val, np.asarray(m.val, dtype=np.float64))[metric] for m in usable]
     kept.add(int(np.argmax(scores) if greater_is_better(metric) else np.argmin(scores)))
     note = {
         "kept": len(kept),
