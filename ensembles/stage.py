@@ -81,28 +81,73 @@ def check_candidates(keep: Any) -> int | None:
 
 
 def prune_candidates(
-    usable: Sequence[MemberPredictions], y_val: np.ndarray, metric: str, keep: int | None
+    usable: Sequence[MemberPredictions],
+    y_val: np.ndarray,
+    metric: str,
+    keep: int | None,
+    set_aside: int = 0,
 ) -> tuple[list[MemberPredictions], dict[str, Any] | None]:
     """The ``keep`` members with the lowest validation loss (and the best by ``metric``),
     in their order, and a note of what was pruned (None when nothing was): Caruana et al.
     (2004) select from the best models of a large library, which scores as well or better
-    and keeps the stage's time and memory bounded whatever the number of trials."""
+    and keeps the stage's time and memory bounded whatever the number of trials.
+    ``set_aside`` counts members a ``CandidateLibrary`` already let go of before the stage."""
     check_candidates(keep)
-    if keep is None or len(usable) <= keep:
+    if keep is None or (len(usable) <= keep and not set_aside):
         return list(usable), None
     losses, scores = np.empty(len(usable)), np.empty(len(usable))
     for i, m in enumerate(usable):  # one float64 copy at a time: thousands fit in float32 only
-        val = np.asarray(m.val, dtype=np.float64)
-        losses[i], scores[i] = validation_loss(val, y_val), evaluate(y_val, val)[metric]
+        losses[i], scores[i] = _loss_and_score(m.val, y_val, metric)
     kept = set(np.argsort(losses, kind="stable")[:keep].tolist())
     kept.add(int(np.argmax(scores) if greater_is_better(metric) else np.argmin(scores)))
     note = {
         "kept": len(kept),
-        "of": len(usable),
+        "of": len(usable) + set_aside,
         "rule": f"the {keep} lowest validation losses and the best validation {metric}",
         "worst_kept_val_loss": float(max(losses[i] for i in kept)),
     }
     return [m for i, m in enumerate(usable) if i in kept], note
+
+
+def _loss_and_score(val: np.ndarray, y_val: np.ndarray, metric: str) -> tuple[float, float]:
+    val = np.asarray(val, dtype=np.float64)
+    return validation_loss(val, y_val), evaluate(y_val, val)[metric]
+
+
+class CandidateLibrary:
+    """Says, as members arrive one by one, which of them ``prune_candidates`` can no longer
+    keep, so that a caller holding thousands of members' predictions can let go of theirs
+    during a sweep: a member is set aside once ``keep`` members of its split and shapes have
+    a strictly lower validation loss and one has a strictly better ``metric``. Neither can
+    change back as members arrive, so pruning the members left gives the same candidates
+    as pruning all of them, in any arrival order."""
+
+    def __init__(self, y_val: np.ndarray, metric: str, keep: int) -> None:
+        if check_candidates(keep) is None:
+            raise ValueError("a CandidateLibrary needs a number of candidates to keep, got None")
+        self.y_val, self.metric, self.keep = y_val, metric, keep
+        self._groups: dict[Any, dict[str, tuple[float, float]]] = {}
+        self.set_aside = 0
+
+    def add(
+        self, name: str, val: np.ndarray, test: np.ndarray, fingerprint: str | None = None
+    ) -> list[str]:
+        """Take in a member; return the names (of it or of earlier ones) now set aside."""
+        if not (np.all(np.isfinite(val)) and np.all(np.isfinite(test))):
+            return []  # the stage leaves it out, saying why: it needs the predictions
+        held = self._groups.setdefault((fingerprint, np.shape(val), np.shape(test)), {})
+        held[name] = _loss_and_score(val, self.y_val, self.metric)
+        if len(held) <= self.keep + 1:
+            return []
+        losses = np.fromiter((loss for loss, _ in held.values()), dtype=np.float64)
+        kth = float(np.partition(losses, self.keep - 1)[self.keep - 1])
+        sign = 1.0 if greater_is_better(self.metric) else -1.0
+        best = max(sign * score for _, score in held.values())
+        out = [n for n, (loss, score) in held.items() if loss > kth and sign * score < best]
+        for n in out:
+            del held[n]
+        self.set_aside += len(out)
+        return out
 
 
 @dataclass
@@ -184,6 +229,7 @@ def run(
     max_latency_ms: float | None = None,
     max_members: int | None = None,
     max_candidates: int | None = None,
+    set_aside: int = 0,
 ) -> EnsembleReport:
     """Ensemble the usable members: weights from validation only; test touched to report.
     With ``calibrate``, class probabilities are temperature-scaled, the temperature fitted
@@ -194,7 +240,9 @@ def run(
     ``max_latency_ms`` (the members' summed ``cost``) or ``max_members`` the method is fitted
     on the members forward selection keeps within that budget (``ensembles.budget``), in the
     cross-fitted estimate too. With ``max_candidates``, only that many members (the best on
-    validation, ``prune_candidates``) are ensembled."""
+    validation, ``prune_candidates``) are ensembled; ``set_aside`` counts the members a
+    ``CandidateLibrary`` let go of before the stage (they count in the note of what was
+    pruned)."""
     usable, dropped = usable_members(members, fingerprint)
     if len(usable) < 2:
         names = ", ".join(m.name for m in usable) or "none"
@@ -205,7 +253,7 @@ def run(
     for name, reason in dropped.items():
         log.warning("member %s left out of the ensemble: %s", name, reason)
     metric = headline_metric(np.ndim(usable[0].val) == 2, metric)
-    usable, pruned = prune_candidates(usable, y_val, metric, max_candidates)
+    usable, pruned = prune_candidates(usable, y_val, metric, max_candidates, set_aside)
     if pruned is not None:
         log.info(
             "ensembling the %d best of %d members on validation (ensemble.candidates=%d)",

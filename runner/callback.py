@@ -15,7 +15,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from runner.contracts import REPLAYED, TrialInput, TrialResult, trial_label
+from runner.candidates import HeldPredictions
+from runner.contracts import REPLAYED, TrialInput, TrialResult, split_fold_label, trial_label
 from runner.driver_memory import release_freed
 from runner.errors import store_error
 from runner.runtree import RunTree
@@ -89,10 +90,15 @@ class MemberCallback(Callback):
     """Mirrors each trial of one stage into the run tree."""
 
     def __init__(
-        self, tree: RunTree, members: Sequence[MemberSpec], stage: str | None = None
+        self,
+        tree: RunTree,
+        members: Sequence[MemberSpec],
+        stage: str | None = None,
+        held: HeldPredictions | None = None,
     ) -> None:
         self.tree = tree
         self.stage = stage
+        self.held = held  # lets go of the predictions of members outside the candidates
         self.hashes = {m.name: m.config_hash for m in members}
         self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run
         self.store_failure: BaseException | None = None
@@ -198,9 +204,11 @@ class MemberCallback(Callback):
         local = Path(checkpoint.path).is_dir()
         with checkpoint.as_directory() as path:
             final = {k: v for k, v in result.items() if k.startswith("final_")}
-            self.tree.finish_member(
+            record = self.tree.finish_member(
                 run_id, label, model, TrialResult.read(path), final, local=local
             )
+        if self.held is not None and split_fold_label(label) is None:
+            self.held.add(record)
 
     @_store_guarded
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -38,9 +38,11 @@ def fit(
     seed: int,
     fingerprint: str | None,
     metric: str | None = None,
+    set_aside: int = 0,
 ) -> EnsembleReport:
     """The fitted ensemble and its report (``metric``: the one that ranks and judges, default
-    accuracy or RMSE); ValueError (one line) if it cannot be built."""
+    accuracy or RMSE; ``set_aside``: members already let go as outside the candidates);
+    ValueError (one line) if it cannot be built."""
     return stage.run(
         settings.method,
         settings.params,
@@ -57,6 +59,7 @@ def fit(
         max_latency_ms=settings.max_latency_ms,
         max_members=settings.max_members,
         max_candidates=settings.candidates,
+        set_aside=set_aside,
     )
 
 

@@ -199,6 +199,8 @@ class MemberRecord:
     error: str | None = None
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
     fit: dict[str, Any] = field(default_factory=dict)  # what a refit needs of a fold's fit
+    # validation and test scores, kept when the predictions are let go (``runner.candidates``)
+    scores: tuple[dict[str, float], dict[str, float]] | None = None
 
 
 # the facts of a trial's member.json the driver keeps: what a bagged member's refit reads

@@ -19,6 +19,7 @@ from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import bags, ensemble_step, export, plan, report, signals
 from runner.callback import MemberCallback
+from runner.candidates import HeldPredictions
 from runner.contracts import (
     HONEST_TARGETS,
     LEADERBOARDS,
@@ -137,7 +138,9 @@ def _ensemble(
             r.name, r.val, r.test, r.fingerprint, served[r.name].fit.get("predict_ms_per_1000")
         )
         for r in finished
+        if r.val is not None
     ]
+    set_aside = len(finished) - len(members)  # outside the candidates, let go during the sweep
     wants_targets = spec.student is not None and data.folds is not None
     result = None
     if done is None or wants_targets:  # a reused run is refitted only for the student's targets
@@ -150,6 +153,7 @@ def _ensemble(
                 spec.seed,
                 data.fingerprint,
                 spec.metric,
+                set_aside,
             )
         except ValueError as err:
             if done is None:
@@ -258,7 +262,7 @@ def _distill(
 def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     row: dict[str, Any] = {"name": r.name, "model": r.model, "status": r.status, "run_id": r.run_id}
     if r.status == "FINISHED":
-        val, test = evaluate(data.y_val, r.val), evaluate(data.y_test, r.test)
+        val, test = r.scores or (evaluate(data.y_val, r.val), evaluate(data.y_test, r.test))
         row.update(
             val_metric=val[metric], test_metric=test[metric], val_scores=val, test_scores=test
         )
@@ -345,17 +349,26 @@ def _train_stage(
     tree: RunTree,
     stage: str | None,
     deadline: float | None = None,
+    candidates: int | None = None,
 ) -> list[MemberRecord]:
     """Run one stage's members as Tune trials: the plain ones in one Tune run, each searched
     member in its own (restoring Tune's state on resume); raise SweepInterrupted if Tune
-    stopped early. Returns the records in member order, samples by number."""
-    callback = MemberCallback(tree, members, stage)
+    stopped early. Returns the records in member order, samples by number. With
+    ``candidates`` (the ensemble's), members that cannot be among them let go of their
+    predictions as they finish."""
+    held = None
+    if candidates is not None:
+        metric = headline_metric(data.task.is_classification, spec.metric)
+        held = HeldPredictions(tree.records, data.y_val, data.y_test, metric, candidates)
+    callback = MemberCallback(tree, members, stage, held)
     # kept from an earlier attempt, loaded first: an ensemble-aware search's pool holds them
     with tempfile.TemporaryDirectory() as tmp:
         for label in tree.finished:
             member = plan.member_of(label, members)
             if member is not None and label not in tree.records:
                 tree.records[label] = tree.finished_record(label, member.model, tmp)
+                if held is not None and split_fold_label(label) is None:
+                    held.add(tree.records[label])
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
     for run in plan.tune_runs(spec, members, stage):
@@ -491,7 +504,7 @@ def _run(
             stage_rows[st.name] = [_member_row(r, st_data, metric) for r in st_records]
             saved.update({f"{st.name}.{r.name}": r.model_path for r in st_records if r.model_path})
         members = plan.resolve_bases(spec.members, saved)
-        records = _train_stage(spec, data, members, tree, None, deadline)
+        records = _train_stage(spec, data, members, tree, None, deadline, spec.ensemble.candidates)
         refits = _refit(spec, data, members, records, tree, deadline) if spec.refit else {}
         release_freed()  # what thousands of trials' results left free, before the ensemble
         metric = headline_metric(data.task.is_classification, spec.metric)

@@ -186,6 +186,52 @@ def test_many_candidates_are_pruned_to_the_best_on_validation_and_said_so():
         stage.run("weighted", {}, ms, y, yt, max_candidates=1)
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_library_lets_go_of_members_as_they_arrive_and_prunes_to_the_same_candidates(task):
+    rng = np.random.default_rng(7)
+    n, keep = 120, 5
+    if task == "classification":
+        y = rng.integers(0, 3, n)
+        metric = "accuracy"
+
+        def pred(noise: float) -> np.ndarray:
+            logits = np.eye(3)[y] + rng.normal(0, noise, (n, 3))
+            return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    else:
+        y = rng.normal(0, 1, n)
+        metric = "rmse"
+
+        def pred(noise: float) -> np.ndarray:
+            return y + rng.normal(0, noise, n)
+
+    ms = [
+        MemberPredictions(f"m{i}", pred(s), pred(s), "fp")
+        for i, s in enumerate(rng.uniform(0.5, 3, 40))
+    ]
+    ms.append(MemberPredictions("twin", ms[3].val.copy(), ms[3].test.copy(), "fp"))  # a tie
+    if task == "classification":  # right on every row but five certain mistakes
+        sharp = np.eye(3)[np.where(np.arange(n) < 5, (y + 1) % 3, y)]
+        ms.append(MemberPredictions("sharp", sharp, sharp, "fp"))
+    broken = ms[0].val.copy()
+    broken[0] = np.nan
+    ms.append(MemberPredictions("broken", broken, ms[0].test, "fp"))  # the stage says why it goes
+    full, full_note = stage.prune_candidates(usable_members(ms)[0], y, metric, keep)
+    for order in (rng.permutation(len(ms)) for _ in range(5)):
+        library = stage.CandidateLibrary(y, metric, keep)
+        gone = set()
+        for i in order:
+            gone.update(library.add(ms[i].name, ms[i].val, ms[i].test, ms[i].fingerprint))
+        assert "broken" not in gone and library.set_aside == len(gone) > 20
+        left = [m for m in ms if m.name not in gone]  # in member order, as the stage gets them
+        usable, dropped = usable_members(left)
+        assert list(dropped) == ["broken"]
+        kept, note = stage.prune_candidates(usable, y, metric, keep, set_aside=len(gone))
+        assert [m.name for m in kept] == [m.name for m in full] and note == full_note
+    assert task == "regression" or "sharp" in [m.name for m in full]  # kept by accuracy
+    with pytest.raises(ValueError, match="needs a number of candidates to keep, got None"):
+        stage.CandidateLibrary(y, metric, None)
+
+
 def test_pruning_keeps_the_best_member_by_the_headline_metric():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 200)

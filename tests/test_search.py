@@ -148,6 +148,9 @@ def test_a_search_larger_than_ensemble_candidates_ensembles_its_best_members(wor
     finished = [m["name"] for m in summary["members"] if m["status"] == "FINISHED"]
     pruned = summary["ensemble"]["pruned"]
     assert len(finished) == 6 and pruned["of"] == 6 and pruned["kept"] in (3, 4)
+    # members whose predictions were let go during the sweep keep their scores in the summary
+    rows = [m for m in summary["members"] if m["status"] == "FINISHED"]
+    assert all(isinstance(m["val_metric"], float) and m["test_scores"] for m in rows)
     assert len(summary["ensemble"]["weights"]) == pruned["kept"]
     assert set(summary["ensemble"]["weights"]) < set(finished)
     assert f"ensembled the {pruned['kept']} best of 6 members on validation" in done.stdout
