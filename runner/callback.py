@@ -16,7 +16,14 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from runner.candidates import HeldPredictions
-from runner.contracts import REPLAYED, TrialInput, TrialResult, split_fold_label, trial_label
+from runner.contracts import (
+    REPLAYED,
+    TrialInput,
+    TrialResult,
+    split_fold_label,
+    trial_label,
+    unpack_member,
+)
 from runner.driver_memory import release_freed
 from runner.errors import store_error
 from runner.runtree import RunTree
@@ -60,7 +67,7 @@ def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
 
 def label_of(trial: Any) -> str:
     """A Tune trial's member label: its member's name, ``NAME-K`` for search sample K."""
-    return trial_label(trial.config["member"], trial.experiment_tag)
+    return trial_label(unpack_member(trial.config["member"]), trial.experiment_tag)
 
 
 def _store_guarded(method: Callable[..., None]) -> Callable[..., None]:
@@ -118,15 +125,14 @@ class MemberCallback(Callback):
     @_store_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
-        member = TrialInput.from_config(trial.config["member"])
+        config = unpack_member(trial.config["member"])
+        member = TrialInput.from_config(config)
         run_id = self.tree.open_member(
             label_of(trial),
             member,
             trial_id=trial.trial_id,
             attempt=trial.run_metadata.num_failures + 1,
-            config_hash=(
-                config_hash(trial.config["member"]) if member.searched else self.hashes[member.name]
-            ),
+            config_hash=config_hash(config) if member.searched else self.hashes[member.name],
             stage=self.stage,
         )
         if run_id is not None:
@@ -171,7 +177,7 @@ class MemberCallback(Callback):
         metrics = result.metrics or {}
         if not result.config or not metrics.get("final") or result.checkpoint is None:
             return
-        config = result.config["member"]
+        config = unpack_member(result.config["member"])
         label = trial_label(config, metrics.get("experiment_tag", "0"))
         if label in self.tree.records or label in self.tree.finished:
             return

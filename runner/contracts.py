@@ -110,6 +110,37 @@ class TrialInput:
         import_modules(self.model_modules)
 
 
+# Tune keeps a running max, min, mean and last values of every number in a trial's results,
+# its config included, and the config again in every line of its result files: about 45 KB
+# of driver memory a trial for a member's training options. Tune's copy of a member's config
+# holds the fixed part as one JSON string, which it neither flattens nor tracks.
+PACKED = "packed"
+
+
+def pack_member(config: Mapping[str, Any], searched: Sequence[str] = ()) -> dict[str, Any]:
+    """Tune's ``config["member"]`` for a member's trial config: its name and model, the
+    ``searched`` paths (``hparams.X``, ``training.Y``, Tune domains in them) and the rest
+    as one JSON string (``unpack_member`` gives the config back)."""
+    rest = {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    out: dict[str, Any] = {"name": config["name"], "model": config["model"]}
+    for path in searched:
+        section, key = path.split(".", 1)
+        out.setdefault(section, {})[key] = rest[section].pop(key)
+    out[PACKED] = json.dumps(rest)
+    return out
+
+
+def unpack_member(member: Mapping[str, Any]) -> dict[str, Any]:
+    """A member's trial config from Tune's copy (``pack_member``; a config Tune got whole,
+    from an earlier version's run, comes back as it is)."""
+    if PACKED not in member:
+        return dict(member)
+    out = json.loads(member[PACKED])
+    for section in ("hparams", "training"):
+        out[section].update(member.get(section, {}))
+    return out
+
+
 def import_modules(names: Sequence[str]) -> None:
     """Import each named module (model kinds registered from outside ``models/``)."""
     for name in names:

@@ -10,10 +10,12 @@ from typing import Any
 
 from runner.contracts import (
     MODEL_DIR,
+    pack_member,
     refit_label,
     split_fold_label,
     student_label,
     trial_label,
+    unpack_member,
 )
 from runner.spec import MemberSpec, RunSpec
 
@@ -38,7 +40,7 @@ class TuneRun:
         if self.searched is None:
             return param_space(self.members), {}
         m = self.searched
-        space = {"member": searched_config(m.to_config(), m.search)}
+        space = {"member": pack_member(searched_config(m.to_config(), m.search), list(m.search))}
         return space, tune_settings(spec.search, m.training.epochs)
 
 
@@ -85,7 +87,8 @@ def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
     from ray import tune
 
     ordered = sorted(members, key=expected_cost, reverse=True)  # stable: ties keep order
-    return {"member": tune.grid_search([c for m in ordered for c in trial_configs(m)])}
+    configs = [pack_member(c) for m in ordered for c in trial_configs(m)]
+    return {"member": tune.grid_search(configs)}
 
 
 def resolve_bases(
@@ -105,7 +108,7 @@ def resolve_bases(
 
 def trial_resources(config: dict[str, Any]) -> dict[str, float]:
     """Ray resources of the trial that trains ``config['member']``."""
-    res = config["member"]["resources"]
+    res = unpack_member(config["member"])["resources"]
     return {"cpu": res["cpu"], "gpu": res["gpu"]}
 
 
@@ -148,7 +151,8 @@ def saved_model(result: Any) -> tuple[str, str] | None:
     disk (also for trials restored from an earlier attempt), else None."""
     if not result.config or not result.metrics or result.checkpoint is None:
         return None  # an interrupted trial without results
-    label = trial_label(result.config["member"], result.metrics.get("experiment_tag", "0"))
+    member = unpack_member(result.config["member"])
+    label = trial_label(member, result.metrics.get("experiment_tag", "0"))
     folder = Path(result.checkpoint.path, MODEL_DIR)
     return (label, str(folder)) if folder.is_dir() else None
 

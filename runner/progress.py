@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from ensembles.metrics import greater_is_better
+from runner.contracts import unpack_member
 
 CLEAR_LINE = "\r\x1b[K"
 
@@ -157,7 +158,7 @@ class ProgressView(Callback):
         self.finished += 1
         seconds = float(result.get("train_seconds", 0.0))
         self.durations.append(seconds)
-        if trial.config["member"].get("refit"):  # no held-out rows: nothing to rank it by
+        if unpack_member(trial.config["member"]).get("refit"):  # no held-out rows to rank by
             self._event(f"{name} finished in {seconds:.1f}s")
             return
         score = result.get(f"final_val_{self.metric}")

@@ -31,6 +31,7 @@ from runner.contracts import (
     MODEL_DIR,
     TrialInput,
     TrialResult,
+    unpack_member,
 )
 from runner.data import Dataset
 from runner.data.types import take
@@ -123,7 +124,7 @@ def train_member(
     them), watched against the true labels of rows it does not fit (fold 0 when bagged).
     With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
     ensemble's loss with it added, its own kept as ``final_own_val_loss``."""
-    member = TrialInput.from_config(config["member"])
+    member = TrialInput.from_config(unpack_member(config["member"]))
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)
         return

@@ -1,28 +1,68 @@
-"""What Tune runs: the order of a sweep's trials."""
+"""What Tune runs: the order of a sweep's trials, and the member configs Tune carries."""
 
 from __future__ import annotations
 
+from numbers import Number
+
+from ray.tune.utils import flatten_dict
+
 from runner import plan
-from runner.spec import from_config
+from runner.contracts import unpack_member
+from runner.spec import config_hash, from_config
 
 
-def test_trials_start_longest_expected_first_and_ties_keep_the_config_order(tmp_path):
+def spec_of(tmp_path, members, search=None, folds=0):
     cfg = {
         "data": {"name": "digits"},
         "training": {"epochs": 20},
-        "members": {
-            "logistic": {"model": "logistic"},
-            "mlp": {"model": "mlp"},
-            "hgb": {"model": "hgb"},
-            "convnet": {"model": "convnet"},
-            "selu": {"model": "selu", "training": {"epochs": 40}},
-        },
+        "members": members,
         "ensemble": {"method": "mean"},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"},
-        "runner": {"storage_path": str(tmp_path / "tune")},
+        "runner": {"storage_path": str(tmp_path / "tune"), "folds": folds},
     }
-    spec = from_config(cfg, "unit", str(tmp_path))
+    if search:
+        cfg["search"] = search
+    return from_config(cfg, "unit", str(tmp_path))
+
+
+def test_trials_start_longest_expected_first_and_ties_keep_the_config_order(tmp_path):
+    members = {
+        "logistic": {"model": "logistic"},
+        "mlp": {"model": "mlp"},
+        "hgb": {"model": "hgb"},
+        "convnet": {"model": "convnet"},
+        "selu": {"model": "selu", "training": {"epochs": 40}},
+    }
+    spec = spec_of(tmp_path, members)
     grid = plan.param_space(spec.members)["member"]["grid_search"]
     assert [c["name"] for c in grid] == ["convnet", "selu", "mlp", "logistic", "hgb"]
     costs = [plan.expected_cost(m) for m in spec.members]
     assert costs == [1.0, 20.0, 1.0, 200.0, 40.0]
+
+
+def test_tune_carries_member_configs_without_numbers_it_would_track_and_gives_them_back(tmp_path):
+    searched = {
+        "model": "mlp",
+        "hparams": {"dropout": {"uniform": [0.0, 0.5]}},
+        "training": {"learning_rate": {"loguniform": [1e-4, 1e-2]}},
+    }
+    (hgb,) = spec_of(tmp_path, {"hgb": {"model": "hgb"}}, folds=3).members
+    spec = spec_of(tmp_path, {"mlp": searched}, {"name": "random", "num_samples": 2})
+    (mlp,) = spec.members
+    grid = plan.param_space([hgb])["member"]["grid_search"]
+    # Tune keeps a running max/min/mean of every number of a result, config included
+    assert all(not isinstance(v, Number) for c in grid for v in flatten_dict(c).values())
+    assert [unpack_member(c) for c in grid] == plan.trial_configs(hgb)
+    assert [unpack_member(c)["fold"] for c in grid] == [0, 1, 2]
+    (run,) = [r for r in plan.tune_runs(spec, spec.members) if r.searched is not None]
+    space = run.search_space(spec)[0]["member"]
+    assert set(space["hparams"]) == {"dropout"} and set(space["training"]) == {"learning_rate"}
+    sampled = {**space, "hparams": {"dropout": 0.25}, "training": {"learning_rate": 0.001}}
+    config = unpack_member(sampled)
+    full = mlp.to_config()
+    assert config["hparams"] == {**full["hparams"], "dropout": 0.25}
+    assert config["training"] == {**full["training"], "learning_rate": 0.001}
+    assert config_hash(config) == config_hash(
+        {**full, "hparams": config["hparams"], "training": config["training"]}
+    )
+    assert unpack_member(full) == full  # a config Tune got whole, from an earlier version
