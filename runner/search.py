@@ -138,6 +138,10 @@ def tune_settings(search: SearchSpec, max_t: int) -> dict[str, Any]:
         settings["search_alg"] = OptunaSearch(
             metric=search.metric, mode=search.mode, seed=search.seed
         )
+    elif search.seed is not None:  # random search: the same seed samples the same trials
+        from ray.tune.search import BasicVariantGenerator
+
+        settings["search_alg"] = BasicVariantGenerator(random_state=search.seed)
     if search.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 

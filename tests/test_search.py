@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from test_spec import composed, spec_of
 
 from helpers import read_summary, run_cli
-from runner.search import check_domain, is_domain, split_domains
+from runner.search import SearchSpec, check_domain, is_domain, split_domains, tune_settings
 from runner.spec import SpecError, from_config
 
 WIDTH = "+members.mlp.hparams.width={choice: [32, 64, 128]}"
@@ -24,6 +24,31 @@ def test_domains_are_recognised_and_their_candidates_checked():
         check_domain("p", {"uniform": [2, 1]})
     with pytest.raises(ValueError, match="loguniform needs low > 0"):
         check_domain("p", {"loguniform": [0, 1]})
+
+
+def test_random_search_with_a_seed_samples_the_same_trials(tmp_path):
+    from ray import tune
+    from ray.tune.experiment import Experiment
+
+    def samples(seed):
+        settings = tune_settings(SearchSpec(name="random", num_samples=4, seed=seed), 10)
+        alg = settings.get("search_alg")
+        if alg is None:  # no seed: Tune's own unseeded generator
+            from ray.tune.search import BasicVariantGenerator
+
+            alg = BasicVariantGenerator()
+        space = {"member": {"hparams": {"C": tune.loguniform(1e-4, 10.0)}}}
+        trials = Experiment(
+            "e", lambda c: None, config=space, num_samples=4, storage_path=str(tmp_path)
+        )
+        alg.add_configurations([trials])
+        out = []
+        while (trial := alg.next_trial()) is not None:
+            out.append(trial.config["member"]["hparams"]["C"])
+        return out
+
+    assert samples(3) == samples(3) != samples(4)
+    assert samples(None) != samples(None)
 
 
 def test_a_searched_member_needs_a_search_algorithm():
