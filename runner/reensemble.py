@@ -140,7 +140,7 @@ def parse(argv: Sequence[str]) -> Args:
         args.max_latency_ms, args.max_members = check_limits(args.max_latency_ms, args.max_members)
         check_candidates(args.candidates)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err).replace("max_candidates ", "candidates ", 1)) from None
     return args
 
 
@@ -376,7 +376,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if report.pruned:
         from runner.report import pruned_line
 
-        print(pruned_line(report.pruned))
+        print(pruned_line(report.pruned, "candidates"))
     if report.conformal:
         from runner.report import conformal_line
 

@@ -105,11 +105,12 @@ def leaderboard(summary: dict[str, Any]) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
-def pruned_line(pruned: dict[str, Any]) -> str:
-    """What library pruning left out of a large sweep's ensemble, in words."""
+def pruned_line(pruned: dict[str, Any], setting: str = "ensemble.candidates") -> str:
+    """What library pruning left out of a large sweep's ensemble, in words (``setting``: the
+    option that changes it where the line is printed)."""
     return (
         f"ensembled the {pruned['kept']} best of {pruned['of']} members on validation "
-        f"({pruned['rule']}; ensemble.candidates=null ensembles all); the others have no weight"
+        f"({pruned['rule']}; {setting}=null ensembles all); the others have no weight"
     )
 
 

@@ -153,10 +153,13 @@ def test_re_ensembling_many_members_ensembles_the_best_candidates_and_says_so(tm
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
     words = ("experiment=exp", f"tracking_uri={db}", "log_model=false", "method=mean")
     line = one_error_line(run(tmp_path, *words, "candidates=0"))
-    assert "max_candidates must be an integer >= 2 or None, got 0" in line
+    assert "candidates must be an integer >= 2 or None, got 0" in line
+    assert "max_candidates" not in line  # named as the user typed it
     done = run(tmp_path, *words, "candidates=2")
     assert done.returncode == 0, done.stderr
     assert "ensembled the 2 best of 3 members on validation" in done.stdout
+    assert "candidates=null ensembles all" in done.stdout
+    assert "ensemble.candidates" not in done.stdout  # the runner's option, not this command's
     client = MlflowClient(db)
     (ens,) = client.search_runs(
         [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
