@@ -23,6 +23,7 @@ below 1 - a + 1 / (n + 1) when scores do not tie).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -159,17 +160,25 @@ def coverage_curve(
 
 
 def served_frame(
-    conformal: Conformal, pred: np.ndarray, spread_: np.ndarray | None
+    conformal: Conformal,
+    pred: np.ndarray,
+    spread_: np.ndarray | None,
+    classes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """What a served ensemble with a coverage target returns: for regression the prediction
     and its interval (``prediction``, ``lower``, ``upper``); for classification each class's
     probability (``proba_K``), the most probable class (``prediction``) and the prediction
-    set (``set``: the class ids it holds)."""
+    set (``set``), as class ids, or as names when given the ``classes``."""
     pred = np.asarray(pred, dtype=np.float64)
     if conformal.kind == "interval":
         lo, hi = conformal.interval(pred, np.zeros(len(pred)) if spread_ is None else spread_)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi})
     out = pd.DataFrame({f"proba_{k}": pred[:, k] for k in range(pred.shape[1])})
-    out["prediction"] = np.argmax(pred, axis=1)
-    out["set"] = [np.flatnonzero(row).tolist() for row in conformal.sets(pred)]
+    ids = np.argmax(pred, axis=1)
+    sets = [np.flatnonzero(row).tolist() for row in conformal.sets(pred)]
+    if classes is None:
+        out["prediction"], out["set"] = ids, sets
+    else:
+        out["prediction"] = [classes[k] for k in ids]
+        out["set"] = [[classes[k] for k in row] for row in sets]
     return out

@@ -62,7 +62,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
         numbers otherwise) and combine them as fitted; with a coverage target, a frame of
         the prediction and its interval or prediction set (``ensembles.conformal``).
-        ``params={"output": "labels"}`` returns each row's most probable class by name."""
+        ``params={"output": "labels"}`` returns each row's most probable class by name (with a
+        coverage target, the frame's prediction and set hold names instead of class ids)."""
         output = (params or {}).get("output", "proba")
         if output not in ("proba", "labels") or (output == "labels" and self.classes is None):
             allowed = "'proba' or 'labels'" if self.classes else "'proba' (it predicts values)"
@@ -75,15 +76,18 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         shape = next(iter(preds.values())).shape
         P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
         pred = self.estimator.predict(P)
-        if output == "labels":
-            return np.asarray(self.classes, dtype=object)[np.argmax(pred, axis=1)]
         if self.conformal is None:
+            if output == "labels":
+                return np.asarray(self.classes, dtype=object)[np.argmax(pred, axis=1)]
             return pred
         from ensembles.conformal import served_frame, spread
 
         regression = P.ndim == 2
         return served_frame(
-            self.conformal, pred, spread(P, self.estimator.weights_) if regression else None
+            self.conformal,
+            pred,
+            spread(P, self.estimator.weights_) if regression else None,
+            self.classes if output == "labels" else None,
         )
 
 

@@ -173,7 +173,10 @@ rows = pd.read_csv(sys.argv[2]).drop(columns=[sys.argv[3]]).tail(40).reset_index
 rows.loc[0, "size"] = None
 rows.loc[1, "color"] = "never seen"
 out = model.predict(rows)
-print(json.dumps({"columns": list(out.columns), "rows": out.to_dict("records")}))
+named = out if "lower" in out else model.predict(rows, params={"output": "labels"})
+print(json.dumps({"columns": list(out.columns), "rows": out.to_dict("records"),
+                  "named": named.to_dict("records"),
+                  "classes": (model.metadata.metadata or {}).get("classes")}))
 """
 
 
@@ -225,6 +228,10 @@ def test_a_sweep_with_a_coverage_target_serves_intervals_or_sets(tmp_path, targe
         assert out["columns"] == ["proba_0", "proba_1", "prediction", "set"]
         assert all(set(r["set"]) <= {0, 1} for r in rows)
         assert any(r["prediction"] in r["set"] for r in rows)
+        classes = out["classes"]
+        assert classes == ["no", "yes"]  # asked for labels, the same frame in names
+        assert [n["prediction"] for n in out["named"]] == [classes[r["prediction"]] for r in rows]
+        assert [n["set"] for n in out["named"]] == [[classes[k] for k in r["set"]] for r in rows]
 
 
 @pytest.mark.parametrize("bad", ["1.5", "0", "high"])
