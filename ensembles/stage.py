@@ -137,7 +137,7 @@ class CandidateLibrary:
             return []  # the stage leaves it out, saying why: it needs the predictions
         held = self._groups.setdefault((fingerprint, np.shape(val), np.shape(test)), {})
         held[name] = _loss_and_score(val, self.y_val, self.metric)
-        if len(held) <= self.keep + 1:
+        if len(held) <= self.keep:
             return []
         losses = np.fromiter((loss for loss, _ in held.values()), dtype=np.float64)
         kth = float(np.partition(losses, self.keep - 1)[self.keep - 1])

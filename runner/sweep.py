@@ -329,7 +329,8 @@ def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[An
     from runner import pool
 
     name = f"ensemble-pool-{spec.sweep_id}"
-    actor = pool.start(name, data.y_val, spec.seed)
+    metric = headline_metric(data.task.is_classification, spec.metric)
+    actor = pool.start(name, data.y_val, spec.seed, metric, spec.ensemble.candidates)
     handles.append(actor)
     finished = {
         label: r.val

@@ -42,6 +42,23 @@ def test_the_pool_scores_a_trial_by_the_cross_fitted_ensemble_with_it_against_wi
     assert pool.sync({"a": first, "d": noisy(y, 2.0, rng)}) == 4  # known labels kept
 
 
+def test_the_pool_holds_only_members_that_can_still_be_ensemble_candidates():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=400)
+    pool = EnsemblePool(y, seed=0, keep=2)
+    assert pool.sync({"a": noisy(y, 0.5, rng), "b": noisy(y, 0.6, rng)}) == 2
+    for label, scale in (("c", 0.7), ("d", 3.0)):  # two better on loss, one on RMSE: out
+        scored = pool.add(label, noisy(y, scale, rng))
+        assert scored["ensemble_gain"] == 0.0 and scored["ensemble_pool_size"] == 2
+    assert set(pool.preds) == {"a", "b"}
+    better = pool.add("e", noisy(y, 0.3, rng))  # b now has two better: out
+    assert set(pool.preds) == {"a", "e"} and better["ensemble_pool_size"] == 2
+    assert better["ensemble_loss"] == pytest.approx(
+        cross_fitted_loss("greedy", {}, np.stack([pool.preds["a"], pool.preds["e"]]), y)
+    )
+    assert pool.sync({"d": noisy(y, 3.0, rng)}) == 2  # a label gone stays gone
+
+
 def test_the_pool_scores_class_probabilities_by_log_loss():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 300)
