@@ -53,6 +53,10 @@ def test_quickstart_benchmark_times_the_readme_command(readme_quickstart):
     assert run["ensemble_test_accuracy"] == readme_quickstart.summary["ensemble"]["test_metric"]
     assert result["min_ensemble_test_accuracy"] == run["ensemble_test_accuracy"]
     assert set(run["members"]) == {m["name"] for m in readme_quickstart.summary["members"]}
+    best = readme_quickstart.summary["ensemble"]["best_member"]  # on validation, not test
+    assert run["best_member"] == best
+    assert run["best_member_test_accuracy"] == run["members"][best]
+    assert run["best_test_accuracy_in_hindsight"] == max(run["members"].values())
     assert "cores" in result["machine"]
 
 
