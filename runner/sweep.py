@@ -38,6 +38,26 @@ from runner.store_probe import redact_uri
 log = logging.getLogger(__name__)
 
 
+class _NoResultFilesYet(logging.Filter):
+    """Drops Tune's warning that trials have no result files when every trial it names has
+    none at all: trials that had not started when a run was interrupted, or when a resume
+    restored it (they run then). Tune names each on a line of its own: thousands in a big
+    sweep. Any other failure to read a trial's results still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Failed to fetch metrics for"):
+            return True
+        return not all("FileNotFoundError(" in line for line in message.splitlines()[1:])
+
+
+def _quiet_unstarted_trials() -> None:
+    """Install ``_NoResultFilesYet`` on Tune's analysis logger, once."""
+    tune_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    if not any(isinstance(f, _NoResultFilesYet) for f in tune_log.filters):
+        tune_log.addFilter(_NoResultFilesYet())
+
+
 def _tune(
     spec: RunSpec,
     data: Dataset,
@@ -56,6 +76,7 @@ def _tune(
     from runner.progress import ProgressView
     from runner.trial import train_member
 
+    _quiet_unstarted_trials()
     # Tune's own per-trial files: the JSON and CSV results its analysis reads, not the
     # TensorBoard copy of each trial's scores (MLflow has them; about 4 ms of driver a trial)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

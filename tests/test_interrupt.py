@@ -28,6 +28,8 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
         proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr
+    # members that had not started have no result files; Tune's warning listing them is dropped
+    assert "Failed to fetch metrics" not in stderr
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
     statuses = {r.data.tags["runner.role"] + ":" + r.info.status for r in runs}
@@ -88,3 +90,20 @@ def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
         if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
     )
     assert finished == Counter({"mlp": 1, "logistic": 1, "svm": 1})
+
+
+def test_only_tunes_warning_about_trials_without_any_result_files_is_dropped():
+    import logging
+
+    from runner.sweep import _NoResultFilesYet
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray", logging.WARNING, __file__, 1, message, None, None)
+
+    unstarted = "- t_00001: FileNotFoundError('Could not fetch metrics for t_00001: both ...')"
+    unreadable = "- t_00002: JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
+    head = "Failed to fetch metrics for {} trial(s):\n"
+    keep = _NoResultFilesYet()
+    assert not keep.filter(record(head.format(1) + unstarted))
+    assert keep.filter(record(head.format(2) + unstarted + "\n" + unreadable))
+    assert keep.filter(record("No checkpoints have been found for trial t_00001."))
