@@ -515,6 +515,8 @@ def runner_command(overrides: list[str], tmp: Path) -> list[str]:
 
 
 def way_c(overrides: list[str], tmp: Path) -> dict[str, Any]:
+    from runner.contracts import unpack_member  # the runner hands Tune its configs packed
+
     run = launch(runner_command(overrides, tmp), tmp, "c")
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     mlruns = _mlflow_runs(tmp / "mlflow.db", summary["experiment"])
@@ -523,7 +525,8 @@ def way_c(overrides: list[str], tmp: Path) -> dict[str, Any]:
     for res in _tune_results(tmp / "tune"):
         info = next(Path(res["_dir"]).rglob("member.json"), None)
         fit = json.loads(info.read_text())["fit_seconds"]
-        trials.append(_trial_row(res, res["config"]["member"], fit, by_trial.get(res["trial_id"])))
+        member = unpack_member(res["config"]["member"])
+        trials.append(_trial_row(res, member, fit, by_trial.get(res["trial_id"])))
     marks = _trial_marks(trials)
     sweep_line = _line_time(run, "parent run ")
     if sweep_line:
