@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import describe
+from machine import busy_cpu_seconds, describe
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -269,6 +269,18 @@ class Launch:
     lines: list[tuple[float, str]]  # stdout lines and when they arrived (epoch seconds)
     peak_rss_mb: float | None  # the process's high-water mark (VmHWM), or the polled peak
     rss: list[tuple[float, float]] = field(default_factory=list)  # (epoch s, MB) samples
+    # (epoch s, the machine's busy CPU seconds since boot) samples, every 0.1 s
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+
+    def busy_between(self, first: float, last: float) -> float | None:
+        """CPU seconds the whole machine was busy from ``first`` to ``last`` (epoch s),
+        interpolated between samples; None without samples around that span."""
+        if len(self.cpu) < 2 or first < self.cpu[0][0] or last > self.cpu[-1][0]:
+            return None
+        import numpy as np
+
+        times, busy = np.array(self.cpu).T
+        return float(np.interp(last, times, busy) - np.interp(first, times, busy))
 
 
 def _rss_mb(pid: int) -> tuple[float | None, float | None]:
@@ -297,6 +309,7 @@ def launch(cmd: list[str], cwd: Path, label: str, timeout: float = 3600) -> Laun
     env.update(CHILD_ENV)
     lines: list[tuple[float, str]] = []
     rss: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float]] = []
     with open(cwd / f"{label}.stderr", "w") as err:
         start_perf, start = time.perf_counter(), time.time()
         proc = subprocess.Popen(
@@ -316,6 +329,7 @@ def launch(cmd: list[str], cwd: Path, label: str, timeout: float = 3600) -> Laun
                 rss.append((time.time(), now_rss))
                 peak = max(peak or 0.0, now_rss)
             hwm = now_hwm or hwm
+            cpu.append((time.time(), busy_cpu_seconds()))
             try:
                 proc.wait(timeout=0.1)
                 break
@@ -325,11 +339,12 @@ def launch(cmd: list[str], cwd: Path, label: str, timeout: float = 3600) -> Laun
                     raise SystemExit(f"{label} timed out after {timeout:.0f} s") from None
         wall = time.perf_counter() - start_perf
         end = time.time()
+        cpu.append((end, busy_cpu_seconds()))
         reader.join(timeout=10)
     if proc.returncode != 0:
         tail = (cwd / f"{label}.stderr").read_text()[-3000:]
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{tail}")
-    return Launch(wall, start, end, lines, hwm or peak, rss)
+    return Launch(wall, start, end, lines, hwm or peak, rss, cpu)
 
 
 def _median(values: list[float]) -> float | None:

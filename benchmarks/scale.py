@@ -10,10 +10,13 @@ the project's registry on the same split, with no tracking, checkpoints or ensem
 MLflow with its artifacts, then the ensemble stage over the N candidates and its reports.
 Each run is a fresh subprocess in a fresh directory, measured from outside: wall time, time
 before the first trial starts, the trials phase (first start to last end, from Tune's own
-results), the phase after the last trial, the trials phase per trial, and the driver's peak
-resident memory (VmHWM). Goals (ratios within one run of this script): at the largest size
-the runner's wall is at most 1.2x the plain script's and its after-last-trial phase at most
-15 s; the runner's peak RSS at the largest size is at most 1.5x that at the smallest.
+results), the phase after the last trial, the trials phase per trial, the CPU every process
+spent on it per trial and the cores busy meanwhile (the machine's busy time: run it alone),
+and the driver's peak resident memory (VmHWM). Goals (ratios within one run of this
+script): at the largest size the runner's wall is at most 1.2x the plain script's and its
+after-last-trial phase at most 15 s; the runner's peak RSS at the largest size is at most
+1.5x that at the smallest. When the trials phase keeps every core busy, the wall ratio can
+be no lower than the ratio of CPU per trial.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def _timeline(run: Any, storage: Path) -> dict[str, Any]:
     starts = [r["timestamp"] - r["time_total_s"] for r in results]
     ends = [r["timestamp"] for r in results]
     first, last = min(starts), max(ends)
+    busy = run.busy_between(first, last)
     return {
         "trials": len(results),
         "wall_seconds": round(run.wall_seconds, 2),
@@ -98,6 +102,13 @@ def _timeline(run: Any, storage: Path) -> dict[str, Any]:
         "after_last_trial_s": round(run.end - last, 2),
         "trials_phase_per_trial_ms": round(1000 * (last - first) / len(results), 1),
         "peak_driver_rss_mb": None if run.peak_rss_mb is None else round(run.peak_rss_mb, 1),
+        # every process's CPU over the trials phase (the machine's busy time: run alone)
+        "trials_phase_cpu_per_trial_ms": None
+        if busy is None
+        else round(1000 * busy / len(results), 1),
+        "trials_phase_busy_cores": None
+        if busy is None or last <= first
+        else round(busy / (last - first), 2),
     }
 
 
@@ -121,6 +132,10 @@ def run_way(way: str, trials: int, scratch: Path, extra: tuple[str, ...] = ()) -
     out["ensemble_pruned"] = ensemble.get("pruned")
     out["driver_reported"] = summary.get("driver")  # the runner's own memory record
     return out
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -186,7 +201,7 @@ def main() -> None:
     print(f"machine: {result['machine']}")
     header = (
         f"{'way':<8}{'trials':>7}{'wall s':>9}{'before':>8}{'trials s':>10}{'after':>8}"
-        f"{'ms/trial':>10}{'RSS MB':>8}"
+        f"{'ms/trial':>10}{'CPU ms':>8}{'cores':>7}{'RSS MB':>8}"
     )
     print(header)
     with tempfile.TemporaryDirectory(prefix="scale-") as scratch:
@@ -200,6 +215,8 @@ def main() -> None:
                     f"{way:<8}{row['trials']:>7}{row['wall_seconds']:>9.1f}"
                     f"{row['before_first_trial_s']:>8.1f}{row['trials_phase_s']:>10.1f}"
                     f"{row['after_last_trial_s']:>8.1f}{row['trials_phase_per_trial_ms']:>10.1f}"
+                    f"{_num(row['trials_phase_cpu_per_trial_ms'], 8, 1)}"
+                    f"{_num(row['trials_phase_busy_cores'], 7, 2)}"
                     f"{row['peak_driver_rss_mb'] or 0:>8.0f}"
                     + (
                         f"  ensemble test {row['ensemble_test_accuracy']:.4f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,6 +141,9 @@ def test_scale_benchmark_runs_both_ways_and_plots_tiny(tmp_path):
             parts = r["before_first_trial_s"] + r["trials_phase_s"] + r["after_last_trial_s"]
             assert r["wall_seconds"] == pytest.approx(parts, abs=0.5)
             assert r["peak_driver_rss_mb"] > 0
+            # every process's CPU over the trials phase: some, and at most all cores' worth
+            assert r["trials_phase_cpu_per_trial_ms"] > 0
+            assert 0 < r["trials_phase_busy_cores"] <= (os.cpu_count() or 1) + 0.05
     assert all(r["members_with_weight"] >= 1 for r in result["ways"]["runner"])
     for r in result["ways"]["runner"]:  # the runner's record of its memory, seen from outside
         reported = r["driver_reported"]
