@@ -70,7 +70,7 @@ def test_more_folds_than_a_class_has_rows_is_one_clear_error(tmp_path):
     frame = pd.DataFrame({"x": np.linspace(0, 1, 40) ** 2, "y": ["a"] * 36 + ["b"] * 4})
     frame.to_csv(tmp_path / "t.csv", index=False)
     data = load(DataSpec("csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="y"))
-    with pytest.raises(ValueError, match=r"class 1 has 3 row\(s\) .* fewer than the 5 folds"):
+    with pytest.raises(ValueError, match=r"class 'b' has 3 row\(s\) .* fewer than the 5 folds"):
         bagged(data, 5, seed=0)
 
 

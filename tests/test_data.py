@@ -398,6 +398,40 @@ def test_csv_infers_classification_from_text_and_small_integer_targets(table, tm
     assert set(np.unique(d.y_train)) == {0, 1, 2}
 
 
+def test_csv_infers_classification_for_two_values_on_a_small_table_and_says_so(tmp_path):
+    # 30 rows of a 0/1 target: 2 values are not under 5% of the rows, still two classes
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=30), "churn": [0, 1] * 15})
+    d = load(
+        DataSpec("csv", 0.2, 0.2, 0, path=str(write(frame, tmp_path / "t.csv")), target="churn")
+    )
+    assert d.task.kind == "classification" and d.task.labels == ("0", "1")
+    assert "task classification inferred from the target 'churn' (2 classes)" in d.notes[0]
+    forced = DataSpec(
+        "csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="churn", task="regression"
+    )
+    d = load(forced)
+    assert d.task.kind == "regression" and not d.notes  # a task given is not a note
+
+
+def test_csv_categorical_target_ignores_unused_categories(tmp_path):
+    # a Parquet table filtered after its target became categorical keeps a category no row has
+    rng = np.random.default_rng(2)
+    y = pd.Categorical(rng.choice(["lo", "hi"], 60), categories=["lo", "unused", "hi"])
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": y})
+    d = load(
+        DataSpec("csv", 0.2, 0.2, 0, path=str(write(frame, tmp_path / "t.parquet")), target="y")
+    )
+    assert d.task.n_classes == 2 and set(d.task.labels) == {"lo", "hi"}
+    # a class that has rows but too few is named by its value
+    frame = pd.DataFrame({"x": rng.normal(size=40), "y": ["a"] * 38 + ["b"] * 2})
+    one_line_error(
+        DataSpec("csv", path=str(write(frame, tmp_path / "few.csv")), target="y"),
+        "class 'b' of target 'y' has 2 row(s)",
+        "at least 3",
+    )
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_csv_infers_regression_from_a_float_target(table, tmp_path, suffix):
     path = write(table, tmp_path / f"t{suffix}")
@@ -423,7 +457,8 @@ def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_
     path = write(frame, tmp_path / "t.csv")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))
     assert d.task.kind == "regression" and sum(d.sizes().values()) == n - 2
-    assert d.notes == ("dropped 2 of 300 rows missing the target 'y'",)
+    assert d.notes[0] == "dropped 2 of 300 rows missing the target 'y'"
+    assert d.notes[1].startswith("task regression inferred from the target 'y' (numbers)")
 
 
 def test_csv_classes_relabel(table, tmp_path):

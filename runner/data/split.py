@@ -143,16 +143,23 @@ def split(
     return train, val, test
 
 
-def assign_folds(y: np.ndarray, k: int, classification: bool, seed: int) -> np.ndarray:
+def assign_folds(
+    y: np.ndarray,
+    k: int,
+    classification: bool,
+    seed: int,
+    labels: tuple[str, ...] | None = None,
+) -> np.ndarray:
     """The fold (0..k-1) of each row: shuffled with ``seed``, stratified by class; a class
-    with fewer rows than folds fails in one line."""
+    with fewer rows than folds fails in one line (naming it by ``labels`` when given)."""
     if classification:
         counts = np.bincount(y)
         present = np.flatnonzero(counts)
         smallest = present[np.argmin(counts[present])]
         if counts[smallest] < k:
+            name = repr(labels[smallest]) if labels else str(smallest)
             raise ValueError(
-                f"class {smallest} has {counts[smallest]} row(s) in the training and validation "
+                f"class {name} has {counts[smallest]} row(s) in the training and validation "
                 f"splits, fewer than the {k} folds; lower runner.folds"
             )
         splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
@@ -175,7 +182,7 @@ def bagged(data: Dataset, k: int, seed: int) -> Dataset:
     else:
         X = np.concatenate([data.X_train, data.X_val])
     y = np.concatenate([data.y_train, data.y_val])
-    folds = assign_folds(y, k, data.task.is_classification, seed)
+    folds = assign_folds(y, k, data.task.is_classification, seed, data.task.labels)
     digest = hashlib.sha256(f"{data.fingerprint}|folds={k}|".encode() + folds.tobytes())
     return replace(
         data,

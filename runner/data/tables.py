@@ -69,10 +69,13 @@ def _is_numeric(values: pd.Series) -> bool:
 
 
 def infer_task(target: pd.Series) -> str:
-    """'classification' for a non-numeric target or an integer one with few distinct values."""
+    """'classification' for a non-numeric target, one with two values (0/1 on a table of any
+    size), or an integer one with few distinct values; else 'regression'."""
     if not _is_numeric(target):
         return "classification"
     n_values = target.nunique()
+    if n_values == 2:
+        return "classification"
     few = n_values <= MAX_CLASSES_INFERRED and n_values < MAX_CLASS_SHARE * len(target)
     return "classification" if few and _is_integral(target) else "regression"
 
@@ -178,11 +181,19 @@ def load_table(spec: DataSpec) -> Raw:
         )
     kind = spec.task or infer_task(frame[target])
     y, task = _encode_target(frame[target], kind, target)
+    if spec.task is None:
+        what = f"{task.n_classes} classes" if task.is_classification else "numbers"
+        notes += (
+            f"task {kind} inferred from the target {target!r} ({what}); "
+            "data.task=classification or data.task=regression chooses it",
+        )
     if task.is_classification:
-        counts = pd.Series(frame[target]).value_counts()
+        # counted on the codes: a categorical target's unused categories are no class
+        counts = np.bincount(y, minlength=task.n_classes)
         if counts.min() < MIN_CLASS_ROWS:
             raise ValueError(
-                f"csv: class {counts.idxmin()!r} of target {target!r} has {counts.min()} row(s); "
-                f"every class needs at least {MIN_CLASS_ROWS} (train, validation and test rows)"
+                f"csv: class {task.labels[int(counts.argmin())]!r} of target {target!r} has "
+                f"{counts.min()} row(s); every class needs at least {MIN_CLASS_ROWS} "
+                "(train, validation and test rows)"
             )
     return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)
