@@ -34,6 +34,11 @@ class Bag:
         """Whether its members take raw table rows."""
         return any(m.reads_table for m in self.members)
 
+    @property
+    def input_names(self) -> list[str]:
+        """The raw table columns any of its members reads."""
+        return list(dict.fromkeys(n for m in self.members for n in m.input_names))
+
     def predict(self, X: Any, task: Task) -> np.ndarray:
         """The mean of the members' predictions, in the members' contract."""
         return np.mean([m.predict(X, task) for m in self.members], axis=0)

@@ -27,6 +27,11 @@ class Member:
         """Whether it takes raw table rows (it was fitted on a table)."""
         return self.prep is not None
 
+    @property
+    def input_names(self) -> list[str]:
+        """The raw table columns it reads; none for a member fitted on features."""
+        return [] if self.prep is None else self.prep.input_names
+
     def encode(self, X: Any) -> Any:
         """What the model reads: raw table rows encoded, a numeric matrix as it is."""
         if self.prep is not None:

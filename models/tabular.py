@@ -226,6 +226,11 @@ class TablePrep:
 
     # ------------------------------------------------------------------------ transform
 
+    @property
+    def input_names(self) -> list[str]:
+        """The raw columns it reads (those it dropped while fitting are not read)."""
+        return [col.name for col in self.columns]
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, features) float32 for raw rows; a column the training rows had and these
         rows lack is filled as missing, extra columns are ignored."""

@@ -292,7 +292,7 @@ def log_pyfunc(
         }
         spec_path.write_text(json.dumps(spec))
         artifacts.update(ensemble_spec=str(spec_path), estimator=str(estimator_path))
-        signature = _signature(inputs, _served_example(report), classification)
+        signature = _signature(inputs, _served_example(report))
         saved = Path(tmp) / "pyfunc"
         with warnings.catch_warnings():
             # An input example would make MLflow load every member (and TensorFlow) here, on
@@ -333,17 +333,19 @@ def _served_example(report: EnsembleReport) -> Any:
     return served_frame(Conformal.from_dict(served), pred, np.zeros(1))
 
 
-def _signature(inputs: Any, pred: Any, classification: bool) -> Any:
+def _signature(inputs: Any, pred: Any) -> Any:
     """The model's signature: for table rows their column names, each optional and of any
     type, so rows with missing cells, missing columns or integers where training saw floats
-    pass MLflow's check and reach the members' own encoding; for features a float32 row. A
-    classifier takes the parameter ``output``: ``proba`` (the default) or ``labels``."""
+    pass MLflow's check and reach the members' own encoding; for features a float32 row. The
+    parameter ``output``: ``proba`` (the default) or, for a classifier, ``labels`` (declared
+    for a regressor too, so that asking it for labels fails in one line instead of MLflow
+    dropping the parameter)."""
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
     from mlflow.types.utils import _infer_schema
 
-    params = ParamSchema([ParamSpec("output", "string", "proba")]) if classification else None
+    params = ParamSchema([ParamSpec("output", "string", "proba")])
     if isinstance(inputs, pd.DataFrame):
         schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs.columns])
         return ModelSignature(inputs=schema, outputs=_infer_schema(pred), params=params)

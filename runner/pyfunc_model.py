@@ -69,13 +69,16 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             allowed = "'proba' or 'labels'" if self.classes else "'proba' (it predicts values)"
             raise ValueError(f"params output={output!r}: this model's output is {allowed}")
         table = any(m.reads_table for m in self.members.values())
-        if table and not isinstance(model_input, pd.DataFrame):
-            model_input = pd.DataFrame(model_input)
-        X = model_input if table else np.asarray(model_input, dtype=np.float32)
-        preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
-        shape = next(iter(preds.values())).shape
-        P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
-        pred = self.estimator.predict(P)
+        X = self._table_rows(model_input) if table else np.asarray(model_input, dtype=np.float32)
+        if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
+            k = self.task.n_classes
+            P = np.zeros((self.n_members, 0, k) if k else (self.n_members, 0))
+            pred = P[0]
+        else:
+            preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+            shape = next(iter(preds.values())).shape
+            P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
+            pred = self.estimator.predict(P)
         if self.conformal is None:
             if output == "labels":
                 return np.asarray(self.classes, dtype=object)[np.argmax(pred, axis=1)]
@@ -89,6 +92,39 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             spread(P, self.estimator.weights_) if regression else None,
             self.classes if output == "labels" else None,
         )
+
+    def _table_rows(self, model_input) -> pd.DataFrame:
+        """The rows as a DataFrame the members can read: one clear line when none of the
+        columns the members were fitted on is there (MLflow's signature check has dropped
+        any other column by now), a warning naming those that are missing (they are read as
+        missing values)."""
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        wanted = list(dict.fromkeys(n for m in self.members.values() for n in m.input_names))
+        have = {str(c) for c in frame.columns}
+        missing = [n for n in wanted if n not in have]
+        if wanted and len(missing) == len(wanted):
+            raise ValueError(
+                f"none of the {len(wanted)} columns the members were fitted on is in the input "
+                f"(got {_names(frame.columns) or 'none of them'}); pass a DataFrame with the "
+                f"columns {_names(wanted)}"
+            )
+        if missing:
+            import warnings
+
+            warnings.warn(
+                f"the input lacks {len(missing)} column(s) the members were fitted on, read as "
+                f"missing values: {_names(missing)}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return frame
+
+
+def _names(columns, limit: int = 20) -> str:
+    """Column names, comma-separated, cut after ``limit``."""
+    names = [str(c) for c in columns]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 mlflow.models.set_model(EnsembleModel())

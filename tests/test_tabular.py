@@ -210,7 +210,7 @@ def test_neural_regressors_learn_a_standardised_target_in_dollars():
 
 
 SERVE_RAW_ROWS = """
-import sys, mlflow, numpy as np, pandas as pd
+import sys, warnings, mlflow, numpy as np, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 rows = pd.read_csv(sys.argv[2]).drop(columns=[sys.argv[3]]).head(6)
 rows.loc[0, "bill_length_mm"] = np.nan
@@ -226,6 +226,26 @@ if classes:  # a classifier also names each row's most probable class
     labels = model.predict(rows, params={"output": "labels"})
     assert list(labels) == [classes[k] for k in pred.argmax(axis=1)], (labels, pred)
     print("labels", ",".join(sorted(set(labels))))
+else:  # a regressor asked for labels says so (MLflow would drop an undeclared parameter)
+    try:
+        model.predict(rows, params={"output": "labels"})
+    except Exception as err:
+        assert "predicts values" in str(err), err
+    else:
+        raise AssertionError("a regressor served labels")
+assert np.asarray(model.predict(rows.head(0))).shape[0] == 0  # no rows in, none out
+with warnings.catch_warnings(record=True) as caught:  # a missing column is read as missing
+    warnings.simplefilter("always")
+    assert np.isfinite(np.asarray(model.predict(rows.drop(columns=["island"])))).all()
+said = [str(w.message) for w in caught if "lacks 1 column(s)" in str(w.message)]
+assert said and said[0].endswith("read as missing values: island"), said
+try:  # no column the members know: one line naming theirs
+    model.predict(pd.DataFrame({"Island": ["Dream"], "foo": [1.0]}))
+except Exception as err:
+    assert "none of the" in str(err) and "island, " in str(err), err
+else:
+    raise AssertionError("rows without a known column were served")
+print("awkward inputs served")
 """
 
 
@@ -251,7 +271,7 @@ def serve_raw_rows(summary: dict, db: str, target: str, cwd) -> str:
         timeout=600,
     )
     assert served.returncode == 0, served.stderr[-3000:]
-    assert "served" in served.stdout
+    assert "served" in served.stdout and "awkward inputs served" in served.stdout
     return served.stdout
 
 
