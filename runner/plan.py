@@ -38,7 +38,7 @@ class TuneRun:
         from runner.search import searched_config, tune_settings
 
         if self.searched is None:
-            return param_space(self.members), {}
+            return param_space(self.members, cheapest_first=spec.time_limit is not None), {}
         m = self.searched
         space = {"member": pack_member(searched_config(m.to_config(), m.search), list(m.search))}
         return space, tune_settings(spec.search, m.training.epochs)
@@ -80,13 +80,16 @@ def expected_cost(member: MemberSpec) -> float:
     return models.get(member.model).relative_cost(member.training.epochs)
 
 
-def param_space(members: Sequence[MemberSpec]) -> dict[str, Any]:
+def param_space(members: Sequence[MemberSpec], cheapest_first: bool = False) -> dict[str, Any]:
     """Tune's param space: a grid over the members (and their folds), one trial each, the
     longest expected first (Tune starts them in this order; started last, a long trial
-    would leave the other workers idle at the end). Records keep the config's order."""
+    would leave the other workers idle at the end), or under a time limit the cheapest
+    first (the budget then finishes as many members as it can, and a long Keras member
+    started last is cut at the deadline, not skipped). Records keep the config's order."""
     from ray import tune
 
-    ordered = sorted(members, key=expected_cost, reverse=True)  # stable: ties keep order
+    # stable either way: ties keep the config's order
+    ordered = sorted(members, key=expected_cost, reverse=not cheapest_first)
     configs = [pack_member(c) for m in ordered for c in trial_configs(m)]
     return {"member": tune.grid_search(configs)}
 

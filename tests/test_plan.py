@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from numbers import Number
 
 from ray.tune.utils import flatten_dict
@@ -38,6 +39,18 @@ def test_trials_start_longest_expected_first_and_ties_keep_the_config_order(tmp_
     assert [c["name"] for c in grid] == ["convnet", "selu", "mlp", "logistic", "hgb"]
     costs = [plan.expected_cost(m) for m in spec.members]
     assert costs == [1.0, 20.0, 1.0, 200.0, 40.0]
+    # under runner.time_limit the cheapest start first: the budget finishes the most members
+    (run,) = plan.tune_runs(spec, spec.members)
+    assert [c["name"] for c in run.search_space(spec)[0]["member"]["grid_search"]] == [
+        "convnet",
+        "selu",
+        "mlp",
+        "logistic",
+        "hgb",
+    ]
+    timed = replace(spec, time_limit=60.0)
+    grid = run.search_space(timed)[0]["member"]["grid_search"]
+    assert [c["name"] for c in grid] == ["logistic", "hgb", "mlp", "selu", "convnet"]
 
 
 def test_tune_carries_member_configs_without_numbers_it_would_track_and_gives_them_back(tmp_path):
