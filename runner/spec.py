@@ -696,7 +696,7 @@ def check_metric_against_task(metric: str | None, task: Task) -> None:
         try:
             check_metric(metric, task.is_classification)
         except ValueError as err:
-            raise _fail("metric", str(err)) from None
+            raise _fail("", str(err)) from None  # it names the metric itself
 
 
 def _time_limit(raw: Any) -> float | None:
