@@ -414,6 +414,24 @@ def test_csv_infers_classification_for_two_values_on_a_small_table_and_says_so(t
     assert d.task.kind == "regression" and not d.notes  # a task given is not a note
 
 
+def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
+    rng = np.random.default_rng(3)
+    size = rng.normal(size=60).round(3)
+    lines = ["größe;city;kind"] + [
+        f"{str(v).replace('.', ',')};{c};{'big' if v > 0 else 'small'}"
+        for v, c in zip(size, rng.choice(["Köln, Nord", "Bonn"], 60), strict=True)
+    ]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")  # with a byte-order mark
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    assert d.input_spec.feature_names == ("größe", "city")
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert pd.api.types.is_float_dtype(X["größe"]) and set(X["city"]) == {"Köln, Nord", "Bonn"}
+    np.testing.assert_allclose(np.sort(X["größe"].to_numpy()), np.sort(size))
+    assert "t.csv read as separated by ';' (its header holds no comma)" in d.notes
+    assert "decimal commas read as numbers in column(s) größe" in d.notes
+
+
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):
     # a Parquet table filtered after its target became categorical keeps a category no row has
     rng = np.random.default_rng(2)

@@ -25,20 +25,56 @@ def _columns_list(columns: Sequence[object], limit: int = 30) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame]:
-    """The CSV or Parquet file ``spec.path`` names, as a DataFrame."""
+SEPARATORS = (",", ";", "\t", "|")  # ties go to the first: a comma
+DECIMAL_COMMA = r"^\s*[+-]?\d+(,\d+)?\s*$"
+
+
+def _separator(path: Path) -> str:
+    """A CSV's field separator: a tab for ``.tsv``, else whichever of ``SEPARATORS`` its
+    header line holds most of (a comma when it holds none)."""
+    if ".tsv" in [s.lower() for s in path.suffixes]:
+        return "\t"
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        header = f.readline()
+    best = max(SEPARATORS, key=header.count)
+    return best if header.count(best) else ","
+
+
+def _decimal_commas(frame: pd.DataFrame) -> list[str]:
+    """Text columns that are numbers written with a decimal comma (as in files separated by
+    semicolons), turned into numbers in place; their names."""
+    out = []
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+            continue
+        present = values.dropna().astype(str)
+        if present.empty or not present.str.contains(",").any():
+            continue
+        if present.str.fullmatch(DECIMAL_COMMA).all():
+            frame[col] = pd.to_numeric(values.astype("string").str.replace(",", "."))
+            out.append(str(col))
+    return out
+
+
+def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
+    """The CSV or Parquet file ``spec.path`` names, as a DataFrame, and notes on how it was
+    read (a separator other than a comma, decimal commas)."""
     if spec.path is None:
         raise ValueError("csv: data.path is required, got null; pass data.path=FILE.csv")
     path = resolve(spec.path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ValueError(f"csv: data.path={spec.path!r} {what} (resolved to {path})")
+    notes: tuple[str, ...] = ()
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
         else:
-            sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+            sep = _separator(path)
             frame = pd.read_csv(path, sep=sep)
+            if sep not in (",", "\t") or (sep == "\t" and ".tsv" not in path.name.lower()):
+                notes += (f"{path.name} read as separated by {sep!r} (its header holds no comma)",)
     except UnicodeDecodeError as err:
         raise ValueError(
             f"csv: {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
@@ -49,7 +85,9 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame]:
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
-    return path, frame
+    if notes and (converted := _decimal_commas(frame)):
+        notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+    return path, frame, notes
 
 
 def _is_integral(values: pd.Series) -> bool:
@@ -133,8 +171,10 @@ def load_table(spec: DataSpec) -> Raw:
     """Any CSV (``.tsv``: tab-separated) or Parquet (``.parquet``/``.pq``) file, as raw rows.
 
     ``data.target`` names the target column; ``data.task`` is 'classification', 'regression'
-    or null to infer it (a non-numeric target, or an integer one with <= 20 distinct values
-    that are < 5% of the rows, is a class label; otherwise regression). Rows with a missing
+    or null to infer it (a non-numeric target, one with two values, or an integer one with
+    <= 20 distinct values that are < 5% of the rows, is a class label; otherwise
+    regression). A CSV whose header holds no comma is read with the separator it holds
+    (semicolon, tab or bar), and then numbers with decimal commas as numbers. Rows with a missing
     target are dropped and counted in the notes. The feature columns stay as they are (a
     DataFrame): each member fits its own encoding on its training rows (``models.tabular``),
     so missing values, categories and dates are handled where they are served. Class labels
@@ -142,7 +182,7 @@ def load_table(spec: DataSpec) -> Raw:
     Fails in one line on an empty table, a missing target column (naming the closest ones),
     a one-class target, an all-empty column, or more rows or columns than the limits.
     """
-    path, frame = _read_table(spec)
+    path, frame, read_notes = _read_table(spec)
     columns = [str(c) for c in frame.columns]
     if spec.target is None:
         raise ValueError(
@@ -167,7 +207,7 @@ def load_table(spec: DataSpec) -> Raw:
         )
     n_rows = len(frame)
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    notes: tuple[str, ...] = ()
+    notes = read_notes
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
     if len(frame) < n_rows:
