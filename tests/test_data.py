@@ -547,7 +547,17 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
     (tmp_path / "blank.csv").write_text("")
     one_line_error(DataSpec("csv", path=str(tmp_path / "blank.csv"), target="kind"), "is empty")
     (tmp_path / "latin.csv").write_bytes("name,kind\ncaf\xe9,a\n".encode("latin-1"))
-    one_line_error(DataSpec("csv", path=str(tmp_path / "latin.csv"), target="kind"), "not UTF-8")
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "latin.csv"), target="kind"),
+        "not UTF-8",
+        "b'\\xe9'",  # the bytes that are not, rather than a position in pandas' buffer
+    )
+    (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04 a spreadsheet")
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "book.xlsx"), target="kind"),
+        "book.xlsx is a spreadsheet",
+        "CSV (UTF-8) or Parquet",
+    )
     path = write(table, tmp_path / "big.csv")
     one_line_error(DataSpec("csv", path=str(path), target="kind", row_limit=100), "row_limit=100")
     one_line_error(DataSpec("csv", path=str(path), target="kind", column_limit=3), "column_limit=3")

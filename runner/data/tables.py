@@ -66,6 +66,10 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ValueError(f"csv: data.path={spec.path!r} {what} (resolved to {path})")
+    if path.suffix.lower() in (".xlsx", ".xls", ".xlsm", ".ods"):
+        raise ValueError(
+            f"csv: {path.name} is a spreadsheet; save it as CSV (UTF-8) or Parquet and pass that"
+        )
     notes: tuple[str, ...] = ()
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
@@ -77,7 +81,8 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
                 notes += (f"{path.name} read as separated by {sep!r} (its header holds no comma)",)
     except UnicodeDecodeError as err:
         raise ValueError(
-            f"csv: {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+            f"csv: {path} is not UTF-8 text ({err.reason}: {err.object[err.start:err.end]!r}); "
+            "save it as UTF-8"
         ) from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"csv: {path} is empty (no header, no rows)") from None
