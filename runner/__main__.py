@@ -21,6 +21,10 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # MLflow draws a progress bar per artifact download; in a CLI's output that is noise, as is
 # TensorFlow's C++ start-up chatter when the driver loads a model.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Against a tracking server MLflow prints two "View run ... at" lines for every run it ends,
+# after one more request to learn the run's name: a sweep of thousands of trials would bury
+# the progress view (and pay that round trip per member). The summary names the runs.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _key, _value in {  # MLflow's HTTP retries, bounded to about half a minute (not minutes)
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",

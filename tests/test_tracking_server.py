@@ -162,6 +162,7 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
     finally:
         proc.kill()
     assert proc.returncode == 0, err[-3000:]
+    assert "View run" not in out  # MLflow's two lines per ended run, with a request each
     summary = read_summary(workdir / "out")
     assert all(m["status"] == "FINISHED" for m in summary["members"]), summary["members"]
     client = MlflowClient(mlflow_server.uri)
@@ -211,6 +212,7 @@ def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_
     mlflow_server.start()
     done = run_cli(workdir, *args, "hydra.run.dir=out")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "View run" not in done.stdout
     summary = read_summary(workdir / "out")
     assert all(m["status"] == "FINISHED" for m in summary["members"])
     client = MlflowClient(mlflow_server.uri)
