@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from runner.hydra_errors import job_started, run_holding_stderr
+
 if TYPE_CHECKING:
     from runner.data import Dataset
     from runner.spec import DataSpec, RunSpec
@@ -135,6 +137,7 @@ def _main(cfg: DictConfig) -> None:
         from_config,
     )
 
+    job_started()
     hydra_cfg = HydraConfig.get()
     experiment = hydra_cfg.runtime.choices.get("experiment")
     if experiment is None and not cfg.get("experiment_name"):
@@ -213,7 +216,7 @@ def main() -> None:
     """Console entry: pre-check the experiment name, then hand over to Hydra."""
     _check_experiment_override(sys.argv[1:])
     try:
-        _main()
+        run_holding_stderr(_main)
     finally:
         # The interpreter's last collection walks every object the imports left (MLflow, Ray,
         # scikit-learn, matplotlib): over 2 s before the process exits. Frozen, it skips them.

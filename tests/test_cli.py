@@ -23,6 +23,9 @@ from helpers import run_cli
         (["members.mlp.hparams.activation=sigmoidal"], "got 'sigmoidal'"),
         (["data=csv", "data.path=/nope/table.csv", "data.target=y"], "/nope/table.csv"),
         (["data.name=imagenet"], "unknown dataset 'imagenet'; known: california_housing"),
+        # Hydra's own errors (a misspelled key, an override it cannot parse) on one line too
+        (["data.targt=y"], "Could not override 'data.targt'; To append to your config use"),
+        (["training.epochs"], "Error parsing override 'training.epochs'"),
     ],
     ids=[
         "unknown-experiment",
@@ -38,6 +41,8 @@ from helpers import run_cli
         "activation",
         "csv-path",
         "dataset",
+        "hydra-unknown-key",
+        "hydra-override-syntax",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):
@@ -89,3 +94,40 @@ def test_a_csv_without_the_target_column_fails_before_training(workdir):
     (line,) = done.stderr.strip().splitlines()
     assert "target column 'price' is not in table.csv; available columns: a, b, colour" in line
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_hydra_errors_become_one_line_and_stderr_is_held_only_until_the_job_starts(capsys):
+    import sys
+
+    from runner.hydra_errors import job_started, one_line, run_holding_stderr
+
+    message = (
+        "Could not override 'data.targt'.\nTo append to your config use +data.targt=y\n"
+        "Key 'targt' is not in struct\n    full_key: data.targt\n    object_type=dict\n\n"
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+    )
+    assert one_line(message) == (
+        "Could not override 'data.targt'; To append to your config use +data.targt=y; "
+        "Key 'targt' is not in struct"
+    )
+
+    def fails_before_the_job() -> None:
+        sys.stderr.write(message)
+        sys.exit(1)
+
+    with pytest.raises(SystemExit) as stop:
+        run_holding_stderr(fails_before_the_job)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"error: {one_line(message)}\n"
+
+    def job_fails() -> None:  # once the job runs, what it writes passes through unchanged
+        sys.stderr.write("held\n")
+        job_started()
+        sys.stderr.write("a line\nand another\n")
+        sys.exit(1)
+
+    with pytest.raises(SystemExit) as stop:
+        run_holding_stderr(job_fails)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "held\na line\nand another\n"
+    assert type(sys.stderr).__name__ != "HeldStderr"

@@ -81,7 +81,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
                 notes += (f"{path.name} read as separated by {sep!r} (its header holds no comma)",)
     except UnicodeDecodeError as err:
         raise ValueError(
-            f"csv: {path} is not UTF-8 text ({err.reason}: {err.object[err.start:err.end]!r}); "
+            f"csv: {path} is not UTF-8 text ({err.reason}: {err.object[err.start : err.end]!r}); "
             "save it as UTF-8"
         ) from None
     except pd.errors.EmptyDataError:

@@ -1,0 +1,88 @@
+"""Hydra's composition errors as one line: a misspelled key or a bad override stops Hydra
+before the job starts, with a message of several lines and exit code 1; the runner's own bad
+input ends in one ``error:`` line and exit code 2. What Hydra writes to stderr is held until
+the job starts (then written as it came, and nothing more is held), so that a failure before
+it can be told in one line instead."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
+
+
+def one_line(text: str) -> str:
+    """Hydra's error message on one line: its lines joined, the indented details (full key,
+    object type) and the advice about HYDRA_FULL_ERROR left out."""
+    parts = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith((" ", "\t")) or HYDRA_HINT in line:
+            continue
+        parts.append(line.strip().rstrip("."))
+    return "; ".join(parts)
+
+
+class HeldStderr:
+    """Stands in for ``sys.stderr``: holds what is written until ``release``, then writes
+    straight through (logging handlers made meanwhile keep a reference to it)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.held: list[str] | None = []
+
+    def write(self, text: str) -> int:
+        if self.held is None:
+            return self.stream.write(text)
+        self.held.append(text)
+        return len(text)
+
+    def release(self) -> None:
+        """Write what was held and stop holding."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.stream.write("".join(held))
+            self.stream.flush()
+
+    def take(self) -> str:
+        """What was held, dropped (holding stops)."""
+        held, self.held = "".join(self.held or []), None
+        return held
+
+    def flush(self) -> None:
+        if self.held is None:
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
+def job_started() -> None:
+    """The job runs: write what stderr held, and let it through from now on."""
+    held = sys.stderr
+    if isinstance(held, HeldStderr):
+        sys.stderr = held.stream
+        held.release()
+
+
+def run_holding_stderr(main: Callable[[], Any]) -> None:
+    """Run Hydra's ``main`` with stderr held until the job calls ``job_started``; Hydra's
+    failure before that (its exit code 1) is printed as one ``error:`` line, exit code 2."""
+    held = HeldStderr(sys.stderr)
+    sys.stderr = held
+    try:
+        main()
+    except SystemExit as stop:
+        if held.held is None or stop.code in (0, None):
+            raise
+        message = one_line(held.take())
+        sys.stderr = held.stream
+        if not message:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        if sys.stderr is held:
+            sys.stderr = held.stream
+        held.release()
