@@ -110,6 +110,11 @@ def _text_key(value: Any) -> str:
             return MISSING
     except (TypeError, ValueError):
         pass
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    ):  # 41, 41.0 and np.int64(41) are the text '41' a CSV gave the column
+        number = float(value)
+        return str(int(number)) if number.is_integer() else str(number)
     return str(value)
 
 

@@ -325,3 +325,15 @@ def test_a_shuffled_row_number_named_like_an_id_is_dropped(name):
     prep = TablePrep().fit(frame)
     assert name in prep.dropped and prep.feature_names == ("x",)
     assert TablePrep().fit(frame.rename(columns={name: "weight"})).feature_names[0] == "weight"
+
+
+def test_a_text_column_of_numbers_matches_them_served_as_numbers():
+    # a CSV column mixing codes and words is text; a user's frame may carry the codes as numbers
+    rng = np.random.default_rng(4)
+    codes = rng.choice(["41", "7", "n/a"], 200)
+    prep = TablePrep("onehot").fit(pd.DataFrame({"code": codes, "x": rng.normal(size=200)}))
+    as_text = prep.transform(pd.DataFrame({"code": ["41", "7"], "x": [0.0, 0.0]}))
+    for served in ([41.0, 7.0], [41, 7], np.array([41, 7], dtype=np.int64)):
+        got = prep.transform(pd.DataFrame({"code": served, "x": [0.0, 0.0]}))
+        np.testing.assert_array_equal(got, as_text)
+    assert as_text[:, prep.feature_names.index("code=__rare__")].sum() == 0
