@@ -12,9 +12,12 @@ the number of trees then fits the table, small or large, as Keras members' early
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-from collections.abc import Mapping, Sequence
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,21 @@ from models.kind import EpochHook, Trained
 from models.shallow import SklearnKind, _keras_style
 
 STOP_ROUNDS = "early_stopping_rounds"
+TREE_COUNTS = ("n_estimators", "iterations", "num_boost_round", "num_trees")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to the null device meanwhile (what C++ code writes there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,12 +88,35 @@ class BoosterKind(SklearnKind):
         return cls(**{**self.params, **hparams})
 
     def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
-        """Validated names; the library checks values when the member is built and fitted."""
+        """Validated names, and values: the library checks those only when it fits, so the
+        member is fitted here on a few made-up rows (a value it refuses fails now, in one
+        line, not in a trial)."""
         self._estimator(task, hparams)
         for key, value in hparams.items():
             if isinstance(value, float) and not np.isfinite(value):
                 raise ValueError(f"model {self.name!r}: {key} must be finite, got {value!r}")
+        self._fit_made_up_rows(task, hparams)
         return dict(hparams)
+
+    def _fit_made_up_rows(self, task: Task, hparams: Mapping[str, Any]) -> None:
+        """Fit ``hparams`` on 30 random rows: one thread, two trees, quiet, no early stopping
+        (it needs validation rows)."""
+        params = {k: v for k, v in hparams.items() if k != STOP_ROUNDS}
+        for key in TREE_COUNTS:  # two trees say as much about the values as thousands
+            if isinstance(params.get(key), int) and params[key] > 2:
+                params[key] = 2
+        params[self.threads] = 1
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(30, 3))
+        y = np.arange(30) % (task.n_classes or 2) if task.is_classification else X[:, 0]
+        try:
+            with _native_stderr_silenced():  # LightGBM also prints its refusal from C++
+                self._class(task)(**{**self.params, **params}).fit(X, y)
+        except Exception as err:  # each library raises its own types
+            text = " ".join(str(err).split()) or type(err).__name__
+            raise ValueError(
+                f"model {self.name!r}: {self.module} refuses these settings: {text[:300]}"
+            ) from None
 
     def defaults(self, task: Task) -> dict[str, Any]:
         """The library's defaults, with this entry's overrides."""

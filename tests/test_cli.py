@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cli
+from helpers import SHARED_DATA, run_cli
+
+PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
 
 
 @pytest.mark.parametrize(
@@ -26,6 +28,16 @@ from helpers import run_cli
         # Hydra's own errors (a misspelled key, an override it cannot parse) on one line too
         (["data.targt=y"], "Could not override 'data.targt'; To append to your config use"),
         (["training.epochs"], "Error parsing override 'training.epochs'"),
+        (
+            [
+                "+experiment=tabular",
+                f"data.path={PENGUINS}",
+                "data.target=species",
+                "data.task=classification",
+            ]
+            + ["members.lightgbm.hparams.num_leaves=-1"],
+            "members.lightgbm.hparams: model 'lightgbm': lightgbm refuses these settings",
+        ),
     ],
     ids=[
         "unknown-experiment",
@@ -43,6 +55,7 @@ from helpers import run_cli
         "dataset",
         "hydra-unknown-key",
         "hydra-override-syntax",
+        "booster-value",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):

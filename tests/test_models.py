@@ -81,6 +81,10 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("transfer", {"base": "applications:VGG99"}, r"must be one of \['EfficientNetB0'"),
         ("transfer", {"base": "applications:MobileNetV2", "image_size": 16}, "got 16"),
         ("transfer", {"base": "applications:MobileNetV2", "pixel_max": 0}, "got 0"),
+        # the boosters' libraries check values only when they fit: on made-up rows, at once
+        ("lightgbm", {"num_leaves": -1}, "lightgbm refuses these settings: .*num_leaves"),
+        ("xgboost", {"max_depth": -2}, "xgboost refuses these settings: .*max_depth"),
+        ("catboost", {"depth": 50}, "catboost refuses these settings: .*depth is 16"),
     ],
 )
 def test_invalid_hparam_values_name_the_value(name, hparams, received):
