@@ -29,10 +29,14 @@ SEPARATORS = (",", ";", "\t", "|")  # ties go to the first: a comma
 DECIMAL_COMMA = r"^\s*[+-]?\d+(,\d+)?\s*$"
 
 
+def _is_tsv(path: Path) -> bool:
+    return ".tsv" in [s.lower() for s in path.suffixes]
+
+
 def _separator(path: Path) -> str:
     """A CSV's field separator: a tab for ``.tsv``, else whichever of ``SEPARATORS`` its
     header line holds most of (a comma when it holds none)."""
-    if ".tsv" in [s.lower() for s in path.suffixes]:
+    if _is_tsv(path):
         return "\t"
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         header = f.readline()
@@ -77,7 +81,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
         else:
             sep = _separator(path)
             frame = pd.read_csv(path, sep=sep)
-            if sep not in (",", "\t") or (sep == "\t" and ".tsv" not in path.name.lower()):
+            if sep != "," and not _is_tsv(path):
                 notes += (f"{path.name} read as separated by {sep!r} (its header holds no comma)",)
     except UnicodeDecodeError as err:
         raise ValueError(
