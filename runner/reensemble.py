@@ -381,6 +381,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from runner.report import conformal_line
 
         print(conformal_line(report.conformal))
+    if report.budget:
+        from runner.report import budget_line
+
+        print(budget_line(report.summary(), metric))
     for name, reason in report.dropped.items():
         print(f"left out {name}: {reason}")
     return 0
