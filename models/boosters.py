@@ -30,6 +30,9 @@ from models.shallow import SklearnKind, _keras_style
 
 STOP_ROUNDS = "early_stopping_rounds"
 TREE_COUNTS = ("n_estimators", "iterations", "num_boost_round", "num_trees")
+# settings that pick the hardware a trial trains on (a GPU node's, maybe not this machine's):
+# left out of the check's fit, which runs on the driver
+HARDWARE = ("device", "device_type", "task_type", "devices", "gpu_id", "gpu_ram_part")
 
 
 @contextlib.contextmanager
@@ -99,9 +102,9 @@ class BoosterKind(SklearnKind):
         return dict(hparams)
 
     def _fit_made_up_rows(self, task: Task, hparams: Mapping[str, Any]) -> None:
-        """Fit ``hparams`` on 30 random rows: one thread, two trees, quiet, no early stopping
-        (it needs validation rows)."""
-        params = {k: v for k, v in hparams.items() if k != STOP_ROUNDS}
+        """Fit ``hparams`` on 30 random rows: one thread, two trees, quiet, on this machine's
+        CPU, no early stopping (it needs validation rows)."""
+        params = {k: v for k, v in hparams.items() if k != STOP_ROUNDS and k not in HARDWARE}
         for key in TREE_COUNTS:  # two trees say as much about the values as thousands
             if isinstance(params.get(key), int) and params[key] > 2:
                 params[key] = 2

@@ -92,6 +92,19 @@ def test_invalid_hparam_values_name_the_value(name, hparams, received):
         REGISTRY[name].check(hparams, CLASSES)
 
 
+@pytest.mark.parametrize(
+    "name, hparams",
+    [
+        ("catboost", {"task_type": "GPU", "devices": "0"}),  # valid where the trial runs
+        ("xgboost", {"device": "cuda"}),
+        ("catboost", {"iterations": 5000, "early_stopping_rounds": 50}),
+        ("lightgbm", {"min_child_samples": 100, "class_weight": "balanced"}),
+    ],
+)
+def test_booster_checks_accept_settings_valid_on_the_trials_machine(name, hparams):
+    assert REGISTRY[name].check(hparams, CLASSES) == hparams
+
+
 def test_models_package_imports_neither_keras_nor_ray_mlflow_hydra():
     code = (
         "import sys, models, models.training; "
