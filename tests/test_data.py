@@ -430,6 +430,10 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     np.testing.assert_allclose(np.sort(X["größe"].to_numpy()), np.sort(size))
     assert "t.csv read as separated by ';' (its header holds no comma)" in d.notes
     assert "decimal commas read as numbers in column(s) größe" in d.notes
+    # a comma-separated file whose quoted column names hold semicolons stays comma-separated
+    path.write_text('"a;b;c",kind\n' + "".join(f"{i},{'x' if i % 2 else 'y'}\n" for i in range(30)))
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    assert d.input_spec.feature_names == ("a;b;c",) and not any("separated" in n for n in d.notes)
 
 
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):

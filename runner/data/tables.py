@@ -25,7 +25,7 @@ def _columns_list(columns: Sequence[object], limit: int = 30) -> str:
     return ", ".join(names[:limit]) + more
 
 
-SEPARATORS = (",", ";", "\t", "|")  # ties go to the first: a comma
+SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
 DECIMAL_COMMA = r"^\s*[+-]?\d+(,\d+)?\s*$"
 
 
@@ -34,12 +34,14 @@ def _is_tsv(path: Path) -> bool:
 
 
 def _separator(path: Path) -> str:
-    """A CSV's field separator: a tab for ``.tsv``, else whichever of ``SEPARATORS`` its
-    header line holds most of (a comma when it holds none)."""
+    """A CSV's field separator: a tab for ``.tsv``; a comma when the header line holds one
+    (quoted names may hold semicolons); else whichever of ``SEPARATORS`` it holds most of."""
     if _is_tsv(path):
         return "\t"
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         header = f.readline()
+    if "," in header:
+        return ","
     best = max(SEPARATORS, key=header.count)
     return best if header.count(best) else ","
 
