@@ -30,9 +30,23 @@ from models.shallow import SklearnKind, _keras_style
 
 STOP_ROUNDS = "early_stopping_rounds"
 TREE_COUNTS = ("n_estimators", "iterations", "num_boost_round", "num_trees")
-# settings that pick the hardware a trial trains on (a GPU node's, maybe not this machine's):
-# left out of the check's fit, which runs on the driver
+# Settings the check's fit on made-up rows leaves out or cannot judge. Those that pick the
+# hardware a trial trains on (a GPU node's, maybe not the driver's) and those sized to the
+# real columns (the made-up rows have 3) skip the fit: their names are checked, their values
+# are the trial's to judge. Those that need validation rows are left out of the fit.
 HARDWARE = ("device", "device_type", "task_type", "devices", "gpu_id", "gpu_ram_part")
+PER_COLUMN = (
+    "monotone_constraints",
+    "interaction_constraints",
+    "feature_weights",
+    "cat_features",
+    "text_features",
+    "embedding_features",
+    "ignored_features",
+    "per_float_feature_quantization",
+    "forced_splits",
+)
+NEEDS_VALIDATION = (STOP_ROUNDS, "use_best_model", "od_type", "od_wait", "od_pval")
 
 
 @contextlib.contextmanager
@@ -102,16 +116,22 @@ class BoosterKind(SklearnKind):
         return dict(hparams)
 
     def _fit_made_up_rows(self, task: Task, hparams: Mapping[str, Any]) -> None:
-        """Fit ``hparams`` on 30 random rows: one thread, two trees, quiet, on this machine's
-        CPU, no early stopping (it needs validation rows)."""
-        params = {k: v for k, v in hparams.items() if k != STOP_ROUNDS and k not in HARDWARE}
-        for key in TREE_COUNTS:  # two trees say as much about the values as thousands
-            if isinstance(params.get(key), int) and params[key] > 2:
-                params[key] = 2
+        """Fit ``hparams`` on made-up rows (every class three times over; a regression
+        target inside (0, 1), which every objective takes): one thread, two trees, quiet."""
+        if any(k in hparams for k in (*HARDWARE, *PER_COLUMN)):
+            return
+        params = {k: v for k, v in hparams.items() if k not in NEEDS_VALIDATION}
+        counts = [k for k in TREE_COUNTS if k in params]
+        if all(isinstance(params[k], int) and params[k] > 0 for k in counts):
+            # two trees say as much about the other values as thousands (a bad count stays)
+            for key in counts:
+                del params[key]
+            params["iterations" if self.module == "catboost" else "n_estimators"] = 2
         params[self.threads] = 1
         rng = np.random.default_rng(0)
-        X = rng.normal(size=(30, 3))
-        y = np.arange(30) % (task.n_classes or 2) if task.is_classification else X[:, 0]
+        n = max(30, 3 * (task.n_classes or 0))
+        X = rng.normal(size=(n, 3))
+        y = np.arange(n) % task.n_classes if task.is_classification else rng.uniform(0.05, 0.95, n)
         try:
             with _native_stderr_silenced():  # LightGBM also prints its refusal from C++
                 self._class(task)(**{**self.params, **params}).fit(X, y)

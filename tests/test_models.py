@@ -93,16 +93,22 @@ def test_invalid_hparam_values_name_the_value(name, hparams, received):
 
 
 @pytest.mark.parametrize(
-    "name, hparams",
+    "name, hparams, task",
     [
-        ("catboost", {"task_type": "GPU", "devices": "0"}),  # valid where the trial runs
-        ("xgboost", {"device": "cuda"}),
-        ("catboost", {"iterations": 5000, "early_stopping_rounds": 50}),
-        ("lightgbm", {"min_child_samples": 100, "class_weight": "balanced"}),
+        # valid where the trial runs: a GPU node, the real columns, validation rows
+        ("catboost", {"task_type": "GPU", "bootstrap_type": "Poisson"}, CLASSES),
+        ("xgboost", {"device": "cuda"}, CLASSES),
+        ("xgboost", {"monotone_constraints": "(1,0,0,0,-1)"}, REGRESSION),
+        ("catboost", {"use_best_model": True, "early_stopping_rounds": 50}, CLASSES),
+        ("lightgbm", {"min_child_samples": 100, "class_weight": "balanced"}, CLASSES),
+        # objectives for positive targets, and settings sized to many classes
+        ("xgboost", {"objective": "reg:gamma"}, REGRESSION),
+        ("lightgbm", {"objective": "poisson"}, REGRESSION),
+        ("catboost", {"class_weights": [1.0] * 40}, Task("classification", n_classes=40)),
     ],
 )
-def test_booster_checks_accept_settings_valid_on_the_trials_machine(name, hparams):
-    assert REGISTRY[name].check(hparams, CLASSES) == hparams
+def test_booster_checks_accept_settings_valid_on_the_trials_machine(name, hparams, task):
+    assert REGISTRY[name].check(hparams, task) == hparams
 
 
 def test_models_package_imports_neither_keras_nor_ray_mlflow_hydra():
