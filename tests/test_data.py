@@ -428,8 +428,16 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     X = pd.concat([d.X_train, d.X_val, d.X_test])
     assert pd.api.types.is_float_dtype(X["größe"]) and set(X["city"]) == {"Köln, Nord", "Bonn"}
     np.testing.assert_allclose(np.sort(X["größe"].to_numpy()), np.sort(size))
-    assert "t.csv read as separated by ';' (its header holds no comma)" in d.notes
+    assert "t.csv read as separated by ';' (from its header)" in d.notes
     assert "decimal commas read as numbers in column(s) größe" in d.notes
+    # names with commas in a semicolon file; a dot between thousands
+    rows = [f"{1000 * (i + 1)},5;{i % 3};{'x' if i % 2 else 'y'}" for i in range(30)]
+    rows = [r.replace("1000,", "1.000,") for r in rows]  # one with a thousands dot
+    path.write_text("Preis, EUR;Zimmer;kind\n" + "\n".join(rows) + "\n")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert d.input_spec.feature_names == ("Preis, EUR", "Zimmer")
+    assert sorted(X["Preis, EUR"]) == [1000 * (i + 1) + 0.5 for i in range(30)]
     # a comma-separated file whose quoted column names hold semicolons stays comma-separated
     path.write_text('"a;b;c",kind\n' + "".join(f"{i},{'x' if i % 2 else 'y'}\n" for i in range(30)))
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ def _columns_list(columns: Sequence[object], limit: int = 30) -> str:
 
 
 SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
-DECIMAL_COMMA = r"^\s*[+-]?\d+(,\d+)?\s*$"
+# 12,5 or 1.234,56 (a dot between thousands): how numbers read where a comma is the decimal
+DECIMAL_COMMA = r"^\s*[+-]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?\s*$"
 
 
 def _is_tsv(path: Path) -> bool:
@@ -34,16 +36,13 @@ def _is_tsv(path: Path) -> bool:
 
 
 def _separator(path: Path) -> str:
-    """A CSV's field separator: a tab for ``.tsv``; a comma when the header line holds one
-    (quoted names may hold semicolons); else whichever of ``SEPARATORS`` it holds most of."""
+    """A CSV's field separator: a tab for ``.tsv``, else whichever of ``SEPARATORS`` splits
+    the header line into the most names, quotes respected (a comma on a tie)."""
     if _is_tsv(path):
         return "\t"
     with open(path, encoding="utf-8-sig", errors="replace") as f:
-        header = f.readline()
-    if "," in header:
-        return ","
-    best = max(SEPARATORS, key=header.count)
-    return best if header.count(best) else ","
+        header = f.readline().rstrip("\r\n")
+    return max(SEPARATORS, key=lambda sep: len(next(csv.reader([header], delimiter=sep))))
 
 
 def _decimal_commas(frame: pd.DataFrame) -> list[str]:
@@ -58,7 +57,8 @@ def _decimal_commas(frame: pd.DataFrame) -> list[str]:
         if present.empty or not present.str.contains(",").any():
             continue
         if present.str.fullmatch(DECIMAL_COMMA).all():
-            frame[col] = pd.to_numeric(values.astype("string").str.replace(",", "."))
+            text = values.astype("string").str.replace(".", "", regex=False)
+            frame[col] = pd.to_numeric(text.str.replace(",", ".", regex=False))
             out.append(str(col))
     return out
 
@@ -84,7 +84,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
             sep = _separator(path)
             frame = pd.read_csv(path, sep=sep)
             if sep != "," and not _is_tsv(path):
-                notes += (f"{path.name} read as separated by {sep!r} (its header holds no comma)",)
+                notes += (f"{path.name} read as separated by {sep!r} (from its header)",)
     except UnicodeDecodeError as err:
         raise ValueError(
             f"csv: {path} is not UTF-8 text ({err.reason}: {err.object[err.start : err.end]!r}); "
@@ -184,11 +184,12 @@ def load_table(spec: DataSpec) -> Raw:
     ``data.target`` names the target column; ``data.task`` is 'classification', 'regression'
     or null to infer it (a non-numeric target, one with two values, or an integer one with
     <= 20 distinct values that are < 5% of the rows, is a class label; otherwise
-    regression). A CSV whose header holds no comma is read with the separator it holds
-    (semicolon, tab or bar), and then numbers with decimal commas as numbers. Rows with a missing
-    target are dropped and counted in the notes. The feature columns stay as they are (a
-    DataFrame): each member fits its own encoding on its training rows (``models.tabular``),
-    so missing values, categories and dates are handled where they are served. Class labels
+    regression). A CSV is read with the separator that splits its header into the most
+    names (comma, semicolon, tab or bar); when not a comma, decimal commas are numbers.
+    Rows with a missing target are dropped and counted in the notes. The feature columns
+    stay as they are (a DataFrame): each member fits its own encoding on its training rows
+    (``models.tabular``), so missing values, categories and dates are handled where they are
+    served. Class labels
     are encoded 0..k-1 in sorted order of their values (``data.classes`` uses these ids).
     Fails in one line on an empty table, a missing target column (naming the closest ones),
     a one-class target, an all-empty column, or more rows or columns than the limits.
