@@ -110,12 +110,22 @@ def _text_key(value: Any) -> str:
             return MISSING
     except (TypeError, ValueError):
         pass
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    ):  # 41, 41.0 and np.int64(41) are the text '41' a CSV gave the column
-        number = float(value)
-        return str(int(number)) if number.is_integer() else str(number)
     return str(value)
+
+
+def _as_known(key: str, known: Mapping[str, Any]) -> str:
+    """``key``, or the spelling of the same number the training rows used ('41' for a
+    served 41.0, '1.0' for a served 1), so that codes served as numbers find their category."""
+    if key in known:
+        return key
+    try:
+        number = float(key)
+    except ValueError:
+        return key
+    for other in (str(int(number)) if number.is_integer() else None, str(number)):
+        if other is not None and other in known:
+            return other
+    return key
 
 
 @dataclass
@@ -262,10 +272,12 @@ class TablePrep:
             return np.hstack([filled, *flags])
         keys = values.map(_text_key)
         if col.kind == "frequency":
-            return keys.map(lambda k: col.frequencies.get(k, 0.0)).to_numpy(np.float64)[:, None]
+            freq = col.frequencies
+            found = keys.map(lambda k: freq.get(_as_known(k, freq), 0.0))
+            return found.to_numpy(np.float64)[:, None]
         index = {c: i for i, c in enumerate(col.categories)}
         rare = index[RARE]
-        codes = keys.map(lambda k: index.get(k, rare)).to_numpy(dtype=np.int64)
+        codes = keys.map(lambda k: index.get(_as_known(k, index), rare)).to_numpy(dtype=np.int64)
         if self.encoding == "ordinal":
             return codes[:, None].astype(np.float64)
         onehot = np.zeros((n, len(col.categories)))

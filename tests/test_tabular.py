@@ -337,3 +337,11 @@ def test_a_text_column_of_numbers_matches_them_served_as_numbers():
         got = prep.transform(pd.DataFrame({"code": served, "x": [0.0, 0.0]}))
         np.testing.assert_array_equal(got, as_text)
     assert as_text[:, prep.feature_names.index("code=__rare__")].sum() == 0
+    # and text spelled as floats ('1.0') still finds a served 1.0, or 1
+    prep = TablePrep("onehot").fit(
+        pd.DataFrame({"code": rng.choice(["1.0", "2.0", "n/a"], 200), "x": rng.normal(size=200)})
+    )
+    as_text = prep.transform(pd.DataFrame({"code": ["1.0", "2.0"], "x": [0.0, 0.0]}))
+    for served in ([1.0, 2.0], [1, 2]):
+        got = prep.transform(pd.DataFrame({"code": served, "x": [0.0, 0.0]}))
+        np.testing.assert_array_equal(got, as_text)
