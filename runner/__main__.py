@@ -128,6 +128,7 @@ def _probe_store(spec: RunSpec) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> None:
+    job_started()  # first: whatever fails from here on shows as it is
     from hydra.core.hydra_config import HydraConfig
 
     from runner.spec import (
@@ -137,7 +138,6 @@ def _main(cfg: DictConfig) -> None:
         from_config,
     )
 
-    job_started()
     hydra_cfg = HydraConfig.get()
     experiment = hydra_cfg.runtime.choices.get("experiment")
     if experiment is None and not cfg.get("experiment_name"):

@@ -6,6 +6,7 @@ it can be told in one line instead."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -13,12 +14,18 @@ from typing import Any, TextIO
 HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
 
 
+WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` prints
+
+
 def one_line(text: str) -> str:
     """Hydra's error message on one line: its lines joined, the indented details (full key,
-    object type) and the advice about HYDRA_FULL_ERROR left out."""
+    object type), the advice about HYDRA_FULL_ERROR and any warning printed before it left
+    out."""
     parts = []
     for line in text.splitlines():
         if not line.strip() or line.startswith((" ", "\t")) or HYDRA_HINT in line:
+            continue
+        if WARNING_LINE.match(line):
             continue
         parts.append(line.strip().rstrip("."))
     return "; ".join(parts)

@@ -123,6 +123,8 @@ def test_hydra_errors_become_one_line_and_stderr_is_held_only_until_the_job_star
         "Could not override 'data.targt'; To append to your config use +data.targt=y; "
         "Key 'targt' is not in struct"
     )
+    warned = "/x/y.py:12: UserWarning: something\n  warnings.warn('something')\n" + message
+    assert one_line(warned) == one_line(message)  # a warning printed before it is no part
 
     def fails_before_the_job() -> None:
         sys.stderr.write(message)
