@@ -23,6 +23,7 @@ import models
 from models.base import TASK_KINDS, InputSpec, Task
 from models.training import TrainingOptions
 from runner.contracts import TrialInput, import_modules
+from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
 from runner.search import SearchSpec, split_domains
 
@@ -215,6 +216,9 @@ def _mapping(where: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+SEPARATOR_NAMES = {"\\t": "\t", **{word: sep for sep, word in SEP_NAMES.items()}}
+
+
 def parse_data(raw: Mapping[str, Any]) -> DataSpec:
     """Validate the ``data`` group: a known dataset and split fractions in (0, 1) summing < 1."""
     from runner.data import LOADERS
@@ -240,6 +244,17 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
         _int("data.max_rows", spec.max_rows, 10)
     if spec.max_train_rows is not None:
         _int("data.max_train_rows", spec.max_train_rows, 2)
+    if spec.sep is not None:
+        sep = SEPARATOR_NAMES.get(spec.sep, spec.sep) if isinstance(spec.sep, str) else spec.sep
+        if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':
+            raise _fail(
+                "data.sep",
+                f"must be one character (',', ';', '|', tab) or null (from the header), "
+                f"got {spec.sep!r}",
+            )
+        spec = replace(spec, sep=sep)
+    if spec.decimal not in (None, ".", ","):
+        raise _fail("data.decimal", f"must be '.', ',' or null, got {spec.decimal!r}")
     if spec.task is not None and spec.task not in TASK_KINDS:
         raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")
     if spec.classes is not None:

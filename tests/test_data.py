@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -442,6 +443,39 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     path.write_text('"a;b;c",kind\n' + "".join(f"{i},{'x' if i % 2 else 'y'}\n" for i in range(30)))
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
     assert d.input_spec.feature_names == ("a;b;c",) and not any("separated" in n for n in d.notes)
+
+
+def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
+    # two columns separated by ';' with a comma in a name: the header ties, ties go to ','
+    rows = [f"{i},25;{'x' if i % 2 else 'y'}" for i in range(30)]
+    path = tmp_path / "t.csv"
+    path.write_text("Preis, EUR;kind\n" + "\n".join(rows) + "\n")
+    guessed = DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind")
+    one_line_error(guessed, "separated by ';', pass data.sep=semicolon")
+    from runner.spec import parse_data
+
+    spec = parse_data({"name": "csv", "path": str(path), "target": "kind", "sep": "semicolon"})
+    assert spec.sep == ";"
+    d = load(spec)
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert d.input_spec.feature_names == ("Preis, EUR",)
+    assert sorted(X["Preis, EUR"]) == [i + 0.25 for i in range(30)]  # decimal commas follow
+    assert not any("from its header" in n for n in d.notes)
+    # decimal='.' keeps the text; a comma-separated file with decimal=',' converts quoted ones
+    kept = load(replace(spec, decimal="."))
+    assert not pd.api.types.is_numeric_dtype(kept.X_train["Preis, EUR"])
+    path.write_text("p,kind\n" + "".join(f'"{i},5",{i % 2}\n' for i in range(30)))
+    d = load(DataSpec("csv", path=str(path), target="kind", decimal=","))
+    assert pd.api.types.is_float_dtype(d.X_train["p"])
+    for key, value, allowed in [
+        ("sep", ";;", "must be one character"),
+        ("sep", 5, "must be one character"),
+        ("decimal", ";", "must be '.', ',' or null"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            parse_data({"name": "csv", "path": str(path), "target": "kind", key: value})
+        assert f"data.{key}" in str(err.value) and allowed in str(err.value)
+        assert repr(value) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):

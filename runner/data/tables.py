@@ -27,6 +27,7 @@ def _columns_list(columns: Sequence[object], limit: int = 30) -> str:
 
 
 SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
+SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}  # data.sep's words
 # 12,5 or 1.234,56 (a dot between thousands): how numbers read where a comma is the decimal
 DECIMAL_COMMA = r"^\s*[+-]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?\s*$"
 
@@ -43,6 +44,17 @@ def _separator(path: Path) -> str:
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         header = f.readline().rstrip("\r\n")
     return max(SEPARATORS, key=lambda sep: len(next(csv.reader([header], delimiter=sep))))
+
+
+def _separator_hint(spec: DataSpec, target: str, columns: Sequence[str]) -> str:
+    """A hint to pass ``data.sep`` when the target is inside a column name read from the
+    header: the file is separated by something else."""
+    if spec.sep is not None:
+        return ""
+    for sep in SEPARATORS:
+        if any(target in [p.strip() for p in name.split(sep)] for name in columns):
+            return f" (if the file is separated by {sep!r}, pass data.sep={SEP_NAMES[sep]})"
+    return ""
 
 
 def _decimal_commas(frame: pd.DataFrame) -> list[str]:
@@ -65,7 +77,7 @@ def _decimal_commas(frame: pd.DataFrame) -> list[str]:
 
 def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
     """The CSV or Parquet file ``spec.path`` names, as a DataFrame, and notes on how it was
-    read (a separator other than a comma, decimal commas)."""
+    read (a separator other than a comma found in the header, decimal commas)."""
     if spec.path is None:
         raise ValueError("csv: data.path is required, got null; pass data.path=FILE.csv")
     path = resolve(spec.path)
@@ -77,13 +89,14 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
             f"csv: {path.name} is a spreadsheet; save it as CSV (UTF-8) or Parquet and pass that"
         )
     notes: tuple[str, ...] = ()
+    sep = None
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
         else:
-            sep = _separator(path)
+            sep = spec.sep or _separator(path)
             frame = pd.read_csv(path, sep=sep)
-            if sep != "," and not _is_tsv(path):
+            if spec.sep is None and sep != "," and not _is_tsv(path):
                 notes += (f"{path.name} read as separated by {sep!r} (from its header)",)
     except UnicodeDecodeError as err:
         raise ValueError(
@@ -96,7 +109,11 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
-    if notes and (converted := _decimal_commas(frame)):
+    if spec.decimal is not None:
+        commas = spec.decimal == ","
+    else:
+        commas = sep is not None and sep != "," and not _is_tsv(path)
+    if commas and (converted := _decimal_commas(frame)):
         notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
     return path, frame, notes
 
@@ -205,7 +222,7 @@ def load_table(spec: DataSpec) -> Raw:
     if target not in columns:
         raise ValueError(
             f"csv: target column {target!r} is not in {path.name}{_closest(target, columns)}; "
-            f"available columns: {_columns_list(columns)}"
+            f"available columns: {_columns_list(columns)}{_separator_hint(spec, target, columns)}"
         )
     frame.columns = columns
     if columns.count(target) > 1:

@@ -31,6 +31,8 @@ class DataSpec:
     log_target: bool = False  # regression: members learn log1p(target), predictions mapped back
     row_limit: int | None = 5_000_000  # tables: refuse more rows than this (null: no limit)
     column_limit: int | None = 5_000  # tables: refuse more columns than this (null: no limit)
+    sep: str | None = None  # csv: the field separator; None: from the header
+    decimal: str | None = None  # csv: "." or ","; None: "," only where the separator is not one
 
 
 @dataclass(frozen=True)
