@@ -6,9 +6,8 @@ The callback only translates; what is written, and the members' records, belong 
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ from runner.contracts import (
     unpack_member,
 )
 from runner.driver_memory import release_freed
-from runner.errors import store_error
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
+from runner.store_writer import StoreWriter
 
 CONTROL_KEYS = {
     *AUTO_RESULT_KEYS,
@@ -70,31 +69,18 @@ def label_of(trial: Any) -> str:
     return trial_label(unpack_member(trial.config["member"]), trial.experiment_tag)
 
 
-def _store_guarded(method: Callable[..., None]) -> Callable[..., None]:
-    """Run a Tune event handler unless the store already failed. A store failure inside it is
-    kept on the callback, not raised: Tune catches what ``on_trial_complete`` raises, logs it
-    with a traceback and fails a trial that did finish. ``on_step_end`` raises it instead,
-    out of ``Tuner.fit``, once Tune has saved its state."""
-
-    @functools.wraps(method)
-    def guarded(self: MemberCallback, *args: Any, **kwargs: Any) -> None:
-        if self.store_failure is not None:
-            return
-        try:
-            method(self, *args, **kwargs)
-        except Exception as err:
-            if store_error(err) is None:
-                raise
-            self.store_failure = err
-
-    return guarded
-
-
 RELEASE_EVERY = 100  # completed trials between handing the driver's free heap back to the OS
 
 
 class MemberCallback(Callback):
-    """Mirrors each trial of one stage into the run tree."""
+    """Mirrors each trial of one stage into the run tree.
+
+    Each Tune event takes what it needs of the trial at once and hands the run-tree calls to
+    a ``StoreWriter`` (in a thread for a tracking server): the tree and the records belong to
+    the writer until ``flush``, which the sweep calls when the Tune run returns. A store
+    failure is raised from ``on_step_end`` (Tune saves its state first) or from ``flush``:
+    raised inside ``on_trial_complete``, Tune would log it with a traceback and fail a trial
+    that did finish."""
 
     def __init__(
         self,
@@ -102,66 +88,106 @@ class MemberCallback(Callback):
         members: Sequence[MemberSpec],
         stage: str | None = None,
         held: HeldPredictions | None = None,
+        background: bool = False,
     ) -> None:
         self.tree = tree
         self.stage = stage
         self.held = held  # lets go of the predictions of members outside the candidates
         self.hashes = {m.name: m.config_hash for m in members}
-        self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run
-        self.store_failure: BaseException | None = None
+        self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run (the writer's)
+        self.writer = StoreWriter(background)
         self.completed = 0  # trials completed in this attempt
+        self._due_submitted = False
+
+    @property
+    def store_failure(self) -> BaseException | None:
+        """The failure that stopped the writes, if any."""
+        return self.writer.failure
+
+    def flush(self) -> None:
+        """Wait for every write of the events so far; raise the failure that stopped them."""
+        self.writer.flush()
+
+    def drop(self) -> None:
+        """The Tune run failed: give up the writes not started (a resume logs their trials
+        from Tune's checkpoints)."""
+        self.writer.drop()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """Create the member runs whose trials have run long enough to show; stop the Tune
-        run with the store failure an event handler met, if any."""
-        self._create_due()
-        if self.store_failure is not None:
-            raise self.store_failure
+        run with the store failure met, if any."""
+        if not self._due_submitted:
+            self._due_submitted = True
+            self.writer.submit(self._create_due)
+        if self.writer.failure is not None:
+            raise self.writer.failure
 
-    @_store_guarded
     def _create_due(self) -> None:
+        self._due_submitted = False
         self.tree.create_due()
 
-    @_store_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
         config = unpack_member(trial.config["member"])
         member = TrialInput.from_config(config)
-        run_id = self.tree.open_member(
+        self.writer.submit(
+            self._open,
+            trial.trial_id,
             label_of(trial),
             member,
-            trial_id=trial.trial_id,
-            attempt=trial.run_metadata.num_failures + 1,
-            config_hash=config_hash(config) if member.searched else self.hashes[member.name],
-            stage=self.stage,
+            trial.run_metadata.num_failures + 1,
+            config_hash(config) if member.searched else self.hashes[member.name],
+        )
+
+    def _open(
+        self, trial_id: str, label: str, member: TrialInput, attempt: int, hash_: str
+    ) -> None:
+        run_id = self.tree.open_member(
+            label, member, trial_id=trial_id, attempt=attempt, config_hash=hash_, stage=self.stage
         )
         if run_id is not None:
-            self.run_ids[trial.trial_id] = run_id
+            self.run_ids[trial_id] = run_id
 
-    @_store_guarded
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         """One epoch's metrics; the final result is logged on completion."""
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None or result.get("final"):
+        if result.get("final"):
             return
         epoch = int(result.get("epoch", 0))
-        self.tree.log_epoch(run_id, epoch_metrics(result), epoch, result if epoch == 1 else None)
+        where = None
+        if epoch == 1:
+            where = {"node_ip": result.get("node_ip"), "hostname": result.get("hostname")}
+        self.writer.submit(self._epoch, trial.trial_id, epoch_metrics(result), epoch, where)
 
-    @_store_guarded
+    def _epoch(
+        self, trial_id: str, metrics: dict[str, float], epoch: int, where: dict | None
+    ) -> None:
+        run_id = self.run_ids.get(trial_id)
+        if run_id is not None:
+            self.tree.log_epoch(run_id, metrics, epoch, where)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log the checkpoint's model, predictions and final scores; or, when a scheduler
         stopped the trial early, end its run KILLED."""
         self.completed += 1
         if self.completed % RELEASE_EVERY == 0:
             release_freed(collect=False)
-        run_id = self.run_ids.get(trial.trial_id)
+        self.writer.submit(
+            self._complete,
+            trial.trial_id,
+            label_of(trial),
+            trial.config["member"]["model"],
+            dict(trial.last_result or {}),
+            trial.checkpoint,
+        )
+
+    def _complete(
+        self, trial_id: str, label: str, model: str, result: dict, checkpoint: Any
+    ) -> None:
+        run_id = self.run_ids.get(trial_id)
         if run_id is None:
             return
-        label, model = label_of(trial), trial.config["member"]["model"]
-        result = trial.last_result or {}
-        checkpoint = trial.checkpoint
         if result.get("skipped"):
             self.tree.skip_member(run_id, label, model, str(result["skipped"]))
             return
@@ -216,22 +242,25 @@ class MemberCallback(Callback):
         if self.held is not None and split_fold_label(label) is None:
             self.held.add(record)
 
-    @_store_guarded
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed and will be retried: this attempt's run ends FAILED."""
-        run_id = self.run_ids.pop(trial.trial_id, None)
+        self.writer.submit(self._recover, trial.trial_id)
+
+    def _recover(self, trial_id: str) -> None:
+        run_id = self.run_ids.pop(trial_id, None)
         if run_id is not None:
             self.tree.fail_attempt(run_id)
 
-    @_store_guarded
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
-        label = label_of(trial)
-        if label in self.tree.finished:
-            return
-        self.tree.fail_member(
-            self.run_ids.get(trial.trial_id),
-            label,
+        self.writer.submit(
+            self._error,
+            trial.trial_id,
+            label_of(trial),
             trial.config["member"]["model"],
             error_reason(trial),
         )
+
+    def _error(self, trial_id: str, label: str, model: str, reason: str) -> None:
+        if label not in self.tree.finished:
+            self.tree.fail_member(self.run_ids.get(trial_id), label, model, reason)

@@ -27,6 +27,7 @@ from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
 from runner.search import SearchSpec, split_domains
 
+TRACKING_KEYS = ("uri", "connect_timeout", "background_writes")
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 CLUSTER_KINDS = ("local", "address")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -166,6 +167,7 @@ class RunSpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
+    background_writes: bool = False  # member runs written by a thread, off Tune's loop
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
     folds: int = 0  # bag every final member over this many folds (0: off)
     refit: bool = False  # refit each bagged member on all rows after its folds, and serve that
@@ -598,6 +600,19 @@ def check_shared_storage(spec: RunSpec) -> None:
         )
 
 
+def _background_writes(tracking: Mapping[str, Any]) -> bool:
+    """``tracking.background_writes``: true, false, or auto (a thread for a store across a
+    network; a SQLite or file store is written in Tune's loop)."""
+    from runner.store_writer import background_by_default
+
+    value = tracking.get("background_writes", "auto")
+    if value == "auto":
+        return background_by_default(str(tracking.get("uri") or ""))
+    if not isinstance(value, bool):
+        raise _fail("tracking.background_writes", f"must be true, false or auto, got {value!r}")
+    return value
+
+
 def parse_tracking_uri(uri: Any) -> str:
     """Validate the MLflow tracking URI's scheme."""
     if not isinstance(uri, str) or not uri:
@@ -760,8 +775,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     data = parse_data(cfg.get("data") or {})
     tracking = _mapping("tracking", cfg.get("tracking"))
     for key in tracking:
-        if key not in ("uri", "connect_timeout"):
-            raise _fail("tracking", f"unknown key {key!r}; allowed: uri, connect_timeout")
+        if key not in TRACKING_KEYS:
+            raise _fail("tracking", f"unknown key {key!r}; allowed: {', '.join(TRACKING_KEYS)}")
     modules = parse_model_modules(runner.get("model_modules"))
     stages = parse_stages(cfg.get("stages"), data, training, resources, seed, shrink, modules)
     members = parse_members(cfg.get("members"), training, resources, seed, shrink, modules)
@@ -790,6 +805,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         student=student,
         cluster=parse_cluster(cfg.get("cluster") or {}),
         tracking_uri=parse_tracking_uri(tracking.get("uri")),
+        background_writes=_background_writes(tracking),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
         folds=folds,
         refit=parse_refit(runner.get("refit", False), folds),

@@ -98,7 +98,7 @@ def _tune(
         # The restored RunConfig holds unpickled copies of the first attempt's callbacks;
         # this attempt's callbacks (the live run tree) replace them.
         tuner._local_tuner.get_run_config().callbacks = callbacks
-        return tuner.fit()
+        return _fit(tuner, callback)
     space, settings = run.search_space(spec)
     tuner = tune.Tuner(
         trainable,
@@ -117,7 +117,19 @@ def _tune(
             verbose=0 if spec.verbose < 2 else 1,
         ),
     )
-    return tuner.fit()
+    return _fit(tuner, callback)
+
+
+def _fit(tuner: Any, callback: MemberCallback) -> Any:
+    """``tuner.fit()``, then every member-run write of its events done (their failure
+    raised); when it fails, the writes not started are given up (a resume replays them)."""
+    try:
+        results = tuner.fit()
+    except BaseException:
+        callback.drop()
+        raise
+    callback.flush()
+    return results
 
 
 def _ensemble(
@@ -382,7 +394,7 @@ def _train_stage(
     if candidates is not None:
         metric = headline_metric(data.task.is_classification, spec.metric)
         held = HeldPredictions(tree.records, data.y_val, data.y_test, metric, candidates)
-    callback = MemberCallback(tree, members, stage, held)
+    callback = MemberCallback(tree, members, stage, held, spec.background_writes)
     # kept from an earlier attempt, loaded first: an ensemble-aware search's pool holds them
     with tempfile.TemporaryDirectory() as tmp:
         for label in tree.finished:
@@ -393,11 +405,14 @@ def _train_stage(
                     held.add(tree.records[label])
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
-    for run in plan.tune_runs(spec, members, stage):
-        pool = None
-        if run.searched is not None and spec.search.objective == "ensemble":
-            pool = _ensemble_pool(spec, data, tree, pools)
-        results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
+    try:
+        for run in plan.tune_runs(spec, members, stage):
+            pool = None
+            if run.searched is not None and spec.search.objective == "ensemble":
+                pool = _ensemble_pool(spec, data, tree, pools)
+            results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
+    finally:
+        callback.writer.close()
     for result in results:  # finished in Tune, never logged: the store had failed
         callback.replay(result)
     for result in results:  # saved models, also of members restored from Tune's state

@@ -102,6 +102,7 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
         "~members.resnet",
         "~members.selu",
         f"tracking.uri={db}",
+        "tracking.background_writes=true",  # the member runs written by the writer thread
         "hydra.run.dir=out",
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -116,6 +117,10 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
     for m in stopped:
         run = client.get_run(m["run_id"])
         assert run.info.status == "KILLED" and "stopped early" in run.data.tags["runner.stopped"]
+    for m in samples:  # every epoch Tune reported is in the run's history, in order
+        history = client.get_metric_history(m["run_id"], "val_loss")
+        steps = sorted(h.step for h in history)
+        assert steps == list(range(1, len(steps) + 1)) and steps, m
     params = [client.get_run(m["run_id"]).data.params for m in samples]
     assert len({(p["hparams.width"], p["training.learning_rate"]) for p in params}) > 1
     assert all(

@@ -1,0 +1,116 @@
+"""The member runs' writer: in order, off the caller's thread, and stopping at a failure."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+from runner.store_writer import WRITER_THREAD, StoreWriter, background_by_default
+
+
+def test_background_writes_happen_in_order_in_one_thread_and_flush_waits_for_them():
+    writer = StoreWriter(background=True)
+    done: list[tuple[int, str]] = []
+
+    def write(i: int) -> None:
+        time.sleep(0.002 if i % 7 == 0 else 0)
+        done.append((i, threading.current_thread().name))
+
+    for i in range(200):
+        writer.submit(write, i)
+    writer.flush()
+    assert [i for i, _ in done] == list(range(200))
+    assert {name for _, name in done} == {WRITER_THREAD}
+    writer.close()
+    writer.submit(write, 200)  # a closed writer starts its thread again
+    writer.flush()
+    assert done[-1][0] == 200
+    writer.close()
+
+
+def test_a_store_failure_stops_the_writes_and_is_raised_by_flush():
+    writer = StoreWriter(background=True)
+    done: list[int] = []
+    gate = threading.Event()
+
+    def write(i: int) -> None:
+        gate.wait()
+        if i == 3:
+            raise MlflowException("API request failed: connection refused")
+        done.append(i)
+
+    for i in range(10):
+        writer.submit(write, i)
+    gate.set()
+    with pytest.raises(MlflowException, match="connection refused"):
+        writer.flush()
+    assert done == [0, 1, 2] and writer.failure is not None
+    writer.submit(write, 11)  # nothing more is written after a failure
+    with pytest.raises(MlflowException):
+        writer.flush()
+    assert done == [0, 1, 2]
+    writer.close()
+
+
+def test_drop_gives_up_the_writes_not_started_and_waits_for_the_one_under_way():
+    writer = StoreWriter(background=True)
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        if i == 0:
+            started.set()
+            release.wait()
+        done.append(i)
+
+    for i in range(5):
+        writer.submit(write, i)
+    started.wait()
+    threading.Timer(0.2, release.set).start()
+    writer.drop(timeout=10)
+    assert done == [0]  # the write under way finished before drop returned; none after it
+    writer.close()
+    assert done == [0]
+
+
+def test_at_once_a_bug_is_raised_to_the_caller_and_a_store_failure_kept():
+    writer = StoreWriter(background=False)
+    caller = threading.current_thread().name
+    seen: list[str] = []
+    writer.submit(lambda: seen.append(threading.current_thread().name))
+    assert seen == [caller]
+    with pytest.raises(KeyError):
+        writer.submit(lambda: {}["missing"])
+    assert writer.failure is None
+    writer.submit(lambda: (_ for _ in ()).throw(MlflowException("store down")))
+    assert isinstance(writer.failure, MlflowException)
+    with pytest.raises(MlflowException):
+        writer.flush()
+
+
+def test_a_pickled_writer_starts_without_its_thread_or_queue():
+    writer = StoreWriter(background=True)
+    writer.submit(lambda: None)
+    copy = pickle.loads(pickle.dumps(writer))
+    assert copy.background and copy._thread is None and copy.failure is None
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("uri", "background"),
+    [
+        ("sqlite:///mlflow.db", False),
+        ("file:///tmp/mlruns", False),
+        ("/tmp/mlruns", False),
+        ("http://127.0.0.1:5000", True),
+        ("https://mlflow.example.com", True),
+        ("postgresql+psycopg2://u@db/mlflow", True),
+        ("databricks", True),
+    ],
+)
+def test_writes_go_through_a_thread_by_default_only_for_stores_across_a_network(uri, background):
+    assert background_by_default(uri) is background
