@@ -159,6 +159,19 @@ def test_scale_benchmark_runs_both_ways_and_plots_tiny(tmp_path):
 
 
 @pytest.mark.slow
+def test_server_writes_benchmark_runs_both_settings_against_a_server_tiny(tmp_path):
+    out = tmp_path / "writes.json"
+    done = run_benchmark(
+        "server_writes.py", "--trials", "4", "--repeats", "1", "--json", str(out), timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [r["background_writes"] for r in result["runs"]] == [False, True]
+    assert all(r["trials"] == 4 and r["ensemble_test_accuracy"] > 0.5 for r in result["runs"])
+    assert result["wall_seconds_thread/in_loop"] > 0
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_reports_driver_memory_tiny(tmp_path):
     out = tmp_path / "memory.json"
     done = run_benchmark(
