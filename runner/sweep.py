@@ -125,10 +125,10 @@ def _fit(tuner: Any, callback: MemberCallback) -> Any:
     raised); when it fails, the writes not started are given up (a resume replays them)."""
     try:
         results = tuner.fit()
-    except BaseException:
+        callback.flush()
+    except BaseException:  # a second Ctrl-C while flushing gives up the rest too
         callback.drop()
         raise
-    callback.flush()
     return results
 
 
