@@ -6,7 +6,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -122,11 +124,20 @@ def _tune(
 
 def _fit(tuner: Any, callback: MemberCallback) -> Any:
     """``tuner.fit()``, then every member-run write of its events done (their failure
-    raised); when it fails, the writes not started are given up (a resume replays them)."""
+    raised); when it fails, the writes not started are given up (a resume replays them).
+    Tune leaves its SIGINT handler installed when no signal came: it is put back to what it
+    was, or a Ctrl+C or SIGTERM after the trials (while writes finish, during the ensemble
+    stage) would only set the finished Tune run's flag."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        finally:
+            if main and handler is not None:
+                signal.signal(signal.SIGINT, handler)
         callback.flush()
-    except BaseException:  # a second Ctrl-C while flushing gives up the rest too
+    except BaseException:  # Ctrl+C while flushing gives up the rest too
         callback.drop()
         raise
     return results

@@ -4,6 +4,7 @@ the sweep resumes."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 
 import pytest
@@ -36,6 +37,34 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
     assert "sweep:KILLED" in statuses
     assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
     assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_trials_stops_the_ensemble_stage(workdir, sig):
+    # Tune leaves its own SIGINT handler behind when no signal came during its run: the
+    # first Ctrl+C (or SIGTERM, which the runner routes through it) in the ensemble stage
+    # only set the finished Tune run's flag, and the sweep went on to FINISHED
+    db = f"sqlite:///{workdir}/mlflow.db"
+    proc = start_cli(
+        workdir,
+        "+experiment=quickstart",
+        *(f"~members.{m}" for m in ("mlp", "convnet", "resnet", "selu")),
+        "ensemble.n_boot=3000000",  # a bootstrap of seconds: the signal lands in it
+        f"tracking.uri={db}",
+        until="2/2 done",
+    )
+    try:
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, stderr[-2000:]
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
+    assert parent.info.status == "KILLED"
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
 
 
 @pytest.mark.slow
