@@ -218,6 +218,7 @@ def _mapping(where: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+DECIMAL_NAMES = {"comma": ",", "dot": ".", "point": "."}
 SEPARATOR_NAMES = {"\\t": "\t", **{word: sep for sep, word in SEP_NAMES.items()}}
 
 
@@ -255,8 +256,16 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
                 f"got {spec.sep!r}",
             )
         spec = replace(spec, sep=sep)
-    if spec.decimal not in (None, ".", ","):
-        raise _fail("data.decimal", f"must be '.', ',' or null, got {spec.decimal!r}")
+    decimal = (
+        DECIMAL_NAMES.get(spec.decimal, spec.decimal)
+        if isinstance(spec.decimal, str)
+        else spec.decimal
+    )
+    if decimal not in (None, ".", ","):
+        raise _fail(
+            "data.decimal", f"must be comma, dot (or ',', '.') or null, got {spec.decimal!r}"
+        )
+    spec = replace(spec, decimal=decimal)
     if spec.task is not None and spec.task not in TASK_KINDS:
         raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")
     if spec.classes is not None:

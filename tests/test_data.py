@@ -464,13 +464,15 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
     # decimal='.' keeps the text; a comma-separated file with decimal=',' converts quoted ones
     kept = load(replace(spec, decimal="."))
     assert not pd.api.types.is_numeric_dtype(kept.X_train["Preis, EUR"])
-    path.write_text("p,kind\n" + "".join(f'"{i},5",{i % 2}\n' for i in range(30)))
-    d = load(DataSpec("csv", path=str(path), target="kind", decimal=","))
-    assert pd.api.types.is_float_dtype(d.X_train["p"])
+    path.write_text("p,q,kind\n" + "".join(f'"{i},5","1.{i:03d}",{i % 2}\n' for i in range(30)))
+    d = load(parse_data({"name": "csv", "path": str(path), "target": "kind", "decimal": "comma"}))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["p"]) == [i + 0.5 for i in range(30)]
+    assert sorted(X["q"]) == [1000 + i for i in range(30)]  # a dot between thousands
     for key, value, allowed in [
         ("sep", ";;", "must be one character"),
         ("sep", 5, "must be one character"),
-        ("decimal", ";", "must be '.', ',' or null"),
+        ("decimal", ";", "must be comma, dot (or ',', '.') or null"),
     ]:
         with pytest.raises(ValueError) as err:
             parse_data({"name": "csv", "path": str(path), "target": "kind", key: value})

@@ -46,13 +46,13 @@ def _separator(path: Path) -> str:
     return max(SEPARATORS, key=lambda sep: len(next(csv.reader([header], delimiter=sep))))
 
 
-def _separator_hint(spec: DataSpec, target: str, columns: Sequence[str]) -> str:
+def _separator_hint(spec: DataSpec, used: str | None, target: str, columns: Sequence[str]) -> str:
     """A hint to pass ``data.sep`` when the target is inside a column name read from the
-    header: the file is separated by something else."""
-    if spec.sep is not None:
+    header of a CSV: the file is separated by something else than ``used``."""
+    if spec.sep is not None or used is None:
         return ""
     for sep in SEPARATORS:
-        if any(target in [p.strip() for p in name.split(sep)] for name in columns):
+        if sep != used and any(target in [p.strip() for p in n.split(sep)] for n in columns):
             return f" (if the file is separated by {sep!r}, pass data.sep={SEP_NAMES[sep]})"
     return ""
 
@@ -75,9 +75,10 @@ def _decimal_commas(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
-    """The CSV or Parquet file ``spec.path`` names, as a DataFrame, and notes on how it was
-    read (a separator other than a comma found in the header, decimal commas)."""
+def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], str | None]:
+    """The CSV or Parquet file ``spec.path`` names, as a DataFrame, notes on how it was read
+    (a separator other than a comma found in the header, decimal commas) and its separator
+    (None for Parquet)."""
     if spec.path is None:
         raise ValueError("csv: data.path is required, got null; pass data.path=FILE.csv")
     path = resolve(spec.path)
@@ -95,7 +96,8 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
             frame = pd.read_parquet(path)
         else:
             sep = spec.sep or _separator(path)
-            frame = pd.read_csv(path, sep=sep)
+            commas = {"decimal": ",", "thousands": "."} if spec.decimal == "," else {}
+            frame = pd.read_csv(path, sep=sep, **commas)
             if spec.sep is None and sep != "," and not _is_tsv(path):
                 notes += (f"{path.name} read as separated by {sep!r} (from its header)",)
     except UnicodeDecodeError as err:
@@ -115,7 +117,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...]]:
         commas = sep is not None and sep != "," and not _is_tsv(path)
     if commas and (converted := _decimal_commas(frame)):
         notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
-    return path, frame, notes
+    return path, frame, notes, sep
 
 
 def _is_integral(values: pd.Series) -> bool:
@@ -211,7 +213,7 @@ def load_table(spec: DataSpec) -> Raw:
     Fails in one line on an empty table, a missing target column (naming the closest ones),
     a one-class target, an all-empty column, or more rows or columns than the limits.
     """
-    path, frame, read_notes = _read_table(spec)
+    path, frame, read_notes, sep = _read_table(spec)
     columns = [str(c) for c in frame.columns]
     if spec.target is None:
         raise ValueError(
@@ -220,9 +222,10 @@ def load_table(spec: DataSpec) -> Raw:
         )
     target = str(spec.target)
     if target not in columns:
+        hint = _separator_hint(spec, sep, target, columns)
         raise ValueError(
             f"csv: target column {target!r} is not in {path.name}{_closest(target, columns)}; "
-            f"available columns: {_columns_list(columns)}{_separator_hint(spec, target, columns)}"
+            f"available columns: {_columns_list(columns)}{hint}"
         )
     frame.columns = columns
     if columns.count(target) > 1:
