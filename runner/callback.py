@@ -6,7 +6,9 @@ The callback only translates; what is written, and the members' records, belong 
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from runner.contracts import (
     unpack_member,
 )
 from runner.driver_memory import release_freed
+from runner.errors import store_error
 from runner.runtree import RunTree
 from runner.spec import MemberSpec, config_hash
 from runner.store_writer import StoreWriter
@@ -68,6 +71,8 @@ def label_of(trial: Any) -> str:
     """A Tune trial's member label: its member's name, ``NAME-K`` for search sample K."""
     return trial_label(unpack_member(trial.config["member"]), trial.experiment_tag)
 
+
+log = logging.getLogger(__name__)
 
 RELEASE_EVERY = 100  # completed trials between handing the driver's free heap back to the OS
 
@@ -126,11 +131,22 @@ class MemberCallback(Callback):
         self._due_submitted = False
         self.tree.create_due()
 
+    def _submit(self, write: Any, *args: Any) -> None:
+        """Hand ``write(*args)`` to the writer, stamped with the time the event happened."""
+        self.writer.submit(self._at, time.time_ns() // 1_000_000, write, args)
+
+    def _at(self, event_ms: int, write: Any, args: tuple[Any, ...]) -> None:
+        self.tree.event_ms = event_ms
+        try:
+            write(*args)
+        finally:
+            self.tree.event_ms = None
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial (or a retry of it) starts: open a fresh member run for this attempt."""
         config = unpack_member(trial.config["member"])
         member = TrialInput.from_config(config)
-        self.writer.submit(
+        self._submit(
             self._open,
             trial.trial_id,
             label_of(trial),
@@ -158,7 +174,7 @@ class MemberCallback(Callback):
         where = None
         if epoch == 1:
             where = {"node_ip": result.get("node_ip"), "hostname": result.get("hostname")}
-        self.writer.submit(self._epoch, trial.trial_id, epoch_metrics(result), epoch, where)
+        self._submit(self._epoch, trial.trial_id, epoch_metrics(result), epoch, where)
 
     def _epoch(
         self, trial_id: str, metrics: dict[str, float], epoch: int, where: dict | None
@@ -173,7 +189,7 @@ class MemberCallback(Callback):
         self.completed += 1
         if self.completed % RELEASE_EVERY == 0:
             release_freed(collect=False)
-        self.writer.submit(
+        self._submit(
             self._complete,
             trial.trial_id,
             label_of(trial),
@@ -194,7 +210,16 @@ class MemberCallback(Callback):
         if not result.get("final") or checkpoint is None:
             self.tree.stop_member(run_id, label, model, result.get("epoch"))
             return
-        self._finish(run_id, label, model, checkpoint, result)
+        try:
+            self._finish(run_id, label, model, checkpoint, result)
+        except Exception as err:
+            if store_error(err) is not None:
+                raise
+            # the trial's own fault (a checkpoint that cannot be read, say): the member fails,
+            # the sweep goes on, as when Tune itself fails a trial
+            log.exception("logging finished trial %s failed", label)
+            reason = f"logging the finished trial failed: {type(err).__name__}: {err}"
+            self.tree.fail_member(run_id, label, model, reason)
 
     def replay(self, result: Any) -> None:
         """A trial Tune finished whose member run never reached MLflow (the store failed for
@@ -244,7 +269,7 @@ class MemberCallback(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed and will be retried: this attempt's run ends FAILED."""
-        self.writer.submit(self._recover, trial.trial_id)
+        self._submit(self._recover, trial.trial_id)
 
     def _recover(self, trial_id: str) -> None:
         run_id = self.run_ids.pop(trial_id, None)
@@ -253,7 +278,7 @@ class MemberCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""
-        self.writer.submit(
+        self._submit(
             self._error,
             trial.trial_id,
             label_of(trial),

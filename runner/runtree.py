@@ -258,6 +258,12 @@ class RunTree:
     driver never saw end leaves no run behind."""
 
     DEFER_SECONDS = 1.0
+    # when the event being written happened (ms), if it was written later than that
+    event_ms: int | None = None
+
+    def now_ms(self) -> int:
+        """The time of the event being written: ``event_ms``, else now."""
+        return self.event_ms or _now_ms()
 
     def __init__(
         self,
@@ -533,7 +539,7 @@ class RunTree:
     def terminate(self, run_id: str, status: str) -> None:
         """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
         run_id = self._resolve(run_id)
-        self.client.set_terminated(run_id, status=status, end_time=_now_ms())
+        self.client.set_terminated(run_id, status=status, end_time=self.now_ms())
         self._open.discard(run_id)
         self._artifact_uris.pop(run_id, None)
 
@@ -557,7 +563,7 @@ class RunTree:
     ) -> None:
         """Metrics (at ``step``) and tags in as few LogBatch requests as MLflow allows; kept
         with a member run not created yet, to be written with its creation."""
-        ts = _now_ms()
+        ts = self.now_ms()
         batch = [Metric(k, float(v), ts, step) for k, v in (metrics or {}).items()]
         run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         pending = self._pending.get(run_id)
@@ -635,7 +641,7 @@ class RunTree:
             role = "student"
         handle = f"pending:{trial_id}:{attempt}"
         self._pending[handle] = _PendingRun(
-            label, role, tags, parent, _params(_member_params(member)), _now_ms()
+            label, role, tags, parent, _params(_member_params(member)), self.now_ms()
         )
         return handle
 

@@ -4,10 +4,10 @@ after trial.
 
 One thread performs the writes in the order they were submitted (``background``), or each
 is performed at once in the caller's thread (a SQLite store: its writes are the driver's own
-CPU, which a thread only contends for). The first failure stops the writing; it is kept for
-the caller to raise where Tune can save its state first. What was submitted but never
-written is not lost: a finished trial whose member run never reached MLflow is logged from
-Tune's checkpoint on resume.
+CPU, which a thread only contends for). The store's first failure stops the writing; it is
+kept for the caller to raise where Tune can save its state first. What was submitted but
+never written is not lost: a finished trial whose member run never reached MLflow is logged
+from Tune's checkpoint on resume.
 """
 
 from __future__ import annotations
@@ -72,23 +72,31 @@ class StoreWriter:
         self._queue.put((write, args))
 
     def _perform(self, write: Callable[..., Any], args: tuple[Any, ...], raise_bugs: bool) -> None:
+        """One write. The store's failure stops the writing; any other error is the write's
+        own (a bug, a checkpoint that cannot be read): raised at once, or in the thread
+        logged with its traceback while the other writes go on."""
         try:
             write(*args)
         except Exception as err:
-            if raise_bugs and store_error(err) is None:
+            if store_error(err) is not None:
+                self.failure = err
+            elif raise_bugs:
                 raise
-            if store_error(err) is None:
-                log.error("writing a member run failed", exc_info=err)
-            self.failure = err
+            else:
+                log.error("writing a member run failed: %s", err, exc_info=err)
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
-            if self.failure is None and not self._dropping:
-                self._perform(*item, raise_bugs=False)
-            with self._idle:
-                self._unfinished -= 1
-                if self._unfinished == 0:
-                    self._idle.notify_all()
+            try:
+                if self.failure is None and not self._dropping:
+                    self._perform(*item, raise_bugs=False)
+            except BaseException as err:  # the thread must not die with writes waiting on it
+                self.failure = err
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    if self._unfinished == 0:
+                        self._idle.notify_all()
 
     def flush(self) -> None:
         """Wait until every write submitted so far is done; raise the first failure."""
@@ -99,8 +107,9 @@ class StoreWriter:
             raise self.failure
 
     def drop(self, timeout: float = 10.0) -> None:
-        """Give up the writes not started (the sweep is stopping on an error); wait up to
-        ``timeout`` seconds for the one under way, so that nothing writes after this."""
+        """Give up the writes not started (the sweep is stopping); wait up to ``timeout``
+        seconds for the one under way, so that nothing writes after this unless a write
+        hangs. A given-up trial that finished is logged from Tune's checkpoint on resume."""
         self._dropping = True
         if self._thread is not None:
             with self._idle:

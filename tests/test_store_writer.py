@@ -8,7 +8,9 @@ import time
 
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
+from helpers import read_summary, run_cli
 from runner.store_writer import WRITER_THREAD, StoreWriter, background_by_default
 
 
@@ -114,3 +116,60 @@ def test_a_pickled_writer_starts_without_its_thread_or_queue():
 )
 def test_writes_go_through_a_thread_by_default_only_for_stores_across_a_network(uri, background):
     assert background_by_default(uri) is background
+
+
+def test_in_the_thread_a_bug_in_one_write_is_logged_and_the_rest_are_written(caplog):
+    writer = StoreWriter(background=True)
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        if i == 1:
+            raise KeyError("no such trial")
+        done.append(i)
+
+    for i in range(4):
+        writer.submit(write, i)
+    writer.flush()  # no failure: the writes went on
+    assert done == [0, 2, 3] and writer.failure is None
+    assert "writing a member run failed" in caplog.text and "no such trial" in caplog.text
+    # something that would end the thread (SystemExit from a library) stops the writes and
+    # is raised by flush instead of leaving it waiting for ever
+    writer.submit(lambda: (_ for _ in ()).throw(SystemExit(3)))
+    writer.submit(write, 9)
+    with pytest.raises(SystemExit):
+        writer.flush()
+    assert done == [0, 2, 3]
+    writer.close()
+
+
+def test_a_sweep_written_by_the_thread_records_each_trial_once_with_its_times(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        *(f"~members.{m}" for m in ("mlp", "convnet", "resnet", "selu")),
+        "search=random",
+        "search.num_samples=4",
+        "search.scheduler=null",
+        "members.logistic.hparams.C={loguniform: [0.001, 10.0]}",
+        f"tracking.uri={db}",
+        "tracking.background_writes=true",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert [m["status"] for m in summary["members"]] == ["FINISHED"] * 5
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    runs = client.search_runs([experiment])
+    members = [r for r in runs if r.data.tags["runner.role"] == "member"]
+    assert sorted(r.data.tags["runner.member"] for r in members) == sorted(
+        m["name"] for m in summary["members"]
+    )
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for m in members:
+        assert "final_val_accuracy" in m.data.metrics and "model" in m.data.params
+        assert m.info.start_time < m.info.end_time
+        listed = {a.path for a in client.list_artifacts(m.info.run_id)}
+        assert {"model", "predictions.npz", "member.json"} <= listed
+    assert summary["ensemble"]["run_id"] in {r.info.run_id for r in runs}

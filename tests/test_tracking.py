@@ -129,3 +129,28 @@ def test_a_short_trial_is_created_with_everything_at_its_end_and_an_unseen_end_l
     (run,) = _member_runs(spec)
     assert run.info.status == "FAILED" and run.data.tags["runner.error"] == "ValueError: bad"
     assert len(run.data.metrics) == 1500
+
+
+def test_writes_made_after_their_events_keep_the_events_times(tmp_path):
+    # the writer thread may run behind Tune: a run's start, metrics and end carry the times
+    # of the trial's events, not of the writes
+    from runner.contracts import TrialInput
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {})
+    member = TrialInput("m", "logistic", "sklearn", {}, {}, {"cpu": 1, "gpu": 0}, 0)
+    start = int(time.time() * 1000) - 60_000  # a minute ago
+    tree.event_ms = start
+    handle = tree.open_member("m", member, trial_id="t1", attempt=1, config_hash="h")
+    tree.event_ms = start + 30_000
+    tree.log_epoch(handle, {"val_loss": 0.5}, 1)
+    tree.event_ms = start + 45_000
+    tree.stop_member(handle, "m", "logistic", 1)
+    tree.event_ms = None
+    (run,) = _member_runs(spec)
+    assert (run.info.start_time, run.info.end_time) == (start, start + 45_000)
+    (metric,) = MlflowClient(spec.tracking_uri).get_metric_history(run.info.run_id, "val_loss")
+    assert metric.timestamp == start + 30_000
+    tree.close("FINISHED")
+    parent = MlflowClient(spec.tracking_uri).get_run(tree.parent_run_id)
+    assert parent.info.end_time >= start + 59_000  # ended now: no event time left behind
