@@ -75,7 +75,18 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{folder} is not a saved member: it has no {MANIFEST}")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise ArtifactError(f"refusing to load {path}: not JSON ({err})") from None
+    bag = manifest.get("bag") if isinstance(manifest, dict) else None
+    entries = bag if isinstance(bag, list) else [manifest]
+    if not all(isinstance(e, dict) and e.get("sha256") for e in entries):
+        raise ArtifactError(
+            f"refusing to load {path}: it records no sha256 for a file (a member saved "
+            "without checksums, or an edited manifest)"
+        )
+    return manifest
 
 
 def _checked(folder: Path, name: str, recorded: str) -> Path:

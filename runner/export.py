@@ -26,7 +26,7 @@ from ensembles import plots
 from ensembles.metrics import evaluate
 from ensembles.stage import EnsembleReport
 from models import safe_io
-from models.store import read_manifest, sha256
+from models.store import MANIFEST, read_manifest, sha256
 from runner.contracts import (
     BEATS_BEST_MEMBER,
     BEST_MEMBER,
@@ -285,6 +285,12 @@ def log_pyfunc(
             "names": report.names,
             "used": used,  # members the model loads; the others have weight 0
             "kinds": kinds,
+            # each shipped member's manifest (which pins its files), so that no other
+            # member's folder can stand in for it
+            "member_sha256": {
+                str(i): sha256(Path(artifacts[f"member_{i}"]) / MANIFEST) for i in used
+            },
+            "n_features": inputs if isinstance(inputs, int) else None,
             "task": task,
             "estimator_sha256": sha256(estimator_path),
             "conformal": served_conformal(report),
@@ -336,7 +342,8 @@ def _served_example(report: EnsembleReport) -> Any:
 def _signature(inputs: Any, pred: Any) -> Any:
     """The model's signature: for table rows their column names, each optional and of any
     type, so rows with missing cells, missing columns or integers where training saw floats
-    pass MLflow's check and reach the members' own encoding; for features a float32 row. The
+    pass MLflow's check and reach the members' own encoding; for features none (the model
+    checks them: any numbers, images of the right size, a frame). The
     parameter ``output``: ``proba`` (the default) or, for a classifier, ``labels`` (declared
     for a regressor too, so that asking it for labels fails in one line instead of MLflow
     dropping the parameter)."""
@@ -352,8 +359,10 @@ def _signature(inputs: Any, pred: Any) -> Any:
     if isinstance(inputs, (list, tuple)):
         schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs])
         return ModelSignature(inputs=schema, outputs=_infer_schema(pred), params=params)
+    # no input schema for features: MLflow would refuse all but float32 arrays of exactly
+    # (n, features); the model itself takes any numbers, images or a frame (pyfunc_model)
     inferred = infer_signature(np.zeros((1, int(inputs)), dtype=np.float32), pred)
-    return ModelSignature(inputs=inferred.inputs, outputs=inferred.outputs, params=params)
+    return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
 
 
 def _code_paths(modules: set[str]) -> list[str]:

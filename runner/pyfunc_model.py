@@ -54,7 +54,18 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         self.n_members = len(spec["names"])
         # members with weight 0 in an averaging ensemble were not shipped: they add nothing
         used = spec.get("used", range(self.n_members))
+        pinned = spec.get("member_sha256")  # None in a model logged before members were pinned
+        for i in used if pinned is not None else ():
+            manifest = Path(context.artifacts[f"member_{i}"]) / "kind.json"
+            found = sha256(manifest) if manifest.is_file() else "no file"
+            if found != pinned.get(str(i)):
+                raise ArtifactError(
+                    f"refusing to load member {i} ({spec['names'][i]}): its {manifest} has "
+                    f"sha256 {found}, ensemble_spec.json recorded {pinned.get(str(i))} (the "
+                    "member's folder changed after the ensemble was logged)"
+                )
         self.members = {i: models.load_member(context.artifacts[f"member_{i}"]) for i in used}
+        self.n_features = spec.get("n_features")
 
     # pd.DataFrame is one of the hints MLflow neither validates nor converts by: the model's
     # signature checks the input, and arrays of features pass through as they are
@@ -69,7 +80,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             allowed = "'proba' or 'labels'" if self.classes else "'proba' (it predicts values)"
             raise ValueError(f"params output={output!r}: this model's output is {allowed}")
         table = any(m.reads_table for m in self.members.values())
-        X = self._table_rows(model_input) if table else np.asarray(model_input, dtype=np.float32)
+        X = self._table_rows(model_input) if table else self._feature_rows(model_input)
         if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
             k = self.task.n_classes
             P = np.zeros((self.n_members, 0, k) if k else (self.n_members, 0))
@@ -92,6 +103,40 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             spread(P, self.estimator.weights_) if regression else None,
             self.classes if output == "labels" else None,
         )
+
+    def _feature_rows(self, model_input) -> np.ndarray:
+        """Numbers as the members read them, float32 rows of ``n_features``: any numeric
+        dtype (uint8 pixels, float64, integers), a frame or nested lists, images of the
+        trained size ((n, h, w) or (n, h, w, c)) flattened, one row or image alone; one
+        clear line for anything else, or for missing or infinite values."""
+        values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input
+        try:
+            X = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"the input must be numbers (features or pixels): {err}") from None
+        width = self.n_features
+        if width is None:  # a model logged before the feature count was recorded
+            return X
+        if X.size == 0:
+            return X.reshape(0, width)
+        if X.ndim >= 1 and X.size == width and (X.ndim == 1 or X.shape[0] != 1):
+            X = X.reshape(1, width)  # one row, or one image
+        elif X.ndim >= 3 and int(np.prod(X.shape[1:])) == width:
+            X = X.reshape(len(X), width)  # images
+        if X.ndim != 2 or X.shape[1] != width:
+            raise ValueError(
+                f"the input has shape {tuple(np.shape(values))}; this model takes rows of "
+                f"{width} features (n, {width}), or images of {width} pixels"
+            )
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{len(rows)} input row(s) hold missing or infinite values (rows "
+                f"{', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''}); this "
+                "model's members were trained on complete numbers"
+            )
+        return X
 
     def _table_rows(self, model_input) -> pd.DataFrame:
         """The rows as a DataFrame the members can read: one clear line when none of the

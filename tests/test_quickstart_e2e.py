@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -199,6 +200,31 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     )
     with np.load(logged) as npz:
         np.testing.assert_allclose(predicted, npz["test"], rtol=1e-6, atol=1e-7)
+    # what a user has: other dtypes, images, one image alone, a frame
+    X = data.X_test
+    assert np.array_equal(X, X.astype(np.uint8))  # digits' pixels are whole numbers 0..16
+    for same in (X.astype(np.float64), X.astype(np.uint8), X.reshape(-1, 8, 8), pd.DataFrame(X)):
+        np.testing.assert_allclose(model.predict(same), predicted, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(X[0].reshape(8, 8)), predicted[:1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"has shape \(5, 63\); this model takes rows of 64"):
+        model.predict(X[:5, :63])
+    holed = X[:4].copy()
+    holed[2, 5] = np.nan
+    with pytest.raises(ValueError, match=r"1 input row\(s\) hold missing .* \(rows 2\)"):
+        model.predict(holed)
+    # no other member's folder stands in for one the ensemble shipped
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            summary["ensemble"]["model_uri"], tracking_uri=db, dst_path=str(tmp_path / "served")
+        )
+    )
+    shipped = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    folders = [local / a["path"] for k, a in sorted(shipped["artifacts"].items()) if "member" in k]
+    assert len(folders) >= 2
+    shutil.rmtree(folders[0])
+    shutil.copytree(folders[1], folders[0])
+    with pytest.raises(Exception, match="refusing to load member .*kind.json has sha256"):
+        mlflow.pyfunc.load_model(str(local))
 
 
 def assert_model_serves(workdir: Path, summary: dict) -> None:
