@@ -15,8 +15,10 @@ class MCDropoutModel(keras.Model):
     """Monte Carlo dropout (Gal & Ghahramani 2016; Hands-On ML ch. 11): trains like ``base``,
     but ``predict`` averages ``samples`` forward passes with dropout left on.
 
-    Each ``predict`` call starts the dropout masks from ``seed``, so a saved model gives the
-    same predictions for the same rows in any process (a served model must be repeatable).
+    Each batch it predicts draws the same ``samples`` dropout masks from ``seed``, each mask
+    shared by every row of the batch: a row's prediction is the same in any process, alone
+    or among other rows, at any position (a served model must be repeatable). Each row still
+    averages ``samples`` independent draws of the dropout distribution.
     """
 
     def __init__(self, base: keras.Model, samples: int = 30, seed: int = 0, **kwargs: Any):
@@ -45,9 +47,23 @@ class MCDropoutModel(keras.Model):
         return self.base(inputs, training=training)
 
     def predict_step(self, data: Any) -> Any:
-        """The mean of ``samples`` stochastic passes: the MC estimate of the prediction."""
+        """The mean of ``samples`` stochastic passes: the MC estimate of the prediction, its
+        masks drawn afresh from ``seed`` for this batch and shared by its rows."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        passes = [self.base(x, training=True) for _ in range(self.samples)]
+        self._reset_dropout_seeds()
+        dropouts = [
+            layer
+            for layer in self.base._flatten_layers()
+            if isinstance(layer, keras.layers.Dropout)
+        ]
+        kept = [layer.noise_shape for layer in dropouts]
+        for layer in dropouts:  # read when the step is traced: one mask row for the batch
+            layer.noise_shape = (1, None)
+        try:
+            passes = [self.base(x, training=True) for _ in range(self.samples)]
+        finally:
+            for layer, shape in zip(dropouts, kept, strict=True):
+                layer.noise_shape = shape
         return keras.ops.mean(keras.ops.stack(passes), axis=0)
 
     def get_config(self) -> dict[str, Any]:

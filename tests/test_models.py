@@ -340,6 +340,20 @@ def test_mc_dropout_predictions_average_stochastic_passes(tiny):
     assert not np.allclose(*single)  # dropout stays on in the stochastic passes
     averaged = model.predict(X[:4], verbose=0)
     np.testing.assert_allclose(averaged.sum(axis=1), 1.0, rtol=1e-5)
+    # a row's prediction is its own: alone, among others, at any position, in any batch size
+    rows = model.predict(X[:12], verbose=0)
+    alone = np.concatenate([model.predict(X[i : i + 1], verbose=0) for i in range(12)])
+    np.testing.assert_allclose(alone, rows, rtol=1e-5, atol=1e-6)
+    shuffled = model.predict(X[:12][::-1], verbose=0, batch_size=5)[::-1]
+    np.testing.assert_allclose(shuffled, rows, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(rows, model(X[:12], training=False).numpy(), atol=1e-4)  # still MC
+    # training draws a mask per row, as dropout does
+    model.base(X[:4], training=True)
+    assert all(
+        layer.noise_shape is None
+        for layer in model.base._flatten_layers()
+        if isinstance(layer, keras.layers.Dropout)
+    )
 
 
 def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
