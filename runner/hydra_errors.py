@@ -18,16 +18,29 @@ WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` print
 
 
 def one_line(text: str) -> str:
-    """Hydra's error message on one line: its lines joined, the indented details (full key,
-    object type), the advice about HYDRA_FULL_ERROR and any warning printed before it left
-    out."""
-    parts = []
+    """Hydra's error message on one line: its lines joined, a list of available options
+    kept on its line (``Available options in 'optimizer': adam, sgd``), the other indented
+    details (full key, object type, the config search path), the advice about
+    HYDRA_FULL_ERROR and any warning printed before it left out."""
+    parts: list[str] = []
+    listing: list[str] | None = None  # the indented items of an "Available options" line
     for line in text.splitlines():
-        if not line.strip() or line.startswith((" ", "\t")) or HYDRA_HINT in line:
+        if line.startswith((" ", "\t")) and line.strip():
+            if listing is not None:
+                listing.append(line.strip())
             continue
-        if WARNING_LINE.match(line):
+        if listing is not None:
+            parts[-1] += " " + ", ".join(listing)
+            listing = None
+        if not line.strip() or HYDRA_HINT in line or WARNING_LINE.match(line):
+            continue
+        if line.startswith("Config search path"):
             continue
         parts.append(line.strip().rstrip("."))
+        if line.startswith("Available options"):
+            listing = []
+    if listing is not None:
+        parts[-1] += " " + ", ".join(listing)
     return "; ".join(parts)
 
 

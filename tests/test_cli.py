@@ -29,6 +29,10 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         (["data.targt=y"], "Could not override 'data.targt'; To append to your config use"),
         (["training.epochs"], "Error parsing override 'training.epochs'"),
         (
+            ["optimizer=adamx"],  # the options stay in the line; the search path does not
+            "Could not find 'optimizer/adamx'; Available options in 'optimizer': adagrad, adam,",
+        ),
+        (
             [
                 "+experiment=tabular",
                 f"data.path={PENGUINS}",
@@ -55,6 +59,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "dataset",
         "hydra-unknown-key",
         "hydra-override-syntax",
+        "hydra-unknown-option",
         "booster-value",
     ],
 )
