@@ -116,6 +116,11 @@ class TrainingOptions:
             "class_weight": _check_class_weight(self.class_weight),
             "lr_finder": check_lr_finder(self.lr_finder),
         }
+        if canonical["clipnorm"] is not None and canonical["clipvalue"] is not None:
+            raise ValueError(
+                f"set clipnorm or clipvalue, not both (Keras clips one way), got "
+                f"clipnorm={self.clipnorm!r} and clipvalue={self.clipvalue!r}"
+            )
         check_int("early_stopping", self.early_stopping, minimum=0)
         if self.schedule_epochs is not None:
             check_int("schedule_epochs", self.schedule_epochs)
@@ -254,6 +259,32 @@ def _is_classifier(model: keras.Model) -> bool:
     return any(item in (CLASSIFICATION_LOSS, SOFT_CLASSIFICATION_LOSS) for item in losses)
 
 
+def check_for_task(options: TrainingOptions, task: Task) -> None:
+    """The options that depend on the task, checked before anything trains: the metrics
+    watched (early stopping, a plateau schedule) are logged for it, and class weights are
+    for classification and name its classes."""
+    classifier = task.is_classification
+    if options.early_stopping:
+        _check_monitor("early_stopping_monitor", options.early_stopping_monitor, classifier)
+    monitor = schedule_monitor(options.schedule)
+    if monitor is not None:
+        _check_monitor("schedule.monitor", monitor, classifier)
+    if options.class_weight is None:
+        return
+    if not classifier:
+        raise ValueError(
+            f"class_weight is for classification only, got {options.class_weight!r} "
+            "for a regression task"
+        )
+    if isinstance(options.class_weight, Mapping):
+        unknown = sorted(k for k in options.class_weight if k >= (task.n_classes or 0))
+        if unknown:
+            raise ValueError(
+                f"class_weight names class id(s) {unknown}, but the task has {task.n_classes} "
+                f"classes (ids 0..{(task.n_classes or 1) - 1})"
+            )
+
+
 def _check_monitor(field: str, monitor: str, classifier: bool) -> None:
     wrong = "rmse" if classifier else "accuracy"
     if wrong in monitor:
@@ -307,7 +338,8 @@ def fit_keras(
     import keras
 
     classifier = _is_classifier(model)
-    _check_monitor("early_stopping_monitor", options.early_stopping_monitor, classifier)
+    if options.early_stopping:
+        _check_monitor("early_stopping_monitor", options.early_stopping_monitor, classifier)
     monitor = schedule_monitor(options.schedule)
     if monitor is not None:
         _check_monitor("schedule.monitor", monitor, classifier)

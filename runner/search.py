@@ -8,6 +8,7 @@ A member's hyperparameter or training value may be a domain instead of a value:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,8 +69,9 @@ def is_domain(value: Any) -> bool:
 
 
 def check_domain(path: str, value: Mapping[str, Any]) -> list[Any]:
-    """Validate a domain; return the values to validate the member with (choices, or
-    the bounds)."""
+    """Validate a domain; return the values to validate the member with (choices; the
+    bounds; for uniform and loguniform also a value between them, which a setting that
+    takes whole numbers refuses)."""
     ((kind, args),) = value.items()
     if kind == "choice":
         if not isinstance(args, (list, tuple)) or not args:
@@ -88,7 +90,14 @@ def check_domain(path: str, value: Mapping[str, Any]) -> list[Any]:
         if not all(isinstance(a, int) for a in args):
             raise ValueError(f"{path}: randint needs integer bounds, got {args!r}")
         return [args[0], args[1] - 1]
-    return [args[0], args[1]]
+    low, high = args
+    share = 0.382  # an inner value, not a whole number: what a sample looks like
+    inner = (
+        low + share * (high - low)
+        if kind == "uniform"
+        else math.exp(math.log(low) + share * (math.log(high) - math.log(low)))
+    )
+    return [low, high, inner]
 
 
 def split_domains(

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import models
 from models.base import TASK_KINDS, InputSpec, Task
-from models.training import TrainingOptions
+from models.training import TrainingOptions, check_for_task
 from runner.contracts import TrialInput, import_modules
 from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
@@ -422,11 +422,14 @@ def parse_members(
             raise _fail(where, str(err)) from None
         for path, values in t_cands.items():  # every candidate must make valid options
             for value in values:
-                _build(
-                    TrainingOptions,
-                    {**merged_training, path.split(".", 1)[1]: value},
-                    f"{where}.{path}",
-                )
+                try:
+                    _build(
+                        TrainingOptions,
+                        {**merged_training, path.split(".", 1)[1]: value},
+                        f"{where}.{path}",
+                    )
+                except ValueError as err:
+                    raise SpecError(str(err) + _sampled_hint(t_space[path], value)) from None
         merged_resources = {**resources, **_mapping(f"{where}.resources", item.get("resources"))}
         res = _build(Resources, merged_resources, f"{where}.resources")
         _number(f"{where}.resources.cpu", res.cpu, 0)
@@ -464,18 +467,46 @@ def check_members_against_data(
             raise _fail(
                 f"members.{m.name}.model", f"model {m.model!r} needs image data, got flat features"
             )
-        variants = [m.hparams] + [
-            {**m.hparams, path.split(".", 1)[1]: value}
+        variants = [(m.hparams, None)] + [
+            ({**m.hparams, path.split(".", 1)[1]: value}, path)
             for path, values in m.candidates.items()
             if path.startswith("hparams.")
             for value in values
         ]
-        for hparams in variants:
+        if entry.framework == "keras":
+            for where, options in _training_variants(m):
+                try:
+                    check_for_task(options, task)
+                except ValueError as err:
+                    raise _fail(f"members.{m.name}.{where}", str(err)) from None
+        for hparams, path in variants:
             try:
                 entry.check(hparams, task)
                 entry.check_input(hparams, spec)
             except (ValueError, TypeError) as err:
-                raise _fail(f"members.{m.name}.hparams", str(err)) from None
+                hint = "" if path is None else _sampled_hint(m.search[path], hparams[path[8:]])
+                raise _fail(f"members.{m.name}.hparams", str(err) + hint) from None
+
+
+def _training_variants(m: MemberSpec) -> list[tuple[str, TrainingOptions]]:
+    """The member's training options, and those of each searched training candidate."""
+    out = [("training", m.training)]
+    for path, values in m.candidates.items():
+        if path.startswith("training."):
+            key = path.split(".", 1)[1]
+            out += [(path, replace(m.training, **{key: value})) for value in values]
+    return out
+
+
+def _sampled_hint(domain: Mapping[str, Any], value: Any) -> str:
+    """Why a value the user never wrote was refused: uniform and loguniform sample fractions
+    (``runner.search.check_domain`` checks one)."""
+    ((kind, bounds),) = domain.items()
+    if kind in ("uniform", "loguniform") and value not in bounds:
+        return (
+            f" ({kind}{list(bounds)} samples fractions such as this; randint gives whole numbers)"
+        )
+    return ""
 
 
 def parse_search(

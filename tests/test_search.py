@@ -19,7 +19,9 @@ def test_domains_are_recognised_and_their_candidates_checked():
     assert check_domain("p", {"randint": [2, 5]}) == [2, 4]
     plain, space, cands = split_domains({"a": {"uniform": [0.0, 0.5]}, "b": 3}, "hparams")
     assert plain == {"a": 0.0, "b": 3} and space == {"hparams.a": {"uniform": [0.0, 0.5]}}
-    assert cands == {"hparams.a": [0.0, 0.5]}
+    assert cands == {"hparams.a": [0.0, 0.5, pytest.approx(0.191)]}  # and a fraction between
+    low, high, inner = check_domain("p", {"loguniform": [1e-4, 1e-2]})
+    assert (low, high) == (1e-4, 1e-2) and low < inner < high and inner != round(inner)
     with pytest.raises(ValueError, match=r"uniform needs \[low, high\] with low < high"):
         check_domain("p", {"uniform": [2, 1]})
     with pytest.raises(ValueError, match="loguniform needs low > 0"):

@@ -96,6 +96,14 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             ["ensemble.candidates=1"],
             r"ensemble.candidates: must be an integer >= 2 or None, got 1",
         ),
+        (
+            ["training.clipnorm=1.0", "training.clipvalue=0.5"],
+            r"training: set clipnorm or clipvalue, not both .* clipnorm=1.0 and clipvalue=0.5",
+        ),
+        (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
+            ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
+            r"epochs must be an integer >= 1, got 1.764 \(uniform\[1, 3\] samples fractions",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_value_and_allowed(overrides, message):
@@ -137,6 +145,49 @@ def test_hparam_values_are_checked_against_the_task_before_anything_runs():
     spec = spec_of("+members.extra.model=ridge")
     with pytest.raises(SpecError, match=r"model 'ridge' does not support classification"):
         check_members_against_data(spec.members, data.task, data.input_spec)
+
+
+def test_training_options_are_checked_against_the_task_before_anything_runs():
+    from models.base import Task
+    from runner.data.types import InputSpec
+
+    digits, housing = Task("classification", 10), Task("regression")
+    flat = InputSpec(64)
+    cases = [
+        (
+            ("training.early_stopping=3", "+members.mlp.training.early_stopping_monitor=val_rmse"),
+            digits,
+            r"members.mlp.training: early_stopping_monitor 'val_rmse' is not logged for "
+            "classification",
+        ),
+        (
+            ("schedule=plateau", "training.schedule.monitor=val_accuracy"),
+            housing,
+            r"schedule.monitor 'val_accuracy' is not logged for regression",
+        ),
+        (("training.class_weight=balanced",), housing, r"class_weight is for classification"),
+        (
+            (
+                "search=random",
+                "+members.mlp.training={early_stopping: {choice: [0, 2]}}",
+                "+members.mlp.training.early_stopping_monitor=val_rmse",
+            ),
+            digits,
+            r"members.mlp.training.early_stopping: early_stopping_monitor 'val_rmse'",
+        ),
+    ]
+    for overrides, task, message in cases:
+        spec = spec_of(*overrides, "~members.convnet", "~members.resnet")
+        with pytest.raises(SpecError, match=message):
+            check_members_against_data(spec.members, task, flat)
+    # a monitor nothing watches is no error; class ids beyond the task's classes are
+    cfg = composed("training.early_stopping=0", "~members.convnet", "~members.resnet")
+    cfg["members"]["mlp"]["training"] = {"early_stopping_monitor": "val_rmse"}
+    check_members_against_data(from_config(cfg, "quickstart", "/tmp").members, digits, flat)
+    cfg["training"]["class_weight"] = {12: 5.0}
+    spec = from_config(cfg, "quickstart", "/tmp")
+    with pytest.raises(SpecError, match=r"class_weight names class id\(s\) \[12\], but the task"):
+        check_members_against_data(spec.members, digits, flat)
 
 
 def test_a_metric_must_be_known_and_score_the_task(tmp_path):
