@@ -284,8 +284,11 @@ class MemberCallback(Callback):
             label_of(trial),
             trial.config["member"]["model"],
             error_reason(trial),
+            trial.error_file,
         )
 
-    def _error(self, trial_id: str, label: str, model: str, reason: str) -> None:
+    def _error(
+        self, trial_id: str, label: str, model: str, reason: str, error_file: str | None
+    ) -> None:
         if label not in self.tree.finished:
-            self.tree.fail_member(self.run_ids.get(trial_id), label, model, reason)
+            self.tree.fail_member(self.run_ids.get(trial_id), label, model, reason, error_file)

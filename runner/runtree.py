@@ -784,15 +784,27 @@ class RunTree:
         """A worker died and Tune retries the trial: this attempt's run ends FAILED."""
         self.terminate(self._resolve(run_id, {ERROR: "worker failed; retried"}), "FAILED")
 
-    def fail_member(self, run_id: str | None, label: str, model: str, reason: str) -> None:
-        """The trial failed for good: its run ends FAILED with the reason."""
+    def fail_member(
+        self,
+        run_id: str | None,
+        label: str,
+        model: str,
+        reason: str,
+        error_file: str | None = None,
+    ) -> None:
+        """The trial failed for good: its run ends FAILED with the reason, and the trial's
+        whole error (its traceback, from Tune's ``error_file``) as ``error.txt``. Said on
+        stderr only without the progress view (which says it itself)."""
         if run_id is not None:
             run_id = self._resolve(run_id, {ERROR: reason[:5000]})
+            if error_file and Path(error_file).is_file():
+                self._artifacts(run_id).log_artifact(error_file)
             self.terminate(run_id, "FAILED")
         self.records[label] = MemberRecord(
             name=label, model=model, run_id=run_id or "", status="FAILED", error=reason
         )
-        log.warning("member %s failed: %s", label, reason)
+        if not self.spec.verbose:
+            log.warning("member %s failed: %s", label, reason)
 
     # ----------------------------------------------------------------- the sweep's end
 

@@ -53,6 +53,26 @@ class _NoResultFilesYet(logging.Filter):
         return not all("FileNotFoundError(" in line for line in message.splitlines()[1:])
 
 
+class _FailedTrialTracebacks(logging.Filter):
+    """Drops Tune's traceback of a failed trial and its closing list of the trials that did
+    not complete: the progress view names each failed member with its error line, and the
+    member's run holds the whole error (``error.txt``). Installed below ``runner.verbose=2``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Trial task failed for trial", "Trials did not complete"))
+
+
+def _quiet_failed_trials(verbose: int) -> None:
+    """Install ``_FailedTrialTracebacks`` on Tune's loggers below verbosity 2, once."""
+    if verbose >= 2:
+        return
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        tune_log = logging.getLogger(name)
+        if not any(isinstance(f, _FailedTrialTracebacks) for f in tune_log.filters):
+            tune_log.addFilter(_FailedTrialTracebacks())
+
+
 def _quiet_unstarted_trials() -> None:
     """Install ``_NoResultFilesYet`` on Tune's analysis logger, once."""
     tune_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
@@ -79,6 +99,7 @@ def _tune(
     from runner.trial import train_member
 
     _quiet_unstarted_trials()
+    _quiet_failed_trials(spec.verbose)
     # Tune's own per-trial files: the JSON and CSV results its analysis reads, not the
     # TensorBoard copy of each trial's scores (MLflow has them; about 4 ms of driver a trial)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -33,6 +33,12 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
     assert run.data.tags["runner.error"].startswith("FloatingPointError: loss became nan")
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED"
+    # the console names the failure once, on the progress line; the run holds its traceback
+    assert "Traceback" not in done.stderr and "Trial task failed" not in done.stderr
+    assert "Trials did not complete" not in done.stderr and "member mlp failed" not in done.stderr
+    error = client.download_artifacts(run.info.run_id, "error.txt", str(workdir))
+    text = open(error).read()
+    assert "in train_member" in text and "FloatingPointError: loss became nan" in text
 
 
 def test_members_whose_predictions_break_the_contract_fail_with_the_reason(workdir):
