@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.tracking import MlflowClient
 
 from helpers import INFRA_MEMBERS, TESTS, TOY_KIND, read_summary, run_cli
@@ -37,7 +39,7 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
     assert "Traceback" not in done.stderr and "Trial task failed" not in done.stderr
     assert "Trials did not complete" not in done.stderr and "member mlp failed" not in done.stderr
     error = client.download_artifacts(run.info.run_id, "error.txt", str(workdir))
-    text = open(error).read()
+    text = Path(error).read_text()
     assert "in train_member" in text and "FloatingPointError: loss became nan" in text
 
 
