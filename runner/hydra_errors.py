@@ -15,6 +15,13 @@ HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
 
 
 WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` prints
+# the password of a URI with credentials: scheme://user:PASSWORD@host
+URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@'\"]+:)[^\s@/'\"]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the password of every URI in it replaced by ``***``."""
+    return URI_PASSWORD.sub(r"\1***@", text) if "://" in text else text
 
 
 def one_line(text: str) -> str:
@@ -53,6 +60,7 @@ class HeldStderr:
         self.held: list[str] | None = []
 
     def write(self, text: str) -> int:
+        text = redact_credentials(text)
         if self.held is None:
             return self.stream.write(text)
         self.held.append(text)
@@ -79,10 +87,10 @@ class HeldStderr:
 
 
 def job_started() -> None:
-    """The job runs: write what stderr held, and let it through from now on."""
+    """The job runs: write what stderr held, and let it through from now on (passwords in
+    URIs still masked: Hydra prints the overrides of a job that raised)."""
     held = sys.stderr
     if isinstance(held, HeldStderr):
-        sys.stderr = held.stream
         held.release()
 
 
@@ -105,4 +113,4 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
     finally:
         if sys.stderr is held:
             sys.stderr = held.stream
-        held.release()
+        held.release()  # what a handler made meanwhile writes still passes, masked

@@ -53,11 +53,30 @@ def probe(uri: str, timeout: float, shown: str) -> None:
     elif scheme == "sqlite":
         _probe_path(Path(uri[len("sqlite:///") :]), shown, is_file=True)
     elif scheme == "file":
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+            raise StoreUnavailable(
+                f"tracking.uri {shown}: MLflow refuses file stores (maintenance mode); use "
+                "sqlite:///PATH/mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true"
+            )
         _probe_path(Path(unquote(parts.path)), shown, is_file=False)
     elif scheme in DATABASE_PORTS:
+        _probe_driver(uri, shown)
         _probe_socket(
             parts.hostname or "localhost", parts.port or DATABASE_PORTS[scheme], timeout, shown
         )
+
+
+def _probe_driver(uri: str, shown: str) -> None:
+    """The database's Python driver that SQLAlchemy picks for the URI's scheme imports."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except ImportError as err:
+        raise StoreUnavailable(
+            f"tracking.uri {shown}: its database driver is not installed ({err}); install it, "
+            "or name an installed one in the scheme (e.g. postgresql+psycopg2://)"
+        ) from None
 
 
 def _probe_socket(host: str, port: int, timeout: float, shown: str) -> None:

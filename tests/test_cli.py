@@ -151,3 +151,21 @@ def test_hydra_errors_become_one_line_and_stderr_is_held_only_until_the_job_star
     assert stop.value.code == 1
     assert capsys.readouterr().err == "held\na line\nand another\n"
     assert type(sys.stderr).__name__ != "HeldStderr"
+
+
+def test_stderr_masks_uri_passwords_once_the_job_runs():
+    """Hydra prints the overrides of a job that raised: a tracking URI's password with them."""
+    import io
+
+    from runner.hydra_errors import HeldStderr, redact_credentials
+
+    line = "overrides: ['tracking.uri=postgresql://u:pw@h:5432/db', 'x=http://host:5000/p']"
+    assert redact_credentials(line) == (
+        "overrides: ['tracking.uri=postgresql://u:***@h:5432/db', 'x=http://host:5000/p']"
+    )
+    out = io.StringIO()
+    held = HeldStderr(out)
+    held.write("held http://a:b@h ")
+    held.release()
+    held.write("then https://user:tok3n@example.com/api")
+    assert out.getvalue() == "held http://a:***@h then https://user:***@example.com/api"

@@ -74,3 +74,20 @@ def test_a_bad_connect_timeout_is_refused(workdir):
     assert "tracking.connect_timeout: must be a finite number >= 0.1, got 0" in _one_error_line(
         done
     )
+
+
+def test_a_database_uri_whose_driver_is_missing_fails_in_one_line_without_its_password(workdir):
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed here: postgresql:// has its driver")
+    uri = "postgresql://mlflow:pgPW123@127.0.0.1:5439/mlflow"  # SQLAlchemy's default: psycopg
+    done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri={uri}")
+    line = _one_error_line(done)
+    assert "its database driver is not installed (No module named 'psycopg')" in line
+    assert "postgresql+psycopg2://" in line and "pgPW123" not in done.stderr + done.stdout
+
+
+def test_a_file_store_is_refused_as_mlflow_refuses_it(workdir, tmp_path):
+    done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri=file://{tmp_path}/mlruns")
+    assert "MLflow refuses file stores (maintenance mode)" in _one_error_line(done)
