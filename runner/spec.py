@@ -203,6 +203,23 @@ def _int(where: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _verbose(value: Any) -> int:
+    """``runner.verbose``: 0 (warnings only), 1 (progress) or 2 (Tune's and Ray's logs too)."""
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise _fail("runner.verbose", f"must be 0, 1 or 2, got {value!r}")
+    return int(value)
+
+
+def _check_writable_folder(where: str, path: Path) -> None:
+    """``path`` is a writable folder, made if missing (Tune would make it anyway)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _fail(where, f"cannot make the folder {str(path)!r}: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _fail(where, f"the folder {str(path)!r} is not writable")
+
+
 def _number(where: str, value: Any, minimum: float) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or value < minimum:
@@ -797,6 +814,10 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     if not isinstance(resume, bool) and resume != "force":
         raise _fail("runner.resume", f"must be true, false or force, got {resume!r}")
     # with resume and no id, the tracker finds the sweep to resume in MLflow
+    if runner.get("sweep_id") == "":
+        raise _fail(
+            "runner.sweep_id", "must be a name or null (a new id), got '' (an empty variable?)"
+        )
     fresh = not runner.get("sweep_id") and not resume
     sweep_id = new_sweep_id() if fresh else (runner.get("sweep_id") or "")
     if sweep_id and not NAME_PATTERN.match(str(sweep_id)):
@@ -806,6 +827,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail("runner.storage_path", f"must be a path, got {storage!r}")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
+        _check_writable_folder("runner.storage_path", Path(storage))
     training = _mapping("training", cfg.get("training"))
     resources = _mapping("resources", cfg.get("resources"))
     smoke = cfg.get("smoke", False)
@@ -860,7 +882,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         sweep_id=str(sweep_id),
         storage_path=storage,
         max_failures=_int("runner.max_failures", runner.get("max_failures", 0), 0),
-        verbose=_int("runner.verbose", runner.get("verbose", 1), 0),
+        verbose=_verbose(runner.get("verbose", 1)),
         output_dir=os.path.abspath(output_dir),
     )
     if student is not None and "://" in storage:

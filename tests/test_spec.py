@@ -100,6 +100,8 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             ["training.clipnorm=1.0", "training.clipvalue=0.5"],
             r"training: set clipnorm or clipvalue, not both .* clipnorm=1.0 and clipvalue=0.5",
         ),
+        (["runner.verbose=7"], r"runner.verbose: must be 0, 1 or 2, got 7"),
+        (["runner.sweep_id=''"], r"runner.sweep_id: must be a name or null .*got ''"),
         (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
             ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
             r"epochs must be an integer >= 1, got 1.764 \(uniform\[1, 3\] samples fractions",
@@ -200,3 +202,10 @@ def test_a_metric_must_be_known_and_score_the_task(tmp_path):
     with pytest.raises(SpecError, match=r"^metric 'mae' does not score classification"):
         check_metric_against_task("mae", Task("classification", 3))
     check_metric_against_task("mae", Task("regression"))
+
+
+def test_a_storage_path_that_cannot_be_a_folder_is_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SpecError, match=r"runner.storage_path: cannot make the folder .*a-file"):
+        spec_of(f"runner.storage_path={blocker}/results")
