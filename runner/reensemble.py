@@ -68,6 +68,9 @@ class UsageError(ValueError):
     """Bad arguments or an empty selection: one line for the user."""
 
 
+PROBE_SECONDS = 10.0  # how long the store may take to answer before the command stops
+
+
 @dataclass
 class Args:
     """The parsed command line."""
@@ -128,6 +131,10 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError("experiment=NAME is required")
     args = Args(**known, params=params)
     args.experiment = str(args.experiment)
+    for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", 1)):
+        value = getattr(args, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UsageError(f"{key} must be an integer >= {minimum}, got {value!r}")
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
@@ -258,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:
         print(
-            f"interrupted ({signals.reason()}); the ensemble run is marked KILLED", file=sys.stderr
+            f"interrupted ({signals.reason()}); an ensemble run it had started is marked KILLED",
+            file=sys.stderr,
         )
         return signals.exit_code()
 
@@ -289,6 +297,13 @@ def _main(argv: Sequence[str] | None) -> int:
         max_members=args.max_members,
         candidates=args.candidates,
     )
+    from runner.store_probe import StoreUnavailable, probe, redact_uri
+
+    try:  # a dead server: one line in seconds, not MLflow's minutes of retries
+        probe(args.tracking_uri, PROBE_SECONDS, redact_uri(args.tracking_uri))
+    except StoreUnavailable as err:  # worded for the runner's config: tracking.uri
+        print(f"error: {str(err).replace('tracking.uri', 'tracking_uri', 1)}", file=sys.stderr)
+        return 2
     client = MlflowClient(args.tracking_uri)
     checkpoint_at_exit(args.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,18 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
     line = one_error_line(run(tmp_path, "experiment=x", "method=greedy", "n_steps=-1"))
     assert "n_steps must be an integer >= 1, got -1" in line
     assert "experiment=NAME is required" in one_error_line(run(tmp_path, "method=mean"))
+    line = one_error_line(run(tmp_path, "experiment=x", "cv_folds=abc"))
+    assert "cv_folds must be an integer >= 2, got 'abc'" in line
+
+
+def test_a_dead_tracking_server_fails_in_one_line_at_once(tmp_path):
+    from helpers import free_port
+
+    started = time.perf_counter()
+    done = run(tmp_path, "experiment=x", f"tracking_uri=http://127.0.0.1:{free_port()}")
+    line = one_error_line(done)
+    assert "tracking_uri http://127.0.0.1:" in line and "is unreachable within 10s" in line
+    assert time.perf_counter() - started < 60  # MLflow's own retries took minutes
 
 
 def test_unknown_experiment_and_no_finished_members_are_clear(tmp_path):
