@@ -91,7 +91,7 @@ class TrainingOptions:
     clipnorm: float | None = None  # clip each gradient's norm to this
     clipvalue: float | None = None  # clip each gradient component to [-clipvalue, clipvalue]
     class_weight: str | dict[int, float] | None = None  # None, 'balanced' or class -> weight
-    early_stopping: int = 0  # patience in epochs; 0 turns it off; best weights are restored
+    early_stopping: int = 0  # patience in epochs; 0 turns it off; best weights restored at the end
     early_stopping_monitor: str = "val_loss"
     terminate_on_nan: bool = True
     tensorboard: bool = False  # write TensorBoard logs into fit_keras' log_dir
@@ -291,6 +291,28 @@ def _monitor_key(model: keras.Model, monitor: str) -> str:
         return monitor
     prefix = "val_" if monitor.startswith("val_") else ""
     return f"{prefix}{model.output_names[0]}_{monitor.removeprefix('val_')}"
+
+
+def kept_epoch(
+    values: Sequence[float], mode: str, *, min_delta: float = 0.0, start_from_epoch: int = 0
+) -> int | None:
+    """The 0-based epoch whose weights Keras' ``EarlyStopping(restore_best_weights=True)``
+    leaves in the model after a fit whose monitored values were ``values`` (it restores them
+    at the end of every fit, stopped early or not), or None if it watched no epoch.
+
+    Its rule: from ``start_from_epoch`` on, the first watched epoch, then each one that beats
+    the kept value by more than ``min_delta`` in ``mode``'s direction (NaN never does). Its
+    ``baseline`` only delays stopping and never changes which epoch is kept.
+    """
+    sign = -1.0 if check_choice("mode", mode, ("min", "max")) == "min" else 1.0
+    delta = abs(min_delta)
+    best: int | None = None
+    for epoch in range(start_from_epoch, len(values)):
+        # Keras compares in float32 (ops.greater/ops.less on Python floats).
+        current = np.float32(sign * values[epoch] - delta)
+        if best is None or current > np.float32(sign * values[best]):
+            best = epoch
+    return best
 
 
 def fit_keras(
