@@ -378,6 +378,29 @@ def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
     np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
 
 
+@pytest.mark.parametrize("separable", [False, True])
+def test_convnet_max_norm_bounds_each_filter_of_every_conv_kernel(separable, tiny):
+    """Per filter: a Conv2D kernel is (kh, kw, in, out), so each output filter's norm; a
+    separable conv's depthwise kernel, each channel's spatial filter, and its pointwise one,
+    each output filter (Keras' default axis 0 bounds single rows, or single elements)."""
+    import keras
+
+    spec, _, _, _ = tiny
+    hp = {"filters": [2, 3], "separable": separable, "max_norm": 0.5, "l2": 1e-3}
+    model = REGISTRY["convnet"].build(spec, CLASSES, initializer="he_uniform", **hp)
+    kernels = {"depthwise": (0, 1), "pointwise": (0, 1, 2)} if separable else {"kernel": (0, 1, 2)}
+    for name in ("conv_0", "conv_1"):
+        conv = model.get_layer(name)
+        for part, axes in kernels.items():
+            weights = getattr(conv, "kernel" if part == "kernel" else f"{part}_kernel")
+            grown = keras.ops.convert_to_tensor(np.asarray(weights) * 100.0)
+            bounded = keras.ops.convert_to_numpy(getattr(conv, f"{part}_constraint")(grown))
+            norms = np.sqrt((bounded**2).sum(axis=axes))
+            np.testing.assert_allclose(norms, 0.5, rtol=1e-4, err_msg=f"{name} {part}")
+            assert getattr(conv, f"{part}_regularizer").get_config()["l2"] == pytest.approx(1e-3)
+            assert type(getattr(conv, f"{part}_initializer")).__name__ == "HeUniform"
+
+
 def test_convnet_refuses_flat_features(tiny):
     _, X, _, _ = tiny
     with pytest.raises(ValueError, match="needs image data"):
