@@ -77,7 +77,7 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
             )(x)
             if hp["batch_norm"] == "before":
                 x = layers.BatchNormalization(name=f"bn_{name}")(x)
-            x = activation(x, hp["activation"], f"act_{name}")
+            x = activation(x, hp["activation"], f"act_{name}", shared_axes=[1, 2])
             if hp["batch_norm"] == "after":
                 x = layers.BatchNormalization(name=f"bn_{name}")(x)
         if hp["residual"]:

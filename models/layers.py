@@ -57,10 +57,14 @@ def initializer(spec: str | Mapping[str, Any]) -> Any:
     return spec
 
 
-def activation(x: keras.KerasTensor, name: str, layer_name: str) -> keras.KerasTensor:
-    """Apply an activation; PReLU is a layer with a learned slope per unit."""
+def activation(
+    x: keras.KerasTensor, name: str, layer_name: str, shared_axes: Sequence[int] | None = None
+) -> keras.KerasTensor:
+    """Apply an activation; PReLU is a layer with a learned slope per unit, shared along
+    ``shared_axes`` (``[1, 2]`` for feature maps: one slope per channel)."""
     if name == "prelu":
-        return layers.PReLU(name=layer_name)(x)
+        axes = None if shared_axes is None else list(shared_axes)
+        return layers.PReLU(shared_axes=axes, name=layer_name)(x)
     return layers.Activation(name, name=layer_name)(x)
 
 

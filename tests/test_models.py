@@ -401,6 +401,14 @@ def test_convnet_max_norm_bounds_each_filter_of_every_conv_kernel(separable, tin
             assert type(getattr(conv, f"{part}_initializer")).__name__ == "HeUniform"
 
 
+def test_convnet_prelu_learns_one_slope_per_channel_in_conv_blocks(tiny):
+    spec, _, _, _ = tiny
+    hp = {"filters": [2, 3], "activation": "prelu", "dense_units": 5}
+    model = REGISTRY["convnet"].build(spec, CLASSES, **hp)
+    slopes = {layer.name: layer.count_params() for layer in model.layers if "act" in layer.name}
+    assert slopes == {"act_0": 2, "act_1": 3, "dense_act": 5}
+
+
 def test_convnet_refuses_flat_features(tiny):
     _, X, _, _ = tiny
     with pytest.raises(ValueError, match="needs image data"):
