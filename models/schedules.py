@@ -144,15 +144,34 @@ def build_learning_rate(
     *,
     epochs: int,
     steps_per_epoch: int | None,
+    initial_epoch: int = 0,
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimiser's learning rate: a float, or a Keras schedule for step-based schedules."""
+    """The optimiser's learning rate: a float, or a Keras schedule for step-based schedules.
+    The schedule spans ``epochs``; a fit continuing at ``initial_epoch`` with a fresh
+    optimiser (whose steps count from 0 again) gets its rates from there on."""
     name, options = schedule_parts(schedule)
     if name == "constant" or name in EPOCH_SCHEDULES:
         return learning_rate
-    if needs_steps(schedule) and steps_per_epoch is None:
+    if (needs_steps(schedule) or initial_epoch) and steps_per_epoch is None:
         raise ValueError(
             f"schedule {name!r} needs the steps per epoch: pass n_train_rows to compile_model"
         )
+    rate = _step_schedule(name, options, learning_rate, epochs, steps_per_epoch)
+    if not initial_epoch:
+        return rate
+    from models.keras_schedules import Shifted
+
+    return Shifted(rate, initial_epoch * steps_per_epoch)
+
+
+def _step_schedule(
+    name: str,
+    options: dict[str, Any],
+    learning_rate: float,
+    epochs: int,
+    steps_per_epoch: int | None,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The Keras schedule of a step-based schedule spanning ``epochs``."""
     import keras
 
     from models.keras_schedules import OneCycle, PowerDecay

@@ -196,6 +196,7 @@ def compile_model(
     n_train_rows: int | None = None,
     loss_weights: Sequence[float] | Mapping[str, float] | None = None,
     soft: bool = False,
+    initial_epoch: int = 0,
 ) -> keras.Model:
     """Compile with the configured optimiser (schedule, clipping), the task's loss and metric;
     every output of a multi-output model gets the same loss and metric, ``loss_weights`` apart.
@@ -203,6 +204,8 @@ def compile_model(
     ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``),
     and with ``steps_per_execution="epoch"`` the batches run per call (one without it).
     With ``soft`` a classifier's targets are class probabilities (a distilled student's).
+    A fit that continues an earlier one at ``initial_epoch`` (a recompile in between) gets
+    the schedule's rates from that epoch on.
     """
     import keras
 
@@ -212,6 +215,7 @@ def compile_model(
         options.learning_rate,
         epochs=options.schedule_epochs or options.epochs,
         steps_per_epoch=spe,
+        initial_epoch=initial_epoch,
     )
     optimizer = build_optimizer(
         options.optimizer, learning_rate, clipnorm=options.clipnorm, clipvalue=options.clipvalue
@@ -322,10 +326,13 @@ def fit_keras(
     options: TrainingOptions,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     log_dir: str | None = None,
+    initial_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """Fit on ``train`` watching ``val``; returns the Keras history (metric -> per-epoch list,
     including ``lr``). Adds the callbacks the options ask for before ``callbacks``, so those
-    see ``lr`` in the logs. Targets of a multi-output model may be a list, tuple or dict."""
+    see ``lr`` in the logs. Targets of a multi-output model may be a list, tuple or dict.
+    ``initial_epoch`` continues an earlier fit's epoch count (epoch-based schedules and
+    TensorBoard steps go on from it) up to ``options.epochs``."""
     import keras
 
     classifier = _is_classifier(model)
@@ -376,6 +383,7 @@ def fit_keras(
         x,
         y,
         validation_data=val,
+        initial_epoch=initial_epoch,
         epochs=options.epochs,
         batch_size=options.batch_size,
         callbacks=[*added, *callbacks],

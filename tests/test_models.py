@@ -289,6 +289,59 @@ def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path
     assert any(changed)
 
 
+def test_transfer_fine_tuning_continues_the_epoch_count(tiny, tmp_path):
+    """Phase two goes on from phase one's last epoch in TensorBoard (its steps do not start
+    at 0 again), and the epochs reported to the runner still count 1, 2, 3, 4."""
+    import tensorflow as tf
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    reported = []
+    entry.train(
+        spec,
+        CLASSES,
+        hp,
+        (X, y),
+        (X, y),
+        TrainingOptions(epochs=4, batch_size=16, tensorboard=True),
+        workdir=tmp_path,
+        on_epoch=lambda epoch, logs: reported.append((epoch, logs["phase"])),
+    )
+    assert reported == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
+    files = sorted((tmp_path / "tensorboard" / "train").glob("events.out.tfevents*"))
+    steps = [
+        event.step
+        for path in files
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == "epoch_loss"
+    ]
+    assert sorted(steps) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "schedule, rates",
+    [
+        # boundaries count the whole training's epochs: epoch 3 is phase two's second
+        ({"name": "piecewise", "boundaries": [3], "values": [0.0005]}, [1, 1, 1, 0.5]),
+        # a step-based schedule spans both phases: 0.1 ** (epoch / 4) at each epoch's start
+        ({"name": "exponential"}, [0.1 ** (e / 4) for e in range(4)]),
+    ],
+)
+def test_transfer_schedule_runs_over_both_phases(schedule, rates, tiny, tmp_path):
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    hp["fine_tune_lr_factor"] = 1.0  # the schedule alone sets the rates
+    options = TrainingOptions(epochs=4, batch_size=16, learning_rate=0.001, schedule=schedule)
+    trained = entry.train(spec, CLASSES, hp, (X, y), (X, y), options)
+    np.testing.assert_allclose(trained.history["lr"], np.array(rates) * 0.001, rtol=1e-5)
+    folder = models.save_member("transfer", trained.model, tmp_path / "saved")
+    pred = entry.predict(trained.model, X, CLASSES)
+    np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+
+
 APPLICATION = {"base": "applications:MobileNetV2", "application_kwargs": {"alpha": 0.35}}
 
 
