@@ -130,6 +130,29 @@ def schedule_parts(schedule: str | dict[str, Any]) -> tuple[str, dict[str, Any]]
     return schedule["name"], {k: v for k, v in schedule.items() if k != "name"}
 
 
+RATE_OPTIONS = ("values", "max_lr", "min_lr")  # rates, not multiples of learning_rate
+
+
+def scale_schedule(schedule: str | dict[str, Any], factor: float) -> str | dict[str, Any]:
+    """The schedule with the rates it names (piecewise values, onecycle max_lr, plateau
+    min_lr) times ``factor``: with a learning rate times ``factor`` too, every rate it
+    sets is lowered alike (transfer's fine-tuning phase)."""
+    name, options = schedule_parts(schedule)
+    if not options:
+        return schedule
+    scaled = {
+        key: value if key not in RATE_OPTIONS or value is None else _times(value, factor)
+        for key, value in options.items()
+    }
+    return {"name": name, **scaled}
+
+
+def _times(value: float | Sequence[float], factor: float) -> float | tuple[float, ...]:
+    if isinstance(value, Sequence):
+        return tuple(v * factor for v in value)
+    return value * factor
+
+
 def needs_steps(schedule: str | dict[str, Any]) -> bool:
     """Whether building the schedule needs the number of steps per epoch."""
     name, options = schedule_parts(schedule)

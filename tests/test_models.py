@@ -342,6 +342,44 @@ def test_transfer_schedule_runs_over_both_phases(schedule, rates, tiny, tmp_path
     np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"name": "piecewise", "boundaries": [1, 3], "values": [0.0005, 0.0002]},
+        {"name": "onecycle", "max_lr": 0.01},
+        "warmup_cosine",
+    ],
+)
+def test_transfer_fine_tuning_lowers_every_rate_of_the_schedule_by_its_factor(
+    schedule, tiny, tmp_path
+):
+    """Whatever the schedule, phase two's rates are those of the same run with factor 1,
+    times fine_tune_lr_factor (a schedule's own rates, such as max_lr, included)."""
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    options = TrainingOptions(epochs=4, batch_size=16, learning_rate=0.001, schedule=schedule)
+    rates = {
+        factor: entry.train(
+            spec, CLASSES, {**hp, "fine_tune_lr_factor": factor}, (X, y), (X, y), options
+        ).history["lr"]
+        for factor in (1.0, 0.1)
+    }
+    np.testing.assert_allclose(rates[0.1][:2], rates[1.0][:2], rtol=1e-5)
+    np.testing.assert_allclose(rates[0.1][2:], np.array(rates[1.0][2:]) * 0.1, rtol=1e-5)
+
+
+def test_scaling_a_schedule_scales_the_rates_it_names():
+    from models.schedules import check_schedule, scale_schedule
+
+    plateau = check_schedule({"name": "plateau", "min_lr": 1e-4}, 1e-3)
+    assert scale_schedule(plateau, 0.1)["min_lr"] == pytest.approx(1e-5)
+    assert scale_schedule(plateau, 0.1)["factor"] == plateau["factor"]
+    onecycle = check_schedule("onecycle", 1e-3)  # max_lr derived: 10x the (lowered) rate
+    assert scale_schedule(onecycle, 0.1) == onecycle
+    assert scale_schedule("constant", 0.1) == "constant"
+
+
 APPLICATION = {"base": "applications:MobileNetV2", "application_kwargs": {"alpha": 0.35}}
 
 
