@@ -44,7 +44,14 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     from keras import layers
 
     from models.augment import augment
-    from models.layers import activation, dense_kwargs, features_input, head, standardize
+    from models.layers import (
+        activation,
+        conv_kwargs,
+        dense_kwargs,
+        features_input,
+        head,
+        standardize,
+    )
 
     if spec.image_shape is None:
         raise ValueError("model 'convnet' needs image data (an image_shape), got flat features")
@@ -55,9 +62,7 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
         x = augment(layers.Reshape(spec.image_shape, name="raw_image")(x), hp["augment"])
         x = layers.Reshape((spec.n_features,), name="augmented")(x)
     x = layers.Reshape(spec.image_shape, name="to_image")(standardize(x, spec))
-    kernel = dense_kwargs(hp)
-    if hp["separable"]:  # SeparableConv2D names its kernels depthwise_/pointwise_
-        kernel = {k.replace("kernel", "pointwise"): v for k, v in kernel.items()}
+    kernel = conv_kwargs(hp, separable=hp["separable"])
     for i, n in enumerate(hp["filters"]):
         shortcut = x
         for j in range(hp["convs_per_block"]):
@@ -72,7 +77,7 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
             )(x)
             if hp["batch_norm"] == "before":
                 x = layers.BatchNormalization(name=f"bn_{name}")(x)
-            x = activation(x, hp["activation"], f"act_{name}")
+            x = activation(x, hp["activation"], f"act_{name}", shared_axes=[1, 2])
             if hp["batch_norm"] == "after":
                 x = layers.BatchNormalization(name=f"bn_{name}")(x)
         if hp["residual"]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from models.base import check_choice, check_float, check_int
 from models.kind import Hparam
+from models.option_checks import check_bool
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish", "tanh")
 INITIALIZERS = (
@@ -76,8 +77,8 @@ def number(default: float, low: float, high: float, *, high_open: bool = True) -
 
 
 def flag(default: bool) -> Hparam:
-    """A switch; any value is read as true or false."""
-    return Hparam(default, lambda name, value: bool(value))
+    """A switch: true or false only, so a typo like ``nope`` fails instead of turning it on."""
+    return Hparam(default, check_bool)
 
 
 def _max_norm(name: str, value: Any) -> float | None:

@@ -197,21 +197,11 @@ class KerasKind(ModelKind):
         return {"lr_finder_suggestion": suggestion}
 
     def train(self, *args: Any, **kwargs: Any) -> Trained:
-        """The base procedure; the record says whether early stopping restored best weights."""
+        """The base procedure; the record says which epoch's weights the model ended with
+        (``best_epoch``) and whether early stopping restored them from before the last."""
         trained = super().train(*args, **kwargs)
         options = args[5] if len(args) > 5 else kwargs["options"]
-        restored = bool(options.early_stopping) and trained.epochs_run < options.epochs
-        trained.info["restored"] = restored
-        trained.info["best_epoch"] = trained.epochs_run
-        if restored:
-            from models.schedules import monitor_mode
-            from models.training import _monitor_key
-
-            monitor = options.early_stopping_monitor
-            values = trained.history.get(_monitor_key(trained.model, monitor))
-            if values:
-                pick = np.argmax if monitor_mode(monitor) == "max" else np.argmin
-                trained.info["best_epoch"] = int(pick(values)) + 1
+        trained.info.update(kept_weights(trained.model, trained.history, options))
         return trained
 
     def refit_params(
@@ -284,6 +274,27 @@ class KerasKind(ModelKind):
     def describe(self, model: Any) -> dict[str, Any]:
         """The parameter count."""
         return {"n_params": int(model.count_params())}
+
+
+def kept_weights(
+    model: Any, history: Mapping[str, Sequence[float]], options: Any
+) -> dict[str, Any]:
+    """``best_epoch`` (1-based, over the whole history) whose weights the fitted model holds,
+    and ``restored``: whether early stopping put back an epoch before the last. Keras
+    restores the best epoch of every fit, stopped early or not; of a training in phases
+    (``phase`` per epoch, e.g. transfer) only the last phase's fit decides."""
+    from models.schedules import monitor_mode
+    from models.training import _monitor_key, kept_epoch
+
+    epochs = max(len(next(iter(history.values()), [])), 1)
+    values = history.get(_monitor_key(model, options.early_stopping_monitor))
+    if not options.early_stopping or not values:
+        return {"restored": False, "best_epoch": epochs}
+    phases = list(history.get("phase", []))
+    start = phases.index(phases[-1]) if phases else 0
+    kept = kept_epoch(values[start:], monitor_mode(options.early_stopping_monitor))
+    best = epochs if kept is None else start + kept + 1
+    return {"restored": best < epochs, "best_epoch": best}
 
 
 def load_keras(path: str | Path, custom_objects: str | None = None) -> Any:

@@ -1,4 +1,5 @@
-"""The step-based learning-rate schedules Keras lacks (power, 1cycle), registered for saving.
+"""The step-based learning-rate schedules Keras lacks (power, 1cycle) and a shift of any
+schedule, registered for saving.
 
 Imports Keras: import it only from inside functions (``models.schedules`` does).
 """
@@ -70,3 +71,30 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "last_steps": self.last_steps,
             "final_lr": self.final_lr,
         }
+
+
+@keras.saving.register_keras_serializable(package="runner_models")
+class Shifted(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` ``steps`` steps on: a fresh optimiser (transfer's fine-tuning phase, after
+    a recompile) continues the rates where the earlier fit left them."""
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, steps: int):
+        self.schedule = schedule
+        self.steps = int(steps)
+
+    def __call__(self, step: Any) -> Any:
+        """The inner schedule's rate at ``step + steps``."""
+        return self.schedule(ops.cast(step, "float32") + float(self.steps))
+
+    def get_config(self) -> dict[str, Any]:
+        """The inner schedule (serialised) and the shift, for saving."""
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Shifted:
+        """Rebuild with the inner schedule deserialised."""
+        inner = keras.optimizers.schedules.deserialize(config["schedule"])
+        return cls(inner, config["steps"])

@@ -57,24 +57,48 @@ def initializer(spec: str | Mapping[str, Any]) -> Any:
     return spec
 
 
-def activation(x: keras.KerasTensor, name: str, layer_name: str) -> keras.KerasTensor:
-    """Apply an activation; PReLU is a layer with a learned slope per unit."""
+def activation(
+    x: keras.KerasTensor, name: str, layer_name: str, shared_axes: Sequence[int] | None = None
+) -> keras.KerasTensor:
+    """Apply an activation; PReLU is a layer with a learned slope per unit, shared along
+    ``shared_axes`` (``[1, 2]`` for feature maps: one slope per channel)."""
     if name == "prelu":
-        return layers.PReLU(name=layer_name)(x)
+        axes = None if shared_axes is None else list(shared_axes)
+        return layers.PReLU(shared_axes=axes, name=layer_name)(x)
     return layers.Activation(name, name=layer_name)(x)
 
 
-def dense_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
-    """Initialiser, l1/l2 penalty and max-norm constraint for Dense/Conv layers."""
-    reg = None
+def _regularizer(hp: Mapping[str, Any]) -> Any:
     if hp.get("l1") or hp.get("l2"):
-        reg = keras.regularizers.L1L2(l1=hp.get("l1", 0.0), l2=hp.get("l2", 0.0))
-    constraint = keras.constraints.MaxNorm(hp["max_norm"]) if hp.get("max_norm") else None
+        return keras.regularizers.L1L2(l1=hp.get("l1", 0.0), l2=hp.get("l2", 0.0))
+    return None
+
+
+def _max_norm(hp: Mapping[str, Any], axis: int | list[int]) -> Any:
+    return keras.constraints.MaxNorm(hp["max_norm"], axis=axis) if hp.get("max_norm") else None
+
+
+def dense_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """Initialiser, l1/l2 penalty and max-norm constraint (each unit's incoming weights) for
+    Dense layers."""
     return {
         "kernel_initializer": initializer(hp.get("initializer", "glorot_uniform")),
-        "kernel_regularizer": reg,
-        "kernel_constraint": constraint,
+        "kernel_regularizer": _regularizer(hp),
+        "kernel_constraint": _max_norm(hp, 0),
     }
+
+
+def conv_kwargs(hp: Mapping[str, Any], separable: bool = False) -> dict[str, Any]:
+    """``dense_kwargs`` for a Conv2D, whose max-norm bounds each filter of its kernel
+    (kh, kw, in, out); a SeparableConv2D gets them on both kernels: the depthwise one
+    (kh, kw, in, multiplier: each channel's spatial filter) and the pointwise one."""
+    kernels = [("depthwise", [0, 1]), ("pointwise", [0, 1, 2])]
+    out = {}
+    for part, axis in kernels if separable else [("kernel", [0, 1, 2])]:
+        out[f"{part}_initializer"] = initializer(hp.get("initializer", "glorot_uniform"))
+        out[f"{part}_regularizer"] = _regularizer(hp)
+        out[f"{part}_constraint"] = _max_norm(hp, axis)
+    return out
 
 
 def dense_block(

@@ -130,6 +130,29 @@ def schedule_parts(schedule: str | dict[str, Any]) -> tuple[str, dict[str, Any]]
     return schedule["name"], {k: v for k, v in schedule.items() if k != "name"}
 
 
+RATE_OPTIONS = ("values", "max_lr", "min_lr")  # rates, not multiples of learning_rate
+
+
+def scale_schedule(schedule: str | dict[str, Any], factor: float) -> str | dict[str, Any]:
+    """The schedule with the rates it names (piecewise values, onecycle max_lr, plateau
+    min_lr) times ``factor``: with a learning rate times ``factor`` too, every rate it
+    sets is lowered alike (transfer's fine-tuning phase)."""
+    name, options = schedule_parts(schedule)
+    if not options:
+        return schedule
+    scaled = {
+        key: value if key not in RATE_OPTIONS or value is None else _times(value, factor)
+        for key, value in options.items()
+    }
+    return {"name": name, **scaled}
+
+
+def _times(value: float | Sequence[float], factor: float) -> float | tuple[float, ...]:
+    if isinstance(value, Sequence):
+        return tuple(v * factor for v in value)
+    return value * factor
+
+
 def needs_steps(schedule: str | dict[str, Any]) -> bool:
     """Whether building the schedule needs the number of steps per epoch."""
     name, options = schedule_parts(schedule)
@@ -144,15 +167,34 @@ def build_learning_rate(
     *,
     epochs: int,
     steps_per_epoch: int | None,
+    initial_epoch: int = 0,
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimiser's learning rate: a float, or a Keras schedule for step-based schedules."""
+    """The optimiser's learning rate: a float, or a Keras schedule for step-based schedules.
+    The schedule spans ``epochs``; a fit continuing at ``initial_epoch`` with a fresh
+    optimiser (whose steps count from 0 again) gets its rates from there on."""
     name, options = schedule_parts(schedule)
     if name == "constant" or name in EPOCH_SCHEDULES:
         return learning_rate
-    if needs_steps(schedule) and steps_per_epoch is None:
+    if (needs_steps(schedule) or initial_epoch) and steps_per_epoch is None:
         raise ValueError(
             f"schedule {name!r} needs the steps per epoch: pass n_train_rows to compile_model"
         )
+    rate = _step_schedule(name, options, learning_rate, epochs, steps_per_epoch)
+    if not initial_epoch:
+        return rate
+    from models.keras_schedules import Shifted
+
+    return Shifted(rate, initial_epoch * steps_per_epoch)
+
+
+def _step_schedule(
+    name: str,
+    options: dict[str, Any],
+    learning_rate: float,
+    epochs: int,
+    steps_per_epoch: int | None,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The Keras schedule of a step-based schedule spanning ``epochs``."""
     import keras
 
     from models.keras_schedules import OneCycle, PowerDecay

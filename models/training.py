@@ -91,7 +91,7 @@ class TrainingOptions:
     clipnorm: float | None = None  # clip each gradient's norm to this
     clipvalue: float | None = None  # clip each gradient component to [-clipvalue, clipvalue]
     class_weight: str | dict[int, float] | None = None  # None, 'balanced' or class -> weight
-    early_stopping: int = 0  # patience in epochs; 0 turns it off; best weights are restored
+    early_stopping: int = 0  # patience in epochs; 0 turns it off; best weights restored at the end
     early_stopping_monitor: str = "val_loss"
     terminate_on_nan: bool = True
     tensorboard: bool = False  # write TensorBoard logs into fit_keras' log_dir
@@ -201,6 +201,7 @@ def compile_model(
     n_train_rows: int | None = None,
     loss_weights: Sequence[float] | Mapping[str, float] | None = None,
     soft: bool = False,
+    initial_epoch: int = 0,
 ) -> keras.Model:
     """Compile with the configured optimiser (schedule, clipping), the task's loss and metric;
     every output of a multi-output model gets the same loss and metric, ``loss_weights`` apart.
@@ -208,6 +209,8 @@ def compile_model(
     ``n_train_rows`` gives step-based schedules their steps per epoch (``ceil(rows/batch)``),
     and with ``steps_per_execution="epoch"`` the batches run per call (one without it).
     With ``soft`` a classifier's targets are class probabilities (a distilled student's).
+    A fit that continues an earlier one at ``initial_epoch`` (a recompile in between) gets
+    the schedule's rates from that epoch on.
     """
     import keras
 
@@ -217,6 +220,7 @@ def compile_model(
         options.learning_rate,
         epochs=options.schedule_epochs or options.epochs,
         steps_per_epoch=spe,
+        initial_epoch=initial_epoch,
     )
     optimizer = build_optimizer(
         options.optimizer, learning_rate, clipnorm=options.clipnorm, clipvalue=options.clipvalue
@@ -324,6 +328,28 @@ def _monitor_key(model: keras.Model, monitor: str) -> str:
     return f"{prefix}{model.output_names[0]}_{monitor.removeprefix('val_')}"
 
 
+def kept_epoch(
+    values: Sequence[float], mode: str, *, min_delta: float = 0.0, start_from_epoch: int = 0
+) -> int | None:
+    """The 0-based epoch whose weights Keras' ``EarlyStopping(restore_best_weights=True)``
+    leaves in the model after a fit whose monitored values were ``values`` (it restores them
+    at the end of every fit, stopped early or not), or None if it watched no epoch.
+
+    Its rule: from ``start_from_epoch`` on, the first watched epoch, then each one that beats
+    the kept value by more than ``min_delta`` in ``mode``'s direction (NaN never does). Its
+    ``baseline`` only delays stopping and never changes which epoch is kept.
+    """
+    sign = -1.0 if check_choice("mode", mode, ("min", "max")) == "min" else 1.0
+    delta = abs(min_delta)
+    best: int | None = None
+    for epoch in range(start_from_epoch, len(values)):
+        # Keras compares in float32 (ops.greater/ops.less on Python floats).
+        current = np.float32(sign * values[epoch] - delta)
+        if best is None or current > np.float32(sign * values[best]):
+            best = epoch
+    return best
+
+
 def fit_keras(
     model: keras.Model,
     train: tuple[Any, Any],
@@ -331,10 +357,13 @@ def fit_keras(
     options: TrainingOptions,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     log_dir: str | None = None,
+    initial_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """Fit on ``train`` watching ``val``; returns the Keras history (metric -> per-epoch list,
     including ``lr``). Adds the callbacks the options ask for before ``callbacks``, so those
-    see ``lr`` in the logs. Targets of a multi-output model may be a list, tuple or dict."""
+    see ``lr`` in the logs. Targets of a multi-output model may be a list, tuple or dict.
+    ``initial_epoch`` continues an earlier fit's epoch count (epoch-based schedules and
+    TensorBoard steps go on from it) up to ``options.epochs``."""
     import keras
 
     classifier = _is_classifier(model)
@@ -386,6 +415,7 @@ def fit_keras(
         x,
         y,
         validation_data=val,
+        initial_epoch=initial_epoch,
         epochs=options.epochs,
         batch_size=options.batch_size,
         callbacks=[*added, *callbacks],

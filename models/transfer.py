@@ -187,28 +187,39 @@ def fit(
     """Two-phase training; returns both phases' history, with ``phase`` (1 or 2) per epoch.
 
     Phase one trains the new head for ``frozen_epochs`` (capped by ``options.epochs``);
-    phase two unfreezes the base's top layers, recompiles with the learning rate times
-    ``fine_tune_lr_factor``, and trains for the remaining epochs.
+    phase two unfreezes the base's top layers, recompiles with the learning rate and every
+    rate the schedule names times ``fine_tune_lr_factor``, and trains for the remaining
+    epochs. The epoch count and the learning-rate schedule run over both phases: phase two
+    continues them where phase one stopped (TensorBoard steps, piecewise boundaries,
+    step-based schedules), so its rates are the whole run's times the factor.
     """
     from dataclasses import replace
 
+    from models.schedules import scale_schedule
     from models.training import compile_model, fit_keras
 
     first = min(hp["frozen_epochs"], options.epochs)
-    phases = [(1, first, options)]
+    phases = [(1, 0, first, options)]
     if options.epochs > first:
-        lr = options.learning_rate * hp["fine_tune_lr_factor"]
-        phases.append((2, options.epochs - first, replace(options, learning_rate=lr)))
+        factor = hp["fine_tune_lr_factor"]
+        tuned = replace(
+            options,
+            learning_rate=options.learning_rate * factor,
+            schedule=scale_schedule(options.schedule, factor),
+        )
+        phases.append((2, first, options.epochs, tuned))
     history: dict[str, list[float]] = {}
-    for phase, epochs, opts in phases:
-        if epochs == 0:
+    for phase, start, end, opts in phases:
+        if end == start:
             continue
         if phase == 2 and unfreeze_top(model, hp) == 0:
             break  # nothing to fine-tune: phase one was the whole training
         if on_phase is not None:
             on_phase(phase)
-        compile_model(model, task, opts, n_train_rows=n_train_rows)
-        part = fit_keras(model, train, val, replace(opts, epochs=epochs), callbacks, log_dir)
+        compile_model(model, task, opts, n_train_rows=n_train_rows, initial_epoch=start)
+        part = fit_keras(
+            model, train, val, replace(opts, epochs=end), callbacks, log_dir, initial_epoch=start
+        )
         n = len(next(iter(part.values()), []))
         for key, values in {**part, "phase": [float(phase)] * n}.items():
             history.setdefault(key, []).extend(values)

@@ -65,6 +65,11 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("selu", {"width": -3}, "got -3"),
         ("convnet", {"filters": []}, r"got \[\]"),
         ("convnet", {"batch_norm": "middle"}, "got 'middle'"),
+        ("convnet", {"separable": "nope"}, "separable must be true or false, got 'nope'"),
+        ("convnet", {"residual": "maybe"}, "residual must be true or false, got 'maybe'"),
+        ("convnet", {"global_pool": "no"}, "global_pool must be true or false, got 'no'"),
+        ("convnet", {"separable": 1}, "separable must be true or false, got 1"),
+        ("wide_deep", {"aux_output": "no"}, "aux_output must be true or false, got 'no'"),
         ("convnet", {"augment": "yes"}, "augment must be null, true or a mapping .*got 'yes'"),
         ("convnet", {"augment": {"shear": 0.1}}, "augment has no option 'shear'; allowed: flip"),
         ("convnet", {"augment": {"translate": 1.5}}, r"augment.translate .*got 1.5"),
@@ -284,6 +289,97 @@ def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path
     assert any(changed)
 
 
+def test_transfer_fine_tuning_continues_the_epoch_count(tiny, tmp_path):
+    """Phase two goes on from phase one's last epoch in TensorBoard (its steps do not start
+    at 0 again), and the epochs reported to the runner still count 1, 2, 3, 4."""
+    import tensorflow as tf
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    reported = []
+    entry.train(
+        spec,
+        CLASSES,
+        hp,
+        (X, y),
+        (X, y),
+        TrainingOptions(epochs=4, batch_size=16, tensorboard=True),
+        workdir=tmp_path,
+        on_epoch=lambda epoch, logs: reported.append((epoch, logs["phase"])),
+    )
+    assert reported == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
+    files = sorted((tmp_path / "tensorboard" / "train").glob("events.out.tfevents*"))
+    steps = [
+        event.step
+        for path in files
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == "epoch_loss"
+    ]
+    assert sorted(steps) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "schedule, rates",
+    [
+        # boundaries count the whole training's epochs: epoch 3 is phase two's second
+        ({"name": "piecewise", "boundaries": [3], "values": [0.0005]}, [1, 1, 1, 0.5]),
+        # a step-based schedule spans both phases: 0.1 ** (epoch / 4) at each epoch's start
+        ({"name": "exponential"}, [0.1 ** (e / 4) for e in range(4)]),
+    ],
+)
+def test_transfer_schedule_runs_over_both_phases(schedule, rates, tiny, tmp_path):
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    hp["fine_tune_lr_factor"] = 1.0  # the schedule alone sets the rates
+    options = TrainingOptions(epochs=4, batch_size=16, learning_rate=0.001, schedule=schedule)
+    trained = entry.train(spec, CLASSES, hp, (X, y), (X, y), options)
+    np.testing.assert_allclose(trained.history["lr"], np.array(rates) * 0.001, rtol=1e-5)
+    folder = models.save_member("transfer", trained.model, tmp_path / "saved")
+    pred = entry.predict(trained.model, X, CLASSES)
+    np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"name": "piecewise", "boundaries": [1, 3], "values": [0.0005, 0.0002]},
+        {"name": "onecycle", "max_lr": 0.01},
+        "warmup_cosine",
+    ],
+)
+def test_transfer_fine_tuning_lowers_every_rate_of_the_schedule_by_its_factor(
+    schedule, tiny, tmp_path
+):
+    """Whatever the schedule, phase two's rates are those of the same run with factor 1,
+    times fine_tune_lr_factor (a schedule's own rates, such as max_lr, included)."""
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2}
+    options = TrainingOptions(epochs=4, batch_size=16, learning_rate=0.001, schedule=schedule)
+    rates = {
+        factor: entry.train(
+            spec, CLASSES, {**hp, "fine_tune_lr_factor": factor}, (X, y), (X, y), options
+        ).history["lr"]
+        for factor in (1.0, 0.1)
+    }
+    np.testing.assert_allclose(rates[0.1][:2], rates[1.0][:2], rtol=1e-5)
+    np.testing.assert_allclose(rates[0.1][2:], np.array(rates[1.0][2:]) * 0.1, rtol=1e-5)
+
+
+def test_scaling_a_schedule_scales_the_rates_it_names():
+    from models.schedules import check_schedule, scale_schedule
+
+    plateau = check_schedule({"name": "plateau", "min_lr": 1e-4}, 1e-3)
+    assert scale_schedule(plateau, 0.1)["min_lr"] == pytest.approx(1e-5)
+    assert scale_schedule(plateau, 0.1)["factor"] == plateau["factor"]
+    onecycle = check_schedule("onecycle", 1e-3)  # max_lr derived: 10x the (lowered) rate
+    assert scale_schedule(onecycle, 0.1) == onecycle
+    assert scale_schedule("constant", 0.1) == "constant"
+
+
 APPLICATION = {"base": "applications:MobileNetV2", "application_kwargs": {"alpha": 0.35}}
 
 
@@ -385,6 +481,37 @@ def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
     np.testing.assert_array_equal(pred, entry.predict(model, X, CLASSES))
     folder = models.save_member("convnet", model, tmp_path / "augmented")
     np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_convnet_max_norm_bounds_each_filter_of_every_conv_kernel(separable, tiny):
+    """Per filter: a Conv2D kernel is (kh, kw, in, out), so each output filter's norm; a
+    separable conv's depthwise kernel, each channel's spatial filter, and its pointwise one,
+    each output filter (Keras' default axis 0 bounds single rows, or single elements)."""
+    import keras
+
+    spec, _, _, _ = tiny
+    hp = {"filters": [2, 3], "separable": separable, "max_norm": 0.5, "l2": 1e-3}
+    model = REGISTRY["convnet"].build(spec, CLASSES, initializer="he_uniform", **hp)
+    kernels = {"depthwise": (0, 1), "pointwise": (0, 1, 2)} if separable else {"kernel": (0, 1, 2)}
+    for name in ("conv_0", "conv_1"):
+        conv = model.get_layer(name)
+        for part, axes in kernels.items():
+            weights = getattr(conv, "kernel" if part == "kernel" else f"{part}_kernel")
+            grown = keras.ops.convert_to_tensor(np.asarray(weights) * 100.0)
+            bounded = keras.ops.convert_to_numpy(getattr(conv, f"{part}_constraint")(grown))
+            norms = np.sqrt((bounded**2).sum(axis=axes))
+            np.testing.assert_allclose(norms, 0.5, rtol=1e-4, err_msg=f"{name} {part}")
+            assert getattr(conv, f"{part}_regularizer").get_config()["l2"] == pytest.approx(1e-3)
+            assert type(getattr(conv, f"{part}_initializer")).__name__ == "HeUniform"
+
+
+def test_convnet_prelu_learns_one_slope_per_channel_in_conv_blocks(tiny):
+    spec, _, _, _ = tiny
+    hp = {"filters": [2, 3], "activation": "prelu", "dense_units": 5}
+    model = REGISTRY["convnet"].build(spec, CLASSES, **hp)
+    slopes = {layer.name: layer.count_params() for layer in model.layers if "act" in layer.name}
+    assert slopes == {"act_0": 2, "act_1": 3, "dense_act": 5}
 
 
 def test_convnet_refuses_flat_features(tiny):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -104,6 +105,46 @@ def test_a_keras_member_records_its_best_epoch_and_refits_for_the_folds_mean():
     assert training["epochs"] == 8 and training["early_stopping"] == 0  # round(8.5) -> 8
     _, unchanged = entry.refit_params(hparams, {"epochs": 30, "early_stopping": 0}, [{}])
     assert unchanged == {"epochs": 30, "early_stopping": 0}
+
+
+def test_a_keras_member_that_never_stops_early_records_the_epoch_keras_restored():
+    """Keras restores the best epoch at the end of every fit with early stopping on, also
+    when patience never ran out: the record names that epoch, not the last one."""
+    X, y = noisy_rows(400)
+    entry = models.get("mlp")
+    options = TrainingOptions(epochs=12, batch_size=32, learning_rate=0.05, early_stopping=50)
+    trained = entry.train(
+        InputSpec(n_features=5),
+        REGRESSION,
+        {"depth": 2, "width": 64},
+        (X[:100], y[:100]),
+        (X[100:], y[100:]),
+        options,
+        seed=0,
+    )
+    losses = trained.history["val_loss"]
+    assert trained.epochs_run == 12
+    best = int(np.argmin(losses)) + 1
+    assert best < 12, "the fixed seed makes an early epoch the best"
+    assert (trained.info["best_epoch"], trained.info["restored"]) == (best, True)
+    held = trained.member.model.evaluate(
+        X[100:], trained.member.target.forward(y[100:]), verbose=0
+    )[0]
+    assert held == pytest.approx(losses[best - 1], rel=1e-4)
+
+
+def test_a_training_in_phases_keeps_the_best_epoch_of_its_last_phase():
+    """Transfer learning fits twice; each fit restores its own best epoch, so the weights
+    are the last phase's best, even when an epoch of the first phase scored better."""
+    from models.keras_kind import kept_weights
+
+    options = TrainingOptions(epochs=6, early_stopping=10)
+    history = {"val_loss": [0.9, 0.2, 0.5, 0.4, 0.3, 0.35], "phase": [1, 1, 1, 2, 2, 2]}
+    assert kept_weights(None, history, options) == {"best_epoch": 5, "restored": True}
+    history["val_loss"][-1] = 0.1
+    assert kept_weights(None, history, options) == {"best_epoch": 6, "restored": False}
+    off = replace(options, early_stopping=0)
+    assert kept_weights(None, history, off) == {"best_epoch": 6, "restored": False}
 
 
 def test_a_keras_refit_trains_its_folds_epochs_on_their_schedule_span():

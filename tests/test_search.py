@@ -67,6 +67,10 @@ def test_a_searched_member_needs_a_search_algorithm():
         ("+members.mlp.hparams.width={choice: [64, -1]}", "width must be an integer >= 1, got -1"),
         ("+members.mlp.training.learning_rate={uniform: [0.001, 20]}", "learning_rate"),
         ("+members.mlp.hparams.dropout={uniform: [0.5, 0.1]}", "low < high"),
+        (
+            "+members.convnet.hparams.separable={choice: [true, nope]}",
+            "separable must be true or false, got 'nope'",
+        ),
     ],
 )
 def test_every_candidate_of_a_space_is_validated_before_anything_runs(override, message):

@@ -407,6 +407,65 @@ def test_early_stopping_watches_the_configured_monitor(data):
         train(bad, data)
 
 
+@pytest.mark.parametrize(
+    "values, mode, settings, kept",
+    [
+        ([1.0, 0.5, 0.48, 0.6], "min", {}, 2),
+        ([1.0, 0.5, 0.48, 0.6], "min", {"min_delta": 0.05}, 1),
+        ([1.0, 0.5, 0.48, 0.6], "min", {"start_from_epoch": 3}, 3),
+        ([1.0, 0.5, 0.48, 0.6], "min", {"start_from_epoch": 4}, None),
+        ([0.5, 0.7, 0.7, 0.6], "max", {}, 1),
+        ([float("nan"), 0.5], "min", {}, 0),
+        ([0.5, float("nan"), 0.4], "min", {}, 2),
+    ],
+)
+def test_kept_epoch_applies_keras_early_stopping_rules(values, mode, settings, kept):
+    from models.training import kept_epoch
+
+    assert kept_epoch(values, mode, **settings) == kept
+
+
+def test_kept_epoch_is_the_epoch_keras_early_stopping_restores(data):
+    """Against the real callback, with patience that never runs out: Keras restores its best
+    epoch at the end of training all the same, and kept_epoch names that epoch."""
+    import keras
+
+    from models.training import compile_model, kept_epoch
+
+    X, y, _ = data
+    flip = np.random.default_rng(3).random(len(y)) < 0.25  # noisy labels: a bumpy val_loss
+    cases = [
+        {},
+        {"min_delta": 0.06},
+        {"start_from_epoch": 1},
+        {"start_from_epoch": 3},
+        {"start_from_epoch": 20},
+        {"baseline": 0.1},
+        {"monitor": "val_accuracy", "mode": "max", "min_delta": 0.15},
+    ]
+    cases = [{"monitor": "val_loss", "mode": "min", **case} for case in cases]
+    stops = [
+        keras.callbacks.EarlyStopping(patience=100, restore_best_weights=True, **case)
+        for case in cases
+    ]
+    options = TrainingOptions(learning_rate=0.1, optimizer={"name": "sgd", "momentum": 0.9})
+    model = compile_model(mlp(BINARY), BINARY, options, n_train_rows=len(X))
+    history = model.fit(
+        X,
+        y,
+        validation_data=(X, np.where(flip, 1 - y, y)),
+        epochs=12,
+        batch_size=8,
+        verbose=0,
+        callbacks=stops,
+    ).history
+    restored = [s.best_epoch if s.best_weights is not None else None for s in stops]
+    assert len(set(restored)) > 2, "the cases should keep different epochs"
+    for case, keras_kept in zip(cases, restored, strict=True):
+        watched = {k: case[k] for k in ("min_delta", "start_from_epoch") if k in case}
+        assert kept_epoch(history[case["monitor"]], case["mode"], **watched) == keras_kept, case
+
+
 @pytest.mark.parametrize("terminate", [True, False])
 def test_terminate_on_nan_stops_a_run_whose_loss_goes_nan(terminate, data):
     X, y, _ = data
