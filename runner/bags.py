@@ -81,6 +81,7 @@ def assemble(
         "table_columns": list(data.input_spec.feature_names or ())
         if data.input_spec.table
         else None,
+        "classes": None if data.task.labels is None else list(data.task.labels),
     }
     latency = [r.fit.get("predict_ms_per_1000") for r in folds]
     if None not in latency:  # the bag predicts with every fold's model

@@ -253,7 +253,11 @@ def _inputs(client, run_id: str, tmp: str) -> tuple[int | list[str] | None, list
     """What a member recorded of its input (the pyfunc model's signature: the table's
     columns, or the feature count) and the names of its classes."""
     info = json.loads(Path(client.download_artifacts(run_id, MEMBER_INFO, tmp)).read_text())
-    return info.get("table_columns") or info.get("n_features"), info.get("classes")
+    classes = info.get("classes")
+    if classes is None and info.get("fold_runs"):  # a bag assembled before it kept them
+        fold = Path(client.download_artifacts(info["fold_runs"][0], MEMBER_INFO, f"{tmp}/fold"))
+        classes = json.loads(fold.read_text()).get("classes")
+    return info.get("table_columns") or info.get("n_features"), classes
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -180,6 +180,38 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    """The resolved config a sweep's parent run recorded, or None (a sweep started before
+    configs were recorded)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, RESOLVED_CONFIG, tmp)
+        except Exception:
+            return None
+        return json.loads(Path(path).read_text())
+
+
+def _already_finished(client: MlflowClient, parent: Any, spec: RunSpec) -> Exception:
+    """What to raise for a sweep id whose sweep finished: nothing to do with its config
+    (SweepAlreadyFinished); with another config, a ResumeError naming the keys that changed
+    (the edit would otherwise be silently skipped, say by a nightly job reusing its id)."""
+    sweep = parent.data.tags[SWEEP]
+    recorded = recorded_config(client, parent.info.run_id)
+    changed = config_changes(recorded, spec.resolved) if recorded is not None else {}
+    if changed:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        return ResumeError(
+            f"sweep {sweep} of {spec.experiment!r} already finished with another config "
+            f"({listed[:1000]}); start a new sweep (another runner.sweep_id) to run this one"
+        )
+    return SweepAlreadyFinished(
+        f"sweep {sweep} of {spec.experiment!r} already finished (parent run "
+        f"{parent.info.run_id}); nothing to do"
+    )
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -335,14 +367,9 @@ class RunTree:
     def _check_config(self, parent: Any) -> None:
         """A resume must run the config the sweep started with: ResumeError naming the keys
         that changed, unless ``runner.resume=force`` (then recorded on the parent)."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = self.client.download_artifacts(parent.info.run_id, RESOLVED_CONFIG, tmp)
-            except Exception:  # a sweep started before configs were recorded
-                return
-            recorded = json.loads(Path(path).read_text())
+        recorded = recorded_config(self.client, parent.info.run_id)
+        if recorded is None:  # a sweep started before configs were recorded
+            return
         changed = config_changes(recorded, self.spec.resolved)
         if not changed:
             return
@@ -381,10 +408,7 @@ class RunTree:
             f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
         ):
             if run.info.status == "FINISHED":
-                raise SweepAlreadyFinished(
-                    f"sweep {spec.sweep_id} of {spec.experiment!r} already finished "
-                    f"(parent run {run.info.run_id}); nothing to do"
-                )
+                raise _already_finished(client, run, spec)
 
     @property
     def resumed(self) -> bool:
@@ -440,10 +464,7 @@ class RunTree:
             return None
         parent = runs[0]
         if parent.info.status == "FINISHED":
-            raise SweepAlreadyFinished(
-                f"sweep {parent.data.tags[SWEEP]} of {spec.experiment!r} already finished "
-                f"(parent run {parent.info.run_id}); nothing to do"
-            )
+            raise _already_finished(self.client, parent, spec)
         return parent
 
     def _attach(self, parent: Any, fingerprint: str) -> None:
@@ -461,6 +482,8 @@ class RunTree:
         self._open = {self.parent_run_id}
         if parent.info.status != "RUNNING":
             self.client.update_run(self.parent_run_id, status="RUNNING")
+        if ERROR in parent.data.tags:  # why an earlier attempt stopped: not this one's
+            self.client.delete_tag(self.parent_run_id, ERROR)
         hashes = {m.name: m.config_hash for m in self.spec.all_members()}
         children = self.client.search_runs(
             [self.experiment_id],
@@ -673,6 +696,8 @@ class RunTree:
             self.bags[member.name] = run_id
         elif run_id not in self._open:
             self.client.update_run(run_id, status="RUNNING")
+            with contextlib.suppress(Exception):  # tagged only if an attempt stopped in it
+                self.client.delete_tag(run_id, ERROR)
             self._open.add(run_id)
         return run_id
 

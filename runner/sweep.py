@@ -637,7 +637,9 @@ def _run(
         cause = store_error(err)
         if cause is None:
             raise
-        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        first = (str(cause).strip().splitlines() or [""])[0]
+        if len(first) > 300:  # cut between words
+            first = first[:300].rsplit(" ", 1)[0] + " ..."
         raise StoreFailed(
             f"the tracking store failed mid-sweep ({type(cause).__name__}: {first}); what "
             f"finished is kept in Tune's storage ({spec.storage_path}); resume with "

@@ -16,7 +16,14 @@ from test_spec import spec_of
 from test_tabular import CLASSES, made_table
 
 import models
-from helpers import INFRA_MEMBERS, read_summary, run_cli, serve_elsewhere, start_cli
+from helpers import (
+    INFRA_MEMBERS,
+    read_summary,
+    run_cli,
+    run_ensembles_cli,
+    serve_elsewhere,
+    start_cli,
+)
 from models.bag import Bag
 from models.store import ArtifactError
 from models.training import TrainingOptions
@@ -165,6 +172,21 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
         test = npz["test"]
     assert pred.shape == test.shape and np.isfinite(pred).all()
     np.testing.assert_allclose(pred[2:], test[2:], rtol=1e-4, atol=1e-5)
+    # ensembled again from MLflow, the bagged members' model names its classes too
+    again = run_ensembles_cli(tmp_path, "experiment=tabular", "method=greedy", f"tracking_uri={db}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    import mlflow
+
+    (latest,) = client.search_runs(
+        [summary["experiment_id"]],
+        "tags.`runner.role` = 'ensemble'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    folder = client.download_artifacts(latest.info.run_id, "model", str(tmp_path / "again"))
+    model = mlflow.pyfunc.load_model(folder)
+    assert latest.info.run_id != ens["run_id"]
+    assert model.metadata.metadata["classes"] == summary["data"]["classes"]
 
 
 @pytest.mark.slow

@@ -110,6 +110,7 @@ def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
     assert done.returncode == 0, done.stderr[-3000:]
     tags = client.get_run(parent.info.run_id).data.tags
     assert tags["runner.resume_forced"] == "training.batch_size: 32 -> 16"
+    assert "runner.error" not in tags  # the first attempt's reason is not the finished sweep's
     summary = read_summary(workdir / "out")
     assert summary["parent_run_id"] == parent.info.run_id
     assert all(m["status"] == "FINISHED" for m in summary["members"])

@@ -89,6 +89,12 @@ def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
 
     again = run_cli(workdir, "+experiment=quickstart", *args)
     assert again.returncode == 0 and "already finished" in again.stdout
+    # the same id with an edited config is no silent "nothing to do": it names the change
+    edited = run_cli(workdir, "+experiment=quickstart", *args, "members.logistic.hparams.C=5.0")
+    assert edited.returncode == 2, edited.stderr[-3000:]
+    (line,) = [x for x in edited.stderr.splitlines() if x.strip()]
+    assert line.startswith("error: sweep nightly-7 of 'quickstart' already finished with another")
+    assert "members.logistic.hparams.C: 0.5 -> 5.0" in line and "start a new sweep" in line
     assert (
         len([r for r in sweep_runs(db, "nightly-7") if r.data.tags["runner.role"] == "sweep"]) == 1
     )
