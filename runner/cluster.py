@@ -38,6 +38,21 @@ def check_reachable(address: str, timeout: float) -> None:
         ) from None
 
 
+def _auto_address() -> str:
+    """``cluster.address=auto``: ``RAY_ADDRESS``, else the cluster ``ray start`` last
+    started on this machine; never Ray's fallback of any Ray process it finds running (the
+    private instance of another user's sweep)."""
+    from ray._private.services import find_bootstrap_address
+
+    address = os.environ.get("RAY_ADDRESS") or find_bootstrap_address(None)
+    if not address or address == "auto":
+        raise ClusterError(
+            "cluster.address=auto found no cluster: RAY_ADDRESS is unset and `ray start` "
+            "started none on this machine; start one or pass cluster.address=HOST:PORT"
+        )
+    return address
+
+
 def _package_dirs() -> list[str]:
     """The project's packages, shipped to cluster workers that may not have them installed."""
     import ensembles
@@ -80,18 +95,25 @@ def ray_session(
         client = spec.address.startswith("ray://")
         if client:  # the sweep runs on the head; its output comes back through Ray's logs
             common["log_to_driver"] = True
-        if spec.address != "auto":
-            check_reachable(spec.address, spec.connect_timeout)
+        address = _auto_address() if spec.address == "auto" else spec.address
+        check_reachable(address, spec.connect_timeout)
         try:
             ray.init(
-                address=spec.address,
+                address=address,
                 runtime_env={"env_vars": WORKER_ENV, "py_modules": _package_dirs()},
                 **common,
             )
         except (ConnectionError, RuntimeError) as err:
+            hint = (
+                "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
+                "(and its token) here"
+                if "RAY_AUTH_MODE" not in os.environ
+                else ""
+            )
             raise ClusterError(
-                f"cannot attach to Ray at cluster.address={spec.address!r}: "
-                f"{str(err).splitlines()[0]}"
+                f"cannot attach to Ray at cluster.address={spec.address!r}"
+                f"{f' ({address})' if address != spec.address else ''}: "
+                f"{str(err).splitlines()[0]}{hint}"
             ) from None
     from runner import signals
 

@@ -81,6 +81,25 @@ def test_unreachable_cluster_exits_before_any_mlflow_run(workdir):
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_auto_resolves_its_address_and_checks_it_like_any_other(workdir, monkeypatch):
+    # RAY_ADDRESS (or the cluster `ray start` left on record) is probed within the timeout;
+    # Ray's own lookup waited minutes on a dead address, or took any Ray process it found
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster=address",
+        "cluster.address=auto",
+        "cluster.connect_timeout=1",
+        f"runner.storage_path={workdir}",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cluster.address '127.0.0.1:9' is unreachable within 1s")
+    assert not (workdir / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_four_members_share_one_declared_gpu(workdir):
     """Ray on this CPU machine is told it has one GPU; four members at 0.25 GPU each run
