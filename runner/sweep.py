@@ -507,6 +507,9 @@ def run(
     return _run(spec, data, stage_data or {}, start, lease)
 
 
+CANCEL_SECONDS = 60.0  # how long a stopped Ray Client sweep may take to end its runs
+
+
 def _run_on_head(
     spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], start: float
 ) -> dict[str, Any]:
@@ -524,7 +527,14 @@ def _run_on_head(
     task = ray.remote(num_cpus=0)(_run_in_scratch).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
     )
-    summary = ray.get(task.remote(spec, data, stage_data))
+    ref = task.remote(spec, data, stage_data)
+    try:
+        summary = ray.get(ref)
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM here: the sweep on the head stops as one
+        ray.cancel(ref)  # raises KeyboardInterrupt in the task: its open runs end KILLED
+        with contextlib.suppress(Exception):
+            ray.get(ref, timeout=CANCEL_SECONDS)
+        raise
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     report.write_summary(summary, spec.output_dir)
     return summary

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
-from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli
+from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli
 from models.keras_runtime import gpu_memory_limit_mb
 from runner.cluster import ClusterError, _stop_monitor, check_reachable, ray_session
 from runner.spec import ClusterSpec, SpecError
@@ -240,3 +240,37 @@ def test_ray_client_address_runs_the_sweep_on_the_head(two_nodes, workdir, tmp_p
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
     assert sorted(r.data.tags["runner.role"] for r in runs).count("sweep") == 1
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_ray_client_sweep_on_the_head(two_nodes, workdir, tmp_path):
+    """The sweep runs as a task on the head: Ctrl+C on the client cancels it, and the runs it
+    had open end KILLED, as in a local sweep (it used to run on to FINISHED)."""
+    import signal
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    db = f"sqlite:///{workdir}/mlflow.db"
+    proc = start_cli(
+        workdir,
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        "training.epochs=200",
+        "cluster=address",
+        f"cluster.address={two_nodes.client_address}",
+        f"runner.storage_path={shared}",
+        f"tracking.uri={db}",
+        until="mlp (mlp) started",
+    )
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
+    assert parent.info.status == "KILLED"
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
