@@ -211,13 +211,17 @@ def _verbose(value: Any) -> int:
 
 
 def _check_writable_folder(where: str, path: Path) -> None:
-    """``path`` is a writable folder, made if missing (Tune would make it anyway)."""
+    """``path`` is a folder, or can be made as one: a folder can be made (and is removed
+    again) in its nearest existing ancestor. Leaves nothing behind."""
+    import tempfile
+
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".runner-check-", dir=existing))
     except OSError as err:
-        raise _fail(where, f"cannot make the folder {str(path)!r}: {err.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise _fail(where, f"the folder {str(path)!r} is not writable")
+        raise _fail(
+            where, f"cannot make the folder {str(path)!r} ({existing}: {err.strerror})"
+        ) from None
 
 
 def _number(where: str, value: Any, minimum: float) -> float:

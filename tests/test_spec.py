@@ -209,3 +209,7 @@ def test_a_storage_path_that_cannot_be_a_folder_is_refused(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(SpecError, match=r"runner.storage_path: cannot make the folder .*a-file"):
         spec_of(f"runner.storage_path={blocker}/results")
+    assert not [p for p in tmp_path.rglob("*") if p.name != "a-file" and not p.is_dir()]
+    assert not list(tmp_path.rglob(".runner-check-*")) and not list(tmp_path.rglob("results"))
+    with pytest.raises(SpecError, match=r"cannot make the folder '/proc/nope' \(/proc"):
+        spec_of("runner.storage_path=/proc/nope")
