@@ -6,6 +6,7 @@ Keras is imported inside functions, so importing this module stays Keras-free.
 
 from __future__ import annotations
 
+import uuid
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,8 +59,11 @@ def tensorboard_callback(log_dir: str | Path) -> keras.callbacks.Callback:
 
     class EpochScalars(keras.callbacks.Callback):
         def on_train_begin(self, logs: dict | None = None) -> None:
+            # tensorboardX names a file by the second it was opened: a second fit in the same
+            # folder within that second (transfer's fine-tuning phase) would overwrite it
+            suffix = f".{uuid.uuid4().hex[:8]}"
             self.writers = {
-                part: SummaryWriter(logdir=str(Path(log_dir) / part))
+                part: SummaryWriter(logdir=str(Path(log_dir) / part), filename_suffix=suffix)
                 for part in ("train", "validation")
             }
 
