@@ -311,7 +311,7 @@ def log_pyfunc(
                 code_paths=_code_paths(modules),
                 pip_requirements=_requirements(kinds),
                 signature=signature,
-                metadata=None if classes is None else {"classes": list(classes)},
+                metadata=_metadata(classes, inputs),
             )
         client.log_artifacts(run_id, str(saved), artifact_path)
     return f"runs:/{run_id}/{artifact_path}"
@@ -363,6 +363,17 @@ def _signature(inputs: Any, pred: Any) -> Any:
     # (n, features); the model itself takes any numbers, images or a frame (pyfunc_model)
     inferred = infer_signature(np.zeros((1, int(inputs)), dtype=np.float32), pred)
     return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
+
+
+def _metadata(classes: Sequence[str] | None, inputs: Any) -> dict[str, Any] | None:
+    """The model's metadata: the names of its probability columns, and for features (which
+    the signature leaves unchecked) how many each row has."""
+    out: dict[str, Any] = {}
+    if classes is not None:
+        out["classes"] = list(classes)
+    if isinstance(inputs, int):
+        out["n_features"] = inputs
+    return out or None
 
 
 def _code_paths(modules: set[str]) -> list[str]:

@@ -76,12 +76,12 @@ SERVE_IN_A_FRESH_PROCESS = """
 import sys, mlflow, numpy as np
 import pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
-inputs = model.metadata.get_input_schema().inputs
-if inputs[0].name is not None:  # table rows: every cell missing must still be served
-    X = pd.DataFrame({c.name: [None] * 5 for c in inputs})
-else:
-    n_features = inputs[0].shape[-1]
-    X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features)).astype("float32")
+schema = model.metadata.get_input_schema()
+if schema is not None:  # table rows: every cell missing must still be served
+    X = pd.DataFrame({c.name: [None] * 5 for c in schema.inputs})
+else:  # features, in the dtype a user has (the model takes any numbers)
+    n_features = model.metadata.metadata["n_features"]
+    X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features))
     X[1] *= 10.0  # raw values of another scale than the first row's
 pred = np.asarray(model.predict(X))
 assert pred.shape[0] == 5 and np.isfinite(pred).all(), pred
