@@ -104,11 +104,6 @@ class MemberCallback(Callback):
         self.completed = 0  # trials completed in this attempt
         self._due_submitted = False
 
-    @property
-    def store_failure(self) -> BaseException | None:
-        """The failure that stopped the writes, if any."""
-        return self.writer.failure
-
     def flush(self) -> None:
         """Wait for every write of the events so far; raise the failure that stopped them."""
         self.writer.flush()

@@ -25,6 +25,7 @@ from models.training import TrainingOptions, check_for_task
 from runner.contracts import TrialInput, import_modules
 from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
+from runner.folders import unmakeable_folder
 from runner.search import SearchSpec, split_domains
 
 TRACKING_KEYS = ("uri", "connect_timeout", "background_writes")
@@ -211,17 +212,10 @@ def _verbose(value: Any) -> int:
 
 
 def _check_writable_folder(where: str, path: Path) -> None:
-    """``path`` is a folder, or can be made as one: a folder can be made (and is removed
-    again) in its nearest existing ancestor. Leaves nothing behind."""
-    import tempfile
-
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".runner-check-", dir=existing))
-    except OSError as err:
-        raise _fail(
-            where, f"cannot make the folder {str(path)!r} ({existing}: {err.strerror})"
-        ) from None
+    """``path`` is a folder, or can be made as one."""
+    reason = unmakeable_folder(path)
+    if reason is not None:
+        raise _fail(where, f"cannot make the folder {str(path)!r} ({reason})")
 
 
 def _number(where: str, value: Any, minimum: float) -> float:

@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from runner.folders import unmakeable_folder
+
 SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "signature", "sig")
 
 
@@ -139,12 +141,8 @@ def _probe_server(uri: str, timeout: float, shown: str) -> None:
 
 def _probe_path(path: Path, shown: str, is_file: bool) -> None:
     path = path.expanduser()
-    folder = path.parent if is_file else path
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise StoreUnavailable(
-            f"tracking.uri {shown}: cannot create the store, {existing or folder} is not a "
-            "writable directory"
-        )
+    reason = unmakeable_folder(path.parent if is_file else path)
+    if reason is not None:
+        raise StoreUnavailable(f"tracking.uri {shown}: cannot create the store ({reason})")
     if is_file and path.exists() and not os.access(path, os.W_OK):
         raise StoreUnavailable(f"tracking.uri {shown}: the store file {path} is not writable")
