@@ -68,6 +68,17 @@ def _lease(spec: RunSpec) -> Lease | None:
     return Lease(path, spec.sweep_id, spec.lease_timeout)
 
 
+def _take_lease(spec: RunSpec) -> Lease | None:
+    """Acquire the sweep's lease (None where it is not leased here); raises LeaseHeld."""
+    lease = _lease(spec)
+    if lease is not None:
+        lease.acquire()
+        if lease.took_over and spec.verbose:
+            held = describe(lease.took_over)
+            print(f"taking over the stale lease of sweep {spec.sweep_id} ({held})", flush=True)
+    return lease
+
+
 def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
     """Take the sweep's lease, start (or attach to) Ray and run the sweep in it; return the
     summary. Raises LeaseHeld, before Ray starts, when another live driver runs the sweep."""
@@ -77,19 +88,20 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
         target=_prepare, args=(spec, ready), name="runner-prepare", daemon=True
     )
     preparing.start()
-    if not spec.fresh_sweep:  # an earlier attempt may have finished: then no Ray is needed
-        ready.wait()
-        from runner.runtree import RunTree
+    lease = _take_lease(spec) if spec.sweep_id else None  # a live driver: say so at once
+    try:
+        if not spec.fresh_sweep:  # an earlier attempt may have finished: then no Ray is needed
+            ready.wait()
+            from runner.runtree import RunTree
 
-        RunTree.check_not_finished(spec)
-        if not spec.sweep_id:  # runner.resume=true: the latest unfinished sweep's id
-            spec = replace(spec, sweep_id=RunTree.resumable_sweep_id(spec))
-    lease = _lease(spec)
-    if lease is not None:
-        lease.acquire()
-        if lease.took_over and spec.verbose:
-            held = describe(lease.took_over)
-            print(f"taking over the stale lease of sweep {spec.sweep_id} ({held})", flush=True)
+            RunTree.check_not_finished(spec)
+            if not spec.sweep_id:  # runner.resume=true: the latest unfinished sweep's id
+                spec = replace(spec, sweep_id=RunTree.resumable_sweep_id(spec))
+                lease = _take_lease(spec)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
     try:
         with ray_session(spec.cluster, spec.verbose, spec.storage_path):
             ready.wait()  # before the tracker opens the store: two migrations would collide
