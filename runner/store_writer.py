@@ -23,6 +23,7 @@ from runner.errors import store_error
 log = logging.getLogger(__name__)
 
 WRITER_THREAD = "runner-mlflow-writer"
+BACKLOG = 1000  # writes waiting at most: past it, Tune's loop waits for the store (memory bound)
 
 
 def background_by_default(uri: str) -> bool:
@@ -38,8 +39,9 @@ def background_by_default(uri: str) -> bool:
 class StoreWriter:
     """Performs submitted writes in order, in a thread or at once; keeps the first failure."""
 
-    def __init__(self, background: bool) -> None:
+    def __init__(self, background: bool, backlog: int = BACKLOG) -> None:
         self.background = background
+        self.backlog = backlog
         self.failure: BaseException | None = None
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
@@ -51,14 +53,16 @@ class StoreWriter:
 
     # Tune pickles its callbacks, which hold this writer: a copy starts with no thread
     def __getstate__(self) -> dict[str, Any]:
-        return {"background": self.background}
+        return {"background": self.background, "backlog": self.backlog}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["background"])  # type: ignore[misc]
+        self.__init__(state["background"], state["backlog"])  # type: ignore[misc]
 
     def submit(self, write: Callable[..., Any], *args: Any) -> None:
         """Perform ``write(*args)`` after every write submitted before it. At once (not in a
-        thread), a failure that is not the store's is raised to the caller, as any bug."""
+        thread), a failure that is not the store's is raised to the caller, as any bug. With
+        ``backlog`` writes waiting, waits until the thread has done one: a store slower than
+        the trials holds Tune back instead of piling up writes in the driver's memory."""
         if self.failure is not None or self._dropping:
             return
         if not self.background:
@@ -68,8 +72,14 @@ class StoreWriter:
             self._thread = threading.Thread(target=self._loop, name=WRITER_THREAD, daemon=True)
             self._thread.start()
         with self._idle:
+            self._idle.wait_for(self._has_room)
+            if self.failure is not None or self._dropping:
+                return
             self._unfinished += 1
         self._queue.put((write, args))
+
+    def _has_room(self) -> bool:
+        return self._unfinished < self.backlog or self.failure is not None or self._dropping
 
     def _perform(self, write: Callable[..., Any], args: tuple[Any, ...], raise_bugs: bool) -> None:
         """One write. The store's failure stops the writing; any other error is the write's
@@ -95,8 +105,7 @@ class StoreWriter:
             finally:
                 with self._idle:
                     self._unfinished -= 1
-                    if self._unfinished == 0:
-                        self._idle.notify_all()
+                    self._idle.notify_all()
 
     def flush(self) -> None:
         """Wait until every write submitted so far is done; raise the first failure."""

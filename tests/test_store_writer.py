@@ -34,6 +34,35 @@ def test_background_writes_happen_in_order_in_one_thread_and_flush_waits_for_the
     writer.close()
 
 
+def test_submit_waits_while_the_backlog_is_full_and_not_after_a_failure():
+    writer = StoreWriter(background=True, backlog=3)
+    gate = threading.Event()
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        gate.wait()
+        if i == 4:
+            raise MlflowException("API request failed: connection refused")
+        done.append(i)
+
+    for i in range(3):
+        writer.submit(write, i)
+    fourth = threading.Thread(target=writer.submit, args=(write, 3))
+    fourth.start()
+    fourth.join(0.5)
+    assert fourth.is_alive()  # three writes wait: the fourth waits for room
+    gate.set()
+    fourth.join(5)
+    assert not fourth.is_alive()
+    for i in range(4, 10):  # the fifth write fails the store: nothing waits on room after it
+        writer.submit(write, i)
+    with pytest.raises(MlflowException):
+        writer.flush()
+    assert done == [0, 1, 2, 3]
+    writer.close()
+    assert pickle.loads(pickle.dumps(writer)).backlog == 3
+
+
 def test_a_store_failure_stops_the_writes_and_is_raised_by_flush():
     writer = StoreWriter(background=True)
     done: list[int] = []
