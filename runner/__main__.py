@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from runner.hydra_errors import job_started, run_holding_stderr
+from runner.hydra_errors import job_started, redact_saved_config, run_holding_stderr
 
 if TYPE_CHECKING:
     from runner.data import Dataset
@@ -113,8 +113,9 @@ def _bagged(data: Dataset, folds: int, seed: int) -> Dataset:
 
 
 def _probe_store(spec: RunSpec) -> None:
-    """The MLflow store answers and can be written, within tracking.connect_timeout; with a
-    Ray Client address the sweep writes from the head, which this machine cannot probe."""
+    """The MLflow store answers and can be written, and Tune's storage URI (if a URI)
+    answers, within tracking.connect_timeout; with a Ray Client address the sweep writes
+    from the head, which this machine cannot probe."""
     from runner.spec import SpecError
     from runner.store_probe import StoreUnavailable, probe, redact_uri
 
@@ -124,6 +125,13 @@ def _probe_store(spec: RunSpec) -> None:
         probe(spec.tracking_uri, spec.tracking_timeout, redact_uri(spec.tracking_uri))
     except StoreUnavailable as err:
         raise SpecError(str(err)) from None
+    if "://" in spec.storage_path:
+        from runner.storage_probe import StorageUnavailable, probe_storage
+
+        try:
+            probe_storage(spec.storage_path, spec.tracking_timeout)
+        except StorageUnavailable as err:
+            raise SpecError(str(err)) from None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -139,6 +147,8 @@ def _main(cfg: DictConfig) -> None:
     )
 
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is not None:
+        redact_saved_config(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     experiment = hydra_cfg.runtime.choices.get("experiment")
     if experiment is None and not cfg.get("experiment_name"):
         _fail(f"no experiment selected; pass +experiment=NAME, one of: {known_experiments()}")

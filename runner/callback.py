@@ -104,6 +104,11 @@ class MemberCallback(Callback):
         self.completed = 0  # trials completed in this attempt
         self._due_submitted = False
 
+    # Tune pickles its callbacks into tuner.pkl, and a resume replaces them with live ones:
+    # the copy leaves out the run tree (the store's URI, with any password in it)
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "tree": None, "held": None}
+
     def flush(self) -> None:
         """Wait for every write of the events so far; raise the failure that stopped them."""
         self.writer.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
@@ -92,6 +93,16 @@ def job_started() -> None:
     held = sys.stderr
     if isinstance(held, HeldStderr):
         held.release()
+
+
+def redact_saved_config(folder: Path) -> None:
+    """Mask URI passwords in the config files Hydra saved for the job (``.hydra/*.yaml``): a
+    tracking URI given with its password would otherwise sit in every run's output folder."""
+    for path in sorted(folder.glob("*.yaml")):
+        text = path.read_text()
+        redacted = redact_credentials(text)
+        if redacted != text:
+            path.write_text(redacted)
 
 
 def run_holding_stderr(main: Callable[[], Any]) -> None:

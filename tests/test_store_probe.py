@@ -91,3 +91,27 @@ def test_a_database_uri_whose_driver_is_missing_fails_in_one_line_without_its_pa
 def test_a_file_store_is_refused_as_mlflow_refuses_it(workdir, tmp_path):
     done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri=file://{tmp_path}/mlruns")
     assert "MLflow refuses file stores (maintenance mode)" in _one_error_line(done)
+
+
+@pytest.mark.parametrize(
+    ("storage", "said"),
+    [
+        ("nosuch://bucket/x", "Unrecognized filesystem type"),
+        ("s3://bucket/x?endpoint_override=127.0.0.1:9&scheme=http", "Could not connect"),
+    ],
+)
+def test_a_storage_uri_that_cannot_be_used_fails_in_one_line_before_ray(workdir, storage, said):
+    done = run_cli(workdir, "+experiment=quickstart", f"runner.storage_path='{storage}'")
+    line = _one_error_line(done)
+    assert line.startswith(f"error: runner.storage_path {storage}: ") and said in line
+    assert not (workdir / "mlruns").exists() and not list(workdir.glob("*.db"))
+
+
+def test_probe_storage_refuses_a_file_and_accepts_a_folder_to_be(tmp_path):
+    from runner.storage_probe import StorageUnavailable, probe_storage
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StorageUnavailable, match="is a file, not a folder"):
+        probe_storage(f"file://{tmp_path / 'a-file'}", timeout=5)
+    probe_storage(f"file://{tmp_path / 'new' / 'folder'}", timeout=5)
+    assert not (tmp_path / "new").exists()

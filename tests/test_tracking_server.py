@@ -226,3 +226,28 @@ def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_
     assert not [r for r in runs if r.info.status == "RUNNING"]
     (parent,) = [r for r in runs if r.data.tags["runner.role"] == "sweep"]
     assert parent.info.status == "FINISHED" and parent.info.run_id == summary["parent_run_id"]
+
+
+@pytest.mark.slow
+def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(postgres, workdir):
+    secret = "pw-s3cret-42"
+    uri = postgres.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        f"tracking.uri={uri}",
+        *INFRA_MEMBERS,
+        "training.epochs=2",
+        f"runner.storage_path={workdir / 'tune'}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert secret not in done.stdout + done.stderr
+    assert (workdir / "out" / ".hydra" / "overrides.yaml").is_file()
+    assert (workdir / "tune").is_dir()
+    holding = [
+        str(path.relative_to(workdir))
+        for path in workdir.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+    assert holding == []
