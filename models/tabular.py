@@ -7,7 +7,8 @@ unseen categories, columns in any order, extra columns) and never crashes on the
 What it does, per column of the training rows:
 
 - numbers: the median fills missing values; a 0/1 missing indicator follows a column that
-  had missing values in training;
+  had missing values in training; text that is at least 90% numbers ("1,234.5", "$12.50")
+  is numbers, its other cells ("?", "unknown") missing;
 - booleans: 0/1, missing as a number (filled and flagged like numbers);
 - datetimes (datetime dtype, or text that parses as dates): year, month, day, weekday, hour
   and days since 1970, as numbers;
@@ -19,11 +20,15 @@ What it does, per column of the training rows:
   value; unseen values get 0);
 - dropped, with a note: columns that are constant or empty in training, and ID-like columns
   (text distinct on every row; whole numbers distinct on every row that count 1, 2, 3, ...
-  or sit in a column named like an ID: id, user_id, index, Unnamed: 0).
+  or sit in a column named like an ID: id, user_id, PassengerId, index, Unnamed: 0).
+
+A served model reads what it cannot parse (text in a numeric column, a date that is no date)
+as missing; ``unreadable`` says which cells those are, for the served model to warn about.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +42,25 @@ ENCODINGS = ("onehot", "ordinal")
 MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
+DATE_TEXT = r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
+# a number as text: sign, currency symbol, thousands commas, decimals, exponent
+NUMBER_TEXT = re.compile(
+    r"^(?P<sign>[+-]?)[$€£¥]?\s*"
+    r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥]?$"
+)
+NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 
 
 def _named_like_an_id(name: str) -> bool:
-    """Whether a column's name says it numbers rows (id, ID, user_id, Unnamed: 0, index)."""
-    low = name.strip().lower()
+    """Whether a column's name says it numbers rows (id, ID, user_id, PassengerId,
+    CustomerID, Unnamed: 0, index)."""
+    name = name.strip()
+    low = name.lower()
     names = ("id", "index", "row", "rowid", "rownames", "row_names", "unnamed: 0")
-    return low in names or low.endswith(("_id", " id"))
+    if low in names or low.endswith(("_id", " id", "-id", ".id")):
+        return True
+    return re.search(r"[a-z0-9](Id|ID)$", name) is not None  # camel case: PassengerId
 
 
 def is_table(X: Any) -> bool:
@@ -73,8 +89,8 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
     if present.empty or not all(isinstance(v, str) for v in present.head(50)):
         return None
     sample = present.head(200)
-    if not sample.str.contains(r"\d{1,4}[-/.]\d{1,2}", regex=True).all():
-        return None  # dates have a digit group, a separator and another digit group
+    if not sample.str.contains(DATE_TEXT, regex=True).all():
+        return None  # dates have a year: 2024-03-05, 05/03/2024, 5.3.24 (not 3/5 or 1.5)
     parsed = pd.to_datetime(sample, utc=True, errors="coerce", format="mixed")
     if parsed.notna().mean() < 0.95:
         return None
@@ -96,7 +112,8 @@ def _date_parts(dates: pd.Series) -> np.ndarray:
         dates.dt.day,
         dates.dt.weekday,
         dates.dt.hour,
-        (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds() / 86400.0,
+        # the epoch in the dates' own unit: in nanoseconds, 9999-12-31 would not fit
+        (dates - pd.Timestamp(0, tz="UTC").as_unit(dates.dt.unit)).dt.total_seconds() / 86400.0,
     ]
     return np.column_stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts])
 
@@ -172,12 +189,13 @@ class TablePrep:
         self.min_count = min_count
         self.columns: list[Column] = []
         self.dropped: dict[str, str] = {}
+        self.notes: dict[str, str] = {}  # how fitting read a column, worth telling (not saved)
 
     # ------------------------------------------------------------------------------ fit
 
     def fit(self, frame: pd.DataFrame) -> TablePrep:
         """Learn each column's treatment from the training rows ``frame``."""
-        self.columns, self.dropped = [], {}
+        self.columns, self.dropped, self.notes = [], {}, {}
         n = len(frame)
         for raw_name in frame.columns:
             name, values = str(raw_name), frame[raw_name]
@@ -220,6 +238,10 @@ class TablePrep:
             finite = numbers[np.isfinite(numbers)]
             median = float(finite.median()) if len(finite) else 0.0
             return Column(name, "numeric", [median], missing)
+        if _is_text(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+            column = self._numeric_text(name, present, missing)
+            if column is not None:
+                return column
         dates = _as_dates(values)
         if dates is not None:
             parts = _date_parts(dates)
@@ -238,6 +260,23 @@ class TablePrep:
             return Column(name, "category", categories=[*kept, RARE])
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
+
+    def _numeric_text(self, name: str, present: pd.Series, missing: bool) -> Column | None:
+        """A text column of numbers ("1,234", "$12.50") with a few placeholders ("?",
+        "unknown") as numbers, the placeholders missing; None when it is not one."""
+        numbers = _numbers(present)
+        read = numbers.notna()
+        if read.sum() < 2 or read.mean() < NUMERIC_TEXT_SHARE:
+            return None
+        unread = present[~read]
+        if len(unread):
+            shown = ", ".join(repr(str(v)) for v in unread.value_counts().index[:3])
+            self.notes[name] = (
+                f"read as numbers; {len(unread)} cell(s) that are not ({shown}) are missing"
+            )
+        finite = numbers[np.isfinite(numbers)]
+        median = float(finite.median()) if len(finite) else 0.0
+        return Column(name, "numeric", [median], missing or bool(len(unread)))
 
     # ------------------------------------------------------------------------ transform
 
@@ -259,13 +298,28 @@ class TablePrep:
         out = np.hstack(blocks) if blocks else np.zeros((n, 0))
         return out.astype(np.float32, copy=False)
 
+    def unreadable(self, frame: pd.DataFrame) -> dict[str, tuple[int, str]]:
+        """Per numeric or date column of ``frame``: how many cells hold something that is
+        not a number (or a date) and one of them; ``transform`` reads such cells as missing,
+        which a served model should say."""
+        frame = frame.rename(columns=str)
+        out: dict[str, tuple[int, str]] = {}
+        for col in self.columns:
+            if col.kind not in ("numeric", "date") or col.name not in frame.columns:
+                continue
+            values = frame[col.name].reset_index(drop=True)
+            read = _numbers(values) if col.kind == "numeric" else _to_dates(values)
+            bad = values.notna() & read.isna()
+            if bad.any():
+                out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
+        return out
+
     def _encode(self, col: Column, values: pd.Series, n: int) -> np.ndarray:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
                 parts = _date_parts(_to_dates(values))
             else:
-                as_float = pd.to_numeric(values.map(_number), errors="coerce")
-                parts = as_float.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
+                parts = _numbers(values).to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
             bad = ~np.isfinite(parts)
             filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
             flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
@@ -335,12 +389,27 @@ class TablePrep:
 
 
 def _number(value: Any) -> Any:
-    """Booleans (also as text) to 0/1 so boolean columns read as numbers; the rest unchanged."""
+    """Booleans (also as text) to 0/1 and numbers written as text ("1,234.5", "$12.50",
+    " 7 ") to floats, so such columns read as numbers; the rest unchanged."""
     if isinstance(value, (bool, np.bool_)):
         return float(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return float(value.strip().lower() == "true")
-    return value
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return float(text.lower() == "true")
+    match = NUMBER_TEXT.match(text)
+    if match is None:
+        return value
+    try:
+        return float(match["sign"] + match["digits"].replace(",", ""))
+    except ValueError:  # no digit before the exponent ("e5"), or none at all ("$")
+        return value
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """Cells as float64 numbers, as ``_number`` reads them; anything else is missing."""
+    return pd.to_numeric(values.map(_number), errors="coerce").astype(np.float64)
 
 
 @dataclass

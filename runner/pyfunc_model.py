@@ -143,15 +143,22 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         columns the members were fitted on is there (MLflow's signature check has dropped
         any other column by now), a warning naming those that are missing (they are read as
         missing values)."""
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         wanted = list(dict.fromkeys(n for m in self.members.values() for n in m.input_names))
+        if isinstance(model_input, pd.Series):  # one row, indexed by column name
+            model_input = model_input.to_frame().T
+        if isinstance(model_input, np.ndarray):
+            raise ValueError(
+                f"this model takes table rows: pass a pandas DataFrame with the columns "
+                f"{_names(wanted)}, got a numpy array of shape {model_input.shape}"
+            )
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         have = {str(c) for c in frame.columns}
         missing = [n for n in wanted if n not in have]
         if wanted and len(missing) == len(wanted):
             raise ValueError(
                 f"none of the {len(wanted)} columns the members were fitted on is in the input "
-                f"(got {_names(frame.columns) or 'none of them'}); pass a DataFrame with the "
-                f"columns {_names(wanted)}"
+                f"(got {_names(frame.columns) or 'no named column: a numpy array has none'}); "
+                f"pass a pandas DataFrame with the columns {_names(wanted)}"
             )
         if missing:
             import warnings
@@ -159,6 +166,23 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             warnings.warn(
                 f"the input lacks {len(missing)} column(s) the members were fitted on, read as "
                 f"missing values: {_names(missing)}",
+                UserWarning,
+                stacklevel=3,
+            )
+        unread: dict[str, tuple[int, str]] = {}
+        for member in self.members.values():
+            if member.prep is not None:
+                unread.update(member.prep.unreadable(frame))
+        if unread:
+            import warnings
+
+            said = "; ".join(
+                f"{name}: {count} cell(s) such as {example!r}"
+                for name, (count, example) in unread.items()
+            )
+            warnings.warn(
+                f"cells that are not numbers or dates where the members read them are read as "
+                f"missing values: {said}",
                 UserWarning,
                 stacklevel=3,
             )

@@ -239,6 +239,19 @@ with warnings.catch_warnings(record=True) as caught:  # a missing column is read
     assert np.isfinite(np.asarray(model.predict(rows.drop(columns=["island"])))).all()
 said = [str(w.message) for w in caught if "lacks 1 column(s)" in str(w.message)]
 assert said and said[0].endswith("read as missing values: island"), said
+odd = rows.astype({"bill_length_mm": object})
+odd.loc[3, "bill_length_mm"] = "n/a"  # text where the members read numbers
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert np.isfinite(np.asarray(model.predict(odd))).all()
+said = [str(w.message) for w in caught]
+assert any("bill_length_mm: 1 cell(s) such as 'n/a'" in w for w in said), said
+try:  # a numpy array has no column names: say what to pass
+    model.predict(rows.to_numpy())
+except Exception as err:
+    assert "pass a pandas DataFrame with the columns" in str(err), err
+else:
+    raise AssertionError("a numpy array was served")
 try:  # no column the members know: one line naming theirs
     model.predict(pd.DataFrame({"Island": ["Dream"], "foo": [1.0]}))
 except Exception as err:
@@ -317,7 +330,9 @@ def test_the_tabular_experiment_regresses_penguin_mass_in_grams_and_serves_raw_r
     assert "classes None" in serve_raw_rows(summary, db, "body_mass_g", tmp_path)
 
 
-@pytest.mark.parametrize("name", ["id", "user_id", "rownames", "Unnamed: 0"])
+@pytest.mark.parametrize(
+    "name", ["id", "user_id", "rownames", "Unnamed: 0", "PassengerId", "CustomerID", "order-id"]
+)
 def test_a_shuffled_row_number_named_like_an_id_is_dropped(name):
     rng = np.random.default_rng(0)
     rows = rng.permutation(np.arange(1, 201))[:120]  # a split keeps some row numbers
@@ -325,6 +340,38 @@ def test_a_shuffled_row_number_named_like_an_id_is_dropped(name):
     prep = TablePrep().fit(frame)
     assert name in prep.dropped and prep.feature_names == ("x",)
     assert TablePrep().fit(frame.rename(columns={name: "weight"})).feature_names[0] == "weight"
+    assert TablePrep().fit(frame.rename(columns={name: "paid"})).feature_names[0] == "paid"
+
+
+def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
+    rng = np.random.default_rng(5)
+    x = rng.normal(1000, 300, 400)
+    text = [f"${v:,.2f}" for v in x]  # "$1,234.56"
+    for i in range(0, 400, 25):
+        text[i] = "?" if i % 50 else "unknown"
+    prep = TablePrep("onehot").fit(pd.DataFrame({"price": text, "z": rng.normal(size=400)}))
+    assert prep.feature_names == ("price", "price:missing", "z")
+    assert "16 cell(s)" in prep.notes["price"] and "'?'" in prep.notes["price"]
+    served = prep.transform(pd.DataFrame({"price": ["$12.50", "1,234", 99, "?"], "z": 0.0}))
+    np.testing.assert_allclose(served[:3, 0], [12.5, 1234, 99])
+    np.testing.assert_array_equal(served[:, 1], [0, 0, 0, 1])
+    assert prep.unreadable(pd.DataFrame({"price": ["n/a", "7", None, "n/a"]})) == {
+        "price": (2, "n/a")
+    }
+    # a column of codes and words in equal measure stays categories
+    codes = TablePrep().fit(pd.DataFrame({"c": rng.choice(["1", "2", "n/a"], 300)}))
+    assert codes.columns[0].kind == "category"
+
+
+def test_dates_far_in_the_future_are_read_and_ratings_are_not_dates():
+    rng = np.random.default_rng(6)
+    until = rng.choice(["2024-01-31", "2025-06-30", "9999-12-31"], 100)
+    rating = rng.choice(["3/5", "4/5", "5/5", "1/5"], 100)
+    prep = TablePrep("onehot").fit(pd.DataFrame({"until": until, "rating": rating}))
+    assert [c.kind for c in prep.columns] == ["date", "category"]
+    got = prep.transform(pd.DataFrame({"until": ["9999-12-31", "3000-01-01"], "rating": "3/5"}))
+    assert got[0, prep.feature_names.index("until:year")] == 9999
+    assert got[1, prep.feature_names.index("until:year")] == 3000
 
 
 def test_a_text_column_of_numbers_matches_them_served_as_numbers():

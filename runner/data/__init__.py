@@ -82,12 +82,14 @@ def load(spec: DataSpec) -> Dataset:
 
 
 def _column_notes(X_train: object) -> tuple[str, ...]:
-    """For raw table rows: the columns every member's encoding will drop, and why (the same
-    encoding fitted here on the training rows; no usable column at all fails here)."""
+    """For raw table rows: the columns every member's encoding will read as numbers from
+    text, or drop, and why (the same encoding fitted here on the training rows; no usable
+    column at all fails here)."""
     if not isinstance(X_train, pd.DataFrame):
         return ()
-    dropped = TablePrep().fit(X_train).dropped
-    return tuple(f"column {name!r} is dropped: {why}" for name, why in dropped.items())
+    prep = TablePrep().fit(X_train)
+    read = tuple(f"column {name!r} is {how}" for name, how in prep.notes.items())
+    return read + tuple(f"column {name!r} is dropped: {why}" for name, why in prep.dropped.items())
 
 
 def _log_target(spec: DataSpec, raw: Raw) -> bool:
