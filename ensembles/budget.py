@@ -153,7 +153,17 @@ class BudgetedEnsemble(BaseEstimator):
         self.cost_ = self._cost_of(self.subset_, self.ensemble_)
         self.weights_ = np.zeros(m)
         self.weights_[self.subset_] = self.ensemble_.weights_
+        self._keep_oof(self.ensemble_)
         return self
+
+    def _keep_oof(self, inner: Any) -> None:
+        """A method that cross-fits (stacking) scores on its out-of-fold predictions: keep
+        them as this ensemble's, where the stage looks for them."""
+        oof = getattr(inner, "oof_pred_", None)
+        if oof is not None:
+            self.oof_pred_ = oof
+        elif hasattr(self, "oof_pred_"):
+            del self.oof_pred_
 
     def _fits(self, cost: float, n: int) -> bool:
         return (self.max_cost is None or cost <= self.max_cost * (1 + 1e-12)) and (
@@ -171,7 +181,9 @@ class BudgetedEnsemble(BaseEstimator):
         first = min(affordable, key=lambda i: (alone[i], i))
         subset = np.array([first])
         est = self._inner().fit(P[subset], y)
-        loss, cost = float(alone[first]), float(self.costs_[first])
+        oof = getattr(est, "oof_pred_", None)  # a meta-learner on one member: its own loss
+        loss = float(alone[first]) if oof is None else validation_loss(oof, y)
+        cost = float(self.costs_[first])
         while True:
             n_used = len(est.used_members())
             best: tuple[float, int, Any, float, float] | None = None
@@ -258,5 +270,6 @@ class BudgetedEnsemble(BaseEstimator):
         )
         fresh.picked_ = shift(self.picked_).tolist()
         fresh.cost_, fresh.weights_ = self.cost_, self.weights_[keep]
+        fresh._keep_oof(self.ensemble_)
         fresh.candidates_ = []
         return fresh

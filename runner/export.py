@@ -131,6 +131,11 @@ def log_report(
     """Params, metrics, tables, plots and predictions of one ensemble run; with ``y_test``
     also the confusion matrix (classification) or predicted-vs-true and residuals."""
     params = {"method": report.method, "members": ",".join(report.names), **report.params}
+    for key in ("max_latency_ms", "max_members"):  # the serving budget, beside the method's
+        if report.budget and report.budget[key] is not None:
+            params[f"budget.{key}"] = report.budget[key]
+    if report.conformal:
+        params["coverage"] = report.conformal["coverage"]
     ts = int(1000 * time.time())
     client.log_batch(
         run_id,

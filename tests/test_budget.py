@@ -59,6 +59,23 @@ def test_every_method_stays_within_a_latency_budget_and_beats_any_affordable_mem
     assert pred.shape == P.shape[1:]
 
 
+@pytest.mark.parametrize("classes", [0, 3])
+@pytest.mark.parametrize("max_members", [1, 2])
+def test_a_budgeted_stacking_keeps_the_out_of_fold_predictions_it_is_scored_on(
+    classes, max_members
+):
+    P, y = members_world(900, seed=4, classes=classes)
+    est = make("stacking", budget=Budget(None, max_members=max_members), random_state=0)
+    est.fit(P, y)
+    assert est.oof_pred_ is est.ensemble_.oof_pred_
+    assert est.loss_ == pytest.approx(validation_loss(est.oof_pred_, y))
+    assert validation_loss(est.predict(P), y) < est.loss_  # in sample: the rosier number
+    P2, y2 = members_world(900, seed=4)
+    assert not hasattr(
+        make("weighted", budget=Budget(None, max_members=2)).fit(P2, y2), "oof_pred_"
+    )
+
+
 def test_a_size_budget_caps_the_members_that_get_weight():
     P, y = members_world(1500, seed=2)
     full = make("weighted", l2=0.1).fit(P, y)
@@ -232,6 +249,8 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
     assert ens["predict_ms_per_1000"] == pytest.approx(sum(times[n] for n in served))
     client = MlflowClient(db)
     assert {"pareto.png", "pareto.json"} <= {a.path for a in client.list_artifacts(ens["run_id"])}
+    params = client.get_run(ens["run_id"]).data.params
+    assert params["budget.max_members"] == "2" and params["max_members"] == "100"  # weighted's
     model = Path(client.download_artifacts(ens["run_id"], "model", str(tmp_path / "dl")))
     spec = json.loads(next(model.rglob("ensemble_spec.json")).read_text())
     assert len(spec["used"]) == len(served)
