@@ -163,6 +163,10 @@ def _main(cfg: DictConfig) -> None:
         if spec.folds:
             data = _bagged(data, spec.folds, spec.data.seed)
         check_members_against_data(spec.members, data.task, data.input_spec)
+        if spec.student is not None:
+            check_members_against_data(
+                (spec.student,), data.task, data.input_spec, where="ensemble.distill"
+            )
         check_metric_against_task(spec.metric, data.task)
         stage_data = {}
         for st in spec.stages:

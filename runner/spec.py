@@ -469,19 +469,17 @@ def parse_members(
 
 
 def check_members_against_data(
-    members: tuple[MemberSpec, ...], task: Task, spec: InputSpec
+    members: tuple[MemberSpec, ...], task: Task, spec: InputSpec, where: str | None = None
 ) -> None:
-    """Check each member's model suits the task and input, and its hyperparameters' values."""
+    """Check each member's model suits the task and input, and its hyperparameters' values;
+    errors name ``where`` (default ``members.NAME``)."""
     for m in members:
+        at = where or f"members.{m.name}"
         entry = models.get(m.model)
         if not entry.supports(task):
-            raise _fail(
-                f"members.{m.name}.model", f"model {m.model!r} does not support {task.kind}"
-            )
+            raise _fail(f"{at}.model", f"model {m.model!r} does not support {task.kind}")
         if entry.needs_image and spec.image_shape is None:
-            raise _fail(
-                f"members.{m.name}.model", f"model {m.model!r} needs image data, got flat features"
-            )
+            raise _fail(f"{at}.model", f"model {m.model!r} needs image data, got flat features")
         variants = [(m.hparams, None)] + [
             ({**m.hparams, path.split(".", 1)[1]: value}, path)
             for path, values in m.candidates.items()
@@ -489,18 +487,18 @@ def check_members_against_data(
             for value in values
         ]
         if entry.framework == "keras":
-            for where, options in _training_variants(m):
+            for option, options in _training_variants(m):
                 try:
                     check_for_task(options, task)
                 except ValueError as err:
-                    raise _fail(f"members.{m.name}.{where}", str(err)) from None
+                    raise _fail(f"{at}.{option}", str(err)) from None
         for hparams, path in variants:
             try:
                 entry.check(hparams, task)
                 entry.check_input(hparams, spec)
             except (ValueError, TypeError) as err:
                 hint = "" if path is None else _sampled_hint(m.search[path], hparams[path[8:]])
-                raise _fail(f"members.{m.name}.hparams", str(err) + hint) from None
+                raise _fail(f"{at}.hparams", str(err) + hint) from None
 
 
 def _training_variants(m: MemberSpec) -> list[tuple[str, TrainingOptions]]:

@@ -93,6 +93,23 @@ def test_a_bad_student_stops_the_sweep_before_it_starts(overrides, message):
         spec_of(*overrides)
 
 
+@pytest.mark.parametrize(
+    ("student", "message"),
+    [
+        ("ridge", "ensemble.distill.model: model 'ridge' does not support classification"),
+        ("transfer", "ensemble.distill.hparams: "),
+    ],
+)
+def test_a_student_that_cannot_learn_the_data_stops_the_sweep_before_it_starts(
+    workdir, student, message
+):
+    done = run_cli(workdir, "+experiment=quickstart", f"ensemble.distill={student}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert not list(workdir.glob("*.db")) and not (workdir / "mlruns").exists()
+
+
 def test_the_student_copies_a_named_member_or_takes_a_kinds_defaults():
     from test_spec import spec_of
 
