@@ -4,7 +4,9 @@ Re-ensemble members already tracked in MLflow, without retraining: collect the F
 member runs of an experiment, check their split fingerprints, download their predictions,
 fit the chosen method on validation, and log a new ensemble run (with its pyfunc model).
 Arguments are ``key=value`` words like Hydra's, parsed with argparse; any key not listed
-below is passed to the method (e.g. ``n_steps=100`` for greedy, ``l2=0.1`` for weighted).
+below is passed to the method (e.g. ``n_steps=100`` for greedy, ``l2=0.1`` for weighted;
+``param.KEY=`` for a method parameter named like an option, e.g. weighted's
+``param.max_members``), over the defaults a sweep uses (``conf/ensemble/METHOD.yaml``).
 """
 
 from __future__ import annotations
@@ -109,6 +111,18 @@ def _value(text: str) -> Any:
         return text
 
 
+def sweep_defaults(method: str) -> dict[str, Any]:
+    """The method's parameters as a sweep's ``ensemble=METHOD`` sets them, so that
+    re-ensembling "the same way" fits the same ensemble ({} without that config file)."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "conf" / "ensemble" / f"{method}.yaml"
+    if not path.is_file():
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    return dict(config.get("params") or {}) if config.get("method") == method else {}
+
+
 def parse(argv: Sequence[str]) -> Args:
     """Parse ``key=value`` words; unknown keys become method params. Validates the method."""
     epilog = "keys:\n" + "\n".join(f"  {k:<15} {v}" for k, v in OPTIONS.items())
@@ -126,6 +140,9 @@ def parse(argv: Sequence[str]) -> Args:
         key, sep, text = word.partition("=")
         if not sep or not key:
             raise UsageError(f"expected key=value, got {word!r}")
+        if key.startswith("param."):
+            params[key[len("param.") :]] = _value(text)
+            continue
         (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
     if "experiment" not in known:
         raise UsageError("experiment=NAME is required")
@@ -138,6 +155,7 @@ def parse(argv: Sequence[str]) -> Args:
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
+    params = args.params = {**sweep_defaults(args.method), **params}
     try:
         ensembles.make(args.method, **params).check_params()
     except (TypeError, ValueError) as err:
@@ -211,7 +229,7 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
             f"{', '.join(sweeps) or '(none)'}"
         )
     several = len(sweeps) > 1
-    members, labels, run_of = [], {}, {}
+    members, labels, run_of, sweep_of = [], {}, {}, {}
     for run in runs:
         name = _label(run, several)
         path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
@@ -220,9 +238,10 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
             cost = run.data.metrics.get("final_predict_ms_per_1000")
             members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost))
             labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
-        run_of[name] = run.info.run_id
+        run_of[name], sweep_of[name] = run.info.run_id, run.data.tags[SWEEP]
     refits = _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else {}
-    return members, labels, {"sweeps": sweeps, "runs": run_of, "refits": refits}
+    found = {"sweeps": sweeps, "runs": run_of, "refits": refits, "sweep_of": sweep_of}
+    return members, labels, found
 
 
 def _refits(
@@ -346,7 +365,8 @@ def _main(argv: Sequence[str] | None) -> int:
         except (UsageError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        sweeps = found["sweeps"]
+        used = {found["sweep_of"][name] for name in report.names}  # not sweeps left out
+        sweeps = [sweep for sweep in found["sweeps"] if sweep in used]
         tags = {
             ROLE: "ensemble",
             EXPERIMENT: args.experiment,
@@ -387,8 +407,9 @@ def _main(argv: Sequence[str] | None) -> int:
         f"test {metric} {report.test_scores[metric]:.4f}"
     )
     if refit is not None:
+        served = [n for n, w in report.weights.items() if w > 0 and n in refit.refit_runs]
         print(
-            f"served with {len(refit.refit_runs)} member(s) refitted on all rows: test {metric} "
+            f"served with {len(served)} member(s) refitted on all rows: test {metric} "
             f"{refit.test_scores[metric]:.4f}"
             + (f"; without a refit: {', '.join(refit.fell_back)}" if refit.fell_back else "")
         )

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 from test_ensembles import informative_and_noise
 
@@ -70,6 +71,20 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
     assert "experiment=NAME is required" in one_error_line(run(tmp_path, "method=mean"))
     line = one_error_line(run(tmp_path, "experiment=x", "cv_folds=abc"))
     assert "cv_folds must be an integer >= 2, got 'abc'" in line
+
+
+@pytest.mark.parametrize("method", ["weighted", "greedy", "stacking", "mean"])
+def test_the_command_fits_a_method_with_the_parameters_a_sweep_gives_it(method):
+    from test_spec import spec_of
+
+    from runner.reensemble import parse
+
+    swept = spec_of(f"ensemble={method}").ensemble
+    assert parse(["experiment=x", f"method={method}"]).params == swept.params
+    if method == "weighted":  # l2 defaults to the sweep's 0.1; a budget option stays apart
+        assert swept.params["l2"] == 0.1
+        args = parse(["experiment=x", "l2=0", "max_members=2", "param.max_members=5"])
+        assert args.params == {"l2": 0, "max_members": 5} and args.max_members == 2
 
 
 def test_a_dead_tracking_server_fails_in_one_line_at_once(tmp_path):
