@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -164,12 +165,14 @@ def student_line(
     text = f"{head}: test {metric} {s:.4f} (ensemble {served:.4f}"
     if b is not None:
         text += f", {ens['best_member']} {b:.4f}"
-        if served != b:
+        gain = (served - b) if greater_is_better(metric) else (b - served)
+        if gain > 0:  # a share of no gain, or of a loss, says nothing
             text += f"; keeps {100 * (s - b) / (served - b):.0f}% of the ensemble's gain"
     text += ")"
     ms, ens_ms = st.get("predict_ms_per_1000"), ens.get("predict_ms_per_1000")
     if ms and ens_ms:
-        text += f"; {ms:.1f} ms per 1000 rows (ensemble {ens_ms:.1f}, {ens_ms / ms:.1f}x faster)"
+        pace = f"{ens_ms / ms:.1f}x faster" if ens_ms >= ms else f"{ms / ens_ms:.1f}x slower"
+        text += f"; {ms:.1f} ms per 1000 rows (ensemble {ens_ms:.1f}, {pace})"
     text += f"; {_size(st.get('model_bytes'))} (ensemble {_size(ens.get('model_bytes'))})"
     return text
 
@@ -201,10 +204,18 @@ def conformal_line(c: dict[str, Any]) -> str:
         else f"mean set size {test['mean_set_size']:.2f}"
     )
     what = "intervals" if c["kind"] == "interval" else "prediction sets"
-    return (
+    line = (
         f"conformal {what} for {100 * c['coverage']:g}% coverage (calibrated on "
         f"{c['n_calibration']} {c['calibrated_on']}): test coverage {test['coverage']:.3f}, {size}"
     )
+    if not math.isfinite(c["q"]):  # the guarantee needs rows beyond the level's quantile
+        needed = math.ceil(round(c["coverage"] / (1 - c["coverage"]), 9))
+        bound = "are infinite" if c["kind"] == "interval" else "hold every class"
+        line += (
+            f"; the {what} {bound}: {100 * c['coverage']:g}% needs at least {needed} "
+            "calibration rows"
+        )
+    return line
 
 
 def refit_line(ens: dict[str, Any], members: list[dict[str, Any]], metric: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from runner.report import leaderboard, write_summary
 
 SUMMARY = {
@@ -65,3 +67,51 @@ def test_leaderboard_markdown_and_html_hold_every_row():
     page = leaderboard_html(summary)
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 5
     assert "<td>ensemble (weighted)</td>" in page
+
+
+def _student_case(ensemble: float, best: float, student: float, ms: float) -> str:
+    from runner.report import student_line
+
+    st = {
+        "name": "mlp/student",
+        "model": "mlp",
+        "status": "FINISHED",
+        "test_metric": student,
+        "predict_ms_per_1000": ms,
+        "model_bytes": 1000,
+    }
+    ens = {
+        "best_member": "svm",
+        "test_metric": ensemble,
+        "predict_ms_per_1000": 10.0,
+        "model_bytes": 5000,
+    }
+    return student_line(st, ens, [{"name": "svm", "test_metric": best}], "accuracy")
+
+
+def test_the_student_line_gives_a_share_of_the_gain_only_where_there_is_one():
+    assert "keeps 50% of the ensemble's gain" in _student_case(0.98, 0.96, 0.97, 2.0)
+    assert "5.0x faster" in _student_case(0.98, 0.96, 0.97, 2.0)
+    lost = _student_case(0.9694, 0.9861, 0.9278, 2.0)  # the ensemble lost to its best member
+    assert "keeps" not in lost and "test accuracy 0.9278 (ensemble 0.9694, svm 0.9861)" in lost
+    assert "keeps" not in _student_case(0.97, 0.97, 0.96, 2.0)
+    assert "2.0x slower" in _student_case(0.98, 0.96, 0.97, 20.0)
+
+
+def test_the_conformal_line_says_when_too_few_rows_make_the_intervals_infinite():
+    from ensembles.conformal import calibrate
+    from runner.report import conformal_line
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    for coverage, finite in ((0.9, True), (0.999, False)):
+        fitted = calibrate(coverage, y + rng.normal(size=300), y)
+        c = {
+            **fitted.to_dict(),
+            "calibrated_on": "validation rows",
+            "test": {"coverage": 1.0, "mean_width": 2 * fitted.q},
+        }
+        line = conformal_line(c)
+        assert ("needs at least 999 calibration rows" in line) is not finite, line
+    c["kind"], c["test"] = "set", {"coverage": 1.0, "mean_set_size": 10.0}
+    assert "prediction sets hold every class: 99.9% needs at least 999" in conformal_line(c)
