@@ -617,12 +617,22 @@ def _run(
         if not any(r.status == "FINISHED" for r in records):
             summary["wall_seconds"] = round(time.perf_counter() - start, 2)
             report.write_summary(summary, spec.output_dir)
-            raise SweepFailed(
-                f"no member finished ({len(records)} tried); see the member runs' runner.error tags"
+            skipped = sum(r.status == "SKIPPED" for r in records)
+            why = (
+                f"{skipped} skipped by runner.time_limit (their runs' runner.skipped tags)"
+                if skipped
+                else ""
             )
+            failed = len(records) - skipped
+            why += ("; " if why and failed else "") + (
+                f"{failed} failed or stopped (their runs' runner.error tags)" if failed else ""
+            )
+            raise SweepFailed(f"no member finished of {len(records)}: {why}")
         summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
+        elif spec.student is not None and spec.verbose:
+            print(f"student {spec.student.name}: not distilled, there is no served ensemble")
         summary["wall_seconds"] = round(time.perf_counter() - start, 2)
         summary["driver"] = memory.report(len(tree.records))
         driver = {f"driver_{key}": value for key, value in summary["driver"].items()}

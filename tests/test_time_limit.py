@@ -65,3 +65,15 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     info = client.download_artifacts(mlp.info.run_id, "member.json", str(tmp_path))
     assert json.loads(Path(info).read_text())["stopped_at_deadline"] is True
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_a_sweep_whose_members_were_all_skipped_says_so(workdir):
+    done = run_cli(
+        workdir, "+experiment=quickstart", "~members.selu", "~members.resnet", "runner.time_limit=1"
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: no member finished of 4: 4 skipped by runner.time_limit (their runs' "
+        "runner.skipped tags)"
+    ], done.stderr[-2000:]
