@@ -98,7 +98,10 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
 
 
 def _to_dates(values: pd.Series) -> pd.Series:
-    """Any cells as UTC datetimes; what does not parse is missing."""
+    """Any cells as datetimes with a timezone (their own, else UTC); what does not parse is
+    missing. Dates with a zone keep it, so that their parts are its local day and hour."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return pd.to_datetime(values, utc=True, errors="coerce")
     return pd.to_datetime(values.astype(object), utc=True, errors="coerce", format="mixed")
@@ -155,6 +158,7 @@ class Column:
     indicator: bool = False
     categories: list[str] = field(default_factory=list)  # category: kept values, in code order
     frequencies: dict[str, float] = field(default_factory=dict)  # frequency encoding
+    tz: str | None = None  # date: the training rows' time zone, in which served dates are read
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -246,7 +250,8 @@ class TablePrep:
         if dates is not None:
             parts = _date_parts(dates)
             fill = [float(np.nanmedian(c)) if np.isfinite(c).any() else 0.0 for c in parts.T]
-            return Column(name, "date", fill, bool(dates.isna().any()))
+            tz = str(dates.dt.tz) if isinstance(values.dtype, pd.DatetimeTZDtype) else None
+            return Column(name, "date", fill, bool(dates.isna().any()), tz=tz)
         if not _is_text(values):
             self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
             return None
@@ -317,7 +322,8 @@ class TablePrep:
     def _encode(self, col: Column, values: pd.Series, n: int) -> np.ndarray:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
-                parts = _date_parts(_to_dates(values))
+                dates = _to_dates(values)
+                parts = _date_parts(dates if col.tz is None else dates.dt.tz_convert(col.tz))
             else:
                 parts = _numbers(values).to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
             bad = ~np.isfinite(parts)

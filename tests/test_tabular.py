@@ -392,3 +392,13 @@ def test_a_text_column_of_numbers_matches_them_served_as_numbers():
     for served in ([1.0, 2.0], [1, 2]):
         got = prep.transform(pd.DataFrame({"code": served, "x": [0.0, 0.0]}))
         np.testing.assert_array_equal(got, as_text)
+
+
+def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_served():
+    when = pd.Series(pd.date_range("2024-01-01", periods=60, freq="D", tz="Europe/Paris"))
+    prep = TablePrep().fit(pd.DataFrame({"when": when, "x": np.arange(60.0)}))
+    prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))  # as a served member
+    parts = [prep.feature_names.index(f"when:{p}") for p in ("year", "month", "day", "hour")]
+    for served in (when[:1], when[:1].dt.tz_convert("UTC"), when[:1].astype(str)):
+        got = prep.transform(pd.DataFrame({"when": served, "x": [0.0]}))
+        assert got[0, parts].tolist() == [2024, 1, 1, 0], served  # Paris midnight, not 23:00
