@@ -280,6 +280,12 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
         raise _fail(
             "data.decimal", f"must be comma, dot (or ',', '.') or null, got {spec.decimal!r}"
         )
+    if decimal is not None and decimal == spec.sep:
+        raise _fail(
+            "data",
+            f"data.sep and data.decimal are both {decimal!r}; one character cannot separate "
+            "the fields and mark decimals: change one of them",
+        )
     spec = replace(spec, decimal=decimal)
     if spec.task is not None and spec.task not in TASK_KINDS:
         raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")

@@ -480,6 +480,27 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
         assert repr(value) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_decimal_comma_never_reads_a_decimal_dot_as_a_thousands_dot(tmp_path):
+    from runner.spec import parse_data
+
+    # a comma-separated file of dot decimals: data.decimal=comma is refused, not 36.6 -> 366
+    path = tmp_path / "t.csv"
+    path.write_text("temp,kind\n" + "".join(f"{36 + i / 10},{i % 2}\n" for i in range(30)))
+    spec = parse_data({"name": "csv", "path": str(path), "target": "kind", "decimal": "comma"})
+    one_line_error(spec, "data.decimal=comma", "column 'temp'", "'36.0'", "data.decimal=dot")
+    # a semicolon file: 1.234,56 is 1234.56, while an address or a date stays text
+    rows = [f"{i + 1}.234,5;10.0.0.{i};12.03.2020;{i % 2}" for i in range(30)]
+    path.write_text("p;ip;day;kind\n" + "\n".join(rows) + "\n")
+    d = load(replace(spec, sep=";"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["p"]) == [1000 * (i + 1) + 234.5 for i in range(30)]
+    assert set(X["ip"]) == {f"10.0.0.{i}" for i in range(30)} and set(X["day"]) == {"12.03.2020"}
+    for sep in ("comma", ","):
+        with pytest.raises(ValueError) as err:
+            parse_data({"name": "csv", "path": "t.csv", "target": "k", "sep": sep, "decimal": ","})
+        assert "data.sep and data.decimal are both ','" in str(err.value)
+
+
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):
     # a Parquet table filtered after its target became categorical keeps a category no row has
     rng = np.random.default_rng(2)

@@ -30,6 +30,8 @@ SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
 SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}  # data.sep's words
 # 12,5 or 1.234,56 (a dot between thousands): how numbers read where a comma is the decimal
 DECIMAL_COMMA = r"^\s*[+-]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?\s*$"
+# 36.6, .5, 1e-3 or 66,911.68: how numbers read where a dot is the decimal
+DECIMAL_DOT = r"^\s*[+-]?(\d+|\d{1,3}(,\d{3})+)?(\.\d+)?([eE][+-]?\d+)?\s*$"
 
 
 def _is_tsv(path: Path) -> bool:
@@ -57,22 +59,49 @@ def _separator_hint(spec: DataSpec, used: str | None, target: str, columns: Sequ
     return ""
 
 
-def _decimal_commas(frame: pd.DataFrame) -> list[str]:
+def _text(values: pd.Series) -> pd.Series | None:
+    """The present cells of a text column, as str; None for a column of another dtype."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return None
+    return values.dropna().astype(str)
+
+
+def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
     """Text columns that are numbers written with a decimal comma (as in files separated by
-    semicolons), turned into numbers in place; their names."""
+    semicolons), turned into numbers in place; their names. ``given``: data.decimal=comma,
+    so a column of numbers with dots between thousands only (1.000) is one too."""
     out = []
     for col in frame.columns:
-        values = frame[col]
-        if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        present = _text(frame[col])
+        if present is None or present.empty:
             continue
-        present = values.dropna().astype(str)
-        if present.empty or not present.str.contains(",").any():
+        if not present.str.contains("," if not given else "[,.]").any():
             continue
         if present.str.fullmatch(DECIMAL_COMMA).all():
-            text = values.astype("string").str.replace(".", "", regex=False)
+            text = frame[col].astype("string").str.replace(".", "", regex=False)
             frame[col] = pd.to_numeric(text.str.replace(",", ".", regex=False))
             out.append(str(col))
     return out
+
+
+def _check_dot_decimals(frame: pd.DataFrame, path: Path) -> None:
+    """With data.decimal=comma, a text column holding a number written with a decimal dot
+    (36.6, 66,911.68) fails in one line: it is no number there, and no thousands either."""
+    for col in frame.columns:
+        present = _text(frame[col])
+        if present is None:
+            continue
+        dotted = present[
+            present.str.contains(".", regex=False)
+            & present.str.fullmatch(DECIMAL_DOT)
+            & ~present.str.fullmatch(DECIMAL_COMMA)
+        ]
+        if not dotted.empty:
+            raise ValueError(
+                f"csv: data.decimal=comma, but column {col!r} of {path.name} holds "
+                f"{dotted.iloc[0]!r}, a number with a decimal dot; pass data.decimal=dot "
+                "(or null) for this file"
+            )
 
 
 def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], str | None]:
@@ -96,8 +125,8 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
             frame = pd.read_parquet(path)
         else:
             sep = spec.sep or _separator(path)
-            commas = {"decimal": ",", "thousands": "."} if spec.decimal == "," else {}
-            frame = pd.read_csv(path, sep=sep, **commas)
+            # no thousands="." here: pandas would read 36.6 as 366 and 10.0.0.1 as 10001
+            frame = pd.read_csv(path, sep=sep, decimal=spec.decimal or ".")
             if spec.sep is None and sep != "," and not _is_tsv(path):
                 notes += (f"{path.name} read as separated by {sep!r} (from its header)",)
     except UnicodeDecodeError as err:
@@ -115,8 +144,10 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         commas = spec.decimal == ","
     else:
         commas = sep is not None and sep != "," and not _is_tsv(path)
-    if commas and (converted := _decimal_commas(frame)):
+    if commas and (converted := _decimal_commas(frame, spec.decimal == ",")):
         notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+    if spec.decimal == "," and sep is not None:
+        _check_dot_decimals(frame, path)
     return path, frame, notes, sep
 
 
