@@ -501,6 +501,23 @@ def test_a_decimal_comma_never_reads_a_decimal_dot_as_a_thousands_dot(tmp_path):
         assert "data.sep and data.decimal are both ','" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [("x;label;z;label", "'label'"), ("a;a;b;b;label", "'a' and 'b'"), ("x\tlabel\tx", "'x'")],
+)
+def test_a_header_naming_a_column_twice_is_refused_in_one_line(tmp_path, header, names):
+    # pandas renames a second 'label' to 'label.1': a copy of the target among the features
+    sep = ";" if ";" in header else "\t"
+    width = len(header.split(sep))
+    rows = "".join(sep.join([str(i % 2)] * width) + "\n" for i in range(30))
+    path = tmp_path / ("t.csv" if sep == ";" else "t.tsv")
+    path.write_text(header + "\n" + rows)
+    one_line_error(
+        DataSpec("csv", path=str(path), target="label"),
+        f"{path.name} has more than one column named {names}",
+    )
+
+
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):
     # a Parquet table filtered after its target became categorical keeps a category no row has
     rng = np.random.default_rng(2)

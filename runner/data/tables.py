@@ -104,6 +104,19 @@ def _check_dot_decimals(frame: pd.DataFrame, path: Path) -> None:
             )
 
 
+def _check_duplicate_names(path: Path, sep: str) -> None:
+    """A CSV header that names a column twice fails in one line naming the names (pandas
+    would rename the second 'label' to 'label.1', a copy of the target among the features)."""
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].dropna()
+    counts = header.value_counts(sort=False)
+    twice = [str(name) for name, n in counts.items() if n > 1]
+    if twice:
+        raise ValueError(
+            f"csv: {path.name} has more than one column named "
+            f"{' and '.join(map(repr, twice))}; rename or drop the copies"
+        )
+
+
 def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], str | None]:
     """The CSV or Parquet file ``spec.path`` names, as a DataFrame, notes on how it was read
     (a separator other than a comma found in the header, decimal commas) and its separator
@@ -140,6 +153,8 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
+    if sep is not None:
+        _check_duplicate_names(path, sep)
     if spec.decimal is not None:
         commas = spec.decimal == ","
     else:
@@ -242,7 +257,8 @@ def load_table(spec: DataSpec) -> Raw:
     served. Class labels
     are encoded 0..k-1 in sorted order of their values (``data.classes`` uses these ids).
     Fails in one line on an empty table, a missing target column (naming the closest ones),
-    a one-class target, an all-empty column, or more rows or columns than the limits.
+    a one-class target, an all-empty column, a header naming a column twice, or more rows or
+    columns than the limits.
     """
     path, frame, read_notes, sep = _read_table(spec)
     columns = [str(c) for c in frame.columns]
