@@ -501,6 +501,40 @@ def test_a_decimal_comma_never_reads_a_decimal_dot_as_a_thousands_dot(tmp_path):
         assert "data.sep and data.decimal are both ','" in str(err.value)
 
 
+def test_a_tsv_reads_decimal_commas_like_any_file_not_separated_by_commas(tmp_path):
+    rows = "".join(f"{i},5\t{'x' if i % 2 else 'y'}\t{1000 + i},25\n" for i in range(30))
+    (tmp_path / "t.tsv").write_text("size\tcity\tprice\n" + rows)
+    d = load(DataSpec("csv", path=str(tmp_path / "t.tsv"), target="price"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["size"]) == [i + 0.5 for i in range(30)] and d.task.kind == "regression"
+    assert sorted(np.concatenate([d.y_train, d.y_val, d.y_test])) == [
+        1000.25 + i for i in range(30)
+    ]
+    assert "decimal commas read as numbers in column(s) size, price" in d.notes
+
+
+def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_reads_it(tmp_path):
+    # commas between thousands under a decimal dot: numbers, not classes of one to three rows
+    path = tmp_path / "t.csv"
+    path.write_text("x,price\n" + "".join(f'{i},"{66 + i % 5},911.68"\n' for i in range(60)))
+    d = load(DataSpec("csv", path=str(path), target="price"))
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    assert d.task.kind == "regression"
+    assert sorted(y) == sorted((66 + i % 5) * 1000 + 911.68 for i in range(60))
+    assert "target 'price' read as numbers with commas between thousands ('66,911.68')" in d.notes
+    labels = load(DataSpec("csv", path=str(path), target="price", task="classification"))
+    assert labels.task.n_classes == 5 and "66,911.68" in labels.task.labels  # labels stay
+    # decimal commas in a comma-separated file, or decimal dots in a semicolon one: a hint
+    path.write_text("x,price\n" + "".join(f'{i},"{4947 + i},21"\n' for i in range(30)))
+    one_line_error(
+        DataSpec("csv", path=str(path), target="price"), "'4947,21'", "data.decimal=comma"
+    )
+    path.write_text("x;price\n" + "".join(f"{i};{66 + i},911.68\n" for i in range(30)))
+    one_line_error(DataSpec("csv", path=str(path), target="price"), "'66,911.68'", "decimal=dot")
+    d = load(DataSpec("csv", path=str(path), target="price", decimal="."))
+    assert d.task.kind == "regression" and max(d.y_train) < 96_000
+
+
 @pytest.mark.parametrize(
     ("header", "names"),
     [("x;label;z;label", "'label'"), ("a;a;b;b;label", "'a' and 'b'"), ("x\tlabel\tx", "'x'")],

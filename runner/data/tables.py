@@ -84,6 +84,40 @@ def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
     return out
 
 
+def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
+    """Whether numbers read with a decimal comma: data.decimal, or else a CSV (``.tsv``
+    too) not separated by commas."""
+    if spec.decimal is not None:
+        return spec.decimal == ","
+    return sep is not None and sep != ","
+
+
+def _numeric_target(
+    values: pd.Series, column: str, spec: DataSpec, sep: str | None
+) -> tuple[pd.Series, tuple[str, ...]]:
+    """A text target of numbers with commas between thousands (66,911.68) read as numbers,
+    with a note; one of numbers with the other decimal mark fails in one line naming the
+    data.decimal that reads it. Labels (data.task=classification) stay as they are."""
+    present = _text(values)
+    if present is None or present.empty or spec.task == "classification":
+        return values, ()
+    commas = _decimal_is_comma(spec, sep)
+    marked = present[present.str.contains("[,.]")]
+    example = (marked if not marked.empty else present).iloc[0]
+    if not commas and present.str.fullmatch(DECIMAL_DOT).all():
+        text = values.astype("string").str.replace(",", "", regex=False).str.strip()
+        note = f"target {column!r} read as numbers with commas between thousands ({example!r})"
+        return pd.to_numeric(text).astype(np.float64), (note,)
+    mark, other = ("comma", "dot") if commas else ("dot", "comma")
+    if present.str.fullmatch(DECIMAL_COMMA if not commas else DECIMAL_DOT).all():
+        raise ValueError(
+            f"csv: target column {column!r} holds numbers written with a decimal {other} "
+            f"(e.g. {example!r}), read here with a decimal {mark}: pass data.decimal={other} "
+            "(or data.task=classification if they are labels)"
+        )
+    return values, ()
+
+
 def _check_dot_decimals(frame: pd.DataFrame, path: Path) -> None:
     """With data.decimal=comma, a text column holding a number written with a decimal dot
     (36.6, 66,911.68) fails in one line: it is no number there, and no thousands either."""
@@ -155,11 +189,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         raise ValueError(f"csv: {path} has no data rows")
     if sep is not None:
         _check_duplicate_names(path, sep)
-    if spec.decimal is not None:
-        commas = spec.decimal == ","
-    else:
-        commas = sep is not None and sep != "," and not _is_tsv(path)
-    if commas and (converted := _decimal_commas(frame, spec.decimal == ",")):
+    if _decimal_is_comma(spec, sep) and (converted := _decimal_commas(frame, spec.decimal == ",")):
         notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
     if spec.decimal == "," and sep is not None:
         _check_dot_decimals(frame, path)
@@ -251,7 +281,8 @@ def load_table(spec: DataSpec) -> Raw:
     <= 20 distinct values that are < 5% of the rows, is a class label; otherwise
     regression). A CSV is read with the separator that splits its header into the most
     names (comma, semicolon, tab or bar); when not a comma, decimal commas are numbers.
-    Rows with a missing target are dropped and counted in the notes. The feature columns
+    Rows with a missing target are dropped and counted in the notes; a text target of
+    numbers with commas between thousands is read as numbers. The feature columns
     stay as they are (a DataFrame): each member fits its own encoding on its training rows
     (``models.tabular``), so missing values, categories and dates are handled where they are
     served. Class labels
@@ -298,6 +329,8 @@ def load_table(spec: DataSpec) -> Raw:
         raise ValueError(
             f"csv: data.task must be classification, regression or null, got {spec.task!r}"
         )
+    frame[target], number_notes = _numeric_target(frame[target], target, spec, sep)
+    notes += number_notes
     kind = spec.task or infer_task(frame[target])
     y, task = _encode_target(frame[target], kind, target)
     if spec.task is None:
