@@ -262,6 +262,9 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
         _int("data.max_rows", spec.max_rows, 10)
     if spec.max_train_rows is not None:
         _int("data.max_train_rows", spec.max_train_rows, 2)
+    for key in ("row_limit", "column_limit"):
+        if getattr(spec, key) is not None:
+            _int(f"data.{key}", getattr(spec, key), 1)
     if spec.sep is not None:
         sep = SEPARATOR_NAMES.get(spec.sep, spec.sep) if isinstance(spec.sep, str) else spec.sep
         if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':

@@ -717,6 +717,26 @@ def test_data_configs_compose_into_valid_specs(overrides):
     assert spec.name == overrides[0].removeprefix("data=")
 
 
+def test_the_table_limits_the_refusals_suggest_raising_are_hydra_overrides():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from runner.__main__ import CONF_DIR
+    from runner.spec import SpecError, parse_data
+
+    def spec(*overrides: str) -> DataSpec:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["data=csv", *overrides])
+        return parse_data(OmegaConf.to_container(cfg.data, resolve=True))
+
+    default = DataSpec("csv")
+    assert (spec().row_limit, spec().column_limit) == (default.row_limit, default.column_limit)
+    raised = spec("data.row_limit=10000000", "data.column_limit=null")
+    assert (raised.row_limit, raised.column_limit) == (10_000_000, None)
+    with pytest.raises(SpecError, match=r"data.column_limit: must be an integer >= 1, got 0"):
+        spec("data.column_limit=0")
+
+
 def test_max_train_rows_caps_only_the_training_split():
     full = load(DataSpec("digits", 0.2, 0.2, 0))
     few = load(DataSpec("digits", 0.2, 0.2, 0, max_train_rows=100))
