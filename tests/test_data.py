@@ -599,6 +599,17 @@ def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_
     assert d.notes[1].startswith("task regression inferred from the target 'y' (numbers)")
 
 
+def test_dropped_target_rows_add_to_the_notes_on_how_the_file_was_read(tmp_path):
+    rows = [f"{i},5;{'' if i < 3 else i % 2}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("x;y\n" + "\n".join(rows) + "\n")
+    d = load(DataSpec("csv", path=str(tmp_path / "t.csv"), target="y"))
+    assert d.notes[:3] == (
+        "t.csv read as separated by ';' (from its header)",
+        "decimal commas read as numbers in column(s) x",
+        "dropped 3 of 40 rows missing the target 'y'",
+    )
+
+
 def test_csv_classes_relabel(table, tmp_path):
     path = write(table, tmp_path / "t.csv")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade", classes=(2, 0)))

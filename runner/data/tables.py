@@ -321,7 +321,7 @@ def load_table(spec: DataSpec) -> Raw:
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
     if len(frame) < n_rows:
-        notes = (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
+        notes += (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"csv: {path.name} has no feature columns besides the target {target!r}")
