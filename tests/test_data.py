@@ -728,6 +728,28 @@ def test_data_configs_compose_into_valid_specs(overrides):
     assert spec.name == overrides[0].removeprefix("data=")
 
 
+def test_subsampling_keeps_every_class_its_minimum_or_names_the_class_and_the_limit(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "y": ["a"] * 97 + ["b"] * 97 + ["c"] * 6})
+    path = str(write(frame, tmp_path / "t.csv"))
+    for seed in range(5):
+        few = load(DataSpec("csv", seed=seed, path=path, target="y", max_train_rows=12))
+        assert len(few.y_train) == 12 and set(few.y_train) == {0, 1, 2}
+        small = load(DataSpec("csv", seed=seed, path=path, target="y", max_rows=40))
+        kept = np.concatenate([small.y_train, small.y_val, small.y_test])
+        assert len(kept) == 40 and np.bincount(kept)[2] == 3 and 2 in small.y_train
+    one_line_error(
+        DataSpec("csv", path=path, target="y", max_train_rows=2),
+        "data.max_train_rows=2 keeps 0 row(s) of class 'c'",
+        "at least 3",
+    )
+    one_line_error(
+        DataSpec("csv", path=path, target="y", max_rows=8),
+        "data.max_rows=8 keeps 0 row(s) of class 'c', fewer than the 3 it needs",
+        "raise data.max_rows (to 9 at the very least)",
+    )
+
+
 def test_the_table_limits_the_refusals_suggest_raising_are_hydra_overrides():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

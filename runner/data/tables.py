@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
+from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
 MAX_CLASSES_INFERRED = 20  # an integer target with at most this many values (and < 5%) ...
 MAX_CLASS_SHARE = 0.05  # ... of the rows is inferred to be a class label
-MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs a row of each class in each
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
