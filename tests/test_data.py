@@ -650,6 +650,34 @@ def test_csv_keeps_missing_values_dates_and_ids_for_the_members_to_encode(table,
     assert {"when", "id"} <= set(d.input_spec.feature_names)
 
 
+def test_parquet_decimals_are_numbers_and_list_columns_are_dropped_with_a_note(tmp_path):
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 60
+    prices = [None if i == 4 else Decimal(f"{i}.25") for i in range(n)]
+    columns = {
+        "price": pa.array(prices, type=pa.decimal128(10, 2)),
+        "tags": pa.array([["a"] * (i % 3) for i in range(n)]),
+        "where": pa.array([{"lat": float(i), "lon": 0.0} for i in range(n)]),
+        "y": pa.array([i % 2 for i in range(n)]),
+    }
+    pq.write_table(pa.table(columns), tmp_path / "t.parquet")
+    d = load(DataSpec("csv", path=str(tmp_path / "t.parquet"), target="y"))
+    assert d.input_spec.feature_names == ("price",) and not any("price" in n for n in d.notes)
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert X["price"].dtype == np.float64 and X["price"].isna().sum() == 1
+    assert sorted(X["price"].dropna()) == [i + 0.25 for i in range(n) if i != 4]
+    assert "column 'tags' of t.parquet holds list<element: string> values" in d.notes[0]
+    assert d.notes[1].startswith("column 'where' of t.parquet holds struct<")
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "t.parquet"), target="tags"),
+        "target column 'tags' of t.parquet holds list<",
+    )
+
+
 def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
     one_line_error(
         DataSpec("csv", path=str(write(table, tmp_path / "t.csv")), target="prise"),

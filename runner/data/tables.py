@@ -151,6 +151,29 @@ def _check_duplicate_names(path: Path, sep: str) -> None:
         )
 
 
+def _parquet_columns(
+    path: Path, frame: pd.DataFrame, target: str | None
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A Parquet table's decimal columns as floats, and its list, struct and map columns
+    dropped with a note (no member encodes them); such a target fails in one line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    notes: tuple[str, ...] = ()
+    for field in pq.read_schema(path):
+        if field.name not in frame.columns:
+            continue  # a stored index
+        if pa.types.is_decimal(field.type):
+            frame[field.name] = frame[field.name].astype(np.float64)
+        elif pa.types.is_nested(field.type):
+            what = f"column {field.name!r} of {path.name} holds {field.type} values"
+            if field.name == target:
+                raise ValueError(f"csv: target {what}, not one value per row")
+            frame = frame.drop(columns=[field.name])
+            notes += (f"{what}, not one value per row: dropped",)
+    return frame, notes
+
+
 def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], str | None]:
     """The CSV or Parquet file ``spec.path`` names, as a DataFrame, notes on how it was read
     (a separator other than a comma found in the header, decimal commas) and its separator
@@ -187,6 +210,9 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
+    if sep is None:
+        frame, parquet_notes = _parquet_columns(path, frame, spec.target)
+        notes += parquet_notes
     if sep is not None:
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep) and (converted := _decimal_commas(frame, spec.decimal == ",")):
