@@ -262,6 +262,9 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
         _int("data.max_rows", spec.max_rows, 10)
     if spec.max_train_rows is not None:
         _int("data.max_train_rows", spec.max_train_rows, 2)
+    for key in ("row_limit", "column_limit"):
+        if getattr(spec, key) is not None:
+            _int(f"data.{key}", getattr(spec, key), 1)
     if spec.sep is not None:
         sep = SEPARATOR_NAMES.get(spec.sep, spec.sep) if isinstance(spec.sep, str) else spec.sep
         if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':
@@ -279,6 +282,12 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
     if decimal not in (None, ".", ","):
         raise _fail(
             "data.decimal", f"must be comma, dot (or ',', '.') or null, got {spec.decimal!r}"
+        )
+    if decimal is not None and decimal == spec.sep:
+        raise _fail(
+            "data",
+            f"data.sep and data.decimal are both {decimal!r}; one character cannot separate "
+            "the fields and mark decimals: change one of them",
         )
     spec = replace(spec, decimal=decimal)
     if spec.task is not None and spec.task not in TASK_KINDS:

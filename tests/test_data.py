@@ -480,6 +480,78 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
         assert repr(value) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_decimal_comma_never_reads_a_decimal_dot_as_a_thousands_dot(tmp_path):
+    from runner.spec import parse_data
+
+    # a comma-separated file of dot decimals: data.decimal=comma is refused, not 36.6 -> 366
+    path = tmp_path / "t.csv"
+    path.write_text("temp,kind\n" + "".join(f"{36 + i / 10},{i % 2}\n" for i in range(30)))
+    spec = parse_data({"name": "csv", "path": str(path), "target": "kind", "decimal": "comma"})
+    one_line_error(spec, "data.decimal=comma", "column 'temp'", "'36.0'", "data.decimal=dot")
+    # a semicolon file: 1.234,56 is 1234.56, while an address or a date stays text
+    rows = [f"{i + 1}.234,5;10.0.0.{i};12.03.2020;{i % 2}" for i in range(30)]
+    path.write_text("p;ip;day;kind\n" + "\n".join(rows) + "\n")
+    d = load(replace(spec, sep=";"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["p"]) == [1000 * (i + 1) + 234.5 for i in range(30)]
+    assert set(X["ip"]) == {f"10.0.0.{i}" for i in range(30)} and set(X["day"]) == {"12.03.2020"}
+    for sep in ("comma", ","):
+        with pytest.raises(ValueError) as err:
+            parse_data({"name": "csv", "path": "t.csv", "target": "k", "sep": sep, "decimal": ","})
+        assert "data.sep and data.decimal are both ','" in str(err.value)
+
+
+def test_a_tsv_reads_decimal_commas_like_any_file_not_separated_by_commas(tmp_path):
+    rows = "".join(f"{i},5\t{'x' if i % 2 else 'y'}\t{1000 + i},25\n" for i in range(30))
+    (tmp_path / "t.tsv").write_text("size\tcity\tprice\n" + rows)
+    d = load(DataSpec("csv", path=str(tmp_path / "t.tsv"), target="price"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["size"]) == [i + 0.5 for i in range(30)] and d.task.kind == "regression"
+    assert sorted(np.concatenate([d.y_train, d.y_val, d.y_test])) == [
+        1000.25 + i for i in range(30)
+    ]
+    assert "decimal commas read as numbers in column(s) size, price" in d.notes
+
+
+def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_reads_it(tmp_path):
+    # commas between thousands under a decimal dot: numbers, not classes of one to three rows
+    path = tmp_path / "t.csv"
+    path.write_text("x,price\n" + "".join(f'{i},"{66 + i % 5},911.68"\n' for i in range(60)))
+    d = load(DataSpec("csv", path=str(path), target="price"))
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    assert d.task.kind == "regression"
+    assert sorted(y) == sorted((66 + i % 5) * 1000 + 911.68 for i in range(60))
+    assert "target 'price' read as numbers with commas between thousands ('66,911.68')" in d.notes
+    labels = load(DataSpec("csv", path=str(path), target="price", task="classification"))
+    assert labels.task.n_classes == 5 and "66,911.68" in labels.task.labels  # labels stay
+    # decimal commas in a comma-separated file, or decimal dots in a semicolon one: a hint
+    path.write_text("x,price\n" + "".join(f'{i},"{4947 + i},21"\n' for i in range(30)))
+    one_line_error(
+        DataSpec("csv", path=str(path), target="price"), "'4947,21'", "data.decimal=comma"
+    )
+    path.write_text("x;price\n" + "".join(f"{i};{66 + i},911.68\n" for i in range(30)))
+    one_line_error(DataSpec("csv", path=str(path), target="price"), "'66,911.68'", "decimal=dot")
+    d = load(DataSpec("csv", path=str(path), target="price", decimal="."))
+    assert d.task.kind == "regression" and max(d.y_train) < 96_000
+
+
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [("x;label;z;label", "'label'"), ("a;a;b;b;label", "'a' and 'b'"), ("x\tlabel\tx", "'x'")],
+)
+def test_a_header_naming_a_column_twice_is_refused_in_one_line(tmp_path, header, names):
+    # pandas renames a second 'label' to 'label.1': a copy of the target among the features
+    sep = ";" if ";" in header else "\t"
+    width = len(header.split(sep))
+    rows = "".join(sep.join([str(i % 2)] * width) + "\n" for i in range(30))
+    path = tmp_path / ("t.csv" if sep == ";" else "t.tsv")
+    path.write_text(header + "\n" + rows)
+    one_line_error(
+        DataSpec("csv", path=str(path), target="label"),
+        f"{path.name} has more than one column named {names}",
+    )
+
+
 def test_csv_categorical_target_ignores_unused_categories(tmp_path):
     # a Parquet table filtered after its target became categorical keeps a category no row has
     rng = np.random.default_rng(2)
@@ -527,6 +599,17 @@ def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_
     assert d.notes[1].startswith("task regression inferred from the target 'y' (numbers)")
 
 
+def test_dropped_target_rows_add_to_the_notes_on_how_the_file_was_read(tmp_path):
+    rows = [f"{i},5;{'' if i < 3 else i % 2}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("x;y\n" + "\n".join(rows) + "\n")
+    d = load(DataSpec("csv", path=str(tmp_path / "t.csv"), target="y"))
+    assert d.notes[:3] == (
+        "t.csv read as separated by ';' (from its header)",
+        "decimal commas read as numbers in column(s) x",
+        "dropped 3 of 40 rows missing the target 'y'",
+    )
+
+
 def test_csv_classes_relabel(table, tmp_path):
     path = write(table, tmp_path / "t.csv")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade", classes=(2, 0)))
@@ -565,6 +648,34 @@ def test_csv_keeps_missing_values_dates_and_ids_for_the_members_to_encode(table,
     rows = pd.concat([d.X_train, d.X_val, d.X_test])
     assert rows["size"].isna().sum() == 1 and rows["color"].isna().sum() == 1
     assert {"when", "id"} <= set(d.input_spec.feature_names)
+
+
+def test_parquet_decimals_are_numbers_and_list_columns_are_dropped_with_a_note(tmp_path):
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 60
+    prices = [None if i == 4 else Decimal(f"{i}.25") for i in range(n)]
+    columns = {
+        "price": pa.array(prices, type=pa.decimal128(10, 2)),
+        "tags": pa.array([["a"] * (i % 3) for i in range(n)]),
+        "where": pa.array([{"lat": float(i), "lon": 0.0} for i in range(n)]),
+        "y": pa.array([i % 2 for i in range(n)]),
+    }
+    pq.write_table(pa.table(columns), tmp_path / "t.parquet")
+    d = load(DataSpec("csv", path=str(tmp_path / "t.parquet"), target="y"))
+    assert d.input_spec.feature_names == ("price",) and not any("price" in n for n in d.notes)
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert X["price"].dtype == np.float64 and X["price"].isna().sum() == 1
+    assert sorted(X["price"].dropna()) == [i + 0.25 for i in range(n) if i != 4]
+    assert "column 'tags' of t.parquet holds list<element: string> values" in d.notes[0]
+    assert d.notes[1].startswith("column 'where' of t.parquet holds struct<")
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "t.parquet"), target="tags"),
+        "target column 'tags' of t.parquet holds list<",
+    )
 
 
 def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
@@ -643,6 +754,48 @@ def test_data_configs_compose_into_valid_specs(overrides):
         cfg = compose(config_name="config", overrides=overrides)
     spec = parse_data(OmegaConf.to_container(cfg.data, resolve=True))
     assert spec.name == overrides[0].removeprefix("data=")
+
+
+def test_subsampling_keeps_every_class_its_minimum_or_names_the_class_and_the_limit(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "y": ["a"] * 97 + ["b"] * 97 + ["c"] * 6})
+    path = str(write(frame, tmp_path / "t.csv"))
+    for seed in range(5):
+        few = load(DataSpec("csv", seed=seed, path=path, target="y", max_train_rows=12))
+        assert len(few.y_train) == 12 and set(few.y_train) == {0, 1, 2}
+        small = load(DataSpec("csv", seed=seed, path=path, target="y", max_rows=40))
+        kept = np.concatenate([small.y_train, small.y_val, small.y_test])
+        assert len(kept) == 40 and np.bincount(kept)[2] == 3 and 2 in small.y_train
+    one_line_error(
+        DataSpec("csv", path=path, target="y", max_train_rows=2),
+        "data.max_train_rows=2 keeps 0 row(s) of class 'c'",
+        "at least 3",
+    )
+    one_line_error(
+        DataSpec("csv", path=path, target="y", max_rows=8),
+        "data.max_rows=8 keeps 0 row(s) of class 'c', fewer than the 3 it needs",
+        "raise data.max_rows (to 9 at the very least)",
+    )
+
+
+def test_the_table_limits_the_refusals_suggest_raising_are_hydra_overrides():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from runner.__main__ import CONF_DIR
+    from runner.spec import SpecError, parse_data
+
+    def spec(*overrides: str) -> DataSpec:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["data=csv", *overrides])
+        return parse_data(OmegaConf.to_container(cfg.data, resolve=True))
+
+    default = DataSpec("csv")
+    assert (spec().row_limit, spec().column_limit) == (default.row_limit, default.column_limit)
+    raised = spec("data.row_limit=10000000", "data.column_limit=null")
+    assert (raised.row_limit, raised.column_limit) == (10_000_000, None)
+    with pytest.raises(SpecError, match=r"data.column_limit: must be an integer >= 1, got 0"):
+        spec("data.column_limit=0")
 
 
 def test_max_train_rows_caps_only_the_training_split():

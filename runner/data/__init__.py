@@ -21,7 +21,16 @@ import pandas as pd
 from models.tabular import TablePrep
 from runner.data.library import load_california_housing, load_digits, load_fashion_mnist
 from runner.data.prepare import input_spec
-from runner.data.split import bagged, cap_rows, fingerprint, keep_classes, split, subsample
+from runner.data.split import (
+    MIN_TRAIN_CLASS_ROWS,
+    bagged,
+    cap_rows,
+    class_floor_error,
+    fingerprint,
+    keep_classes,
+    split,
+    subsample,
+)
 from runner.data.tables import load_table
 from runner.data.types import Dataset, DataSpec, Raw, one_line, take
 
@@ -54,10 +63,7 @@ def load(spec: DataSpec) -> Dataset:
             f"{name}: cannot split {len(raw.y)} rows into train/val/test ({one_line(err)}){hint}"
         ) from None
     if spec.max_train_rows is not None and spec.max_train_rows < len(train):
-        # few labelled examples (transfer learning's case); val and test keep their size
-        rng = np.random.default_rng(seed)
-        keep = subsample(raw.y[train], spec.max_train_rows, raw.task.is_classification, rng)
-        train = train[keep]
+        train = _cap_train(raw, train, spec)
     X_all_test, y_all_test = (raw.X_test, raw.y_test) if raw.has_test else (raw.X, raw.y)
     X_train = take(raw.X, train)
     parts = {
@@ -79,6 +85,21 @@ def load(spec: DataSpec) -> Dataset:
         log_target=_log_target(spec, raw),
         notes=raw.notes + _column_notes(X_train),
     )
+
+
+def _cap_train(raw: Raw, train: np.ndarray, spec: DataSpec) -> np.ndarray:
+    """At most ``data.max_train_rows`` of the training rows (few labelled examples), each
+    class keeping a row; val and test keep their size."""
+    n, strat = spec.max_train_rows, raw.task.is_classification
+    if strat and (
+        short := class_floor_error(raw.y[train], n, MIN_TRAIN_CLASS_ROWS, raw.task.labels)
+    ):
+        raise ValueError(
+            f"{spec.name}: data.max_train_rows={n} {short[0]} (a member cannot learn a class "
+            f"without a training row); raise data.max_train_rows to at least {short[1]}"
+        )
+    rng = np.random.default_rng(spec.seed)
+    return train[subsample(raw.y[train], n, strat, rng, MIN_TRAIN_CLASS_ROWS)]
 
 
 def _column_notes(X_train: object) -> tuple[str, ...]:

@@ -60,18 +60,59 @@ def keep_classes(raw: Raw, classes: Sequence[int] | None, name: str) -> Raw:
     )
 
 
-def subsample(y: np.ndarray, n: int, stratify: bool, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of ``n`` rows drawn without replacement, per class in proportion."""
+MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs a row of each class in each
+MIN_TRAIN_CLASS_ROWS = 1  # a member cannot learn a class it has no training row of
+
+
+def _proportional(counts: np.ndarray, n: int) -> np.ndarray:
+    """Rows per class in a sample of ``n``, in proportion to ``counts`` (largest remainders
+    get the rows left over; ties go to the earlier class)."""
+    exact = counts * (n / counts.sum())
+    quota = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: n - int(quota.sum())]] += 1
+    return quota
+
+
+def _quota(counts: np.ndarray, n: int, floor: int) -> np.ndarray:
+    """Rows per class in proportion, each raised to ``min(count, floor)`` with rows from
+    the class with the most to spare (``n`` must cover those minimums)."""
+    quota = _proportional(counts, n)
+    need = np.minimum(counts, floor)
+    for i in np.flatnonzero(quota < need):
+        while quota[i] < need[i]:
+            quota[int(np.argmax(quota - need))] -= 1
+            quota[i] += 1
+    return quota
+
+
+def class_floor_error(
+    y: np.ndarray, n: int, floor: int, labels: Sequence[str] | None
+) -> tuple[str, int] | None:
+    """Why a stratified sample of ``n`` rows cannot keep ``min(count, floor)`` rows of every
+    class (naming the class that would be shortest), and the least ``n`` that can; or None."""
+    values, counts = np.unique(y, return_counts=True)
+    need = np.minimum(counts, floor)
+    if n >= need.sum():
+        return None
+    quota = _proportional(counts, n)
+    worst = int(np.argmin(quota - need))
+    name = labels[values[worst]] if labels else str(values[worst])
+    why = f"keeps {quota[worst]} row(s) of class {name!r}, fewer than the {need[worst]} it needs"
+    return why, int(need.sum())
+
+
+def subsample(
+    y: np.ndarray, n: int, stratify: bool, rng: np.random.Generator, floor: int = 0
+) -> np.ndarray:
+    """Sorted indices of ``n`` rows drawn without replacement, per class in proportion, each
+    class keeping at least ``min(its rows, floor)``."""
     if n >= len(y):
         return np.arange(len(y))
     if not stratify:
         return np.sort(rng.choice(len(y), size=n, replace=False))
     labels, counts = np.unique(y, return_counts=True)
-    exact = counts * (n / len(y))
-    quota = np.floor(exact).astype(np.int64)
-    # largest remainders get the rows left over; ties go to the earlier class
-    order = np.argsort(-(exact - quota), kind="stable")
-    quota[order[: n - int(quota.sum())]] += 1
+    quota = _quota(counts, n, floor)
     picks = [
         rng.choice(np.flatnonzero(y == label), size=int(q), replace=False)
         for label, q in zip(labels, quota, strict=True)
@@ -93,7 +134,14 @@ def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str) -> Raw:
     rng = np.random.default_rng(seed)
     strat = raw.task.is_classification
     k_main = int(round(max_rows * n_main / (n_main + n_test)))
-    keep = subsample(raw.y, k_main, strat, rng)
+    if strat and (short := class_floor_error(raw.y, k_main, MIN_CLASS_ROWS, raw.task.labels)):
+        least = int(np.ceil(short[1] * (n_main + n_test) / n_main))
+        raise ValueError(
+            f"{name}: data.max_rows={max_rows} {short[0]} (every class needs "
+            f"{MIN_CLASS_ROWS} rows for train, validation and test); raise data.max_rows (to "
+            f"{least} at the very least)"
+        )
+    keep = subsample(raw.y, k_main, strat, rng, MIN_CLASS_ROWS)
     out = replace(raw, X=take(raw.X, keep), y=raw.y[keep])
     if raw.has_test:
         keep_test = subsample(raw.y_test, max_rows - k_main, strat, rng)

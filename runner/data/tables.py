@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
+from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
 MAX_CLASSES_INFERRED = 20  # an integer target with at most this many values (and < 5%) ...
 MAX_CLASS_SHARE = 0.05  # ... of the rows is inferred to be a class label
-MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs a row of each class in each
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -30,6 +30,8 @@ SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
 SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}  # data.sep's words
 # 12,5 or 1.234,56 (a dot between thousands): how numbers read where a comma is the decimal
 DECIMAL_COMMA = r"^\s*[+-]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?\s*$"
+# 36.6, .5, 1e-3 or 66,911.68: how numbers read where a dot is the decimal
+DECIMAL_DOT = r"^\s*[+-]?(\d+|\d{1,3}(,\d{3})+)?(\.\d+)?([eE][+-]?\d+)?\s*$"
 
 
 def _is_tsv(path: Path) -> bool:
@@ -57,22 +59,119 @@ def _separator_hint(spec: DataSpec, used: str | None, target: str, columns: Sequ
     return ""
 
 
-def _decimal_commas(frame: pd.DataFrame) -> list[str]:
+def _text(values: pd.Series) -> pd.Series | None:
+    """The present cells of a text column, as str; None for a column of another dtype."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return None
+    return values.dropna().astype(str)
+
+
+def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
     """Text columns that are numbers written with a decimal comma (as in files separated by
-    semicolons), turned into numbers in place; their names."""
+    semicolons), turned into numbers in place; their names. ``given``: data.decimal=comma,
+    so a column of numbers with dots between thousands only (1.000) is one too."""
     out = []
     for col in frame.columns:
-        values = frame[col]
-        if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        present = _text(frame[col])
+        if present is None or present.empty:
             continue
-        present = values.dropna().astype(str)
-        if present.empty or not present.str.contains(",").any():
+        if not present.str.contains("," if not given else "[,.]").any():
             continue
         if present.str.fullmatch(DECIMAL_COMMA).all():
-            text = values.astype("string").str.replace(".", "", regex=False)
+            text = frame[col].astype("string").str.replace(".", "", regex=False)
             frame[col] = pd.to_numeric(text.str.replace(",", ".", regex=False))
             out.append(str(col))
     return out
+
+
+def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
+    """Whether numbers read with a decimal comma: data.decimal, or else a CSV (``.tsv``
+    too) not separated by commas."""
+    if spec.decimal is not None:
+        return spec.decimal == ","
+    return sep is not None and sep != ","
+
+
+def _numeric_target(
+    values: pd.Series, column: str, spec: DataSpec, sep: str | None
+) -> tuple[pd.Series, tuple[str, ...]]:
+    """A text target of numbers with commas between thousands (66,911.68) read as numbers,
+    with a note; one of numbers with the other decimal mark fails in one line naming the
+    data.decimal that reads it. Labels (data.task=classification) stay as they are."""
+    present = _text(values)
+    if present is None or present.empty or spec.task == "classification":
+        return values, ()
+    commas = _decimal_is_comma(spec, sep)
+    marked = present[present.str.contains("[,.]")]
+    example = (marked if not marked.empty else present).iloc[0]
+    if not commas and present.str.fullmatch(DECIMAL_DOT).all():
+        text = values.astype("string").str.replace(",", "", regex=False).str.strip()
+        note = f"target {column!r} read as numbers with commas between thousands ({example!r})"
+        return pd.to_numeric(text).astype(np.float64), (note,)
+    mark, other = ("comma", "dot") if commas else ("dot", "comma")
+    if present.str.fullmatch(DECIMAL_COMMA if not commas else DECIMAL_DOT).all():
+        raise ValueError(
+            f"csv: target column {column!r} holds numbers written with a decimal {other} "
+            f"(e.g. {example!r}), read here with a decimal {mark}: pass data.decimal={other} "
+            "(or data.task=classification if they are labels)"
+        )
+    return values, ()
+
+
+def _check_dot_decimals(frame: pd.DataFrame, path: Path) -> None:
+    """With data.decimal=comma, a text column holding a number written with a decimal dot
+    (36.6, 66,911.68) fails in one line: it is no number there, and no thousands either."""
+    for col in frame.columns:
+        present = _text(frame[col])
+        if present is None:
+            continue
+        dotted = present[
+            present.str.contains(".", regex=False)
+            & present.str.fullmatch(DECIMAL_DOT)
+            & ~present.str.fullmatch(DECIMAL_COMMA)
+        ]
+        if not dotted.empty:
+            raise ValueError(
+                f"csv: data.decimal=comma, but column {col!r} of {path.name} holds "
+                f"{dotted.iloc[0]!r}, a number with a decimal dot; pass data.decimal=dot "
+                "(or null) for this file"
+            )
+
+
+def _check_duplicate_names(path: Path, sep: str) -> None:
+    """A CSV header that names a column twice fails in one line naming the names (pandas
+    would rename the second 'label' to 'label.1', a copy of the target among the features)."""
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0].dropna()
+    counts = header.value_counts(sort=False)
+    twice = [str(name) for name, n in counts.items() if n > 1]
+    if twice:
+        raise ValueError(
+            f"csv: {path.name} has more than one column named "
+            f"{' and '.join(map(repr, twice))}; rename or drop the copies"
+        )
+
+
+def _parquet_columns(
+    path: Path, frame: pd.DataFrame, target: str | None
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A Parquet table's decimal columns as floats, and its list, struct and map columns
+    dropped with a note (no member encodes them); such a target fails in one line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    notes: tuple[str, ...] = ()
+    for field in pq.read_schema(path):
+        if field.name not in frame.columns:
+            continue  # a stored index
+        if pa.types.is_decimal(field.type):
+            frame[field.name] = frame[field.name].astype(np.float64)
+        elif pa.types.is_nested(field.type):
+            what = f"column {field.name!r} of {path.name} holds {field.type} values"
+            if field.name == target:
+                raise ValueError(f"csv: target {what}, not one value per row")
+            frame = frame.drop(columns=[field.name])
+            notes += (f"{what}, not one value per row: dropped",)
+    return frame, notes
 
 
 def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], str | None]:
@@ -96,8 +195,8 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
             frame = pd.read_parquet(path)
         else:
             sep = spec.sep or _separator(path)
-            commas = {"decimal": ",", "thousands": "."} if spec.decimal == "," else {}
-            frame = pd.read_csv(path, sep=sep, **commas)
+            # no thousands="." here: pandas would read 36.6 as 366 and 10.0.0.1 as 10001
+            frame = pd.read_csv(path, sep=sep, decimal=spec.decimal or ".")
             if spec.sep is None and sep != "," and not _is_tsv(path):
                 notes += (f"{path.name} read as separated by {sep!r} (from its header)",)
     except UnicodeDecodeError as err:
@@ -111,12 +210,15 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         raise ValueError(f"csv: cannot read {path}: {one_line(err)}") from None
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
-    if spec.decimal is not None:
-        commas = spec.decimal == ","
-    else:
-        commas = sep is not None and sep != "," and not _is_tsv(path)
-    if commas and (converted := _decimal_commas(frame)):
+    if sep is None:
+        frame, parquet_notes = _parquet_columns(path, frame, spec.target)
+        notes += parquet_notes
+    if sep is not None:
+        _check_duplicate_names(path, sep)
+    if _decimal_is_comma(spec, sep) and (converted := _decimal_commas(frame, spec.decimal == ",")):
         notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+    if spec.decimal == "," and sep is not None:
+        _check_dot_decimals(frame, path)
     return path, frame, notes, sep
 
 
@@ -205,13 +307,15 @@ def load_table(spec: DataSpec) -> Raw:
     <= 20 distinct values that are < 5% of the rows, is a class label; otherwise
     regression). A CSV is read with the separator that splits its header into the most
     names (comma, semicolon, tab or bar); when not a comma, decimal commas are numbers.
-    Rows with a missing target are dropped and counted in the notes. The feature columns
+    Rows with a missing target are dropped and counted in the notes; a text target of
+    numbers with commas between thousands is read as numbers. The feature columns
     stay as they are (a DataFrame): each member fits its own encoding on its training rows
     (``models.tabular``), so missing values, categories and dates are handled where they are
     served. Class labels
     are encoded 0..k-1 in sorted order of their values (``data.classes`` uses these ids).
     Fails in one line on an empty table, a missing target column (naming the closest ones),
-    a one-class target, an all-empty column, or more rows or columns than the limits.
+    a one-class target, an all-empty column, a header naming a column twice, or more rows or
+    columns than the limits.
     """
     path, frame, read_notes, sep = _read_table(spec)
     columns = [str(c) for c in frame.columns]
@@ -243,7 +347,7 @@ def load_table(spec: DataSpec) -> Raw:
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
     if len(frame) < n_rows:
-        notes = (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
+        notes += (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"csv: {path.name} has no feature columns besides the target {target!r}")
@@ -251,6 +355,8 @@ def load_table(spec: DataSpec) -> Raw:
         raise ValueError(
             f"csv: data.task must be classification, regression or null, got {spec.task!r}"
         )
+    frame[target], number_notes = _numeric_target(frame[target], target, spec, sep)
+    notes += number_notes
     kind = spec.task or infer_task(frame[target])
     y, task = _encode_target(frame[target], kind, target)
     if spec.task is None:
