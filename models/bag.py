@@ -39,6 +39,13 @@ class Bag:
         """The raw table columns any of its members reads."""
         return list(dict.fromkeys(n for m in self.members for n in m.input_names))
 
+    def unreadable(self, frame: Any) -> dict[str, tuple[int, str]]:
+        """Cells of raw rows any of its fold members would read as missing."""
+        out: dict[str, tuple[int, str]] = {}
+        for member in self.members:
+            out.update(member.unreadable(frame))
+        return out
+
     def predict(self, X: Any, task: Task) -> np.ndarray:
         """The mean of the members' predictions, in the members' contract."""
         return np.mean([m.predict(X, task) for m in self.members], axis=0)

@@ -107,6 +107,20 @@ def _to_dates(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values.astype(object), utc=True, errors="coerce", format="mixed")
 
 
+def _zone_name(dates: pd.Series) -> str | None:
+    """The dates' time zone by a name that reads back (Europe/Paris, UTC+01:00), or None
+    (taken as UTC) for a zone object known by no such name."""
+    tz = dates.dt.tz
+    for name in (getattr(tz, "key", None), getattr(tz, "zone", None), str(tz)):
+        if isinstance(name, str):
+            try:
+                pd.Timestamp(0, tz=name)
+            except Exception:  # pytz, zoneinfo and dateutil each raise their own errors
+                continue
+            return name
+    return None
+
+
 def _date_parts(dates: pd.Series) -> np.ndarray:
     """(n, 6) float64: year, month, day, weekday, hour, days since 1970 (NaN where missing)."""
     parts = [
@@ -159,6 +173,7 @@ class Column:
     categories: list[str] = field(default_factory=list)  # category: kept values, in code order
     frequencies: dict[str, float] = field(default_factory=dict)  # frequency encoding
     tz: str | None = None  # date: the training rows' time zone, in which served dates are read
+    formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -242,15 +257,16 @@ class TablePrep:
             finite = numbers[np.isfinite(numbers)]
             median = float(finite.median()) if len(finite) else 0.0
             return Column(name, "numeric", [median], missing)
+        digits_id = distinct == n and n >= MIN_ID_ROWS and not missing  # checked below
         if _is_text(values) and not isinstance(values.dtype, pd.CategoricalDtype):
-            column = self._numeric_text(name, present, missing)
+            column = self._numeric_text(name, present, missing, digits_id)
             if column is not None:
                 return column
         dates = _as_dates(values)
         if dates is not None:
             parts = _date_parts(dates)
             fill = [float(np.nanmedian(c)) if np.isfinite(c).any() else 0.0 for c in parts.T]
-            tz = str(dates.dt.tz) if isinstance(values.dtype, pd.DatetimeTZDtype) else None
+            tz = _zone_name(dates) if isinstance(values.dtype, pd.DatetimeTZDtype) else None
             return Column(name, "date", fill, bool(dates.isna().any()), tz=tz)
         if not _is_text(values):
             self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
@@ -266,12 +282,19 @@ class TablePrep:
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
 
-    def _numeric_text(self, name: str, present: pd.Series, missing: bool) -> Column | None:
+    def _numeric_text(
+        self, name: str, present: pd.Series, missing: bool, distinct: bool
+    ) -> Column | None:
         """A text column of numbers ("1,234", "$12.50") with a few placeholders ("?",
-        "unknown") as numbers, the placeholders missing; None when it is not one."""
-        numbers = _numbers(present)
+        "unknown") as numbers, the placeholders missing; None when it is not one, or when
+        ``distinct`` (a value per row) and all digits (codes such as '00100123': an ID)."""
+        if _numbers(present.head(200), formatted=True).notna().mean() < NUMERIC_TEXT_SHARE:
+            return None  # most text columns are not numbers: decided on a sample
+        numbers = _numbers(present, formatted=True)
         read = numbers.notna()
         if read.sum() < 2 or read.mean() < NUMERIC_TEXT_SHARE:
+            return None
+        if distinct and present.astype(str).str.fullmatch(r"\s*\d+\s*").all():
             return None
         unread = present[~read]
         if len(unread):
@@ -281,7 +304,7 @@ class TablePrep:
             )
         finite = numbers[np.isfinite(numbers)]
         median = float(finite.median()) if len(finite) else 0.0
-        return Column(name, "numeric", [median], missing or bool(len(unread)))
+        return Column(name, "numeric", [median], missing or bool(len(unread)), formatted=True)
 
     # ------------------------------------------------------------------------ transform
 
@@ -313,7 +336,9 @@ class TablePrep:
             if col.kind not in ("numeric", "date") or col.name not in frame.columns:
                 continue
             values = frame[col.name].reset_index(drop=True)
-            read = _numbers(values) if col.kind == "numeric" else _to_dates(values)
+            if col.kind == "numeric" and pd.api.types.is_numeric_dtype(values.dtype):
+                continue  # numbers already
+            read = _numbers(values, col.formatted) if col.kind == "numeric" else _to_dates(values)
             bad = values.notna() & read.isna()
             if bad.any():
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
@@ -322,10 +347,11 @@ class TablePrep:
     def _encode(self, col: Column, values: pd.Series, n: int) -> np.ndarray:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
-                dates = _to_dates(values)
-                parts = _date_parts(dates if col.tz is None else dates.dt.tz_convert(col.tz))
+                # the parts in the training rows' zone (UTC for text or zone-free dates)
+                parts = _date_parts(_to_dates(values).dt.tz_convert(col.tz or "UTC"))
             else:
-                parts = _numbers(values).to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
+                numbers = _numbers(values, col.formatted)
+                parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
             bad = ~np.isfinite(parts)
             filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
             flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
@@ -394,9 +420,10 @@ class TablePrep:
         return prep
 
 
-def _number(value: Any) -> Any:
-    """Booleans (also as text) to 0/1 and numbers written as text ("1,234.5", "$12.50",
-    " 7 ") to floats, so such columns read as numbers; the rest unchanged."""
+def _number(value: Any, formatted: bool = False) -> Any:
+    """Booleans (also as text) to 0/1 so boolean columns read as numbers; with ``formatted``
+    also numbers written with thousands commas or a currency sign ("1,234.5", "$12.50") to
+    floats; the rest unchanged."""
     if isinstance(value, (bool, np.bool_)):
         return float(value)
     if not isinstance(value, str):
@@ -404,6 +431,8 @@ def _number(value: Any) -> Any:
     text = value.strip()
     if text.lower() in ("true", "false"):
         return float(text.lower() == "true")
+    if not formatted:
+        return value
     match = NUMBER_TEXT.match(text)
     if match is None:
         return value
@@ -413,9 +442,12 @@ def _number(value: Any) -> Any:
         return value
 
 
-def _numbers(values: pd.Series) -> pd.Series:
+def _numbers(values: pd.Series, formatted: bool = False) -> pd.Series:
     """Cells as float64 numbers, as ``_number`` reads them; anything else is missing."""
-    return pd.to_numeric(values.map(_number), errors="coerce").astype(np.float64)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype(np.float64)
+    read = values.map(lambda v: _number(v, formatted))
+    return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
 
 @dataclass

@@ -144,21 +144,14 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         any other column by now), a warning naming those that are missing (they are read as
         missing values)."""
         wanted = list(dict.fromkeys(n for m in self.members.values() for n in m.input_names))
-        if isinstance(model_input, pd.Series):  # one row, indexed by column name
-            model_input = model_input.to_frame().T
-        if isinstance(model_input, np.ndarray):
-            raise ValueError(
-                f"this model takes table rows: pass a pandas DataFrame with the columns "
-                f"{_names(wanted)}, got a numpy array of shape {model_input.shape}"
-            )
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         have = {str(c) for c in frame.columns}
         missing = [n for n in wanted if n not in have]
         if wanted and len(missing) == len(wanted):
             raise ValueError(
                 f"none of the {len(wanted)} columns the members were fitted on is in the input "
-                f"(got {_names(frame.columns) or 'no named column: a numpy array has none'}); "
-                f"pass a pandas DataFrame with the columns {_names(wanted)}"
+                f"(got {_names(frame.columns) or _NONE_KNOWN}); pass a pandas DataFrame with the "
+                f"columns {_names(wanted)}"
             )
         if missing:
             import warnings
@@ -171,8 +164,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             )
         unread: dict[str, tuple[int, str]] = {}
         for member in self.members.values():
-            if member.prep is not None:
-                unread.update(member.prep.unreadable(frame))
+            unread.update(member.unreadable(frame))
         if unread:
             import warnings
 
@@ -187,6 +179,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 stacklevel=3,
             )
         return frame
+
+
+# MLflow's signature check leaves no column of a frame with other names, of a numpy array
+# or of a Series (they have no names) by the time the model sees the rows
+_NONE_KNOWN = "no column it knows; a numpy array or a Series has no column names"
 
 
 def _names(columns, limit: int = 20) -> str:

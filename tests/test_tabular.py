@@ -249,7 +249,7 @@ assert any("bill_length_mm: 1 cell(s) such as 'n/a'" in w for w in said), said
 try:  # a numpy array has no column names: say what to pass
     model.predict(rows.to_numpy())
 except Exception as err:
-    assert "pass a pandas DataFrame with the columns" in str(err), err
+    assert "a numpy array or a Series has no column names" in str(err), err
 else:
     raise AssertionError("a numpy array was served")
 try:  # no column the members know: one line naming theirs
@@ -358,6 +358,13 @@ def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     assert prep.unreadable(pd.DataFrame({"price": ["n/a", "7", None, "n/a"]})) == {
         "price": (2, "n/a")
     }
+    # a column of numbers (not text) reads no formatted text: "1,234" may be 1.234 there
+    plain = TablePrep().fit(pd.DataFrame({"v": x, "z": rng.normal(size=400)}))
+    assert plain.unreadable(pd.DataFrame({"v": ["1,234", "7"]})) == {"v": (1, "1,234")}
+    # a distinct code of digits on every row is an ID, as any distinct text
+    ids = [f"{i:08d}" for i in rng.permutation(1000)[:400]]
+    coded = TablePrep().fit(pd.DataFrame({"customer": ids, "z": rng.normal(size=400)}))
+    assert coded.dropped == {"customer": "an ID (distinct text on every row)"}
     # a column of codes and words in equal measure stays categories
     codes = TablePrep().fit(pd.DataFrame({"c": rng.choice(["1", "2", "n/a"], 300)}))
     assert codes.columns[0].kind == "category"
@@ -370,8 +377,10 @@ def test_dates_far_in_the_future_are_read_and_ratings_are_not_dates():
     prep = TablePrep("onehot").fit(pd.DataFrame({"until": until, "rating": rating}))
     assert [c.kind for c in prep.columns] == ["date", "category"]
     got = prep.transform(pd.DataFrame({"until": ["9999-12-31", "3000-01-01"], "rating": "3/5"}))
-    assert got[0, prep.feature_names.index("until:year")] == 9999
-    assert got[1, prep.feature_names.index("until:year")] == 3000
+    if int(pd.__version__.split(".")[0]) >= 3:  # pandas 2 holds no date past 2262: missing
+        assert got[0, prep.feature_names.index("until:year")] == 9999
+        assert got[1, prep.feature_names.index("until:year")] == 3000
+    assert np.isfinite(got).all()
 
 
 def test_a_text_column_of_numbers_matches_them_served_as_numbers():
