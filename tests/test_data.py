@@ -533,6 +533,11 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
     one_line_error(DataSpec("csv", path=str(path), target="price"), "'66,911.68'", "decimal=dot")
     d = load(DataSpec("csv", path=str(path), target="price", decimal="."))
     assert d.task.kind == "regression" and max(d.y_train) < 96_000
+    # text codes without the other mark stay labels as they were ('1', not '1.0')
+    codes = pd.DataFrame({"x": range(60), "price": pd.Series(["1", "2", "3"] * 20, dtype=str)})
+    codes.to_parquet(tmp_path / "codes.parquet")
+    d = load(DataSpec("csv", path=str(tmp_path / "codes.parquet"), target="price"))
+    assert d.task.kind == "classification" and list(d.task.labels) == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,15 @@ def _numeric_target(
     present = _text(values)
     if present is None or present.empty or spec.task == "classification":
         return values, ()
+    if not present.str.contains(r"\d").all():  # a placeholder ("-", " "): not numbers
+        return values, ()
     commas = _decimal_is_comma(spec, sep)
-    marked = present[present.str.contains("[,.]")]
-    example = (marked if not marked.empty else present).iloc[0]
+    # only text that holds the other mark is read or refused here: codes such as '1', '2'
+    # stay labels as they were
+    other_mark = present[present.str.contains("." if commas else ",", regex=False)]
+    if other_mark.empty:
+        return values, ()
+    example = other_mark.iloc[0]
     if not commas and present.str.fullmatch(DECIMAL_DOT).all():
         text = values.astype("string").str.replace(",", "", regex=False).str.strip()
         note = f"target {column!r} read as numbers with commas between thousands ({example!r})"
