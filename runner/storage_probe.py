@@ -23,16 +23,13 @@ def probe_storage(uri: str, timeout: float) -> None:
     from runner.store_probe import redact_uri
 
     where = f"runner.storage_path {redact_uri(uri)}"
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-    except Exception as err:  # pyarrow's ArrowInvalid, or a missing optional file system
-        raise StorageUnavailable(f"{where}: {_first_line(err)}") from None
     answer: dict[str, Any] = {}
 
-    def look() -> None:
+    def look() -> None:  # resolving s3:// asks the network for the bucket's region too
         try:
+            fs, path = pyarrow.fs.FileSystem.from_uri(uri)
             answer["info"] = fs.get_file_info(path)
-        except Exception as err:  # network and permission errors, as OSError
+        except Exception as err:  # ArrowInvalid (unknown scheme), OSError (network, rights)
             answer["error"] = err
 
     looking = threading.Thread(target=look, name="runner-storage-probe", daemon=True)
