@@ -138,6 +138,7 @@ def _probe_store(spec: RunSpec) -> None:
 def _main(cfg: DictConfig) -> None:
     job_started()  # first: whatever fails from here on shows as it is
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from runner.spec import (
         SpecError,
@@ -149,6 +150,8 @@ def _main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.output_subdir is not None:
         redact_saved_config(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # multirun.yaml in the sweep's folder
+        redact_saved_config(Path(hydra_cfg.sweep.dir))
     experiment = hydra_cfg.runtime.choices.get("experiment")
     if experiment is None and not cfg.get("experiment_name"):
         _fail(f"no experiment selected; pass +experiment=NAME, one of: {known_experiments()}")

@@ -16,8 +16,9 @@ HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
 
 
 WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` prints
-# the password of a URI with credentials: scheme://user:PASSWORD@host
-URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@'\"]+:)[^\s@/'\"]+@")
+# the password of a URI with credentials: scheme://user:PASSWORD@host (also as Hydra prints
+# an override, its colons escaped: scheme\://user\:PASSWORD@host)
+URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*\\?://[^\s:/@'\"]+:)[^\s@/'\"]+@")
 
 
 def redact_credentials(text: str) -> str:
@@ -87,6 +88,20 @@ class HeldStderr:
         return getattr(self.stream, name)
 
 
+class MaskedStream:
+    """Stands in for ``sys.stdout``: writes through with URI passwords masked (Hydra's
+    launcher prints a multirun's overrides there before any job starts)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact_credentials(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
 def job_started() -> None:
     """The job runs: write what stderr held, and let it through from now on (passwords in
     URIs still masked: Hydra prints the overrides of a job that raised)."""
@@ -110,6 +125,7 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
     failure before that (its exit code 1) is printed as one ``error:`` line, exit code 2."""
     held = HeldStderr(sys.stderr)
     sys.stderr = held
+    masked = sys.stdout = MaskedStream(sys.stdout)
     try:
         main()
     except SystemExit as stop:
@@ -124,4 +140,6 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
     finally:
         if sys.stderr is held:
             sys.stderr = held.stream
+        if sys.stdout is masked:
+            sys.stdout = masked.stream
         held.release()  # what a handler made meanwhile writes still passes, masked

@@ -229,21 +229,27 @@ def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_
 
 
 @pytest.mark.slow
-def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(postgres, workdir):
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(
+    postgres, workdir, multirun
+):
     secret = "pw-s3cret-42"
     uri = postgres.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    mode = ["--multirun", "hydra.sweep.dir=out"] if multirun else ["hydra.run.dir=out"]
     done = run_cli(
         workdir,
+        *mode,
         "+experiment=quickstart",
         f"tracking.uri={uri}",
         *INFRA_MEMBERS,
         "training.epochs=2",
         f"runner.storage_path={workdir / 'tune'}",
-        "hydra.run.dir=out",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert secret not in done.stdout + done.stderr
-    assert (workdir / "out" / ".hydra" / "overrides.yaml").is_file()
+    job = workdir / "out" / ("0" if multirun else "")
+    assert (job / ".hydra" / "overrides.yaml").is_file()
+    assert (workdir / "out" / "multirun.yaml").is_file() == multirun
     assert (workdir / "tune").is_dir()
     holding = [
         str(path.relative_to(workdir))
