@@ -166,8 +166,13 @@ def student_line(
     if b is not None:
         text += f", {ens['best_member']} {b:.4f}"
         gain = (served - b) if greater_is_better(metric) else (b - served)
-        if gain > 0:  # a share of no gain, or of a loss, says nothing
-            text += f"; keeps {100 * (s - b) / (served - b):.0f}% of the ensemble's gain"
+        share = (s - b) / (served - b) if gain > 0 else None
+        if share is not None and 0 <= share <= 1:  # a share of no gain, or past it, says nothing
+            text += f"; keeps {100 * share:.0f}% of the ensemble's gain"
+        elif share is not None and share > 1:
+            text += "; better than the ensemble"
+        elif share is not None:
+            text += f"; worse than {ens['best_member']}"
     text += ")"
     ms, ens_ms = st.get("predict_ms_per_1000"), ens.get("predict_ms_per_1000")
     if ms and ens_ms:

@@ -95,6 +95,10 @@ def test_the_student_line_gives_a_share_of_the_gain_only_where_there_is_one():
     lost = _student_case(0.9694, 0.9861, 0.9278, 2.0)  # the ensemble lost to its best member
     assert "keeps" not in lost and "test accuracy 0.9278 (ensemble 0.9694, svm 0.9861)" in lost
     assert "keeps" not in _student_case(0.97, 0.97, 0.96, 2.0)
+    below = _student_case(0.951, 0.950, 0.943, 2.0)  # a share would be -700%
+    assert "keeps" not in below and "worse than svm" in below
+    above = _student_case(0.951, 0.950, 0.990, 2.0)  # ... or 4000%
+    assert "keeps" not in above and "better than the ensemble" in above
     assert "2.0x slower" in _student_case(0.98, 0.96, 0.97, 20.0)
 
 

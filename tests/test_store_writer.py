@@ -34,7 +34,7 @@ def test_background_writes_happen_in_order_in_one_thread_and_flush_waits_for_the
     writer.close()
 
 
-def test_submit_waits_while_the_backlog_is_full_and_not_after_a_failure():
+def test_submit_waits_while_the_backlog_is_full_and_nothing_is_written_after_a_failure():
     writer = StoreWriter(background=True, backlog=3)
     gate = threading.Event()
     done: list[int] = []
@@ -54,7 +54,7 @@ def test_submit_waits_while_the_backlog_is_full_and_not_after_a_failure():
     gate.set()
     fourth.join(5)
     assert not fourth.is_alive()
-    for i in range(4, 10):  # the fifth write fails the store: nothing waits on room after it
+    for i in range(4, 10):  # the fifth write fails the store: the rest are not written
         writer.submit(write, i)
     with pytest.raises(MlflowException):
         writer.flush()
