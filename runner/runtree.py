@@ -318,6 +318,9 @@ class RunTree:
             else self.client.create_experiment(spec.experiment)
         )
         self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
+        # member -> (run id, STOPPED or SKIPPED, why): ended for good in an earlier attempt by
+        # the scheduler or the time limit; Tune does not run those trials again
+        self.ended: dict[str, tuple[str, str, str]] = {}
         self._artifact_uris: dict[str, str] = {}  # open run -> its artifact URI, from creation
         self.bags: dict[str, str] = {}  # bagged member -> its run (its folds' runs nest in it)
         self.records: dict[str, MemberRecord] = {}  # label -> record of this attempt's end
@@ -374,6 +377,17 @@ class RunTree:
         if not changed:
             return
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        searched = "; ".join(
+            f"{k}: {old!r} -> {new!r}"
+            for k, (old, new) in changed.items()
+            if k.startswith("search.")
+        )
+        if searched:  # Tune restores the trials it sampled: a changed search cannot apply
+            raise ResumeError(
+                f"sweep {self.sweep_id} was started with another search ({searched}); Tune "
+                "resumes the trials it sampled, even with runner.resume=force: resume with the "
+                "same search or start a new sweep"
+            )
         if self.spec.resume != "force":
             raise ResumeError(
                 f"sweep {self.sweep_id} was started with another config ({listed}); resume with "
@@ -499,6 +513,13 @@ class RunTree:
                     run.info.run_id, ERROR, "the driver stopped before this run ended"
                 )
                 self.client.set_terminated(run.info.run_id, "KILLED", end_time=_now_ms())
+            elif run.info.status == "KILLED" and (STOPPED in tags or SKIPPED in tags):
+                status = "STOPPED" if STOPPED in tags else "SKIPPED"
+                self.ended[tags.get(MEMBER)] = (
+                    run.info.run_id,
+                    status,
+                    tags.get(STOPPED) or tags[SKIPPED],
+                )
             elif run.info.status == "FINISHED" and tags.get(ROLE) in (
                 "member",
                 "fold",
@@ -514,6 +535,11 @@ class RunTree:
                     )
                 self.finished[name] = run.info.run_id
         self.client.set_tag(self.parent_run_id, RESUMED, "true")
+
+    def ended_record(self, name: str, model: str) -> MemberRecord:
+        """The record of a member stopped or skipped for good in an earlier attempt."""
+        run_id, status, why = self.ended[name]
+        return MemberRecord(name=name, model=model, run_id=run_id, status=status, error=why)
 
     def finished_record(self, name: str, model: str, folder: str) -> MemberRecord:
         """Rebuild the record of a member FINISHED in an earlier attempt, from MLflow."""

@@ -435,6 +435,10 @@ def _train_stage(
                 tree.records[label] = tree.finished_record(label, member.model, tmp)
                 if held is not None and split_fold_label(label) is None:
                     held.add(tree.records[label])
+        for label in tree.ended:  # stopped or skipped: done, and not trained again
+            member = plan.member_of(label, members)
+            if member is not None and label not in tree.records and label not in tree.finished:
+                tree.records[label] = tree.ended_record(label, member.model)
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
     try:

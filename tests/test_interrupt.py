@@ -137,3 +137,46 @@ def test_only_tunes_warning_about_trials_without_any_result_files_is_dropped():
     assert not keep.filter(record(head.format(1) + unstarted))
     assert keep.filter(record(head.format(2) + unstarted + "\n" + unreadable))
     assert keep.filter(record("No checkpoints have been found for trial t_00001."))
+
+
+@pytest.mark.slow
+def test_a_searched_sweep_resumed_after_the_scheduler_stopped_trials_finishes(workdir):
+    # trials ASHA stopped in the first attempt ended for good: the resume counts them as
+    # done (it waited for them for ever, blaming a Ctrl+C that never came)
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = (
+        "+experiment=quickstart",
+        *(f"~members.{m}" for m in ("selu", "convnet", "resnet", "svm")),
+        f"tracking.uri={db}",
+        "training.epochs=3",
+        "search=random",
+        "search.num_samples=6",
+        "search.seed=4",
+        "search.scheduler=asha",
+        "+members.mlp.hparams.width={randint:[16,65]}",
+        "+members.mlp.training.learning_rate={loguniform:[0.0001,0.01]}",
+        "runner.sweep_id=asha",
+    )
+    proc = start_cli(workdir, *args, until="stopped early")
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    # Tune would resume the six trials it sampled whatever the new count: refused, forced or not
+    forced = run_cli(workdir, *args, "search.num_samples=8", "runner.resume=force")
+    assert forced.returncode == 2, forced.stderr[-2000:]
+    assert "another search (search.num_samples: 6 -> 8)" in forced.stderr
+    done = run_cli(workdir, *args, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    statuses = {m["name"]: m["status"] for m in summary["members"]}
+    assert "STOPPED" in statuses.values() and summary["ensemble"] is not None, statuses
+    client = MlflowClient(db)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("quickstart").experiment_id],
+        "tags.`runner.role` = 'member'",
+    )
+    ended = [r.data.tags["runner.member"] for r in runs if r.info.status in ("FINISHED", "KILLED")]
+    assert sorted(set(ended)) == sorted(statuses), ended
