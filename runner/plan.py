@@ -41,7 +41,9 @@ class TuneRun:
             return param_space(self.members, cheapest_first=spec.time_limit is not None), {}
         m = self.searched
         space = {"member": pack_member(searched_config(m.to_config(), m.search), list(m.search))}
-        return space, tune_settings(spec.search, m.training.epochs)
+        # the most epochs any sample can train: a searched epochs' largest candidate
+        epochs = max([m.training.epochs, *m.candidates.get("training.epochs", [])])
+        return space, tune_settings(spec.search, int(epochs))
 
 
 def tune_runs(

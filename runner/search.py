@@ -57,6 +57,20 @@ class SearchSpec:
                 f"it needs search.metric=val_loss and search.mode=min, got {self.metric!r}, "
                 f"{self.mode!r}"
             )
+        final = [f"final_val_{m}" for m in ("accuracy", "log_loss", "rmse", "mae")]
+        if self.scheduler is not None and self.metric != "val_loss":
+            raise ValueError(
+                f"search.metric must be val_loss with a scheduler (the score every member "
+                f"reports each epoch), got {self.metric!r}"
+            )
+        if self.metric not in ("val_loss", *final):
+            raise ValueError(
+                f"search.metric must be one of val_loss, {', '.join(final)}, got {self.metric!r}"
+            )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise ValueError(f"search.seed must be null or an integer >= 0, got {self.seed!r}")
         for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

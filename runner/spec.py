@@ -547,6 +547,14 @@ def parse_search(
             f"members {searched} have search spaces but search=none; pass search=random or "
             "search=optuna",
         )
+    for m in members:  # a searched member's samples are NAME-0, NAME-1, ...
+        head, _, index = m.name.rpartition("-")
+        if index.isdigit() and head in searched:
+            raise _fail(
+                f"members.{m.name}",
+                f"the name is taken by a sample of the searched member {head!r} "
+                f"({head}-0, {head}-1, ...); rename it",
+            )
     staged = [m.name for st in stages for m in st.members if m.search]
     if staged:
         raise _fail("stages", f"members of earlier stages cannot be searched, got {staged}")

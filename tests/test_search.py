@@ -89,6 +89,34 @@ def test_bad_search_settings_are_named():
         spec_of("search.name=grid")
     with pytest.raises(SpecError, match="search.scheduler must be null or one of"):
         spec_of("search.scheduler=hyperband")
+    for seed in ("abc", "-1", "1.5", "true"):  # Tune's searchers failed after trials had run
+        with pytest.raises(SpecError, match="search.seed must be null or an integer >= 0"):
+            spec_of("search=random", f"search.seed={seed}")
+    with pytest.raises(SpecError, match="search.metric must be val_loss with a scheduler"):
+        spec_of("search=random", "search.scheduler=asha", "search.metric=final_val_accuracy")
+    with pytest.raises(SpecError, match="search.metric must be one of val_loss, final_val_acc"):
+        spec_of("search=random", "search.metric=val_acc")
+    spec_of("search=optuna", "search.scheduler=null", "search.metric=final_val_accuracy")
+    with pytest.raises(SpecError, match=r"^members.mlp-1: the name is taken by a sample of"):
+        spec_of(
+            "search=random",
+            "+members.mlp-1={model: logistic}",
+            "+members.mlp.hparams.width={randint: [16, 65]}",
+        )
+
+
+def test_asha_lets_the_most_epochs_a_sample_can_train_finish():
+    from runner import plan
+
+    spec = spec_of(
+        "search=random",
+        "search.scheduler=asha",
+        "+members.mlp.training.epochs={choice: [2, 8]}",
+        "+members.mlp.hparams.width={randint: [16, 33]}",
+    )
+    (run,) = [r for r in plan.tune_runs(spec, spec.members) if r.searched is not None]
+    _, settings = run.search_space(spec)
+    assert settings["scheduler"]._max_t > 8  # past the largest candidate's last epoch
 
 
 @pytest.mark.slow
