@@ -166,9 +166,9 @@ def tune_settings(search: SearchSpec, max_t: int) -> dict[str, Any]:
 
         settings["search_alg"] = BasicVariantGenerator(random_state=search.seed)
     if search.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+        from runner.asha import FinalKeepingASHA
 
-        settings["scheduler"] = ASHAScheduler(
+        settings["scheduler"] = FinalKeepingASHA(
             time_attr="epoch",
             metric=search.metric,
             mode=search.mode,

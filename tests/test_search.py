@@ -218,3 +218,32 @@ def test_a_search_larger_than_ensemble_candidates_ensembles_its_best_members(wor
     assert len(summary["ensemble"]["weights"]) == pruned["kept"]
     assert set(summary["ensemble"]["weights"]) < set(finished)
     assert f"ensembled the {pruned['kept']} best of 6 members on validation" in done.stdout
+
+
+def test_asha_never_stops_a_trial_at_its_last_epoch_or_final_report():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    from runner.asha import FinalKeepingASHA
+    from runner.contracts import pack_member
+
+    def trial(name: str, epochs: int) -> SimpleNamespace:
+        config = {"name": name, "model": "mlp", "hparams": {}, "training": {"epochs": epochs}}
+        return SimpleNamespace(trial_id=name, config={"member": pack_member(config)})
+
+    decisions = {}
+    for label, kind in (("plain", ASHAScheduler), ("ours", FinalKeepingASHA)):
+        asha = kind(time_attr="epoch", metric="val_loss", mode="min", max_t=10, grace_period=1)
+        good, short, long_ = trial("good", 5), trial("short", 1), trial("long", 5)
+        once = trial("once", 20)  # a scikit-learn member: one report, the final one
+        for t in (good, short, long_, once):
+            asha.on_trial_add(None, t)
+        asha.on_trial_result(None, good, {"epoch": 1, "val_loss": 0.1, "final": False})
+        decisions[label] = [
+            asha.on_trial_result(None, short, {"epoch": 1, "val_loss": 9.0, "final": False}),
+            asha.on_trial_result(None, long_, {"epoch": 1, "val_loss": 9.0, "final": False}),
+            asha.on_trial_result(None, once, {"epoch": 1, "val_loss": 9.0, "final": True}),
+        ]
+    assert decisions["plain"] == ["STOP", "STOP", "STOP"]  # short and once lose their models
+    assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE"]
