@@ -511,6 +511,13 @@ def test_a_tsv_reads_decimal_commas_like_any_file_not_separated_by_commas(tmp_pa
         1000.25 + i for i in range(30)
     ]
     assert "decimal commas read as numbers in column(s) size, price" in d.notes
+    assert not [n for n in d.notes if "three digits after it" in n]
+    # 1,234 and 2,500 only: decimals here, but maybe thousands: the note says how to read them so
+    rows = "".join(f"{i + 1},{250 * (i % 4):03d}\t{i % 2}\n" for i in range(30))
+    (tmp_path / "k.tsv").write_text("amount\tlabel\n" + rows)
+    d = load(DataSpec("csv", path=str(tmp_path / "k.tsv"), target="label"))
+    assert any("every comma in column(s) amount has three digits" in n for n in d.notes), d.notes
+    assert "data.decimal=dot" in " ".join(d.notes)
 
 
 def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_reads_it(tmp_path):

@@ -84,6 +84,19 @@ def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
     return out
 
 
+def _thousands_like(frame: pd.DataFrame) -> set[str]:
+    """Text columns whose every comma has exactly three digits after it (1,234, 12,500)."""
+    out = set()
+    for col in frame.columns:
+        present = _text(frame[col])
+        if present is None:
+            continue
+        commas = present[present.str.contains(",", regex=False)]
+        if not commas.empty and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
+            out.add(str(col))
+    return out
+
+
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
     """Whether numbers read with a decimal comma: data.decimal, or else a CSV (``.tsv``
     too) not separated by commas."""
@@ -221,8 +234,16 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         notes += parquet_notes
     if sep is not None:
         _check_duplicate_names(path, sep)
-    if _decimal_is_comma(spec, sep) and (converted := _decimal_commas(frame, spec.decimal == ",")):
-        notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+    if _decimal_is_comma(spec, sep):
+        guessed = spec.decimal is None  # 1,234 on every comma: decimals, or thousands?
+        thousands_like = _thousands_like(frame) if guessed else set()
+        if converted := _decimal_commas(frame, spec.decimal == ","):
+            notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+            if ambiguous := [c for c in converted if c in thousands_like]:
+                notes += (
+                    f"every comma in column(s) {', '.join(ambiguous)} has three digits after "
+                    "it (1,234): if those are thousands, pass data.decimal=dot",
+                )
     if spec.decimal == "," and sep is not None:
         _check_dot_decimals(frame, path)
     return path, frame, notes, sep
