@@ -445,7 +445,8 @@ def _number(value: Any, formatted: bool = False) -> Any:
 def _numbers(values: pd.Series, formatted: bool = False) -> pd.Series:
     """Cells as float64 numbers, as ``_number`` reads them; anything else is missing."""
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        return values.astype(np.float64)
+        # nullable Int64 / Float64 too: pandas 2 refuses astype(float64) with missing values
+        return pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan), index=values.index)
     read = values.map(lambda v: _number(v, formatted))
     return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
