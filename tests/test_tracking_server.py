@@ -241,6 +241,9 @@ def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(
         *mode,
         "+experiment=quickstart",
         f"tracking.uri={uri}",
+        # an experiment of its own: the module's server tests made 'quickstart' in this
+        # database with mlflow-artifacts:/ locations, which only a server can write
+        f"experiment_name=secret-{'multirun' if multirun else 'run'}",
         *INFRA_MEMBERS,
         "training.epochs=2",
         f"runner.storage_path={workdir / 'tune'}",
