@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,14 @@ def run_cli(
     )
 
 
+def _as_from_a_terminal() -> None:
+    """In the started process: Ctrl+C and SIGTERM as a terminal's command has them. A test
+    run started in the background by a shell without job control inherits SIGINT ignored,
+    and the signal tests would then test nothing of the runner's own."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start_cli(
     cwd: Path, *overrides: str, until: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
@@ -75,6 +84,7 @@ def start_cli(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_from_a_terminal,
     )
     for line in proc.stdout:
         if until in line:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -264,7 +263,6 @@ def test_ctrl_c_stops_a_ray_client_sweep_on_the_head(two_nodes, workdir, tmp_pat
         until="mlp (mlp) started",
     )
     try:
-        time.sleep(2.0)  # the head task under way, as a user's Ctrl+C would find it
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=180)
     finally:

@@ -49,12 +49,12 @@ def test_a_signal_after_the_trials_stops_the_ensemble_stage(workdir, sig):
         workdir,
         "+experiment=quickstart",
         *(f"~members.{m}" for m in ("mlp", "convnet", "resnet", "selu")),
-        "ensemble.n_boot=8000000",  # a bootstrap of seconds: the signal lands in it
+        "ensemble.n_boot=3000000",  # a bootstrap of seconds: the signal lands in it
         f"tracking.uri={db}",
         until="2/2 done",
     )
     try:
-        time.sleep(2.5)  # past Tune's teardown: its own SIGINT handler holds until it returns
+        time.sleep(1.0)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
     finally:
