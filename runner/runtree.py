@@ -376,12 +376,9 @@ class RunTree:
         changed = config_changes(recorded, self.spec.resolved)
         if not changed:
             return
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        searched = "; ".join(
-            f"{k}: {old!r} -> {new!r}"
-            for k, (old, new) in changed.items()
-            if k.startswith("search.")
-        )
+        lines = {k: f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()}
+        listed = "; ".join(lines.values())
+        searched = "; ".join(line for k, line in lines.items() if k.startswith("search."))
         if searched:  # Tune restores the trials it sampled: a changed search cannot apply
             raise ResumeError(
                 f"sweep {self.sweep_id} was started with another search ({searched}); Tune "
