@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from runner import CONF_DIR
 from runner.hydra_errors import job_started, redact_saved_config, run_holding_stderr
 
 if TYPE_CHECKING:
     from runner.data import Dataset
     from runner.spec import DataSpec, RunSpec
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # MLflow draws a progress bar per artifact download; in a CLI's output that is noise, as is
 # TensorFlow's C++ start-up chatter when the driver loads a model.

@@ -31,6 +31,7 @@ from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
+from runner import CONF_DIR
 from runner.contracts import (
     EXPERIMENT,
     MEMBER,
@@ -116,7 +117,7 @@ def sweep_defaults(method: str) -> dict[str, Any]:
     re-ensembling "the same way" fits the same ensemble ({} without that config file)."""
     import yaml
 
-    path = Path(__file__).resolve().parent.parent / "conf" / "ensemble" / f"{method}.yaml"
+    path = CONF_DIR / "ensemble" / f"{method}.yaml"
     if not path.is_file():
         return {}
     config = yaml.safe_load(path.read_text()) or {}
