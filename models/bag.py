@@ -39,11 +39,14 @@ class Bag:
         """The raw table columns any of its members reads."""
         return list(dict.fromkeys(n for m in self.members for n in m.input_names))
 
-    def unreadable(self, frame: Any) -> dict[str, tuple[int, str]]:
+    def unreadable(
+        self, frame: Any, checked: set[tuple] | None = None
+    ) -> dict[str, tuple[int, str]]:
         """Cells of raw rows any of its fold members would read as missing."""
         out: dict[str, tuple[int, str]] = {}
+        checked = set() if checked is None else checked
         for member in self.members:
-            out.update(member.unreadable(frame))
+            out.update(member.unreadable(frame, checked))
         return out
 
     def predict(self, X: Any, task: Task) -> np.ndarray:

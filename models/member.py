@@ -32,10 +32,12 @@ class Member:
         """The raw table columns it reads; none for a member fitted on features."""
         return [] if self.prep is None else self.prep.input_names
 
-    def unreadable(self, frame: Any) -> dict[str, tuple[int, str]]:
+    def unreadable(
+        self, frame: Any, checked: set[tuple] | None = None
+    ) -> dict[str, tuple[int, str]]:
         """Cells of raw rows it would read as missing though they hold something (see
         ``TablePrep.unreadable``); none for a member fitted on features."""
-        return {} if self.prep is None else self.prep.unreadable(frame)
+        return {} if self.prep is None else self.prep.unreadable(frame, checked)
 
     def encode(self, X: Any) -> Any:
         """What the model reads: raw table rows encoded, a numeric matrix as it is."""

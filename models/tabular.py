@@ -326,15 +326,22 @@ class TablePrep:
         out = np.hstack(blocks) if blocks else np.zeros((n, 0))
         return out.astype(np.float32, copy=False)
 
-    def unreadable(self, frame: pd.DataFrame) -> dict[str, tuple[int, str]]:
+    def unreadable(
+        self, frame: pd.DataFrame, checked: set[tuple] | None = None
+    ) -> dict[str, tuple[int, str]]:
         """Per numeric or date column of ``frame``: how many cells hold something that is
         not a number (or a date) and one of them; ``transform`` reads such cells as missing,
-        which a served model should say."""
+        which a served model should say. Columns read the same way as one in ``checked``
+        (shared by the members of an ensemble) are not parsed again."""
         frame = frame.rename(columns=str)
         out: dict[str, tuple[int, str]] = {}
+        checked = set() if checked is None else checked
         for col in self.columns:
             if col.kind not in ("numeric", "date") or col.name not in frame.columns:
                 continue
+            if (way := (col.name, col.kind, col.formatted)) in checked:
+                continue
+            checked.add(way)
             values = frame[col.name].reset_index(drop=True)
             if col.kind == "numeric" and pd.api.types.is_numeric_dtype(values.dtype):
                 continue  # numbers already

@@ -163,8 +163,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 stacklevel=3,
             )
         unread: dict[str, tuple[int, str]] = {}
+        checked: set[tuple] = set()  # each column parsed once, not once per member
         for member in self.members.values():
-            unread.update(member.unreadable(frame))
+            unread.update(member.unreadable(frame, checked))
         if unread:
             import warnings
 

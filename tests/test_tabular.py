@@ -361,6 +361,13 @@ def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     # a column of numbers (not text) reads no formatted text: "1,234" may be 1.234 there
     plain = TablePrep().fit(pd.DataFrame({"v": x, "z": rng.normal(size=400)}))
     assert plain.unreadable(pd.DataFrame({"v": ["1,234", "7"]})) == {"v": (1, "1,234")}
+    # members of one ensemble share what was checked: a column read the same way is parsed
+    # once, one read another way (formatted text) again
+    checked: set = set()
+    assert plain.unreadable(pd.DataFrame({"v": ["x"]}), checked) == {"v": (1, "x")}
+    assert plain.unreadable(pd.DataFrame({"v": ["x"]}), checked) == {}
+    priced = TablePrep("onehot").fit(pd.DataFrame({"v": text, "z": rng.normal(size=400)}))
+    assert priced.unreadable(pd.DataFrame({"v": ["x"]}), checked) == {"v": (1, "x")}
     # a distinct code of digits on every row is an ID, as any distinct text
     ids = [f"{i:08d}" for i in rng.permutation(1000)[:400]]
     coded = TablePrep().fit(pd.DataFrame({"customer": ids, "z": rng.normal(size=400)}))
