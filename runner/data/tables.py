@@ -66,11 +66,13 @@ def _text(values: pd.Series) -> pd.Series | None:
     return values.dropna().astype(str)
 
 
-def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
+def _decimal_commas(frame: pd.DataFrame, given: bool) -> tuple[list[str], list[str]]:
     """Text columns that are numbers written with a decimal comma (as in files separated by
-    semicolons), turned into numbers in place; their names. ``given``: data.decimal=comma,
-    so a column of numbers with dots between thousands only (1.000) is one too."""
-    out = []
+    semicolons), turned into numbers in place: their names, and those of them whose every
+    comma has exactly three digits after it (1,234: thousands, if the comma was a guess).
+    ``given``: data.decimal=comma, so a column of numbers with dots between thousands only
+    (1.000) is one too."""
+    converted, ambiguous = [], []
     for col in frame.columns:
         present = _text(frame[col])
         if present is None or present.empty:
@@ -78,23 +80,13 @@ def _decimal_commas(frame: pd.DataFrame, given: bool) -> list[str]:
         if not present.str.contains("," if not given else "[,.]").any():
             continue
         if present.str.fullmatch(DECIMAL_COMMA).all():
+            commas = present[present.str.contains(",", regex=False)]
+            if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
+                ambiguous.append(str(col))
             text = frame[col].astype("string").str.replace(".", "", regex=False)
             frame[col] = pd.to_numeric(text.str.replace(",", ".", regex=False))
-            out.append(str(col))
-    return out
-
-
-def _thousands_like(frame: pd.DataFrame) -> set[str]:
-    """Text columns whose every comma has exactly three digits after it (1,234, 12,500)."""
-    out = set()
-    for col in frame.columns:
-        present = _text(frame[col])
-        if present is None:
-            continue
-        commas = present[present.str.contains(",", regex=False)]
-        if not commas.empty and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
-            out.add(str(col))
-    return out
+            converted.append(str(col))
+    return converted, ambiguous
 
 
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
@@ -235,11 +227,10 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
     if sep is not None:
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
-        guessed = spec.decimal is None  # 1,234 on every comma: decimals, or thousands?
-        thousands_like = _thousands_like(frame) if guessed else set()
-        if converted := _decimal_commas(frame, spec.decimal == ","):
+        converted, ambiguous = _decimal_commas(frame, spec.decimal == ",")
+        if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
-            if ambiguous := [c for c in converted if c in thousands_like]:
+            if ambiguous:  # a guessed decimal comma, and 1,234 on every comma: thousands?
                 notes += (
                     f"every comma in column(s) {', '.join(ambiguous)} has three digits after "
                     "it (1,234): if those are thousands, pass data.decimal=dot",
