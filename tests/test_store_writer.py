@@ -14,6 +14,21 @@ from helpers import read_summary, run_cli
 from runner.store_writer import WRITER_THREAD, StoreWriter, background_by_default
 
 
+def _gated_writes(fail_at: int) -> tuple[threading.Event, list[int], object]:
+    """A gate, the writes done, and a write that waits for the gate and fails the store at
+    ``fail_at``."""
+    gate = threading.Event()
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        gate.wait()
+        if i == fail_at:
+            raise MlflowException("API request failed: connection refused")
+        done.append(i)
+
+    return gate, done, write
+
+
 def test_background_writes_happen_in_order_in_one_thread_and_flush_waits_for_them():
     writer = StoreWriter(background=True)
     done: list[tuple[int, str]] = []
@@ -36,15 +51,7 @@ def test_background_writes_happen_in_order_in_one_thread_and_flush_waits_for_the
 
 def test_submit_waits_while_the_backlog_is_full_and_nothing_is_written_after_a_failure():
     writer = StoreWriter(background=True, backlog=3)
-    gate = threading.Event()
-    done: list[int] = []
-
-    def write(i: int) -> None:
-        gate.wait()
-        if i == 4:
-            raise MlflowException("API request failed: connection refused")
-        done.append(i)
-
+    gate, done, write = _gated_writes(fail_at=4)
     for i in range(3):
         writer.submit(write, i)
     fourth = threading.Thread(target=writer.submit, args=(write, 3))
@@ -65,15 +72,7 @@ def test_submit_waits_while_the_backlog_is_full_and_nothing_is_written_after_a_f
 
 def test_a_store_failure_stops_the_writes_and_is_raised_by_flush():
     writer = StoreWriter(background=True)
-    done: list[int] = []
-    gate = threading.Event()
-
-    def write(i: int) -> None:
-        gate.wait()
-        if i == 3:
-            raise MlflowException("API request failed: connection refused")
-        done.append(i)
-
+    gate, done, write = _gated_writes(fail_at=3)
     for i in range(10):
         writer.submit(write, i)
     gate.set()
