@@ -19,7 +19,7 @@ from mlflow.entities import Metric
 
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
-from runner import bags, ensemble_step, export, plan, report, signals
+from runner import bags, ensemble_step, export, plan, report, sentinel, signals
 from runner.callback import MemberCallback
 from runner.candidates import HeldPredictions
 from runner.contracts import (
@@ -567,6 +567,14 @@ def _run(
         deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
     tree = RunTree(spec, data.fingerprint, data.sizes(), lease)
     spec = replace(spec, sweep_id=tree.sweep_id)
+    # ends the runs left open if this process dies without its finally (SIGKILL, head lost)
+    guard = sentinel.start(
+        spec.tracking_uri,
+        tree.experiment_id,
+        tree.sweep_id,
+        tree.parent_run_id,
+        lease.me["token"] if lease is not None else None,
+    )
     if spec.verbose:
         verb = "resuming" if tree.resumed else "sweep"
         print(
@@ -671,3 +679,5 @@ def _run(
         ) from None
     finally:
         tree.close(status, None if status != "KILLED" else signals.reason())
+        if guard is not None:
+            guard.disarm()

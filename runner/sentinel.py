@@ -1,0 +1,153 @@
+"""Ends a sweep's open MLflow runs when its driver dies without ending them.
+
+A driver killed by SIGKILL or the out-of-memory killer, or ended by Ray's C++ side when the
+Ray head is lost, runs no Python cleanup: its runs would stay RUNNING in the MLflow UI until
+someone resumed the sweep. The driver starts this small process (``start``) once its parent
+run exists; it waits on a pipe from the driver, and when the pipe closes without the
+driver's word that it ended its runs, it marks what the driver left open KILLED with the
+reason. It imports MLflow only then, so a sweep that ends cleanly pays a bare interpreter
+start. Runs started after the driver died (a resume's) and a parent run another driver has
+taken over (its lease) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+CLOSED = b"closed\n"  # the driver's word: it ended its runs itself
+
+
+class Sentinel:
+    """The driver's end of the pipe to its sentinel process."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+
+    def disarm(self) -> None:
+        """The driver ended its runs: the sentinel exits without touching the store."""
+        pipe: IO[bytes] | None = self._proc.stdin
+        if pipe is None or pipe.closed:
+            return
+        try:
+            pipe.write(CLOSED)
+            pipe.close()
+        except OSError:  # the sentinel is gone already
+            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)  # it exits at once; reaped, not left a zombie
+
+
+def start(
+    tracking_uri: str,
+    experiment_id: str,
+    sweep_id: str,
+    parent_run_id: str,
+    lease_token: str | None,
+) -> Sentinel | None:
+    """Start the sentinel of this driver's sweep; None if no process can be started."""
+    root = str(Path(__file__).resolve().parent.parent)  # runner importable on any node
+    paths = [root, os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    quiet = not (sys.stderr is not None and sys.stderr.isatty())
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.sentinel"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if quiet else None,
+            start_new_session=True,  # Ctrl+C and a killed process group do not reach it
+            env=env,
+        )
+    except OSError:
+        return None
+    header = {
+        "tracking_uri": tracking_uri,  # through the pipe: no password on a command line
+        "experiment_id": experiment_id,
+        "sweep_id": sweep_id,
+        "parent_run_id": parent_run_id,
+        "lease_token": lease_token,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps(header).encode() + b"\n")
+        proc.stdin.flush()
+    except OSError:
+        return None
+    return Sentinel(proc)
+
+
+def end_open_runs(header: dict[str, Any], died_ms: int) -> int:
+    """Mark the runs of the sweep that were open when the driver died KILLED; how many."""
+    from mlflow.tracking import MlflowClient
+
+    from runner.contracts import ERROR, LEASE, SWEEP
+
+    client = MlflowClient(tracking_uri=header["tracking_uri"])
+    sweep, parent = header["sweep_id"], header["parent_run_id"]
+    reason = (
+        f"the driver (pid {header['pid']} on {header['host']}) ended without closing this "
+        "run: killed, or ended by Ray when it lost its head node; resume with "
+        f"runner.sweep_id={sweep}"
+    )
+    runs = client.search_runs(
+        [header["experiment_id"]], f"tags.`{SWEEP}` = '{sweep}'", max_results=50000
+    )
+    ended = 0
+    for run in runs:
+        info = run.info
+        if info.status not in ("RUNNING", "SCHEDULED") or info.start_time > died_ms:
+            continue
+        if info.run_id == parent and not _still_ours(run.data.tags.get(LEASE), header):
+            continue  # another driver resumed the sweep meanwhile
+        client.set_tag(info.run_id, ERROR, reason)
+        client.set_terminated(info.run_id, "KILLED", end_time=died_ms)
+        ended += 1
+    return ended
+
+
+def _still_ours(lease: str | None, header: dict[str, Any]) -> bool:
+    """Whether the parent's lease record is the dead driver's (or there is none)."""
+    if not lease or header.get("lease_token") is None:
+        return True
+    try:
+        return json.loads(lease).get("token") == header["lease_token"]
+    except (ValueError, AttributeError):
+        return True
+
+
+def main() -> int:
+    """Wait for the driver's pipe to close; end its runs unless it said it had."""
+    stdin = sys.stdin.buffer
+    line = stdin.readline()
+    rest = stdin.read()  # until the driver closes the pipe, or dies
+    if not line or rest.endswith(CLOSED):
+        return 0
+    died_ms = int(time.time() * 1000)
+    header = json.loads(line)
+    try:
+        ended = end_open_runs(header, died_ms)
+    except Exception as err:  # the store is down too: a resume ends them
+        said = f"runner: could not end the runs of sweep {header['sweep_id']}: {err}"
+        print(said.splitlines()[0], file=sys.stderr)
+        return 1
+    if ended:
+        print(
+            f"runner: the driver of sweep {header['sweep_id']} died; its {ended} open run(s) "
+            f"are KILLED; resume with runner.sweep_id={header['sweep_id']}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
