@@ -14,6 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 DOMAINS = ("choice", "uniform", "loguniform", "randint")
+# Tune's other sampling functions (and a plain "grid"): named so a user gets what to write
+NOT_DOMAINS = (
+    "grid",
+    "grid_search",
+    "quniform",
+    "qloguniform",
+    "randn",
+    "qrandn",
+    "qrandint",
+    "lograndint",
+    "qlograndint",
+    "sample_from",
+)
 ALGORITHMS = ("none", "random", "optuna")
 SCHEDULERS = ("asha",)
 MODES = ("min", "max")
@@ -121,6 +134,12 @@ def split_domains(
     {path: candidates}); ``path`` is ``prefix.key``."""
     plain, space, candidates = {}, {}, {}
     for key, value in values.items():
+        if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in NOT_DOMAINS:
+            raise ValueError(
+                f"{prefix}.{key}: {next(iter(value))!r} is not a search domain here; allowed: "
+                f"{', '.join(DOMAINS)} (no grid search: sample a list with {{choice: [...]}}, "
+                "or list each setting as a member of its own)"
+            )
         if is_domain(value):
             path = f"{prefix}.{key}"
             candidates[path] = check_domain(path, value)

@@ -26,6 +26,9 @@ def test_domains_are_recognised_and_their_candidates_checked():
         check_domain("p", {"uniform": [2, 1]})
     with pytest.raises(ValueError, match="loguniform needs low > 0"):
         check_domain("p", {"loguniform": [0, 1]})
+    # Tune's other sampling functions are named, with what to write instead
+    with pytest.raises(ValueError, match=r"hparams.w: 'grid_search' is not a search domain .*"):
+        split_domains({"w": {"grid_search": [64, 128]}}, "hparams")
 
 
 def test_random_search_with_a_seed_samples_the_same_trials(tmp_path):
