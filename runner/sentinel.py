@@ -137,8 +137,10 @@ def main() -> int:
     try:
         ended = end_open_runs(header, died_ms)
     except Exception as err:  # the store is down too: a resume ends them
+        from runner.hydra_errors import redact_credentials
+
         said = f"runner: could not end the runs of sweep {header['sweep_id']}: {err}"
-        print(said.splitlines()[0], file=sys.stderr)
+        print(redact_credentials(said.splitlines()[0]), file=sys.stderr)
         return 1
     if ended:
         print(
