@@ -46,6 +46,8 @@ class ProgressView(Callback):
         self.finished = 0
         self.failed = 0
         self.stopped = 0
+        self.earlier = 0  # done in an earlier attempt of a resumed sweep (Tune's restore)
+        self._restored_counted = False
         self.durations: list[float] = []
         self.best: tuple[float, str] | None = None
         self.start = time.perf_counter()
@@ -56,7 +58,7 @@ class ProgressView(Callback):
 
     @property
     def done(self) -> int:
-        return self.finished + self.failed + self.stopped
+        return self.finished + self.failed + self.stopped + self.earlier
 
     def _out(self) -> TextIO:
         return self.stream or sys.stdout
@@ -69,11 +71,11 @@ class ProgressView(Callback):
 
     def _left(self, elapsed: float) -> str:
         """Time left: the members not yet done, at the pace the done ones went."""
-        if not self.done:
+        if not self.done - self.earlier:
             return "?"
         if self.done >= self.total:
             return "0s"
-        return "~" + _clock(elapsed / self.done * (self.total - self.done))
+        return "~" + _clock(elapsed / (self.done - self.earlier) * (self.total - self.done))
 
     def status(self) -> str:
         """``3/8 done (1 failed) | 2 running, 3 pending | best val accuracy 0.9722 (mlp) |
@@ -85,6 +87,8 @@ class ProgressView(Callback):
             extra.append(f"{self.failed} failed")
         if self.stopped:
             extra.append(f"{self.stopped} stopped early")
+        if self.earlier:
+            extra.append(f"{self.earlier} in an earlier attempt")
         counts = f"{self.done}/{self.total} done" + (f" ({', '.join(extra)})" if extra else "")
         best = (
             f"best val {self.metric} {self.best[0]:.4f} ({self.best[1]})"
@@ -100,7 +104,14 @@ class ProgressView(Callback):
         """``3/8 done, 1 failed, 2 running | best 0.9722 mlp | 42s, ~1:10 left`` for log lines."""
         elapsed = time.perf_counter() - self.start
         parts = [f"{self.done}/{self.total} done"]
-        parts += [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.stopped, "stopped"))]
+        parts += [
+            f"{n} {what}"
+            for n, what in (
+                (self.failed, "failed"),
+                (self.stopped, "stopped"),
+                (self.earlier, "earlier"),
+            )
+        ]
         parts = [p for p in parts if not p.startswith("0 ")]
         parts.append(f"{len(self.running)} running")
         best = f"best {self.best[0]:.4f} {self.best[1]}" if self.best else "best -"
@@ -132,8 +143,30 @@ class ProgressView(Callback):
 
     # -- Tune callback hooks ---------------------------------------------------------------
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._restored_counted:
+            return
+        self._restored_counted = True  # before any trial of this attempt: Tune's restored ones
+        for trial in trials:
+            if getattr(trial, "status", None) == "TERMINATED":
+                self.earlier += 1
+                self._rank(trial, trial.last_result or {})
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._redraw()
+
+    def _rank(self, trial: Any, result: dict[str, Any]) -> float | None:
+        """The trial's final validation score, kept as the best if it is; None without one."""
+        from runner.callback import label_of
+
+        if unpack_member(trial.config["member"]).get("refit"):  # no held-out rows to rank by
+            return None
+        score = result.get(f"final_val_{self.metric}")
+        if score is not None and (
+            self.best is None or (score > self.best[0] if self.better else score < self.best[0])
+        ):
+            self.best = (float(score), label_of(trial))
+        return score
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from runner.callback import label_of
@@ -161,11 +194,7 @@ class ProgressView(Callback):
         if unpack_member(trial.config["member"]).get("refit"):  # no held-out rows to rank by
             self._event(f"{name} finished in {seconds:.1f}s")
             return
-        score = result.get(f"final_val_{self.metric}")
-        if score is not None and (
-            self.best is None or (score > self.best[0] if self.better else score < self.best[0])
-        ):
-            self.best = (float(score), name)
+        score = self._rank(trial, result)
         shown = "-" if score is None else f"{score:.4f}"
         self._event(f"{name} finished: val {self.metric} {shown} in {seconds:.1f}s")
 

@@ -74,3 +74,21 @@ def test_verbose_zero_prints_nothing():
     out = io.StringIO()
     drive(ProgressView(3, "accuracy", stream=out, verbose=0))
     assert out.getvalue() == ""
+
+
+def test_a_resumed_sweep_counts_the_trials_an_earlier_attempt_finished():
+    out = io.StringIO()
+    view = ProgressView(3, "accuracy", stream=out)
+    earlier = trial("a", "1", {"final": True, "final_val_accuracy": 0.97, "train_seconds": 9.0})
+    earlier.status = "TERMINATED"  # restored by Tune, not run again
+    b, c = trial("b", "2"), trial("c", "3")
+    b.status = c.status = "PENDING"
+    for _ in range(2):  # counted once, before this attempt's first trial
+        view.on_step_begin(0, [earlier, b, c])
+    view.on_trial_start(0, [], b)
+    b.last_result = {"final": True, "final_val_accuracy": 0.95, "train_seconds": 3.0}
+    view.on_trial_complete(0, [], b)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[1/3 done, 1 earlier, 1 running | best 0.9700 a |")
+    assert lines[1].startswith("[2/3 done, 1 earlier, 0 running | best 0.9700 a |")
+    assert view.status().startswith("2/3 done (1 in an earlier attempt) | 0 running, 1 pending")
