@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 _received: list[int] = []
+_stopped: list[bool] = []  # a stop signal reached Tune while it ran (its handler took it)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -35,3 +36,14 @@ def reason() -> str:
 def exit_code() -> int:
     """143 after SIGTERM, 130 after SIGINT: 128 + the signal's number, as shells report it."""
     return 128 + (signal.SIGTERM if _received else signal.SIGINT)
+
+
+def note_tune_stopped() -> None:
+    """Tune took a SIGINT (or a SIGTERM passed on as one) while it ran: the sweep stops
+    after that Tune run instead of starting the next one."""
+    _stopped.append(True)
+
+
+def stop_requested() -> bool:
+    """Whether Ctrl+C or SIGTERM came since the process started."""
+    return bool(_stopped or _received)

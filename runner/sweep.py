@@ -151,10 +151,13 @@ def _fit(tuner: Any, callback: MemberCallback) -> Any:
     stage) would only set the finished Tune run's flag."""
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT)
+    catches = main and not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
     try:
         try:
             results = tuner.fit()
         finally:
+            if catches and signal.getsignal(signal.SIGINT) is handler:
+                signals.note_tune_stopped()  # Tune's handler ran: it puts back the one it replaced
             if main and handler is not None:
                 signal.signal(signal.SIGINT, handler)
         callback.flush()
@@ -447,6 +450,8 @@ def _train_stage(
             if run.searched is not None and spec.search.objective == "ensemble":
                 pool = _ensemble_pool(spec, data, tree, pools)
             results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
+            if signals.stop_requested():  # Tune returns normally when a signal stops it
+                break
     finally:
         callback.writer.close()
     for result in results:  # finished in Tune, never logged: the store had failed
@@ -465,6 +470,11 @@ def _train_stage(
         raise SweepInterrupted(
             f"sweep {spec.sweep_id} interrupted before {', '.join(unfinished)} finished; "
             f"its MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}"
+        )
+    if signals.stop_requested():  # the signal came as the last trials ended
+        raise SweepInterrupted(
+            f"sweep {spec.sweep_id} interrupted after its members finished; resume with "
+            f"runner.sweep_id={spec.sweep_id} to ensemble them"
         )
     _assemble_bags(data, members, tree)
     mine = [

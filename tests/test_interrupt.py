@@ -39,6 +39,37 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
     assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
 
 
+@pytest.mark.slow
+def test_sigint_in_the_first_tune_run_starts_no_later_one(workdir):
+    # a searched member is a Tune run of its own after the plain members' run: Tune returns
+    # normally when a signal stops it, and the searched trials used to start and train anyway
+    db = f"sqlite:///{workdir}/mlflow.db"
+    proc = start_cli(
+        workdir,
+        "+experiment=quickstart",
+        *(f"~members.{m}" for m in ("convnet", "resnet", "selu", "logistic")),
+        "training.epochs=200",
+        "search=random",
+        "search.num_samples=2",
+        "+members.svm.hparams.C={choice: [0.5, 1.0]}",
+        f"tracking.uri={db}",
+        until="mlp (mlp) started",
+    )
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "svm-" not in stdout, stdout[-2000:]  # no searched trial started
+    assert "interrupted before mlp" in stderr
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_after_the_trials_stops_the_ensemble_stage(workdir, sig):
     # Tune leaves its own SIGINT handler behind when no signal came during its run: the
