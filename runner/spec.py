@@ -258,6 +258,8 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
             f"{spec.val_fraction} + {spec.test_fraction} = {total:g}",
         )
     _int("data.seed", spec.seed, 0)
+    if not isinstance(spec.log_target, bool):  # "no" is a truthy string
+        raise _fail("data.log_target", f"must be true or false, got {spec.log_target!r}")
     if spec.max_rows is not None:
         _int("data.max_rows", spec.max_rows, 10)
     if spec.max_train_rows is not None:
@@ -582,8 +584,9 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         )
     if spec.champion and not spec.register_as:
         raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
-    if not isinstance(spec.calibrate, bool):
-        raise _fail("ensemble.calibrate", f"must be true or false, got {spec.calibrate!r}")
+    for key in ("calibrate", "log_model", "champion"):  # "no" is a truthy string
+        if not isinstance(getattr(spec, key), bool):
+            raise _fail(f"ensemble.{key}", f"must be true or false, got {getattr(spec, key)!r}")
     from ensembles.conformal import check_coverage
 
     try:
@@ -606,8 +609,6 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     return replace(
         spec,
         params=params,
-        log_model=bool(spec.log_model),
-        champion=bool(spec.champion),
         coverage=coverage,
         max_latency_ms=max_latency_ms,
         max_members=max_members,
@@ -634,6 +635,10 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
                 "cluster.address",
                 f"must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}",
             )
+    if not isinstance(spec.include_dashboard, bool):
+        raise _fail(
+            "cluster.include_dashboard", f"must be true or false, got {spec.include_dashboard!r}"
+        )
     return spec
 
 

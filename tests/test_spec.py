@@ -101,6 +101,17 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             r"training: set clipnorm or clipvalue, not both .* clipnorm=1.0 and clipvalue=0.5",
         ),
         (["runner.verbose=7"], r"runner.verbose: must be 0, 1 or 2, got 7"),
+        # yes/no words are strings to Hydra, and truthy: refused, not read as true
+        (["ensemble.log_model=no"], r"ensemble.log_model: must be true or false, got 'no'"),
+        (
+            ["ensemble.champion=no", "ensemble.register_as=m"],
+            r"ensemble.champion: must be true or false, got 'no'",
+        ),
+        (["+data.log_target=no"], r"data.log_target: must be true or false, got 'no'"),
+        (
+            ["cluster.include_dashboard=on"],
+            r"cluster.include_dashboard: must be true or false, got 'on'",
+        ),
         (["runner.sweep_id=''"], r"runner.sweep_id: must be a name or null .*got ''"),
         (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
             ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
