@@ -170,7 +170,7 @@ def _main(cfg: DictConfig) -> None:
             check_members_against_data(
                 (spec.student,), data.task, data.input_spec, where="ensemble.distill"
             )
-        check_metric_against_task(spec.metric, data.task)
+        check_metric_against_task(spec.metric, data.task, spec.search.metric)
         stage_data = {}
         for st in spec.stages:
             stage_data[st.name] = _load(st.data, f"stages.{st.name}.data")

@@ -31,6 +31,7 @@ ALGORITHMS = ("none", "random", "optuna")
 SCHEDULERS = ("asha",)
 MODES = ("min", "max")
 OBJECTIVES = ("member", "ensemble")
+FINAL_METRICS = ("accuracy", "log_loss", "rmse", "mae")  # each trial's final_val_* scores
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SearchSpec:
                 f"it needs search.metric=val_loss and search.mode=min, got {self.metric!r}, "
                 f"{self.mode!r}"
             )
-        final = [f"final_val_{m}" for m in ("accuracy", "log_loss", "rmse", "mae")]
+        final = [f"final_val_{m}" for m in FINAL_METRICS]
         if self.scheduler is not None and self.metric != "val_loss":
             raise ValueError(
                 f"search.metric must be val_loss with a scheduler (the score every member "

@@ -793,15 +793,26 @@ def _metric(raw: Any) -> str | None:
     return raw
 
 
-def check_metric_against_task(metric: str | None, task: Task) -> None:
-    """The chosen metric must score the data's task."""
-    from ensembles.metrics import check_metric
+def check_metric_against_task(
+    metric: str | None, task: Task, search_metric: str = "val_loss"
+) -> None:
+    """The chosen metric, and a search's ``final_val_*`` metric, must score the data's task."""
+    from ensembles.metrics import METRICS, check_metric
+    from runner.search import FINAL_METRICS
 
     if metric is not None:
         try:
             check_metric(metric, task.is_classification)
         except ValueError as err:
             raise _fail("", str(err)) from None  # it names the metric itself
+    kind = "classification" if task.is_classification else "regression"
+    scored = search_metric.removeprefix("final_val_")
+    if scored != search_metric and METRICS.get(scored) != kind:
+        reported = [f"final_val_{m}" for m in FINAL_METRICS if METRICS.get(m) == kind]
+        raise _fail(
+            "search.metric",
+            f"{search_metric} is not reported for {kind}; allowed: val_loss, {', '.join(reported)}",
+        )
 
 
 def _time_limit(raw: Any) -> float | None:

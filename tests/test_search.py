@@ -250,3 +250,21 @@ def test_asha_never_stops_a_trial_at_its_last_epoch_or_final_report():
         ]
     assert decisions["plain"] == ["STOP", "STOP", "STOP"]  # short and once lose their models
     assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE"]
+
+
+def test_a_final_search_metric_must_be_one_the_task_reports():
+    from models.base import Task
+    from runner.spec import check_metric_against_task
+
+    regression = Task("regression")
+    check_metric_against_task(None, regression, "final_val_rmse")
+    check_metric_against_task(None, regression, "val_loss")
+    with pytest.raises(
+        SpecError,
+        match="search.metric: final_val_accuracy is not reported for "
+        "regression; allowed: val_loss, final_val_rmse, final_val_mae",
+    ):
+        check_metric_against_task(None, regression, "final_val_accuracy")
+    classes = Task("classification", n_classes=3)
+    with pytest.raises(SpecError, match="allowed: val_loss, final_val_accuracy, final_val_log"):
+        check_metric_against_task(None, classes, "final_val_mae")
