@@ -8,6 +8,7 @@ A member's hyperparameter or training value may be a domain instead of a value:
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,6 +129,28 @@ def check_domain(path: str, value: Mapping[str, Any]) -> list[Any]:
     return [low, high, inner]
 
 
+def _check_near_domain(path: str, value: Any) -> None:
+    """ValueError for a one-key mapping that looks meant as a domain and is not one: Tune's
+    other sampling functions, or a misspelled domain over a list (``{choise: [1, 2]}``)."""
+    if not isinstance(value, Mapping) or len(value) != 1:
+        return
+    ((name, args),) = value.items()
+    if name in DOMAINS:
+        return
+    if name in NOT_DOMAINS:
+        raise ValueError(
+            f"{path}: {name!r} is not a search domain here; allowed: {', '.join(DOMAINS)} "
+            "(no grid search: sample a list with {choice: [...]}, or list each setting as a "
+            "member of its own)"
+        )
+    close = difflib.get_close_matches(str(name), DOMAINS, n=1, cutoff=0.75)
+    if close and isinstance(args, (list, tuple)):
+        raise ValueError(
+            f"{path}: unknown search domain {name!r}, did you mean {close[0]!r}? allowed: "
+            f"{', '.join(DOMAINS)}"
+        )
+
+
 def split_domains(
     values: Mapping[str, Any], prefix: str
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, list[Any]]]:
@@ -135,12 +158,7 @@ def split_domains(
     {path: candidates}); ``path`` is ``prefix.key``."""
     plain, space, candidates = {}, {}, {}
     for key, value in values.items():
-        if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in NOT_DOMAINS:
-            raise ValueError(
-                f"{prefix}.{key}: {next(iter(value))!r} is not a search domain here; allowed: "
-                f"{', '.join(DOMAINS)} (no grid search: sample a list with {{choice: [...]}}, "
-                "or list each setting as a member of its own)"
-            )
+        _check_near_domain(f"{prefix}.{key}", value)
         if is_domain(value):
             path = f"{prefix}.{key}"
             candidates[path] = check_domain(path, value)

@@ -29,6 +29,9 @@ def test_domains_are_recognised_and_their_candidates_checked():
     # Tune's other sampling functions are named, with what to write instead
     with pytest.raises(ValueError, match=r"hparams.w: 'grid_search' is not a search domain .*"):
         split_domains({"w": {"grid_search": [64, 128]}}, "hparams")
+    with pytest.raises(ValueError, match="hparams.w: unknown search domain 'choise', did you mean"):
+        split_domains({"w": {"choise": [64, 128]}}, "hparams")
+    assert split_domains({"aug": {"flip": "horizontal"}}, "hparams")[0]  # a plain mapping
 
 
 def test_random_search_with_a_seed_samples_the_same_trials(tmp_path):
