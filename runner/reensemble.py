@@ -156,7 +156,11 @@ def parse(argv: Sequence[str]) -> Args:
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
-    params = args.params = {**sweep_defaults(args.method), **params}
+    defaults = sweep_defaults(args.method)
+    for key, value in params.items():  # l2=0 is the default l2: 0.0, not another setting
+        if isinstance(defaults.get(key), float) and type(value) is int:
+            params[key] = float(value)
+    params = args.params = {**defaults, **params}
     try:
         ensembles.make(args.method, **params).check_params()
     except (TypeError, ValueError) as err:

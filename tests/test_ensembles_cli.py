@@ -85,6 +85,10 @@ def test_the_command_fits_a_method_with_the_parameters_a_sweep_gives_it(method):
         assert swept.params["l2"] == 0.1
         args = parse(["experiment=x", "l2=0", "max_members=2", "param.max_members=5"])
         assert args.params == {"l2": 0, "max_members": 5} and args.max_members == 2
+        # the same setting whether written l2=0 or l2=0.0: one settings hash, not two runs
+        assert type(args.params["l2"]) is float and type(args.params["max_members"]) is int
+        again = parse(["experiment=x", "l2=0.0", "param.max_members=5"])
+        assert json.dumps(again.params, sort_keys=True) == json.dumps(args.params, sort_keys=True)
 
 
 def test_a_dead_tracking_server_fails_in_one_line_at_once(tmp_path):
