@@ -121,13 +121,16 @@ def _zone_name(dates: pd.Series) -> str | None:
     return None
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _date_parts(dates: pd.Series) -> np.ndarray:
     """(n, 6) float64: year, month, day, weekday, hour, days since 1970 (NaN where missing)."""
     parts = [
         dates.dt.year,
         dates.dt.month,
         dates.dt.day,
-        dates.dt.weekday,
+        dates.dt.day_of_week,
         dates.dt.hour,
         # the epoch in the dates' own unit: in nanoseconds, 9999-12-31 would not fit
         (dates - pd.Timestamp(0, tz="UTC").as_unit(dates.dt.unit)).dt.total_seconds() / 86400.0,
@@ -359,7 +362,8 @@ class TablePrep:
             else:
                 numbers = _numbers(values, col.formatted)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
-            bad = ~np.isfinite(parts)
+            # past float32's range a number would become inf in the members' float32 rows
+            bad = ~(np.abs(parts) <= FLOAT32_MAX)  # NaN and inf too
             filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
             flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
             return np.hstack([filled, *flags])

@@ -418,3 +418,14 @@ def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_serve
     for served in (when[:1], when[:1].dt.tz_convert("UTC"), when[:1].astype(str)):
         got = prep.transform(pd.DataFrame({"when": served, "x": [0.0]}))
         assert got[0, parts].tolist() == [2024, 1, 1, 0], served  # Paris midnight, not 23:00
+
+
+def test_numbers_past_float32_range_are_read_as_missing_not_inf():
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"sqft": rng.normal(1500, 300, 200), "z": rng.normal(size=200)})
+    frame.loc[3, "sqft"] = 1e39  # finite in float64, inf in the members' float32 rows
+    prep = TablePrep().fit(frame)
+    assert np.isfinite(prep.transform(frame)).all()
+    served = prep.transform(pd.DataFrame({"sqft": [1e300, -np.inf, 5.0], "z": 0.0}))
+    assert np.isfinite(served).all() and served[2, 0] == 5.0
+    np.testing.assert_allclose(served[:2, 0], prep.columns[0].fill[0])
