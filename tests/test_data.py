@@ -743,6 +743,15 @@ def test_csv_unreadable_file_is_named(tmp_path):
     one_line_error(DataSpec("csv", path=str(path), target="a"), str(path), "cannot read")
 
 
+def test_a_regression_table_too_small_to_split_is_refused(tmp_path):
+    path = tmp_path / "tiny.csv"
+    pd.DataFrame({"x": np.arange(5.0), "y": np.arange(5.0) * 2}).to_csv(path, index=False)
+    one_line_error(
+        DataSpec("csv", path=str(path), target="y"),
+        "3 training, 1 validation, 1 test rows, and each split needs at least 5",
+    )
+
+
 # ------------------------------------------------------------------------- Hydra configs
 
 

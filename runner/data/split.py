@@ -165,6 +165,9 @@ def fingerprint(name: str, parts: dict[str, tuple[object, np.ndarray]]) -> str:
     return h.hexdigest()[:16]
 
 
+MIN_SPLIT_ROWS = 5
+
+
 def split(
     raw: Raw, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,6 +191,13 @@ def split(
         random_state=seed,
         stratify=strat_rest,
     )
+    sizes = {"training": len(train), "validation": len(val), "test": len(test)}
+    if strat is None and min(sizes.values()) < MIN_SPLIT_ROWS:  # classes are checked apart
+        raise ValueError(
+            f"{', '.join(f'{n} {k}' for k, n in sizes.items())} rows, and each split needs "
+            f"at least {MIN_SPLIT_ROWS}: a larger table, or other data.val_fraction and "
+            "data.test_fraction"
+        )
     return train, val, test
 
 
