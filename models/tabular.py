@@ -462,6 +462,12 @@ def _numbers(values: pd.Series, formatted: bool = False) -> pd.Series:
     return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
 
+def numbers_from_text(values: pd.Series) -> pd.Series:
+    """Cells read as a member reads a column of formatted numbers ("$1,234.50", "€12"), as
+    float64; anything else is missing."""
+    return _numbers(values, formatted=True)
+
+
 @dataclass
 class TargetScaler:
     """A regression target standardised (after ``log1p`` when ``log``) for the members that

@@ -531,6 +531,13 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
     assert "target 'price' read as numbers with commas between thousands ('66,911.68')" in d.notes
     labels = load(DataSpec("csv", path=str(path), target="price", task="classification"))
     assert labels.task.n_classes == 5 and "66,911.68" in labels.task.labels  # labels stay
+    # amounts with a currency sign, as a member reads such a feature column
+    path.write_text("x,price\n" + "".join(f'{i},"${66 + i},911.68"\n' for i in range(60)))
+    d = load(DataSpec("csv", path=str(path), target="price"))
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    assert d.task.kind == "regression"
+    np.testing.assert_allclose(sorted(y), [(66 + i) * 1000 + 911.68 for i in range(60)])
+    assert "target 'price' read as numbers from text such as '$66,911.68'" in d.notes
     # decimal commas in a comma-separated file, or decimal dots in a semicolon one: a hint
     path.write_text("x,price\n" + "".join(f'{i},"{4947 + i},21"\n' for i in range(30)))
     one_line_error(

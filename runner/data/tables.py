@@ -109,6 +109,14 @@ def _numeric_target(
     if not present.str.contains(r"\d").all():  # a placeholder ("-", " "): not numbers
         return values, ()
     commas = _decimal_is_comma(spec, sep)
+    if not commas and not present.str.fullmatch(DECIMAL_DOT).all():
+        # amounts with a currency sign or a percent ("$444,786.91"), as a member reads them
+        from models.tabular import numbers_from_text
+
+        read = numbers_from_text(values)
+        if read[values.notna()].notna().all():
+            example = present.iloc[0]
+            return read, (f"target {column!r} read as numbers from text such as {example!r}",)
     # only text that holds the other mark is read or refused here: codes such as '1', '2'
     # stay labels as they were
     other_mark = present[present.str.contains("." if commas else ",", regex=False)]
