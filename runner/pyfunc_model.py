@@ -77,8 +77,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         coverage target, the frame's prediction and set hold names instead of class ids)."""
         output = (params or {}).get("output", "proba")
         if output not in ("proba", "labels") or (output == "labels" and self.classes is None):
-            allowed = "'proba' or 'labels'" if self.classes else "'proba' (it predicts values)"
-            raise ValueError(f"params output={output!r}: this model's output is {allowed}")
+            if self.classes is None:  # a regression: 'proba' is the default, its values
+                raise ValueError(
+                    f"params output={output!r}: this model predicts values, it has no labels; "
+                    "leave params output out"
+                )
+            raise ValueError(f"params output={output!r}: allowed: 'proba' or 'labels'")
         table = any(m.reads_table for m in self.members.values())
         X = self._table_rows(model_input) if table else self._feature_rows(model_input)
         if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
