@@ -466,6 +466,13 @@ def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
         "zoom": 0.1,
     }
     assert entry.check({}, CLASSES)["augment"] is None
+    # a mapping turns on what it names, nothing else
+    assert entry.check({"augment": {"flip": "horizontal"}}, CLASSES)["augment"] == {
+        "flip": "horizontal",
+        "translate": 0.0,
+        "rotate": 0.0,
+        "zoom": 0.0,
+    }
     settings = {"flip": "horizontal", "translate": 0.25, "rotate": 0.1, "zoom": 0.2}
     keras.utils.set_random_seed(0)
     model = entry.build(spec, CLASSES, filters=[8], augment=settings)
