@@ -15,14 +15,16 @@ if TYPE_CHECKING:
 
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 # ``true`` means these: shifts and zooms of up to a tenth, no flip (digits and letters change
-# meaning when flipped; clothes do not: add ``flip: horizontal`` for them)
+# meaning when flipped; clothes do not: ``{flip: horizontal, translate: 0.1, zoom: 0.1}``)
 DEFAULTS: dict[str, Any] = {"flip": "none", "translate": 0.1, "rotate": 0.0, "zoom": 0.1}
+# a mapping turns on only what it names: ``{flip: horizontal}`` flips and nothing else
+OFF: dict[str, Any] = {"flip": "none", "translate": 0.0, "rotate": 0.0, "zoom": 0.0}
 
 
 def check_augment(name: str, value: Any) -> dict[str, Any] | None:
-    """null/false (off), true (``DEFAULTS``) or a mapping over them: ``flip`` one of FLIPS,
-    ``translate`` and ``zoom`` fractions of the image in [0, 1), ``rotate`` a fraction of a
-    full turn in [0, 0.5]."""
+    """null/false (off), true (``DEFAULTS``) or a mapping of the transformations to apply
+    (the others off): ``flip`` one of FLIPS, ``translate`` and ``zoom`` fractions of the image
+    in [0, 1), ``rotate`` a fraction of a full turn in [0, 0.5]."""
     if value is None or value is False:
         return None
     if value is True:
@@ -33,7 +35,7 @@ def check_augment(name: str, value: Any) -> dict[str, Any] | None:
             f"got {value!r}"
         )
     check_option_names(name, value, DEFAULTS)
-    out = {**DEFAULTS, **value}
+    out = {**OFF, **value}
     return {
         "flip": check_choice(f"{name}.flip", out["flip"], FLIPS),
         "translate": check_float(f"{name}.translate", out["translate"], 0.0, 1.0),

@@ -82,7 +82,8 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
                 x = layers.BatchNormalization(name=f"bn_{name}")(x)
         if hp["residual"]:
             if shortcut.shape[-1] != n:
-                shortcut = layers.Conv2D(n, 1, name=f"project_{i}")(shortcut)
+                projection = layers.Conv2D(n, 1, name=f"project_{i}", **conv_kwargs(hp))
+                shortcut = projection(shortcut)
             x = layers.Add(name=f"residual_{i}")([x, shortcut])
         last = i == len(hp["filters"]) - 1
         if (not last or not hp["global_pool"]) and min(x.shape[1:3]) >= 4:

@@ -466,6 +466,13 @@ def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
         "zoom": 0.1,
     }
     assert entry.check({}, CLASSES)["augment"] is None
+    # a mapping turns on what it names, nothing else
+    assert entry.check({"augment": {"flip": "horizontal"}}, CLASSES)["augment"] == {
+        "flip": "horizontal",
+        "translate": 0.0,
+        "rotate": 0.0,
+        "zoom": 0.0,
+    }
     settings = {"flip": "horizontal", "translate": 0.25, "rotate": 0.1, "zoom": 0.2}
     keras.utils.set_random_seed(0)
     model = entry.build(spec, CLASSES, filters=[8], augment=settings)
@@ -492,11 +499,13 @@ def test_convnet_max_norm_bounds_each_filter_of_every_conv_kernel(separable, tin
 
     spec, _, _, _ = tiny
     hp = {"filters": [2, 3], "separable": separable, "max_norm": 0.5, "l2": 1e-3}
+    hp["residual"] = True  # the 1x1 convolutions projecting the shortcuts are bounded too
     model = REGISTRY["convnet"].build(spec, CLASSES, initializer="he_uniform", **hp)
     kernels = {"depthwise": (0, 1), "pointwise": (0, 1, 2)} if separable else {"kernel": (0, 1, 2)}
-    for name in ("conv_0", "conv_1"):
+    plain = {"kernel": (0, 1, 2)}
+    for name, parts in (("conv_0", kernels), ("conv_1", kernels), ("project_1", plain)):
         conv = model.get_layer(name)
-        for part, axes in kernels.items():
+        for part, axes in parts.items():
             weights = getattr(conv, "kernel" if part == "kernel" else f"{part}_kernel")
             grown = keras.ops.convert_to_tensor(np.asarray(weights) * 100.0)
             bounded = keras.ops.convert_to_numpy(getattr(conv, f"{part}_constraint")(grown))
