@@ -60,6 +60,7 @@ REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the
 RESUMED = "runner.resumed"
 RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed
 LEASE = "runner.lease"  # the driver holding the sweep, with its last heartbeat (JSON)
+DRIVER = "runner.driver"  # a token of the driver process running the sweep now (its sentinel's)
 DATA_FINGERPRINT = "runner.data_fingerprint"
 MEMBERS = "runner.members"
 BEST_MEMBER = "runner.best_member"

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from runner.contracts import (
     ATTEMPT,
     CONFIG_HASH,
     DATA_FINGERPRINT,
+    DRIVER,
     ERROR,
     EXPERIMENT,
     FOLDS,
@@ -307,6 +309,7 @@ class RunTree:
         self.spec = spec
         # the lease itself stays out: Tune pickles its callbacks, which hold this tree
         self._lease_token = lease.me["token"] if lease is not None else None
+        self.driver_token = secrets.token_hex(8)  # this process's claim on the sweep's runs
         tune_sqlite()
         store_seed.seed(spec.tracking_uri)
         checkpoint_at_exit(spec.tracking_uri)
@@ -337,7 +340,12 @@ class RunTree:
         parent = self.client.create_run(
             self.experiment_id,
             run_name=f"{spec.experiment}-{spec.sweep_id}",
-            tags={**self.base_tags, ROLE: "sweep", DATA_FINGERPRINT: fingerprint},
+            tags={
+                **self.base_tags,
+                ROLE: "sweep",
+                DATA_FINGERPRINT: fingerprint,
+                DRIVER: self.driver_token,
+            },
         )
         self.parent_run_id = parent.info.run_id
         self._open: set[str] = {self.parent_run_id}
@@ -488,6 +496,8 @@ class RunTree:
                 "resume with the same data settings or start a new sweep"
             )
         self._check_config(parent)
+        # first: the dead driver's sentinel, if still at work, now leaves this sweep alone
+        self.client.set_tag(parent.info.run_id, DRIVER, self.driver_token)
         self._resumed = True
         self.parent_run_id = parent.info.run_id
         self._open = {self.parent_run_id}

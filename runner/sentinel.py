@@ -6,8 +6,8 @@ someone resumed the sweep. The driver starts this small process (``start``) once
 run exists; it waits on a pipe from the driver, and when the pipe closes without the
 driver's word that it ended its runs, it marks what the driver left open KILLED with the
 reason. It imports MLflow only then, so a sweep that ends cleanly pays a bare interpreter
-start. Runs started after the driver died (a resume's) and a parent run another driver has
-taken over (its lease) are left alone.
+start. A sweep another driver has resumed meanwhile (the parent run's ``runner.driver`` token
+is no longer this driver's) is left alone: that driver ends what this one left open.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def start(
     experiment_id: str,
     sweep_id: str,
     parent_run_id: str,
-    lease_token: str | None,
+    driver_token: str,
 ) -> Sentinel | None:
     """Start the sentinel of this driver's sweep; None if no process can be started."""
     root = str(Path(__file__).resolve().parent.parent)  # runner importable on any node
@@ -73,7 +73,7 @@ def start(
         "experiment_id": experiment_id,
         "sweep_id": sweep_id,
         "parent_run_id": parent_run_id,
-        "lease_token": lease_token,
+        "driver_token": driver_token,
         "pid": os.getpid(),
         "host": socket.gethostname(),
     }
@@ -90,10 +90,14 @@ def end_open_runs(header: dict[str, Any], died_ms: int) -> int:
     """Mark the runs of the sweep that were open when the driver died KILLED; how many."""
     from mlflow.tracking import MlflowClient
 
-    from runner.contracts import ERROR, LEASE, SWEEP
+    from runner.contracts import DRIVER, ERROR, SWEEP
 
     client = MlflowClient(tracking_uri=header["tracking_uri"])
     sweep, parent = header["sweep_id"], header["parent_run_id"]
+
+    def still_ours() -> bool:
+        return client.get_run(parent).data.tags.get(DRIVER) == header["driver_token"]
+
     reason = (
         f"the driver (pid {header['pid']} on {header['host']}) ended without closing this "
         "run: killed, or ended by Ray when it lost its head node; resume with "
@@ -103,26 +107,17 @@ def end_open_runs(header: dict[str, Any], died_ms: int) -> int:
         [header["experiment_id"]], f"tags.`{SWEEP}` = '{sweep}'", max_results=50000
     )
     ended = 0
-    for run in runs:
+    # the parent last; before each run, whether a resume has claimed the sweep meanwhile
+    for run in sorted(runs, key=lambda r: r.info.run_id == parent):
         info = run.info
         if info.status not in ("RUNNING", "SCHEDULED") or info.start_time > died_ms:
             continue
-        if info.run_id == parent and not _still_ours(run.data.tags.get(LEASE), header):
-            continue  # another driver resumed the sweep meanwhile
+        if not still_ours():
+            break
         client.set_tag(info.run_id, ERROR, reason)
         client.set_terminated(info.run_id, "KILLED", end_time=died_ms)
         ended += 1
     return ended
-
-
-def _still_ours(lease: str | None, header: dict[str, Any]) -> bool:
-    """Whether the parent's lease record is the dead driver's (or there is none)."""
-    if not lease or header.get("lease_token") is None:
-        return True
-    try:
-        return json.loads(lease).get("token") == header["lease_token"]
-    except (ValueError, AttributeError):
-        return True
 
 
 def main() -> int:

@@ -583,7 +583,7 @@ def _run(
         tree.experiment_id,
         tree.sweep_id,
         tree.parent_run_id,
-        lease.me["token"] if lease is not None else None,
+        tree.driver_token,
     )
     if spec.verbose:
         verb = "resuming" if tree.resumed else "sweep"

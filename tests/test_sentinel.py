@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 from mlflow.tracking import MlflowClient
 
 from runner import sentinel
-from runner.contracts import ERROR, LEASE, ROLE, SWEEP
+from runner.contracts import DRIVER, ERROR, ROLE, SWEEP
 
 
 def _sweep(client: MlflowClient, experiment_id: str, sweep: str, token: str) -> dict[str, str]:
-    """A parent (its lease held by ``token``) and three members: running, finished, failed."""
+    """A parent (claimed by the driver ``token``) and three members: running, finished,
+    failed."""
     tags = {SWEEP: sweep}
     parent = client.create_run(experiment_id, tags={**tags, ROLE: "sweep"}).info.run_id
-    client.set_tag(parent, LEASE, json.dumps({"token": token, "heartbeat": time.time()}))
+    client.set_tag(parent, DRIVER, token)
     runs = {"parent": parent}
     for name in ("running", "finished", "failed"):
         runs[name] = client.create_run(experiment_id, tags={**tags, ROLE: "member"}).info.run_id
@@ -60,11 +58,11 @@ def test_a_clean_end_or_a_resumed_parent_is_left_alone(tmp_path):
     guard.disarm()  # the driver ended its runs itself
     assert guard._proc.returncode == 0
     assert _statuses(client, runs)["running"] == "RUNNING"
-    # another driver took the sweep over (the parent's lease is no longer this driver's): the
-    # dead driver's sentinel leaves the parent to it and ends only the member left open
+    # another driver resumed the sweep (it claimed the parent): the dead driver's sentinel
+    # leaves the sweep to it, parent and members alike (its attach ends what was left open)
     guard = sentinel.start(uri, experiment_id, "s-1", runs["parent"], "old")
     assert guard is not None
     guard._proc.stdin.close()
     assert guard._proc.wait(timeout=60) == 0
     assert _statuses(client, runs)["parent"] == "RUNNING"
-    assert _statuses(client, runs)["running"] == "KILLED"
+    assert _statuses(client, runs)["running"] == "RUNNING"
