@@ -47,3 +47,8 @@ def note_tune_stopped() -> None:
 def stop_requested() -> bool:
     """Whether Ctrl+C or SIGTERM came since the process started."""
     return bool(_stopped or _received)
+
+
+def clear_tune_stopped() -> None:
+    """Forget a stop Tune took in an earlier sweep of this process."""
+    _stopped.clear()

@@ -151,15 +151,18 @@ def _fit(tuner: Any, callback: MemberCallback) -> Any:
     stage) would only set the finished Tune run's flag."""
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT)
+    usr1 = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
     catches = main and not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
     try:
         try:
             results = tuner.fit()
-        finally:
             if catches and signal.getsignal(signal.SIGINT) is handler:
                 signals.note_tune_stopped()  # Tune's handler ran: it puts back the one it replaced
+        finally:
             if main and handler is not None:
                 signal.signal(signal.SIGINT, handler)
+            if main and usr1 is not None:  # Tune stops on SIGUSR1 too, and leaves its handler
+                signal.signal(signal.SIGUSR1, usr1)
         callback.flush()
     except BaseException:  # Ctrl+C while flushing gives up the rest too
         callback.drop()
@@ -473,8 +476,8 @@ def _train_stage(
         )
     if signals.stop_requested():  # the signal came as the last trials ended
         raise SweepInterrupted(
-            f"sweep {spec.sweep_id} interrupted after its members finished; resume with "
-            f"runner.sweep_id={spec.sweep_id} to ensemble them"
+            f"sweep {spec.sweep_id} interrupted as its trials finished; resume with "
+            f"runner.sweep_id={spec.sweep_id} to finish it"
         )
     _assemble_bags(data, members, tree)
     mine = [
@@ -572,6 +575,7 @@ def _run(
     from runner.cluster import check_resources
 
     check_resources(spec.all_members(), ray.cluster_resources())  # before any MLflow run
+    signals.clear_tune_stopped()  # a sweep before this one in the process (Hydra's -m) stopped
     deadline = None  # runner.time_limit counts from the start of the command, as wall time
     if spec.time_limit is not None:
         deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
