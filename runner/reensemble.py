@@ -31,7 +31,6 @@ from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
-from runner import CONF_DIR
 from runner.contracts import (
     EXPERIMENT,
     MEMBER,
@@ -43,6 +42,7 @@ from runner.contracts import (
     SOURCE_SWEEPS,
     SWEEP,
 )
+from runner.ensemble_defaults import as_default_types, sweep_defaults
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CLI output
 
@@ -112,18 +112,6 @@ def _value(text: str) -> Any:
         return text
 
 
-def sweep_defaults(method: str) -> dict[str, Any]:
-    """The method's parameters as a sweep's ``ensemble=METHOD`` sets them, so that
-    re-ensembling "the same way" fits the same ensemble ({} without that config file)."""
-    import yaml
-
-    path = CONF_DIR / "ensemble" / f"{method}.yaml"
-    if not path.is_file():
-        return {}
-    config = yaml.safe_load(path.read_text()) or {}
-    return dict(config.get("params") or {}) if config.get("method") == method else {}
-
-
 def parse(argv: Sequence[str]) -> Args:
     """Parse ``key=value`` words; unknown keys become method params. Validates the method."""
     epilog = "keys:\n" + "\n".join(f"  {k:<15} {v}" for k, v in OPTIONS.items())
@@ -156,11 +144,10 @@ def parse(argv: Sequence[str]) -> Args:
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
-    defaults = sweep_defaults(args.method)
-    for key, value in params.items():  # l2=0 is the default l2: 0.0, not another setting
-        if isinstance(defaults.get(key), float) and type(value) is int:
-            params[key] = float(value)
-    params = args.params = {**defaults, **params}
+    params = args.params = {
+        **sweep_defaults(args.method),
+        **as_default_types(args.method, params),  # l2=0 is the default l2: 0.0
+    }
     try:
         ensembles.make(args.method, **params).check_params()
     except (TypeError, ValueError) as err:

@@ -572,6 +572,9 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     if spec.method not in ensembles.METHODS:
         known = ", ".join(sorted(ensembles.METHODS))
         raise _fail("ensemble.method", f"unknown ensemble method {spec.method!r}; known: {known}")
+    from runner.ensemble_defaults import as_default_types
+
+    params = as_default_types(spec.method, params)  # ensemble.params.l2=0 is l2: 0.0
     try:
         ensembles.make(spec.method, **params).check_params()
     except (TypeError, ValueError) as err:
@@ -582,11 +585,11 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         raise _fail(
             "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"
         )
-    if spec.champion and not spec.register_as:
-        raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
     for key in ("calibrate", "log_model", "champion"):  # "no" is a truthy string
         if not isinstance(getattr(spec, key), bool):
             raise _fail(f"ensemble.{key}", f"must be true or false, got {getattr(spec, key)!r}")
+    if spec.champion and not spec.register_as:
+        raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
     from ensembles.conformal import check_coverage
 
     try:

@@ -89,6 +89,8 @@ def test_the_command_fits_a_method_with_the_parameters_a_sweep_gives_it(method):
         assert type(args.params["l2"]) is float and type(args.params["max_members"]) is int
         again = parse(["experiment=x", "l2=0.0", "param.max_members=5"])
         assert json.dumps(again.params, sort_keys=True) == json.dumps(args.params, sort_keys=True)
+        swept = spec_of("ensemble=weighted", "ensemble.params.l2=0").ensemble  # a sweep alike
+        assert type(swept.params["l2"]) is float
 
 
 def test_a_dead_tracking_server_fails_in_one_line_at_once(tmp_path):

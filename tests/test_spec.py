@@ -103,10 +103,7 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         (["runner.verbose=7"], r"runner.verbose: must be 0, 1 or 2, got 7"),
         # yes/no words are strings to Hydra, and truthy: refused, not read as true
         (["ensemble.log_model=no"], r"ensemble.log_model: must be true or false, got 'no'"),
-        (
-            ["ensemble.champion=no", "ensemble.register_as=m"],
-            r"ensemble.champion: must be true or false, got 'no'",
-        ),
+        (["ensemble.champion=no"], r"ensemble.champion: must be true or false, got 'no'"),
         (["+data.log_target=no"], r"data.log_target: must be true or false, got 'no'"),
         (
             ["cluster.include_dashboard=on"],
