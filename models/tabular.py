@@ -257,7 +257,7 @@ class TablePrep:
                 if np.all(np.diff(ordered) == 1) or _named_like_an_id(name):
                     self.dropped[name] = "an ID (a distinct whole number on every row)"
                     return None
-            finite = numbers[np.isfinite(numbers)]
+            finite = numbers[np.abs(numbers) <= FLOAT32_MAX]  # as members read them
             median = float(finite.median()) if len(finite) else 0.0
             return Column(name, "numeric", [median], missing)
         digits_id = distinct == n and n >= MIN_ID_ROWS and not missing  # checked below
@@ -305,7 +305,7 @@ class TablePrep:
             self.notes[name] = (
                 f"read as numbers; {len(unread)} cell(s) that are not ({shown}) are missing"
             )
-        finite = numbers[np.isfinite(numbers)]
+        finite = numbers[np.abs(numbers) <= FLOAT32_MAX]  # as members read them
         median = float(finite.median()) if len(finite) else 0.0
         return Column(name, "numeric", [median], missing or bool(len(unread)), formatted=True)
 

@@ -182,15 +182,18 @@ def split(
         train, val = train_test_split(
             idx, test_size=val_fraction, random_state=seed, stratify=strat
         )
-        return train, val, np.arange(len(raw.y_test))
-    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
-    strat_rest = raw.y[rest] if strat is not None else None
-    train, val = train_test_split(
-        rest,
-        test_size=val_fraction / (1.0 - test_fraction),
-        random_state=seed,
-        stratify=strat_rest,
-    )
+        test = np.arange(len(raw.y_test))
+    else:
+        rest, test = train_test_split(
+            idx, test_size=test_fraction, random_state=seed, stratify=strat
+        )
+        strat_rest = raw.y[rest] if strat is not None else None
+        train, val = train_test_split(
+            rest,
+            test_size=val_fraction / (1.0 - test_fraction),
+            random_state=seed,
+            stratify=strat_rest,
+        )
     sizes = {"training": len(train), "validation": len(val), "test": len(test)}
     if strat is None and min(sizes.values()) < MIN_SPLIT_ROWS:  # classes are checked apart
         raise ValueError(

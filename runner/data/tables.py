@@ -110,7 +110,7 @@ def _numeric_target(
         return values, ()
     commas = _decimal_is_comma(spec, sep)
     if not commas and not present.str.fullmatch(DECIMAL_DOT).all():
-        # amounts with a currency sign or a percent ("$444,786.91"), as a member reads them
+        # amounts with a currency sign ("$444,786.91"), as a member reads them
         from models.tabular import numbers_from_text
 
         read = numbers_from_text(values)
