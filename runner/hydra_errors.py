@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.store_probe import SECRET_QUERY_KEYS
+
 HYDRA_HINT = "HYDRA_FULL_ERROR"  # Hydra's closing advice, not part of the error
 
 
@@ -19,11 +21,18 @@ WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` print
 # the password of a URI with credentials: scheme://user:PASSWORD@host (also as Hydra prints
 # an override, its colons escaped: scheme\://user\:PASSWORD@host)
 URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*\\?://[^\s:/@'\"]+:)[^\s@/'\"]+@")
+# a secret in a URI's query (``?token=...``, ``&api_key=...``), as store_probe.redact_uri hides
+URI_QUERY_SECRET = re.compile(
+    rf"([?&][\w.-]*(?:{'|'.join(SECRET_QUERY_KEYS)})[\w.-]*\\?=)[^&#\s'\"]+", re.IGNORECASE
+)
 
 
 def redact_credentials(text: str) -> str:
-    """``text`` with the password of every URI in it replaced by ``***``."""
-    return URI_PASSWORD.sub(r"\1***@", text) if "://" in text else text
+    """``text`` with the password and secret query values of every URI in it replaced by
+    ``***``."""
+    if "://" not in text:
+        return text
+    return URI_QUERY_SECRET.sub(r"\1***", URI_PASSWORD.sub(r"\1***@", text))
 
 
 def one_line(text: str) -> str:

@@ -163,6 +163,9 @@ def test_stderr_masks_uri_passwords_once_the_job_runs():
     assert redact_credentials(line) == (
         "overrides: ['tracking.uri=postgresql://u:***@h:5432/db', 'x=http://host:5000/p']"
     )
+    assert redact_credentials("x=https://h/api?user=me&token=t0k&api_key=k3y#top y") == (
+        "x=https://h/api?user=me&token=***&api_key=***#top y"
+    )
     out = io.StringIO()
     held = HeldStderr(out)
     held.write("held http://a:b@h ")
