@@ -49,6 +49,9 @@ NUMBER_TEXT = re.compile(
     r"^(?P<sign>[+-]?)[$€£¥]?\s*"
     r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥]?$"
 )
+# a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75
+DECIMAL_COMMA_TEXT = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?$")
+DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
 NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 
 
@@ -177,6 +180,7 @@ class Column:
     frequencies: dict[str, float] = field(default_factory=dict)  # frequency encoding
     tz: str | None = None  # date: the training rows' time zone, in which served dates are read
     formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
+    decimal: str = "."  # numeric: "," when the file wrote its numbers "1.234,5"
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -219,6 +223,9 @@ class TablePrep:
         """Learn each column's treatment from the training rows ``frame``."""
         self.columns, self.dropped, self.notes = [], {}, {}
         n = len(frame)
+        # the loader's record of columns it read with a decimal comma, so that served rows
+        # written the same way ("1550,0") read as the same numbers
+        comma = {str(c) for c in frame.attrs.get(DECIMAL_COMMA_ATTR, ())}
         for raw_name in frame.columns:
             name, values = str(raw_name), frame[raw_name]
             present = values.dropna()
@@ -229,6 +236,8 @@ class TablePrep:
                 self.dropped[name] = "constant in the training rows"
                 continue
             column = self._plan(name, values, present, n)
+            if column is not None and column.kind == "numeric" and name in comma:
+                column.decimal = ","
             if column is not None:
                 self.columns.append(column)
         if not self.columns:
@@ -342,13 +351,17 @@ class TablePrep:
         for col in self.columns:
             if col.kind not in ("numeric", "date") or col.name not in frame.columns:
                 continue
-            if (way := (col.name, col.kind, col.formatted)) in checked:
+            if (way := (col.name, col.kind, col.formatted, col.decimal)) in checked:
                 continue
             checked.add(way)
             values = frame[col.name].reset_index(drop=True)
             if col.kind == "numeric" and pd.api.types.is_numeric_dtype(values.dtype):
                 continue  # numbers already
-            read = _numbers(values, col.formatted) if col.kind == "numeric" else _to_dates(values)
+            read = (
+                _numbers(values, col.formatted, col.decimal)
+                if col.kind == "numeric"
+                else _to_dates(values)
+            )
             bad = values.notna() & read.isna()
             if bad.any():
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
@@ -360,7 +373,7 @@ class TablePrep:
                 # the parts in the training rows' zone (UTC for text or zone-free dates)
                 parts = _date_parts(_to_dates(values).dt.tz_convert(col.tz or "UTC"))
             else:
-                numbers = _numbers(values, col.formatted)
+                numbers = _numbers(values, col.formatted, col.decimal)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
             # past float32's range a number would become inf in the members' float32 rows
             bad = ~(np.abs(parts) <= FLOAT32_MAX)  # NaN and inf too
@@ -431,10 +444,10 @@ class TablePrep:
         return prep
 
 
-def _number(value: Any, formatted: bool = False) -> Any:
+def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:
     """Booleans (also as text) to 0/1 so boolean columns read as numbers; with ``formatted``
     also numbers written with thousands commas or a currency sign ("1,234.5", "$12.50") to
-    floats; the rest unchanged."""
+    floats, and with ``decimal=","`` numbers written "1.234,5"; the rest unchanged."""
     if isinstance(value, (bool, np.bool_)):
         return float(value)
     if not isinstance(value, str):
@@ -442,7 +455,11 @@ def _number(value: Any, formatted: bool = False) -> Any:
     text = value.strip()
     if text.lower() in ("true", "false"):
         return float(text.lower() == "true")
-    if not formatted:
+    if decimal == ",":
+        if not DECIMAL_COMMA_TEXT.match(text):
+            return value
+        text = text.replace(".", "").replace(",", ".")
+    elif not formatted:
         return value
     match = NUMBER_TEXT.match(text)
     if match is None:
@@ -453,12 +470,12 @@ def _number(value: Any, formatted: bool = False) -> Any:
         return value
 
 
-def _numbers(values: pd.Series, formatted: bool = False) -> pd.Series:
+def _numbers(values: pd.Series, formatted: bool = False, decimal: str = ".") -> pd.Series:
     """Cells as float64 numbers, as ``_number`` reads them; anything else is missing."""
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         # nullable Int64 / Float64 too: pandas 2 refuses astype(float64) with missing values
         return pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan), index=values.index)
-    read = values.map(lambda v: _number(v, formatted))
+    read = values.map(lambda v: _number(v, formatted, decimal))
     return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -439,6 +440,13 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     X = pd.concat([d.X_train, d.X_val, d.X_test])
     assert d.input_spec.feature_names == ("Preis, EUR", "Zimmer")
     assert sorted(X["Preis, EUR"]) == [1000 * (i + 1) + 0.5 for i in range(30)]
+    # a member fitted on those rows reads the file's own text ("1.000,5") as the same numbers
+    prep = TablePrep().fit(d.X_train)
+    raw = pd.read_csv(path, sep=";", dtype=str).drop(columns="kind")
+    assert prep.unreadable(raw) == {}
+    np.testing.assert_allclose(prep.transform(raw)[:, 0], [1000 * (i + 1) + 0.5 for i in range(30)])
+    again = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
+    np.testing.assert_array_equal(again.transform(raw), prep.transform(raw))
     # a comma-separated file whose quoted column names hold semicolons stays comma-separated
     path.write_text('"a;b;c",kind\n' + "".join(f"{i},{'x' if i % 2 else 'y'}\n" for i in range(30)))
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
+from models.tabular import DECIMAL_COMMA_ATTR
 from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
@@ -236,6 +237,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
         converted, ambiguous = _decimal_commas(frame, spec.decimal == ",")
+        frame.attrs[DECIMAL_COMMA_ATTR] = converted  # members read served rows the same way
         if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
             if ambiguous:  # a guessed decimal comma, and 1,234 on every comma: thousands?
