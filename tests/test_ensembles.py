@@ -31,6 +31,8 @@ def test_registry_lists_methods_and_unknown_names_fail_with_the_list():
     assert {"mean", "weighted", "greedy", "stacking"} <= set(METHODS)
     with pytest.raises(ValueError, match=r"unknown ensemble method 'nope'.*mean.*weighted"):
         make("nope")
+    with pytest.raises(ValueError, match=r"'steps' for method 'greedy'; its parameters: n_init"):
+        make("greedy", steps=3)
 
 
 @pytest.mark.parametrize("method", [m for m in sorted(METHODS) if m != "mean"])

@@ -86,7 +86,11 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         ),
         (["tracking.uri=/plain/path"], r"unknown scheme '' in '/plain/path'"),
         (["ensemble.method=bagging"], r"unknown ensemble method 'bagging'; known: .*mean"),
-        (["+ensemble.params.alpha=1"], r"ensemble.params: .*alpha"),
+        (
+            ["+ensemble.params.alpha=1"],
+            r"ensemble.params: unknown parameter\(s\) 'alpha' for method 'weighted'; "
+            r"its parameters: l2, max_members, maxiter, random_state",
+        ),
         (["data.name=imagenet"], r"data.name: unknown dataset 'imagenet'; known: .*digits"),
         (["resources.cpu=-1"], r"resources.cpu: must be a finite number >= 0, got -1"),
         (["resources.gpu=nan"], r"resources.gpu: must be a finite number >= 0, got nan"),
