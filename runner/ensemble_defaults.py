@@ -1,6 +1,7 @@
 """The parameters a sweep's ``ensemble=METHOD`` gives its method (``conf/ensemble/METHOD.yaml``),
-and values read as those defaults' types, so that one setting has one settings hash whether it
-was written ``l2=0`` or ``l2=0.0``, on the command line of a sweep or of ``python -m ensembles``."""
+and values read as the types of the method's defaults, so that one setting has one settings
+hash whether it was written ``l2=0`` or ``l2=0.0``, on the command line of a sweep or of
+``python -m ensembles``."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ def sweep_defaults(method: str) -> dict[str, Any]:
 
 
 def as_default_types(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` with a whole number given for a parameter whose default is a float made
-    that float."""
-    defaults = sweep_defaults(method)
+    """``params`` with a whole number given for a parameter whose default (in the method's
+    signature) is a float made that float."""
+    import inspect
+
+    import ensembles
+
+    signature = inspect.signature(ensembles.METHODS[method])
+    floats = {k for k, p in signature.parameters.items() if isinstance(p.default, float)}
     return {
-        key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
+        key: float(value) if key in floats and type(value) is int else value
         for key, value in params.items()
     }
