@@ -86,13 +86,7 @@ def leaderboard(summary: dict[str, Any]) -> str:
     if ens and summary.get("student"):
         out.append(student_line(summary["student"], ens, summary["members"], metric))
     if ens and ens.get("champion"):
-        c = ens["champion"]
-        old = (
-            f" (champion v{c['champion_version']}: {c.get('champion')})"
-            if "champion_version" in c
-            else ""
-        )
-        out.append(f"registered {c['model']} v{c['challenger_version']}: {c['decision']}{old}")
+        out.append(champion_line(ens["champion"]))
     for stage, rows in (summary.get("stages") or {}).items():
         out.append("")
         out.append(f"earlier stage {stage!r} (its own data; not ensembled):")
@@ -221,6 +215,17 @@ def conformal_line(c: dict[str, Any]) -> str:
             "calibration rows"
         )
     return line
+
+
+def champion_line(c: dict[str, Any]) -> str:
+    """The champion/challenger decision on the registered model, with both test scores."""
+    scores = ""
+    if isinstance(c.get("challenger"), (int, float)):
+        scores = f" (test {c['metric']} {c['challenger']:.4f}"
+        if isinstance(c.get("champion"), (int, float)):
+            scores += f" against champion v{c['champion_version']}'s {c['champion']:.4f}"
+        scores += ")"
+    return f"registered {c['model']} v{c['challenger_version']}: {c['decision']}{scores}"
 
 
 def refit_line(ens: dict[str, Any], members: list[dict[str, Any]], metric: str) -> str:

@@ -121,7 +121,9 @@ def test_a_member_with_bad_predictions_is_left_out_and_the_rest_ensembled(tmp_pa
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"}, nan={"c"})
     done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
     assert done.returncode == 0, done.stderr
-    assert "left out c: predictions contain NaN or infinite values" in done.stdout
+    said = done.stdout + done.stderr
+    assert said.count("left out") == 1, said
+    assert "member c left out of the ensemble: predictions contain NaN or infinite" in said
     client = MlflowClient(db)
     (ens,) = client.search_runs(
         [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"

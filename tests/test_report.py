@@ -119,3 +119,24 @@ def test_the_conformal_line_says_when_too_few_rows_make_the_intervals_infinite()
         assert ("needs at least 999 calibration rows" in line) is not finite, line
     c["kind"], c["test"] = "set", {"coverage": 1.0, "mean_set_size": 10.0}
     assert "prediction sets hold every class: 99.9% needs at least 999" in conformal_line(c)
+
+
+def test_the_champion_line_gives_both_test_scores_rounded():
+    from runner.report import champion_line
+
+    kept = {
+        "model": "digits",
+        "challenger_version": 3,
+        "metric": "accuracy",
+        "challenger": 0.9583333333,
+        "champion_version": "2",
+        "champion": 0.97222222,
+        "decision": "kept: not better",
+    }
+    assert champion_line(kept) == (
+        "registered digits v3: kept: not better (test accuracy 0.9583 against champion v2's 0.9722)"
+    )
+    first = {k: kept[k] for k in ("model", "challenger_version", "metric", "challenger")}
+    assert champion_line({**first, "decision": "first champion"}) == (
+        "registered digits v3: first champion (test accuracy 0.9583)"
+    )
