@@ -44,10 +44,11 @@ RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
 DATE_TEXT = r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
-# a number as text: sign, currency symbol, thousands commas, decimals, exponent
+# a number as text: sign (before or after a currency symbol: -$5, $-5), thousands commas,
+# decimals, exponent, a currency symbol or percent sign after it (12.5% reads as 12.5)
 NUMBER_TEXT = re.compile(
-    r"^(?P<sign>[+-]?)[$€£¥]?\s*"
-    r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥]?$"
+    r"^(?P<sign>[+-]?)[$€£¥]?\s*(?P<inner>[+-]?)"
+    r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥%]?$"
 )
 # a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75
 DECIMAL_COMMA_TEXT = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?$")
@@ -462,10 +463,10 @@ def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:
     elif not formatted:
         return value
     match = NUMBER_TEXT.match(text)
-    if match is None:
+    if match is None or (match["sign"] and match["inner"]):
         return value
     try:
-        return float(match["sign"] + match["digits"].replace(",", ""))
+        return float(match["sign"] + match["inner"] + match["digits"].replace(",", ""))
     except ValueError:  # no digit before the exponent ("e5"), or none at all ("$")
         return value
 

@@ -355,6 +355,10 @@ def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     served = prep.transform(pd.DataFrame({"price": ["$12.50", "1,234", 99, "?"], "z": 0.0}))
     np.testing.assert_allclose(served[:3, 0], [12.5, 1234, 99])
     np.testing.assert_array_equal(served[:, 1], [0, 0, 0, 1])
+    signs = ["$-5", "-$5", "12.5%", "+-5"]  # a sign after the symbol, a percent; two signs: not
+    served = prep.transform(pd.DataFrame({"price": signs, "z": 0.0}))
+    np.testing.assert_array_equal(served[:, 1], [0, 0, 0, 1])
+    np.testing.assert_allclose(served[:3, 0], [-5, -5, 12.5])
     assert prep.unreadable(pd.DataFrame({"price": ["n/a", "7", None, "n/a"]})) == {
         "price": (2, "n/a")
     }
