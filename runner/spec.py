@@ -186,6 +186,12 @@ def _fail(where: str, message: str) -> SpecError:
     return SpecError(f"{where}: {message}" if where else message)
 
 
+def _bool(where: str, value: Any) -> None:
+    """Refuse anything but true or false: Hydra reads ``no`` and ``off`` as truthy strings."""
+    if not isinstance(value, bool):
+        raise _fail(where, f"must be true or false, got {value!r}")
+
+
 def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> Any:
     """Construct a dataclass from a mapping, rejecting unknown keys by name."""
     allowed = [f.name for f in fields(cls) if f.name not in extra]
@@ -258,8 +264,7 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
             f"{spec.val_fraction} + {spec.test_fraction} = {total:g}",
         )
     _int("data.seed", spec.seed, 0)
-    if not isinstance(spec.log_target, bool):  # "no" is a truthy string
-        raise _fail("data.log_target", f"must be true or false, got {spec.log_target!r}")
+    _bool("data.log_target", spec.log_target)
     if spec.max_rows is not None:
         _int("data.max_rows", spec.max_rows, 10)
     if spec.max_train_rows is not None:
@@ -585,9 +590,8 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         raise _fail(
             "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"
         )
-    for key in ("calibrate", "log_model", "champion"):  # "no" is a truthy string
-        if not isinstance(getattr(spec, key), bool):
-            raise _fail(f"ensemble.{key}", f"must be true or false, got {getattr(spec, key)!r}")
+    for key in ("calibrate", "log_model", "champion"):
+        _bool(f"ensemble.{key}", getattr(spec, key))
     if spec.champion and not spec.register_as:
         raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
     from ensembles.conformal import check_coverage
@@ -638,10 +642,7 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
                 "cluster.address",
                 f"must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}",
             )
-    if not isinstance(spec.include_dashboard, bool):
-        raise _fail(
-            "cluster.include_dashboard", f"must be true or false, got {spec.include_dashboard!r}"
-        )
+    _bool("cluster.include_dashboard", spec.include_dashboard)
     return spec
 
 
@@ -776,8 +777,7 @@ def parse_student(
 
 def parse_refit(raw: Any, folds: int) -> bool:
     """``runner.refit``: true or false; a refit follows the folds of a bagged member."""
-    if not isinstance(raw, bool):
-        raise _fail("runner.refit", f"must be true or false, got {raw!r}")
+    _bool("runner.refit", raw)
     if raw and not folds:
         raise _fail(
             "runner.refit",
@@ -863,8 +863,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     training = _mapping("training", cfg.get("training"))
     resources = _mapping("resources", cfg.get("resources"))
     smoke = cfg.get("smoke", False)
-    if not isinstance(smoke, bool):
-        raise _fail("smoke", f"must be true or false, got {smoke!r}")
+    _bool("smoke", smoke)
     shrink = _smoke(runner) if smoke else None
     data = parse_data(cfg.get("data") or {})
     tracking = _mapping("tracking", cfg.get("tracking"))
