@@ -101,12 +101,15 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         from ensembles.conformal import served_frame, spread
 
         regression = P.ndim == 2
-        return served_frame(
+        out = served_frame(
             self.conformal,
             pred,
             spread(P, self.estimator.weights_) if regression else None,
             self.classes if output == "labels" else None,
         )
+        if isinstance(model_input, pd.DataFrame):  # each answer beside its row's label
+            out.index = model_input.index
+        return out
 
     def _feature_rows(self, model_input) -> np.ndarray:
         """Numbers as the members read them, float32 rows of ``n_features``: any numeric

@@ -169,10 +169,11 @@ def test_the_ensemble_stage_calibrates_on_validation_and_reports_test_coverage()
 SERVE = """
 import json, sys, mlflow, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
-rows = pd.read_csv(sys.argv[2]).drop(columns=[sys.argv[3]]).tail(40).reset_index(drop=True)
-rows.loc[0, "size"] = None
-rows.loc[1, "color"] = "never seen"
+rows = pd.read_csv(sys.argv[2]).drop(columns=[sys.argv[3]]).tail(40)
+rows.loc[rows.index[0], "size"] = None
+rows.loc[rows.index[1], "color"] = "never seen"
 out = model.predict(rows)
+assert list(out.index) == list(rows.index), out.index  # the rows' own labels (360..399)
 named = out if "lower" in out else model.predict(rows, params={"output": "labels"})
 print(json.dumps({"columns": list(out.columns), "rows": out.to_dict("records"),
                   "named": named.to_dict("records"),
