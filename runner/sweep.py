@@ -73,11 +73,24 @@ def _quiet_failed_trials(verbose: int) -> None:
             tune_log.addFilter(_FailedTrialTracebacks())
 
 
+class _TuneResumeAdvice(logging.Filter):
+    """Drops Tune's advice to resume an interrupted run with ``Tuner.restore(path=...,
+    trainable=...)``: a sweep resumes with ``runner.sweep_id=...``, which the runner says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Experiment has been interrupted")
+
+
 def _quiet_unstarted_trials() -> None:
-    """Install ``_NoResultFilesYet`` on Tune's analysis logger, once."""
-    tune_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    if not any(isinstance(f, _NoResultFilesYet) for f in tune_log.filters):
-        tune_log.addFilter(_NoResultFilesYet())
+    """Install ``_NoResultFilesYet`` on Tune's analysis logger and ``_TuneResumeAdvice`` on
+    its run's, once."""
+    for name, kind in (
+        ("ray.tune.analysis.experiment_analysis", _NoResultFilesYet),
+        ("ray.tune.tune", _TuneResumeAdvice),
+    ):
+        tune_log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in tune_log.filters):
+            tune_log.addFilter(kind())
 
 
 def _tune(

@@ -31,6 +31,8 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
     assert "interrupted" in stderr
     # members that had not started have no result files; Tune's warning listing them is dropped
     assert "Failed to fetch metrics" not in stderr
+    # the runner's way to resume, not Tune's Tuner.restore(path=..., trainable=...)
+    assert "Tuner.restore" not in stderr and "runner.sweep_id=" in stderr
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
     statuses = {r.data.tags["runner.role"] + ":" + r.info.status for r in runs}
