@@ -49,7 +49,10 @@ def run(name: str, data_root: Path, overrides: list[str]) -> dict:
         "experiment": bench["experiment"],
         "metric": summary["metric"],
         "wall_seconds": round(wall, 1),
-        "member_cpu_seconds": round(sum(m["train_seconds"] or 0 for m in finished), 1),
+        # the members' trial times summed, and the CPU their workers spent on them (every
+        # thread): on a busy machine the first grows, the second much less
+        "member_seconds": round(sum(m["train_seconds"] or 0 for m in finished), 1),
+        "member_cpu_seconds": round(sum(m.get("train_cpu_seconds") or 0 for m in finished), 1),
         "ensemble_method": ens["method"],
         "ensemble_test": ens["test_metric"],
         "best_member": ens["best_member"],
@@ -77,7 +80,7 @@ def main() -> None:
             f"{r['ensemble_test']:.4f} vs best member {r['best_member']} "
             f"{r['best_member_test']:.4f} (gain {gain['estimate']:+.4f}, 95% CI "
             f"{gain['ci_low']:+.4f}..{gain['ci_high']:+.4f}); wall {r['wall_seconds']:.0f} s, "
-            f"member CPU {r['member_cpu_seconds']:.0f} s",
+            f"members {r['member_seconds']:.0f} s, their CPU {r['member_cpu_seconds']:.0f} s",
             flush=True,
         )
         for anchor, value in r["anchors"].items():

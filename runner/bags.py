@@ -83,6 +83,9 @@ def assemble(
         else None,
         "classes": None if data.task.labels is None else list(data.task.labels),
     }
+    cpu = [r.fit.get("train_cpu_seconds") for r in folds]
+    if None not in cpu:
+        info["train_cpu_seconds"] = float(sum(cpu))
     latency = [r.fit.get("predict_ms_per_1000") for r in folds]
     if None not in latency:  # the bag predicts with every fold's model
         info["predict_ms_per_1000"] = float(sum(latency))

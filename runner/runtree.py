@@ -239,7 +239,14 @@ class MemberRecord:
 
 # the facts of a trial's member.json the driver keeps: what a bagged member's refit reads
 # from its folds, and the member's prediction time per 1000 rows and saved model's size
-FIT_FACTS = ("epochs_run", "best_epoch", "best_iteration", "predict_ms_per_1000", "model_bytes")
+FIT_FACTS = (
+    "epochs_run",
+    "best_epoch",
+    "best_iteration",
+    "predict_ms_per_1000",
+    "model_bytes",
+    "train_cpu_seconds",
+)
 
 
 def _fit_facts(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -768,6 +775,11 @@ class RunTree:
             **final,
             "train_seconds": info["train_seconds"],
             "fit_seconds": info["fit_seconds"],
+            **(
+                {"train_cpu_seconds": info["train_cpu_seconds"]}
+                if "train_cpu_seconds" in info
+                else {}
+            ),
         }
         self.log_batch(
             run_id,

@@ -351,6 +351,7 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
             val_metric=val[metric], test_metric=test[metric], val_scores=val, test_scores=test
         )
     row["train_seconds"] = r.train_seconds
+    row["train_cpu_seconds"] = r.fit.get("train_cpu_seconds")
     row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
     row["model_bytes"] = r.fit.get("model_bytes")
     if r.error:
@@ -364,6 +365,7 @@ def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
         "status": r.status,
         "run_id": r.run_id,
         "train_seconds": r.train_seconds,
+        "train_cpu_seconds": r.fit.get("train_cpu_seconds"),
         "predict_ms_per_1000": r.fit.get("predict_ms_per_1000"),
     }
     if r.status == "FINISHED":

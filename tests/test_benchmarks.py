@@ -91,6 +91,7 @@ def test_quality_benchmark_runs_tiny(tmp_path):
     assert digits["best_member"] in digits["members_test"]
     assert 0 <= digits["ensemble_test"] <= 1 and isinstance(digits["beats_best_member"], bool)
     assert digits["wall_seconds"] > 0 and "cores" in result["machine"]
+    assert digits["member_cpu_seconds"] > 0 and digits["member_seconds"] > 0
     assert "digits: ensemble (weighted) test accuracy" in done.stdout
 
 

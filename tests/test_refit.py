@@ -246,6 +246,11 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
         summed = sum(f.data.metrics["final_predict_ms_per_1000"] for f in folds)
         assert members[name]["predict_ms_per_1000"] == pytest.approx(summed)
         assert member.data.metrics["final_predict_ms_per_1000"] == pytest.approx(summed)
+        # the CPU its workers spent: each fold's, and the bag's their sum
+        cpu = [f.data.metrics["train_cpu_seconds"] for f in folds]
+        assert all(c > 0 for c in cpu)
+        assert members[name]["train_cpu_seconds"] == pytest.approx(sum(cpu))
+        assert member.data.metrics["train_cpu_seconds"] == pytest.approx(sum(cpu))
     served = [members[n]["refit"]["predict_ms_per_1000"] for n, w in ens["weights"].items() if w]
     assert all(t > 0 for t in served)
     assert ens["predict_ms_per_1000"] == pytest.approx(sum(served))
