@@ -50,8 +50,9 @@ NUMBER_TEXT = re.compile(
     r"^(?P<sign>[+-]?)[$€£¥]?\s*(?P<inner>[+-]?)"
     r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥%]?$"
 )
-# a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75
-DECIMAL_COMMA_TEXT = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?$")
+# a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75 (not
+# 0.500 or 1.25: a decimal dot)
+DECIMAL_COMMA_TEXT = re.compile(r"^[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
 NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 
@@ -458,7 +459,7 @@ def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:
         return float(text.lower() == "true")
     if decimal == ",":
         if not DECIMAL_COMMA_TEXT.match(text):
-            return value
+            return np.nan  # a decimal dot where numbers were written "0,5": missing
         text = text.replace(".", "").replace(",", ".")
     elif not formatted:
         return value

@@ -107,7 +107,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             spread(P, self.estimator.weights_) if regression else None,
             self.classes if output == "labels" else None,
         )
-        if isinstance(model_input, pd.DataFrame):  # each answer beside its row's label
+        if isinstance(model_input, pd.DataFrame) and len(model_input) == len(out):
+            # each answer beside its row's label
             out.index = model_input.index
         return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +221,12 @@ def conformal_line(c: dict[str, Any]) -> str:
 def champion_line(c: dict[str, Any]) -> str:
     """The champion/challenger decision on the registered model, with both test scores."""
     scores = ""
-    if isinstance(c.get("challenger"), (int, float)):
+    if isinstance(c.get("challenger"), Real):
         scores = f" (test {c['metric']} {c['challenger']:.4f}"
-        if isinstance(c.get("champion"), (int, float)):
+        if isinstance(c.get("champion"), Real):
             scores += f" against champion v{c['champion_version']}'s {c['champion']:.4f}"
+        elif "champion_version" in c:
+            scores += f"; champion v{c['champion_version']}"
         scores += ")"
     return f"registered {c['model']} v{c['challenger_version']}: {c['decision']}{scores}"
 

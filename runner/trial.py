@@ -171,6 +171,7 @@ def train_member(
         train_seconds = time.perf_counter() - start
         # every thread of this worker (TensorFlow's, the GBDTs'): what the member cost the
         # machine, which a shared or busy machine does not inflate as it does the wall time
+        # (child processes are not counted: every kind here trains in threads)
         train_cpu_seconds = time.process_time() - cpu_start
         info = {
             **member.to_config(),

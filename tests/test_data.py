@@ -458,6 +458,7 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
     rows = [f"{i},25;{'x' if i % 2 else 'y'}" for i in range(30)]
     path = tmp_path / "t.csv"
     path.write_text("Preis, EUR;kind\n" + "\n".join(rows) + "\n")
+    served = pd.DataFrame({"Preis, EUR": ["3,75", "1.003,75", "0.500", 2.5, "1.25"]})
     guessed = DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind")
     one_line_error(guessed, "separated by ';', pass data.sep=semicolon")
     from runner.spec import parse_data
@@ -469,6 +470,13 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
     assert d.input_spec.feature_names == ("Preis, EUR",)
     assert sorted(X["Preis, EUR"]) == [i + 0.25 for i in range(30)]  # decimal commas follow
     assert not any("from its header" in n for n in d.notes)
+    for given in ({"sep": "semicolon"}, {"sep": "semicolon", "decimal": "comma"}):
+        # guessed from the separator, or given (pandas reads those): members read served
+        # text the file's way, and a dot decimal ("0.500": 500 or 0.5?) as missing
+        fitted = load(parse_data({"name": "csv", "path": str(path), "target": "kind", **given}))
+        prep = TablePrep().fit(fitted.X_train)
+        assert prep.unreadable(served) == {"Preis, EUR": (2, "0.500")}
+        np.testing.assert_allclose(prep.transform(served)[[0, 1, 3], 0], [3.75, 1003.75, 2.5])
     # decimal='.' keeps the text; a comma-separated file with decimal=',' converts quoted ones
     kept = load(replace(spec, decimal="."))
     assert not pd.api.types.is_numeric_dtype(kept.X_train["Preis, EUR"])

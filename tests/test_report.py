@@ -140,3 +140,7 @@ def test_the_champion_line_gives_both_test_scores_rounded():
     assert champion_line({**first, "decision": "first champion"}) == (
         "registered digits v3: first champion (test accuracy 0.9583)"
     )
+    elsewhere = {**first, "champion_version": "2", "decision": "kept: tested on another split"}
+    assert champion_line({**elsewhere, "challenger": np.float32(0.5)}) == (
+        "registered digits v3: kept: tested on another split (test accuracy 0.5000; champion v2)"
+    )

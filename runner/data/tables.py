@@ -237,7 +237,14 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
         converted, ambiguous = _decimal_commas(frame, spec.decimal == ",")
-        frame.attrs[DECIMAL_COMMA_ATTR] = converted  # members read served rows the same way
+        # members read served rows the same way: these, and with data.decimal=comma the
+        # columns pandas read as floats with it
+        parsed = [
+            str(c)
+            for c in frame.columns
+            if spec.decimal == "," and sep is not None and pd.api.types.is_float_dtype(frame[c])
+        ]
+        frame.attrs[DECIMAL_COMMA_ATTR] = list(dict.fromkeys([*converted, *parsed]))
         if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
             if ambiguous:  # a guessed decimal comma, and 1,234 on every comma: thousands?
