@@ -18,7 +18,14 @@ from models.store import load_member, save_bag, save_member
 _ZOO: dict[str, ModelKind] = {
     "mlp": KerasKind("mlp", mlp.SCHEMA, mlp.build),
     "selu": KerasKind("selu", selu.SCHEMA, selu.build),
-    "convnet": KerasKind("convnet", convnet.SCHEMA, convnet.build, needs_image=True),
+    "convnet": KerasKind(
+        "convnet",
+        convnet.SCHEMA,
+        convnet.build,
+        needs_image=True,
+        validate=convnet.validate,
+        custom_objects="models.custom",
+    ),
     "wide_deep": KerasKind(
         "wide_deep",
         wide_deep.SCHEMA,

@@ -20,7 +20,9 @@ BATCH_NORM = ("before", "after", "none")
 # ``convs_per_block`` stacks convolutions (VGG-style) before each pooling. The head is global
 # average pooling (DLwP) or, with ``global_pool: false``, pooling + flatten; ``dense_units``
 # adds a hidden Dense layer (with ``dropout``) before the output. ``augment`` shifts, zooms,
-# rotates or flips each training batch (``models.augment``; off at prediction).
+# rotates or flips each training batch (``models.augment``; off at prediction). ``tta``
+# (test-time augmentation) predicts each image and its mirror images under augment's flip,
+# and averages them (``models.custom.FlippedCopies``): twice the prediction time for one flip.
 SCHEMA: dict[str, Hparam] = {
     "filters": Hparam((32, 64), check_int_list),
     "kernel_size": integer(3),
@@ -34,8 +36,19 @@ SCHEMA: dict[str, Hparam] = {
     "global_pool": flag(True),
     "dense_units": integer(0, minimum=0),
     "augment": Hparam(None, check_augment),
+    "tta": flag(False),
     **REGULARIZATION,
 }
+
+
+def validate(hp: dict[str, Any]) -> dict[str, Any]:
+    """``tta`` averages over the flips the member trained with: it needs augment's flip."""
+    if hp["tta"] and (not hp["augment"] or hp["augment"]["flip"] == "none"):
+        raise ValueError(
+            "tta averages each image's predictions over the flips augment trains with; set "
+            f"augment with a flip (e.g. {{flip: horizontal}}), got augment={hp['augment']!r}"
+        )
+    return hp
 
 
 def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
@@ -58,6 +71,11 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
     conv = layers.SeparableConv2D if hp["separable"] else layers.Conv2D
     inputs = features_input(spec)
     x = inputs
+    if hp["tta"]:
+        from models.custom import FlippedCopies
+
+        copies = FlippedCopies(spec.image_shape, hp["augment"]["flip"], name="tta_copies")
+        x = copies(x)
     if hp["augment"]:  # on the raw images, before the per-pixel standardisation
         x = augment(layers.Reshape(spec.image_shape, name="raw_image")(x), hp["augment"])
         x = layers.Reshape((spec.n_features,), name="augmented")(x)
@@ -99,4 +117,9 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
         x = activation(x, hp["activation"], "dense_act")
         if hp["dropout"]:
             x = layers.Dropout(hp["dropout"], name="dense_dropout")(x)
-    return keras.Model(inputs, head(x, task), name="convnet")
+    out = head(x, task)
+    if hp["tta"]:
+        from models.custom import MeanOfCopies
+
+        out = MeanOfCopies(copies.copies, name="tta_mean")(out)
+    return keras.Model(inputs, out, name="convnet")

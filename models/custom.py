@@ -81,3 +81,71 @@ class MCDropoutModel(keras.Model):
         config = dict(config)
         base = keras.saving.deserialize_keras_object(config.pop("base"))
         return cls(base, **config)
+
+
+# axes of an image batch (n, height, width, channels) each flip mirrors
+_FLIP_AXES = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (2, 1)}
+
+
+@keras.saving.register_keras_serializable(package="runner_models")
+class FlippedCopies(keras.layers.Layer):
+    """Test-time augmentation, first half: at prediction, the batch of flat images followed
+    by the same images mirrored as ``flip`` says (one copy per combination of its axes); in
+    training the batch as it is. ``MeanOfCopies`` after the network averages the copies."""
+
+    def __init__(self, image_shape: tuple[int, ...], flip: str = "horizontal", **kwargs: Any):
+        super().__init__(**kwargs)
+        if flip not in _FLIP_AXES:
+            raise ValueError(f"flip must be one of {list(_FLIP_AXES)}, got {flip!r}")
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.flip = flip
+
+    @property
+    def copies(self) -> int:
+        """How many versions of each image the network sees at prediction."""
+        return 2 ** len(_FLIP_AXES[self.flip])
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        """The batch, and at prediction its mirrored copies after it."""
+        if training:
+            return inputs
+        images = [keras.ops.reshape(inputs, (-1, *self.image_shape))]
+        for axis in _FLIP_AXES[self.flip]:
+            images += [keras.ops.flip(image, axis=axis) for image in images]
+        flat = [keras.ops.reshape(image, keras.ops.shape(inputs)) for image in images]
+        return keras.ops.concatenate(flat, axis=0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """The batch size is unknown either way; the features are unchanged."""
+        return (None, *input_shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        """The image shape and the flip."""
+        return {**super().get_config(), "image_shape": list(self.image_shape), "flip": self.flip}
+
+
+@keras.saving.register_keras_serializable(package="runner_models")
+class MeanOfCopies(keras.layers.Layer):
+    """Test-time augmentation, second half: at prediction, the mean of the network's outputs
+    over the ``copies`` versions of each row that ``FlippedCopies`` stacked; in training the
+    outputs as they are."""
+
+    def __init__(self, copies: int = 2, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.copies = int(copies)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        """Each row's mean over its copies."""
+        if training:
+            return inputs
+        n = keras.ops.shape(inputs)[0] // self.copies
+        parts = [inputs[k * n : (k + 1) * n] for k in range(self.copies)]
+        return keras.ops.mean(keras.ops.stack(parts), axis=0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """The batch size is unknown either way; the outputs are unchanged."""
+        return (None, *input_shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        """The number of copies."""
+        return {**super().get_config(), "copies": self.copies}

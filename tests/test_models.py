@@ -74,6 +74,7 @@ def test_unknown_hparam_is_named_with_the_allowed_ones(name):
         ("convnet", {"augment": {"shear": 0.1}}, "augment has no option 'shear'; allowed: flip"),
         ("convnet", {"augment": {"translate": 1.5}}, r"augment.translate .*got 1.5"),
         ("convnet", {"augment": {"flip": "diagonal"}}, "augment.flip must be one of .*'diagonal'"),
+        ("convnet", {"tta": True}, "tta averages .* set augment with a flip .*got augment=None"),
         ("logistic", {"C": -1.0}, "Got -1.0"),
         ("mlp", {"initializer": {"mode": "fan_middle"}}, "got 'fan_middle'"),
         ("mlp", {"batch_norm": "sideways"}, "got 'sideways'"),
@@ -488,6 +489,38 @@ def test_convnet_augmentation_transforms_training_batches_only(tiny, tmp_path):
     np.testing.assert_array_equal(pred, entry.predict(model, X, CLASSES))
     folder = models.save_member("convnet", model, tmp_path / "augmented")
     np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+
+
+@pytest.mark.parametrize("flip", ["horizontal", "horizontal_and_vertical"])
+def test_convnet_tta_averages_each_image_over_its_flips(flip, tiny, tmp_path):
+    """With ``tta`` a prediction is the mean over the image and its mirror images: a mirrored
+    image gets the same prediction; alone or in a batch, and after saving and loading."""
+    spec, X, y, _ = tiny
+    entry = REGISTRY["convnet"]
+    hp = {"filters": [8], "augment": {"flip": flip}, "tta": True}
+    trained = entry.train(
+        spec, CLASSES, hp, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), seed=0
+    )
+    pred = trained.member.predict(X, CLASSES)
+    assert pred.shape == (len(X), CLASSES.n_classes)
+    np.testing.assert_allclose(pred.sum(axis=1), 1.0, rtol=1e-5)
+    images = X.reshape(-1, *spec.image_shape)
+    mirrors = [images[:, :, ::-1]] + (
+        [images[:, ::-1], images[:, ::-1, ::-1]] if "_" in flip else []
+    )
+    for mirrored in mirrors:
+        same = trained.member.predict(mirrored.reshape(len(X), -1), CLASSES)
+        np.testing.assert_allclose(same, pred, rtol=1e-5, atol=1e-6)
+    alone = trained.member.predict(X[:1], CLASSES)
+    np.testing.assert_allclose(alone, pred[:1], rtol=1e-5, atol=1e-6)
+    folder = models.save_member("convnet", trained.member, tmp_path / "tta")
+    np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+    # without tta the network itself tells an image from its mirror
+    plain = entry.train(
+        spec, CLASSES, {**hp, "tta": False}, (X, y), (X, y), TrainingOptions(epochs=2), seed=0
+    )
+    flipped = plain.member.predict(images[:, :, ::-1].reshape(len(X), -1), CLASSES)
+    assert not np.allclose(flipped, plain.member.predict(X, CLASSES), atol=1e-4)
 
 
 @pytest.mark.parametrize("separable", [False, True])
