@@ -49,14 +49,15 @@ def usable_members(
     """Members fit to ensemble, and the reason each other one was left out.
 
     A member is left out when its split fingerprint differs from ``fingerprint`` (default:
-    the most common one), its shapes differ from the most common shapes, or its predictions
-    hold NaN or infinite values.
+    the most common one), its shapes differ from the most common shapes among the members
+    of that split, or its predictions hold NaN or infinite values.
     """
     if not members:
         return [], {}
     if fingerprint is None:
         fingerprint = Counter(m.fingerprint for m in members).most_common(1)[0][0]
-    shapes = Counter((np.shape(m.val), np.shape(m.test)) for m in members).most_common(1)[0][0]
+    split = [m for m in members if m.fingerprint == fingerprint] or list(members)
+    shapes = Counter((np.shape(m.val), np.shape(m.test)) for m in split).most_common(1)[0][0]
     usable, dropped = [], {}
     for m in members:
         if m.fingerprint != fingerprint:

@@ -32,6 +32,11 @@ def test_members_from_another_split_bad_shapes_or_nan_are_left_out_with_a_reason
     assert "split fingerprint xyz is not fp" in dropped["other_split"]
     assert "shapes" in dropped["wrong_shape"]
     assert "NaN" in dropped["nan"]
+    # the split asked for is outnumbered by members of another split with other shapes
+    others = [MemberPredictions(f"o{i}", ms[0].val[:50], ms[0].test[:40], "big") for i in range(9)]
+    usable, dropped = usable_members(ms + others, "fp")
+    assert [m.name for m in usable] == ["good", "noise0", "noise1", "noise2"]
+    assert set(dropped) == {"other_split", "wrong_shape", "nan", *(o.name for o in others)}
 
 
 def test_fewer_than_two_usable_members_is_a_clear_error():
