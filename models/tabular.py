@@ -104,12 +104,39 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
 
 def _to_dates(values: pd.Series) -> pd.Series:
     """Any cells as datetimes with a timezone (their own, else UTC); what does not parse is
-    missing. Dates with a zone keep it, so that their parts are its local day and hour."""
+    missing. Dates with a zone keep it, so that their parts are its local day and hour.
+    Numbers are times since 1970 in the unit their size says (``_epoch_unit``)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return pd.to_datetime(values, utc=True, errors="coerce")
-    return pd.to_datetime(values.astype(object), utc=True, errors="coerce", format="mixed")
+    cells = values.astype(object)
+    numbers = cells.map(_is_number)
+    dates = pd.to_datetime(cells.where(~numbers), utc=True, errors="coerce", format="mixed")
+    if numbers.any():
+        since = cells[numbers].astype(np.float64)
+        units = since.abs().map(_epoch_unit)
+        for unit in units.unique():
+            picked = since[units == unit]
+            dates[picked.index] = pd.to_datetime(picked, unit=unit, utc=True, errors="coerce")
+    return dates
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float cell (not a boolean)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return False
+    return bool(np.isfinite(value))
+
+
+def _epoch_unit(size: float) -> str:
+    """The unit of a time since 1970 by its size: a date between 1973 and 5138 reads as
+    seconds (1.7e9 today), milliseconds (pandas' JSON writes 1.7e12), microseconds or
+    nanoseconds (pandas' own 1.7e18)."""
+    for unit, below in (("s", 1e11), ("ms", 1e14), ("us", 1e17)):
+        if size < below:
+            return unit
+    return "ns"
 
 
 def _zone_name(dates: pd.Series) -> str | None:
@@ -344,9 +371,10 @@ class TablePrep:
         self, frame: pd.DataFrame, checked: set[tuple] | None = None
     ) -> dict[str, tuple[int, str]]:
         """Per numeric or date column of ``frame``: how many cells hold something that is
-        not a number (or a date) and one of them; ``transform`` reads such cells as missing,
-        which a served model should say. Columns read the same way as one in ``checked``
-        (shared by the members of an ensemble) are not parsed again."""
+        not a number (or a date), or a number past float32's range (inf), and one of them;
+        ``transform`` reads such cells as missing, which a served model should say. Columns
+        read the same way as one in ``checked`` (shared by the members of an ensemble) are
+        not parsed again."""
         frame = frame.rename(columns=str)
         out: dict[str, tuple[int, str]] = {}
         checked = set() if checked is None else checked
@@ -357,14 +385,12 @@ class TablePrep:
                 continue
             checked.add(way)
             values = frame[col.name].reset_index(drop=True)
-            if col.kind == "numeric" and pd.api.types.is_numeric_dtype(values.dtype):
-                continue  # numbers already
-            read = (
-                _numbers(values, col.formatted, col.decimal)
-                if col.kind == "numeric"
-                else _to_dates(values)
-            )
-            bad = values.notna() & read.isna()
+            if col.kind == "numeric":
+                read = _numbers(values, col.formatted, col.decimal)
+                # text that is no number, and infinite or past float32's range (1e39, inf)
+                bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
+            else:
+                bad = values.notna() & _to_dates(values).isna()
             if bad.any():
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
         return out

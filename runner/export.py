@@ -345,40 +345,33 @@ def _served_example(report: EnsembleReport) -> Any:
 
 
 def _signature(inputs: Any, pred: Any) -> Any:
-    """The model's signature: for table rows their column names, each optional and of any
-    type, so rows with missing cells, missing columns or integers where training saw floats
-    pass MLflow's check and reach the members' own encoding; for features none (the model
-    checks them: any numbers, images of the right size, a frame). The
-    parameter ``output``: ``proba`` (the default) or, for a classifier, ``labels`` (declared
-    for a regressor too, so that asking it for labels fails in one line instead of MLflow
-    dropping the parameter)."""
-    import pandas as pd
+    """The model's signature: its outputs and the parameter ``output``: ``proba`` (the
+    default) or, for a classifier, ``labels`` (declared for a regressor too, so that asking
+    it for labels fails in one line instead of MLflow dropping the parameter). No input
+    schema: the model reads what a user has itself (pyfunc_model), where MLflow would refuse
+    all but float32 arrays of exactly (n, features), and its server cannot read a CSV request
+    against a schema of columns of any type; the metadata names the table's columns or the
+    row width instead."""
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import ParamSchema, ParamSpec
     from mlflow.types.utils import _infer_schema
 
     params = ParamSchema([ParamSpec("output", "string", "proba")])
-    if isinstance(inputs, pd.DataFrame):
-        schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs.columns])
-        return ModelSignature(inputs=schema, outputs=_infer_schema(pred), params=params)
-    if isinstance(inputs, (list, tuple)):
-        schema = Schema([ColSpec(AnyType(), str(c), required=False) for c in inputs])
-        return ModelSignature(inputs=schema, outputs=_infer_schema(pred), params=params)
-    # no input schema for features: MLflow would refuse all but float32 arrays of exactly
-    # (n, features); the model itself takes any numbers, images or a frame (pyfunc_model)
-    inferred = infer_signature(np.zeros((1, int(inputs)), dtype=np.float32), pred)
-    return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
+    if isinstance(inputs, int):
+        inferred = infer_signature(np.zeros((1, inputs), dtype=np.float32), pred)
+        return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
+    return ModelSignature(inputs=None, outputs=_infer_schema(pred), params=params)
 
 
-def _metadata(classes: Sequence[str] | None, inputs: Any) -> dict[str, Any] | None:
-    """The model's metadata: the names of its probability columns, and for features (which
-    the signature leaves unchecked) how many each row has."""
-    out: dict[str, Any] = {}
-    if classes is not None:
-        out["classes"] = list(classes)
+def _metadata(classes: Sequence[str] | None, inputs: Any) -> dict[str, Any]:
+    """The model's metadata (what the signature leaves out): the names of its probability
+    columns (None for a regressor), and the table's columns or the features' count."""
+    out: dict[str, Any] = {"classes": None if classes is None else list(classes)}
     if isinstance(inputs, int):
         out["n_features"] = inputs
-    return out or None
+    else:
+        out["columns"] = [str(c) for c in getattr(inputs, "columns", inputs)]
+    return out
 
 
 def _code_paths(modules: set[str]) -> list[str]:

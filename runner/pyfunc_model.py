@@ -15,6 +15,16 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+
+class BadInput(MlflowException, ValueError):
+    """Input the model cannot read, in one line: MLflow's scoring server answers 400 with
+    this message (any other error becomes its generic "unexpected error" and a traceback)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class EnsembleModel(mlflow.pyfunc.PythonModel):
@@ -67,8 +77,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         self.members = {i: models.load_member(context.artifacts[f"member_{i}"]) for i in used}
         self.n_features = spec.get("n_features")
 
-    # pd.DataFrame is one of the hints MLflow neither validates nor converts by: the model's
-    # signature checks the input, and arrays of features pass through as they are
+    # pd.DataFrame is one of the hints MLflow neither validates nor converts by, and the
+    # signature declares no input schema: the model reads what it is given itself
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         """Predict every member on the raw rows (a DataFrame for members fitted on a table,
         numbers otherwise) and combine them as fitted; with a coverage target, a frame of
@@ -78,11 +88,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         output = (params or {}).get("output", "proba")
         if output not in ("proba", "labels") or (output == "labels" and self.classes is None):
             if self.classes is None:  # a regression: 'proba' is the default, its values
-                raise ValueError(
+                raise BadInput(
                     f"params output={output!r}: this model predicts values, it has no labels; "
                     "leave params output out"
                 )
-            raise ValueError(f"params output={output!r}: allowed: 'proba' or 'labels'")
+            raise BadInput(f"params output={output!r}: allowed: 'proba' or 'labels'")
         table = any(m.reads_table for m in self.members.values())
         X = self._table_rows(model_input) if table else self._feature_rows(model_input)
         if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
@@ -90,7 +100,10 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             P = np.zeros((self.n_members, 0, k) if k else (self.n_members, 0))
             pred = P[0]
         else:
-            preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+            try:
+                preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+            except ValueError as err:  # a member's own check of the rows
+                raise BadInput(str(err)) from err
             shape = next(iter(preds.values())).shape
             P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
             pred = self.estimator.predict(P)
@@ -121,7 +134,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         try:
             X = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"the input must be numbers (features or pixels): {err}") from None
+            raise BadInput(f"the input must be numbers (features or pixels): {err}") from None
         width = self.n_features
         if width is None:  # a model logged before the feature count was recorded
             return X
@@ -132,14 +145,14 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         elif X.ndim >= 3 and int(np.prod(X.shape[1:])) == width:
             X = X.reshape(len(X), width)  # images
         if X.ndim != 2 or X.shape[1] != width:
-            raise ValueError(
+            raise BadInput(
                 f"the input has shape {tuple(np.shape(values))}; this model takes rows of "
                 f"{width} features (n, {width}), or images of {width} pixels"
             )
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
             rows = np.flatnonzero(bad)
-            raise ValueError(
+            raise BadInput(
                 f"{len(rows)} input row(s) hold missing or infinite values (rows "
                 f"{', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''}); this "
                 "model's members were trained on complete numbers"
@@ -148,17 +161,22 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
 
     def _table_rows(self, model_input) -> pd.DataFrame:
         """The rows as a DataFrame the members can read: one clear line when none of the
-        columns the members were fitted on is there (MLflow's signature check has dropped
-        any other column by now), a warning naming those that are missing (they are read as
-        missing values)."""
+        columns the members were fitted on is there (others are ignored), a warning naming
+        those that are missing (they are read as missing values)."""
         wanted = list(dict.fromkeys(n for m in self.members.values() for n in m.input_names))
+        if isinstance(model_input, (np.ndarray, pd.Series)):
+            raise BadInput(
+                f"{_NONE_KNOWN}; pass a pandas DataFrame with the columns {_names(wanted)}"
+            )
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if frame.empty and not len(frame):  # no rows (an empty list of records has no columns)
+            return frame
         have = {str(c) for c in frame.columns}
         missing = [n for n in wanted if n not in have]
         if wanted and len(missing) == len(wanted):
-            raise ValueError(
+            raise BadInput(
                 f"none of the {len(wanted)} columns the members were fitted on is in the input "
-                f"(got {_names(frame.columns) or _NONE_KNOWN}); pass a pandas DataFrame with the "
+                f"(got {_names(frame.columns) or 'no columns'}); pass a pandas DataFrame with the "
                 f"columns {_names(wanted)}"
             )
         if missing:
@@ -182,17 +200,15 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 for name, (count, example) in unread.items()
             )
             warnings.warn(
-                f"cells that are not numbers or dates where the members read them are read as "
-                f"missing values: {said}",
+                "cells that are not numbers or dates (or are infinite or past float32's range) "
+                f"where the members read them are read as missing values: {said}",
                 UserWarning,
                 stacklevel=3,
             )
         return frame
 
 
-# MLflow's signature check leaves no column of a frame with other names, of a numpy array
-# or of a Series (they have no names) by the time the model sees the rows
-_NONE_KNOWN = "no column it knows; a numpy array or a Series has no column names"
+_NONE_KNOWN = "a numpy array or a Series has no column names"
 
 
 def _names(columns, limit: int = 20) -> str:

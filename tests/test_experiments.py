@@ -76,9 +76,9 @@ SERVE_IN_A_FRESH_PROCESS = """
 import sys, mlflow, numpy as np
 import pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
-schema = model.metadata.get_input_schema()
-if schema is not None:  # table rows: every cell missing must still be served
-    X = pd.DataFrame({c.name: [None] * 5 for c in schema.inputs})
+columns = model.metadata.metadata.get("columns")
+if columns is not None:  # table rows: every cell missing must still be served
+    X = pd.DataFrame({c: [None] * 5 for c in columns})
 else:  # features, in the dtype a user has (the model takes any numbers)
     n_features = model.metadata.metadata["n_features"]
     X = np.random.default_rng(0).uniform(0, 1, size=(5, n_features))

@@ -234,6 +234,24 @@ else:  # a regressor asked for labels says so (MLflow would drop an undeclared p
     else:
         raise AssertionError("a regressor served labels")
 assert np.asarray(model.predict(rows.head(0))).shape[0] == 0  # no rows in, none out
+assert np.asarray(model.predict(pd.DataFrame([]))).shape[0] == 0  # an empty list of records
+# MLflow's scoring server: a CSV request reads (no input schema of columns of any type, which
+# its CSV reader refuses), and a bad request gets the model's own line with a 400
+import io, json
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+assert model.metadata.get_input_schema() is None
+assert set(model.metadata.metadata["columns"]) >= {"island", "bill_length_mm"}
+frame = scoring_server.parse_csv_input(io.StringIO(rows.to_csv(index=False)), schema=None)
+np.testing.assert_allclose(np.asarray(model.predict(frame), dtype=float), pred, rtol=1e-5)
+split = json.loads(rows.to_json(orient="split", index=False))
+body = json.dumps({"dataframe_split": split, "params": {"output": "bogus"}})
+try:
+    scoring_server.invocations(body, "application/json", model, None)
+except MlflowException as err:
+    assert err.get_http_status_code() == 400 and "params output='bogus'" in err.message, err
+else:
+    raise AssertionError("a bad parameter was served")
 with warnings.catch_warnings(record=True) as caught:  # a missing column is read as missing
     warnings.simplefilter("always")
     assert np.isfinite(np.asarray(model.predict(rows.drop(columns=["island"])))).all()
@@ -433,3 +451,27 @@ def test_numbers_past_float32_range_are_read_as_missing_not_inf():
     served = prep.transform(pd.DataFrame({"sqft": [1e300, -np.inf, 5.0], "z": 0.0}))
     assert np.isfinite(served).all() and served[2, 0] == 5.0
     np.testing.assert_allclose(served[:2, 0], prep.columns[0].fill[0])
+    # and a served model says so, as of text it cannot read
+    said = prep.unreadable(pd.DataFrame({"sqft": [1e300, -np.inf, 5.0, np.nan], "z": 0.0}))
+    assert said == {"sqft": (2, "1e+300")}
+
+
+def test_numbers_in_a_date_column_are_times_since_1970_in_the_unit_their_size_says():
+    """pandas writes dates to JSON as milliseconds since 1970: a served date column of
+    numbers is read as those dates (seconds and nanoseconds too), not as nanoseconds."""
+    rng = np.random.default_rng(4)
+    days = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 700, 300), unit="D")
+    frame = pd.DataFrame({"when": days.strftime("%Y-%m-%d %H:%M"), "z": rng.normal(size=300)})
+    prep = TablePrep().fit(frame)
+    assert prep.columns[0].kind == "date"
+    as_text = prep.transform(frame.head(3))
+    stamps = pd.to_datetime(frame["when"].head(3), utc=True)
+    ms = json.loads(frame.head(3).assign(when=stamps).to_json(orient="records"))
+    assert isinstance(ms[0]["when"], int) and ms[0]["when"] > 1e12  # milliseconds
+    for served in (
+        pd.DataFrame(ms),
+        frame.head(3).assign(when=stamps.dt.as_unit("s").astype("int64")),  # seconds
+        frame.head(3).assign(when=stamps.dt.as_unit("ns").astype("int64")),  # nanoseconds
+    ):
+        assert prep.unreadable(served) == {}
+        np.testing.assert_allclose(prep.transform(served), as_text)
