@@ -180,6 +180,10 @@ class ProgressView(Callback):
         self.running.discard(trial.trial_id)
         name = label_of(trial)
         result = trial.last_result or {}
+        if result.get("earlier"):  # Tune had lost track of it; its run is kept
+            self.earlier += 1
+            self._event(f"{name} finished in an earlier attempt; kept")
+            return
         if result.get("skipped"):
             self.stopped += 1
             self._event(f"{name} skipped: {result['skipped']}")

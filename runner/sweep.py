@@ -101,10 +101,12 @@ def _tune(
     restore: bool = False,
     deadline: float | None = None,
     pool: str | None = None,
+    done: frozenset[str] = frozenset(),
 ) -> Any:
     """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked.
     Trials that start after ``deadline`` (a wall-clock time) are skipped; with ``pool`` (an
-    ensemble pool actor's name) trials are scored by what they add to the ensemble."""
+    ensemble pool actor's name) trials are scored by what they add to the ensemble; trials
+    of members in ``done`` (FINISHED in an earlier attempt) end at once."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -125,7 +127,7 @@ def _tune(
         metric = headline_metric(data.task.is_classification, spec.metric)
         callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
     trainable = tune.with_resources(
-        tune.with_parameters(train_member, data=data, deadline=deadline, pool=pool),
+        tune.with_parameters(train_member, data=data, deadline=deadline, pool=pool, done=done),
         resources=plan.trial_resources,
     )
     path = Path(spec.storage_path) / run.name
@@ -467,7 +469,9 @@ def _train_stage(
             pool = None
             if run.searched is not None and spec.search.objective == "ensemble":
                 pool = _ensemble_pool(spec, data, tree, pools)
-            results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool))
+            # Tune's state may lag MLflow's: members it would train again are FINISHED there
+            done = frozenset(tree.finished)
+            results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool, done))
             if signals.stop_requested():  # Tune returns normally when a signal stops it
                 break
     finally:

@@ -31,6 +31,7 @@ from runner.contracts import (
     MODEL_DIR,
     TrialInput,
     TrialResult,
+    trial_label,
     unpack_member,
 )
 from runner.data import Dataset
@@ -109,11 +110,23 @@ def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
     return 1e6 * (time.perf_counter() - clock) / max(len(rows), 1)
 
 
+def _finished_before(config: dict[str, Any], done: frozenset[str]) -> bool:
+    """Whether this trial's member (its fold, refit or student) FINISHED in an earlier
+    attempt of the sweep, which Tune's own state may not know yet when the driver died.
+    A searched member's sample is known by Tune's experiment tag only: not checked."""
+    if not done or config.get("searched"):
+        return False
+    return trial_label(config, None) in done or (
+        config.get("fold") is not None and config["name"] in done
+    )
+
+
 def train_member(
     config: dict[str, Any],
     data: Dataset,
     deadline: float | None = None,
     pool: str | None = None,
+    done: frozenset[str] = frozenset(),
 ) -> None:
     """Tune function trainable: fit one member (one fold of a bagged member, or its refit on
     all pooled rows), predict its validation rows (a fold's held-out rows, a refit's own
@@ -123,7 +136,11 @@ def train_member(
     (of bagged members: made from their out-of-fold predictions, when the driver saved
     them), watched against the true labels of rows it does not fit (fold 0 when bagged).
     With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
-    ensemble's loss with it added, its own kept as ``final_own_val_loss``."""
+    ensemble's loss with it added, its own kept as ``final_own_val_loss``. A member in
+    ``done`` (FINISHED in an earlier attempt) is not trained again: the sweep keeps its run."""
+    if _finished_before(unpack_member(config["member"]), done):
+        tune.report({"final": True, "epoch": 0, "val_loss": float("inf"), "earlier": True})
+        return
     member = TrialInput.from_config(unpack_member(config["member"]))
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)

@@ -103,6 +103,7 @@ def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
     )
     for name, run_id in done_before.items():  # kept, not trained again
         assert finished[name].info.run_id == run_id
+        assert f"{name} finished:" not in resumed.stdout, resumed.stdout  # nor trained
     killed = [r.info.run_id for r in sweep_runs(db, "nightly-7") if r.info.status == "KILLED"]
     # the runs the sentinel ended stay so (the parent is resumed and finishes)
     assert sorted(killed) == sorted(
