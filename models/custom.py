@@ -106,8 +106,9 @@ class FlippedCopies(keras.layers.Layer):
         return 2 ** len(_FLIP_AXES[self.flip])
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        """The batch, and at prediction its mirrored copies after it."""
-        if training:
+        """The batch, and at prediction (``training=False``, as ``predict`` passes) its
+        mirrored copies after it; a call that does not say is left alone."""
+        if training is not False:
             return inputs
         images = [keras.ops.reshape(inputs, (-1, *self.image_shape))]
         for axis in _FLIP_AXES[self.flip]:
@@ -135,8 +136,8 @@ class MeanOfCopies(keras.layers.Layer):
         self.copies = int(copies)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        """Each row's mean over its copies."""
-        if training:
+        """Each row's mean over its copies (at prediction, as ``FlippedCopies`` made them)."""
+        if training is not False:
             return inputs
         n = keras.ops.shape(inputs)[0] // self.copies
         parts = [inputs[k * n : (k + 1) * n] for k in range(self.copies)]

@@ -28,6 +28,7 @@ as missing; ``unreadable`` says which cells those are, for the served model to w
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,22 +112,28 @@ def _to_dates(values: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return pd.to_datetime(values, utc=True, errors="coerce")
     cells = values.astype(object)
-    numbers = cells.map(_is_number)
+    numbers = cells.map(_is_number).to_numpy(dtype=bool)
     dates = pd.to_datetime(cells.where(~numbers), utc=True, errors="coerce", format="mixed")
     if numbers.any():
-        since = cells[numbers].astype(np.float64)
-        units = since.abs().map(_epoch_unit)
-        for unit in units.unique():
-            picked = since[units == unit]
-            dates[picked.index] = pd.to_datetime(picked, unit=unit, utc=True, errors="coerce")
+        dates = dates.dt.as_unit("us")  # one unit for both parts, years 1970 +- 290,000
+        at = np.flatnonzero(numbers)
+        since = cells.iloc[at].astype(np.float64).to_numpy()
+        units = np.array([_epoch_unit(abs(x)) for x in since])
+        for unit in np.unique(units):
+            picked = units == unit
+            read = pd.to_datetime(since[picked], unit=str(unit), utc=True, errors="coerce")
+            dates.iloc[at[picked]] = read.as_unit("us")
     return dates
 
 
 def _is_number(value: Any) -> bool:
-    """A finite int or float cell (not a boolean)."""
+    """A finite int or float cell (not a boolean) of float64's range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return False
-    return bool(np.isfinite(value))
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int past float64's range (JSON may hold one)
+        return False
 
 
 def _epoch_unit(size: float) -> str:

@@ -116,16 +116,20 @@ def example(folder: Path, spec: InputSpec, task: Task) -> dict[str, Any]:
 
 
 def feature_extractor(base: keras.Model) -> keras.Model:
-    """The base without its output layer: input -> the tensor that fed the old head."""
+    """The base without its output layer: input -> the tensor that fed the old head (a base
+    with test-time augmentation: those features averaged over each image's copies)."""
     import keras
 
     inner = base.base if hasattr(base, "samples") else base  # MC-dropout wrapper
-    head_layer = (
-        inner.get_layer("output")
-        if "output" in [x.name for x in inner.layers]
-        else (inner.layers[-1])
-    )
-    return keras.Model(inner.inputs, head_layer.input, name="base")
+    names = [x.name for x in inner.layers]
+    head_layer = inner.get_layer("output") if "output" in names else inner.layers[-1]
+    features = head_layer.input
+    if "tta_copies" in names:
+        from models.custom import MeanOfCopies
+
+        copies = inner.get_layer("tta_copies").copies
+        features = MeanOfCopies(copies, name="tta_features")(features)
+    return keras.Model(inner.inputs, features, name="base")
 
 
 def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:

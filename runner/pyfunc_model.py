@@ -102,7 +102,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         else:
             try:
                 preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
-            except ValueError as err:  # a member's own check of the rows
+            except ValueError as err:  # a member's own check of the rows (e.g. not a table)
                 raise BadInput(str(err)) from err
             shape = next(iter(preds.values())).shape
             P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
@@ -168,7 +168,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             raise BadInput(
                 f"{_NONE_KNOWN}; pass a pandas DataFrame with the columns {_names(wanted)}"
             )
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        frame = model_input if isinstance(model_input, pd.DataFrame) else _frame(model_input)
         if frame.empty and not len(frame):  # no rows (an empty list of records has no columns)
             return frame
         have = {str(c) for c in frame.columns}
@@ -209,6 +209,26 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
 
 
 _NONE_KNOWN = "a numpy array or a Series has no column names"
+
+
+def _frame(rows) -> pd.DataFrame:
+    """Rows in MLflow's other request formats as a DataFrame: a mapping of columns, or of
+    one row's values (``{"inputs": {"a": 1.5}}``), or a list of records, their values as
+    MLflow's JSON reader leaves them (0-d arrays)."""
+
+    def plain(value):
+        return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+    if isinstance(rows, dict):
+        rows = {k: plain(v) for k, v in rows.items()}
+        if rows and all(np.ndim(v) == 0 for v in rows.values()):
+            rows = [rows]  # one row
+    elif isinstance(rows, list):
+        rows = [{k: plain(v) for k, v in r.items()} if isinstance(r, dict) else r for r in rows]
+    try:
+        return pd.DataFrame(rows)
+    except (TypeError, ValueError) as err:
+        raise BadInput(f"cannot read the input as table rows ({err}); pass a DataFrame") from None
 
 
 def _names(columns, limit: int = 20) -> str:

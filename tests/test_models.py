@@ -515,6 +515,15 @@ def test_convnet_tta_averages_each_image_over_its_flips(flip, tiny, tmp_path):
     np.testing.assert_allclose(alone, pred[:1], rtol=1e-5, atol=1e-6)
     folder = models.save_member("convnet", trained.member, tmp_path / "tta")
     np.testing.assert_allclose(models.load_member(folder).predict(X, CLASSES), pred, atol=1e-6)
+    # a transfer member on it learns from each image's features averaged over its copies
+    trained.member.model.save(tmp_path / "tta_base.keras")
+    base = {"base": str(tmp_path / "tta_base.keras"), "frozen_epochs": 1, "unfreeze": 1}
+    moved = REGISTRY["transfer"].train(
+        spec, CLASSES, base, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), seed=0
+    )
+    assert moved.member.predict(X, CLASSES).shape == (len(X), CLASSES.n_classes)
+    # a call that does not say whether it trains makes no copies (last: it may update state)
+    assert trained.member.model(X[:5]).shape[0] == 5
     # without tta the network itself tells an image from its mirror
     plain = entry.train(
         spec, CLASSES, {**hp, "tta": False}, (X, y), (X, y), TrainingOptions(epochs=2), seed=0

@@ -235,6 +235,11 @@ else:  # a regressor asked for labels says so (MLflow would drop an undeclared p
         raise AssertionError("a regressor served labels")
 assert np.asarray(model.predict(rows.head(0))).shape[0] == 0  # no rows in, none out
 assert np.asarray(model.predict(pd.DataFrame([]))).shape[0] == 0  # an empty list of records
+# MLflow's "inputs" request: one row as a mapping of values, records with 0-d arrays
+one = {k: (None if pd.isna(v) else v) for k, v in rows.iloc[1].items()}
+np.testing.assert_allclose(np.asarray(model.predict(one), dtype=float), pred[1:2], rtol=1e-5)
+records = [{k: np.asarray(v) for k, v in one.items()}]
+np.testing.assert_allclose(np.asarray(model.predict(records), dtype=float), pred[1:2], rtol=1e-5)
 # MLflow's scoring server: a CSV request reads (no input schema of columns of any type, which
 # its CSV reader refuses), and a bad request gets the model's own line with a 400
 import io, json
@@ -468,6 +473,9 @@ def test_numbers_in_a_date_column_are_times_since_1970_in_the_unit_their_size_sa
     stamps = pd.to_datetime(frame["when"].head(3), utc=True)
     ms = json.loads(frame.head(3).assign(when=stamps).to_json(orient="records"))
     assert isinstance(ms[0]["when"], int) and ms[0]["when"] > 1e12  # milliseconds
+    mixed = pd.Series([ms[0]["when"], 10**20, "2021-05-01", None], index=[7, 7, 8, 8])
+    read = models.tabular._to_dates(mixed)  # duplicate labels, an int past float64's range
+    assert list(read.isna()) == [False, True, False, True] and read.iloc[0].year >= 2020
     for served in (
         pd.DataFrame(ms),
         frame.head(3).assign(when=stamps.dt.as_unit("s").astype("int64")),  # seconds
