@@ -138,10 +138,11 @@ def train_member(
     With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
     ensemble's loss with it added, its own kept as ``final_own_val_loss``. A member in
     ``done`` (FINISHED in an earlier attempt) is not trained again: the sweep keeps its run."""
-    if _finished_before(unpack_member(config["member"]), done):
+    raw = unpack_member(config["member"])
+    if _finished_before(raw, done):
         tune.report({"final": True, "epoch": 0, "val_loss": float("inf"), "earlier": True})
         return
-    member = TrialInput.from_config(unpack_member(config["member"]))
+    member = TrialInput.from_config(raw)
     if deadline is not None and time.time() >= deadline:
         _skip(member, deadline)
         return
