@@ -1,7 +1,11 @@
 """Ensemble quality on the dataset benchmarks, against the best member and published anchors.
 
     python benchmarks/quality.py [--only digits housing fashion] [--data ../shared/data]
-                                 [--json out.json] [-- extra Hydra overrides]
+                                 [--json out.json] [--overrides-file FILE]
+                                 [-- extra Hydra overrides]
+
+``benchmarks/fashion/*.txt`` hold the Fashion-MNIST zoos the README reports, one override per
+line: ``python benchmarks/quality.py --only fashion --overrides-file benchmarks/fashion/X.txt``.
 
 Each benchmark runs `python -m runner +experiment=NAME` in a fresh temporary directory (fresh
 MLflow store, fresh Ray) and reads summary.json. Anchors are published single-model numbers
@@ -69,8 +73,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--overrides-file",
+        type=Path,
+        help="more Hydra overrides for every run, one per line (e.g. benchmarks/fashion/*.txt)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    if args.overrides_file is not None:
+        lines = args.overrides_file.read_text().splitlines()
+        args.overrides = [x.strip() for x in lines if x.strip()] + args.overrides
     results = {}
     for name in args.only:
         r = results[name] = run(name, args.data.resolve(), args.overrides)

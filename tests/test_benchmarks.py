@@ -70,17 +70,19 @@ def test_quickstart_benchmark_keeps_only_one_run(tmp_path):
 def test_quality_benchmark_runs_tiny(tmp_path):
     """The quality script's digits benchmark, on scikit-learn members only at smoke size."""
     out = tmp_path / "quality.json"
+    given = tmp_path / "overrides.txt"
+    given.write_text("~members.convnet\n\n~members.resnet\n")  # one per line, blanks skipped
     done = run_benchmark(
         "quality.py",
         "--only",
         "digits",
         "--json",
         str(out),
+        "--overrides-file",
+        str(given),
         "smoke=true",
         "~members.mlp",
         "~members.selu",
-        "~members.convnet",
-        "~members.resnet",
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
