@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,37 @@ def _package_dirs() -> list[str]:
     return [str(Path(m.__file__).parent) for m in (runner, models, ensembles)]
 
 
+def _attach(address: str, runtime_env: dict, common: dict) -> None:
+    """``ray.init`` on a running cluster. A Ray Client head starts a server process per
+    connection, and on a busy head that start can fail once (its channel wait times out);
+    a second connection gets a new one, so it is tried once more, said on stderr."""
+    import ray
+
+    try:
+        ray.init(address=address, runtime_env=runtime_env, **common)
+    except ConnectionAbortedError as err:
+        if not address.startswith("ray://"):
+            raise
+        print(
+            f"warning: the head did not start a Ray Client session ({_reason(err)}); "
+            "trying once more",
+            file=sys.stderr,
+            flush=True,
+        )
+        ray.init(address=address, runtime_env=runtime_env, **common)
+
+
+def _reason(err: BaseException) -> str:
+    """One line for an attach error: Ray Client puts the server's traceback under a
+    heading line, and its last line says what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
+
+
 @contextmanager
 def ray_session(
     spec: ClusterSpec, verbose: int = 1, storage_path: str | None = None
@@ -98,11 +130,7 @@ def ray_session(
         address = _auto_address() if spec.address == "auto" else spec.address
         check_reachable(address, spec.connect_timeout)
         try:
-            ray.init(
-                address=address,
-                runtime_env={"env_vars": WORKER_ENV, "py_modules": _package_dirs()},
-                **common,
-            )
+            _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
         except (ConnectionError, RuntimeError) as err:
             hint = (
                 "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
@@ -113,7 +141,7 @@ def ray_session(
             raise ClusterError(
                 f"cannot attach to Ray at cluster.address={spec.address!r}"
                 f"{f' ({address})' if address != spec.address else ''}: "
-                f"{str(err).splitlines()[0]}{hint}"
+                f"{_reason(err)}{hint}"
             ) from None
     from runner import signals
 

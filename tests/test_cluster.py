@@ -18,7 +18,13 @@ from test_spec import spec_of
 
 from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli
 from models.keras_runtime import gpu_memory_limit_mb
-from runner.cluster import ClusterError, _stop_monitor, check_reachable, ray_session
+from runner.cluster import (
+    ClusterError,
+    _reason,
+    _stop_monitor,
+    check_reachable,
+    ray_session,
+)
 from runner.spec import ClusterSpec, SpecError
 
 
@@ -49,6 +55,22 @@ def test_an_unreachable_address_fails_fast_in_one_line():
     with pytest.raises(ClusterError, match=r"127.0.0.1:9' is unreachable within 0.5s") as err:
         check_reachable("127.0.0.1:9", 0.5)
     assert "\n" not in str(err.value)
+
+
+def test_a_ray_client_refusal_is_said_by_its_last_line():
+    """Ray Client puts the head's traceback under "Initialization failure from server:"; the
+    user's line keeps the heading and the traceback's verdict, not an empty first line."""
+    refused = ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File "proxier.py", line 772, in Datapath\n    raise RuntimeError(\n'
+        "RuntimeError: Proxy failed to Connect to backend! Check the logs.\n"
+    )
+    assert _reason(refused) == (
+        "Initialization failure from server: RuntimeError: Proxy failed to Connect to "
+        "backend! Check the logs."
+    )
+    assert _reason(ConnectionError("refused\nmore")) == "refused"
+    assert _reason(RuntimeError("")) == "RuntimeError"
 
 
 @pytest.mark.parametrize(
