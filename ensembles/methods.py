@@ -86,7 +86,10 @@ class MeanEnsemble(_Ensemble):
 class WeightedEnsemble(_Ensemble):
     """Convex weights (non-negative, summing to 1) minimising validation log loss (classes)
     or mean squared error of the standardised values, by SLSQP; ``l2`` pulls the weights
-    towards uniform. Raises ConvergenceError if SLSQP fails within ``maxiter`` iterations.
+    towards uniform, in units of the best member's own loss (so it pulls as hard on members
+    that explain 99% of a target as on weak ones: an absolute pull would outweigh their whole
+    loss and keep near-uniform weights). Raises ConvergenceError if SLSQP fails within
+    ``maxiter`` iterations.
 
     SLSQP's cost grows with the cube of the members, so beyond ``WORKING_SET`` members it
     solves on a working set: the best members
@@ -128,9 +131,19 @@ class WeightedEnsemble(_Ensemble):
         ):
             raise ValueError(f"max_members must be an integer >= 2, got {self.max_members!r}")
 
-    def _objective(self, F: np.ndarray, target: np.ndarray | None, uniform: float):
+    @staticmethod
+    def _alone(F: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+        """Each member's own loss: log loss of its true-class probabilities, or MSE of its
+        standardised values."""
+        if target is None:
+            return -np.log(np.clip(F, EPS, None)).mean(axis=1)
+        return ((F - target) ** 2).mean(axis=1)
+
+    def _objective(self, F: np.ndarray, target: np.ndarray | None, uniform: float, unit: float):
         """The penalised loss of weights over the rows of ``F`` (true-class probabilities if
-        ``target`` is None, else standardised values), and its gradient."""
+        ``target`` is None, else standardised values), and its gradient; the pull towards
+        uniform weights is ``l2`` times ``unit`` (the best member's loss)."""
+        pull = self.l2 * unit
         if target is None:
 
             def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -145,7 +158,7 @@ class WeightedEnsemble(_Ensemble):
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = loss(w)
             d = w - uniform
-            return value + self.l2 * float(d @ d), grad + 2.0 * self.l2 * d
+            return value + pull * float(d @ d), grad + 2.0 * pull * d
 
         return objective
 
@@ -204,7 +217,7 @@ class WeightedEnsemble(_Ensemble):
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
         if m <= self.WORKING_SET:
-            objective = self._objective(F, target, 1.0 / m)
+            objective = self._objective(F, target, 1.0 / m, float(self._alone(F, target).min()))
             start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
             self.weights_, self.n_iter_ = self._slsqp(objective, start)
         else:
@@ -218,22 +231,19 @@ class WeightedEnsemble(_Ensemble):
         members alone, or those with ``warm`` weight); at most ``max_members`` get weight
         (``capped_`` says whether more would have)."""
         m = F.shape[0]
-        full = self._objective(F, target, 1.0 / m)
+        alone = self._alone(F, target)
+        unit = float(alone.min())
+        full = self._objective(F, target, 1.0 / m, unit)
         if warm is not None and np.count_nonzero(warm) >= 2:
             chosen = np.flatnonzero(warm)
             start = warm[chosen] * 0.9 + 0.1 / len(chosen)
         else:
-            alone = (
-                -np.log(np.clip(F, EPS, None)).mean(axis=1)
-                if target is None
-                else ((F - target) ** 2).mean(axis=1)
-            )
             first = min(self.WORKING_SET, self.max_members)
             chosen = np.sort(np.argsort(alone, kind="stable")[:first])
             start = np.full(len(chosen), 1.0 / len(chosen))
         iterations = 0
         for _ in range(self.MAX_ROUNDS):
-            sub = self._objective(F[chosen], target, 1.0 / m)
+            sub = self._objective(F[chosen], target, 1.0 / m, unit)
             v, nit = self._slsqp(sub, start)
             iterations += nit
             w = np.zeros(m)

@@ -75,6 +75,21 @@ def test_l2_pulls_weights_towards_uniform():
     assert np.abs(pulled - uniform).sum() < np.abs(free - uniform).sum()
 
 
+def test_l2_pulls_as_hard_on_strong_members_as_on_weak_ones():
+    """The pull is in units of the best member's loss: members that explain 99% of a target
+    get the weights their errors ask for, not near-uniform ones because the penalty outweighs
+    their whole loss (the default ensemble was 50% worse than its best member that way)."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=2000)
+    P = np.stack([y + rng.normal(scale=s, size=y.size) for s in (0.08, 0.12, 0.4)])
+    free = WeightedEnsemble(l2=0.0).fit(P, y).weights_
+    pulled = WeightedEnsemble(l2=0.1).fit(P, y).weights_
+    assert pulled[2] < 0.1  # the poor member, whose error is 25 times the best one's
+    assert np.abs(pulled - free).sum() < 0.2
+    rmse = np.sqrt(np.mean((pulled @ P - y) ** 2))
+    assert rmse < 1.05 * np.sqrt(np.mean((free @ P - y) ** 2))
+
+
 def test_fit_is_deterministic():
     P, y = informative_and_noise(seed=4)
     a = WeightedEnsemble(random_state=0).fit(P, y).weights_
@@ -312,7 +327,8 @@ def test_refit_without_a_member_reaches_the_optimum_of_a_fresh_fit(m, l2):
 
     def objective(w):
         loss = evaluate(y, np.tensordot(w, rest, axes=1))["log_loss"]
-        return loss + l2 * np.sum((w - 1 / (m - 1)) ** 2)
+        best = min(evaluate(y, member)["log_loss"] for member in rest)
+        return loss + l2 * best * np.sum((w - 1 / (m - 1)) ** 2)
 
     for i in np.flatnonzero(full.weights_)[:3]:
         rest = np.delete(P, i, axis=0)
