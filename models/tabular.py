@@ -53,7 +53,8 @@ NUMBER_TEXT = re.compile(
 )
 # a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75 (not
 # 0.500 or 1.25: a decimal dot)
-DECIMAL_COMMA_TEXT = re.compile(r"^[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?$")
+DECIMAL_COMMA_NUMBER = r"[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?"
+DECIMAL_COMMA_TEXT = re.compile(rf"^{DECIMAL_COMMA_NUMBER}$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
 NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +191,13 @@ def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
         return fold_label(member["name"], int(member["fold"]))
     sample = sample_number(experiment_tag) if member.get("searched") else None
     return member_label(member["name"], sample)
+
+
+def finished_earlier(label: str, name: str, fold: int | None, finished: Collection[str]) -> bool:
+    """Whether a trial's member FINISHED in an earlier attempt of the sweep: its own label (a
+    fold's, a refit's, a student's) or, for a fold, its whole member (a bag whose member run
+    finished keeps every fold)."""
+    return label in finished or (fold is not None and name in finished)
 
 
 @dataclass

@@ -169,7 +169,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"{_NONE_KNOWN}; pass a pandas DataFrame with the columns {_names(wanted)}"
             )
         frame = model_input if isinstance(model_input, pd.DataFrame) else _frame(model_input)
-        if frame.empty and not len(frame):  # no rows (an empty list of records has no columns)
+        if not len(frame):  # no rows (an empty list of records has no columns)
             return frame
         have = {str(c) for c in frame.columns}
         missing = [n for n in wanted if n not in have]

@@ -58,6 +58,7 @@ from runner.contracts import (
     TRIAL_ID,
     TrialInput,
     TrialResult,
+    finished_earlier,
 )
 from runner.errors import ResumeError, SweepAlreadyFinished
 from runner.lease import Lease, LeaseHeld, describe, is_stale
@@ -683,7 +684,7 @@ class RunTree:
         trial ends; None for a member that FINISHED in an earlier attempt (Tune lost track of
         it when the driver died: it trains again, but the sweep keeps the first FINISHED run
         and logs nothing new)."""
-        if label in self.finished or (member.fold is not None and member.name in self.finished):
+        if finished_earlier(label, member.name, member.fold, self.finished):
             return None
         tags = {
             MEMBER: label,

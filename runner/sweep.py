@@ -81,7 +81,7 @@ class _TuneResumeAdvice(logging.Filter):
         return not record.getMessage().startswith("Experiment has been interrupted")
 
 
-def _quiet_unstarted_trials() -> None:
+def _quiet_tune_logs() -> None:
     """Install ``_NoResultFilesYet`` on Tune's analysis logger and ``_TuneResumeAdvice`` on
     its run's, once."""
     for name, kind in (
@@ -113,7 +113,7 @@ def _tune(
     from runner.progress import ProgressView
     from runner.trial import train_member
 
-    _quiet_unstarted_trials()
+    _quiet_tune_logs()
     _quiet_failed_trials(spec.verbose)
     # Tune's own per-trial files: the JSON and CSV results its analysis reads, not the
     # TensorBoard copy of each trial's scores (MLflow has them; about 4 ms of driver a trial)

@@ -31,6 +31,7 @@ from runner.contracts import (
     MODEL_DIR,
     TrialInput,
     TrialResult,
+    finished_earlier,
     trial_label,
     unpack_member,
 )
@@ -116,9 +117,7 @@ def _finished_before(config: dict[str, Any], done: frozenset[str]) -> bool:
     A searched member's sample is known by Tune's experiment tag only: not checked."""
     if not done or config.get("searched"):
         return False
-    return trial_label(config, None) in done or (
-        config.get("fold") is not None and config["name"] in done
-    )
+    return finished_earlier(trial_label(config, None), config["name"], config.get("fold"), done)
 
 
 def train_member(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
-from models.tabular import DECIMAL_COMMA_ATTR
+from models.tabular import DECIMAL_COMMA_ATTR, DECIMAL_COMMA_NUMBER
 from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
@@ -30,7 +30,7 @@ def _columns_list(columns: Sequence[object], limit: int = 30) -> str:
 SEPARATORS = (",", ";", "\t", "|")  # ties go to the first
 SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}  # data.sep's words
 # 12,5 or 1.234,56 (a dot between thousands): how numbers read where a comma is the decimal
-DECIMAL_COMMA = r"^\s*[+-]?(\d+|\d{1,3}(\.\d{3})+)(,\d+)?\s*$"
+DECIMAL_COMMA = rf"^\s*{DECIMAL_COMMA_NUMBER}\s*$"  # the pattern served members read
 # 36.6, .5, 1e-3 or 66,911.68: how numbers read where a dot is the decimal
 DECIMAL_DOT = r"^\s*[+-]?(\d+|\d{1,3}(,\d{3})+)?(\.\d+)?([eE][+-]?\d+)?\s*$"
 
