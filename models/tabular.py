@@ -191,10 +191,13 @@ def _text_key(value: Any) -> str:
 
 
 def _as_known(key: str, known: Mapping[str, Any]) -> str:
-    """``key``, or the spelling of the same number the training rows used ('41' for a
-    served 41.0, '1.0' for a served 1), so that codes served as numbers find their category."""
+    """``key``, or the spelling the training rows used: without stray spaces ('Adelie' for a
+    served 'Adelie '), or of the same number ('41' for a served 41.0, '1.0' for a served 1),
+    so that hand-typed cells and codes served as numbers find their category."""
     if key in known:
         return key
+    if key.strip() != key and key.strip() in known:
+        return key.strip()
     try:
         number = float(key)
     except ValueError:

@@ -437,6 +437,20 @@ def test_a_text_column_of_numbers_matches_them_served_as_numbers():
         np.testing.assert_array_equal(got, as_text)
 
 
+def test_a_category_typed_with_stray_spaces_finds_its_own():
+    rng = np.random.default_rng(5)
+    species = rng.choice(["Adelie", "Gentoo", "Chinstrap"], 200)
+    for encoding in ("onehot", "ordinal"):
+        prep = TablePrep(encoding).fit(pd.DataFrame({"species": species}))
+        clean = prep.transform(pd.DataFrame({"species": ["Adelie", "Gentoo"]}))
+        typed = prep.transform(pd.DataFrame({"species": [" Adelie", "Gentoo  "]}))
+        np.testing.assert_array_equal(typed, clean)
+    # a category unseen however it is spaced stays rare
+    prep = TablePrep("onehot").fit(pd.DataFrame({"species": species}))
+    rare = prep.transform(pd.DataFrame({"species": [" Macaroni "]}))
+    assert rare[0, prep.feature_names.index("species=__rare__")] == 1.0
+
+
 def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_served():
     when = pd.Series(pd.date_range("2024-01-01", periods=60, freq="D", tz="Europe/Paris"))
     prep = TablePrep().fit(pd.DataFrame({"when": when, "x": np.arange(60.0)}))
