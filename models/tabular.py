@@ -370,8 +370,12 @@ class TablePrep:
         rows lack is filled as missing, extra columns are ignored."""
         frame = frame.rename(columns=str)
         n = len(frame)
+        stored = self._stored_numbers(frame)
         blocks = []
         for col in self.columns:
+            if col.name in stored:
+                blocks.append(self._filled(col, stored[col.name][:, None]))
+                continue
             values = frame[col.name] if col.name in frame.columns else pd.Series([None] * n)
             values = values.reset_index(drop=True)
             blocks.append(self._encode(col, values, n))
@@ -389,12 +393,25 @@ class TablePrep:
         frame = frame.rename(columns=str)
         out: dict[str, tuple[int, str]] = {}
         checked = set() if checked is None else checked
-        for col in self.columns:
-            if col.kind not in ("numeric", "date") or col.name not in frame.columns:
+        todo = [
+            col
+            for col in self.columns
+            if col.kind in ("numeric", "date")
+            and col.name in frame.columns
+            and (col.name, col.kind, col.formatted, col.decimal) not in checked
+        ]
+        checked.update((col.name, col.kind, col.formatted, col.decimal) for col in todo)
+        stored = self._stored_numbers(frame, {col.name for col in todo})
+        if stored:  # numbers stored as numbers: infinite or past float32's range, all at once
+            names = list(stored)
+            block = np.column_stack([stored[name] for name in names])
+            bad = ~np.isnan(block) & ~(np.abs(block) <= FLOAT32_MAX)
+            for j in np.flatnonzero(bad.any(axis=0)):
+                rows = np.flatnonzero(bad[:, j])
+                out[names[j]] = (len(rows), str(frame[names[j]].iloc[rows[0]]))
+        for col in todo:
+            if col.name in stored:
                 continue
-            if (way := (col.name, col.kind, col.formatted, col.decimal)) in checked:
-                continue
-            checked.add(way)
             values = frame[col.name].reset_index(drop=True)
             if col.kind == "numeric":
                 read = _numbers(values, col.formatted, col.decimal)
@@ -406,6 +423,37 @@ class TablePrep:
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
         return out
 
+    def _stored_numbers(
+        self, frame: pd.DataFrame, among: set[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The numeric columns (of ``among``, else all) that ``frame`` stores as numbers, not
+        text or booleans, read in one conversion as float64 (missing: NaN): a served row of
+        a wide table would otherwise pay pandas' overhead once per column."""
+        dtypes = frame.dtypes
+        names = [
+            col.name
+            for col in self.columns
+            if col.kind == "numeric"
+            and (among is None or col.name in among)
+            and col.name in dtypes.index
+            and not isinstance(dtypes[col.name], pd.Series)  # a duplicated column name
+            and pd.api.types.is_numeric_dtype(dtypes[col.name])
+            and not pd.api.types.is_bool_dtype(dtypes[col.name])
+        ]
+        if not names:
+            return {}
+        block = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+        return {name: block[:, j] for j, name in enumerate(names)}
+
+    @staticmethod
+    def _filled(col: Column, parts: np.ndarray) -> np.ndarray:
+        """A numeric or date column's parts with missing, infinite and past-float32 cells (which
+        would become inf in the members' float32 rows) filled, and its missing flag."""
+        bad = ~(np.abs(parts) <= FLOAT32_MAX)  # NaN and inf too
+        filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
+        flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
+        return np.hstack([filled, *flags])
+
     def _encode(self, col: Column, values: pd.Series, n: int) -> np.ndarray:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
@@ -414,11 +462,7 @@ class TablePrep:
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
-            # past float32's range a number would become inf in the members' float32 rows
-            bad = ~(np.abs(parts) <= FLOAT32_MAX)  # NaN and inf too
-            filled = np.where(bad, np.asarray(col.fill)[None, :], parts)
-            flags = [bad.any(axis=1, keepdims=True).astype(np.float64)] if col.indicator else []
-            return np.hstack([filled, *flags])
+            return self._filled(col, parts)
         keys = values.map(_text_key)
         if col.kind == "frequency":
             freq = col.frequencies

@@ -451,6 +451,35 @@ def test_a_category_typed_with_stray_spaces_finds_its_own():
     assert rare[0, prep.feature_names.index("species=__rare__")] == 1.0
 
 
+def test_numbers_stored_as_numbers_read_as_the_same_numbers_stored_as_objects():
+    """Columns a frame stores as numbers are read in one conversion (a served row of a wide
+    table); cell by cell, as objects, they must read the same, missing and inf included."""
+    rng = np.random.default_rng(6)
+    n = 120
+    train = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+            "c": rng.choice(["x", "y"], n),
+            "d": rng.normal(size=n).astype(np.float32),
+        }
+    )
+    train.loc[::7, "a"] = np.nan
+    prep = TablePrep("onehot").fit(train)
+    served = pd.DataFrame(
+        {
+            "d": np.array([1.5, np.nan, 2.0, 0.0], dtype=np.float32),
+            "a": [np.inf, np.nan, 1e39, -2.0],
+            "b": pd.array([1, None, 3, 4], dtype="Int64"),
+            "c": ["x", None, "z", "y"],
+        },
+        index=[10, 3, 7, 1],
+    )
+    as_objects = served.astype(object)
+    np.testing.assert_array_equal(prep.transform(served), prep.transform(as_objects))
+    assert prep.unreadable(served) == prep.unreadable(as_objects) == {"a": (2, "inf")}
+
+
 def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_served():
     when = pd.Series(pd.date_range("2024-01-01", periods=60, freq="D", tz="Europe/Paris"))
     prep = TablePrep().fit(pd.DataFrame({"when": when, "x": np.arange(60.0)}))
