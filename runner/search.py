@@ -182,11 +182,17 @@ def to_tune(domain: Mapping[str, Any]) -> Any:
 
 
 def searched_config(config: dict[str, Any], space: Mapping[str, Mapping[str, Any]]) -> dict:
-    """A member's trial config with Tune domains at the searched paths."""
+    """A member's trial config with Tune domains at the searched paths. A training option
+    searched over mappings (``optimizer={choice: [{name: sgd, momentum: 0.9}, ...]}``) loses
+    the flattened keys of its first candidate (``optimizer.momentum``), which would otherwise
+    be read back over every sample's own mapping."""
     out = {**config, "hparams": dict(config["hparams"]), "training": dict(config["training"])}
     for path, domain in space.items():
         section, key = path.split(".", 1)
         out[section][key] = to_tune(domain)
+        if section == "training":
+            for stale in [k for k in out[section] if str(k).startswith(f"{key}.")]:
+                del out[section][stale]
     return out
 
 

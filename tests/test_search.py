@@ -59,6 +59,48 @@ def test_random_search_with_a_seed_samples_the_same_trials(tmp_path):
     assert samples(None) != samples(None)
 
 
+@pytest.mark.parametrize(
+    "option, domain",
+    [
+        ("optimizer", "[{name: sgd, momentum: 0.9}, {name: adam}]"),
+        ("schedule", "[{name: onecycle}, {name: constant}]"),
+        ("class_weight", "[{0: 5.0}, null, balanced]"),
+    ],
+)
+def test_a_training_option_searched_over_mappings_trains_each_sample_as_drawn(
+    option, domain, tmp_path
+):
+    """Each sample of a searched mapping-valued option reaches the trial as drawn: not
+    merged with the first candidate's settings (a sampled null came back as {0: 5.0})."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import BasicVariantGenerator
+
+    from models.training import TrainingOptions
+    from runner.contracts import unpack_member
+    from runner.plan import tune_runs
+
+    spec = spec_of(
+        "search=random",
+        "search.num_samples=12",
+        f"+members.mlp.training.{option}={{choice: {domain}}}",
+    )
+    (run,) = [r for r in tune_runs(spec, spec.members) if r.searched is not None]
+    space, _ = run.search_space(spec)
+    trials = Experiment(
+        "e", lambda c: None, config=space, num_samples=12, storage_path=str(tmp_path)
+    )
+    alg = BasicVariantGenerator(random_state=0)
+    alg.add_configurations([trials])
+    drawn = set()
+    while (trial := alg.next_trial()) is not None:
+        training = unpack_member(trial.config["member"])["training"]
+        sampled = trial.config["member"]["training"][option]
+        options = TrainingOptions.from_params(training)
+        assert getattr(options, option) == TrainingOptions(**{option: sampled}).__dict__[option]
+        drawn.add(repr(sampled))
+    assert len(drawn) >= 2
+
+
 def test_a_searched_member_needs_a_search_algorithm():
     with pytest.raises(SpecError, match=r"members \['mlp'\] have search spaces but search=none"):
         spec_of(WIDTH)
