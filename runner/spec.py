@@ -29,6 +29,17 @@ from runner.folders import unmakeable_folder
 from runner.search import SearchSpec, split_domains
 
 TRACKING_KEYS = ("uri", "connect_timeout", "background_writes")
+
+# every key the root config and its `runner:` mapping may hold: a misspelt one (runner.timelimit)
+# would otherwise be ignored, and the sweep run without what it asked for
+TOP_KEYS = (
+    "experiment_name", "metric", "smoke", "stages", "members", "training", "ensemble",
+    "resources", "runner", "data", "cluster", "tracking", "search", "hydra",
+)  # fmt: skip
+RUNNER_KEYS = (
+    "seed", "sweep_id", "resume", "storage_path", "max_failures", "verbose", "smoke_rows",
+    "smoke_epochs", "model_modules", "lease_timeout", "time_limit", "folds", "refit",
+)  # fmt: skip
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 CLUSTER_KINDS = ("local", "address")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -833,6 +844,26 @@ def new_sweep_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
+    """Refuse a key the root config or ``runner:`` does not have, naming the closest."""
+    import difflib
+
+    for where, keys, allowed in (("", cfg, TOP_KEYS), ("runner.", runner, RUNNER_KEYS)):
+        for key in keys:
+            if key in allowed:
+                continue
+            if not where and key in ("optimizer", "schedule"):
+                hint = f"; the {key} group's settings are training.{key}.KEY=VALUE"
+            else:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean {where}{close[0]}?" if close else ""
+            raise _fail(
+                f"{where}{key}",
+                f"unknown key{hint} (allowed{' under runner' if where else ''}: "
+                f"{', '.join(allowed)})",
+            )
+
+
 def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
     """Build and validate the run spec from a resolved config (a plain dict)."""
     name = cfg.get("experiment_name") or experiment
@@ -841,6 +872,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     if not NAME_PATTERN.match(str(name)):
         raise _fail("experiment_name", f"{name!r} must match {NAME_PATTERN.pattern}")
     runner = _mapping("runner", cfg.get("runner"))
+    _check_keys(cfg, runner)
     seed = _int("runner.seed", runner.get("seed", 0), 0)
     resume = runner.get("resume", False)
     if not isinstance(resume, bool) and resume != "force":

@@ -225,3 +225,20 @@ def test_a_storage_path_that_cannot_be_a_folder_is_refused(tmp_path):
     assert not list(tmp_path.rglob(".runner-check-*")) and not list(tmp_path.rglob("results"))
     with pytest.raises(SpecError, match=r"cannot make the folder '/proc/nope' \(/proc"):
         spec_of("runner.storage_path=/proc/nope")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("+runner.timelimit=60", "runner.timelimit: unknown key; did you mean runner.time_limit?"),
+        ("+runner.fold=5", "did you mean runner.folds?"),
+        ("+foo=1", "foo: unknown key (allowed: experiment_name"),
+        ("+optimizer.momentum=0.5", "settings are training.optimizer.KEY=VALUE"),
+    ],
+)
+def test_an_unknown_runner_or_root_key_is_refused_not_ignored(override, message):
+    """A misspelt key would otherwise run the sweep without what it asked for (no time
+    limit, no bagging)."""
+    with pytest.raises(SpecError) as err:
+        spec_of(override)
+    assert message in str(err.value) and "\n" not in str(err.value)
