@@ -82,6 +82,12 @@ class SearchSpec:
             raise ValueError(
                 f"search.metric must be one of val_loss, {', '.join(final)}, got {self.metric!r}"
             )
+        higher = self.metric == "final_val_accuracy"  # the others are losses and errors
+        if self.mode != ("max" if higher else "min"):
+            raise ValueError(
+                f"search.metric={self.metric} is better {'higher' if higher else 'lower'}: it "
+                f"needs search.mode={'max' if higher else 'min'}, got {self.mode!r}"
+            )
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
         ):

@@ -144,7 +144,17 @@ def test_bad_search_settings_are_named():
         spec_of("search=random", "search.scheduler=asha", "search.metric=final_val_accuracy")
     with pytest.raises(SpecError, match="search.metric must be one of val_loss, final_val_acc"):
         spec_of("search=random", "search.metric=val_acc")
-    spec_of("search=optuna", "search.scheduler=null", "search.metric=final_val_accuracy")
+    # a searcher told to minimise accuracy would steer towards the worst trials
+    with pytest.raises(SpecError, match="is better higher: it needs search.mode=max, got 'min'"):
+        spec_of("search=optuna", "search.scheduler=null", "search.metric=final_val_accuracy")
+    with pytest.raises(SpecError, match="is better lower: it needs search.mode=min, got 'max'"):
+        spec_of("search=random", "search.mode=max")
+    spec_of(
+        "search=optuna",
+        "search.scheduler=null",
+        "search.metric=final_val_accuracy",
+        "search.mode=max",
+    )
     with pytest.raises(SpecError, match=r"^members.mlp-1: the name is taken by a sample of"):
         spec_of(
             "search=random",
