@@ -9,6 +9,7 @@ as the stage will: a trial that cannot adds nothing, and the pool stays that siz
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,9 +41,13 @@ class EnsemblePool:
         self.metric, self.keep = metric, keep
         self.library: CandidateLibrary | None = None
         self.gone: set[str] = set()  # labels that can no longer be candidates
+        # the predictions' digests, held or gone: a trial scored under its Tune trial id comes
+        # back under its member label when the next searched member's run syncs the pool
+        self.seen: dict[str, str] = {}
 
     def _hold(self, label: str, val: np.ndarray) -> None:
         self.preds[label] = np.asarray(val)
+        self.seen[_digest(val)] = label
         if self.keep is None:
             return
         if self.library is None:
@@ -59,7 +64,11 @@ class EnsemblePool:
     def sync(self, preds: Mapping[str, np.ndarray]) -> int:
         """Add members that finished outside the search (or in an earlier attempt); returns
         how many the pool holds."""
-        new = {k: v for k, v in preds.items() if k not in self.preds and k not in self.gone}
+        new = {
+            k: v
+            for k, v in preds.items()
+            if k not in self.preds and k not in self.gone and _digest(v) not in self.seen
+        }
         for label, val in new.items():
             self._hold(label, val)
         if new:
@@ -79,6 +88,12 @@ class EnsemblePool:
             "ensemble_gain": 0.0 if before is None else before - self._loss,
             "ensemble_pool_size": len(self.preds),
         }
+
+
+def _digest(val: np.ndarray) -> str:
+    """Predictions' identity, whatever their dtype or label."""
+    arr = np.ascontiguousarray(val, dtype=np.float64)
+    return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
 NAMESPACE = "runner"  # trials find the pool by name here, whatever namespace the driver has

@@ -59,6 +59,22 @@ def test_the_pool_holds_only_members_that_can_still_be_ensemble_candidates():
     assert pool.sync({"d": noisy(y, 3.0, rng)}) == 2  # a label gone stays gone
 
 
+def test_trials_scored_by_trial_id_are_not_added_again_by_their_member_labels():
+    """A trial joins the pool under its Tune trial id; when the next searched member's Tune
+    run starts, the driver syncs the finished members by label: the same predictions (read
+    back from the trial's checkpoint) must not count twice, held or pruned."""
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=300)
+    pool = EnsemblePool(y, seed=0, keep=2)
+    trials = {f"trial_{k}": noisy(y, s, rng) for k, s in enumerate((0.5, 0.6, 3.0))}
+    for trial_id, val in trials.items():
+        pool.add(trial_id, val)
+    assert len(pool.preds) == 2  # the third, far worse, was pruned
+    read_back = {f"mlp-{k}": v.copy() for k, v in enumerate(trials.values())}
+    assert pool.sync(read_back) == 2
+    assert pool.sync({"logistic": noisy(y, 0.4, rng)}) == 2  # a new member still joins
+
+
 def test_the_pool_scores_class_probabilities_by_log_loss():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 300)
