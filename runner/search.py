@@ -157,6 +157,21 @@ def _check_near_domain(path: str, value: Any) -> None:
         )
 
 
+def _nested_domain(value: Any, path: str) -> str | None:
+    """The path of a search domain inside a setting's mapping or list, if any."""
+    if is_domain(value):
+        return path
+    items = (
+        value.items()
+        if isinstance(value, Mapping)
+        else (enumerate(value) if isinstance(value, (list, tuple)) else ())
+    )
+    for key, item in items:
+        if (found := _nested_domain(item, f"{path}.{key}")) is not None:
+            return found
+    return None
+
+
 def split_domains(
     values: Mapping[str, Any], prefix: str
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, list[Any]]]:
@@ -165,6 +180,13 @@ def split_domains(
     plain, space, candidates = {}, {}, {}
     for key, value in values.items():
         _check_near_domain(f"{prefix}.{key}", value)
+        inner = None if is_domain(value) else _nested_domain(value, f"{prefix}.{key}")
+        if inner is not None:
+            example = "[...]" if isinstance(value, (list, tuple)) else "{...}"
+            raise ValueError(
+                f"{inner}: a search domain inside a setting is not searched; search the whole "
+                f"setting instead, e.g. {prefix}.{key}={{choice: [{example}, {example}]}}"
+            )
         if is_domain(value):
             path = f"{prefix}.{key}"
             candidates[path] = check_domain(path, value)

@@ -119,6 +119,15 @@ def test_a_searched_member_needs_a_search_algorithm():
             "+members.convnet.hparams.separable={choice: [true, nope]}",
             "separable must be true or false, got 'nope'",
         ),
+        (
+            "+members.mlp.training.optimizer={name: sgd, momentum: {uniform: [0.5, 0.99]}}",
+            r"training.optimizer.momentum: a search domain inside a setting is not searched; "
+            r"search the whole setting instead, e.g. training.optimizer=\{choice: \[\{...\}",
+        ),
+        (
+            "+members.convnet.hparams.filters=[16, {choice: [32, 64]}]",
+            r"hparams.filters.1: a search domain inside .*=\{choice: \[\[...\], \[...\]\]\}",
+        ),
     ],
 )
 def test_every_candidate_of_a_space_is_validated_before_anything_runs(override, message):
