@@ -32,6 +32,7 @@ from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
 from runner.contracts import (
+    ENSEMBLE_SETTINGS,
     EXPERIMENT,
     MEMBER,
     MEMBER_INFO,
@@ -58,7 +59,7 @@ OPTIONS = {
     "log_model": "log the pyfunc model: true/false (default true)",
     "register_as": "also register the model under this name",
     "calibrate": "classification: temperature-scale the probabilities (default true)",
-    "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default by task)",
+    "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default: the sweep's)",
     "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
     "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this",
     "max_members": "serve at most this many members (default: no limit)",
@@ -236,6 +237,20 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     return members, labels, found
 
 
+def _sweep_metric(client, experiment_id: str, sweeps: Sequence[str]) -> str | None:
+    """The metric the sweeps' own ensembles were judged by (``metric=`` of the sweep), when
+    they agree: re-ensembling a sweep the sweep's way finds its run."""
+    found = set()
+    for sweep in sweeps:
+        for run in client.search_runs(
+            [experiment_id], f"tags.`{ROLE}` = 'ensemble' and tags.`{SWEEP}` = '{sweep}'"
+        ):
+            if run.data.tags.get(REENSEMBLE) == "true" or ENSEMBLE_SETTINGS not in run.data.tags:
+                continue
+            found.add(json.loads(run.data.tags[ENSEMBLE_SETTINGS]).get("metric"))
+    return found.pop() if len(found) == 1 else None
+
+
 def _refits(
     client, experiment_id: str, sweeps: list[str], run_of: dict[str, str], tmp: Path
 ) -> dict[str, tuple[str, np.ndarray]]:
@@ -331,7 +346,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
-            metric = headline_metric(_is_classes(members), args.metric)
+            metric = headline_metric(
+                _is_classes(members),
+                args.metric or _sweep_metric(client, experiment_id, found["sweeps"]),
+            )
             refits = found["refits"]
             refit_runs = {name: run_id for name, (run_id, _) in refits.items()}
             described = ensemble_step.settings_of(

@@ -156,6 +156,32 @@ def test_ensembling_again_with_the_same_settings_adds_nothing_and_new_settings_a
     assert settings == [5, 10]
 
 
+def test_re_ensembling_a_sweep_judges_it_by_the_sweeps_own_metric(tmp_path):
+    """A sweep run with metric=log_loss is re-ensembled by log loss unless told otherwise
+    (it was judged by accuracy, and so did not find the sweep's own ensemble run)."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    own = client.create_run(
+        exp,
+        run_name="ensemble",
+        tags={
+            "runner.experiment": "exp",
+            "runner.sweep_id": "s1",
+            "runner.role": "ensemble",
+            "runner.ensemble_settings": json.dumps({"method": "weighted", "metric": "log_loss"}),
+        },
+    )
+    client.set_terminated(own.info.run_id, "FINISHED")
+    words = ("experiment=exp", f"tracking_uri={db}", "log_model=false")
+    done = run(tmp_path, *words)
+    assert done.returncode == 0, done.stderr
+    assert "val log_loss" in done.stdout
+    told = run(tmp_path, *words, "metric=accuracy")
+    assert told.returncode == 0, told.stderr
+    assert "val accuracy" in told.stdout
+
+
 def test_latest_means_the_latest_finished_sweep(tmp_path):
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"})
     client = MlflowClient(db)
