@@ -818,8 +818,17 @@ def test_subsampling_keeps_every_class_its_minimum_or_names_the_class_and_the_li
     one_line_error(
         DataSpec("csv", path=path, target="y", max_rows=8),
         "data.max_rows=8 keeps 0 row(s) of class 'c', fewer than the 3 it needs",
-        "raise data.max_rows (to 9 at the very least)",
+        "raise data.max_rows (to 12 at the very least)",  # 3 rows or more in every split
     )
+    for rows in (12, 13):  # what the advice names splits
+        load(DataSpec("csv", path=path, target="y", max_rows=rows))
+    # ten classes: the test split's 20% must hold one row of each (30 rows held 6)
+    one_line_error(
+        DataSpec("digits", max_rows=30),
+        "cannot split 30 rows into train/val/test",
+        "raise data.max_rows (to 47 at the very least)",
+    )
+    load(DataSpec("digits", max_rows=47))
 
 
 def test_the_table_limits_the_refusals_suggest_raising_are_hydra_overrides():

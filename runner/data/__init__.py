@@ -28,6 +28,7 @@ from runner.data.split import (
     class_floor_error,
     fingerprint,
     keep_classes,
+    least_rows,
     split,
     subsample,
 )
@@ -54,11 +55,16 @@ def load(spec: DataSpec) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(LOADERS))}")
     raw = LOADERS[name](spec)
     raw = keep_classes(raw, spec.classes, name)
-    raw = cap_rows(raw, spec.max_rows, seed, name)
+    least = 0  # the fewest rows a stratified split of these classes takes
+    if raw.task.is_classification and not raw.has_test:
+        least = least_rows(len(np.unique(raw.y)), val_fraction, test_fraction)
+    raw = cap_rows(raw, spec.max_rows, seed, name, least)
     try:
         train, val, test = split(raw, val_fraction, test_fraction, seed)
     except ValueError as err:
         hint = "; raise data.max_rows" if spec.max_rows is not None else ""
+        if hint and least:
+            hint += f" (to {max(least, len(raw.y) + 1)} at the very least)"
         raise ValueError(
             f"{name}: cannot split {len(raw.y)} rows into train/val/test ({one_line(err)}){hint}"
         ) from None

@@ -4,6 +4,7 @@ fingerprint the exact split."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -120,9 +121,10 @@ def subsample(
     return np.sort(np.concatenate(picks))
 
 
-def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str) -> Raw:
+def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str, at_least: int = 0) -> Raw:
     """At most ``max_rows`` rows (stratified for classification, seeded), split-wise in
-    proportion when the dataset has its own test split."""
+    proportion when the dataset has its own test split; ``at_least`` is the fewest rows the
+    split after it takes, said in the advice when the classes' floors fail."""
     if max_rows is None:
         return raw
     if isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
@@ -135,7 +137,7 @@ def cap_rows(raw: Raw, max_rows: int | None, seed: int, name: str) -> Raw:
     strat = raw.task.is_classification
     k_main = int(round(max_rows * n_main / (n_main + n_test)))
     if strat and (short := class_floor_error(raw.y, k_main, MIN_CLASS_ROWS, raw.task.labels)):
-        least = int(np.ceil(short[1] * (n_main + n_test) / n_main))
+        least = max(int(np.ceil(short[1] * (n_main + n_test) / n_main)), at_least)
         raise ValueError(
             f"{name}: data.max_rows={max_rows} {short[0]} (every class needs "
             f"{MIN_CLASS_ROWS} rows for train, validation and test); raise data.max_rows (to "
@@ -166,6 +168,18 @@ def fingerprint(name: str, parts: dict[str, tuple[object, np.ndarray]]) -> str:
 
 
 MIN_SPLIT_ROWS = 5
+
+
+def least_rows(n_classes: int, val_fraction: float, test_fraction: float) -> int:
+    """The fewest rows a stratified three-way split of ``n_classes`` classes takes: every
+    split (sized as scikit-learn's ``train_test_split`` sizes them) needs a row per class."""
+    n = n_classes
+    while True:
+        test = math.ceil(n * test_fraction)
+        val = math.ceil((n - test) * val_fraction / (1.0 - test_fraction))
+        if min(test, val, n - test - val) >= n_classes:
+            return n
+        n += 1
 
 
 def split(
