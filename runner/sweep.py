@@ -566,6 +566,11 @@ def _run_on_head(
     ref = task.remote(spec, data, stage_data)
     try:
         summary = ray.get(ref)
+    except ray.exceptions.RayTaskError as err:  # the runner's own error, not Ray's traceback
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM here: the sweep on the head stops as one
         ray.cancel(ref)  # raises KeyboardInterrupt in the task: its open runs end KILLED
         with contextlib.suppress(Exception):

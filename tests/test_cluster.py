@@ -244,6 +244,20 @@ def test_ray_client_address_runs_the_sweep_on_the_head(two_nodes, workdir, tmp_p
         "tracking.uri=sqlite:///mlflow.db",
     )
     assert relative.returncode == 2 and "runs on the head" in relative.stderr
+    unmet = run_cli(  # refused on the head: the runner's one line, not Ray's traceback
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "cluster=address",
+        f"cluster.address={two_nodes.client_address}",
+        f"runner.storage_path={shared}",
+        f"tracking.uri={db}",
+        "resources.gpu=1",
+    )
+    assert unmet.returncode == 2, unmet.stderr[-3000:]
+    (line,) = [x for x in unmet.stderr.splitlines() if x.startswith("error:")]
+    assert "resources.gpu=1 cannot be met" in line and "ray::" not in unmet.stderr
     done = run_cli(
         workdir,
         "+experiment=quickstart",
