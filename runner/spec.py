@@ -707,7 +707,8 @@ def parse_tracking_uri(uri: Any) -> str:
     """Validate the MLflow tracking URI's scheme."""
     if not isinstance(uri, str) or not uri:
         raise _fail("tracking.uri", f"must be a URI string, got {uri!r}")
-    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    # MLflow's own spelling of a Databricks workspace is the bare word (or databricks://PROFILE)
+    scheme = "databricks" if uri == "databricks" else urlparse(uri).scheme.split("+")[0].lower()
     if scheme not in TRACKING_SCHEMES:
         raise _fail(
             "tracking.uri",

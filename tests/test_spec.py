@@ -242,3 +242,12 @@ def test_an_unknown_runner_or_root_key_is_refused_not_ignored(override, message)
     with pytest.raises(SpecError) as err:
         spec_of(override)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mlflows_own_spellings_of_a_databricks_store_are_accepted():
+    from runner.spec import parse_tracking_uri
+
+    for uri in ("databricks", "databricks://my-profile"):
+        assert parse_tracking_uri(uri) == uri
+    with pytest.raises(SpecError, match="unknown scheme 'databrick' in 'databrick://x'"):
+        parse_tracking_uri("databrick://x")
