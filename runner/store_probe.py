@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import socket
 import urllib.error
@@ -66,6 +67,7 @@ def probe(uri: str, timeout: float, shown: str) -> None:
         _probe_socket(
             parts.hostname or "localhost", parts.port or DATABASE_PORTS[scheme], timeout, shown
         )
+        _probe_login(uri, scheme, timeout, shown)
 
 
 def _probe_driver(uri: str, shown: str) -> None:
@@ -79,6 +81,31 @@ def _probe_driver(uri: str, shown: str) -> None:
             f"tracking.uri {shown}: its database driver is not installed ({err}); install it, "
             "or name an installed one in the scheme (e.g. postgresql+psycopg2://)"
         ) from None
+
+
+def _probe_login(uri: str, scheme: str, timeout: float, shown: str) -> None:
+    """Log in to the database once, as MLflow will: a wrong password, user or database name
+    is said at once (MLflow retries its engine for minutes, silently, before it fails)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    wait = {"connect_timeout": max(1, math.ceil(timeout))} if scheme != "mssql" else {}
+    engine = create_engine(uri, poolclass=NullPool, connect_args=wait)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as err:
+        reason = " ".join(str(getattr(err, "orig", None) or err).split()) or type(err).__name__
+        password = urlsplit(uri).password
+        if password:
+            reason = reason.replace(unquote(password), "***").replace(password, "***")
+        raise StoreUnavailable(
+            f"tracking.uri {shown}: the database refused the login ({reason[:300]}); check "
+            "its user, password and database name"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def _probe_socket(host: str, port: int, timeout: float, shown: str) -> None:

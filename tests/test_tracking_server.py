@@ -229,6 +229,24 @@ def test_a_store_down_for_good_stops_in_one_line_and_a_resume_loses_and_doubles_
 
 
 @pytest.mark.slow
+def test_a_database_store_refusing_the_login_stops_in_one_line_before_ray(postgres, workdir):
+    """A wrong user or database name (or password) is said at once by the probe's login, in
+    one line without the password, before Ray starts: MLflow's engine retried for minutes,
+    silently, then printed a traceback."""
+    host = postgres.split("@", 1)[1].split("/", 1)[0]
+    for uri, reason in (
+        (f"postgresql+psycopg2://nobody:pw-Wr0ng@{host}/mlflow", 'role "nobody" does not exist'),
+        (postgres.rsplit("/", 1)[0] + "/nodb", 'database "nodb" does not exist'),
+    ):
+        done = run_cli(workdir, "+experiment=quickstart", *INFRA_MEMBERS, f"tracking.uri={uri}")
+        assert done.returncode == 2, done.stderr[-2000:]
+        (line,) = [x for x in done.stderr.splitlines() if x.strip()]
+        assert "the database refused the login" in line and reason in line, line
+        assert "pw-Wr0ng" not in done.stdout + done.stderr
+        assert not (workdir / "ray_results").exists()  # nothing started
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("multirun", [False, True])
 def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(
     postgres, workdir, multirun
