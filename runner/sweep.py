@@ -582,7 +582,14 @@ def _run_on_head(
 
 
 def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
-    """``_run`` with the output folder in a scratch directory of the machine it runs on."""
+    """``_run`` with the output folder in a scratch directory of the machine it runs on,
+    after probing the MLflow store from there (the client could not)."""
+    from runner.store_probe import StoreUnavailable, probe, redact_uri
+
+    try:
+        probe(spec.tracking_uri, spec.tracking_timeout, redact_uri(spec.tracking_uri))
+    except StoreUnavailable as err:
+        raise StoreFailed(f"from the head: {err}") from None
     with tempfile.TemporaryDirectory(prefix="runner-") as tmp:
         return _run(replace(spec, output_dir=tmp), data, stage_data, time.perf_counter())
 

@@ -258,6 +258,19 @@ def test_ray_client_address_runs_the_sweep_on_the_head(two_nodes, workdir, tmp_p
     assert unmet.returncode == 2, unmet.stderr[-3000:]
     (line,) = [x for x in unmet.stderr.splitlines() if x.startswith("error:")]
     assert "resources.gpu=1 cannot be met" in line and "ray::" not in unmet.stderr
+    dead = run_cli(  # the store is probed from the head, which writes to it
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "cluster=address",
+        f"cluster.address={two_nodes.client_address}",
+        f"runner.storage_path={shared}",
+        "tracking.uri=http://127.0.0.1:9",
+    )
+    assert dead.returncode == 2, dead.stderr[-3000:]
+    (line,) = [x for x in dead.stderr.splitlines() if x.startswith("error:")]
+    assert "from the head: tracking.uri http://127.0.0.1:9 is unreachable" in line, line
     done = run_cli(
         workdir,
         "+experiment=quickstart",
