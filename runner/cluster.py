@@ -19,14 +19,17 @@ from runner.spec import ClusterSpec, MemberSpec
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
-    # MLflow's HTTP retries bounded as on the driver (runner/__main__.py), for a sweep that
-    # writes from the head (ray://): its default retries take minutes against a dead server
+    # MLflow as the driver sets it (runner/__main__.py), for a sweep that writes from the
+    # head (ray://): HTTP retries bounded (its default takes minutes against a dead server),
+    # no progress bars or run URLs in the output that comes back to the user
     **{
         key: os.environ.get(key, default)
         for key, default in (
             ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4"),
             ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
             ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+            ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+            ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
         )
     },
 }
