@@ -91,8 +91,9 @@ class EnsemblePool:
 
 
 def _digest(val: np.ndarray) -> str:
-    """Predictions' identity, whatever their dtype or label."""
-    arr = np.ascontiguousarray(val, dtype=np.float64)
+    """Predictions' identity, whatever their label, at float32 precision: a trial scores its
+    float64 predictions, the driver's record holds them as float32."""
+    arr = np.ascontiguousarray(val, dtype=np.float32)
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 

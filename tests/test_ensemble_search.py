@@ -70,7 +70,8 @@ def test_trials_scored_by_trial_id_are_not_added_again_by_their_member_labels():
     for trial_id, val in trials.items():
         pool.add(trial_id, val)
     assert len(pool.preds) == 2  # the third, far worse, was pruned
-    read_back = {f"mlp-{k}": v.copy() for k, v in enumerate(trials.values())}
+    # as the driver's records hold them: float32
+    read_back = {f"mlp-{k}": v.astype(np.float32) for k, v in enumerate(trials.values())}
     assert pool.sync(read_back) == 2
     assert pool.sync({"logistic": noisy(y, 0.4, rng)}) == 2  # a new member still joins
 
