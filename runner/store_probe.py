@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import socket
 import urllib.error
@@ -67,7 +66,7 @@ def probe(uri: str, timeout: float, shown: str) -> None:
         _probe_socket(
             parts.hostname or "localhost", parts.port or DATABASE_PORTS[scheme], timeout, shown
         )
-        _probe_login(uri, scheme, timeout, shown)
+        _probe_login(uri, timeout, shown)
 
 
 def _probe_driver(uri: str, shown: str) -> None:
@@ -83,29 +82,65 @@ def _probe_driver(uri: str, shown: str) -> None:
         ) from None
 
 
-def _probe_login(uri: str, scheme: str, timeout: float, shown: str) -> None:
-    """Log in to the database once, as MLflow will: a wrong password, user or database name
-    is said at once (MLflow retries its engine for minutes, silently, before it fails)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.pool import NullPool
+# what a database says when the login itself is wrong (the rest, such as "too many clients"
+# or "starting up", may pass: MLflow's own retries wait those out)
+LOGIN_REFUSALS = (
+    "password",
+    "authentication",
+    "does not exist",
+    "access denied",
+    "unknown database",
+    "login failed",
+    "permission denied",
+)
 
-    wait = {"connect_timeout": max(1, math.ceil(timeout))} if scheme != "mssql" else {}
-    engine = create_engine(uri, poolclass=NullPool, connect_args=wait)
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-    except SQLAlchemyError as err:
-        reason = " ".join(str(getattr(err, "orig", None) or err).split()) or type(err).__name__
-        password = urlsplit(uri).password
-        if password:
-            reason = reason.replace(unquote(password), "***").replace(password, "***")
+
+def _probe_login(uri: str, timeout: float, shown: str) -> None:
+    """Log in to the database once, as MLflow will, within ``timeout`` seconds (in a thread,
+    whatever the driver bounds): a wrong password, user or database name is said at once
+    (MLflow retries its engine for minutes, silently, before it fails). Anything else the
+    login meets is left to MLflow."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def login() -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        try:
+            engine = create_engine(uri, poolclass=NullPool)
+            try:
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
+            finally:
+                engine.dispose()
+        except BaseException as err:  # noqa: BLE001 (handed to the caller's thread)
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=login, name="store-login", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
         raise StoreUnavailable(
-            f"tracking.uri {shown}: the database refused the login ({reason[:300]}); check "
-            "its user, password and database name"
-        ) from None
-    finally:
-        engine.dispose()
+            f"tracking.uri {shown} accepts connections but did not answer a login within "
+            f"{timeout:g}s; check the database behind it"
+        )
+    err = outcome[0]
+    if err is None:
+        return
+    reason = " ".join(str(getattr(err, "orig", None) or err).split()) or type(err).__name__
+    if not any(word in reason.lower() for word in LOGIN_REFUSALS):
+        return
+    password = urlsplit(uri).password
+    if password:
+        reason = reason.replace(unquote(password), "***").replace(password, "***")
+    raise StoreUnavailable(
+        f"tracking.uri {shown}: the database refused the login ({reason[:300]}); check its "
+        "user, password and database name"
+    )
 
 
 def _probe_socket(host: str, port: int, timeout: float, shown: str) -> None:
