@@ -31,10 +31,17 @@ from runner.contracts import (
 )
 from runner.data import Dataset
 from runner.driver_memory import MemoryWatch, release_freed
-from runner.errors import StoreFailed, SweepFailed, SweepInterrupted, store_error
-from runner.lease import Lease
+from runner.errors import (
+    ResumeError,
+    StoreFailed,
+    SweepAlreadyFinished,
+    SweepFailed,
+    SweepInterrupted,
+    store_error,
+)
+from runner.lease import Lease, LeaseHeld
 from runner.runtree import MemberRecord, RunTree
-from runner.spec import MemberSpec, RunSpec
+from runner.spec import MemberSpec, RunSpec, SpecError
 from runner.store_probe import redact_uri
 
 log = logging.getLogger(__name__)
@@ -568,9 +575,9 @@ def _run_on_head(
         summary = ray.get(ref)
     except ray.exceptions.RayTaskError as err:  # the runner's own error, not Ray's traceback
         cause = getattr(err, "cause", None)
-        if isinstance(cause, Exception):
+        if isinstance(cause, _own_errors()):
             raise cause from None
-        raise
+        raise  # anything else keeps the head's traceback
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM here: the sweep on the head stops as one
         ray.cancel(ref)  # raises KeyboardInterrupt in the task: its open runs end KILLED
         with contextlib.suppress(Exception):
@@ -579,6 +586,22 @@ def _run_on_head(
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     report.write_summary(summary, spec.output_dir)
     return summary
+
+
+def _own_errors() -> tuple[type[Exception], ...]:
+    """The errors the command says in one line (runner/__main__.py)."""
+    from runner.cluster import ClusterError
+
+    return (
+        ClusterError,
+        LeaseHeld,
+        ResumeError,
+        SpecError,
+        StoreFailed,
+        SweepAlreadyFinished,
+        SweepFailed,
+        SweepInterrupted,
+    )
 
 
 def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
