@@ -139,6 +139,12 @@ class WeightedEnsemble(_Ensemble):
             return -np.log(np.clip(F, EPS, None)).mean(axis=1)
         return ((F - target) ** 2).mean(axis=1)
 
+    @staticmethod
+    def _unit(alone: np.ndarray) -> float:
+        """The pull's unit: the best member's own loss, floored at a thousandth of the
+        median member's (a member perfect on validation would switch the pull off)."""
+        return float(max(alone.min(), 1e-3 * np.median(alone), EPS))
+
     def _objective(self, F: np.ndarray, target: np.ndarray | None, uniform: float, unit: float):
         """The penalised loss of weights over the rows of ``F`` (true-class probabilities if
         ``target`` is None, else standardised values), and its gradient; the pull towards
@@ -217,7 +223,7 @@ class WeightedEnsemble(_Ensemble):
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
         if m <= self.WORKING_SET:
-            objective = self._objective(F, target, 1.0 / m, float(self._alone(F, target).min()))
+            objective = self._objective(F, target, 1.0 / m, self._unit(self._alone(F, target)))
             start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
             self.weights_, self.n_iter_ = self._slsqp(objective, start)
         else:
@@ -232,7 +238,7 @@ class WeightedEnsemble(_Ensemble):
         (``capped_`` says whether more would have)."""
         m = F.shape[0]
         alone = self._alone(F, target)
-        unit = float(alone.min())
+        unit = self._unit(alone)
         full = self._objective(F, target, 1.0 / m, unit)
         if warm is not None and np.count_nonzero(warm) >= 2:
             chosen = np.flatnonzero(warm)
