@@ -55,8 +55,8 @@ def load(spec: DataSpec) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(LOADERS))}")
     raw = LOADERS[name](spec)
     raw = keep_classes(raw, spec.classes, name)
-    least = 0  # the fewest rows a stratified split of these classes takes
-    if raw.task.is_classification and not raw.has_test:
+    least = 0  # the fewest rows a stratified split of these classes takes (for the advice)
+    if spec.max_rows is not None and raw.task.is_classification and not raw.has_test:
         least = least_rows(len(np.unique(raw.y)), val_fraction, test_fraction)
     raw = cap_rows(raw, spec.max_rows, seed, name, least)
     try:

@@ -173,10 +173,12 @@ MIN_SPLIT_ROWS = 5
 def least_rows(n_classes: int, val_fraction: float, test_fraction: float) -> int:
     """The fewest rows a stratified three-way split of ``n_classes`` classes takes: every
     split (sized as scikit-learn's ``train_test_split`` sizes them) needs a row per class."""
-    n = n_classes
+    size = val_fraction / (1.0 - test_fraction)  # of the rest, as ``split`` asks for it
+    # below this the smaller split cannot hold a row per class
+    n = max(n_classes, int((n_classes - 1) / min(test_fraction, size * (1.0 - test_fraction))))
     while True:
-        test = math.ceil(n * test_fraction)
-        val = math.ceil((n - test) * val_fraction / (1.0 - test_fraction))
+        test = math.ceil(test_fraction * n)
+        val = math.ceil(size * (n - test))
         if min(test, val, n - test - val) >= n_classes:
             return n
         n += 1
