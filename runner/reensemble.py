@@ -237,17 +237,15 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     return members, labels, found
 
 
-def _sweep_metric(client, experiment_id: str, sweeps: Sequence[str]) -> str | None:
+def _sweep_metric(client, experiment_id: str, sweeps: set[str]) -> str | None:
     """The metric the sweeps' own ensembles were judged by (``metric=`` of the sweep), when
     they agree: re-ensembling a sweep the sweep's way finds its run."""
     found = set()
-    for sweep in sweeps:
-        for run in client.search_runs(
-            [experiment_id], f"tags.`{ROLE}` = 'ensemble' and tags.`{SWEEP}` = '{sweep}'"
-        ):
-            if run.data.tags.get(REENSEMBLE) == "true" or ENSEMBLE_SETTINGS not in run.data.tags:
-                continue
-            found.add(json.loads(run.data.tags[ENSEMBLE_SETTINGS]).get("metric"))
+    for run in client.search_runs([experiment_id], f"tags.`{ROLE}` = 'ensemble'", max_results=5000):
+        tags = run.data.tags
+        own = tags.get(SWEEP) in sweeps and tags.get(REENSEMBLE) != "true"
+        if own and ENSEMBLE_SETTINGS in tags:
+            found.add(json.loads(tags[ENSEMBLE_SETTINGS]).get("metric"))
     return found.pop() if len(found) == 1 else None
 
 
@@ -348,7 +346,12 @@ def _main(argv: Sequence[str] | None) -> int:
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
             metric = headline_metric(
                 _is_classes(members),
-                args.metric or _sweep_metric(client, experiment_id, found["sweeps"]),
+                args.metric
+                or _sweep_metric(
+                    client,
+                    experiment_id,
+                    {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint},
+                ),
             )
             refits = found["refits"]
             refit_runs = {name: run_id for name, (run_id, _) in refits.items()}

@@ -173,7 +173,10 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
     assert pred.shape == test.shape and np.isfinite(pred).all()
     np.testing.assert_allclose(pred[2:], test[2:], rtol=1e-4, atol=1e-5)
     # ensembled again from MLflow, the bagged members' model names its classes too
-    again = run_ensembles_cli(tmp_path, "experiment=tabular", "method=greedy", f"tracking_uri={db}")
+    # (judged by accuracy: by the sweep's own log loss it would find the sweep's run)
+    again = run_ensembles_cli(
+        tmp_path, "experiment=tabular", "method=greedy", "metric=accuracy", f"tracking_uri={db}"
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     import mlflow
 
