@@ -76,6 +76,11 @@ def _package_dirs() -> list[str]:
     return [str(Path(m.__file__).parent) for m in (runner, models, ensembles)]
 
 
+# how Ray Client's proxy says the server it starts per connection did not come up (the
+# process died, or its channel was not ready within 30 s); other refusals would repeat
+SESSION_STARTS = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+
+
 def _attach(address: str, runtime_env: dict, common: dict) -> None:
     """``ray.init`` on a running cluster. A Ray Client head starts a server process per
     connection, and on a busy head that start can fail once (its channel wait times out);
@@ -85,7 +90,7 @@ def _attach(address: str, runtime_env: dict, common: dict) -> None:
     try:
         ray.init(address=address, runtime_env=runtime_env, **common)
     except ConnectionAbortedError as err:
-        if not address.startswith("ray://"):
+        if not address.startswith("ray://") or not any(m in str(err) for m in SESSION_STARTS):
             raise
         print(
             f"warning: the head did not start a Ray Client session ({_reason(err)}); "
