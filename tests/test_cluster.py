@@ -235,53 +235,30 @@ def test_ray_client_address_runs_the_sweep_on_the_head(two_nodes, workdir, tmp_p
     shared = tmp_path / "shared"
     shared.mkdir()
     db = f"sqlite:///{workdir}/mlflow.db"
-    relative = run_cli(
-        workdir,
-        "+experiment=quickstart",
-        "cluster=address",
-        f"cluster.address={two_nodes.client_address}",
-        f"runner.storage_path={shared}",
-        "tracking.uri=sqlite:///mlflow.db",
-    )
+
+    def on_client(*overrides: str):
+        return run_cli(
+            workdir,
+            "+experiment=quickstart",
+            "cluster=address",
+            f"cluster.address={two_nodes.client_address}",
+            f"runner.storage_path={shared}",
+            *overrides,
+        )
+
+    relative = on_client("tracking.uri=sqlite:///mlflow.db")
     assert relative.returncode == 2 and "runs on the head" in relative.stderr
-    unmet = run_cli(  # refused on the head: the runner's one line, not Ray's traceback
-        workdir,
-        "+experiment=quickstart",
-        "smoke=true",
-        *INFRA_MEMBERS,
-        "cluster=address",
-        f"cluster.address={two_nodes.client_address}",
-        f"runner.storage_path={shared}",
-        f"tracking.uri={db}",
-        "resources.gpu=1",
-    )
+    # refused on the head: the runner's one line, not Ray's traceback
+    unmet = on_client("smoke=true", *INFRA_MEMBERS, f"tracking.uri={db}", "resources.gpu=1")
     assert unmet.returncode == 2, unmet.stderr[-3000:]
     (line,) = [x for x in unmet.stderr.splitlines() if x.startswith("error:")]
     assert "resources.gpu=1 cannot be met" in line and "ray::" not in unmet.stderr
-    dead = run_cli(  # the store is probed from the head, which writes to it
-        workdir,
-        "+experiment=quickstart",
-        "smoke=true",
-        *INFRA_MEMBERS,
-        "cluster=address",
-        f"cluster.address={two_nodes.client_address}",
-        f"runner.storage_path={shared}",
-        "tracking.uri=http://127.0.0.1:9",
-    )
+    # the store is probed from the head, which writes to it
+    dead = on_client("smoke=true", *INFRA_MEMBERS, "tracking.uri=http://127.0.0.1:9")
     assert dead.returncode == 2, dead.stderr[-3000:]
     (line,) = [x for x in dead.stderr.splitlines() if x.startswith("error:")]
     assert "from the head: tracking.uri http://127.0.0.1:9 is unreachable" in line, line
-    done = run_cli(
-        workdir,
-        "+experiment=quickstart",
-        "smoke=true",
-        *INFRA_MEMBERS,
-        "cluster=address",
-        f"cluster.address={two_nodes.client_address}",
-        f"runner.storage_path={shared}",
-        f"tracking.uri={db}",
-        "hydra.run.dir=out",
-    )
+    done = on_client("smoke=true", *INFRA_MEMBERS, f"tracking.uri={db}", "hydra.run.dir=out")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
     assert summary["ensemble"] is not None
