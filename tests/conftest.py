@@ -13,6 +13,17 @@ import pytest
 
 from helpers import ROOT, read_summary, run_cli
 
+SHARED_RUNS = ("smoke_run", "readme_quickstart")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests reading one session-scoped run go to the same test process (``-n 2 --dist
+    loadgroup``): each process would otherwise make its own copy of that run."""
+    for item in items:
+        for name in SHARED_RUNS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
