@@ -60,6 +60,14 @@ def test_sweep_ids_are_fresh_unless_given():
     assert spec_of("runner.sweep_id=nightly-1").sweep_id == "nightly-1"
 
 
+def test_test_fraction_does_not_count_for_a_dataset_with_its_own_test_split(tmp_path):
+    # Fashion-MNIST's test rows are its own 10,000: only val_fraction splits its training set
+    spec = spec_of("data.val_fraction=0.5", "data.test_fraction=0.6", experiment="fashion_zoo")
+    assert (spec.data.val_fraction, spec.data.name) == (0.5, "fashion_mnist")
+    with pytest.raises(SpecError, match=r"0.5 \+ 0.6 = 1.1"):
+        spec_of("data.val_fraction=0.5", "data.test_fraction=0.6", tmp=tmp_path)
+
+
 def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
     assert spec_of().tracking_uri == "sqlite:////tmp/elsewhere.db"

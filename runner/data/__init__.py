@@ -41,6 +41,8 @@ LOADERS: dict[str, Callable[[DataSpec], Raw]] = {
     "digits": load_digits,
     "fashion_mnist": load_fashion_mnist,
 }
+# Datasets that ship their own test split: ``data.test_fraction`` does not apply to them.
+OWN_TEST_SPLIT = frozenset({"fashion_mnist"})
 
 
 def load(spec: DataSpec) -> Dataset:
@@ -134,4 +136,4 @@ def _log_target(spec: DataSpec, raw: Raw) -> bool:
     return True
 
 
-__all__ = ["LOADERS", "DataSpec", "Dataset", "Raw", "bagged", "load"]
+__all__ = ["LOADERS", "OWN_TEST_SPLIT", "DataSpec", "Dataset", "Raw", "bagged", "load"]
