@@ -175,7 +175,7 @@ def least_rows(n_classes: int, val_fraction: float, test_fraction: float) -> int
     split (sized as scikit-learn's ``train_test_split`` sizes them) needs a row per class."""
     size = val_fraction / (1.0 - test_fraction)  # of the rest, as ``split`` asks for it
     # below this the smaller split cannot hold a row per class
-    n = max(n_classes, int((n_classes - 1) / min(test_fraction, size * (1.0 - test_fraction))))
+    n = max(n_classes, int((n_classes - 1) / min(test_fraction, val_fraction)))
     while True:
         test = math.ceil(test_fraction * n)
         val = math.ceil(size * (n - test))
