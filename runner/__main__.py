@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from runner import CONF_DIR
+from runner import CONF_DIR, process_env
 from runner.hydra_errors import job_started, redact_saved_config, run_holding_stderr
 
 if TYPE_CHECKING:
@@ -20,20 +19,7 @@ if TYPE_CHECKING:
     from runner.spec import DataSpec, RunSpec
 
 
-# MLflow draws a progress bar per artifact download; in a CLI's output that is noise, as is
-# TensorFlow's C++ start-up chatter when the driver loads a model.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# Against a tracking server MLflow prints two "View run ... at" lines for every run it ends,
-# after one more request to learn the run's name: a sweep of thousands of trials would bury
-# the progress view (and pay that round trip per member). The summary names the runs.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-for _key, _value in {  # MLflow's HTTP retries, bounded to about half a minute (not minutes)
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}.items():
-    os.environ.setdefault(_key, _value)
+process_env.apply()  # before MLflow, Ray or TensorFlow is imported
 
 # Library loggers whose INFO/WARNING lines say nothing a user acts on (shown at verbose=2).
 CHATTY_LOGGERS = (
@@ -117,12 +103,12 @@ def _probe_store(spec: RunSpec) -> None:
     answers, within tracking.connect_timeout; with a Ray Client address the sweep writes
     from the head, which this machine cannot probe."""
     from runner.spec import SpecError
-    from runner.store_probe import StoreUnavailable, probe, redact_uri
+    from runner.store_probe import StoreUnavailable, probe
 
     if (spec.cluster.address or "").startswith("ray://"):
         return
     try:
-        probe(spec.tracking_uri, spec.tracking_timeout, redact_uri(spec.tracking_uri))
+        probe(spec.tracking_uri, spec.tracking_timeout)
     except StoreUnavailable as err:
         raise SpecError(str(err)) from None
     if "://" in spec.storage_path:
@@ -191,22 +177,14 @@ def _main(cfg: DictConfig) -> None:
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.
     from runner import launch, signals
-    from runner.errors import (
-        ResumeError,
-        StoreFailed,
-        SweepAlreadyFinished,
-        SweepFailed,
-        SweepInterrupted,
-    )
-    from runner.lease import LeaseHeld
+    from runner.errors import SweepAlreadyFinished, SweepInterrupted
+    from runner.user_errors import SAID_IN_ONE_LINE
 
     try:
         summary = launch.run(spec, data, stage_data)
     except SweepAlreadyFinished as err:
         print(str(err))
         return
-    except (SweepFailed, ResumeError, ClusterError, LeaseHeld, StoreFailed) as err:
-        _fail(str(err))
     except SweepInterrupted as err:
         print(f"interrupted ({signals.reason()}): {err}", file=sys.stderr)
         sys.exit(signals.exit_code())
@@ -217,6 +195,8 @@ def _main(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
         sys.exit(signals.exit_code())
+    except SAID_IN_ONE_LINE as err:
+        _fail(str(err))
     from runner import report
 
     if spec.verbose:

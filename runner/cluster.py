@@ -13,26 +13,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner import process_env
 from runner.spec import ClusterSpec, MemberSpec
 
 # Keep TensorFlow's C++ start-up chatter out of the user's terminal; errors still show.
-WORKER_ENV = {
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
-    # MLflow as the driver sets it (runner/__main__.py), for a sweep that writes from the
-    # head (ray://): HTTP retries bounded (its default takes minutes against a dead server),
-    # no progress bars or run URLs in the output that comes back to the user
-    **{
-        key: os.environ.get(key, default)
-        for key, default in (
-            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4"),
-            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
-            ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
-            ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
-        )
-    },
-}
+# the driver's environment defaults, for the workers (and a sweep that writes from a ray://
+# head): bounded MLflow retries, no progress bars or run URLs in the output
+WORKER_ENV = process_env.current()
 
 
 class ClusterError(RuntimeError):
@@ -131,8 +118,7 @@ def ray_session(
         # Local workers inherit the driver's environment. A job-wide runtime_env would do the
         # same, but then Ray boots a new worker process for each trial's actor instead of
         # handing it one of the workers it starts with the instance (about 1 s each).
-        for key, value in WORKER_ENV.items():
-            os.environ.setdefault(key, value)
+        process_env.apply()  # the workers inherit the driver's environment
         ray.init(
             address="local",
             num_cpus=spec.num_cpus,

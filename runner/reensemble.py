@@ -325,10 +325,10 @@ def _main(argv: Sequence[str] | None) -> int:
         max_members=args.max_members,
         candidates=args.candidates,
     )
-    from runner.store_probe import StoreUnavailable, probe, redact_uri
+    from runner.store_probe import StoreUnavailable, probe
 
     try:  # a dead server: one line in seconds, not MLflow's minutes of retries
-        probe(args.tracking_uri, PROBE_SECONDS, redact_uri(args.tracking_uri))
+        probe(args.tracking_uri, PROBE_SECONDS)
     except StoreUnavailable as err:  # worded for the runner's config: tracking.uri
         print(f"error: {str(err).replace('tracking.uri', 'tracking_uri', 1)}", file=sys.stderr)
         return 2

@@ -45,9 +45,11 @@ class StoreUnavailable(RuntimeError):
     """The MLflow store cannot be used as configured; one line for the user."""
 
 
-def probe(uri: str, timeout: float, shown: str) -> None:
+def probe(uri: str, timeout: float, shown: str | None = None) -> None:
     """Raise StoreUnavailable if the store at ``uri`` cannot be reached, authenticated to or
-    written within ``timeout`` seconds; ``shown`` is the URI as it may be printed."""
+    written within ``timeout`` seconds; ``shown`` is the URI as it may be printed (by default
+    ``uri`` without its credentials)."""
+    shown = redact_uri(uri) if shown is None else shown
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+")[0].lower()
     if scheme in ("http", "https"):

@@ -32,17 +32,16 @@ from runner.contracts import (
 from runner.data import Dataset
 from runner.driver_memory import MemoryWatch, release_freed
 from runner.errors import (
-    ResumeError,
     StoreFailed,
-    SweepAlreadyFinished,
     SweepFailed,
     SweepInterrupted,
     store_error,
 )
-from runner.lease import Lease, LeaseHeld
+from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
-from runner.spec import MemberSpec, RunSpec, SpecError
+from runner.spec import MemberSpec, RunSpec
 from runner.store_probe import redact_uri
+from runner.user_errors import SAID_IN_ONE_LINE
 
 log = logging.getLogger(__name__)
 
@@ -575,7 +574,7 @@ def _run_on_head(
         summary = ray.get(ref)
     except ray.exceptions.RayTaskError as err:  # the runner's own error, not Ray's traceback
         cause = getattr(err, "cause", None)
-        if isinstance(cause, _own_errors()):
+        if isinstance(cause, SAID_IN_ONE_LINE):
             raise cause from None
         raise  # anything else keeps the head's traceback
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM here: the sweep on the head stops as one
@@ -588,29 +587,13 @@ def _run_on_head(
     return summary
 
 
-def _own_errors() -> tuple[type[Exception], ...]:
-    """The errors the command says in one line (runner/__main__.py)."""
-    from runner.cluster import ClusterError
-
-    return (
-        ClusterError,
-        LeaseHeld,
-        ResumeError,
-        SpecError,
-        StoreFailed,
-        SweepAlreadyFinished,
-        SweepFailed,
-        SweepInterrupted,
-    )
-
-
 def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
     """``_run`` with the output folder in a scratch directory of the machine it runs on,
     after probing the MLflow store from there (the client could not)."""
-    from runner.store_probe import StoreUnavailable, probe, redact_uri
+    from runner.store_probe import StoreUnavailable, probe
 
     try:
-        probe(spec.tracking_uri, spec.tracking_timeout, redact_uri(spec.tracking_uri))
+        probe(spec.tracking_uri, spec.tracking_timeout)
     except StoreUnavailable as err:
         raise StoreFailed(f"from the head: {err}") from None
     with tempfile.TemporaryDirectory(prefix="runner-") as tmp:
