@@ -16,6 +16,7 @@ from helpers import ROOT, read_summary, run_cli
 SHARED_RUNS = ("smoke_run", "readme_quickstart")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests reading one session-scoped run go to the same test process (``-n 2 --dist
     loadgroup``): each process would otherwise make its own copy of that run."""
