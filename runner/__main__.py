@@ -98,6 +98,21 @@ def _bagged(data: Dataset, folds: int, seed: int) -> Dataset:
         raise SpecError(f"runner.folds: {err}") from None
 
 
+def _settle_folds(spec: RunSpec, data: Dataset) -> RunSpec:
+    """``runner.folds=auto`` for this dataset's size, said on stderr."""
+    import numpy as np
+
+    from runner.spec import settle_folds
+
+    pooled = np.concatenate([np.asarray(data.y_train), np.asarray(data.y_val)])
+    smallest = (
+        int(np.unique(pooled, return_counts=True)[1].min()) if data.task.is_classification else None
+    )
+    spec, note = settle_folds(spec, len(pooled), smallest)
+    print(f"note: {note}", file=sys.stderr)
+    return spec
+
+
 def _probe_store(spec: RunSpec) -> None:
     """The MLflow store answers and can be written, and Tune's storage URI (if a URI)
     answers, within tracking.connect_timeout; with a Ray Client address the sweep writes
@@ -149,6 +164,8 @@ def _main(cfg: DictConfig) -> None:
                 logging.getLogger(name).setLevel(logging.ERROR)
         _probe_store(spec)
         data = _load(spec.data, "data")
+        if spec.folds_auto:
+            spec = _settle_folds(spec, data)
         if spec.folds:
             data = _bagged(data, spec.folds, spec.data.seed)
         check_members_against_data(spec.members, data.task, data.input_spec)

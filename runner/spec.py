@@ -182,6 +182,7 @@ class RunSpec:
     background_writes: bool = False  # member runs written by a thread, off Tune's loop
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale
     folds: int = 0  # bag every final member over this many folds (0: off)
+    folds_auto: bool = False  # runner.folds=auto: ``settle_folds`` sets folds from the data
     refit: bool = False  # refit each bagged member on all rows after its folds, and serve that
     time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
     metric: str | None = None  # ranks members and judges the ensemble (null: accuracy / rmse)
@@ -735,12 +736,20 @@ def parse_model_modules(raw: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int:
-    """``runner.folds``: 0 (no bagging) or K >= 2 folds; searched members cannot be bagged."""
+AUTO_FOLDS = 5  # runner.folds=auto: bag over this many folds ...
+AUTO_FOLD_ROWS = 10_000  # ... tables of at most this many training and validation rows
+SMOKE_AUTO_FOLDS = 2  # a smoke run bags over two folds: the bagged path, checked quickly
+
+
+def parse_folds(raw: Any, members: tuple[MemberSpec, ...]) -> int | str:
+    """``runner.folds``: 0 (no bagging), K >= 2 folds, or ``auto`` (settled by ``settle_folds``
+    once the data's size is known); searched members cannot be bagged."""
     if raw is None or raw == 0:
         return 0
+    if raw == "auto":
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
-        raise _fail("runner.folds", f"must be 0 (no bagging) or an integer >= 2, got {raw!r}")
+        raise _fail("runner.folds", f"must be 0 (no bagging), an integer >= 2 or auto, got {raw!r}")
     searched = [m.name for m in members if m.search]
     if searched:
         raise _fail(
@@ -787,7 +796,38 @@ def parse_student(
     return student
 
 
-def parse_refit(raw: Any, folds: int) -> bool:
+def settle_folds(spec: RunSpec, rows: int, smallest_class: int | None) -> tuple[RunSpec, str]:
+    """``runner.folds=auto`` settled for a table of ``rows`` training and validation rows
+    (``smallest_class``: the rows of its rarest class): small tables, where a validation split
+    is too few rows to weigh members on, are bagged; returns the spec and a note saying so."""
+    want = SMOKE_AUTO_FOLDS if spec.smoke else AUTO_FOLDS
+    k = want if rows <= AUTO_FOLD_ROWS else 0
+    if k and smallest_class is not None:
+        k = min(k, smallest_class) if smallest_class >= 2 else 0
+    if k:
+        note = (
+            f"runner.folds=auto: every member is bagged over {k} folds of the {rows} training "
+            f"and validation rows (tables of up to {AUTO_FOLD_ROWS:,} rows are); "
+            "runner.folds=0 trains each member once"
+        )
+    else:
+        why = (
+            f"{rows} rows, more than {AUTO_FOLD_ROWS:,}"
+            if rows > AUTO_FOLD_ROWS
+            else f"a class has {smallest_class} row(s)"
+        )
+        note = f"runner.folds=auto: members train once, not bagged ({why})"
+        if spec.refit:
+            raise _fail(
+                "runner.refit",
+                f"refits a bagged member, and runner.folds=auto does not bag this table ({why}); "
+                "set runner.folds=K (K >= 2) or runner.refit=false",
+            )
+    members = tuple(replace(m, folds=k) for m in spec.members)
+    return replace(spec, folds=k, folds_auto=False, members=members), note
+
+
+def parse_refit(raw: Any, folds: int | str) -> bool:
     """``runner.refit``: true or false; a refit follows the folds of a bagged member."""
     _bool("runner.refit", raw)
     if raw and not folds:
@@ -909,12 +949,16 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
     folds = parse_folds(runner.get("folds", 0), members)
+    if folds == "auto" and (search.objective == "ensemble" or any(m.search for m in members)):
+        folds = 0  # auto bags only what can be bagged
     if search.objective == "ensemble" and folds:
         raise _fail(
             "search.objective",
             "ensemble scores whole trials against the ensemble so far; bagged trials are "
             f"folds of a member (runner.folds={folds}); use runner.folds=0 or objective=member",
         )
+    auto = folds == "auto"
+    folds = 0 if auto else int(folds)
     members = tuple(replace(m, folds=folds) for m in members)
     ensemble = parse_ensemble(cfg.get("ensemble") or {})
     student = parse_student(ensemble, members, training, resources, seed, shrink, modules)
@@ -934,7 +978,8 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         background_writes=_background_writes(tracking),
         lease_timeout=_number("runner.lease_timeout", runner.get("lease_timeout", 60.0), 1),
         folds=folds,
-        refit=parse_refit(runner.get("refit", False), folds),
+        folds_auto=auto,
+        refit=parse_refit(runner.get("refit", False), "auto" if auto else folds),
         time_limit=_time_limit(runner.get("time_limit")),
         metric=_metric(cfg.get("metric")),
         # logged on the parent run: never the tracking URI (it may hold credentials)

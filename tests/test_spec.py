@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from runner.__main__ import CONF_DIR, known_experiments
-from runner.spec import SpecError, check_members_against_data, from_config
+from runner.spec import SpecError, check_members_against_data, from_config, settle_folds
 
 
 def composed(*overrides: str, experiment: str | None = "quickstart") -> dict:
@@ -259,3 +259,36 @@ def test_mlflows_own_spellings_of_a_databricks_store_are_accepted():
         assert parse_tracking_uri(uri) == uri
     with pytest.raises(SpecError, match="unknown scheme 'databrick' in 'databrick://x'"):
         parse_tracking_uri("databrick://x")
+
+
+def tabular_spec(*overrides: str, tmp: Path = Path("/tmp")):
+    table = ["data.path=table.csv", "data.target=label"]
+    return spec_of(*table, *overrides, experiment="tabular", tmp=tmp)
+
+
+@pytest.mark.parametrize(
+    "rows, smallest, folds",
+    [(300, 40, 5), (10_000, 40, 5), (10_001, 40, 0), (300, 3, 3), (300, 1, 0), (300, None, 5)],
+)
+def test_auto_folds_bag_small_tables_within_their_rarest_class(rows, smallest, folds):
+    spec = tabular_spec()
+    assert spec.folds_auto and spec.folds == 0  # settled once the table is loaded
+    settled, note = settle_folds(spec, rows, smallest)
+    assert settled.folds == folds and not settled.folds_auto
+    assert all(m.folds == folds for m in settled.members)
+    assert ("bagged over" in note) == bool(folds) and "runner.folds=auto" in note
+
+
+def test_auto_folds_leave_searched_members_and_smoke_runs_cheap():
+    assert settle_folds(tabular_spec("smoke=true"), 300, 40)[0].folds == 2
+    searched = tabular_spec("search=random", "++members.mlp.hparams.width={choice: [32, 64]}")
+    assert (searched.folds, searched.folds_auto) == (0, False)  # searched members: not bagged
+
+
+def test_a_refit_needs_the_folds_auto_settles_on():
+    spec = tabular_spec("runner.refit=true")
+    assert settle_folds(spec, 300, 40)[0].refit
+    with pytest.raises(SpecError, match=r"runner.refit: .*auto does not bag .*10001 rows"):
+        settle_folds(spec, 10_001, 40)
+    with pytest.raises(SpecError, match=r"runner.folds: must be .* or auto, got 'sometimes'"):
+        tabular_spec("runner.folds=sometimes")

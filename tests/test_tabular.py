@@ -338,6 +338,7 @@ def test_the_tabular_experiment_regresses_penguin_mass_in_grams_and_serves_raw_r
         f"data.path={PENGUINS}",
         "data.target=body_mass_g",
         "training.epochs=15",
+        "runner.folds=0",  # trained once (the bagged path: the smoke run above)
         f"tracking.uri={db}",
         "hydra.run.dir=out",
     )
