@@ -432,6 +432,15 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     np.testing.assert_allclose(np.sort(X["größe"].to_numpy()), np.sort(size))
     assert "t.csv read as separated by ';' (from its header)" in d.notes
     assert "decimal commas read as numbers in column(s) größe" in d.notes
+    # a cell typed with a dot, a placeholder: missing (as members read them), said, not text
+    odd = lines[:]
+    odd[5], odd[9] = f"36.6;{odd[5].split(';', 1)[1]}", f"k.A.;{odd[9].split(';', 1)[1]}"
+    path.write_text("\n".join(odd) + "\n", encoding="utf-8")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert pd.api.types.is_float_dtype(X["größe"]) and X["größe"].isna().sum() == 2
+    (said,) = [n for n in d.notes if n.startswith("column 'größe': 2 cell(s) not written with")]
+    assert "'36.6'" in said and "'k.A.'" in said and said.endswith("read as missing")
     # names with commas in a semicolon file; a dot between thousands
     rows = [f"{1000 * (i + 1)},5;{i % 3};{'x' if i % 2 else 'y'}" for i in range(30)]
     rows = [r.replace("1000,", "1.000,") for r in rows]  # one with a thousands dot

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
-from models.tabular import DECIMAL_COMMA_ATTR, DECIMAL_COMMA_NUMBER
+from models.tabular import DECIMAL_COMMA_ATTR, DECIMAL_COMMA_NUMBER, NUMERIC_TEXT_SHARE
 from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
@@ -67,27 +67,37 @@ def _text(values: pd.Series) -> pd.Series | None:
     return values.dropna().astype(str)
 
 
-def _decimal_commas(frame: pd.DataFrame, given: bool) -> tuple[list[str], list[str]]:
+def _decimal_commas(
+    frame: pd.DataFrame, given: bool
+) -> tuple[list[str], list[str], dict[str, pd.Series]]:
     """Text columns that are numbers written with a decimal comma (as in files separated by
-    semicolons), turned into numbers in place: their names, and those of them whose every
-    comma has exactly three digits after it (1,234: thousands, if the comma was a guess).
-    ``given``: data.decimal=comma, so a column of numbers with dots between thousands only
-    (1.000) is one too."""
-    converted, ambiguous = [], []
+    semicolons), turned into numbers in place: their names, those of them whose every comma
+    has exactly three digits after it (1,234: thousands, if the comma was a guess), and the
+    cells read as missing per column. A guessed decimal comma reads a column whose cells
+    are nearly all such numbers, the others ("36.6" typed by hand, "-", "k.A.") missing, as
+    its members read served rows. ``given``: data.decimal=comma, so a column of numbers with
+    dots between thousands only (1.000) is one too (and every cell must be a number)."""
+    converted, ambiguous, unread = [], [], {}
     for col in frame.columns:
         present = _text(frame[col])
         if present is None or present.empty:
             continue
         if not present.str.contains("," if not given else "[,.]").any():
             continue
-        if present.str.fullmatch(DECIMAL_COMMA).all():
-            commas = present[present.str.contains(",", regex=False)]
-            if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
-                ambiguous.append(str(col))
-            text = frame[col].astype("string").str.replace(".", "", regex=False)
-            frame[col] = pd.to_numeric(text.str.replace(",", ".", regex=False))
-            converted.append(str(col))
-    return converted, ambiguous
+        numbers = present.str.fullmatch(DECIMAL_COMMA)
+        if not numbers.all() and (given or numbers.mean() < NUMERIC_TEXT_SHARE):
+            continue
+        commas = present[numbers & present.str.contains(",", regex=False)]
+        if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
+            ambiguous.append(str(col))
+        text = frame[col].astype("string").mask(frame.index.isin(present.index[~numbers]))
+        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        read = pd.to_numeric(text).to_numpy(dtype=np.float64, na_value=np.nan)
+        frame[col] = pd.Series(read, index=frame.index)
+        converted.append(str(col))
+        if not numbers.all():
+            unread[str(col)] = present[~numbers]
+    return converted, ambiguous, unread
 
 
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
@@ -236,7 +246,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
     if sep is not None:
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
-        converted, ambiguous = _decimal_commas(frame, spec.decimal == ",")
+        converted, ambiguous, unread = _decimal_commas(frame, spec.decimal == ",")
         # members read served rows the same way: these, and with data.decimal=comma the
         # columns pandas read as floats with it
         parsed = [
@@ -247,6 +257,12 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         frame.attrs[DECIMAL_COMMA_ATTR] = list(dict.fromkeys([*converted, *parsed]))
         if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
+            for col, cells in unread.items():
+                shown = ", ".join(repr(v) for v in cells.value_counts().index[:3])
+                notes += (
+                    f"column {col!r}: {len(cells)} cell(s) not written with a decimal comma "
+                    f"({shown}) read as missing",
+                )
             if ambiguous:  # a guessed decimal comma, and 1,234 on every comma: thousands?
                 notes += (
                     f"every comma in column(s) {', '.join(ambiguous)} has three digits after "
