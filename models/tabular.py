@@ -44,6 +44,8 @@ MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
 DATE_TEXT = r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+# a date with its year last (05.03.2024, 3/5/24): day or month first, decided per column
+YEAR_LAST = re.compile(r"^\s*(\d{1,2})([-/.])(\d{1,2})\2\d{2,4}\b")
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
 # a number as text: sign (before or after a currency symbol: -$5, $-5), thousands commas,
 # decimals, exponent, a currency symbol or percent sign after it (12.5% reads as 12.5)
@@ -101,20 +103,47 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
     parsed = pd.to_datetime(sample, utc=True, errors="coerce", format="mixed")
     if parsed.notna().mean() < 0.95:
         return None
-    return _to_dates(values)
+    return _to_dates(values, day_first(values))
 
 
-def _to_dates(values: pd.Series) -> pd.Series:
+def day_first(values: pd.Series) -> bool:
+    """Whether the column's dates with the year last put the day first: a first number
+    above 12 says so, a second one says not; when neither does (every day is 1-12), dates
+    written with dots (05.03.2024) are day first, with slashes or dashes month first."""
+    if not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values)):
+        return False
+    parts = values.dropna().astype(str).str.extract(YEAR_LAST).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (first > 12).any() or (second > 12).any():
+        return bool((first > 12).any())
+    return bool((parts[1] == ".").mean() > 0.5)
+
+
+def _to_dates(values: pd.Series, dayfirst: bool = False) -> pd.Series:
     """Any cells as datetimes with a timezone (their own, else UTC); what does not parse is
     missing. Dates with a zone keep it, so that their parts are its local day and hour.
-    Numbers are times since 1970 in the unit their size says (``_epoch_unit``)."""
+    Dates with the year last read day first with ``dayfirst`` (``day_first``), the same for
+    every cell of the column. Numbers are times since 1970 in the unit their size says
+    (``_epoch_unit``)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return pd.to_datetime(values, utc=True, errors="coerce")
     cells = values.astype(object)
     numbers = cells.map(_is_number).to_numpy(dtype=bool)
-    dates = pd.to_datetime(cells.where(~numbers), utc=True, errors="coerce", format="mixed")
+    text = cells.where(~numbers)
+    dates = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    if dayfirst:  # only where the year is last: ISO dates (2024-03-05) stay as they are
+        year_last = text.map(lambda v: isinstance(v, str) and YEAR_LAST.match(v) is not None)
+        year_last = year_last.to_numpy(dtype=bool)
+        if year_last.any():
+            read = pd.to_datetime(
+                text[year_last], utc=True, errors="coerce", format="mixed", dayfirst=True
+            )
+            dates = dates.astype(read.dtype)
+            dates[year_last] = read
     if numbers.any():
         dates = dates.dt.as_unit("us")  # one unit for both parts, years 1970 +- 290,000
         at = np.flatnonzero(numbers)
@@ -221,6 +250,7 @@ class Column:
     tz: str | None = None  # date: the training rows' time zone, in which served dates are read
     formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
     decimal: str = "."  # numeric: "," when the file wrote its numbers "1.234,5"
+    dayfirst: bool = False  # date: dates with the year last read day first (05.03.2024)
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -319,7 +349,8 @@ class TablePrep:
             parts = _date_parts(dates)
             fill = [float(np.nanmedian(c)) if np.isfinite(c).any() else 0.0 for c in parts.T]
             tz = _zone_name(dates) if isinstance(values.dtype, pd.DatetimeTZDtype) else None
-            return Column(name, "date", fill, bool(dates.isna().any()), tz=tz)
+            missing = bool(dates.isna().any())
+            return Column(name, "date", fill, missing, tz=tz, dayfirst=day_first(values))
         if not _is_text(values):
             self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
             return None
@@ -418,7 +449,7 @@ class TablePrep:
                 # text that is no number, and infinite or past float32's range (1e39, inf)
                 bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
             else:
-                bad = values.notna() & _to_dates(values).isna()
+                bad = values.notna() & _to_dates(values, col.dayfirst).isna()
             if bad.any():
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
         return out
@@ -458,7 +489,8 @@ class TablePrep:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
                 # the parts in the training rows' zone (UTC for text or zone-free dates)
-                parts = _date_parts(_to_dates(values).dt.tz_convert(col.tz or "UTC"))
+                dates = _to_dates(values, col.dayfirst)
+                parts = _date_parts(dates.dt.tz_convert(col.tz or "UTC"))
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]

@@ -491,6 +491,24 @@ def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_serve
         assert got[0, parts].tolist() == [2024, 1, 1, 0], served  # Paris midnight, not 23:00
 
 
+@pytest.mark.parametrize(
+    "written, dayfirst",
+    [("%d.%m.%Y", True), ("%m/%d/%Y", False), ("%d/%m/%Y", True), ("%Y-%m-%d", False)],
+)
+def test_dates_with_the_year_last_read_day_or_month_first_for_the_whole_column(written, dayfirst):
+    days = pd.Series(pd.date_range("2020-01-01", periods=60, freq="D"))
+    prep = TablePrep().fit(pd.DataFrame({"d": days.dt.strftime(written), "x": np.arange(60.0)}))
+    prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))  # as a served member
+    assert prep.columns[0].dayfirst is dayfirst
+    month, day = (prep.feature_names.index(f"d:{p}") for p in ("month", "day"))
+    # 02.01.2020 is the 2nd of January like 13.01.2020 is the 13th, served in any spelling
+    served = pd.DataFrame({"d": [*days.dt.strftime(written), "2020-02-10", days[40]], "x": 0.0})
+    got = prep.transform(served)
+    assert got[:60, month].tolist() == days.dt.month.tolist()
+    assert got[:60, day].tolist() == days.dt.day.tolist()
+    assert got[60:, [month, day]].tolist() == [[2, 10], [2, 10]]  # ISO text, a Timestamp
+
+
 def test_numbers_past_float32_range_are_read_as_missing_not_inf():
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"sqft": rng.normal(1500, 300, 200), "z": rng.normal(size=200)})
