@@ -47,6 +47,7 @@ DATE_TEXT = r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
 # a date with its year last (05.03.2024, 3/5/24): day or month first, decided per column
 YEAR_LAST = re.compile(r"^\s*(\d{1,2})([-/.])(\d{1,2})\2\d{2,4}\b")
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
+ID_SHARE = 0.98  # an ID: distinct on this share of rows at least (a table repeats a few rows)
 # a number as text: sign (before or after a currency symbol: -$5, $-5), thousands commas,
 # decimals, exponent, a currency symbol or percent sign after it (12.5% reads as 12.5)
 NUMBER_TEXT = re.compile(
@@ -326,11 +327,13 @@ class TablePrep:
             numbers = present.astype(np.float64)
             return Column(name, "numeric", [float(numbers.median())], missing)
         distinct = present.nunique()
+        # an ID's value on every row (duplicated rows repeat theirs)
+        id_like = distinct >= ID_SHARE * n and n >= MIN_ID_ROWS and not missing
         if pd.api.types.is_numeric_dtype(values.dtype):
             numbers = pd.to_numeric(present, errors="coerce").astype(np.float64)
             whole = bool(np.all(numbers == np.round(numbers)))
-            if whole and distinct == n and n >= MIN_ID_ROWS and not missing:
-                ordered = np.sort(numbers.to_numpy())
+            if whole and id_like:
+                ordered = np.unique(numbers.to_numpy())
                 # row numbers: 1, 2, 3, ... in these rows, or (a shuffled split keeps only
                 # some of them) named like an ID
                 if np.all(np.diff(ordered) == 1) or _named_like_an_id(name):
@@ -339,7 +342,7 @@ class TablePrep:
             finite = numbers[np.abs(numbers) <= FLOAT32_MAX]  # as members read them
             median = float(finite.median()) if len(finite) else 0.0
             return Column(name, "numeric", [median], missing)
-        digits_id = distinct == n and n >= MIN_ID_ROWS and not missing  # checked below
+        digits_id = id_like  # checked below
         if _is_text(values) and not isinstance(values.dtype, pd.CategoricalDtype):
             column = self._numeric_text(name, present, missing, digits_id)
             if column is not None:
@@ -355,7 +358,7 @@ class TablePrep:
             self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
             return None
         keys = values.map(_text_key)
-        if distinct == n and n >= MIN_ID_ROWS and not missing:
+        if id_like:
             self.dropped[name] = "an ID (distinct text on every row)"
             return None
         counts = keys.value_counts()

@@ -367,6 +367,25 @@ def test_a_shuffled_row_number_named_like_an_id_is_dropped(name):
     assert TablePrep().fit(frame.rename(columns={name: "paid"})).feature_names[0] == "paid"
 
 
+def test_ids_are_dropped_when_a_few_rows_are_duplicated():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "customer_id": rng.permutation(np.arange(10_001, 10_201)),
+            "order_ref": [f"ORD-{i:06d}" for i in range(200)],
+            "rank": np.arange(1, 201),
+            "x": rng.normal(size=200),
+        }
+    )
+    twice = pd.concat([frame, frame.iloc[:3]], ignore_index=True)  # three rows entered twice
+    prep = TablePrep().fit(twice)
+    assert set(prep.dropped) == {"customer_id", "order_ref", "rank"}
+    assert prep.feature_names == ("x",)
+    # a category repeated on a tenth of the rows is no ID
+    kept = twice.assign(order_ref=[f"ORD-{i % 180:06d}" for i in range(203)])
+    assert "order_ref" not in TablePrep().fit(kept).dropped
+
+
 def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     rng = np.random.default_rng(5)
     x = rng.normal(1000, 300, 400)
