@@ -209,8 +209,11 @@ def _date_parts(dates: pd.Series) -> np.ndarray:
 
 
 def _text_key(value: Any) -> str:
-    """The category a cell belongs to, as text (missing cells have their own)."""
+    """The category a cell belongs to, as text (missing cells have their own, and so have
+    empty or blank text, as JSON clients send a missing value)."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return MISSING
+    if isinstance(value, str) and not value.strip():
         return MISSING
     try:
         if pd.isna(value):

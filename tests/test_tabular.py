@@ -469,6 +469,12 @@ def test_a_category_typed_with_stray_spaces_finds_its_own():
     prep = TablePrep("onehot").fit(pd.DataFrame({"species": species}))
     rare = prep.transform(pd.DataFrame({"species": [" Macaroni "]}))
     assert rare[0, prep.feature_names.index("species=__rare__")] == 1.0
+    # empty or blank text, as JSON clients send a missing value, is missing
+    gaps = np.where(np.arange(200) % 10 == 0, None, species)
+    for encoding in ("onehot", "ordinal"):
+        prep = TablePrep(encoding).fit(pd.DataFrame({"species": gaps}))
+        served = prep.transform(pd.DataFrame({"species": [None, "", "  "]}))
+        np.testing.assert_array_equal(served[1:], served[[0, 0]])
 
 
 def test_numbers_stored_as_numbers_read_as_the_same_numbers_stored_as_objects():
