@@ -164,6 +164,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         columns the members were fitted on is there (others are ignored), a warning naming
         those that are missing (they are read as missing values)."""
         wanted = list(dict.fromkeys(n for m in self.members.values() for n in m.input_names))
+        named = isinstance(model_input, pd.Series) and {str(i) for i in model_input.index} & {
+            *wanted
+        }
+        if named:  # one row as a Series indexed by column names (frame.iloc[0])
+            model_input = model_input.to_frame().T.infer_objects()
         if isinstance(model_input, (np.ndarray, pd.Series)):
             raise BadInput(
                 f"{_NONE_KNOWN}; pass a pandas DataFrame with the columns {_names(wanted)}"
@@ -171,7 +176,13 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else _frame(model_input)
         if not len(frame):  # no rows (an empty list of records has no columns)
             return frame
-        have = {str(c) for c in frame.columns}
+        names = [str(c) for c in frame.columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BadInput(
+                f"the input names column(s) {_names(twice)} more than once; pass each column once"
+            )
+        have = set(names)
         missing = [n for n in wanted if n not in have]
         if wanted and len(missing) == len(wanted):
             raise BadInput(

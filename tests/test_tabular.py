@@ -240,6 +240,15 @@ one = {k: (None if pd.isna(v) else v) for k, v in rows.iloc[1].items()}
 np.testing.assert_allclose(np.asarray(model.predict(one), dtype=float), pred[1:2], rtol=1e-5)
 records = [{k: np.asarray(v) for k, v in one.items()}]
 np.testing.assert_allclose(np.asarray(model.predict(records), dtype=float), pred[1:2], rtol=1e-5)
+# one row as a Series (frame.iloc[1]); a column named twice is refused in one line
+row = np.asarray(model.predict(rows.iloc[1]), dtype=float)
+np.testing.assert_allclose(row, pred[1:2], rtol=1e-5)
+try:
+    model.predict(pd.concat([rows, rows[["island"]]], axis=1))
+except Exception as err:
+    assert "names column(s) island more than once" in str(err), err
+else:
+    raise AssertionError("a column named twice was served")
 # MLflow's scoring server: a CSV request reads (no input schema of columns of any type, which
 # its CSV reader refuses), and a bad request gets the model's own line with a 400
 import io, json
