@@ -868,3 +868,22 @@ def test_max_train_rows_caps_only_the_training_split():
     np.testing.assert_array_equal(few.y_test, full.y_test)
     assert set(np.unique(few.y_train)) == set(range(10))  # stratified
     assert few.fingerprint != full.fingerprint
+
+
+def test_class_labels_read_the_same_with_a_missing_target_or_stray_spaces(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    codes = pd.Series(np.where(x > 0.5, 2, np.where(x > -0.5, 1, 0)), dtype="float64")
+    codes[3] = np.nan  # the integer codes become floats beside it
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": x, "grade": codes}).to_csv(path, index=False)
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="grade"))
+    assert d.task.labels == ("0", "1", "2")
+    words = rng.choice(["yes", "no", "yes ", " no", "  "], 300)
+    pd.DataFrame({"x": x, "ok": words}).to_csv(path, index=False)
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="ok"))
+    assert d.task.labels == ("no", "yes")
+    blank = int((words == "  ").sum())
+    assert f"dropped {blank} of 300 rows missing the target 'ok'" in d.notes
+    (said,) = [n for n in d.notes if "stray spaces" in n]
+    assert "' no' is 'no'" in said and "'yes ' is 'yes'" in said

@@ -301,6 +301,23 @@ def infer_task(target: pd.Series) -> str:
     return "classification" if few and _is_integral(target) else "regression"
 
 
+def _labels(target: pd.Series, column: str) -> tuple[pd.Series, tuple[str, ...]]:
+    """Class values as their labels will read: whole numbers as integers ('1', not '1.0',
+    when a missing target made the column floats), text without stray spaces ('yes ' is
+    'yes', said when that merges two)."""
+    if _is_numeric(target) and _is_integral(target):
+        return target.astype(np.int64), ()
+    present = _text(target)
+    if present is None:
+        return target, ()
+    stripped = target.where(target.isna(), target.astype(str).str.strip())
+    if stripped.nunique() == target.nunique():
+        return stripped, ()
+    spaced = sorted({v for v in present if v != v.strip()})[:3]
+    shown = ", ".join(f"{v!r} is {v.strip()!r}" for v in spaced)
+    return stripped, (f"target {column!r}: labels read without stray spaces ({shown})",)
+
+
 def _encode_target(target: pd.Series, kind: str, column: str) -> tuple[np.ndarray, Task]:
     """Labels 0..k-1 (sorted values) for classification, float64 values for regression."""
     if kind == "regression":
@@ -393,7 +410,8 @@ def load_table(spec: DataSpec) -> Raw:
             "drop them"
         )
     n_rows = len(frame)
-    frame = frame[frame[target].notna()].reset_index(drop=True)
+    blank = frame[target].map(lambda v: isinstance(v, str) and not v.strip())
+    frame = frame[frame[target].notna() & ~blank].reset_index(drop=True)
     notes = read_notes
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
@@ -409,6 +427,9 @@ def load_table(spec: DataSpec) -> Raw:
     frame[target], number_notes = _numeric_target(frame[target], target, spec, sep)
     notes += number_notes
     kind = spec.task or infer_task(frame[target])
+    if kind == "classification":
+        frame[target], label_notes = _labels(frame[target], target)
+        notes += label_notes
     y, task = _encode_target(frame[target], kind, target)
     if spec.task is None:
         what = f"{task.n_classes} classes" if task.is_classification else "numbers"
