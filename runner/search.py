@@ -230,9 +230,11 @@ def tune_settings(search: SearchSpec, max_t: int) -> dict[str, Any]:
     if search.name == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        settings["search_alg"] = OptunaSearch(
-            metric=search.metric, mode=search.mode, seed=search.seed
-        )
+        from runner.final_score_search import FinalScoreSearch
+
+        optuna = OptunaSearch(metric=search.metric, mode=search.mode, seed=search.seed)
+        final = search.metric.startswith("final_")
+        settings["search_alg"] = FinalScoreSearch(optuna) if final else optuna
     elif search.seed is not None:  # random search: the same seed samples the same trials
         from ray.tune.search import BasicVariantGenerator
 

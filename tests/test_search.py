@@ -230,6 +230,45 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
 
 
 @pytest.mark.slow
+def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_path):
+    """search.metric=final_val_accuracy: Keras trials report val_loss per epoch and the
+    final scores once, at their end; Optuna learns each trial's final score."""
+    pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
+    import ray
+    from ray import tune
+
+    search = spec_of(
+        "search=optuna",
+        "search.scheduler=null",
+        "search.metric=final_val_accuracy",
+        "search.mode=max",
+        "search.num_samples=4",
+        "search.seed=0",
+    ).search
+
+    def trainable(config: dict) -> None:
+        for epoch in range(3):
+            tune.report({"epoch": epoch + 1, "val_loss": 1.0 / (epoch + 1)})
+        tune.report({"epoch": 4, "final_val_accuracy": config["x"]})
+
+    settings = tune_settings(search, max_t=3)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            trainable,
+            param_space={"x": tune.uniform(0.0, 1.0)},
+            tune_config=tune.TuneConfig(**settings),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    assert not results.errors, results.errors
+    sampled = sorted(r.config["x"] for r in results)
+    study = settings["search_alg"].searcher._ot_study  # what Optuna was told
+    assert sorted(t.value for t in study.trials) == pytest.approx(sampled)
+    assert len(sampled) == 4 and len(set(sampled)) == 4
+
+
 def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
     pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
     # scikit-learn members only: the searcher is under test, and no worker imports TensorFlow
