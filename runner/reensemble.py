@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,11 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
             members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost))
             labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
         run_of[name], sweep_of[name] = run.info.run_id, run.data.tags[SWEEP]
-    refits = _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else {}
+    refits, costs = (
+        _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else ({}, {})
+    )
+    # a bag whose refit is served costs what the refit costs to predict (ensemble.max_latency_ms)
+    members = [replace(m, cost=costs.get(m.name, m.cost)) for m in members]
     found = {"sweeps": sweeps, "runs": run_of, "refits": refits, "sweep_of": sweep_of}
     return members, labels, found
 
@@ -251,11 +255,12 @@ def _sweep_metric(client, experiment_id: str, sweeps: set[str]) -> str | None:
 
 def _refits(
     client, experiment_id: str, sweeps: list[str], run_of: dict[str, str], tmp: Path
-) -> dict[str, tuple[str, np.ndarray]]:
+) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, float]]:
     """Member name -> (run, test predictions) of each collected bagged member's FINISHED refit
-    on all rows, as the sweep serves them (``runner.refit=true``)."""
+    on all rows, as the sweep serves them (``runner.refit=true``), and -> the milliseconds the
+    refit takes to predict 1000 rows, where it recorded them."""
     several = len(sweeps) > 1
-    found = {}
+    found, costs = {}, {}
     for run in client.search_runs(
         [experiment_id],
         f"tags.`{ROLE}` = 'refit' and attributes.status = 'FINISHED'",
@@ -270,7 +275,9 @@ def _refits(
             )
             with np.load(path) as npz:
                 found[name] = (run.info.run_id, npz["test"])
-    return found
+            if "final_predict_ms_per_1000" in run.data.metrics:
+                costs[name] = run.data.metrics["final_predict_ms_per_1000"]
+    return found, costs
 
 
 def _inputs(client, run_id: str, tmp: str) -> tuple[int | list[str] | None, list[str] | None]:

@@ -269,14 +269,22 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
         client.get_run(ens["run_id"]).data.metrics["refit_test_accuracy"]
     )
 
-    # re-ensembling the sweep's members with another method serves the same refits
+    # re-ensembling the sweep's members with another method serves the same refits, and a
+    # latency budget counts what the refits take to predict, not their bags
     again = run_ensembles_cli(
-        tmp_path, f"experiment={summary['experiment']}", "method=greedy", f"tracking_uri={db}"
+        tmp_path,
+        f"experiment={summary['experiment']}",
+        "method=greedy",
+        "max_latency_ms=100000",
+        f"tracking_uri={db}",
     )
     assert again.returncode == 0, again.stderr[-3000:]
     (rerun,) = client.search_runs([summary["experiment_id"]], f"tags.`{REENSEMBLE}` = 'true'")
     weighted = [k for k, v in rerun.data.metrics.items() if k.startswith("weight.") and v > 0]
     assert f"served with {len(weighted)} member(s) refitted on all rows" in again.stdout
+    refit_ms = {n: members[n]["refit"]["predict_ms_per_1000"] for n in members}
+    budget_ms = sum(refit_ms[k.removeprefix("weight.")] for k in weighted)
+    assert rerun.data.metrics["budget.cost"] == pytest.approx(budget_ms)
     local = client.download_artifacts(rerun.info.run_id, "refit.json", str(tmp_path / "again"))
     refit_runs = {
         r.data.tags[MEMBER].removesuffix("/refit"): r.info.run_id for r in by_role["refit"]
