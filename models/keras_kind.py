@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,20 @@ def load_keras(path: str | Path, custom_objects: str | None = None) -> Any:
     classes (if any) first, so loading never depends on what the caller imported."""
     import keras
 
+    _quiet_retracing()
     if custom_objects is not None:
         importlib.import_module(custom_objects)
     return keras.saving.load_model(path, compile=False)
+
+
+def _drop_retracing(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_retracing() -> None:
+    """Keep TensorFlow's "N out of the last N calls ... triggered tf.function retracing"
+    warning out of a served model's output: each loaded member traces its predict step
+    once, and an ensemble of several members reads as retracing in a loop."""
+    tf_logger = logging.getLogger("tensorflow")
+    if _drop_retracing not in tf_logger.filters:
+        tf_logger.addFilter(_drop_retracing)

@@ -577,3 +577,24 @@ def test_lr_finder_overrides_a_schedule_and_feeds_every_output(data):
     result = find_learning_rate(build, (X, y), min_lr=1e-3, max_lr=0.1, steps=5, batch_size=8)
     assert len(result.lrs) == 5
     np.testing.assert_allclose(result.lrs, np.geomspace(1e-3, 0.1, 5), rtol=1e-6)
+
+
+def test_served_keras_members_predict_without_retracing_warnings(tmp_path, caplog):
+    """Several loaded members, each tracing its predict step for each new batch shape, made
+    TensorFlow warn of "retracing" on every served request."""
+    import keras
+
+    from models.keras_kind import load_keras
+    from models.training import predict
+
+    loaded = []
+    for i in range(3):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "softmax")])
+        model.save(tmp_path / f"m{i}.keras")
+        loaded.append(load_keras(tmp_path / f"m{i}.keras"))
+    task = Task("classification", n_classes=3)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for rows in (50, 1, 10, 7):
+            for model in loaded:
+                assert predict(model, np.zeros((rows, 4), np.float32), task).shape == (rows, 3)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
