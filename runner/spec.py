@@ -26,7 +26,7 @@ from runner.contracts import TrialInput, import_modules
 from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
 from runner.folders import unmakeable_folder
-from runner.search import SearchSpec, split_domains
+from runner.search import SearchSpec, is_domain, split_domains
 
 TRACKING_KEYS = ("uri", "connect_timeout", "background_writes")
 
@@ -419,6 +419,21 @@ def check_stage_references(stages: tuple[StageSpec, ...], members: tuple[MemberS
             earlier[f"{stage_name}.{m.name}"] = m
 
 
+def _no_shared_domains(training: Mapping[str, Any]) -> None:
+    """A search domain in the shared ``training:`` group is refused naming where it goes
+    (each member's trials are searched apart), not as a bad number."""
+    for key, value in training.items():
+        inner = value.items() if isinstance(value, Mapping) and not is_domain(value) else ()
+        for path, found in [(key, value), *((f"{key}.{k}", v) for k, v in inner)]:
+            if is_domain(found):
+                raise _fail(
+                    f"training.{path}",
+                    f"a search domain ({next(iter(found))}) is searched per member, not in "
+                    f"the shared training group: set members.NAME.training.{key}=... with "
+                    "search=random or search=optuna",
+                )
+
+
 def parse_members(
     raw: Any,
     training: Mapping[str, Any],
@@ -428,6 +443,7 @@ def parse_members(
     model_modules: tuple[str, ...] = (),
 ) -> tuple[MemberSpec, ...]:
     """Validate the members: known models, unique names, training and resources merged."""
+    _no_shared_domains(training)
     _build(TrainingOptions, training, "training")
     entries = _member_entries(raw)
     if not entries:

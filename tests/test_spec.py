@@ -113,6 +113,11 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             r"training: set clipnorm or clipvalue, not both .* clipnorm=1.0 and clipvalue=0.5",
         ),
         (["runner.verbose=7"], r"runner.verbose: must be 0, 1 or 2, got 7"),
+        (  # the shared training group holds values; domains are searched per member
+            ["search=random", "training.learning_rate={loguniform: [0.0001, 0.01]}"],
+            r"training.learning_rate: a search domain \(loguniform\) is searched per member.*"
+            r"set members.NAME.training.learning_rate=\.\.\. with search=random",
+        ),
         # yes/no words are strings to Hydra, and truthy: refused, not read as true
         (["ensemble.log_model=no"], r"ensemble.log_model: must be true or false, got 'no'"),
         (["ensemble.champion=no"], r"ensemble.champion: must be true or false, got 'no'"),
