@@ -62,6 +62,24 @@ def one_line(text: str) -> str:
     return "; ".join(parts)
 
 
+LIST_MERGE = re.compile(
+    r"Error merging override \+{0,2}(?P<key>[\w.-]+)=\{.*Cannot merge DictConfig with ListConfig"
+)
+
+
+def with_hint(message: str) -> str:
+    """Hydra's one line, with what to type instead where Hydra's own words do not say it:
+    a search domain over a list setting (convnet's ``filters``) cannot merge into the list."""
+    found = LIST_MERGE.search(message)
+    if found:
+        key = found["key"]
+        message += (
+            f"; to search a list setting, drop the list and add the domain: "
+            f"'~{key}' '+{key}={{choice: [[...], [...]]}}'"
+        )
+    return message
+
+
 class HeldStderr:
     """Stands in for ``sys.stderr``: holds what is written until ``release``, then writes
     straight through (logging handlers made meanwhile keep a reference to it)."""
@@ -140,7 +158,7 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
     except SystemExit as stop:
         if held.held is None or stop.code in (0, None):
             raise
-        message = one_line(held.take())
+        message = with_hint(one_line(held.take()))
         sys.stderr = held.stream
         if not message:
             raise

@@ -42,6 +42,11 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
             + ["members.lightgbm.hparams.num_leaves=-1"],
             "members.lightgbm.hparams: model 'lightgbm': lightgbm refuses these settings",
         ),
+        (
+            ["search=random", "members.convnet.hparams.filters={choice: [[16, 32], [32, 64]]}"],
+            "drop the list and add the domain: '~members.convnet.hparams.filters' "
+            "'+members.convnet.hparams.filters={choice: [[...], [...]]}'",
+        ),
     ],
     ids=[
         "unknown-experiment",
@@ -61,6 +66,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "hydra-override-syntax",
         "hydra-unknown-option",
         "booster-value",
+        "list-domain",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):
