@@ -56,6 +56,7 @@ GPU_IDS = "runner.gpu_ids"
 ERROR = "runner.error"
 STOPPED = "runner.stopped"
 SKIPPED = "runner.skipped"  # a member that could not start before runner.time_limit
+CUT_SHORT = "runner.cut_short"  # epochs a member trained before runner.time_limit stopped it
 REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"
 RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed

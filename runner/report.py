@@ -70,6 +70,15 @@ def leaderboard(summary: dict[str, Any]) -> str:
     skipped = [m["name"] for m in summary["members"] if m["status"] == "SKIPPED"]
     if skipped:
         out += ["", f"skipped (runner.time_limit passed before they started): {', '.join(skipped)}"]
+    cut = [
+        f"{m['name']} ({m['cut_short']['epochs_run']} epoch(s))"
+        for m in summary["members"]
+        if m.get("cut_short")
+    ]
+    if cut:
+        out += [
+            f"cut short (runner.time_limit stopped them before their last epoch): {', '.join(cut)}"
+        ]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
     if ens and ens.get("pruned"):

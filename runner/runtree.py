@@ -30,6 +30,7 @@ from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
     CONFIG_HASH,
+    CUT_SHORT,
     DATA_FINGERPRINT,
     DRIVER,
     ERROR,
@@ -239,8 +240,10 @@ class MemberRecord:
 
 
 # the facts of a trial's member.json the driver keeps: what a bagged member's refit reads
-# from its folds, and the member's prediction time per 1000 rows and saved model's size
+# from its folds, the member's prediction time per 1000 rows and saved model's size, and
+# whether runner.time_limit cut its training short
 FIT_FACTS = (
+    "stopped_at_deadline",
     "epochs_run",
     "best_epoch",
     "best_iteration",
@@ -788,6 +791,7 @@ class RunTree:
             {
                 GPU_IDS: ",".join(info.get("gpu_ids", [])) or "none",
                 NODE_ID: str(info.get("node_id")),
+                **({CUT_SHORT: str(info["epochs_run"])} if info.get("stopped_at_deadline") else {}),
             },
             step=int(info["epochs_run"]),
         )

@@ -362,6 +362,8 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     row["train_cpu_seconds"] = r.fit.get("train_cpu_seconds")
     row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
     row["model_bytes"] = r.fit.get("model_bytes")
+    if r.fit.get("stopped_at_deadline"):  # runner.time_limit stopped it before its last epoch
+        row["cut_short"] = {"epochs_run": r.fit.get("epochs_run")}
     if r.error:
         row["error"] = r.error
     return row

@@ -39,14 +39,19 @@ from runner.data import Dataset
 from runner.data.types import take
 
 
-def _epoch_reporter(deadline: float | None) -> Any:
+def _epoch_reporter(deadline: float | None, epochs: int | None) -> Any:
     """The hook a member calls after each epoch: report to Tune; True (stop training) once
-    the sweep's deadline passed."""
+    the sweep's deadline passed. Its ``cut_at`` is the epoch it stopped training at before
+    the last of ``epochs`` (None: not cut short)."""
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
         tune.report({"epoch": epoch, "final": False, **metrics})
-        return deadline is not None and time.time() >= deadline
+        stop = deadline is not None and time.time() >= deadline
+        if stop and (epochs is None or epoch < epochs):
+            report.cut_at = epoch
+        return stop
 
+    report.cut_at = None
     return report
 
 
@@ -159,6 +164,7 @@ def train_member(
         else:
             teacher, targets_from = _teacher_predictions(member.teacher, X_train), "teacher"
         y_train = student_targets(entry, data.task, teacher)
+    reporter = _epoch_reporter(deadline, member.training.get("epochs"))
     with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
         out = Path(tmp)
         trained = entry.train(
@@ -171,7 +177,7 @@ def train_member(
             seed=member.seed,
             cpus=member.resources["cpu"],
             gpus=member.resources["gpu"],
-            on_epoch=_epoch_reporter(deadline),
+            on_epoch=reporter,
             workdir=out,
             log_target=data.log_target,
         )
@@ -201,7 +207,7 @@ def train_member(
             "train_cpu_seconds": train_cpu_seconds,
             "predict_ms_per_1000": predict_ms,
             "model_bytes": model_bytes,
-            "stopped_at_deadline": deadline is not None and time.time() >= deadline,
+            "stopped_at_deadline": reporter.cut_at is not None,
             "student_targets": targets_from,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),

@@ -64,6 +64,13 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     assert mlp.info.status == "FINISHED" and 1 <= mlp.data.metrics["fit_seconds"] < limit
     info = client.download_artifacts(mlp.info.run_id, "member.json", str(tmp_path))
     assert json.loads(Path(info).read_text())["stopped_at_deadline"] is True
+    # cut short, said in the leaderboard, the summary and on the run; the rest trained out
+    epochs = json.loads(Path(info).read_text())["epochs_run"]
+    assert mlp.data.tags["runner.cut_short"] == str(epochs) and 1 <= epochs < 100000
+    cut = {m["name"]: m.get("cut_short") for m in summary["members"]}
+    assert cut == {"mlp": {"epochs_run": epochs}, "selu": None, "logistic": None, "svm": None}
+    said = "cut short (runner.time_limit stopped them before their last epoch): mlp ("
+    assert said in done.stdout
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
