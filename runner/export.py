@@ -357,10 +357,14 @@ def _signature(inputs: Any, pred: Any) -> Any:
     from mlflow.types.utils import _infer_schema
 
     params = ParamSchema([ParamSpec("output", "string", "proba")])
-    if isinstance(inputs, int):
-        inferred = infer_signature(np.zeros((1, inputs), dtype=np.float32), pred)
-        return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
-    return ModelSignature(inputs=None, outputs=_infer_schema(pred), params=params)
+    with warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold missing values under an input
+        # schema: these are outputs (a conformal set's class codes), checked against none
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
+        if isinstance(inputs, int):
+            inferred = infer_signature(np.zeros((1, inputs), dtype=np.float32), pred)
+            return ModelSignature(inputs=None, outputs=inferred.outputs, params=params)
+        return ModelSignature(inputs=None, outputs=_infer_schema(pred), params=params)
 
 
 def _metadata(classes: Sequence[str] | None, inputs: Any) -> dict[str, Any]:

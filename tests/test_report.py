@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from runner.report import leaderboard, write_summary
 
@@ -144,3 +145,20 @@ def test_the_champion_line_gives_both_test_scores_rounded():
     assert champion_line({**elsewhere, "challenger": np.float32(0.5)}) == (
         "registered digits v3: kept: tested on another split (test accuracy 0.5000; champion v2)"
     )
+
+
+def test_a_served_models_signature_infers_integer_outputs_without_mlflows_input_hint():
+    """Conformal prediction sets are class codes: MLflow's hint about integer columns in an
+    input schema printed on every classification export with ensemble.coverage."""
+    import warnings
+
+    from runner.export import _signature
+
+    served = pd.DataFrame(
+        {"prediction": np.array([1, 2]), "set": [np.array([1]), np.array([0, 2])]}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        signature = _signature(["a", "b"], served)
+    assert [c.name for c in signature.outputs.inputs] == ["prediction", "set"]
+    assert not [w for w in caught if "integer column" in str(w.message)], caught
