@@ -98,8 +98,8 @@ def _bagged(data: Dataset, folds: int, seed: int) -> Dataset:
         raise SpecError(f"runner.folds: {err}") from None
 
 
-def _settle_folds(spec: RunSpec, data: Dataset) -> RunSpec:
-    """``runner.folds=auto`` for this dataset's size, said on stderr."""
+def _settle_folds(spec: RunSpec, data: Dataset) -> tuple[RunSpec, str]:
+    """``runner.folds=auto`` for this dataset's size, and the note that says what it chose."""
     import numpy as np
 
     from runner.spec import settle_folds
@@ -108,9 +108,7 @@ def _settle_folds(spec: RunSpec, data: Dataset) -> RunSpec:
     smallest = (
         int(np.unique(pooled, return_counts=True)[1].min()) if data.task.is_classification else None
     )
-    spec, note = settle_folds(spec, len(pooled), smallest)
-    print(f"note: {note}", file=sys.stderr)
-    return spec
+    return settle_folds(spec, len(pooled), smallest)
 
 
 def _probe_store(spec: RunSpec) -> None:
@@ -164,8 +162,9 @@ def _main(cfg: DictConfig) -> None:
                 logging.getLogger(name).setLevel(logging.ERROR)
         _probe_store(spec)
         data = _load(spec.data, "data")
+        folds_note = None
         if spec.folds_auto:
-            spec = _settle_folds(spec, data)
+            spec, folds_note = _settle_folds(spec, data)
         if spec.folds:
             data = _bagged(data, spec.folds, spec.data.seed)
         check_members_against_data(spec.members, data.task, data.input_spec)
@@ -182,6 +181,8 @@ def _main(cfg: DictConfig) -> None:
             )
     except SpecError as err:
         _fail(str(err))
+    if folds_note:  # said once the config is known good: bad input stays one line
+        print(f"note: {folds_note}", file=sys.stderr)
     from runner.cluster import ClusterError, check_reachable
 
     address = spec.cluster.address
