@@ -229,7 +229,6 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
     )
 
 
-@pytest.mark.slow
 def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_path):
     """search.metric=final_val_accuracy: Keras trials report val_loss per epoch and the
     final scores once, at their end; Optuna learns each trial's final score."""
@@ -269,6 +268,7 @@ def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_
     assert len(sampled) == 4 and len(set(sampled)) == 4
 
 
+@pytest.mark.slow
 def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
     pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
     # scikit-learn members only: the searcher is under test, and no worker imports TensorFlow
