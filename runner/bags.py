@@ -83,6 +83,9 @@ def assemble(
         else None,
         "classes": None if data.task.labels is None else list(data.task.labels),
     }
+    cut = [r.fit.get("epochs_run") or 1 for r in folds if r.fit.get("stopped_at_deadline")]
+    if cut:  # runner.time_limit stopped a fold before its last epoch: the fewest it trained
+        info["stopped_at_deadline"], info["epochs_run"] = True, min(cut)
     cpu = [r.fit.get("train_cpu_seconds") for r in folds]
     if None not in cpu:
         info["train_cpu_seconds"] = float(sum(cpu))

@@ -164,7 +164,9 @@ def train_member(
         else:
             teacher, targets_from = _teacher_predictions(member.teacher, X_train), "teacher"
         y_train = student_targets(entry, data.task, teacher)
-    reporter = _epoch_reporter(deadline, member.training.get("epochs"))
+    # a one-shot fit (scikit-learn, boosters) reports once, after it: never cut short
+    epochs = member.training.get("epochs") if entry.learns_in_epochs else 1
+    reporter = _epoch_reporter(deadline, epochs)
     with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
         out = Path(tmp)
         trained = entry.train(
