@@ -176,8 +176,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else _frame(model_input)
         if not len(frame):  # no rows (an empty list of records has no columns)
             return frame
-        names = [str(c) for c in frame.columns]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        names = frame.columns.astype(str)
+        twice = sorted(set(names[names.duplicated()]) & set(wanted))
         if twice:
             raise BadInput(
                 f"the input names column(s) {_names(twice)} more than once; pass each column once"
