@@ -345,7 +345,7 @@ class TablePrep:
             finite = numbers[np.abs(numbers) <= FLOAT32_MAX]  # as members read them
             median = float(finite.median()) if len(finite) else 0.0
             return Column(name, "numeric", [median], missing)
-        digits_id = id_like  # checked below
+        digits_id = distinct == n and n >= MIN_ID_ROWS and not missing  # checked below
         if _is_text(values) and not isinstance(values.dtype, pd.CategoricalDtype):
             column = self._numeric_text(name, present, missing, digits_id)
             if column is not None:
