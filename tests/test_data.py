@@ -441,6 +441,17 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     assert pd.api.types.is_float_dtype(X["größe"]) and X["größe"].isna().sum() == 2
     (said,) = [n for n in d.notes if n.startswith("column 'größe': 2 cell(s) not written with")]
     assert "'36.6'" in said and "'k.A.'" in said and said.endswith("read as missing")
+    # dots between thousands beside a dot decimal (1.250, 0.875) may be decimals: kept as
+    # text; and a column whose only comma is in a cell that is no number is no number
+    from runner.data.tables import _decimal_commas
+
+    odd = pd.DataFrame(
+        {
+            "dots": ["1.250", "72.500", "12.375", "3.125", "0.875"] * 3 + ["1,5"],
+            "floor": ["1", "2", "3", "4", "5"] * 3 + ["EG, links"],
+        }
+    )
+    assert _decimal_commas(odd.copy(), given=False)[:2] == ([], [])
     # names with commas in a semicolon file; a dot between thousands
     rows = [f"{1000 * (i + 1)},5;{i % 3};{'x' if i % 2 else 'y'}" for i in range(30)]
     rows = [r.replace("1000,", "1.000,") for r in rows]  # one with a thousands dot

@@ -73,10 +73,11 @@ def _decimal_commas(
     """Text columns that are numbers written with a decimal comma (as in files separated by
     semicolons), turned into numbers in place: their names, those of them whose every comma
     has exactly three digits after it (1,234: thousands, if the comma was a guess), and the
-    cells read as missing per column. A guessed decimal comma reads a column whose cells
-    are nearly all such numbers, the others ("36.6" typed by hand, "-", "k.A.") missing, as
-    its members read served rows. ``given``: data.decimal=comma, so a column of numbers with
-    dots between thousands only (1.000) is one too (and every cell must be a number)."""
+    cells read as missing per column. A column whose cells are nearly all such numbers is
+    read with the others ("36.6" typed by hand, "-", "k.A.") missing, as its members read
+    served rows, unless the numbers hold dots and one of the others is a dot decimal (1.250
+    beside 0.875: those dots may be decimals). ``given``: data.decimal=comma, so a column of
+    numbers with dots between thousands only (1.000) is one too."""
     converted, ambiguous, unread = [], [], {}
     for col in frame.columns:
         present = _text(frame[col])
@@ -85,9 +86,16 @@ def _decimal_commas(
         if not present.str.contains("," if not given else "[,.]").any():
             continue
         numbers = present.str.fullmatch(DECIMAL_COMMA)
-        if not numbers.all() and (given or numbers.mean() < NUMERIC_TEXT_SHARE):
+        odd = present[~numbers]
+        # a dot decimal among numbers read with dots between thousands (1.250 and 0.875):
+        # those dots may be decimals too
+        dotted = (odd.str.contains(r"\d") & odd.str.fullmatch(DECIMAL_DOT)).any()
+        dotted = dotted and present[numbers].str.contains(".", regex=False).any()
+        if not numbers.all() and (numbers.mean() < NUMERIC_TEXT_SHARE or dotted):
             continue
         commas = present[numbers & present.str.contains(",", regex=False)]
+        if not given and commas.empty:  # its only commas are in cells that are no number
+            continue
         if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
             ambiguous.append(str(col))
         text = frame[col].astype("string").mask(frame.index.isin(present.index[~numbers]))
