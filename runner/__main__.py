@@ -181,8 +181,6 @@ def _main(cfg: DictConfig) -> None:
             )
     except SpecError as err:
         _fail(str(err))
-    if folds_note:  # said once the config is known good: bad input stays one line
-        print(f"note: {folds_note}", file=sys.stderr)
     from runner.cluster import ClusterError, check_reachable
 
     address = spec.cluster.address
@@ -191,6 +189,8 @@ def _main(cfg: DictConfig) -> None:
             check_reachable(address, spec.cluster.connect_timeout)
         except ClusterError as err:
             _fail(str(err))
+    if folds_note:  # said once the config is known good: bad input stays one line
+        print(f"note: {folds_note}", file=sys.stderr)
 
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.

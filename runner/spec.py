@@ -817,7 +817,8 @@ def settle_folds(spec: RunSpec, rows: int, smallest_class: int | None) -> tuple[
     (``smallest_class``: the rows of its rarest class): small tables, where a validation split
     is too few rows to weigh members on, are bagged; returns the spec and a note saying so."""
     want = SMOKE_AUTO_FOLDS if spec.smoke else AUTO_FOLDS
-    k = want if rows <= AUTO_FOLD_ROWS else 0
+    searched = any(m.search for m in spec.members) or spec.search.objective == "ensemble"
+    k = want if rows <= AUTO_FOLD_ROWS and not searched else 0
     if k and smallest_class is not None:
         k = min(k, smallest_class) if smallest_class >= 2 else 0
     if k:
@@ -827,16 +828,17 @@ def settle_folds(spec: RunSpec, rows: int, smallest_class: int | None) -> tuple[
             "runner.folds=0 trains each member once"
         )
     else:
-        why = (
-            f"{rows} rows, more than {AUTO_FOLD_ROWS:,}"
-            if rows > AUTO_FOLD_ROWS
-            else f"a class has {smallest_class} row(s)"
-        )
+        if searched:
+            why = "searched members are not bagged"
+        elif rows > AUTO_FOLD_ROWS:
+            why = f"{rows} rows, more than {AUTO_FOLD_ROWS:,}"
+        else:
+            why = f"a class has {smallest_class} row(s)"
         note = f"runner.folds=auto: members train once, not bagged ({why})"
         if spec.refit:
             raise _fail(
                 "runner.refit",
-                f"refits a bagged member, and runner.folds=auto does not bag this table ({why}); "
+                f"refits a bagged member, and runner.folds=auto does not bag here ({why}); "
                 "set runner.folds=K (K >= 2) or runner.refit=false",
             )
     members = tuple(replace(m, folds=k) for m in spec.members)
@@ -965,9 +967,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
     check_stage_references(stages, members)
     search = parse_search(cfg.get("search"), stages, members)
     folds = parse_folds(runner.get("folds", 0), members)
-    if folds == "auto" and (search.objective == "ensemble" or any(m.search for m in members)):
-        folds = 0  # auto bags only what can be bagged
-    if search.objective == "ensemble" and folds:
+    if search.objective == "ensemble" and folds and folds != "auto":
         raise _fail(
             "search.objective",
             "ensemble scores whole trials against the ensemble so far; bagged trials are "

@@ -287,13 +287,14 @@ def test_auto_folds_bag_small_tables_within_their_rarest_class(rows, smallest, f
 def test_auto_folds_leave_searched_members_and_smoke_runs_cheap():
     assert settle_folds(tabular_spec("smoke=true"), 300, 40)[0].folds == 2
     searched = tabular_spec("search=random", "++members.mlp.hparams.width={choice: [32, 64]}")
-    assert (searched.folds, searched.folds_auto) == (0, False)  # searched members: not bagged
+    settled, note = settle_folds(searched, 300, 40)
+    assert settled.folds == 0 and "not bagged (searched members are not bagged)" in note
 
 
 def test_a_refit_needs_the_folds_auto_settles_on():
     spec = tabular_spec("runner.refit=true")
     assert settle_folds(spec, 300, 40)[0].refit
-    with pytest.raises(SpecError, match=r"runner.refit: .*auto does not bag .*10001 rows"):
+    with pytest.raises(SpecError, match=r"runner.refit: .*auto does not bag here .*10001 rows"):
         settle_folds(spec, 10_001, 40)
     with pytest.raises(SpecError, match=r"runner.folds: must be .* or auto, got 'sometimes'"):
         tabular_spec("runner.folds=sometimes")
