@@ -62,7 +62,9 @@ def test_bagging_pools_train_and_validation_rows_into_stratified_folds(tmp_path)
 
 @pytest.mark.parametrize("bad", ["1", "-2", "two", "2.5"])
 def test_a_bad_number_of_folds_is_refused_naming_the_value(bad):
-    with pytest.raises(SpecError, match=r"^runner.folds: must be 0 \(no bagging\) or an integer"):
+    with pytest.raises(
+        SpecError, match=r"^runner.folds: must be 0 \(no bagging\), an integer >= 2 or auto, got"
+    ):
         spec_of(f"runner.folds={bad}")
     spec = spec_of("runner.folds=4")
     assert spec.folds == 4 and all(m.folds == 4 for m in spec.members)
