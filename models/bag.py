@@ -39,6 +39,11 @@ class Bag:
         """The raw table columns any of its members reads."""
         return list(dict.fromkeys(n for m in self.members for n in m.input_names))
 
+    @property
+    def pixel_range(self) -> tuple[float, float] | None:
+        """The training pixels' range its members saw (images), or None."""
+        return self.members[0].pixel_range
+
     def unreadable(
         self, frame: Any, checked: set[tuple] | None = None
     ) -> dict[str, tuple[int, str]]:

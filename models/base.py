@@ -58,6 +58,9 @@ class InputSpec:
     variance: np.ndarray | None = field(default=None, compare=False, repr=False)
     # feature positions by origin ("categorical", "numeric") for encoded table rows
     groups: Mapping[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
+    # images: the lowest and highest training pixel, so a served model can tell images on
+    # another scale ([0, 1] where it learnt [0, 255]) from the ones it knows
+    pixel_range: tuple[float, float] | None = field(default=None, compare=False, repr=False)
     # raw table rows: each member encodes them itself, so n_features and feature_names
     # describe the raw columns, not what a model sees
     table: bool = False

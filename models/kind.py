@@ -243,7 +243,7 @@ class ModelKind:
         if prep is not None:
             info["n_encoded_features"] = spec.n_features
             info["dropped_columns"] = dict(prep.dropped)
-        member = Member(self, model, prep, target)
+        member = Member(self, model, prep, target, spec.pixel_range)
         return Trained(member, history, fit_seconds, max(epochs, 1), info)
 
 

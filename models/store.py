@@ -66,6 +66,8 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
         manifest["prep"] = {"file": prep.name, "sha256": sha256(prep)}
     if member.target is not None:
         manifest["target"] = vars(member.target)
+    if member.pixel_range is not None:
+        manifest["pixel_range"] = list(member.pixel_range)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -151,7 +153,8 @@ def load_member(folder: str | Path) -> Member | Bag:
         prep_path = _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
         prep = TablePrep.from_dict(json.loads(prep_path.read_text()))
     target = TargetScaler(**manifest["target"]) if "target" in manifest else None
-    return Member(entry, entry.load(path), prep, target)
+    pixels = manifest.get("pixel_range")
+    return Member(entry, entry.load(path), prep, target, None if pixels is None else tuple(pixels))
 
 
 def load_model(path: str | Path) -> Any:

@@ -95,6 +95,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             raise BadInput(f"params output={output!r}: allowed: 'proba' or 'labels'")
         table = any(m.reads_table for m in self.members.values())
         X = self._table_rows(model_input) if table else self._feature_rows(model_input)
+        if not table:
+            self._check_scale(X)
         if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
             k = self.task.n_classes
             P = np.zeros((self.n_members, 0, k) if k else (self.n_members, 0))
@@ -158,6 +160,30 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 "model's members were trained on complete numbers"
             )
         return X
+
+    def _check_scale(self, X: np.ndarray) -> None:
+        """Warn when images come on another scale than the training ones (pixels in [0, 1]
+        where the members learnt [0, 255], or the reverse): the members would answer
+        confidently and wrongly."""
+        pixels = next((m.pixel_range for m in self.members.values() if m.pixel_range), None)
+        if pixels is None or not X.size:
+            return
+        lo, hi = pixels
+        span = hi - lo
+        low, high = float(X.min()), float(X.max())
+        shrunk = lo < high <= lo + span / 8  # all within the training range's lowest eighth
+        beyond = high > hi + span or low < lo - span
+        if span <= 0 or not (shrunk or beyond):
+            return
+        import warnings
+
+        warnings.warn(
+            f"the input's values lie in [{low:g}, {high:g}] but the members were trained on "
+            f"images with pixels in [{lo:g}, {hi:g}]: scale the input as the training images "
+            "were, or the predictions are meaningless",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _table_rows(self, model_input) -> pd.DataFrame:
         """The rows as a DataFrame the members can read: one clear line when none of the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,13 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     for same in (X.astype(np.float64), X.astype(np.uint8), X.reshape(-1, 8, 8), pd.DataFrame(X)):
         np.testing.assert_allclose(model.predict(same), predicted, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.predict(X[0].reshape(8, 8)), predicted[:1], atol=1e-6)
+    # images on another scale than the training ones are answered with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(X)
+    for scaled, seen in ((X / 16.0, r"\[0, 1\]"), (X * 16.0, r"\[0, 256\]")):
+        with pytest.warns(UserWarning, match=seen + r" but .* pixels in \[0, 16\]: scale"):
+            model.predict(scaled)
     with pytest.raises(ValueError, match=r"has shape \(5, 63\); this model takes rows of 64"):
         model.predict(X[:5, :63])
     holed = X[:4].copy()

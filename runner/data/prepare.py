@@ -23,8 +23,12 @@ def input_spec(raw: Raw, X_train: object) -> InputSpec:
         variance = np.full(X_train.shape[1], X_train.var(), dtype=np.float64)
     else:
         mean, variance = X_train.mean(axis=0), X_train.var(axis=0)
+    pixel_range = None
+    if raw.image_shape is not None:
+        pixel_range = (float(np.min(X_train)), float(np.max(X_train)))
     return InputSpec(
         n_features=raw.X.shape[1],
+        pixel_range=pixel_range,
         image_shape=raw.image_shape,
         feature_names=raw.feature_names,
         mean=mean,
