@@ -26,7 +26,7 @@ from runner.contracts import TrialInput, import_modules
 from runner.data.tables import SEP_NAMES
 from runner.data.types import DataSpec
 from runner.folders import unmakeable_folder
-from runner.search import SearchSpec, is_domain, split_domains
+from runner.search import DOMAINS, SearchSpec, is_domain, split_domains
 
 TRACKING_KEYS = ("uri", "connect_timeout", "background_writes")
 
@@ -213,7 +213,21 @@ def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> An
     try:
         return cls(**values, **extra)
     except ValueError as err:
-        raise _fail(where, str(err)) from None
+        raise _fail(where, str(err) + _domain_hint(values, str(err))) from None
+
+
+def _domain_hint(values: Mapping[str, Any], message: str) -> str:
+    """What to write instead when a refused value is a one-key mapping that reads as a
+    search domain of a kind there is not (``{normal: [0, 1]}``)."""
+    for value in values.values():
+        if (
+            isinstance(value, Mapping)
+            and len(value) == 1
+            and not is_domain(value)
+            and repr(dict(value)) in message
+        ):
+            return f" ({next(iter(value))!r} is not a search domain; allowed: {', '.join(DOMAINS)})"
+    return ""
 
 
 def _int(where: str, value: Any, minimum: int) -> int:
@@ -541,7 +555,11 @@ def check_members_against_data(
                 entry.check(hparams, task)
                 entry.check_input(hparams, spec)
             except (ValueError, TypeError) as err:
-                hint = "" if path is None else _sampled_hint(m.search[path], hparams[path[8:]])
+                hint = (
+                    _domain_hint(hparams, str(err))
+                    if path is None
+                    else _sampled_hint(m.search[path], hparams[path[8:]])
+                )
                 raise _fail(f"{at}.hparams", str(err) + hint) from None
 
 

@@ -124,6 +124,15 @@ def test_a_searched_member_needs_a_search_algorithm():
             r"training.optimizer.momentum: a search domain inside a setting is not searched; "
             r"search the whole setting instead, e.g. training.optimizer=\{choice: \[\{...\}",
         ),
+        (  # a domain of a kind there is not
+            "+members.mlp.hparams.dropout={normal: [0, 0.5]}",
+            r"dropout must be .* got \{'normal': \[0, 0.5\]\} \('normal' is not a search "
+            r"domain; allowed: choice, uniform, loguniform, randint\)",
+        ),
+        (
+            "+members.mlp.training.epochs={normal: [3, 5]}",
+            r"epochs must be .*\('normal' is not a search domain; allowed: choice",
+        ),
         (
             "+members.convnet.hparams.filters=[16, {choice: [32, 64]}]",
             r"hparams.filters.1: a search domain inside .*=\{choice: \[\[...\], \[...\]\]\}",
