@@ -104,9 +104,13 @@ def epoch_reporter(on_epoch: EpochHook) -> Any:
             metrics = {
                 k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0 and k != "phase"
             }
-            if "lr" not in metrics and "learning_rate" not in metrics:
+            # Keras' schedule callbacks log the rate as learning_rate: one name, lr, on record
+            keras_rate = metrics.pop("learning_rate", None)
+            if "lr" not in metrics:
                 lr = getattr(self.model.optimizer, "learning_rate", None)
-                if lr is not None:
+                if keras_rate is not None:
+                    metrics["lr"] = keras_rate
+                elif lr is not None:
                     metrics["lr"] = float(keras.ops.convert_to_numpy(lr))
             if self.phase is not None:
                 metrics["phase"] = float(self.phase)

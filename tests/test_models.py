@@ -322,6 +322,34 @@ def test_transfer_fine_tuning_continues_the_epoch_count(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "schedule",
+    [
+        {"name": "piecewise", "boundaries": [1], "values": [0.0005]},
+        {"name": "plateau", "patience": 1, "factor": 0.5},
+    ],
+)
+def test_each_epoch_reports_its_learning_rate_under_one_name(schedule, tiny):
+    """Keras' schedule callbacks log the rate as learning_rate; the record holds lr only."""
+    spec, X, y, _ = tiny
+    entry = REGISTRY["mlp"]
+    reported = []
+    options = TrainingOptions(epochs=3, batch_size=16, learning_rate=0.001, schedule=schedule)
+    entry.train(
+        spec,
+        CLASSES,
+        {},
+        (X, y),
+        (X, y),
+        options,
+        on_epoch=lambda epoch, logs: reported.append(dict(logs)),
+    )
+    assert len(reported) == 3
+    assert all("lr" in logs and "learning_rate" not in logs for logs in reported), reported
+    if schedule["name"] == "piecewise":
+        assert [logs["lr"] for logs in reported] == pytest.approx([0.001, 0.0005, 0.0005])
+
+
+@pytest.mark.parametrize(
     "schedule, rates",
     [
         # boundaries count the whole training's epochs: epoch 3 is phase two's second
