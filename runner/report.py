@@ -71,9 +71,10 @@ def leaderboard(summary: dict[str, Any]) -> str:
     if skipped:
         out += ["", f"skipped (runner.time_limit passed before they started): {', '.join(skipped)}"]
     cut = [
-        f"{m['name']} ({m['cut_short']['epochs_run']} epoch(s))"
+        f"{name} ({row['cut_short']['epochs_run']} epoch(s))"
         for m in summary["members"]
-        if m.get("cut_short")
+        for name, row in ((m["name"], m), (f"{m['name']}/refit", m.get("refit") or {}))
+        if row.get("cut_short")
     ]
     if cut:
         out += [

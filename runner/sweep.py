@@ -381,6 +381,8 @@ def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     if r.status == "FINISHED":
         test = evaluate(data.y_test, r.test)
         row.update(test_metric=test[metric], test_scores=test)
+    if r.fit.get("stopped_at_deadline"):
+        row["cut_short"] = {"epochs_run": r.fit.get("epochs_run")}
     if r.error:
         row["error"] = r.error
     return row

@@ -48,6 +48,17 @@ def test_leaderboard_puts_ensemble_first_then_members_best_val_first():
     assert "0.750" in lines[3] and "FAILED" in lines[5]
 
 
+def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
+    members = [
+        {**SUMMARY["members"][0], "cut_short": {"epochs_run": 3}},
+        {**SUMMARY["members"][1], "refit": {"status": "FINISHED", "cut_short": {"epochs_run": 7}}},
+        {**SUMMARY["members"][2], "refit": {"status": "FINISHED"}},
+    ]
+    text = leaderboard({**SUMMARY, "members": members})
+    assert "before their last epoch): a (3 epoch(s)), b/refit (7 epoch(s))" in text
+    assert "cut short" not in leaderboard(SUMMARY)
+
+
 def test_leaderboard_has_no_terminal_control_codes():
     assert "\x1b" not in leaderboard(SUMMARY)
 
