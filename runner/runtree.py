@@ -26,6 +26,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
+from models.training import TrainingOptions
 from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
@@ -168,6 +169,10 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
         params.pop("refit", None)
     if not params.get("teacher"):
         params.pop("teacher", None)
+    if member.searched:  # a sampled mapping option ({name: sgd, momentum: 0.9}) logs as the
+        # flattened keys an unsearched member's does (training.optimizer: sgd, ...momentum)
+        with contextlib.suppress(TypeError, ValueError):
+            params["training"] = TrainingOptions.from_params(member.training).as_params()
     return params
 
 

@@ -76,8 +76,9 @@ def test_a_training_option_searched_over_mappings_trains_each_sample_as_drawn(
     from ray.tune.search import BasicVariantGenerator
 
     from models.training import TrainingOptions
-    from runner.contracts import unpack_member
+    from runner.contracts import TrialInput, unpack_member
     from runner.plan import tune_runs
+    from runner.runtree import _member_params
 
     spec = spec_of(
         "search=random",
@@ -98,6 +99,11 @@ def test_a_training_option_searched_over_mappings_trains_each_sample_as_drawn(
         options = TrainingOptions.from_params(training)
         assert getattr(options, option) == TrainingOptions(**{option: sampled}).__dict__[option]
         drawn.add(repr(sampled))
+        # MLflow gets the flattened keys an unsearched member's run has (optimizer: sgd,
+        # optimizer.momentum: 0.9), not the sample's own nesting (optimizer.name: sgd)
+        member = TrialInput.from_config(unpack_member(trial.config["member"]))
+        logged = _member_params(member)["training"]
+        assert logged == options.as_params() and f"{option}.name" not in logged
     assert len(drawn) >= 2
 
 
