@@ -89,22 +89,22 @@ def _decimal_commas(
         odd = present[~numbers]
         # a dot decimal among numbers read with dots between thousands (1.250 and 0.875):
         # those dots may be decimals too
-        dotted = (odd.str.contains(r"\d") & odd.str.fullmatch(DECIMAL_DOT)).any()
-        dotted = dotted and present[numbers].str.contains(".", regex=False).any()
-        if not numbers.all() and (numbers.mean() < NUMERIC_TEXT_SHARE or dotted):
+        dot_decimal = (odd.str.contains(r"\d") & odd.str.fullmatch(DECIMAL_DOT)).any()
+        dots_unsure = dot_decimal and present[numbers].str.contains(".", regex=False).any()
+        if not odd.empty and (numbers.mean() < NUMERIC_TEXT_SHARE or dots_unsure):
             continue
         commas = present[numbers & present.str.contains(",", regex=False)]
         if not given and commas.empty:  # its only commas are in cells that are no number
             continue
         if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
             ambiguous.append(str(col))
-        text = frame[col].astype("string").mask(frame.index.isin(present.index[~numbers]))
+        text = frame[col].astype("string").mask(frame.index.isin(odd.index))
         text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
         read = pd.to_numeric(text).to_numpy(dtype=np.float64, na_value=np.nan)
         frame[col] = pd.Series(read, index=frame.index)
         converted.append(str(col))
-        if not numbers.all():
-            unread[str(col)] = present[~numbers]
+        if not odd.empty:
+            unread[str(col)] = odd
     return converted, ambiguous, unread
 
 
