@@ -241,6 +241,27 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     return members, labels, found
 
 
+def _named_as_their_sweep(
+    members: list[MemberPredictions], found: dict, fingerprint: str
+) -> tuple[list[MemberPredictions], dict]:
+    """Members named as in their own sweep (``mlp``, not ``mlp:SWEEP``) when the chosen
+    split's members all come from one sweep: the other sweeps' are left out, so this ensemble
+    is that sweep's, and a rerun of its settings finds the sweep's own ensemble run."""
+    sweeps = {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint}
+    if len(sweeps) != 1 or not any(":" in m.name for m in members):
+        return members, found
+    (sweep,) = sweeps
+    suffix = f":{sweep}"
+
+    def plain(name: str) -> str:
+        return name.removesuffix(suffix) if found["sweep_of"].get(name) == sweep else name
+
+    renamed = {
+        key: {plain(k): v for k, v in found[key].items()} for key in ("runs", "sweep_of", "refits")
+    }
+    return [replace(m, name=plain(m.name)) for m in members], {**found, **renamed}
+
+
 def _sweep_metric(client, experiment_id: str, sweeps: set[str]) -> str | None:
     """The metric the sweeps' own ensembles were judged by (``metric=`` of the sweep), when
     they agree: re-ensembling a sweep the sweep's way finds its run."""
@@ -350,6 +371,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if fingerprint not in labels:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
+            members, found = _named_as_their_sweep(members, found, fingerprint)
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
             metric = headline_metric(
                 _is_classes(members),
@@ -362,16 +384,21 @@ def _main(argv: Sequence[str] | None) -> int:
             )
             refits = found["refits"]
             refit_runs = {name: run_id for name, (run_id, _) in refits.items()}
+            split_runs = {
+                m.name: found["runs"][m.name] for m in members if m.fingerprint == fingerprint
+            }
             described = ensemble_step.settings_of(
-                settings, args.seed, fingerprint, found["runs"], metric, refit_runs or None
+                settings, args.seed, fingerprint, split_runs, metric, refit_runs or None
             )
             done = ensemble_step.existing_run(
                 client, experiment_id, ensemble_step.settings_hash(described)
             )
             if done is not None:
+                other = len(members) - len(split_runs)
                 print(
                     f"ensemble run {done} already combines these members with these settings; "
                     "nothing new to log"
+                    + (f" ({other} member(s) of another data split left out)" if other else "")
                 )
                 return 0
             report = ensemble_step.fit(

@@ -156,6 +156,47 @@ def test_ensembling_again_with_the_same_settings_adds_nothing_and_new_settings_a
     assert settings == [5, 10]
 
 
+def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(tmp_path):
+    """sweeps=all, where another sweep's members hold another data split, combines one
+    sweep's members: the same ensemble as that sweep's own, so nothing new is logged."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    tags = {"runner.experiment": "exp", "runner.sweep_id": "s2"}
+    parent = client.create_run(exp, run_name="sweep2", tags={**tags, "runner.role": "sweep"})
+    other = client.create_run(
+        exp,
+        run_name="a",
+        tags={**tags, "runner.role": "member", "runner.member": "a"},
+    )
+    folder = tmp_path / "other"
+    folder.mkdir()
+    P, y = informative_and_noise(n=80, seed=3, noisy=0)
+    np.savez(
+        folder / "predictions.npz",
+        val=P[0],
+        test=P[0],
+        y_val=y,
+        y_test=y,
+        fingerprint=np.array("fp2"),
+    )
+    (folder / "member.json").write_text(json.dumps({"n_features": 4}))
+    client.log_artifacts(other.info.run_id, str(folder))
+    client.set_terminated(other.info.run_id, "FINISHED")
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    words = ("experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
+    first = run(tmp_path, *words, "sweeps=s1")
+    assert first.returncode == 0, first.stderr
+    again = run(tmp_path, *words, "sweeps=all")
+    assert again.returncode == 0, again.stderr
+    assert (
+        "already combines these members with these settings; nothing new to log (1 member(s) "
+        "of another data split left out)"
+    ) in again.stdout
+    runs = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
+    assert len(runs) == 1 and runs[0].data.tags["runner.members"] == "a,b,c"
+
+
 def test_re_ensembling_a_sweep_judges_it_by_the_sweeps_own_metric(tmp_path):
     """A sweep run with metric=log_loss is re-ensembled by log loss unless told otherwise
     (it was judged by accuracy, and so did not find the sweep's own ensemble run)."""
