@@ -44,6 +44,11 @@ class Bag:
         """The training pixels' range its members saw (images), or None."""
         return self.members[0].pixel_range
 
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The named features its members read, in order (not a table), or None."""
+        return self.members[0].feature_names
+
     def unreadable(
         self, frame: Any, checked: set[tuple] | None = None
     ) -> dict[str, tuple[int, str]]:

@@ -243,7 +243,8 @@ class ModelKind:
         if prep is not None:
             info["n_encoded_features"] = spec.n_features
             info["dropped_columns"] = dict(prep.dropped)
-        member = Member(self, model, prep, target, spec.pixel_range)
+        named = None if prep is not None else spec.feature_names
+        member = Member(self, model, prep, target, spec.pixel_range, named)
         return Trained(member, history, fit_seconds, max(epochs, 1), info)
 
 

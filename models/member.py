@@ -15,14 +15,16 @@ from models.tabular import TablePrep, TargetScaler, is_table
 @dataclass
 class Member:
     """``kind``'s ``model`` with the ``prep`` it reads raw table rows with and the ``target``
-    scaler its regression predictions are mapped back with (either may be None), and for
-    images the ``pixel_range`` it was trained on."""
+    scaler its regression predictions are mapped back with (either may be None); for images
+    the ``pixel_range`` it was trained on, and for named features (not a table) their names in
+    the order it reads them."""
 
     kind: Any  # models.kind.ModelKind; typed loosely to keep this module import-light
     model: Any
     prep: TablePrep | None = None
     target: TargetScaler | None = None
     pixel_range: tuple[float, float] | None = None
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def reads_table(self) -> bool:

@@ -68,6 +68,8 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
         manifest["target"] = vars(member.target)
     if member.pixel_range is not None:
         manifest["pixel_range"] = list(member.pixel_range)
+    if member.feature_names is not None:
+        manifest["feature_names"] = list(member.feature_names)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -153,8 +155,15 @@ def load_member(folder: str | Path) -> Member | Bag:
         prep_path = _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
         prep = TablePrep.from_dict(json.loads(prep_path.read_text()))
     target = TargetScaler(**manifest["target"]) if "target" in manifest else None
-    pixels = manifest.get("pixel_range")
-    return Member(entry, entry.load(path), prep, target, None if pixels is None else tuple(pixels))
+    pixels, names = manifest.get("pixel_range"), manifest.get("feature_names")
+    return Member(
+        entry,
+        entry.load(path),
+        prep,
+        target,
+        pixel_range=None if pixels is None else tuple(pixels),
+        feature_names=None if names is None else tuple(names),
+    )
 
 
 def load_model(path: str | Path) -> Any:

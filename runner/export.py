@@ -275,7 +275,7 @@ def log_pyfunc(
         "n_classes": int(report.val_pred.shape[1]) if classification else None,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts, kinds, modules = {}, [], set()
+        artifacts, kinds, modules, named = {}, [], set(), None
         used = [int(i) for i in report.estimator.used_members()]
         for i in used:
             name = report.names[i]
@@ -283,6 +283,7 @@ def log_pyfunc(
             manifest = read_manifest(folder)
             kinds.append(manifest["kind"])
             modules.add(manifest.get("module") or "models")
+            named = named or _feature_names(Path(folder), manifest)
             artifacts[f"member_{i}"] = folder
         estimator_path = safe_io.dump(report.estimator, Path(tmp) / "estimator.skops")
         spec_path = Path(tmp) / "ensemble_spec.json"
@@ -316,7 +317,7 @@ def log_pyfunc(
                 code_paths=_code_paths(modules),
                 pip_requirements=_requirements(kinds),
                 signature=signature,
-                metadata=_metadata(classes, inputs),
+                metadata=_metadata(classes, inputs, named),
             )
         client.log_artifacts(run_id, str(saved), artifact_path)
     return f"runs:/{run_id}/{artifact_path}"
@@ -367,12 +368,26 @@ def _signature(inputs: Any, pred: Any) -> Any:
         return ModelSignature(inputs=None, outputs=_infer_schema(pred), params=params)
 
 
-def _metadata(classes: Sequence[str] | None, inputs: Any) -> dict[str, Any]:
+def _feature_names(folder: Path, manifest: Mapping[str, Any]) -> list[str] | None:
+    """The named features the member saved in ``folder`` reads (a bag's: its first fold's),
+    or None."""
+    if manifest.get("bag"):
+        first = folder / manifest["bag"][0]["folder"]
+        return read_manifest(first).get("feature_names")
+    return manifest.get("feature_names")
+
+
+def _metadata(
+    classes: Sequence[str] | None, inputs: Any, feature_names: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The model's metadata (what the signature leaves out): the names of its probability
-    columns (None for a regressor), and the table's columns or the features' count."""
+    columns (None for a regressor), and the table's columns or the features' count (and
+    their names, in the order of a row, when the data named them)."""
     out: dict[str, Any] = {"classes": None if classes is None else list(classes)}
     if isinstance(inputs, int):
         out["n_features"] = inputs
+        if feature_names:
+            out["feature_names"] = list(feature_names)
     else:
         out["columns"] = [str(c) for c in getattr(inputs, "columns", inputs)]
     return out

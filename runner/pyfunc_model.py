@@ -129,10 +129,19 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
 
     def _feature_rows(self, model_input) -> np.ndarray:
         """Numbers as the members read them, float32 rows of ``n_features``: any numeric
-        dtype (uint8 pixels, float64, integers), a frame or nested lists, images of the
-        trained size ((n, h, w) or (n, h, w, c)) flattened, one row or image alone; one
-        clear line for anything else, or for missing or infinite values."""
-        values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input
+        dtype (uint8 pixels, float64, integers), a frame (its columns matched by name when it
+        names the features) or nested lists, images of the trained size ((n, h, w) or
+        (n, h, w, c)) flattened, one row or image alone; one clear line for anything else, or
+        for missing or infinite values."""
+        names = next((m.feature_names for m in self.members.values() if m.feature_names), None)
+        images = any(m.pixel_range for m in self.members.values()) or names is None
+        values = model_input
+        if isinstance(model_input, pd.DataFrame):
+            values = _by_name(model_input, names) if names else model_input
+            try:
+                values = values.to_numpy(dtype=np.float32, na_value=np.nan)
+            except (TypeError, ValueError):  # pd.NA or None in object columns: missing values
+                values = values.astype(object).where(values.notna(), np.nan)
         try:
             X = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError) as err:
@@ -142,14 +151,17 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             return X
         if X.size == 0:
             return X.reshape(0, width)
-        if X.ndim >= 1 and X.size == width and (X.ndim == 1 or X.shape[0] != 1):
-            X = X.reshape(1, width)  # one row, or one image
-        elif X.ndim >= 3 and int(np.prod(X.shape[1:])) == width:
+        if X.ndim == 1 and X.size == width:
+            X = X.reshape(1, width)  # one row
+        elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
+            X = X.reshape(1, width)  # one image
+        elif images and X.ndim >= 3 and int(np.prod(X.shape[1:])) == width:
             X = X.reshape(len(X), width)  # images
         if X.ndim != 2 or X.shape[1] != width:
             raise BadInput(
                 f"the input has shape {tuple(np.shape(values))}; this model takes rows of "
-                f"{width} features (n, {width}), or images of {width} pixels"
+                f"{width} features (n, {width})"
+                + (f", or images of {width} pixels" if images else "")
             )
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
@@ -266,6 +278,26 @@ def _frame(rows) -> pd.DataFrame:
         return pd.DataFrame(rows)
     except (TypeError, ValueError) as err:
         raise BadInput(f"cannot read the input as table rows ({err}); pass a DataFrame") from None
+
+
+def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """A frame's columns in the order the members read the features: by name when its
+    columns are names (others ignored), by position when they are positions (``0`` ... or
+    ``"0"`` ...); one clear line when they are names but not the features' (a CSV request
+    without a header row has its first row read as names)."""
+    columns = [str(c) for c in frame.columns]
+    if columns == [str(k) for k in range(len(columns))]:
+        return frame
+    missing = [n for n in names if n not in set(columns)]
+    if missing:
+        raise BadInput(
+            f"the input's columns ({_names(columns, 5)}) do not name this model's features: "
+            f"{len(missing)} of its {len(names)} are missing ({_names(missing, 5)}); pass the "
+            f"columns {_names(names, 10)} in any order, or numbers without names (a CSV "
+            "request needs a header row)"
+        )
+    frame = frame.set_axis(columns, axis=1)
+    return frame.loc[:, ~frame.columns.duplicated()][list(names)]
 
 
 def _names(columns, limit: int = 20) -> str:

@@ -87,6 +87,38 @@ pred = np.asarray(model.predict(X))
 assert pred.shape[0] == 5 and np.isfinite(pred).all(), pred
 if pred.ndim == 2:
     assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-5), pred
+names = model.metadata.metadata.get("feature_names")
+if columns is None and names is not None:  # named features: matched by name, in any order
+    assert len(names) == n_features
+    named = pd.DataFrame(X, columns=names)
+    again = np.asarray(model.predict(named[names[::-1]]))
+    assert np.allclose(again, pred, atol=1e-6), (again, pred)
+    # a CSV request without a header: its first row read as the columns' names
+    headless = pd.DataFrame(X[1:], columns=[f"{v:.4f}" for v in X[0]])
+    try:
+        model.predict(headless)
+    except Exception as err:
+        assert "do not name this model's features" in str(err), err
+    else:
+        raise AssertionError("a frame not naming the features was read by position")
+    holed = named.astype(object)
+    holed.iloc[2, 1] = pd.NA
+    try:
+        model.predict(holed)
+    except Exception as err:
+        assert "1 input row(s) hold missing or infinite values (rows 2)" in str(err), err
+    else:
+        raise AssertionError("a missing value was served")
+    if not names[0].startswith("pixel"):  # not images: two half rows are no row
+        try:
+            model.predict(np.zeros((2, n_features // 2)))
+        except Exception as err:
+            assert f"this model takes rows of {n_features} features (n, {n_features})" in str(
+                err
+            ) and "images" not in str(err), err
+        else:
+            raise AssertionError("two half rows were read as one row")
+    print("named", len(names))
 print("served", pred.shape)
 """
 
@@ -112,3 +144,5 @@ def test_every_experiments_ensemble_loads_and_predicts_in_a_fresh_process(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "served" in done.stdout
+    if experiment in ("quickstart", "housing_zoo", "fashion_zoo"):  # their data name features
+        assert "named" in done.stdout, done.stdout
