@@ -73,7 +73,7 @@ def assemble(
         "folds": member.folds,
         "fold_runs": [r.run_id for r in folds],
         "train_seconds": float(sum(r.train_seconds or 0.0 for r in folds)),
-        "fit_seconds": float(sum(r.train_seconds or 0.0 for r in folds)),
+        "fit_seconds": float(sum(r.fit.get("fit_seconds") or 0.0 for r in folds)),
         "epochs_run": 1,
         "assemble_seconds": time.perf_counter() - start,
         "fingerprint": data.fingerprint,

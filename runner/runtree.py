@@ -255,6 +255,7 @@ FIT_FACTS = (
     "predict_ms_per_1000",
     "model_bytes",
     "train_cpu_seconds",
+    "fit_seconds",
 )
 
 
@@ -795,7 +796,8 @@ class RunTree:
             scores,
             {
                 GPU_IDS: ",".join(info.get("gpu_ids", [])) or "none",
-                NODE_ID: str(info.get("node_id")),
+                # a bag's folds ran where each was placed: their own runs name the node
+                **({NODE_ID: str(info["node_id"])} if info.get("node_id") else {}),
                 **({CUT_SHORT: str(info["epochs_run"])} if info.get("stopped_at_deadline") else {}),
             },
             step=int(info["epochs_run"]),

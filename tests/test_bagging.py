@@ -158,6 +158,11 @@ def test_a_bagged_sweep_nests_fold_runs_ensembles_out_of_fold_and_serves_the_mea
         assert member.data.tags[FOLDS] == "3"
         folds = [f for f in by_role["fold"] if f.data.tags[PARENT] == member.info.run_id]
         assert sorted(f.data.tags[MEMBER] for f in folds) == [f"{name}/fold{k}" for k in range(3)]
+        # the bag's fit time is its folds' fits (not their whole trials); its folds name nodes
+        fits = sum(f.data.metrics["fit_seconds"] for f in folds)
+        assert member.data.metrics["fit_seconds"] == pytest.approx(fits, rel=1e-6)
+        assert "runner.node_id" not in member.data.tags
+        assert all(f.data.tags["runner.node_id"] not in ("", "None") for f in folds)
         local = client.download_artifacts(member.info.run_id, "predictions.npz", str(tmp_path))
         with np.load(local) as npz:  # out-of-fold over every pooled row
             assert npz["val"].shape == (192, 2) and npz["y_val"].shape == (192,)
