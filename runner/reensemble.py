@@ -142,6 +142,19 @@ def parse(argv: Sequence[str]) -> Args:
         value = getattr(args, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise UsageError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    for key in ("log_model", "calibrate", "refit"):
+        if not isinstance(getattr(args, key), bool):
+            raise UsageError(f"{key} must be true or false, got {getattr(args, key)!r}")
+    if not str(args.sweeps).strip(" ,"):
+        raise UsageError(f"sweeps must be latest, all or sweep ids, got {args.sweeps!r}")
+    from runner.spec import NAME_PATTERN, SpecError, parse_tracking_uri
+
+    if args.register_as is not None and not NAME_PATTERN.match(str(args.register_as)):
+        raise UsageError(f"register_as {args.register_as!r} must match {NAME_PATTERN.pattern}")
+    try:
+        parse_tracking_uri(args.tracking_uri)
+    except SpecError as err:
+        raise UsageError(str(err).replace("tracking.uri", "tracking_uri")) from None
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
@@ -358,7 +371,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:  # a dead server: one line in seconds, not MLflow's minutes of retries
         probe(args.tracking_uri, PROBE_SECONDS)
     except StoreUnavailable as err:  # worded for the runner's config: tracking.uri
-        print(f"error: {str(err).replace('tracking.uri', 'tracking_uri', 1)}", file=sys.stderr)
+        print(f"error: {str(err).replace('tracking.uri', 'tracking_uri')}", file=sys.stderr)
         return 2
     client = MlflowClient(args.tracking_uri)
     checkpoint_at_exit(args.tracking_uri)

@@ -39,6 +39,7 @@ def redact_uri(uri: str) -> str:
 
 
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 class StoreUnavailable(RuntimeError):
@@ -210,3 +211,14 @@ def _probe_path(path: Path, shown: str, is_file: bool) -> None:
         raise StoreUnavailable(f"tracking.uri {shown}: cannot create the store ({reason})")
     if is_file and path.exists() and not os.access(path, os.W_OK):
         raise StoreUnavailable(f"tracking.uri {shown}: the store file {path} is not writable")
+    if is_file and path.is_dir():
+        raise StoreUnavailable(f"tracking.uri {shown}: {path} is a folder, not a store file")
+    if is_file and path.is_file() and path.stat().st_size:
+        # MLflow would retry opening another kind of file for minutes, then fail anyway
+        with path.open("rb") as f:
+            header = f.read(16)
+        if header != SQLITE_HEADER:
+            raise StoreUnavailable(
+                f"tracking.uri {shown}: {path} is not a SQLite database; point it at an MLflow "
+                "store or at a new file"
+            )

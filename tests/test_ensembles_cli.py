@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -71,6 +72,28 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
     assert "experiment=NAME is required" in one_error_line(run(tmp_path, "method=mean"))
     line = one_error_line(run(tmp_path, "experiment=x", "cv_folds=abc"))
     assert "cv_folds must be an integer >= 2, got 'abc'" in line
+
+
+@pytest.mark.parametrize(
+    "word, said",
+    [
+        ("log_model=no", "log_model must be true or false, got 'no'"),  # was read as true
+        ("calibrate=no", "calibrate must be true or false, got 'no'"),
+        ("refit=maybe", "refit must be true or false, got 'maybe'"),
+        ("register_as=my model/v1", "register_as 'my model/v1' must match ^[A-Za-z0-9]"),
+        ("sweeps=", "sweeps must be latest, all or sweep ids, got ''"),
+        ("sweeps=,", "sweeps must be latest, all or sweep ids, got ','"),
+        (  # MLflow's traceback about its file store
+            "tracking_uri=/some/where/mlflow.db",
+            "tracking_uri: unknown scheme '' in '/some/where/mlflow.db'; allowed: sqlite",
+        ),
+    ],
+)
+def test_bad_options_are_refused_before_the_store_is_touched(word, said):
+    from runner.reensemble import UsageError, parse
+
+    with pytest.raises(UsageError, match=re.escape(said)):
+        parse(["experiment=x", word])
 
 
 @pytest.mark.parametrize("method", ["weighted", "greedy", "stacking", "mean"])

@@ -69,6 +69,21 @@ def test_a_store_path_that_cannot_be_written_fails_in_one_line(workdir, tmp_path
     assert "cannot create the store" in line and "a-file: not a directory" in line
 
 
+def test_a_store_file_that_is_no_sqlite_database_fails_in_one_line_at_once(workdir, tmp_path):
+    """MLflow retried opening it for minutes (twice), then printed a traceback."""
+    other = tmp_path / "notes.db"
+    other.write_text("a log file, not a database\n")
+    start = time.monotonic()
+    done = run_cli(workdir, "+experiment=quickstart", f"tracking.uri=sqlite:///{other}")
+    line = _one_error_line(done)
+    assert line == (
+        f"error: tracking.uri sqlite:///{other}: {other} is not a SQLite database; point it at "
+        "an MLflow store or at a new file"
+    )
+    assert time.monotonic() - start < 60
+    assert other.read_text() == "a log file, not a database\n"
+
+
 def test_a_bad_connect_timeout_is_refused(workdir):
     done = run_cli(workdir, "+experiment=quickstart", "tracking.connect_timeout=0")
     assert "tracking.connect_timeout: must be a finite number >= 0.1, got 0" in _one_error_line(
