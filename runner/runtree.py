@@ -432,19 +432,40 @@ class RunTree:
 
     @staticmethod
     def check_not_finished(spec: RunSpec) -> None:
-        """Raise SweepAlreadyFinished if ``runner.sweep_id`` names a finished sweep."""
-        if not spec.sweep_id or not store_exists(spec.tracking_uri):
+        """Raise SweepAlreadyFinished if ``runner.sweep_id`` names a finished sweep, and
+        ResumeError if ``runner.resume`` asks to resume an id no sweep has (a typo would
+        otherwise train the whole sweep anew)."""
+        if not spec.sweep_id:
             return
-        client = MlflowClient(tracking_uri=spec.tracking_uri)
-        experiment = client.get_experiment_by_name(spec.experiment)
-        if experiment is None:
-            return
-        for run in client.search_runs(
-            [experiment.experiment_id],
-            f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
-        ):
+        client = experiment = None
+        if store_exists(spec.tracking_uri):
+            client = MlflowClient(tracking_uri=spec.tracking_uri)
+            experiment = client.get_experiment_by_name(spec.experiment)
+        runs = (
+            []
+            if experiment is None
+            else client.search_runs(
+                [experiment.experiment_id],
+                f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}'",
+            )
+        )
+        for run in runs:
             if run.info.status == "FINISHED":
                 raise _already_finished(client, run, spec)
+        if spec.resume and not runs:
+            unfinished = (
+                []
+                if experiment is None
+                else [
+                    r.data.tags[SWEEP]
+                    for r in RunTree._unfinished_sweeps(client, experiment.experiment_id)
+                ]
+            )
+            raise ResumeError(
+                f"runner.resume={str(spec.resume).lower()} but experiment {spec.experiment!r} "
+                f"has no sweep {spec.sweep_id!r} (unfinished: "
+                f"{', '.join(unfinished[:10]) or 'none'}); drop runner.resume to start it anew"
+            )
 
     @property
     def resumed(self) -> bool:

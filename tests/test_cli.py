@@ -85,6 +85,28 @@ def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, override
     assert not (workdir / "ray_results").exists()
 
 
+def test_resuming_a_sweep_there_is_not_fails_in_one_line_and_trains_nothing(workdir):
+    """runner.resume=true with a mistyped sweep id trained the whole sweep anew."""
+    db = f"tracking.uri=sqlite:///{workdir}/mlflow.db"
+    for extra, said in (
+        (
+            ["runner.sweep_id=never-was"],
+            "error: runner.resume=true but experiment 'quickstart' has no sweep 'never-was' "
+            "(unfinished: none); drop runner.resume to start it anew",
+        ),
+        ([], "error: runner.resume=true but experiment 'quickstart' has no unfinished sweep"),
+    ):
+        done = run_cli(workdir, "+experiment=quickstart", db, "runner.resume=true", *extra)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(said), done.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(db.split("=", 1)[1])
+    experiment = client.get_experiment_by_name("quickstart")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
 def test_duplicate_member_names_in_a_user_experiment_fail(workdir):
     """A user's own experiment dir (hydra.searchpath) with a members list naming mlp twice."""
     (workdir / "conf" / "experiment").mkdir(parents=True)
