@@ -31,6 +31,7 @@ from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
+from runner import signals
 from runner.contracts import (
     ENSEMBLE_SETTINGS,
     EXPERIMENT,
@@ -327,17 +328,17 @@ def _inputs(client, run_id: str, tmp: str) -> tuple[int | list[str] | None, list
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (130 or 143 when a signal stopped it)."""
-    from runner import signals
-
     signals.install()
     try:
-        return _main(argv)
+        code = _main(argv)
+        signals.raise_if_stopped()
     except KeyboardInterrupt:
         print(
             f"interrupted ({signals.reason()}); an ensemble run it had started is marked KILLED",
             file=sys.stderr,
         )
         return signals.exit_code()
+    return code
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -442,6 +443,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if settings.log_model and inputs is None:
             logging.warning("no pyfunc model: members were logged without n_features")
         run_name = f"ensemble-{args.method}-{time.strftime('%H%M%S')}"
+        signals.raise_if_stopped()
         out = ensemble_step.log(
             client,
             report,
@@ -452,7 +454,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 ).info.run_id
             ),
             end_run=lambda run_id, status: client.set_terminated(run_id, status),
-            member_runs=found["runs"],
+            member_runs=split_runs,  # what the settings' hash names (other splits left out)
             y_test=y_test,
             fingerprint=fingerprint,
             inputs=inputs,

@@ -49,6 +49,13 @@ def stop_requested() -> bool:
     return bool(_stopped or _received)
 
 
+def raise_if_stopped() -> None:
+    """Raise KeyboardInterrupt if SIGTERM came: its handler's own raise is lost when the
+    signal lands in a weakref callback or a finaliser, which Python runs and then ignores."""
+    if _received:
+        raise KeyboardInterrupt
+
+
 def clear_tune_stopped() -> None:
     """Forget a stop Tune took in an earlier sweep of this process."""
     _stopped.clear()
