@@ -16,6 +16,7 @@ import ast
 import json
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -31,8 +32,9 @@ from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
 from ensembles.metrics import headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
-from runner import signals
+from runner import sentinel, signals
 from runner.contracts import (
+    DRIVER,
     ENSEMBLE_SETTINGS,
     EXPERIMENT,
     MEMBER,
@@ -67,6 +69,9 @@ OPTIONS = {
     "candidates": "ensemble only the best this many members on validation (default 200)",
     "refit": "serve bagged members' refits on all rows where the sweep made them (default true)",
 }
+
+
+COMMAND = "python -m ensembles"
 
 
 class UsageError(ValueError):
@@ -444,16 +449,25 @@ def _main(argv: Sequence[str] | None) -> int:
             logging.warning("no pyfunc model: members were logged without n_features")
         run_name = f"ensemble-{args.method}-{time.strftime('%H%M%S')}"
         signals.raise_if_stopped()
+        # a SIGKILL runs no cleanup: a sentinel ends the run KILLED instead
+        token = secrets.token_hex(8)
+        guard = sentinel.guard_runs(args.tracking_uri, experiment_id, token, COMMAND)
+
+        def open_run(more: dict[str, str]) -> str:
+            run_tags = {**tags, **more, DRIVER: token}
+            return client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
+
+        def end_run(run_id: str, status: str) -> None:
+            client.set_terminated(run_id, status)
+            if guard is not None:
+                guard.disarm()
+
         out = ensemble_step.log(
             client,
             report,
             settings,
-            open_run=lambda more: (
-                client.create_run(
-                    experiment_id, run_name=run_name, tags={**tags, **more}
-                ).info.run_id
-            ),
-            end_run=lambda run_id, status: client.set_terminated(run_id, status),
+            open_run=open_run,
+            end_run=end_run,
             member_runs=split_runs,  # what the settings' hash names (other splits left out)
             y_test=y_test,
             fingerprint=fingerprint,

@@ -53,6 +53,36 @@ def start(
     driver_token: str,
 ) -> Sentinel | None:
     """Start the sentinel of this driver's sweep; None if no process can be started."""
+    return _spawn(
+        {
+            "tracking_uri": tracking_uri,  # through the pipe: no password on a command line
+            "experiment_id": experiment_id,
+            "sweep_id": sweep_id,
+            "parent_run_id": parent_run_id,
+            "driver_token": driver_token,
+        }
+    )
+
+
+def guard_runs(
+    tracking_uri: str, experiment_id: str, driver_token: str, command: str
+) -> Sentinel | None:
+    """Start a sentinel that ends KILLED the runs of the experiment tagged with this
+    ``driver_token`` (``runner.driver``) that are open when this process (``command``, as
+    the user ran it) dies: started before the runs exist, so none is ever unguarded. None if
+    no process can be started."""
+    return _spawn(
+        {
+            "tracking_uri": tracking_uri,
+            "experiment_id": experiment_id,
+            "guard_token": driver_token,
+            "command": command,
+        }
+    )
+
+
+def _spawn(header: dict[str, Any]) -> Sentinel | None:
+    """The sentinel process, told ``header`` (and this process's pid and host) on its pipe."""
     root = str(Path(__file__).resolve().parent.parent)  # runner importable on any node
     paths = [root, os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
@@ -68,15 +98,7 @@ def start(
         )
     except OSError:
         return None
-    header = {
-        "tracking_uri": tracking_uri,  # through the pipe: no password on a command line
-        "experiment_id": experiment_id,
-        "sweep_id": sweep_id,
-        "parent_run_id": parent_run_id,
-        "driver_token": driver_token,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-    }
+    header = {**header, "pid": os.getpid(), "host": socket.gethostname()}
     assert proc.stdin is not None
     try:
         proc.stdin.write(json.dumps(header).encode() + b"\n")
@@ -120,6 +142,29 @@ def end_open_runs(header: dict[str, Any], died_ms: int) -> int:
     return ended
 
 
+def end_guarded_runs(header: dict[str, Any], died_ms: int) -> int:
+    """Mark the guarded runs (``guard_runs``) still open KILLED; how many."""
+    from mlflow.tracking import MlflowClient
+
+    from runner.contracts import DRIVER, ERROR
+
+    client = MlflowClient(tracking_uri=header["tracking_uri"])
+    reason = (
+        f"{header['command']} (pid {header['pid']} on {header['host']}) ended without "
+        "closing this run: killed; run it again"
+    )
+    runs = client.search_runs(
+        [header["experiment_id"]], f"tags.`{DRIVER}` = '{header['guard_token']}'"
+    )
+    ended = 0
+    for run in runs:
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            client.set_tag(run.info.run_id, ERROR, reason)
+            client.set_terminated(run.info.run_id, "KILLED", end_time=died_ms)
+            ended += 1
+    return ended
+
+
 def main() -> int:
     """Wait for the driver's pipe to close; end its runs unless it said it had."""
     stdin = sys.stdin.buffer
@@ -129,6 +174,10 @@ def main() -> int:
         return 0
     died_ms = int(time.time() * 1000)
     header = json.loads(line)
+    if "guard_token" in header:
+        with contextlib.suppress(Exception):  # the store is down too: nothing to be done
+            end_guarded_runs(header, died_ms)
+        return 0
     try:
         ended = end_open_runs(header, died_ms)
     except Exception as err:  # the store is down too: a resume ends them

@@ -293,3 +293,37 @@ def test_re_ensembling_many_members_ensembles_the_best_candidates_and_says_so(tm
     weights = {k for k in ens.data.metrics if k.startswith("weight.")}
     assert len(weights) == 2
     assert json.loads(ens.data.tags["runner.ensemble_settings"])["candidates"] == 2
+
+
+def test_a_killed_command_leaves_its_ensemble_run_killed_not_running(tmp_path):
+    """SIGKILL runs no cleanup: the sentinel the command started ends its open run."""
+    import sys
+
+    db = make_store(tmp_path, {f"m{i}": "FINISHED" for i in range(24)})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ensembles", *words],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (runs := client.search_runs([exp], "tags.`runner.role` = 'ensemble'")):
+            assert proc.poll() is None and time.time() < deadline, "no ensemble run appeared"
+            time.sleep(0.05)
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    (run,) = runs
+    deadline = time.time() + 60
+    while (found := client.get_run(run.info.run_id)).info.status == "RUNNING":
+        assert time.time() < deadline, "the run was left RUNNING"
+        time.sleep(0.5)
+    # killed while its reports were being logged (a run that finished first says FINISHED)
+    assert found.info.status == "KILLED", found.info.status
+    assert found.data.tags["runner.error"].startswith("python -m ensembles (pid ")
+    assert "ended without closing this run: killed; run it again" in found.data.tags["runner.error"]
