@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric
 
+import ensembles
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions
 from runner import bags, ensemble_step, export, plan, report, sentinel, signals
@@ -253,7 +254,12 @@ def _ensemble(
                 return None, None
     targets = result.val_pred if wants_targets and result is not None else None
     if done is not None:
-        return ensemble_step.reuse(tree.client, done), targets
+        entry = ensemble_step.reuse(tree.client, done)
+        names = _reused_served_names(entry)
+        for fact in ("predict_ms_per_1000", "model_bytes"):
+            values = [served[n].fit.get(fact) if n in served else None for n in names]
+            entry[fact] = None if None in values or not names else float(sum(values))
+        return entry, targets
     refit = None
     if spec.refit:
         held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
@@ -276,6 +282,15 @@ def _ensemble(
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
     return out, targets
+
+
+def _reused_served_names(entry: dict[str, Any]) -> list[str]:
+    """The members an ensemble run logged earlier serves: those with weight in an average,
+    every member for stacking (as ``used_members`` says of a fitted one)."""
+    weights = entry.get("weights") or {}
+    if not getattr(ensembles.METHODS.get(entry.get("method")), "averages", True):
+        return list(weights)
+    return [name for name, w in weights.items() if w]
 
 
 def _served_sum(result: Any, served: dict[str, MemberRecord], fact: str) -> float | None:

@@ -260,6 +260,9 @@ def test_a_sweep_resumed_after_its_ensemble_finished_reuses_that_ensemble_run(wo
     assert resumed["ensemble"]["run_id"] == summary["ensemble"]["run_id"]
     assert resumed["ensemble"]["reused"] is True
     assert resumed["ensemble"]["test_metric"] == summary["ensemble"]["test_metric"]
+    for fact in ("predict_ms_per_1000", "model_bytes"):  # the served members' sums, again
+        assert resumed["ensemble"][fact] == summary["ensemble"][fact] > 0, fact
+    assert "prediction time:" in again.stdout
     experiment = client.get_experiment_by_name("quickstart").experiment_id
     roles = [r.data.tags["runner.role"] for r in client.search_runs([experiment])]
     assert sorted(roles) == ["ensemble", "member", "member", "sweep"]
