@@ -19,8 +19,14 @@ def best_member(P: np.ndarray, y: np.ndarray, metric: str) -> int:
     return int(np.argmax(scores) if greater_is_better(metric) else np.argmin(scores))
 
 
+def folds_used(k: int, rows: int) -> int:
+    """The folds a cross-fit of ``rows`` rows takes when asked for ``k``: at least 2, and at
+    most one a row (leave-one-out)."""
+    return max(2, min(k, rows))
+
+
 def _folds(y: np.ndarray, classification: bool, k: int, seed: int | None):
-    k = max(2, min(k, len(y)))
+    k = folds_used(k, len(y))
     if classification and np.bincount(y)[np.bincount(y) > 0].min() >= k:
         return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
     return KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)))
@@ -74,7 +80,7 @@ def score_cross_fitted(
     ens, best = evaluate(y, ens_oof), evaluate(y, best_oof)
     sign = 1.0 if greater_is_better(metric) else -1.0
     return {
-        "folds": k,
+        "folds": folds_used(k, len(y)),
         "ensemble": ens,
         "best_member": best,
         "gain": sign * (ens[metric] - best[metric]),

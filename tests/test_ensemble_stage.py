@@ -84,6 +84,12 @@ def test_cross_fitted_estimate_shows_an_ensemble_that_only_overfits_validation()
     assert abs(cf["gain"]) < 0.15
 
 
+def test_the_cross_fit_records_the_folds_it_took_not_more_than_the_rows():
+    P, y = informative_and_noise(n=30, seed=3, noisy=1)
+    assert cross_fitted("mean", {}, P, y, "accuracy", k=5)["folds"] == 5
+    assert cross_fitted("mean", {}, P, y, "accuracy", k=1000)["folds"] == 30  # leave-one-out
+
+
 def test_bootstrap_gain_is_zero_for_identical_predictions_and_positive_when_better():
     P, y = informative_and_noise(n=400, seed=5, noisy=1)
     same = bootstrap_gain(y, P[0], P[0], "accuracy", n_boot=200)
