@@ -234,7 +234,7 @@ class ModelKind:
             options,
             hparams,
             seed=seed,
-            on_epoch=on_epoch,
+            on_epoch=on_epoch if target is None or on_epoch is None else in_units(target, on_epoch),
             workdir=workdir,
         )
         fit_seconds = time.perf_counter() - start
@@ -246,6 +246,22 @@ class ModelKind:
         named = None if prep is not None else spec.feature_names
         member = Member(self, model, prep, target, spec.pixel_range, named)
         return Trained(member, history, fit_seconds, max(epochs, 1), info)
+
+
+def in_units(target: TargetScaler, on_epoch: EpochHook) -> EpochHook:
+    """``on_epoch`` seeing a standardised target's epoch errors (``rmse``, ``mae`` and their
+    ``val_`` twins) in the target's units, as the member's final scores are; after a log
+    target, in log1p units and named so (``rmse_log1p``). The loss stays the model's own."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        out = {}
+        for key, value in metrics.items():
+            if key.removeprefix("val_") in ("rmse", "mae"):
+                key, value = f"{key}_log1p" if target.log else key, value * target.scale
+            out[key] = value
+        return on_epoch(epoch, out)
+
+    return report
 
 
 def check_predictions(pred: Any, n_rows: int, task: Task, split: str) -> np.ndarray:

@@ -67,6 +67,12 @@ def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def held_in(metrics: dict[str, float]) -> dict[str, float]:
+    """A refit's epoch metrics as what they are: it holds no rows out, so the scores Keras
+    names ``val_*`` are of its own training rows (``train_*``, as its final scores say)."""
+    return {(f"train_{k[4:]}" if k.startswith("val_") else k): v for k, v in metrics.items()}
+
+
 def label_of(trial: Any) -> str:
     """A Tune trial's member label: its member's name, ``NAME-K`` for search sample K."""
     return trial_label(unpack_member(trial.config["member"]), trial.experiment_tag)
@@ -100,6 +106,7 @@ class MemberCallback(Callback):
         self.held = held  # lets go of the predictions of members outside the candidates
         self.hashes = {m.name: m.config_hash for m in members}
         self.run_ids: dict[str, str] = {}  # trial id -> this attempt's run (the writer's)
+        self.refits: set[str] = set()  # trial ids of refits on all rows (no rows held out)
         self.writer = StoreWriter(background)
         self.completed = 0  # trials completed in this attempt
         self._due_submitted = False
@@ -163,6 +170,8 @@ class MemberCallback(Callback):
         )
         if run_id is not None:
             self.run_ids[trial_id] = run_id
+            if member.refit:
+                self.refits.add(trial_id)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -181,6 +190,8 @@ class MemberCallback(Callback):
     ) -> None:
         run_id = self.run_ids.get(trial_id)
         if run_id is not None:
+            if trial_id in self.refits:
+                metrics = held_in(metrics)
             self.tree.log_epoch(run_id, metrics, epoch, where)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -248,7 +259,8 @@ class MemberCallback(Callback):
         for row in rows:
             if not row.get("final") and row.get("epoch") == row.get("epoch"):
                 epoch = int(row["epoch"])
-                self.tree.log_epoch(run_id, epoch_metrics(row), epoch, row if epoch == 1 else None)
+                scores = held_in(epoch_metrics(row)) if member.refit else epoch_metrics(row)
+                self.tree.log_epoch(run_id, scores, epoch, row if epoch == 1 else None)
         self.tree.tag(run_id, REPLAYED, "logged from Tune's checkpoint on resume")
         self._finish(run_id, label, member.model, result.checkpoint, metrics)
 

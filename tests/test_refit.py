@@ -220,6 +220,11 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
         name = refit.data.tags[MEMBER].removesuffix("/refit")
         assert refit.data.tags[PARENT] == member_runs[name]
         assert "final_train_log_loss" in refit.data.metrics  # no held-out rows to call val
+        # nor its epochs' scores of its own rows (the Keras member's curves)
+        assert not [k for k in refit.data.metrics if k.startswith("val_")], refit.data.metrics
+        if name == "mlp":
+            curve = client.get_metric_history(refit.info.run_id, "train_loss")
+            assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and curve
         assert members[name]["refit"]["run_id"] == refit.info.run_id
 
     def info(run_id: str, where: str) -> dict:

@@ -209,6 +209,34 @@ def test_neural_regressors_learn_a_standardised_target_in_dollars():
     assert rmse[True] < 0.5 * rmse[False], rmse
 
 
+@pytest.mark.parametrize("log", [False, True])
+def test_epoch_errors_of_a_standardised_target_are_reported_in_its_units(log):
+    """The curves in MLflow and the final scores speak of the same units: RMSE per epoch in
+    dollars (standardised units before), or in log1p units, named so, after a log target."""
+    frame, _, y = made_table(300, seed=2)
+    entry = models.REGISTRY["mlp"]
+    reported = []
+    trained = entry.train(
+        None,
+        REGRESSION,
+        entry.check({"depth": 1, "width": 16}, REGRESSION),
+        (frame[:240], y[:240]),
+        (frame[240:], y[240:]),
+        TrainingOptions(epochs=3, batch_size=32),
+        seed=0,
+        on_epoch=lambda epoch, logs: reported.append(dict(logs)),
+        log_target=log,
+    )
+    last = reported[-1]
+    name = "val_rmse_log1p" if log else "val_rmse"
+    assert name in last and "val_rmse" not in (set(last) - {name}), last
+    pred = trained.member.predict(frame[240:], REGRESSION)
+    truth = np.log1p(y[240:]) if log else y[240:]
+    served = np.log1p(pred) if log else pred
+    # the last epoch's score is the served model's error on the same rows, in the same units
+    assert last[name] == pytest.approx(float(np.sqrt(np.mean((served - truth) ** 2))), rel=0.05)
+
+
 SERVE_RAW_ROWS = """
 import sys, warnings, mlflow, numpy as np, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
