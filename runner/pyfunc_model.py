@@ -24,7 +24,19 @@ class BadInput(MlflowException, ValueError):
     this message (any other error becomes its generic "unexpected error" and a traceback)."""
 
     def __init__(self, message: str) -> None:
+        self._said = message
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    # MLflow's scoring server rewrites the message as "Failed to predict data '<the request's
+    # rows>'. Error: ...": a dump of the user's data (secrets too) before the one line
+    @property
+    def message(self) -> str:
+        """The one line, whatever the server sets."""
+        return self._said
+
+    @message.setter
+    def message(self, value: str) -> None:
+        pass
 
 
 class EnsembleModel(mlflow.pyfunc.PythonModel):
