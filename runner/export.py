@@ -370,11 +370,10 @@ def _signature(inputs: Any, pred: Any) -> Any:
 
 def _feature_names(folder: Path, manifest: Mapping[str, Any]) -> list[str] | None:
     """The named features the member saved in ``folder`` reads (a bag's: its first fold's),
-    or None."""
+    or None; none for images, whose pixels are read by position."""
     if manifest.get("bag"):
-        first = folder / manifest["bag"][0]["folder"]
-        return read_manifest(first).get("feature_names")
-    return manifest.get("feature_names")
+        manifest = read_manifest(folder / manifest["bag"][0]["folder"])
+    return None if manifest.get("pixel_range") else manifest.get("feature_names")
 
 
 def _metadata(

@@ -146,10 +146,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         (n, h, w, c)) flattened, one row or image alone; one clear line for anything else, or
         for missing or infinite values."""
         names = next((m.feature_names for m in self.members.values() if m.feature_names), None)
-        images = any(m.pixel_range for m in self.members.values()) or names is None
+        pixels = any(m.pixel_range for m in self.members.values())
+        images = pixels or names is None  # a model logged before either was recorded: either
         values = model_input
         if isinstance(model_input, pd.DataFrame):
-            values = _by_name(model_input, names) if names else model_input
+            # pixels are read by position: their names are the loader's (pixel_0_0 ...)
+            values = _by_name(model_input, names) if names and not pixels else model_input
             try:
                 values = values.to_numpy(dtype=np.float32, na_value=np.nan)
             except (TypeError, ValueError):  # pd.NA or None in object columns: missing values
@@ -294,12 +296,20 @@ def _frame(rows) -> pd.DataFrame:
 
 def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     """A frame's columns in the order the members read the features: by name when its
-    columns are names (others ignored), by position when they are positions (``0`` ... or
-    ``"0"`` ...); one clear line when they are names but not the features' (a CSV request
-    without a header row has its first row read as names)."""
-    columns = [str(c) for c in frame.columns]
-    if columns == [str(k) for k in range(len(columns))]:
+    columns are names (others ignored), by position when they are numbers (``0`` ..., or
+    ``"0"`` ... as JSON gives them); one clear line when they are names but not the
+    features' (a CSV request without a header row has its first row read as names), or name
+    one twice."""
+    if not all(isinstance(c, str) for c in frame.columns):  # numbers label positions
         return frame
+    columns = list(frame.columns)
+    if columns == [str(k) for k in range(len(columns))]:  # positions as JSON gives them
+        return frame
+    twice = sorted({c for c in columns if columns.count(c) > 1} & set(names))
+    if twice:
+        raise BadInput(
+            f"the input names column(s) {_names(twice)} more than once; pass each column once"
+        )
     missing = [n for n in names if n not in set(columns)]
     if missing:
         raise BadInput(
@@ -308,8 +318,7 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
             f"columns {_names(names, 10)} in any order, or numbers without names (a CSV "
             "request needs a header row)"
         )
-    frame = frame.set_axis(columns, axis=1)
-    return frame.loc[:, ~frame.columns.duplicated()][list(names)]
+    return frame[list(names)]
 
 
 def _names(columns, limit: int = 20) -> str:

@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signals.raise_if_stopped()
     except KeyboardInterrupt:
         print(
-            f"interrupted ({signals.reason()}); an ensemble run it had started is marked KILLED",
+            f"interrupted ({signals.reason()}); an ensemble run it had open is marked KILLED",
             file=sys.stderr,
         )
         return signals.exit_code()
@@ -401,11 +401,11 @@ def _main(argv: Sequence[str] | None) -> int:
                     {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint},
                 ),
             )
-            refits = found["refits"]
-            refit_runs = {name: run_id for name, (run_id, _) in refits.items()}
             split_runs = {
                 m.name: found["runs"][m.name] for m in members if m.fingerprint == fingerprint
             }
+            refits = {n: held for n, held in found["refits"].items() if n in split_runs}
+            refit_runs = {name: run_id for name, (run_id, _) in refits.items()}
             described = ensemble_step.settings_of(
                 settings, args.seed, fingerprint, split_runs, metric, refit_runs or None
             )

@@ -224,6 +224,7 @@ def _domain_hint(values: Mapping[str, Any], message: str) -> str:
             isinstance(value, Mapping)
             and len(value) == 1
             and not is_domain(value)
+            and isinstance(next(iter(value.values())), (list, tuple))  # a domain's arguments
             and repr(dict(value)) in message
         ):
             return f" ({next(iter(value))!r} is not a search domain; allowed: {', '.join(DOMAINS)})"

@@ -56,7 +56,9 @@ def probe(uri: str, timeout: float, shown: str | None = None) -> None:
     if scheme in ("http", "https"):
         _probe_server(uri, timeout, shown)
     elif scheme == "sqlite":
-        _probe_path(Path(uri[len("sqlite:///") :]), shown, is_file=True)
+        path = uri[len("sqlite:///") :].split("?", 1)[0]  # without SQLAlchemy's ?mode=...
+        if path:  # sqlite:// alone is a store in memory
+            _probe_path(Path(path), shown, is_file=True)
     elif scheme == "file":
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
             raise StoreUnavailable(
@@ -215,8 +217,13 @@ def _probe_path(path: Path, shown: str, is_file: bool) -> None:
         raise StoreUnavailable(f"tracking.uri {shown}: {path} is a folder, not a store file")
     if is_file and path.is_file() and path.stat().st_size:
         # MLflow would retry opening another kind of file for minutes, then fail anyway
-        with path.open("rb") as f:
-            header = f.read(16)
+        try:
+            with path.open("rb") as f:
+                header = f.read(16)
+        except OSError as err:
+            raise StoreUnavailable(
+                f"tracking.uri {shown}: cannot read the store file ({err.strerror})"
+            ) from None
         if header != SQLITE_HEADER:
             raise StoreUnavailable(
                 f"tracking.uri {shown}: {path} is not a SQLite database; point it at an MLflow "

@@ -285,8 +285,10 @@ def _ensemble(
 
 
 def _reused_served_names(entry: dict[str, Any]) -> list[str]:
-    """The members an ensemble run logged earlier serves: those with weight in an average,
-    every member for stacking (as ``used_members`` says of a fitted one)."""
+    """The members an ensemble run logged earlier serves: a budget's choice, those with weight
+    in an average, every member for stacking (as ``used_members`` says of a fitted one)."""
+    if entry.get("budget"):  # a budget serves the members it chose
+        return list(entry["budget"]["members"])
     weights = entry.get("weights") or {}
     if not getattr(ensembles.METHODS.get(entry.get("method")), "averages", True):
         return list(weights)

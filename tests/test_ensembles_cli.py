@@ -297,33 +297,39 @@ def test_re_ensembling_many_members_ensembles_the_best_candidates_and_says_so(tm
 
 def test_a_killed_command_leaves_its_ensemble_run_killed_not_running(tmp_path):
     """SIGKILL runs no cleanup: the sentinel the command started ends its open run."""
+    import signal
     import sys
 
     db = make_store(tmp_path, {f"m{i}": "FINISHED" for i in range(24)})
     client = MlflowClient(db)
     exp = client.get_experiment_by_name("exp").experiment_id
-    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ensembles", *words],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 120
-        while not (runs := client.search_runs([exp], "tags.`runner.role` = 'ensemble'")):
-            assert proc.poll() is None and time.time() < deadline, "no ensemble run appeared"
-            time.sleep(0.05)
-        proc.kill()
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    (run,) = runs
+    for steps in (10, 11, 12):  # a run that finished before it was stopped: again, anew
+        words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ensembles", *words, f"n_steps={steps}"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        query = f"tags.`runner.role` = 'ensemble' and params.n_steps = '{steps}'"
+        try:
+            deadline = time.time() + 120
+            while not (runs := client.search_runs([exp], query)):
+                assert proc.poll() is None and time.time() < deadline, "no ensemble run"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGSTOP)  # frozen: its run's status now stays put
+            (run,) = runs
+            if client.get_run(run.info.run_id).info.status == "RUNNING":
+                break
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+    else:
+        pytest.fail("every run finished before the command could be killed")
     deadline = time.time() + 60
     while (found := client.get_run(run.info.run_id)).info.status == "RUNNING":
         assert time.time() < deadline, "the run was left RUNNING"
         time.sleep(0.5)
-    # killed while its reports were being logged (a run that finished first says FINISHED)
     assert found.info.status == "KILLED", found.info.status
     assert found.data.tags["runner.error"].startswith("python -m ensembles (pid ")
     assert "ended without closing this run: killed; run it again" in found.data.tags["runner.error"]

@@ -209,7 +209,7 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     np.testing.assert_allclose(model.predict(X[0].reshape(8, 8)), predicted[:1], atol=1e-6)
     # images on another scale than the training ones are answered with a warning
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message=".*trained on images", category=UserWarning)
         model.predict(X)
     for scaled, seen in ((X / 16.0, r"\[0, 1\]"), (X * 16.0, r"\[0, 256\]")):
         with pytest.warns(UserWarning, match=seen + r" but .* pixels in \[0, 16\]: scale"):

@@ -156,6 +156,12 @@ def test_every_candidate_of_a_space_is_validated_before_anything_runs(override, 
         check_members_against_data(spec.members, data.task, data.input_spec)
 
 
+def test_a_one_key_setting_that_is_no_domain_gets_no_domain_hint():
+    with pytest.raises(SpecError) as err:
+        spec_of("+members.mlp.training.optimizer={momentum: 0.9}")
+    assert "needs a 'name'" in str(err.value) and "search domain" not in str(err.value)
+
+
 def test_bad_search_settings_are_named():
     with pytest.raises(SpecError, match="search.name must be one of"):
         spec_of("search.name=grid")
