@@ -16,7 +16,8 @@ def test_a_worker_freezes_the_objects_of_its_imports_once():
         assert frozen > 0  # the imports' objects no longer cost every collection a scan
         made_by_a_trial = [[i] for i in range(1000)]
         trial.freeze_imported_objects()
-        assert gc.get_freeze_count() == frozen  # a trial's leftovers stay collectable
+        # a trial's leftovers stay collectable (frozen objects that died meanwhile leave it)
+        assert gc.get_freeze_count() <= frozen
         assert made_by_a_trial
     finally:
         gc.unfreeze()
