@@ -88,6 +88,11 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 )
         self.members = {i: models.load_member(context.artifacts[f"member_{i}"]) for i in used}
         self.n_features = spec.get("n_features")
+        found = self.members.values()
+        # what the members learnt of their features: the training pixels' range (images),
+        # or the features' names in a row's order
+        self.pixel_range = next((m.pixel_range for m in found if m.pixel_range), None)
+        self.feature_names = next((m.feature_names for m in found if m.feature_names), None)
 
     # pd.DataFrame is one of the hints MLflow neither validates nor converts by, and the
     # signature declares no input schema: the model reads what it is given itself
@@ -145,8 +150,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         names the features) or nested lists, images of the trained size ((n, h, w) or
         (n, h, w, c)) flattened, one row or image alone; one clear line for anything else, or
         for missing or infinite values."""
-        names = next((m.feature_names for m in self.members.values() if m.feature_names), None)
-        pixels = any(m.pixel_range for m in self.members.values())
+        names, pixels = self.feature_names, self.pixel_range is not None
         images = pixels or names is None  # a model logged before either was recorded: either
         values = model_input
         if isinstance(model_input, pd.DataFrame):
@@ -191,10 +195,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         """Warn when images come on another scale than the training ones (pixels in [0, 1]
         where the members learnt [0, 255], or the reverse): the members would answer
         confidently and wrongly."""
-        pixels = next((m.pixel_range for m in self.members.values() if m.pixel_range), None)
-        if pixels is None or not X.size:
+        if self.pixel_range is None or not X.size:
             return
-        lo, hi = pixels
+        lo, hi = self.pixel_range
         span = hi - lo
         low, high = float(X.min()), float(X.max())
         shrunk = lo < high <= lo + span / 8  # all within the training range's lowest eighth
@@ -305,12 +308,13 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     columns = list(frame.columns)
     if columns == [str(k) for k in range(len(columns))]:  # positions as JSON gives them
         return frame
-    twice = sorted({c for c in columns if columns.count(c) > 1} & set(names))
+    given = set(columns)
+    twice = sorted(set(frame.columns[frame.columns.duplicated()]) & set(names))
     if twice:
         raise BadInput(
             f"the input names column(s) {_names(twice)} more than once; pass each column once"
         )
-    missing = [n for n in names if n not in set(columns)]
+    missing = [n for n in names if n not in given]
     if missing:
         raise BadInput(
             f"the input's columns ({_names(columns, 5)}) do not name this model's features: "

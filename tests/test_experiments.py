@@ -88,6 +88,17 @@ assert pred.shape[0] == 5 and np.isfinite(pred).all(), pred
 if pred.ndim == 2:
     assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-5), pred
 names = model.metadata.metadata.get("feature_names")
+
+
+def refused(call, said):
+    try:
+        call()
+    except Exception as err:
+        assert said in str(err), err
+        return str(err)
+    raise AssertionError(f"served, where it should say {said!r}")
+
+
 if columns is None and names is not None:  # named features: matched by name, in any order
     assert len(names) == n_features
     named = pd.DataFrame(X, columns=names)
@@ -95,36 +106,18 @@ if columns is None and names is not None:  # named features: matched by name, in
     assert np.allclose(again, pred, atol=1e-6), (again, pred)
     # a CSV request without a header: its first row read as the columns' names
     headless = pd.DataFrame(X[1:], columns=[f"{v:.4f}" for v in X[0]])
-    try:
-        model.predict(headless)
-    except Exception as err:
-        assert "do not name this model's features" in str(err), err
-    else:
-        raise AssertionError("a frame not naming the features was read by position")
+    refused(lambda: model.predict(headless), "do not name this model's features")
     holed = named.astype(object)
     holed.iloc[2, 1] = pd.NA
-    try:
-        model.predict(holed)
-    except Exception as err:
-        assert "1 input row(s) hold missing or infinite values (rows 2)" in str(err), err
-    else:
-        raise AssertionError("a missing value was served")
-    try:  # not images: two half rows are no row
-        model.predict(np.zeros((2, n_features // 2)))
-    except Exception as err:
-        assert f"this model takes rows of {n_features} features (n, {n_features})" in str(
-            err
-        ) and "images" not in str(err), err
-    else:
-        raise AssertionError("two half rows were read as one row")
+    refused(
+        lambda: model.predict(holed), "1 input row(s) hold missing or infinite values (rows 2)"
+    )
+    # not images: two half rows are no row
+    half = f"this model takes rows of {n_features} features (n, {n_features})"
+    assert "images" not in refused(lambda: model.predict(np.zeros((2, n_features // 2))), half)
     # a frame naming a feature twice is refused; integer labels are positions
     twice = pd.concat([named, named[[names[0]]]], axis=1)
-    try:
-        model.predict(twice)
-    except Exception as err:
-        assert "more than once" in str(err), err
-    else:
-        raise AssertionError("a feature named twice was served")
+    refused(lambda: model.predict(twice), "more than once")
     shifted = pd.DataFrame(X, columns=range(1, n_features + 1))
     assert np.allclose(np.asarray(model.predict(shifted)), pred, atol=1e-6)
     print("named", len(names))
