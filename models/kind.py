@@ -249,19 +249,31 @@ class ModelKind:
 
 
 def in_units(target: TargetScaler, on_epoch: EpochHook) -> EpochHook:
-    """``on_epoch`` seeing a standardised target's epoch errors (``rmse``, ``mae`` and their
-    ``val_`` twins) in the target's units, as the member's final scores are; after a log
-    target, in log1p units and named so (``rmse_log1p``). The loss stays the model's own."""
+    """``on_epoch`` seeing a standardised target's epoch errors in the target's units, as the
+    member's final scores are (``errors_in_units``). The loss stays the model's own."""
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
-        out = {}
-        for key, value in metrics.items():
-            if key.removeprefix("val_") in ("rmse", "mae"):
-                key, value = f"{key}_log1p" if target.log else key, value * target.scale
-            out[key] = value
-        return on_epoch(epoch, out)
+        return on_epoch(epoch, errors_in_units(target, metrics))
 
     return report
+
+
+def errors_in_units(target: TargetScaler | None, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Epoch errors (``rmse``, ``mae`` and their ``val_`` twins; one value or a curve per key)
+    of a member that learnt a standardised target, in the target's units; after a log target,
+    in log1p units and named so (``rmse_log1p``). Without a scaler, ``metrics`` as they are."""
+    if target is None:
+        return dict(metrics)
+    out = {}
+    for key, value in metrics.items():
+        if key.removeprefix("val_") in ("rmse", "mae"):
+            key = f"{key}_log1p" if target.log else key
+            if isinstance(value, (list, tuple)):
+                value = [v * target.scale for v in value]
+            else:
+                value = value * target.scale
+        out[key] = value
+    return out
 
 
 def check_predictions(pred: Any, n_rows: int, task: Task, split: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from ray import tune
 import models
 from ensembles.metrics import evaluate
 from models.distill import student_targets
-from models.kind import check_predictions
+from models.kind import check_predictions, errors_in_units
 from models.store import folder_bytes
 from models.training import PREDICT_ROWS, TrainingOptions
 from runner.contracts import (
@@ -186,7 +186,8 @@ def train_member(
         models.save_member(member.model, trained.member, out / MODEL_DIR)
         model_bytes = folder_bytes(out / MODEL_DIR)
         if entry.learns_in_epochs and trained.history:
-            _save_history(trained.history, f"{member.name} ({member.model})", out)
+            history = errors_in_units(trained.member.target, trained.history)
+            _save_history(history, f"{member.name} ({member.model})", out)
         val = check_predictions(
             trained.member.predict(X_val, data.task), len(X_val), data.task, "validation"
         )

@@ -17,6 +17,7 @@ import pytest
 import models
 from helpers import SHARED_DATA, read_summary, run_cli
 from models.base import Task
+from models.kind import errors_in_units
 from models.tabular import TablePrep, TargetScaler
 from models.training import TrainingOptions
 
@@ -235,6 +236,9 @@ def test_epoch_errors_of_a_standardised_target_are_reported_in_its_units(log):
     served = np.log1p(pred) if log else pred
     # the last epoch's score is the served model's error on the same rows, in the same units
     assert last[name] == pytest.approx(float(np.sqrt(np.mean((served - truth) ** 2))), rel=0.05)
+    # the member's saved history (history.json, its learning curves) says the same
+    saved = errors_in_units(trained.member.target, trained.history)
+    assert saved[name] == pytest.approx([epoch[name] for epoch in reported])
 
 
 SERVE_RAW_ROWS = """
