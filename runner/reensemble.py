@@ -372,8 +372,16 @@ def _main(argv: Sequence[str] | None) -> int:
         max_members=args.max_members,
         candidates=args.candidates,
     )
+    from runner.runtree import store_exists
     from runner.store_probe import StoreUnavailable, probe
 
+    if not store_exists(args.tracking_uri):  # MLflow would create an empty store, folders too
+        print(
+            f"error: tracking_uri {args.tracking_uri}: no MLflow store there (no such file); "
+            "point it at the store the sweeps wrote",
+            file=sys.stderr,
+        )
+        return 2
     try:  # a dead server: one line in seconds, not MLflow's minutes of retries
         probe(args.tracking_uri, PROBE_SECONDS)
     except StoreUnavailable as err:  # worded for the runner's config: tracking.uri

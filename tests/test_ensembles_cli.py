@@ -126,6 +126,16 @@ def test_a_dead_tracking_server_fails_in_one_line_at_once(tmp_path):
     assert time.perf_counter() - started < 60  # MLflow's own retries took minutes
 
 
+def test_a_store_that_does_not_exist_is_said_and_not_created(tmp_path):
+    db = f"sqlite:///{tmp_path}/typo/mlflow.db"
+    line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
+    assert line == (
+        f"error: tracking_uri {db}: no MLflow store there (no such file); point it at the "
+        "store the sweeps wrote"
+    )
+    assert not (tmp_path / "typo").exists()
+
+
 def test_unknown_experiment_and_no_finished_members_are_clear(tmp_path):
     db = make_store(tmp_path, {"a": "FAILED", "b": "KILLED"})
     line = one_error_line(run(tmp_path, "experiment=nope", f"tracking_uri={db}"))
