@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,8 @@ def _main(cfg: DictConfig) -> None:
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # runner.resume=true: each job its own sweep
+            spec = replace(spec, multirun_job=True)
         if spec.verbose < 2:
             for name in CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.ERROR)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.cluster import ray_session
 from runner.lease import Lease, describe
+from runner.spec import new_sweep_id
 
 if TYPE_CHECKING:
     from runner.data import Dataset
@@ -96,7 +97,14 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
 
             RunTree.check_not_finished(spec)
             if not spec.sweep_id:  # runner.resume=true: the latest unfinished sweep's id
-                spec = replace(spec, sweep_id=RunTree.resumable_sweep_id(spec))
+                found = RunTree.resumable_sweep_id(spec)
+                if found is None:  # a multirun's job that never started: start it now
+                    spec = replace(spec, sweep_id=new_sweep_id(), fresh_sweep=True, resume=False)
+                    if spec.verbose:
+                        print(f"no sweep with this job's config yet: starting {spec.sweep_id}")
+                else:
+                    spec = replace(spec, sweep_id=found)
+                    RunTree.check_not_finished(spec)  # a multirun's finished job: no Ray
                 lease = _take_lease(spec)
     except BaseException:
         if lease is not None:

@@ -475,35 +475,46 @@ class RunTree:
     _resumed = False
 
     @staticmethod
+    def _recent_sweeps(client: MlflowClient, experiment_id: str) -> list[Any]:
+        """The experiment's latest 50 sweep runs, newest first."""
+        return client.search_runs(
+            [experiment_id],
+            f"tags.`{ROLE}` = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+
+    @staticmethod
     def _unfinished_sweeps(client: MlflowClient, experiment_id: str) -> list[Any]:
         return [
-            r
-            for r in client.search_runs(
-                [experiment_id],
-                f"tags.`{ROLE}` = 'sweep'",
-                order_by=["attributes.start_time DESC"],
-                max_results=50,
-            )
-            if r.info.status != "FINISHED"
+            r for r in RunTree._recent_sweeps(client, experiment_id) if r.info.status != "FINISHED"
         ]
 
     @staticmethod
-    def resumable_sweep_id(spec: RunSpec) -> str:
-        """With ``runner.resume=true`` and no id: the latest unfinished sweep's id, or
-        ResumeError when there is none."""
+    def resumable_sweep_id(spec: RunSpec) -> str | None:
+        """With ``runner.resume=true`` and no id: the latest unfinished sweep run with this
+        config, else the latest unfinished one (its config check names what changed), else
+        ResumeError. A job of a multirun resumes only its own sweep: the latest with its
+        config, finished or not (then nothing is done), or None: it never started, so it
+        starts now (the jobs before an interruption finished, the ones after never ran)."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = client.get_experiment_by_name(spec.experiment)
-        runs = (
-            []
-            if experiment is None
-            else RunTree._unfinished_sweeps(client, experiment.experiment_id)
-        )
-        if not runs:
+        found = experiment is not None
+        runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
+        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        candidates = runs if spec.multirun_job else unfinished
+        for run in candidates:
+            recorded = recorded_config(client, run.info.run_id)
+            if recorded is not None and not config_changes(recorded, spec.resolved):
+                return run.data.tags[SWEEP]
+        if spec.multirun_job:
+            return None
+        if not unfinished:
             raise ResumeError(
                 f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
                 "sweep; pass runner.sweep_id=ID or drop runner.resume"
             )
-        return runs[0].data.tags[SWEEP]
+        return unfinished[0].data.tags[SWEEP]
 
     def _existing_parent(self) -> Any:
         """The parent run to re-attach to: the given sweep id's, or with ``runner.resume``

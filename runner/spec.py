@@ -178,6 +178,7 @@ class RunSpec:
     # its config changed (recorded on the parent run)
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
+    multirun_job: bool = False  # one job of a Hydra multirun (-m): resumes its own sweep
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
     background_writes: bool = False  # member runs written by a thread, off Tune's loop
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale

@@ -213,3 +213,50 @@ def test_a_searched_sweep_resumed_after_the_scheduler_stopped_trials_finishes(wo
     )
     ended = [r.data.tags["runner.member"] for r in runs if r.info.status in ("FINISHED", "KILLED")]
     assert sorted(set(ended)) == sorted(statuses), ended
+
+
+@pytest.mark.slow
+def test_an_interrupted_multirun_finishes_on_resume_each_job_in_its_own_sweep(workdir):
+    """The multirun command again with runner.resume=true: a job that finished does nothing,
+    the interrupted one resumes its own sweep, one never started starts; nothing doubled."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    common = [
+        "+experiment=quickstart",
+        *INFRA_MEMBERS,
+        f"tracking.uri={db}",
+        "smoke=true",
+        "runner.smoke_epochs=40",
+    ]
+    first = run_cli(workdir, *common, "ensemble=mean")
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = start_cli(workdir, *common, "ensemble=greedy", until="mlp (mlp) started")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    sweeps = "tags.`runner.role` = 'sweep'"
+    (killed,) = [r for r in client.search_runs([experiment], sweeps) if r.info.status == "KILLED"]
+
+    methods = "ensemble=mean,greedy,stacking"
+    again = ("-m", *common, methods, "runner.resume=true", "hydra.sweep.dir=multi")
+    done = run_cli(workdir, *again)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "already finished" in done.stdout
+    assert not (workdir / "multi" / "0" / "summary.json").exists()  # nothing to do
+    assert read_summary(workdir / "multi" / "1")["parent_run_id"] == killed.info.run_id
+    assert read_summary(workdir / "multi" / "2")["ensemble"]["method"] == "stacking"
+    parents = client.search_runs([experiment], sweeps)
+    assert len(parents) == 3 and all(r.info.status == "FINISHED" for r in parents)
+    finished = Counter(
+        r.data.tags["runner.member"]
+        for r in client.search_runs([experiment])
+        if r.data.tags["runner.role"] == "member" and r.info.status == "FINISHED"
+    )
+    assert finished == Counter({"mlp": 3, "logistic": 3, "svm": 3})
+    # and once more: every job finished, nothing new
+    assert run_cli(workdir, *again).returncode == 0
+    assert len(client.search_runs([experiment], sweeps)) == 3
