@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
@@ -37,8 +38,23 @@ def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:
     return sorted({p.stem for d in dirs for p in (Path(d) / "experiment").glob("*.yaml")})
 
 
+class JobRefused(Exception):
+    """A multirun's job stopped on bad input (said in one line): the next job goes on."""
+
+
+REFUSED_JOBS: list[int] = []  # the numbers of a multirun's jobs that stopped on bad input
+
+
 def _fail(message: str) -> None:
+    """Bad input: one ``error:`` line and exit code 2. In a multirun only this job stops
+    (JobRefused): the others run, and the command exits 2 once they did."""
     print(f"error: {message}", file=sys.stderr)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        REFUSED_JOBS.append(HydraConfig.get().job.num)
+        raise JobRefused(message)
     sys.exit(2)
 
 
@@ -136,6 +152,12 @@ def _probe_store(spec: RunSpec) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> None:
+    with contextlib.suppress(JobRefused):  # said already; a multirun goes on with its next job
+        _job(cfg)
+
+
+def _job(cfg: DictConfig) -> None:
+    """One run of the command (one job of a multirun): check, train, ensemble, report."""
     job_started()  # first: whatever fails from here on shows as it is
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -235,6 +257,11 @@ def main() -> None:
     _check_experiment_override(sys.argv[1:])
     try:
         run_holding_stderr(_main)
+        if REFUSED_JOBS:
+            jobs = ", ".join(f"#{n}" for n in REFUSED_JOBS)
+            said = f"multirun job(s) {jobs} stopped on bad input (said above)"
+            print(f"error: {said}", file=sys.stderr)
+            sys.exit(2)
     finally:
         # The interpreter's last collection walks every object the imports left (MLflow, Ray,
         # scikit-learn, matplotlib): over 2 s before the process exits. Frozen, it skips them.

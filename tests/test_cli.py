@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import SHARED_DATA, run_cli
+from helpers import INFRA_MEMBERS, SHARED_DATA, read_summary, run_cli
 
 PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
 
@@ -200,3 +200,27 @@ def test_stderr_masks_uri_passwords_once_the_job_runs():
     held.release()
     held.write("then https://user:tok3n@example.com/api")
     assert out.getvalue() == "held http://a:***@h then https://user:***@example.com/api"
+
+
+def test_a_multirun_job_with_bad_input_stops_alone_and_the_command_exits_2(workdir):
+    """Hydra runs a multirun's other jobs when one fails; a job's bad input (one line) had
+    exited the whole command, so the jobs after it never ran."""
+    done = run_cli(
+        workdir,
+        "-m",
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "~members.mlp",
+        "members.logistic.hparams.C=-1,0.5",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+        "hydra.sweep.dir=multi",
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(said) == 2 and "Traceback" not in done.stderr, done.stderr
+    assert said[0].startswith("error: members.logistic.hparams: model 'logistic': The 'C' ")
+    assert said[1] == "error: multirun job(s) #0 stopped on bad input (said above)"
+    assert not (workdir / "multi" / "0" / "summary.json").exists()
+    members = read_summary(workdir / "multi" / "1")["members"]
+    assert sorted(m["name"] for m in members if m["status"] == "FINISHED") == ["logistic", "svm"]
