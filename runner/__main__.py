@@ -58,6 +58,32 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _resolved(cfg: DictConfig) -> dict:
+    """The config with every ``${...}`` resolved; SpecError naming the key whose
+    interpolation or resolver failed (an unset ``${oc.env:...}``, a key that is not there)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    from runner.spec import SpecError
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:
+        written = _unresolved_value(cfg, err.full_key)
+        reason = str(err.msg).splitlines()[0]
+        raise SpecError(f"{err.full_key}={written}: {reason}" if written else reason) from None
+
+
+def _unresolved_value(cfg: DictConfig, key: str | None) -> str | None:
+    """The text written at ``key`` (e.g. ``${oc.env:X}``), or None where it cannot be read."""
+    try:
+        node = cfg
+        for part in (key or "").split("."):
+            node = node._get_node(part)
+        return str(node._value())
+    except Exception:
+        return None
+
+
 def _extra_config_dirs(argv: list[str]) -> list[Path] | None:
     """Config dirs the user adds (--config-dir, hydra.searchpath); None if we cannot tell."""
     dirs: list[Path] = []
@@ -178,7 +204,7 @@ def _job(cfg: DictConfig) -> None:
     if experiment is None and not cfg.get("experiment_name"):
         _fail(f"no experiment selected; pass +experiment=NAME, one of: {known_experiments()}")
     try:
-        raw = OmegaConf.to_container(cfg, resolve=True)
+        raw = _resolved(cfg)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
         if hydra_cfg.mode == RunMode.MULTIRUN:  # runner.resume=true: each job its own sweep
             spec = replace(spec, multirun_job=True)

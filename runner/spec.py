@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -211,6 +211,14 @@ def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> An
     for key in values:
         if key not in allowed:
             raise _fail(where, f"unknown key {key!r}; allowed: {', '.join(allowed)}")
+    required = [
+        f.name
+        for f in fields(cls)
+        if f.name not in extra and f.default is MISSING and f.default_factory is MISSING
+    ]
+    for key in required:
+        if key not in values:  # e.g. deleted with ~KEY
+            raise _fail(f"{where}.{key}" if where else key, "missing; it must be set")
     try:
         return cls(**values, **extra)
     except ValueError as err:

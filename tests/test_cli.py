@@ -47,6 +47,15 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
             "drop the list and add the domain: '~members.convnet.hparams.filters' "
             "'+members.convnet.hparams.filters={choice: [[...], [...]]}'",
         ),
+        (  # an unset environment variable or a missing key in ${...}: a traceback before
+            ["members.mlp.model=${oc.env:RUNNER_TEST_UNSET}"],
+            "members.mlp.model=${oc.env:RUNNER_TEST_UNSET}: KeyError raised while resolving "
+            "interpolation: \"Environment variable 'RUNNER_TEST_UNSET' not found\"",
+        ),
+        (
+            ["training.epochs=${training.nope}"],
+            "training.epochs=${training.nope}: Interpolation key 'training.nope' not found",
+        ),
     ],
     ids=[
         "unknown-experiment",
@@ -67,6 +76,8 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "hydra-unknown-option",
         "booster-value",
         "list-domain",
+        "unset-env",
+        "missing-interpolation",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):

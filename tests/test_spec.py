@@ -127,6 +127,9 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             r"cluster.include_dashboard: must be true or false, got 'on'",
         ),
         (["runner.sweep_id=''"], r"runner.sweep_id: must be a name or null .*got ''"),
+        # a required key or group deleted with ~ (a TypeError traceback before)
+        (["~ensemble"], r"^ensemble.method: missing; it must be set$"),
+        (["~data.name"], r"^data.name: missing; it must be set$"),
         (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
             ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
             r"epochs must be an integer >= 1, got 1.764 \(uniform\[1, 3\] samples fractions",
