@@ -35,17 +35,27 @@ def redact_credentials(text: str) -> str:
     return URI_QUERY_SECRET.sub(r"\1***", URI_PASSWORD.sub(r"\1***@", text))
 
 
+FILE_MARK = re.compile(r'^\s+in "(?P<file>[^"]+)", line (?P<line>\d+), column (?P<column>\d+)')
+
+
 def one_line(text: str) -> str:
     """Hydra's error message on one line: its lines joined, a list of available options
-    kept on its line (``Available options in 'optimizer': adam, sgd``), the other indented
-    details (full key, object type, the config search path), the advice about
+    kept on its line (``Available options in 'optimizer': adam, sgd``), a YAML parser's
+    file, line and column kept beside what it says, the other indented details (full key,
+    object type, the config search path, a traceback's frames), the advice about
     HYDRA_FULL_ERROR and any warning printed before it left out."""
     parts: list[str] = []
     listing: list[str] | None = None  # the indented items of an "Available options" line
     for line in text.splitlines():
+        mark = FILE_MARK.match(line)
+        if mark and parts:  # where in a config file a parser stopped
+            parts[-1] += f" (in {mark['file']}, line {mark['line']}, column {mark['column']})"
+            continue
         if line.startswith((" ", "\t")) and line.strip():
             if listing is not None:
                 listing.append(line.strip())
+            continue
+        if line.startswith("Traceback (most recent call last)"):
             continue
         if listing is not None:
             parts[-1] += " " + ", ".join(listing)

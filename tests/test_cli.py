@@ -169,6 +169,19 @@ def test_hydra_errors_become_one_line_and_stderr_is_held_only_until_the_job_star
     )
     warned = "/x/y.py:12: UserWarning: something\n  warnings.warn('something')\n" + message
     assert one_line(warned) == one_line(message)  # a warning printed before it is no part
+    # a YAML error in a user's config file: where it is, not the traceback's first line
+    parsed = (
+        'Traceback (most recent call last):\n  File "/h/utils.py", line 220, in run\n'
+        "    return func()\nyaml.parser.ParserError: while parsing a flow mapping\n"
+        '  in "/c/experiment/mine.yaml", line 3, column 6\n'
+        "expected ',' or '}', but got ':'\n"
+        '  in "/c/experiment/mine.yaml", line 4, column 4\n'
+    )
+    assert one_line(parsed) == (
+        "yaml.parser.ParserError: while parsing a flow mapping (in /c/experiment/mine.yaml, "
+        "line 3, column 6); expected ',' or '}', but got ':' (in /c/experiment/mine.yaml, "
+        "line 4, column 4)"
+    )
 
     def fails_before_the_job() -> None:
         sys.stderr.write(message)
