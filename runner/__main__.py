@@ -34,8 +34,11 @@ CHATTY_LOGGERS = (
 
 def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:
     """Experiment names: the files in conf/experiment/ and in any extra config dirs."""
-    dirs = [CONF_DIR, *(extra_dirs or [])]
-    return sorted({p.stem for d in dirs for p in (Path(d) / "experiment").glob("*.yaml")})
+    dirs = [Path(d) / "experiment" for d in (CONF_DIR, *(extra_dirs or []))]
+    # a file in a sub-folder is chosen by its path: +experiment=team/nested
+    return sorted(
+        {p.relative_to(d).with_suffix("").as_posix() for d in dirs for p in d.rglob("*.yaml")}
+    )
 
 
 class JobRefused(Exception):
@@ -104,15 +107,18 @@ def _extra_config_dirs(argv: list[str]) -> list[Path] | None:
 def _check_experiment_override(argv: list[str]) -> None:
     """Reject an unknown +experiment=NAME with one line, before Hydra composes anything."""
     extra = _extra_config_dirs(argv)
-    if extra is None:
-        return
+    if extra is None or any(
+        a in ("--config-name", "-cn") or a.startswith("--config-name=") for a in argv
+    ):
+        return  # another primary config may add search paths of its own: Hydra decides
     known = known_experiments(extra)
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
-        if key != "experiment" or "(" in value:  # sweep functions such as glob(...): Hydra's
+        value = value.strip().strip("'\"")
+        if key != "experiment" or "(" in value or value.startswith("["):  # Hydra's syntax
             continue
         for name in value.split(","):  # a multirun sweeps over a comma-separated list
-            if name.strip() not in known:
+            if name.strip().strip("'\"") not in known:
                 _fail(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
 
 
@@ -202,7 +208,8 @@ def _job(cfg: DictConfig) -> None:
         redact_saved_config(Path(hydra_cfg.sweep.dir))
     experiment = hydra_cfg.runtime.choices.get("experiment")
     if experiment is None and not cfg.get("experiment_name"):
-        _fail(f"no experiment selected; pass +experiment=NAME, one of: {known_experiments()}")
+        known = ", ".join(known_experiments(_extra_config_dirs(sys.argv[1:])))
+        _fail(f"no experiment selected; pass +experiment=NAME, one of: {known}")
     try:
         raw = _resolved(cfg)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)

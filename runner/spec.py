@@ -941,6 +941,10 @@ def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
                 continue
             if not where and key in ("optimizer", "schedule"):
                 hint = f"; the {key} group's settings are training.{key}.KEY=VALUE"
+            elif not where and key == "experiment":
+                hint = "; an experiment file starts with the line '# @package _global_'"
+            elif not where and key == "model":
+                hint = "; a model preset goes to a member: +model@members.NAME=PRESET"
             else:
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
                 hint = f"; did you mean {where}{close[0]}?" if close else ""
@@ -953,11 +957,19 @@ def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
 
 def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
     """Build and validate the run spec from a resolved config (a plain dict)."""
-    name = cfg.get("experiment_name") or experiment
+    named = cfg.get("experiment_name")
+    # an experiment file in a sub-folder (+experiment=team/nested) is named team.nested
+    name = named or (str(experiment).replace("/", ".") if experiment else None)
     if not name:
         raise _fail("experiment", "no experiment selected; pass +experiment=NAME")
     if not NAME_PATTERN.match(str(name)):
-        raise _fail("experiment_name", f"{name!r} must match {NAME_PATTERN.pattern}")
+        if named:
+            raise _fail("experiment_name", f"{name!r} must match {NAME_PATTERN.pattern}")
+        raise _fail(
+            "experiment",
+            f"{experiment!r} gives no name matching {NAME_PATTERN.pattern}; pass "
+            "experiment_name=NAME",
+        )
     runner = _mapping("runner", cfg.get("runner"))
     _check_keys(cfg, runner)
     seed = _int("runner.seed", runner.get("seed", 0), 0)

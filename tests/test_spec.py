@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,37 @@ def test_a_refit_needs_the_folds_auto_settles_on():
         settle_folds(spec, 10_001, 40)
     with pytest.raises(SpecError, match=r"runner.folds: must be .* or auto, got 'sometimes'"):
         tabular_spec("runner.folds=sometimes")
+
+
+def test_an_experiment_in_a_sub_folder_is_chosen_by_its_path_and_named_with_dots(tmp_path):
+    from runner.__main__ import _check_experiment_override
+
+    nested = tmp_path / "experiment" / "team"
+    nested.mkdir(parents=True)
+    (nested / "nested.yaml").write_text("# @package _global_\ndefaults:\n  - quickstart\n")
+    assert "team/nested" in known_experiments([tmp_path])
+    chosen_as = ("+experiment=team/nested", "+experiment='team/nested'", '+experiment="quickstart"')
+    for chosen in chosen_as:
+        _check_experiment_override(["--config-dir", str(tmp_path), chosen])  # not refused
+    with pytest.raises(SystemExit) as stop:
+        _check_experiment_override(["--config-dir", str(tmp_path), "+experiment=team/nope"])
+    assert stop.value.code == 2
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        search = f"hydra.searchpath=[file://{tmp_path}]"
+        cfg = compose("config", [search, "+experiment=team/nested"])
+    spec = from_config(OmegaConf.to_container(cfg, resolve=True), "team/nested", str(tmp_path))
+    assert spec.experiment == "team.nested"
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("experiment", "an experiment file starts with the line '# @package _global_'"),
+        ("model", "a model preset goes to a member: +model@members.NAME=PRESET"),
+    ],
+)
+def test_keys_of_a_misplaced_group_say_where_they_belong(key, hint):
+    cfg = composed()
+    cfg[key] = {"x": 1}
+    with pytest.raises(SpecError, match="^" + re.escape(f"{key}: unknown key; {hint} (allowed: ")):
+        from_config(cfg, "quickstart", "/tmp")
