@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -202,6 +203,8 @@ def _job(cfg: DictConfig) -> None:
     )
 
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.job.chdir:  # relative paths (the store, data, Tune's results) mean where the
+        os.chdir(hydra_cfg.runtime.cwd)  # command was typed; the outputs stay in output_dir
     if hydra_cfg.output_subdir is not None:
         redact_saved_config(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     if hydra_cfg.mode == RunMode.MULTIRUN:  # multirun.yaml in the sweep's folder

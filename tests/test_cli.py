@@ -248,3 +248,21 @@ def test_a_multirun_job_with_bad_input_stops_alone_and_the_command_exits_2(workd
     assert not (workdir / "multi" / "0" / "summary.json").exists()
     members = read_summary(workdir / "multi" / "1")["members"]
     assert sorted(m["name"] for m in members if m["status"] == "FINISHED") == ["logistic", "svm"]
+
+
+def test_with_hydra_job_chdir_relative_paths_still_mean_where_the_command_was_typed(workdir):
+    """hydra.job.chdir=true had put the store and Tune's results in each run's output folder,
+    where the next run, a resume or python -m ensembles never looked."""
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "~members.mlp",
+        "hydra.job.chdir=true",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (workdir / "mlflow.db").is_file() and (workdir / "ray_results").is_dir()
+    assert not (workdir / "out" / "mlflow.db").exists()
+    assert read_summary(workdir / "out")["tracking_uri"] == "sqlite:///mlflow.db"
