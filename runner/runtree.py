@@ -371,7 +371,9 @@ class RunTree:
             params=_params(
                 {
                     "data": {**vars(spec.data), "rows": dict(dataset_sizes)},
-                    "ensemble": {"method": spec.ensemble.method, **spec.ensemble.params},
+                    # the config's own keys: ensemble.params.max_members (weighted's) is not
+                    # ensemble.max_members (the budget); options left unset are not logged
+                    "ensemble": {k: v for k, v in vars(spec.ensemble).items() if v is not None},
                     "members": ",".join(m.name for m in spec.all_members()),
                     "seed": spec.seed,
                 }

@@ -252,6 +252,9 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
     assert {"pareto.png", "pareto.json"} <= {a.path for a in client.list_artifacts(ens["run_id"])}
     params = client.get_run(ens["run_id"]).data.params
     assert params["budget.max_members"] == "2" and params["max_members"] == "100"  # weighted's
+    # the parent run logs the config's own keys: the budget apart from weighted's parameter
+    swept = client.get_run(summary["parent_run_id"]).data.params
+    assert swept["ensemble.max_members"] == "2" and swept["ensemble.params.max_members"] == "100"
     model = Path(client.download_artifacts(ens["run_id"], "model", str(tmp_path / "dl")))
     spec = json.loads(next(model.rglob("ensemble_spec.json")).read_text())
     assert len(spec["used"]) == len(served)
