@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,19 @@ def start_cli(
         if until in line:
             break
     return proc
+
+
+def stop_cli(
+    proc: subprocess.Popen, sig: int, after: float = 0.0, timeout: float = 120
+) -> tuple[str, str]:
+    """Send ``sig`` to a command ``start_cli`` started (``after`` seconds from now) and wait
+    for it to end; (stdout, stderr) of the rest of its output. Killed if still alive."""
+    try:
+        time.sleep(after)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
 
 
 def read_summary(out_dir: Path) -> dict:

@@ -23,6 +23,7 @@ from helpers import (
     run_ensembles_cli,
     serve_elsewhere,
     start_cli,
+    stop_cli,
 )
 from models.bag import Bag
 from models.store import ArtifactError
@@ -213,11 +214,7 @@ def test_a_bagged_sweep_stopped_mid_fold_resumes_into_the_same_member_runs(workd
         "training.epochs=30",
     ]
     proc = start_cli(workdir, *args, until="mlp/fold0 finished")
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     client = MlflowClient(db)
     experiment = client.get_experiment_by_name("quickstart").experiment_id

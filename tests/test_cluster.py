@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
-from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli
+from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli, stop_cli
 from models.keras_runtime import gpu_memory_limit_mb
 from runner.cluster import (
     ClusterError,
@@ -288,11 +288,7 @@ def test_ctrl_c_stops_a_ray_client_sweep_on_the_head(two_nodes, workdir, tmp_pat
         f"tracking.uri={db}",
         until="mlp (mlp) started",
     )
-    try:
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGINT, timeout=180)
     assert proc.returncode == 130, stderr[-3000:]
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])

@@ -4,13 +4,12 @@ the sweep resumes."""
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli
+from helpers import INFRA_MEMBERS, read_summary, run_cli, start_cli, stop_cli
 
 
 def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
@@ -22,11 +21,7 @@ def test_sigint_mid_sweep_marks_open_runs_killed(workdir):
         "training.epochs=200",
         until="started",  # a member run exists and its trial is training
     )
-    try:
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGINT)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr
     # members that had not started have no result files; Tune's warning listing them is dropped
@@ -57,12 +52,7 @@ def test_sigint_in_the_first_tune_run_starts_no_later_one(workdir):
         f"tracking.uri={db}",
         until="mlp (mlp) started",
     )
-    try:
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    stdout, stderr = stop_cli(proc, signal.SIGINT, after=1.0)
     assert proc.returncode == 130, stderr[-2000:]
     assert "svm-" not in stdout, stdout[-2000:]  # no searched trial started
     assert "interrupted before mlp" in stderr
@@ -86,12 +76,7 @@ def test_a_signal_after_the_trials_stops_the_ensemble_stage(workdir, sig):
         f"tracking.uri={db}",
         until="2/2 done",
     )
-    try:
-        time.sleep(1.0)
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, sig, after=1.0)
     assert proc.returncode == 128 + sig, stderr[-2000:]
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
@@ -114,11 +99,7 @@ def test_sigterm_mid_sweep_stops_cleanly_and_a_rerun_resumes_the_sweep(workdir):
         "training.epochs=40",
     ]
     proc = start_cli(workdir, *args, until="mlp (mlp) started")  # the Keras member trains
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     assert "interrupted (stopped by SIGTERM)" in stderr
     assert "Fatal Python error" not in stderr and "Aborted" not in stderr
@@ -191,11 +172,7 @@ def test_a_searched_sweep_resumed_after_the_scheduler_stopped_trials_finishes(wo
         "runner.sweep_id=asha",
     )
     proc = start_cli(workdir, *args, until="stopped early")
-    try:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    stop_cli(proc, signal.SIGINT)
     assert proc.returncode == 130
     # Tune would resume the six trials it sampled whatever the new count: refused, forced or not
     forced = run_cli(workdir, *args, "search.num_samples=8", "runner.resume=force")
@@ -230,11 +207,7 @@ def test_an_interrupted_multirun_finishes_on_resume_each_job_in_its_own_sweep(wo
     first = run_cli(workdir, *common, "ensemble=mean")
     assert first.returncode == 0, first.stderr[-3000:]
     proc = start_cli(workdir, *common, "ensemble=greedy", until="mlp (mlp) started")
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     client = MlflowClient(db)
     experiment = client.get_experiment_by_name("quickstart").experiment_id

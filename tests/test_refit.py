@@ -23,6 +23,7 @@ from helpers import (
     run_ensembles_cli,
     serve_elsewhere,
     start_cli,
+    stop_cli,
 )
 from models.base import InputSpec, Task
 from models.boosters import STOP_ROUNDS
@@ -323,11 +324,7 @@ def test_a_refit_sweep_stopped_mid_refit_resumes_without_a_second_refit_run(work
         "training.epochs=30",
     ]
     proc = start_cli(workdir, *args, until="logistic/refit finished")
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    _, stderr = stop_cli(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     client = MlflowClient(db)
     experiment = client.get_experiment_by_name("quickstart").experiment_id
