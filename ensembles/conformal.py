@@ -182,3 +182,13 @@ def served_frame(
         out["prediction"] = [classes[k] for k in ids]
         out["set"] = [[classes[k] for k in row] for row in sets]
     return out
+
+
+def point_predictions(served: Any) -> np.ndarray:
+    """The probabilities or values in what a served ensemble returned: the ``proba_K`` or
+    ``prediction`` columns of a ``served_frame``, or the array itself without a coverage
+    target."""
+    if isinstance(served, pd.DataFrame):
+        proba = [c for c in served.columns if str(c).startswith("proba_")]
+        return served[proba].to_numpy() if proba else served["prediction"].to_numpy()
+    return np.asarray(served)

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 import models
 from ensembles import plots
+from ensembles.conformal import point_predictions
 from ensembles.metrics import evaluate
 from ensembles.stage import EnsembleReport
 from models import safe_io
@@ -444,7 +445,8 @@ def score_loaded_back(
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = download_artifacts(artifact_uri=source, dst_path=tmp)
-            pred = np.asarray(mlflow.pyfunc.load_model(local).predict(X_test))
+            # with a coverage target the served frame's probabilities or values
+            pred = point_predictions(mlflow.pyfunc.load_model(local).predict(X_test))
         except Exception as err:  # any failure to load or predict keeps the champion
             raise ValueError(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
     if pred.shape != np.shape(expected) or not np.allclose(pred, expected, rtol=1e-4, atol=1e-6):

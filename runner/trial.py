@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from ray import tune
 
 import models
@@ -94,11 +93,9 @@ def _teacher_predictions(folder: str, X: Any) -> np.ndarray:
     loaded from disk) predicting the rows ``X``: probabilities or values."""
     import mlflow.pyfunc
 
-    out = mlflow.pyfunc.load_model(folder).predict(X)
-    if isinstance(out, pd.DataFrame):  # with a coverage target: the point prediction's columns
-        proba = [c for c in out.columns if str(c).startswith("proba_")]
-        return out[proba].to_numpy() if proba else out["prediction"].to_numpy()
-    return np.asarray(out)
+    from ensembles.conformal import point_predictions
+
+    return point_predictions(mlflow.pyfunc.load_model(folder).predict(X))
 
 
 LATENCY_ROWS = PREDICT_ROWS  # measured on one batch of the Keras chunk size at most

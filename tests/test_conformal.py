@@ -198,6 +198,8 @@ def test_a_sweep_with_a_coverage_target_serves_intervals_or_sets(tmp_path, targe
         f"data.path={path}",
         f"data.target={target}",
         "ensemble.coverage=0.9",
+        "ensemble.register_as=covered",  # loaded back and scored before it may be champion
+        "ensemble.champion=true",
         "runner.folds=0",  # split conformal on the validation rows
         *(f"~members.{m}" for m in ("xgboost", "catboost", "hgb", "knn")),
         *(f"~members.{m}" for m in ("mlp", "wide_deep", "selu")),
@@ -209,6 +211,8 @@ def test_a_sweep_with_a_coverage_target_serves_intervals_or_sets(tmp_path, targe
     kind = "intervals" if target == "price" else "prediction sets"
     assert f"conformal {kind} for 90% coverage" in done.stdout
     ens = read_summary(tmp_path / "out")["ensemble"]
+    # its frame of intervals or sets was compared whole with the logged predictions: "kept"
+    assert ens["champion"]["decision"] == "first champion", ens["champion"]
     c = ens["conformal"]
     assert (
         0.75 <= c["test"]["coverage"] <= 1.0
