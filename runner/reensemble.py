@@ -157,6 +157,11 @@ def parse(argv: Sequence[str]) -> Args:
 
     if args.register_as is not None and not NAME_PATTERN.match(str(args.register_as)):
         raise UsageError(f"register_as {args.register_as!r} must match {NAME_PATTERN.pattern}")
+    if args.register_as is not None and not args.log_model:
+        raise UsageError(
+            f"register_as {args.register_as!r} registers the logged model, and log_model=false "
+            "logs none; drop one of them"
+        )
     try:
         parse_tracking_uri(args.tracking_uri)
     except SpecError as err:

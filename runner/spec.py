@@ -650,6 +650,12 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
         _bool(f"ensemble.{key}", getattr(spec, key))
     if spec.champion and not spec.register_as:
         raise _fail("ensemble.champion", "needs ensemble.register_as=NAME (the registered model)")
+    if spec.register_as and not spec.log_model:
+        raise _fail(
+            "ensemble.register_as",
+            f"{spec.register_as!r} registers the logged model, and ensemble.log_model=false "
+            "logs none; drop one of them",
+        )
     from ensembles.conformal import check_coverage
 
     try:

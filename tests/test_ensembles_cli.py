@@ -72,6 +72,8 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
     assert "experiment=NAME is required" in one_error_line(run(tmp_path, "method=mean"))
     line = one_error_line(run(tmp_path, "experiment=x", "cv_folds=abc"))
     assert "cv_folds must be an integer >= 2, got 'abc'" in line
+    line = one_error_line(run(tmp_path, "experiment=x", "log_model=false", "register_as=y"))
+    assert "register_as 'y' registers the logged model, and log_model=false logs none" in line
 
 
 @pytest.mark.parametrize(

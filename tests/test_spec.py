@@ -128,6 +128,10 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             r"cluster.include_dashboard: must be true or false, got 'on'",
         ),
         (["runner.sweep_id=''"], r"runner.sweep_id: must be a name or null .*got ''"),
+        (  # registering needs the logged model (it was silently not registered)
+            ["ensemble.log_model=false", "ensemble.register_as=x"],
+            r"^ensemble.register_as: 'x' registers the logged model, and ensemble.log_model=false",
+        ),
         # a required key or group deleted with ~ (a TypeError traceback before)
         (["~ensemble"], r"^ensemble.method: missing; it must be set$"),
         (["~data.name"], r"^data.name: missing; it must be set$"),
