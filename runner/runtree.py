@@ -64,7 +64,7 @@ from runner.contracts import (
 )
 from runner.errors import ResumeError, SweepAlreadyFinished
 from runner.lease import Lease, LeaseHeld, describe, is_stale
-from runner.spec import RunSpec
+from runner.spec import RunSpec, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,12 @@ class RunTree:
         checkpoint_at_exit(spec.tracking_uri)
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.experiment)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise SpecError(  # MLflow keeps the name: it can neither be written nor made anew
+                f"experiment_name: MLflow experiment {spec.experiment!r} (id "
+                f"{experiment.experiment_id}) is deleted; restore it (mlflow experiments restore "
+                f"--experiment-id {experiment.experiment_id}) or pass experiment_name=NAME"
+            )
         self.experiment_id = (
             experiment.experiment_id
             if experiment is not None

@@ -266,3 +266,21 @@ def test_with_hydra_job_chdir_relative_paths_still_mean_where_the_command_was_ty
     assert (workdir / "mlflow.db").is_file() and (workdir / "ray_results").is_dir()
     assert not (workdir / "out" / "mlflow.db").exists()
     assert read_summary(workdir / "out")["tracking_uri"] == "sqlite:///mlflow.db"
+
+
+def test_an_experiment_deleted_in_mlflow_is_said_in_one_line(workdir):
+    """Deleted in the UI, the experiment keeps its name: creating a run in it raised a
+    traceback (exit 1)."""
+    from mlflow.tracking import MlflowClient
+
+    db = f"sqlite:///{workdir}/mlflow.db"
+    client = MlflowClient(db)
+    client.delete_experiment(client.create_experiment("quickstart"))
+    done = run_cli(
+        workdir, "+experiment=quickstart", "smoke=true", *INFRA_MEMBERS, f"tracking.uri={db}"
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: experiment_name: MLflow experiment 'quickstart' (id ")
+    assert "is deleted; restore it (mlflow experiments restore --experiment-id " in line
+    assert not client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
