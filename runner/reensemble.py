@@ -191,10 +191,17 @@ def _is_classes(members: Sequence[MemberPredictions]) -> bool:
     return bool(members) and np.ndim(members[0].val) == 2
 
 
-def _sweep_ids(client, experiment_id: str, sweeps: str) -> list[str]:
+def _sweep_ids(client, experiment_id: str, sweeps: str) -> tuple[list[str], set[str]]:
+    """The chosen sweeps' ids, and the run ids of every sweep's parent run that is not
+    deleted (a member counts only under one of them)."""
     parents = client.search_runs(
         [experiment_id], f"tags.`{ROLE}` = 'sweep'", order_by=["attributes.start_time DESC"]
     )
+    return _chosen(parents, sweeps), {r.info.run_id for r in parents}
+
+
+def _chosen(parents: list, sweeps: str) -> list[str]:
+    """The ids of the sweeps ``sweeps`` names among the parent runs (newest first)."""
     ids = [r.data.tags[SWEEP] for r in parents]
     if sweeps == "latest":  # the latest finished sweep: a running one is still changing
         finished = [r.data.tags[SWEEP] for r in parents if r.info.status == "FINISHED"]
@@ -227,7 +234,7 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments())
         raise UsageError(f"no experiment {args.experiment!r} in the store; experiments: {names}")
-    sweeps = _sweep_ids(client, experiment.experiment_id, args.sweeps)
+    sweeps, parents = _sweep_ids(client, experiment.experiment_id, args.sweeps)
     runs = sorted(
         (
             r
@@ -236,7 +243,8 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
                 f"tags.`{ROLE}` = 'member' and attributes.status = 'FINISHED'",
                 max_results=5000,
             )
-            if r.data.tags.get(SWEEP) in sweeps
+            # the members of a parent run deleted in MLflow stay out, though not deleted too
+            if r.data.tags.get(SWEEP) in sweeps and r.data.tags.get(PARENT) in parents
         ),
         key=lambda r: (r.info.start_time, r.data.tags[MEMBER]),
     )

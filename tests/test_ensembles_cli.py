@@ -146,6 +146,26 @@ def test_unknown_experiment_and_no_finished_members_are_clear(tmp_path):
     assert "experiment 'exp' has no finished members in sweeps s1" in line
 
 
+def test_members_of_a_parent_run_deleted_in_mlflow_are_left_out(tmp_path):
+    """A sweep's parent deleted in the UI and its sweep id run again: the old members (not
+    deleted with it) had been ensembled beside the new ones, each name twice."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    (old,) = client.search_runs([exp], "tags.`runner.role` = 'sweep'")
+    client.delete_run(old.info.run_id)
+    tags = {"runner.experiment": "exp", "runner.sweep_id": "s1", "runner.role": "sweep"}
+    new = client.create_run(exp, run_name="sweep", tags=tags)
+    client.set_terminated(new.info.run_id, "FINISHED")
+    for member in client.search_runs([exp], "tags.`runner.role` = 'member'"):
+        if member.data.tags["runner.member"] != "c":  # a and b trained again under the new one
+            client.set_tag(member.info.run_id, "mlflow.parentRunId", new.info.run_id)
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
+    assert done.returncode == 0, done.stderr
+    (ens,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
+    assert ens.data.tags["runner.members"] == "a,b"
+
+
 def test_fewer_than_two_usable_members_is_clear(tmp_path):
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"}, nan={"b"})
     line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
