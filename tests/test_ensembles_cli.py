@@ -222,7 +222,12 @@ def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(t
     other = client.create_run(
         exp,
         run_name="a",
-        tags={**tags, "runner.role": "member", "runner.member": "a"},
+        tags={
+            **tags,
+            "runner.role": "member",
+            "runner.member": "a",
+            "mlflow.parentRunId": parent.info.run_id,  # as the runner nests every member
+        },
     )
     folder = tmp_path / "other"
     folder.mkdir()
