@@ -156,6 +156,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         if isinstance(model_input, pd.DataFrame):
             # pixels are read by position: their names are the loader's (pixel_0_0 ...)
             values = _by_name(model_input, names) if names and not pixels else model_input
+            if values is model_input and _values_as_names(model_input.columns):
+                raise BadInput(
+                    f"the input's column names ({_names(model_input.columns, 5)}) are numbers "
+                    "that are not positions: a CSV request without a header row, whose first "
+                    "row was read as names and lost; send a header row, or JSON"
+                )
             try:
                 values = values.to_numpy(dtype=np.float32, na_value=np.nan)
             except (TypeError, ValueError):  # pd.NA or None in object columns: missing values
@@ -323,6 +329,18 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
             "request needs a header row)"
         )
     return frame[list(names)]
+
+
+def _values_as_names(columns: pd.Index) -> bool:
+    """Column names that are numbers but not positions (``0.1`` is how pandas renames a
+    second ``0``): a row of values that a CSV reader took for the header."""
+    labels = [str(c) for c in columns]
+    try:
+        [float(label) for label in labels]
+    except ValueError:
+        return False
+    positions = all(label.isdigit() for label in labels) and len(set(labels)) == len(labels)
+    return not positions
 
 
 def _names(columns, limit: int = 20) -> str:

@@ -121,6 +121,13 @@ if columns is None and names is not None:  # named features: matched by name, in
     shifted = pd.DataFrame(X, columns=range(1, n_features + 1))
     assert np.allclose(np.asarray(model.predict(shifted)), pred, atol=1e-6)
     print("named", len(names))
+if columns is None and names is None:  # pixels by position: a CSV without its header row
+    import io
+    text = "\\n".join(",".join(str(int(v)) for v in row) for row in np.floor(X * 16))
+    headless = pd.read_csv(io.StringIO(text))  # the first row read as the columns' names
+    assert len(headless) == 4
+    refused(lambda: model.predict(headless), "are numbers that are not positions")
+    print("pixels")
 print("served", pred.shape)
 """
 
@@ -148,3 +155,5 @@ def test_every_experiments_ensemble_loads_and_predicts_in_a_fresh_process(
     assert "served" in done.stdout
     if experiment == "housing_zoo":  # its data names its features (pixels go by position)
         assert "named" in done.stdout, done.stdout
+    if experiment == "quickstart":
+        assert "pixels" in done.stdout, done.stdout
