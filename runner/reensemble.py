@@ -522,6 +522,8 @@ def _main(argv: Sequence[str] | None) -> int:
         from runner.report import budget_line
 
         print(budget_line(report.summary(), metric))
+    if out.get("registered_version"):
+        print(f"registered {args.register_as} v{out['registered_version']}")
     return 0  # members left out were said as they were (a warning from the stage)
 
 

@@ -272,9 +272,11 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
         f"tracking_uri={db}",
         f"max_latency_ms={limit}",
         "n_boot=50",
+        "register_as=budgeted",
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "registered budgeted v1" in again.stdout  # said, as a sweep says it
     assert f"budget (max_latency_ms={limit:g}): serves " in again.stdout  # as a sweep says it
     runs = client.search_runs(
         [client.get_experiment_by_name("tabular").experiment_id],
