@@ -334,7 +334,9 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
 def _values_as_names(columns: pd.Index) -> bool:
     """Column names that are numbers but not positions (``0.1`` is how pandas renames a
     second ``0``): a row of values that a CSV reader took for the header."""
-    labels = [str(c) for c in columns]
+    if not all(isinstance(c, str) for c in columns):  # a reader's header is text: these
+        return False  # are labels a user gave (0.0, 1.0 ...; repeated positions)
+    labels = list(columns)
     try:
         [float(label) for label in labels]
     except ValueError:

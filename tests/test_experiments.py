@@ -127,6 +127,8 @@ if columns is None and names is None:  # pixels by position: a CSV without its h
     headless = pd.read_csv(io.StringIO(text))  # the first row read as the columns' names
     assert len(headless) == 4
     refused(lambda: model.predict(headless), "are numbers that are not positions")
+    for labels in (np.arange(float(X.shape[1])), list(range(X.shape[1]))):  # a user's labels
+        assert np.allclose(np.asarray(model.predict(pd.DataFrame(X, columns=labels))), pred)
     print("pixels")
 print("served", pred.shape)
 """
