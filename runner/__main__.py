@@ -43,16 +43,19 @@ def known_experiments(extra_dirs: list[Path] | None = None) -> list[str]:
 
 
 class JobRefused(Exception):
-    """A multirun's job stopped on bad input (said in one line): the next job goes on."""
+    """A multirun's job stopped (why, said in one line): the next job goes on."""
 
 
-REFUSED_JOBS: list[int] = []  # the numbers of a multirun's jobs that stopped on bad input
+REFUSED_JOBS: list[int] = []  # the numbers of a multirun's jobs that stopped
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, ends_all: bool = False) -> None:
     """Bad input: one ``error:`` line and exit code 2. In a multirun only this job stops
-    (JobRefused): the others run, and the command exits 2 once they did."""
+    (JobRefused): the others run, and the command exits 2 once they did; unless
+    ``ends_all`` (a store that failed for good fails every later job too)."""
     print(f"error: {message}", file=sys.stderr)
+    if ends_all:
+        sys.exit(2)
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -256,7 +259,7 @@ def _job(cfg: DictConfig) -> None:
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.
     from runner import launch, signals
-    from runner.errors import SweepAlreadyFinished, SweepInterrupted
+    from runner.errors import StoreFailed, SweepAlreadyFinished, SweepInterrupted
     from runner.user_errors import SAID_IN_ONE_LINE
 
     try:
@@ -275,7 +278,7 @@ def _job(cfg: DictConfig) -> None:
         )
         sys.exit(signals.exit_code())
     except SAID_IN_ONE_LINE as err:
-        _fail(str(err))
+        _fail(str(err), ends_all=isinstance(err, StoreFailed))
     from runner import report
 
     if spec.verbose:
@@ -295,7 +298,7 @@ def main() -> None:
         run_holding_stderr(_main)
         if REFUSED_JOBS:
             jobs = ", ".join(f"#{n}" for n in REFUSED_JOBS)
-            said = f"multirun job(s) {jobs} stopped on bad input (said above)"
+            said = f"multirun job(s) {jobs} stopped (each said why above)"
             print(f"error: {said}", file=sys.stderr)
             sys.exit(2)
     finally:

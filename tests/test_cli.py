@@ -244,7 +244,7 @@ def test_a_multirun_job_with_bad_input_stops_alone_and_the_command_exits_2(workd
     said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(said) == 2 and "Traceback" not in done.stderr, done.stderr
     assert said[0].startswith("error: members.logistic.hparams: model 'logistic': The 'C' ")
-    assert said[1] == "error: multirun job(s) #0 stopped on bad input (said above)"
+    assert said[1] == "error: multirun job(s) #0 stopped (each said why above)"
     assert not (workdir / "multi" / "0" / "summary.json").exists()
     members = read_summary(workdir / "multi" / "1")["members"]
     assert sorted(m["name"] for m in members if m["status"] == "FINISHED") == ["logistic", "svm"]
