@@ -202,6 +202,19 @@ def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text())
 
 
+def live_experiment(client: MlflowClient, name: str) -> Any:
+    """The MLflow experiment ``name``, or None; SpecError if it was deleted (MLflow keeps the
+    name: the experiment can neither be written to nor made anew)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise SpecError(
+            f"experiment_name: MLflow experiment {name!r} (id {experiment.experiment_id}) is "
+            f"deleted; restore it (mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}) or pass experiment_name=NAME"
+        )
+    return experiment
+
+
 def _already_finished(client: MlflowClient, parent: Any, spec: RunSpec) -> Exception:
     """What to raise for a sweep id whose sweep finished: nothing to do with its config
     (SweepAlreadyFinished); with another config, a ResumeError naming the keys that changed
@@ -331,13 +344,7 @@ class RunTree:
         store_seed.seed(spec.tracking_uri)
         checkpoint_at_exit(spec.tracking_uri)
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
-        experiment = self.client.get_experiment_by_name(spec.experiment)
-        if experiment is not None and experiment.lifecycle_stage == "deleted":
-            raise SpecError(  # MLflow keeps the name: it can neither be written nor made anew
-                f"experiment_name: MLflow experiment {spec.experiment!r} (id "
-                f"{experiment.experiment_id}) is deleted; restore it (mlflow experiments restore "
-                f"--experiment-id {experiment.experiment_id}) or pass experiment_name=NAME"
-            )
+        experiment = live_experiment(self.client, spec.experiment)
         self.experiment_id = (
             experiment.experiment_id
             if experiment is not None
@@ -448,7 +455,7 @@ class RunTree:
         client = experiment = None
         if store_exists(spec.tracking_uri):
             client = MlflowClient(tracking_uri=spec.tracking_uri)
-            experiment = client.get_experiment_by_name(spec.experiment)
+            experiment = live_experiment(client, spec.experiment)
         runs = (
             []
             if experiment is None
@@ -506,7 +513,7 @@ class RunTree:
         config, finished or not (then nothing is done), or None: it never started, so it
         starts now (the jobs before an interruption finished, the ones after never ran)."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
-        experiment = client.get_experiment_by_name(spec.experiment)
+        experiment = live_experiment(client, spec.experiment)
         found = experiment is not None
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
         unfinished = [r for r in runs if r.info.status != "FINISHED"]

@@ -276,11 +276,11 @@ def test_an_experiment_deleted_in_mlflow_is_said_in_one_line(workdir):
     db = f"sqlite:///{workdir}/mlflow.db"
     client = MlflowClient(db)
     client.delete_experiment(client.create_experiment("quickstart"))
-    done = run_cli(
-        workdir, "+experiment=quickstart", "smoke=true", *INFRA_MEMBERS, f"tracking.uri={db}"
-    )
-    assert done.returncode == 2, done.stderr[-3000:]
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("error: experiment_name: MLflow experiment 'quickstart' (id ")
-    assert "is deleted; restore it (mlflow experiments restore --experiment-id " in line
+    args = ("+experiment=quickstart", "smoke=true", *INFRA_MEMBERS, f"tracking.uri={db}")
+    for resume in ([], ["runner.resume=true"]):  # resuming says the same, not "no sweep"
+        done = run_cli(workdir, *args, *resume)
+        assert done.returncode == 2, done.stderr[-3000:]
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("error: experiment_name: MLflow experiment 'quickstart' (id ")
+        assert "is deleted; restore it (mlflow experiments restore --experiment-id " in line
     assert not client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
