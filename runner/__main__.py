@@ -77,7 +77,8 @@ def _resolved(cfg: DictConfig) -> dict:
     except InterpolationResolutionError as err:
         written = _unresolved_value(cfg, err.full_key)
         reason = str(err.msg).splitlines()[0]
-        raise SpecError(f"{err.full_key}={written}: {reason}" if written else reason) from None
+        key = f"{err.full_key}={written}" if written else err.full_key
+        raise SpecError(f"{key}: {reason}" if key else reason) from None
 
 
 def _unresolved_value(cfg: DictConfig, key: str | None) -> str | None:
@@ -86,7 +87,8 @@ def _unresolved_value(cfg: DictConfig, key: str | None) -> str | None:
         node = cfg
         for part in (key or "").split("."):
             node = node._get_node(part)
-        return str(node._value())
+        written = str(node._value())
+        return None if "\n" in written or len(written) > 200 else written
     except Exception:
         return None
 
