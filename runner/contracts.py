@@ -63,6 +63,7 @@ RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume change
 LEASE = "runner.lease"  # the driver holding the sweep, with its last heartbeat (JSON)
 DRIVER = "runner.driver"  # a token of the driver process running the sweep now (its sentinel's)
 DATA_FINGERPRINT = "runner.data_fingerprint"
+CONFIG_DIGEST = "runner.config_digest"  # a sweep's config without how it was run, hashed
 MEMBERS = "runner.members"
 BEST_MEMBER = "runner.best_member"
 BEATS_BEST_MEMBER = "runner.beats_best_member"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -30,6 +31,7 @@ from models.training import TrainingOptions
 from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
+    CONFIG_DIGEST,
     CONFIG_HASH,
     CUT_SHORT,
     DATA_FINGERPRINT,
@@ -174,6 +176,18 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
         with contextlib.suppress(TypeError, ValueError):
             params["training"] = TrainingOptions.from_params(member.training).as_params()
     return params
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """A hash of what a sweep computes (the keys ``config_changes`` compares): a resume finds
+    the sweeps of a config by it, however many sweeps the experiment holds."""
+    kept = {
+        k: v
+        for k, v in flatten(config).items()
+        if k not in VOLATILE_KEYS and not k.startswith(VOLATILE_GROUPS)
+    }
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -374,6 +388,7 @@ class RunTree:
                 **self.base_tags,
                 ROLE: "sweep",
                 DATA_FINGERPRINT: fingerprint,
+                CONFIG_DIGEST: config_digest(spec.resolved),
                 DRIVER: self.driver_token,
             },
         )
@@ -515,6 +530,20 @@ class RunTree:
         client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = live_experiment(client, spec.experiment)
         found = experiment is not None
+        same = (
+            client.search_runs(
+                [experiment.experiment_id],
+                f"tags.`{ROLE}` = 'sweep' and "
+                f"tags.`{CONFIG_DIGEST}` = '{config_digest(spec.resolved)}'",
+                order_by=["attributes.start_time DESC"],
+            )
+            if found
+            else []
+        )
+        mine = same if spec.multirun_job else [r for r in same if r.info.status != "FINISHED"]
+        if mine:
+            return mine[0].data.tags[SWEEP]
+        # sweeps of older versions carry no digest: the latest 50, by their recorded configs
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
         unfinished = [r for r in runs if r.info.status != "FINISHED"]
         candidates = runs if spec.multirun_job else unfinished

@@ -233,3 +233,27 @@ def test_an_interrupted_multirun_finishes_on_resume_each_job_in_its_own_sweep(wo
     # and once more: every job finished, nothing new
     assert run_cli(workdir, *again).returncode == 0
     assert len(client.search_runs([experiment], sweeps)) == 3
+
+
+def test_a_multirun_job_finds_its_sweep_among_more_than_the_latest_fifty(tmp_path):
+    """Each job's sweep is found by its config's digest: a long grid resumed late had looked
+    at the 50 newest sweeps only, and trained its first jobs again."""
+    from dataclasses import replace
+
+    from test_spec import spec_of
+
+    from runner.contracts import CONFIG_DIGEST
+    from runner.runtree import RunTree, config_digest
+
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = replace(spec_of(tmp=tmp_path), tracking_uri=db, resume=True, multirun_job=True)
+    client = MlflowClient(db)
+    exp = client.create_experiment(spec.experiment)
+    for k in range(61):  # the job's own sweep first, then 60 newer ones of other configs
+        digest = config_digest(spec.resolved) if k == 0 else f"other-{k}"
+        tags = {"runner.role": "sweep", "runner.sweep_id": f"s{k}", CONFIG_DIGEST: digest}
+        run = client.create_run(exp, start_time=1000 + k, tags=tags)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    assert RunTree.resumable_sweep_id(spec) == "s0"
+    # a job whose config has no sweep yet starts one
+    assert RunTree.resumable_sweep_id(replace(spec, resolved={"other": 1})) is None
