@@ -178,26 +178,28 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
     return params
 
 
-def config_digest(config: Mapping[str, Any]) -> str:
-    """A hash of what a sweep computes (the keys ``config_changes`` compares): a resume finds
-    the sweeps of a config by it, however many sweeps the experiment holds."""
-    kept = {
+def _computed(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config's dotted keys of what a sweep computes (how it is run, e.g.
+    verbosity or the cluster address, may change between attempts)."""
+    return {
         k: v
         for k, v in flatten(config).items()
         if k not in VOLATILE_KEYS and not k.startswith(VOLATILE_GROUPS)
     }
-    text = json.dumps(kept, sort_keys=True, default=str)
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """A hash of what a sweep computes (the keys ``config_changes`` compares): a resume finds
+    the sweeps of a config by it, however many sweeps the experiment holds."""
+    text = json.dumps(_computed(config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose values differ between two resolved configs (what a sweep computes;
-    how it is run, e.g. verbosity or the cluster address, may change between attempts)."""
-    a, b = flatten(old), flatten(new)
+    """Dotted keys whose values differ between two resolved configs (``_computed``)."""
+    a, b = _computed(old), _computed(new)
     out = {}
     for key in sorted(set(a) | set(b)):
-        if key in VOLATILE_KEYS or key.startswith(VOLATILE_GROUPS):
-            continue
         if a.get(key) != b.get(key):
             out[key] = (a.get(key), b.get(key))
     return out
@@ -548,6 +550,8 @@ class RunTree:
         unfinished = [r for r in runs if r.info.status != "FINISHED"]
         candidates = runs if spec.multirun_job else unfinished
         for run in candidates:
+            if CONFIG_DIGEST in run.data.tags:  # its digest did not match: another config
+                continue
             recorded = recorded_config(client, run.info.run_id)
             if recorded is not None and not config_changes(recorded, spec.resolved):
                 return run.data.tags[SWEEP]
