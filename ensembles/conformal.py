@@ -43,10 +43,18 @@ def check_coverage(value: Any) -> float | None:
 
 def spread(P: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per row, the weighted standard deviation of the members' regression predictions
-    ``P`` (members, rows) around their weighted mean (|weights| normalised)."""
+    ``P`` (members, rows) around their weighted mean (|weights| normalised).
+
+    Bagged members' predictions may come per fold, ``P`` (folds, members, rows): the spread is
+    then the root mean square over folds of each fold's models' spread. Their out-of-fold
+    predictions, which calibrate the quantile, each come from one fold's models; the mean of
+    K folds' models disagrees less (about 10% on California housing), which would narrow the
+    intervals and cover too few rows."""
     w = np.abs(np.asarray(weights, dtype=np.float64))
     w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
     P = np.asarray(P, dtype=np.float64)
+    if P.ndim == 3:
+        return np.sqrt(np.mean([spread(fold, w) ** 2 for fold in P], axis=0))
     mean = np.tensordot(w, P, axes=1)
     return np.sqrt(np.tensordot(w, (P - mean) ** 2, axes=1))
 

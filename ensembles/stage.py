@@ -41,6 +41,9 @@ class MemberPredictions:
     test: np.ndarray
     fingerprint: str | None = None
     cost: float | None = None  # milliseconds it takes to predict 1000 rows, when measured
+    # a bagged regression member's test predictions by each fold's model (folds, rows): the
+    # members' spread under its conformal intervals is taken fold by fold (conformal.spread)
+    test_folds: np.ndarray | None = None
 
 
 def usable_members(
@@ -302,7 +305,11 @@ def run(
         if getattr(estimator, "temperature", None) is not None:
             ens_oof = scale(ens_oof, estimator.temperature)
         uncertainty = _conformal(
-            coverage, estimator.weights_, (P_val, ens_oof, y_val), (P_test, test_pred, y_test)
+            coverage,
+            estimator.weights_,
+            (P_val, ens_oof, y_val),
+            (P_test, test_pred, y_test),
+            _by_fold(usable),
         )
     return EnsembleReport(
         method=method,
@@ -425,18 +432,30 @@ def _budget_report(
     }
 
 
+def _by_fold(usable: Sequence[MemberPredictions]) -> np.ndarray | None:
+    """The members' test predictions by fold (folds, members, rows) when every member is
+    bagged over the same number of folds, else None."""
+    folds = [m.test_folds for m in usable]
+    if any(f is None for f in folds) or len({np.shape(f) for f in folds}) != 1:
+        return None
+    return np.stack(folds, axis=1).astype(np.float64, copy=False)
+
+
 def _conformal(
     coverage: float,
     weights: np.ndarray,
     cal: tuple[np.ndarray, np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    test_by_fold: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Calibrate the conformal predictor on (members' predictions, ensemble's cross-fitted
-    prediction, targets) of validation; measure it, and its coverage curve, on test."""
+    prediction, targets) of validation; measure it, and its coverage curve, on test (the
+    members' spread there from ``test_by_fold`` when they are bagged)."""
     (P_val, cal_pred, y_val), (P_test, test_pred, y_test) = cal, test
     regression = P_val.ndim == 2
     s_val = conformal.spread(P_val, weights) if regression else None
-    s_test = conformal.spread(P_test, weights) if regression else None
+    spread_from = P_test if test_by_fold is None else test_by_fold
+    s_test = conformal.spread(spread_from, weights) if regression else None
     fitted = conformal.calibrate(coverage, cal_pred, y_val, s_val)
     return {
         **fitted.to_dict(),

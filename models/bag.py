@@ -61,4 +61,8 @@ class Bag:
 
     def predict(self, X: Any, task: Task) -> np.ndarray:
         """The mean of the members' predictions, in the members' contract."""
-        return np.mean([m.predict(X, task) for m in self.members], axis=0)
+        return np.mean(self.fold_predictions(X, task), axis=0)
+
+    def fold_predictions(self, X: Any, task: Task) -> np.ndarray:
+        """Each fold's model's predictions, stacked (folds, rows, ...)."""
+        return np.stack([m.predict(X, task) for m in self.members])

@@ -64,7 +64,8 @@ def assemble(
     oof = np.zeros((len(data.y_val), *np.shape(first)[1:]), dtype=np.float64)
     for k, record in enumerate(folds):
         oof[data.folds == k] = record.val
-    test = np.mean(np.asarray([r.test for r in folds], dtype=np.float64), axis=0)
+    by_fold = np.asarray([r.test for r in folds], dtype=np.float64)
+    test = np.mean(by_fold, axis=0)
     sources = [_model_folder(tree, r, folder / "folds" / str(k)) for k, r in enumerate(folds)]
     folder.mkdir(parents=True, exist_ok=True)
     models.save_bag(member.model, sources, folder / "bag" / MODEL_DIR)
@@ -94,7 +95,9 @@ def assemble(
         info["predict_ms_per_1000"] = float(sum(latency))
     info["model_bytes"] = folder_bytes(folder / "bag" / MODEL_DIR)
     out = folder / "bag"
-    result = TrialResult(oof, test, data.fingerprint, info, out)
+    # a regression's fold-by-fold test predictions: its conformal spread is taken per fold
+    by_fold = by_fold if test.ndim == 1 else None
+    result = TrialResult(oof, test, data.fingerprint, info, out, by_fold)
     result.write(out, data.y_val, data.y_test)
     final = {
         **{f"final_val_{k}": v for k, v in evaluate(data.y_val, oof).items()},

@@ -35,4 +35,4 @@ class HeldPredictions:
         for name in self.library.add(record.name, record.val, record.test, record.fingerprint):
             r = self.records[name]
             r.scores = (evaluate(self.y_val, r.val), evaluate(self.y_test, r.test))
-            r.val = r.test = None
+            r.val = r.test = r.test_folds = None

@@ -212,9 +212,11 @@ class TrialResult:
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
+    test_folds: np.ndarray | None = None  # a bagged regression member's test rows by fold
 
     def write(self, folder: Path, y_val: np.ndarray, y_test: np.ndarray) -> None:
         """Save predictions and info into ``folder`` (the model is saved beside them)."""
+        by_fold = {} if self.test_folds is None else {"test_folds": self.test_folds}
         np.savez(
             folder / PREDICTIONS,
             val=self.val,
@@ -222,6 +224,7 @@ class TrialResult:
             y_val=y_val,
             y_test=y_test,
             fingerprint=np.array(self.fingerprint),
+            **by_fold,
         )
         (folder / MEMBER_INFO).write_text(json.dumps(self.info, indent=2, default=str))
 
@@ -231,8 +234,9 @@ class TrialResult:
         folder = Path(folder)
         with np.load(folder / PREDICTIONS) as npz:
             val, test, fingerprint = npz["val"], npz["test"], str(npz["fingerprint"])
+            test_folds = npz["test_folds"] if "test_folds" in npz.files else None
         info = json.loads((folder / MEMBER_INFO).read_text())
-        return cls(val, test, fingerprint, info, folder)
+        return cls(val, test, fingerprint, info, folder, test_folds)
 
     @property
     def model_dir(self) -> Path | None:

@@ -114,17 +114,16 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         X = self._table_rows(model_input) if table else self._feature_rows(model_input)
         if not table:
             self._check_scale(X)
+        by_fold = None
         if len(X) == 0:  # no rows in, none out (a member's model may refuse an empty batch)
             k = self.task.n_classes
             P = np.zeros((self.n_members, 0, k) if k else (self.n_members, 0))
             pred = P[0]
         else:
             try:
-                preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+                P, by_fold = self._member_predictions(X)
             except ValueError as err:  # a member's own check of the rows (e.g. not a table)
                 raise BadInput(str(err)) from err
-            shape = next(iter(preds.values())).shape
-            P = np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)])
             pred = self.estimator.predict(P)
         if self.conformal is None:
             if output == "labels":
@@ -136,13 +135,36 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         out = served_frame(
             self.conformal,
             pred,
-            spread(P, self.estimator.weights_) if regression else None,
+            spread(P if by_fold is None else by_fold, self.estimator.weights_)
+            if regression
+            else None,
             self.classes if output == "labels" else None,
         )
         if isinstance(model_input, pd.DataFrame) and len(model_input) == len(out):
             # each answer beside its row's label
             out.index = model_input.index
         return out
+
+    def _member_predictions(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        """The members' predictions (members, rows, ...), zeros for members not shipped; and,
+        for intervals around a regression whose members are all bagged over as many folds,
+        the predictions by fold (folds, members, rows): the members' spread under the
+        intervals is then taken fold by fold, as on the out-of-fold rows that calibrated
+        them (the mean of K folds' models disagrees less than one fold's)."""
+        from models.bag import Bag
+
+        folds = {len(m.members) if isinstance(m, Bag) else 0 for m in self.members.values()}
+        if self.conformal is not None and self.task.n_classes is None and folds - {0} == folds:
+            per = {i: m.fold_predictions(X, self.task) for i, m in self.members.items()}
+            shapes = {p.shape for p in per.values()}
+            if len(shapes) == 1:
+                shape = shapes.pop()
+                by_fold = np.stack([per.get(i, np.zeros(shape)) for i in range(self.n_members)])
+                by_fold = by_fold.transpose(1, 0, 2)  # (folds, members, rows)
+                return by_fold.mean(axis=0), by_fold
+        preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
+        shape = next(iter(preds.values())).shape
+        return np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)]), None
 
     def _feature_rows(self, model_input) -> np.ndarray:
         """Numbers as the members read them, float32 rows of ``n_features``: any numeric

@@ -261,7 +261,8 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
         with np.load(path) as npz:
             fp = str(npz["fingerprint"])
             cost = run.data.metrics.get("final_predict_ms_per_1000")
-            members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost))
+            by_fold = npz["test_folds"] if "test_folds" in npz.files else None
+            members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost, by_fold))
             labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
         run_of[name], sweep_of[name] = run.info.run_id, run.data.tags[SWEEP]
     refits, costs = (

@@ -267,6 +267,7 @@ class MemberRecord:
     test: np.ndarray | None = None
     fingerprint: str | None = None
     error: str | None = None
+    test_folds: np.ndarray | None = None  # a bagged regression member's test rows by fold
     model_path: str | None = None  # the saved model in Tune's storage (local filesystems)
     fit: dict[str, Any] = field(default_factory=dict)  # what a refit needs of a fold's fit
     # validation and test scores, kept when the predictions are let go (``runner.candidates``)
@@ -663,6 +664,7 @@ class RunTree:
                 test=_held(npz["test"]),
                 fingerprint=str(npz["fingerprint"]),
                 fit=_fit_facts(info),
+                test_folds=_held(npz["test_folds"]) if "test_folds" in npz.files else None,
             )
 
     def child(
@@ -906,6 +908,7 @@ class RunTree:
             fingerprint=result.fingerprint,
             model_path=None if model_dir is None else str(model_dir),
             fit=_fit_facts(info),
+            test_folds=None if result.test_folds is None else _held(result.test_folds),
         )
         self.records[label] = record
         return record

@@ -228,7 +228,12 @@ def _ensemble(
     served = {r.name: (refits[r.name] if r.name in refit_runs else r) for r in finished}
     members = [
         MemberPredictions(
-            r.name, r.val, r.test, r.fingerprint, served[r.name].fit.get("predict_ms_per_1000")
+            r.name,
+            r.val,
+            r.test,
+            r.fingerprint,
+            served[r.name].fit.get("predict_ms_per_1000"),
+            r.test_folds,
         )
         for r in finished
         if r.val is not None

@@ -285,3 +285,15 @@ def test_beyond_benchmark_measures_conformal_coverage_tiny(tmp_path):
     assert st["name"] == "mlp/student" and st["speedup"] > 0
     assert 0 < st["student"]["test_metric"] <= 1 and st["student"]["model_bytes"] > 0
     assert "| digits | 1 | mlp/student " in done.stdout
+
+
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared" / "data" / "california_housing").exists(),
+    reason="no California housing file",
+)
+def test_conformal_folds_benchmark_compares_the_spreads_tiny():
+    done = run_benchmark("conformal_folds.py", "--splits", "1", "--rows", "200", timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| spread")]
+    assert len(rows) == 2 and all(line.count("(") == 3 for line in rows)
+    assert "of the folds' mean" in done.stdout and "fold by fold" in done.stdout
