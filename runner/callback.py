@@ -281,12 +281,12 @@ class MemberCallback(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed and will be retried: this attempt's run ends FAILED."""
-        self._submit(self._recover, trial.trial_id)
+        self._submit(self._recover, trial.trial_id, error_reason(trial), trial.error_file)
 
-    def _recover(self, trial_id: str) -> None:
+    def _recover(self, trial_id: str, reason: str, error_file: str | None) -> None:
         run_id = self.run_ids.pop(trial_id, None)
         if run_id is not None:
-            self.tree.fail_attempt(run_id)
+            self.tree.fail_attempt(run_id, reason, error_file)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial failed for good: mark its run FAILED with the reason."""

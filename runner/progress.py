@@ -210,10 +210,10 @@ class ProgressView(Callback):
         self._event(f"{label_of(trial)} FAILED: {error_reason(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from runner.callback import label_of
+        from runner.callback import error_reason, label_of
 
         self.running.discard(trial.trial_id)
-        self._event(f"{label_of(trial)} lost its worker; retrying")
+        self._event(f"{label_of(trial)} failed: {error_reason(trial)}; retrying")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.drawn and self._is_live():

@@ -945,9 +945,13 @@ class RunTree:
             name=label, model=model, run_id=run_id, status="SKIPPED", error=reason
         )
 
-    def fail_attempt(self, run_id: str) -> None:
-        """A worker died and Tune retries the trial: this attempt's run ends FAILED."""
-        self.terminate(self._resolve(run_id, {ERROR: "worker failed; retried"}), "FAILED")
+    def fail_attempt(self, run_id: str, reason: str, error_file: str | None = None) -> None:
+        """The trial failed and Tune retries it (``runner.max_failures``): this attempt's run
+        ends FAILED with the reason and the trial's error so far (``error.txt``)."""
+        run_id = self._resolve(run_id, {ERROR: f"{reason[:4900]} (retried)"})
+        if error_file and Path(error_file).is_file():
+            self._artifacts(run_id).log_artifact(error_file)
+        self.terminate(run_id, "FAILED")
 
     def fail_member(
         self,

@@ -20,10 +20,13 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
         "~members.selu",
         "+members.mlp.training.learning_rate=9.9",
         "+members.mlp.training.optimizer=sgd",
+        "runner.max_failures=1",  # retried as Tune retries, and it fails again: seeded
         f"tracking.uri={db}",
         "hydra.run.dir=out",
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    (retry,) = [x for x in done.stdout.splitlines() if "] mlp failed: " in x]
+    assert "FloatingPointError: loss became nan in epoch 1" in retry and retry.endswith("retrying")
     assert "mlp FAILED: FloatingPointError: loss became nan" in done.stdout
     summary = read_summary(workdir / "out")
     rows = {m["name"]: m for m in summary["members"]}
@@ -41,6 +44,15 @@ def test_a_member_whose_loss_goes_nan_fails_with_the_reason_and_the_rest_are_ens
     error = client.download_artifacts(run.info.run_id, "error.txt", str(workdir))
     text = Path(error).read_text()
     assert "in train_member" in text and "FloatingPointError: loss became nan" in text
+    # the first attempt's run: FAILED with its own reason, not a worker's death
+    attempts = client.search_runs(
+        [run.info.experiment_id], "tags.`runner.member` = 'mlp'", order_by=["attributes.start_time"]
+    )
+    assert [a.info.status for a in attempts] == ["FAILED", "FAILED"]
+    first = attempts[0].data.tags["runner.error"]
+    assert first.startswith("FloatingPointError: loss became nan") and first.endswith("(retried)")
+    names = {a.path for a in client.list_artifacts(attempts[0].info.run_id)}
+    assert "error.txt" in names, names
 
 
 def test_members_whose_predictions_break_the_contract_fail_with_the_reason(workdir):

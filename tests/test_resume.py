@@ -191,6 +191,10 @@ def test_worker_killed_mid_trial_is_retried_and_tracked_once(workdir):
     runs = [r for r in sweep_runs(db, "kill-1") if r.data.tags.get("runner.member") == "convnet"]
     statuses = sorted(r.info.status for r in runs)
     assert statuses == ["FAILED", "FINISHED"], statuses
+    dead = next(r for r in runs if r.info.status == "FAILED")
+    assert "died" in dead.data.tags["runner.error"].lower(), dead.data.tags["runner.error"]
+    assert dead.data.tags["runner.error"].endswith("(retried)")
+    assert "] convnet failed: " in output and "; retrying" in output
     finished = next(r for r in runs if r.info.status == "FINISHED")
     steps = [m.step for m in MlflowClient(db).get_metric_history(finished.info.run_id, "loss")]
     assert steps == list(range(1, 61))  # one clean curve, no epochs from the killed attempt
