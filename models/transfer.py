@@ -115,6 +115,34 @@ def example(folder: Path, spec: InputSpec, task: Task) -> dict[str, Any]:
     return {"base": str(path), "frozen_epochs": 1, "unfreeze": 1}
 
 
+def _head_input(model: keras.Model) -> Any:
+    """The tensor (of ``model``'s graph) feeding its head: the last layer with weights on the
+    way back from its ``output`` layer (or first output), past layers without weights (a
+    softmax or activation after the head, the named identities of ``wide_deep``), and into a
+    nested model (``wide_deep``'s core, whose head reads the wide and deep features)."""
+    import keras
+
+    names = [x.name for x in model.layers]
+    layer = (
+        model.get_layer("output") if "output" in names else model.outputs[0]._keras_history[0]
+    )
+    start = layer
+    while True:
+        if isinstance(layer, keras.Model):  # its own head's input, on this graph's tensors
+            sub = keras.Model(layer.inputs, _head_input(layer))
+            # the tensors this graph feeds it (its ``input`` names its own Input layers)
+            args = layer._inbound_nodes[0].input_tensors
+            return sub(args if len(args) > 1 else args[0])
+        if layer.weights:
+            return layer.input
+        before = layer.input
+        if isinstance(before, (list, tuple)):  # a merge without weights: no single head
+            return start.input
+        layer = before._keras_history[0]
+        if isinstance(layer, keras.layers.InputLayer):
+            return start.input
+
+
 def feature_extractor(base: keras.Model) -> keras.Model:
     """The base without its output layer: input -> the tensor that fed the old head (a base
     with test-time augmentation: those features averaged over each image's copies)."""
@@ -122,8 +150,7 @@ def feature_extractor(base: keras.Model) -> keras.Model:
 
     inner = base.base if hasattr(base, "samples") else base  # MC-dropout wrapper
     names = [x.name for x in inner.layers]
-    head_layer = inner.get_layer("output") if "output" in names else inner.layers[-1]
-    features = head_layer.input
+    features = _head_input(inner)
     if "tta_copies" in names:
         from models.custom import MeanOfCopies
 
@@ -190,7 +217,8 @@ def fit(
 ) -> dict[str, list[float]]:
     """Two-phase training; returns both phases' history, with ``phase`` (1 or 2) per epoch.
 
-    Phase one trains the new head for ``frozen_epochs`` (capped by ``options.epochs``);
+    Phase one trains the new head for ``frozen_epochs`` (capped by ``options.epochs``; all
+    of them with ``unfreeze: 0``, which keeps the base frozen);
     phase two unfreezes the base's top layers, recompiles with the learning rate and every
     rate the schedule names times ``fine_tune_lr_factor``, and trains for the remaining
     epochs. The epoch count and the learning-rate schedule run over both phases: phase two
@@ -202,7 +230,8 @@ def fit(
     from models.schedules import scale_schedule
     from models.training import compile_model, fit_keras
 
-    first = min(hp["frozen_epochs"], options.epochs)
+    # nothing to fine-tune: the head trains for every epoch on the frozen base
+    first = options.epochs if hp["unfreeze"] == 0 else min(hp["frozen_epochs"], options.epochs)
     phases = [(1, 0, first, options)]
     if options.epochs > first:
         factor = hp["fine_tune_lr_factor"]
@@ -216,8 +245,8 @@ def fit(
     for phase, start, end, opts in phases:
         if end == start:
             continue
-        if phase == 2 and unfreeze_top(model, hp) == 0:
-            break  # nothing to fine-tune: phase one was the whole training
+        if phase == 2:
+            unfreeze_top(model, hp)  # a base without weights: the head goes on, more slowly
         if on_phase is not None:
             on_phase(phase)
         compile_model(model, task, opts, n_train_rows=n_train_rows, initial_epoch=start)

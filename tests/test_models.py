@@ -290,6 +290,41 @@ def test_transfer_trains_in_two_phases_with_the_base_frozen_first(tiny, tmp_path
     assert any(changed)
 
 
+def test_transfer_with_nothing_to_unfreeze_trains_the_head_for_every_epoch(tiny, tmp_path):
+    spec, X, y, _ = tiny
+    entry = REGISTRY["transfer"]
+    hp = {**entry.example_hparams(tmp_path, spec, CLASSES), "frozen_epochs": 2, "unfreeze": 0}
+    model = entry.build(spec, CLASSES, **hp)
+    base = [w.numpy().copy() for w in model.get_layer("base").weights]
+    options = TrainingOptions(epochs=4, batch_size=16)
+    history = entry.fit(model, CLASSES, (X, y), (X, y), options, hp)
+    assert history["phase"] == [1.0, 1.0, 1.0, 1.0]  # it stopped after frozen_epochs
+    after = model.get_layer("base").weights
+    assert all(np.allclose(a, b.numpy()) for a, b in zip(base, after, strict=True))
+
+
+@pytest.mark.parametrize("aux_output", [False, True])
+def test_a_wide_and_deep_base_gives_its_features_not_its_old_head(aux_output):
+    """The transfer head reads what fed the old head: wide and deep features concatenated
+    (the named identities after the head, and the core model it nests, are looked through),
+    not the old task's class probabilities; also past a softmax layer of its own."""
+    import keras
+
+    from models.transfer import feature_extractor
+
+    spec = InputSpec(16, mean=np.zeros(16), variance=np.ones(16))
+    hp = {"wide": [0, 1, 2], "deep": [3, 4, 5, 6], "width": 8, "aux_output": aux_output}
+    wide_deep = REGISTRY["wide_deep"].build(spec, CLASSES, **hp)
+    extractor = feature_extractor(wide_deep)
+    assert extractor.output_shape == (None, 3 + 8)  # the wide columns and the deep trunk
+    rows = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+    assert extractor.predict_on_batch(rows).shape == (5, 11)
+    own = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(30), keras.layers.Dense(3), keras.layers.Softmax()]
+    )
+    assert feature_extractor(own).output_shape == (None, 30)
+
+
 def test_transfer_fine_tuning_continues_the_epoch_count(tiny, tmp_path):
     """Phase two goes on from phase one's last epoch in TensorBoard (its steps do not start
     at 0 again), and the epochs reported to the runner still count 1, 2, 3, 4."""
