@@ -494,8 +494,12 @@ def parse_members(
         except ValueError as err:
             raise _fail(f"{where}.model", str(err)) from None
         merged_training = {**training, **_mapping(f"{where}.training", item.get("training"))}
-        if shrink is not None:
-            merged_training["epochs"] = min(merged_training.get("epochs", 1), shrink[1])
+        if shrink is not None:  # smoke: at most a few epochs, also in place of a searched count
+            epochs = merged_training.get("epochs", 1)
+            if isinstance(epochs, Mapping):
+                merged_training["epochs"] = shrink[1]
+            elif isinstance(epochs, (int, float)) and not isinstance(epochs, bool):
+                merged_training["epochs"] = min(epochs, shrink[1])
         try:
             hparams, h_space, h_cands = split_domains(
                 _mapping(f"{where}.hparams", item.get("hparams")), "hparams"
@@ -836,7 +840,7 @@ def parse_student(
         raise _fail(
             where, "the student learns from the served ensemble; set ensemble.log_model=true"
         )
-    if name in named:
+    if name in named and not (named[name].search and name in models.REGISTRY):
         if named[name].search:
             raise _fail(where, f"member {name!r} is searched; name a plain member or a model kind")
         return replace(named[name], folds=0, refit=False)

@@ -340,3 +340,17 @@ def test_keys_of_a_misplaced_group_say_where_they_belong(key, hint):
     cfg[key] = {"x": 1}
     with pytest.raises(SpecError, match="^" + re.escape(f"{key}: unknown key; {hint} (allowed: ")):
         from_config(cfg, "quickstart", "/tmp")
+
+
+def test_a_smoke_run_caps_a_searched_epoch_count_too():
+    spec = spec_of("smoke=true", "search=random", "+members.mlp.training.epochs={randint: [5, 9]}")
+    mlp = next(m for m in spec.members if m.name == "mlp")
+    assert mlp.training.epochs == 1 and not any("epochs" in path for path in mlp.search)
+
+
+def test_a_searched_member_named_as_a_model_kind_leaves_that_kind_to_distill():
+    spec = spec_of(
+        "search=random", "+members.mlp.hparams.width={choice: [64, 128]}", "ensemble.distill=mlp"
+    )
+    assert spec.student is not None and spec.student.model == "mlp"
+    assert not spec.student.search and spec.student.hparams == {}
