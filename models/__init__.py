@@ -47,6 +47,7 @@ _ZOO: dict[str, ModelKind] = {
         reference_check=transfer.check_reference,
         example=transfer.example,
         custom_objects="models.custom",
+        files=("base", "weights"),
     ),
     **shallow.ENTRIES,
     **boosters.ENTRIES,

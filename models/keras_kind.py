@@ -47,6 +47,7 @@ class KerasKind(ModelKind):
     reference_check: Callable[[str, str, ModelKind], None] | None = None
     example: Callable[[Path, InputSpec, Task], dict[str, Any]] | None = None
     custom_objects: str | None = None
+    files: tuple[str, ...] = ()  # hyperparameters that may name a local file
     framework: str = "keras"
     scales_target: bool = True
     learns_in_epochs: bool = True
@@ -69,6 +70,10 @@ class KerasKind(ModelKind):
     def stage_references(self, hparams: Mapping[str, Any]) -> dict[str, str]:
         """Hyperparameters that name a member of an earlier stage."""
         return {} if self.references is None else self.references(dict(hparams))
+
+    def file_hparams(self) -> tuple[str, ...]:
+        """Hyperparameters that may name a local file (``files``)."""
+        return self.files
 
     def check_reference(self, key: str, ref: str, kind: ModelKind) -> None:
         """Whether the referenced member can serve (a transfer base must be a Keras model)."""

@@ -128,6 +128,11 @@ class ModelKind:
         saved model the runner passes instead; most kinds have none."""
         return {}
 
+    def file_hparams(self) -> tuple[str, ...]:
+        """Hyperparameters that may name a local file (a runner resolves a relative path
+        against the directory the command ran in: its workers run elsewhere)."""
+        return ()
+
     def check_reference(self, key: str, ref: str, kind: ModelKind) -> None:
         """Raise ValueError if the member ``ref`` (of ``kind``) cannot serve as ``key``."""
 

@@ -28,6 +28,11 @@ def _base(name: str, value: Any) -> str:
             "base must be a .keras file path, STAGE.MEMBER of an earlier stage or "
             f"applications:NAME, got {value!r}"
         )
+    if value.endswith(".h5"):
+        raise ValueError(
+            f"base {value!r} is a weights file: base takes a saved .keras model, STAGE.MEMBER "
+            "or applications:NAME (whose weights=FILE may be such a file)"
+        )
     return value
 
 
@@ -123,9 +128,7 @@ def _head_input(model: keras.Model) -> Any:
     import keras
 
     names = [x.name for x in model.layers]
-    layer = (
-        model.get_layer("output") if "output" in names else model.outputs[0]._keras_history[0]
-    )
+    layer = model.get_layer("output") if "output" in names else model.outputs[0]._keras_history[0]
     start = layer
     while True:
         if isinstance(layer, keras.Model):  # its own head's input, on this graph's tensors

@@ -528,7 +528,7 @@ def parse_members(
                 name=name,
                 model=item["model"],
                 kind=entry.framework,
-                hparams=hparams,
+                hparams=_local_files(hparams, entry.file_hparams()),
                 training=_build(TrainingOptions, merged_training, f"{where}.training"),
                 resources=Resources(float(res.cpu), float(res.gpu)),
                 seed=_int(f"{where}.seed", item.get("seed", seed), 0),
@@ -538,6 +538,19 @@ def parse_members(
             )
         )
     return tuple(members)
+
+
+def _local_files(hparams: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``hparams`` with each of ``keys`` that names a file here made absolute (``~`` expanded):
+    the trials run in Ray's workers, whose directory is not the command's."""
+    out = dict(hparams)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            if path.exists() or value.startswith("~"):
+                out[key] = str(path.resolve())
+    return out
 
 
 def check_members_against_data(

@@ -244,6 +244,8 @@ def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
         REGISTRY["wide_deep"].check_input({"deep": [99]}, spec)
     with pytest.raises(ValueError, match="base model file '/nope.keras' does not exist"):
         REGISTRY["transfer"].check_input({"base": "/nope.keras"}, spec)
+    with pytest.raises(ValueError, match=r"base 'm.weights.h5' is a weights file: base takes a"):
+        REGISTRY["transfer"].check({"base": "m.weights.h5"}, CLASSES)
 
 
 def test_wide_deep_auxiliary_output_trains_with_loss_weights(tiny):

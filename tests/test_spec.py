@@ -354,3 +354,22 @@ def test_a_searched_member_named_as_a_model_kind_leaves_that_kind_to_distill():
     )
     assert spec.student is not None and spec.student.model == "mlp"
     assert not spec.student.search and spec.student.hparams == {}
+
+
+def test_a_transfer_base_or_weights_file_given_relative_is_resolved_where_the_command_ran(
+    tmp_path, monkeypatch
+):
+    """The trials run in Ray's workers, in another directory: a relative path that worked
+    for the driver's checks failed inside the trial ('no kind.json', 'does not exist')."""
+    (tmp_path / "base.keras").write_bytes(b"")
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    spec = spec_of(
+        "+members.tl={model: transfer, hparams: {base: base.keras}}",
+        "+members.app={model: transfer, hparams: {base: 'applications:MobileNetV2', "
+        "weights: w.weights.h5}}",
+    )
+    hparams = {m.name: m.hparams for m in spec.members}
+    assert hparams["tl"]["base"] == str(tmp_path / "base.keras")
+    assert hparams["app"]["weights"] == str(tmp_path / "w.weights.h5")
+    assert hparams["app"]["base"] == "applications:MobileNetV2"  # not a file: as given
