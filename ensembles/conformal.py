@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ensembles.validation import is_number
+
 
 def check_coverage(value: Any) -> float | None:
     """``coverage``: null (off) or a number strictly between 0 and 1."""
     if value is None:
         return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not 0.0 < float(value) < 1.0:
+    if not is_number(value) or not 0.0 < float(value) < 1.0:
         raise ValueError(f"coverage must be null or a number in (0, 1), got {value!r}")
     return float(value)
 
@@ -113,6 +114,29 @@ class Conformal:
         return cls(**values)
 
 
+def _rows(
+    pred: np.ndarray, y: np.ndarray, spread_: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Predictions (rows,) or (rows, classes), targets (rows,) and spread (rows,) of as many
+    rows, a column (rows, 1) taken as values (a Keras regressor's shape); else ValueError
+    (an (n,) against an (n, 1) array compared every row with every other, silently)."""
+    pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y)
+    pred = pred[:, 0] if pred.ndim == 2 and pred.shape[1] == 1 else pred
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    s = None if spread_ is None else np.asarray(spread_, dtype=np.float64).reshape(-1)
+    if pred.ndim not in (1, 2) or y.ndim != 1 or len(y) != len(pred):
+        raise ValueError(
+            f"predictions must be (rows,) or (rows, classes) and targets (rows,), got "
+            f"{pred.shape} and {y.shape}"
+        )
+    if s is not None and len(s) != len(y):
+        raise ValueError(f"spread must hold one value per row ({len(y)}), got {len(s)}")
+    whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
+    if pred.ndim == 2 and not whole:
+        raise ValueError(f"classes must be integer ids, got {y.dtype} values such as {y[0]!r}")
+    return pred, y, s
+
+
 def calibrate(
     coverage: float,
     pred: np.ndarray,
@@ -125,7 +149,7 @@ def calibrate(
     coverage = check_coverage(coverage)
     if coverage is None:
         raise ValueError("coverage must be a number in (0, 1), got None")
-    pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y)
+    pred, y, spread_ = _rows(pred, y, spread_)
     if pred.ndim == 2:
         scores = _set_scores(pred)[np.arange(len(y)), y.astype(np.int64)]
         return Conformal(coverage, "set", _quantile(scores, coverage), 0.0, len(y))
@@ -141,7 +165,10 @@ def evaluate_on(
     conformal: Conformal, pred: np.ndarray, y: np.ndarray, spread_: np.ndarray | None = None
 ) -> dict[str, float]:
     """Empirical coverage and mean interval width (or set size) on labelled rows."""
-    y = np.asarray(y)
+    pred, y, spread_ = _rows(pred, y, spread_)
+    if (conformal.kind == "set") != (pred.ndim == 2):
+        what = "class probabilities (rows, classes)" if conformal.kind == "set" else "values"
+        raise ValueError(f"this {conformal.kind} predictor takes {what}, got shape {pred.shape}")
     if conformal.kind == "set":
         sets = conformal.sets(pred)
         covered = sets[np.arange(len(y)), y.astype(np.int64)]

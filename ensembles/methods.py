@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, clone
 
 from ensembles.metrics import EPS
-from ensembles.validation import check_fitted, check_predictions
+from ensembles.validation import check_fitted, check_predictions, is_number
 
 
 class ConvergenceError(ValueError):
@@ -116,7 +116,7 @@ class WeightedEnsemble(_Ensemble):
 
     def check_params(self) -> None:
         """``l2`` must be a number >= 0; ``maxiter`` an integer >= 1, ``max_members`` >= 2."""
-        if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float)) or self.l2 < 0:
+        if not is_number(self.l2) or self.l2 < 0:
             raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
         if (
             isinstance(self.maxiter, bool)
@@ -389,7 +389,7 @@ class StackingEnsemble(_Ensemble):
             raise ValueError(f"cv must be an integer >= 2, got {self.cv!r}")
         for name in ("C", "alpha"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> StackingEnsemble:

@@ -51,6 +51,13 @@ def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
 
 def evaluate(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """All metrics for the task that the shape of ``pred`` implies."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    if pred.ndim == 2 and pred.shape[1] == 1:  # a Keras regressor's column of values
+        pred = pred[:, 0]
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != len(pred):  # (n,) against (n, 1) broadcast to (n, n)
+        raise ValueError(f"targets must be (rows,) for {pred.shape} predictions, got {y.shape}")
     if is_classification(pred):
         return {
             "accuracy": float(np.mean(np.argmax(pred, axis=1) == y)),

@@ -28,6 +28,7 @@ from ensembles.honest import (
     score_cross_fitted,
 )
 from ensembles.metrics import evaluate, greater_is_better, headline_metric
+from ensembles.validation import check_predictions
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ class MemberPredictions:
     # a bagged regression member's test predictions by each fold's model (folds, rows): the
     # members' spread under its conformal intervals is taken fold by fold (conformal.spread)
     test_folds: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # a column of values (rows, 1), as a Keras regressor predicts, is a regression's (rows,)
+        for split in ("val", "test"):
+            values = np.asarray(getattr(self, split))
+            if values.ndim == 2 and values.shape[1] == 1:
+                setattr(self, split, values[:, 0])
 
 
 def usable_members(
@@ -268,6 +276,14 @@ def run(
     names = [m.name for m in usable]
     P_val = np.stack([m.val for m in usable]).astype(np.float64, copy=False)
     P_test = np.stack([m.test for m in usable]).astype(np.float64, copy=False)
+    try:  # each split's shapes and values (a column of values taken as (rows,))
+        P_val, y_val = check_predictions(P_val, y_val)
+    except ValueError as err:
+        raise ValueError(f"validation rows: {err}") from None
+    try:
+        P_test, y_test = check_predictions(P_test, y_test)
+    except ValueError as err:
+        raise ValueError(f"test rows: {err}") from None
     budget = _budget(usable, max_latency_ms, max_members)
     fit_params = {**params, "budget": budget} if budget is not None else dict(params)
     estimator = make(method, random_state=random_state, **fit_params).fit(P_val, y_val)

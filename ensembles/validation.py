@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 import numpy as np
+
+# how far a probability row's sum may stray from 1 (float32 softmax rows stray about 1e-7)
+SUM_TOLERANCE = 1e-3
+
+
+def is_number(value: Any) -> bool:
+    """A finite real number (numpy's included), not a bool."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``P`` as float64 ``(members, n[, classes])`` and ``y``, or raise ValueError."""
+    """Return ``P`` as float64 ``(members, n[, classes])`` and ``y``, or raise ValueError.
+    Regression predictions shaped (members, n, 1), as Keras regressors give them, are
+    taken as (members, n)."""
     P = np.asarray(P, dtype=np.float64)
+    if P.ndim == 3 and P.shape[2] == 1:
+        P = P[:, :, 0]
     if P.ndim not in (2, 3):
         raise ValueError(
             "predictions must be shaped (members, rows) or (members, rows, classes), "
@@ -18,14 +38,22 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
     if not np.all(np.isfinite(P)):
         bad = sorted({int(m) for m in np.argwhere(~np.isfinite(P))[:, 0]})
         raise ValueError(f"predictions of members {bad} contain NaN or infinite values")
+    if P.ndim == 3:
+        _check_probabilities(P)
     if y is None:
         return P, np.empty(0)
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if y.shape != (P.shape[1],):
         raise ValueError(f"y must be shaped ({P.shape[1]},) to match predictions, got {y.shape}")
-    if P.ndim == 3 and (
-        not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= P.shape[2]
-    ):
+    if P.ndim == 3 and not np.issubdtype(y.dtype, np.integer):
+        example = next(iter(y), None)
+        raise ValueError(
+            f"classification labels must be integer class ids in [0, {P.shape[2]}), got "
+            f"{y.dtype} values such as {example!r}"
+        )
+    if P.ndim == 3 and (y.min() < 0 or y.max() >= P.shape[2]):
         raise ValueError(
             f"classification labels must be integers in [0, {P.shape[2]}), "
             f"got {y.dtype} in [{y.min()}, {y.max()}]"
@@ -36,6 +64,20 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
             f"regression targets must be finite numbers, got {y.dtype} with {bad} bad values"
         )
     return P, y
+
+
+def _check_probabilities(P: np.ndarray) -> None:
+    """Each member's rows must be probabilities: in [0, 1], summing to 1 (not logits)."""
+    sums = P.sum(axis=2)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    negative = (P < -SUM_TOLERANCE).any(axis=2)
+    if off.any() or negative.any():
+        member, row = (int(v) for v in np.argwhere(off | negative)[0])
+        raise ValueError(
+            "classification predictions must be probabilities (rows in [0, 1] summing to 1; "
+            f"apply a softmax to logits): member {member}'s row {row} sums to "
+            f"{sums[member, row]:.4g}, smallest value {P[member, row].min():.4g}"
+        )
 
 
 def check_fitted(estimator: object, P: np.ndarray) -> np.ndarray:

@@ -122,3 +122,53 @@ def check_hparam_names(model: str, hparams: Mapping[str, Any], allowed: Iterable
             raise ValueError(
                 f"model {model!r} has no hyperparameter {name!r}; allowed: {', '.join(allowed)}"
             )
+
+
+def check_labels(y: Any, task: Task, split: str, every_class: bool = False) -> None:
+    """Classification targets must be class ids 0..K-1 (``task.labels`` names them), and with
+    ``every_class`` each class needs rows: ValueError naming what was found (each library
+    had its own obscure error, or none)."""
+    y = np.asarray(y)
+    k = task.n_classes
+    if not task.is_classification or (y.ndim == 2 and y.shape[1] == k):
+        return  # values, or a student's soft targets (a probability row per row)
+    whole = y.dtype.kind in "iub" or (
+        y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+    )
+    if not whole:
+        example = next(iter(y.ravel()), None)
+        raise ValueError(
+            f"{split} targets must be class ids 0..{k - 1} (the task's labels name them), "
+            f"got {y.dtype} values such as {example!r}"
+        )
+    if y.ndim != 1:
+        raise ValueError(f"{split} targets must be shaped (rows,), got {y.shape}")
+    outside = y[(y < 0) | (y >= k)]
+    if len(outside):
+        raise ValueError(
+            f"{split} targets must be class ids in [0, {k}), got {len(outside)} outside it "
+            f"(first {outside[0]!r})"
+        )
+    missing = sorted(set(range(k)) - {int(v) for v in np.unique(y)}) if every_class else []
+    if missing:
+        raise ValueError(
+            f"class id(s) {missing} have no {split} rows of the {k} classes; every class needs "
+            "some (a stratified split keeps them)"
+        )
+
+
+def check_finite(X: Any, split: str) -> None:
+    """Numeric rows for a model that reads no missing values: ValueError naming the first
+    NaN or infinite cell (a neural net trained on one ends at chance, silently)."""
+    values = np.asarray(X)
+    if values.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        where = f"row {first[0]}" + (f", column {first[1]}" if len(first) > 1 else "")
+        raise ValueError(
+            f"{split} rows hold {int(bad.sum())} missing (NaN) or infinite value(s), first in "
+            f"{where}; this model reads none: impute them, or pass a DataFrame, whose columns "
+            "each member encodes and imputes"
+        )

@@ -48,6 +48,7 @@ class KerasKind(ModelKind):
     example: Callable[[Path, InputSpec, Task], dict[str, Any]] | None = None
     custom_objects: str | None = None
     files: tuple[str, ...] = ()  # hyperparameters that may name a local file
+    reads_missing: bool = False
     framework: str = "keras"
     scales_target: bool = True
     learns_in_epochs: bool = True

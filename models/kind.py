@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import InputSpec, Task
+from models.base import InputSpec, Task, check_finite, check_labels
 from models.member import Member
 from models.tabular import TablePrep, TargetScaler, is_table
 
@@ -79,6 +79,7 @@ class ModelKind:
     learns_in_epochs: bool = False  # whether its history has learning curves worth plotting
     table_encoding: str = "onehot"  # how it reads categories of table rows: onehot, ordinal
     scales_target: bool = False  # learns a standardised regression target (neural nets)
+    reads_missing: bool = True  # takes NaN cells (trees do; a neural net's loss would not show it)
     requires: tuple[str, ...] = ()  # distributions a served model of this kind needs
 
     # ---------------------------------------------------------------- validation (driver)
@@ -217,13 +218,18 @@ class ModelKind:
         encoded by a ``TablePrep`` fitted on the training rows; a regression target is
         standardised (after ``log1p`` with ``log_target``) for kinds that ``scales_target``,
         or whenever ``log_target``; both become part of the returned member."""
-        device = self.setup(seed=seed, cpus=cpus, gpus=gpus)
         (X, y), (X_val, y_val) = train, val
+        check_labels(y, task, "training", every_class=True)
+        check_labels(y_val, task, "validation")
+        device = self.setup(seed=seed, cpus=cpus, gpus=gpus)
         prep = None
         if is_table(X):
             prep = TablePrep(self.table_encoding).fit(X)
             X, X_val = prep.transform(X), prep.transform(X_val)
             spec = prep.input_spec(X)
+        elif not self.reads_missing:
+            check_finite(X, "training")
+            check_finite(X_val, "validation")
         target = None
         if not task.is_classification and (self.scales_target or log_target):
             target = TargetScaler.fit(y, log=log_target)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import Task
+from models.base import Task, check_finite
 from models.tabular import TablePrep, TargetScaler, is_table
 
 
@@ -53,7 +53,9 @@ class Member:
                 )
             return self.prep.transform(X)
         if is_table(X):
-            return X.to_numpy(dtype=np.float32)
+            X = X.to_numpy(dtype=np.float32)
+        if not self.kind.reads_missing:
+            check_finite(X, "predicted")
         return X
 
     def predict(self, X: Any, task: Task) -> np.ndarray:

@@ -164,7 +164,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 return by_fold.mean(axis=0), by_fold
         preds = {i: m.predict(X, self.task) for i, m in self.members.items()}
         shape = next(iter(preds.values())).shape
-        return np.stack([preds.get(i, np.zeros(shape)) for i in range(self.n_members)]), None
+        # a member not shipped has weight 0: uniform probabilities (or zeros) stand in for it
+        filler = np.full(shape, 1.0 / shape[1]) if len(shape) == 2 else np.zeros(shape)
+        return np.stack([preds.get(i, filler) for i in range(self.n_members)]), None
 
     def _feature_rows(self, model_input) -> np.ndarray:
         """Numbers as the members read them, float32 rows of ``n_features``: any numeric

@@ -368,3 +368,22 @@ def test_a_bagged_sweep_serves_the_intervals_it_measured_on_test(tmp_path):
     lower, upper, y = (np.array(out[k]) for k in ("lower", "upper", "y"))
     assert np.mean(upper - lower) == pytest.approx(test["mean_width"], rel=1e-4)
     assert np.mean((lower <= y) & (y <= upper)) == pytest.approx(test["coverage"])
+
+
+def test_a_column_of_values_is_taken_as_values_and_mismatched_rows_are_refused():
+    """(n, 1) against (n,) compared every row with every other: coverage 0.28 for 0.87."""
+    rng = np.random.default_rng(7)
+    P, y = regression_world(1300, rng)
+    pred = P.mean(axis=0)
+    fitted = conformal.calibrate(np.float32(0.9), pred[:300], y[:300])  # numpy's floats too
+    flat = conformal.evaluate_on(fitted, pred[300:], y[300:])
+    assert conformal.evaluate_on(fitted, pred[300:, None], y[300:]) == flat
+    assert conformal.evaluate_on(fitted, pred[300:], y[300:, None]) == flat
+    column = conformal.calibrate(0.9, pred[:300, None], y[:300, None])
+    assert column.kind == "interval" and column.q == fitted.q
+    with pytest.raises(ValueError, match=r"got \(1000,\) and \(999,\)"):
+        conformal.evaluate_on(fitted, pred[300:], y[301:])
+    with pytest.raises(ValueError, match=r"interval predictor takes values, got shape \(5, 3\)"):
+        conformal.evaluate_on(fitted, np.full((5, 3), 1 / 3), np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match=r"spread must hold one value per row \(300\), got 2"):
+        conformal.calibrate(0.9, pred[:300], y[:300], np.ones(2))

@@ -112,11 +112,34 @@ def test_identical_members_share_weight_and_keep_predictions():
         (np.full((2, 3, 2), 0.5), np.zeros(4, dtype=int), r"y must be shaped \(3,\)"),
         (np.full((2, 3, 2), 0.5), np.array([0, 1, 2]), r"labels must be integers in \[0, 2\)"),
         (np.ones((2, 3)), np.array([1.0, np.nan, 2.0]), r"finite numbers, got float64 with 1 bad"),
+        (
+            np.full((2, 3, 2), 0.5),
+            np.array(["a", "b", "a"]),
+            r"integer class ids in \[0, 2\), got <U1 values such as np.str_\('a'\)",
+        ),
+        (  # logits, not probabilities
+            np.array([[[2.0, -1.0]] * 3] * 2),
+            np.array([0, 1, 0]),
+            r"must be probabilities .* member 0's row 0 sums to 1, smallest value -1",
+        ),
+        (np.full((2, 3, 2), 0.3), np.array([0, 1, 0]), r"member 0's row 0 sums to 0.6"),
     ],
 )
-def test_bad_predictions_fail_with_a_clear_message(P, y, message):
+@pytest.mark.parametrize("method", ["weighted", "greedy", "stacking", "mean"])
+def test_bad_predictions_fail_with_a_clear_message(P, y, message, method):
     with pytest.raises(ValueError, match=message):
-        WeightedEnsemble().fit(P, y)
+        make(method).fit(P, y)
+
+
+def test_regression_predictions_in_a_column_are_taken_as_values():
+    """(members, rows, 1), as stacked Keras regressors predict, is a regression; it was
+    refused as 'classification labels must be integers'."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=200) * 100 + 500
+    P = np.stack([y + rng.normal(size=200) * s for s in (5.0, 50.0)])
+    for method in ("weighted", "greedy", "stacking", "mean"):
+        ens = make(method).fit(P[:, :, None], y[:, None])
+        np.testing.assert_allclose(ens.predict(P[:, :, None]), ens.predict(P))
 
 
 def test_predict_before_fit_and_member_count_mismatch_fail():
@@ -244,6 +267,7 @@ def test_stacking_learns_from_an_informative_member():
     "method, params, message",
     [
         ("weighted", {"l2": -1}, "l2 must be a number >= 0, got -1"),
+        ("weighted", {"l2": float("nan")}, "l2 must be a number >= 0, got nan"),
         ("weighted", {"maxiter": 0}, "maxiter must be an integer >= 1, got 0"),
         ("weighted", {"maxiter": 2.5}, "maxiter must be an integer >= 1, got 2.5"),
         ("greedy", {"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
@@ -355,3 +379,23 @@ def test_leave_one_out_equals_refitting_from_scratch_without_each_member(method)
             drop = evaluate(t, est.predict(np.delete(Q, i, 0)))["log_loss"]
             expected = drop - evaluate(t, full.predict(Q))["log_loss"]  # lower is better
             assert loo[f"m{i}"][key] == pytest.approx(expected, abs=1e-6)
+
+
+def test_metrics_and_the_stage_refuse_targets_of_another_shape():
+    """An (n, 1) target against (n,) predictions broadcast to (n, n): RMSE 1.42 for 0.30."""
+    from ensembles.stage import MemberPredictions, run
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=100)
+    pred = y + rng.normal(size=100) * 0.3
+    assert evaluate(y[:, None], pred) == evaluate(y, pred)  # a column of targets: its values
+    with pytest.raises(ValueError, match=r"targets must be \(rows,\) for \(100,\) predictions"):
+        evaluate(y[:50], pred)
+    members = [MemberPredictions(f"m{i}", pred[:60], pred[60:]) for i in range(2)]
+    with pytest.raises(ValueError, match=r"^test rows: y must be shaped \(40,\)"):
+        run("mean", {}, members, y[:60], y[60:99], n_boot=10)
+    labels = np.array(["a", "b"])[(y > 0).astype(int)]
+    proba = np.stack([1 / (1 + np.exp(-pred)), 1 - 1 / (1 + np.exp(-pred))], axis=1)[:, ::-1]
+    members = [MemberPredictions(f"m{i}", proba[:60], proba[60:]) for i in range(2)]
+    with pytest.raises(ValueError, match=r"^test rows: classification labels must be integer"):
+        run("mean", {}, members, (y[:60] > 0).astype(int), labels[60:], n_boot=10)

@@ -662,3 +662,33 @@ def test_early_stopping_restores_best_weights(tiny):
 def test_training_options_reject_bad_values(field, value, received):
     with pytest.raises(ValueError, match=received):
         TrainingOptions(**{field: value})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "lightgbm"])
+def test_training_targets_that_are_not_class_ids_are_named(tiny, kind):
+    spec, X, y, _ = tiny
+    entry = REGISTRY[kind]
+    names = np.array(["a", "b", "c"])[y]
+    cases = [
+        (names, r"training targets must be class ids 0..2 .* got <U1 values such as np.str_"),
+        (np.where(y == 2, 7, y), r"training targets must be class ids in \[0, 3\), got 16 out"),
+        (np.where(y == 2, 0, y), r"class id\(s\) \[2\] have no training rows of the 3 classes"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            entry.train(spec, CLASSES, {}, (X, bad), (X, y), TrainingOptions(epochs=1))
+
+
+def test_a_neural_member_refuses_missing_values_it_would_learn_nothing_from(tiny):
+    """One NaN cell made the MLP's weights NaN and its predictions uniform, silently."""
+    spec, X, y, _ = tiny
+    holed = X.copy()
+    holed[5, 3] = np.nan
+    entry = REGISTRY["mlp"]
+    with pytest.raises(ValueError, match=r"training rows hold 1 missing \(NaN\) .* row 5, col"):
+        entry.train(spec, CLASSES, {}, (holed, y), (X, y), TrainingOptions(epochs=1))
+    trained = entry.train(spec, CLASSES, {}, (X, y), (X, y), TrainingOptions(epochs=1))
+    with pytest.raises(ValueError, match=r"predicted rows hold 1 missing \(NaN\)"):
+        trained.member.predict(holed, CLASSES)
+    # trees read missing values as they are
+    REGISTRY["hgb"].train(spec, CLASSES, {}, (holed, y), (X, y), TrainingOptions())
