@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from models import applications
 from models.base import InputSpec, Task, check_float, check_int
 from models.hparams import integer, number
@@ -177,11 +179,15 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
         extractor = applications.base_model(hp["application"])
     else:
         extractor = feature_extractor(load_model(hp["base"]))
-        if extractor.input_shape[-1] != spec.n_features:
+        shape = tuple(extractor.input_shape[1:])
+        values = int(np.prod(shape)) if None not in shape else None
+        if values != spec.n_features:
             raise ValueError(
-                f"base takes {extractor.input_shape[-1]} features, the data has {spec.n_features}"
+                f"base takes inputs of shape {shape} ({values} values a row), the data has "
+                f"{spec.n_features} features"
             )
-        x = inputs
+        # a base that reads images, e.g. (28, 28) into Flatten: the flat rows folded back
+        x = inputs if shape == (spec.n_features,) else layers.Reshape(shape, name="to_base")(inputs)
     extractor.trainable = False
     x = extractor(x, training=False)
     if hp["head_units"]:

@@ -692,3 +692,27 @@ def test_a_neural_member_refuses_missing_values_it_would_learn_nothing_from(tiny
         trained.member.predict(holed, CLASSES)
     # trees read missing values as they are
     REGISTRY["hgb"].train(spec, CLASSES, {}, (holed, y), (X, y), TrainingOptions())
+
+
+def test_a_transfer_base_that_reads_images_gets_the_rows_folded_back(tiny, tmp_path):
+    """Hands-On ML's model A: Input((28, 28)) into Flatten; here (4, 4) for 16 features. It
+    was refused ('base takes 4 features, the data has 16')."""
+    import keras
+
+    spec, X, y, _ = tiny
+    base = keras.Sequential(
+        [
+            keras.Input((4, 4)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    base.save(tmp_path / "model_a.keras")
+    entry = REGISTRY["transfer"]
+    hp = {"base": str(tmp_path / "model_a.keras"), "frozen_epochs": 1}
+    trained = entry.train(spec, CLASSES, hp, (X, y), (X, y), TrainingOptions(epochs=2))
+    assert trained.member.predict(X, CLASSES).shape == (48, 3)
+    keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]).save(tmp_path / "b.keras")
+    with pytest.raises(ValueError, match=r"base takes inputs of shape \(5,\) \(5 values a row\)"):
+        entry.build(spec, CLASSES, base=str(tmp_path / "b.keras"))
