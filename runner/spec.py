@@ -333,6 +333,17 @@ def parse_data(raw: Mapping[str, Any]) -> DataSpec:
             "the fields and mark decimals: change one of them",
         )
     spec = replace(spec, decimal=decimal)
+    if spec.image_size is not None:
+        size = spec.image_size
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+        ):
+            raise _fail(
+                "data.image_size", f"must be [HEIGHT, WIDTH] in pixels or null, got {size!r}"
+            )
+        spec = replace(spec, image_size=(int(size[0]), int(size[1])))
     if spec.task is not None and spec.task not in TASK_KINDS:
         raise _fail("data.task", f"must be one of {list(TASK_KINDS)} or null, got {spec.task!r}")
     if spec.classes is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models.tabular import TablePrep
+from runner.data.images import load_images
 from runner.data.library import load_california_housing, load_digits, load_fashion_mnist
 from runner.data.prepare import input_spec
 from runner.data.split import (
@@ -40,6 +41,7 @@ LOADERS: dict[str, Callable[[DataSpec], Raw]] = {
     "csv": load_table,
     "digits": load_digits,
     "fashion_mnist": load_fashion_mnist,
+    "images": load_images,
 }
 # Datasets that ship their own test split: ``data.test_fraction`` does not apply to them.
 OWN_TEST_SPLIT = frozenset({"fashion_mnist"})

@@ -33,6 +33,7 @@ class DataSpec:
     column_limit: int | None = 5_000  # tables: refuse more columns than this (null: no limit)
     sep: str | None = None  # csv: the field separator; None: from the header
     decimal: str | None = None  # csv: "." or ","; None: "," only where the separator is not one
+    image_size: tuple[int, int] | None = None  # images: resize every image to (height, width)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,133 @@
+"""A user's own images: a folder with one subfolder of image files per class (as Keras'
+``image_dataset_from_directory`` reads them), or a NumPy ``.npz`` archive of images and
+labels. Pixels stay raw (uint8 values as float32), so a served model takes the same raw
+images; read with Pillow, never with TensorFlow (the driver does not import it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.base import Task
+from runner.data.types import DataSpec, Raw, one_line, resolve
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_KEYS = ("x", "X", "images", "x_train")  # the array names an .npz may hold them under
+LABEL_KEYS = ("y", "labels", "y_train")
+
+
+def load_images(spec: DataSpec) -> Raw:
+    """``data.path``: a folder of class subfolders, or an ``.npz`` with images and labels."""
+    if spec.path is None:
+        raise ValueError(
+            "images: data.path is required, got null; pass a folder with one subfolder of "
+            "images per class, or an .npz holding x and y"
+        )
+    path = resolve(spec.path)
+    if path.is_dir():
+        images, labels, names, notes = _from_folder(path, spec.image_size)
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        images, labels, names, notes = _from_npz(path)
+    elif path.is_file():
+        raise ValueError(
+            f"images: data.path={spec.path!r} is a {path.suffix or 'suffix-less'} file; give a "
+            "folder with one subfolder of images per class, or an .npz holding x and y"
+        )
+    else:
+        raise ValueError(f"images: data.path={spec.path!r} does not exist (resolved to {path})")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"images: {path.name} holds images of shape {images.shape[1:]}; allowed: "
+            "(height, width) or (height, width, channels) with 1, 3 or 4 channels"
+        )
+    if len(names) < 2:
+        raise ValueError(f"images: {path.name} has {len(names)} class(es) {names}; need two")
+    return Raw(
+        X=images.reshape(len(images), -1).astype(np.float32),
+        y=labels,
+        task=Task("classification", n_classes=len(names), labels=tuple(names)),
+        image_shape=tuple(int(d) for d in images.shape[1:]),
+        notes=notes,
+    )
+
+
+def _from_folder(
+    folder: Path, size: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, list[str], tuple[str, ...]]:
+    """Each subfolder a class (names sorted), each image file in it a row."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(
+            f"images: {folder} has no subfolders; put each class's images in a subfolder "
+            "named for the class"
+        )
+    pixels, labels, skipped = [], [], 0
+    mode = "L"
+    files = {c: sorted(f for f in (folder / c).iterdir() if f.is_file()) for c in classes}
+    for c in classes:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files[c]):
+            raise ValueError(
+                f"images: class folder {c!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+    opened = []
+    for k, c in enumerate(classes):
+        for f in files[c]:
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped += 1
+                continue
+            try:
+                with Image.open(f) as image:
+                    image.load()
+                    opened.append((image.copy(), f))
+            except (OSError, UnidentifiedImageError) as err:
+                raise ValueError(f"images: cannot read {f}: {one_line(err)}") from None
+            labels.append(k)
+            if opened[-1][0].mode not in ("L", "1", "I", "I;16", "F"):
+                mode = "RGB"  # any colour image: every image in colour
+    first_size = size or opened[0][0].size[::-1]
+    for image, f in opened:
+        if size is None and image.size[::-1] != tuple(first_size):
+            raise ValueError(
+                f"images: {f.name} is {image.size[1]}x{image.size[0]}, "
+                f"{opened[0][1].name} is {first_size[0]}x{first_size[1]} (height x width); "
+                "set data.image_size=[HEIGHT, WIDTH] to resize them all"
+            )
+        image = image.convert(mode)
+        if size is not None:
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        pixels.append(np.asarray(image, dtype=np.uint8))
+    notes = (f"{skipped} file(s) in the class folders are not images: skipped",) if skipped else ()
+    if mode == "RGB":
+        notes += ("some images are in colour: every image is read as RGB",)
+    return np.stack(pixels), np.asarray(labels, dtype=np.int64), classes, notes
+
+
+def _from_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str], tuple[str, ...]]:
+    """Images under x (or X, images, x_train), labels under y (or labels, y_train): class ids
+    or names, classes in sorted order."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"images: cannot read {path}: {one_line(err)}") from None
+    x_key = next((k for k in IMAGE_KEYS if k in arrays), None)
+    y_key = next((k for k in LABEL_KEYS if k in arrays), None)
+    if x_key is None or y_key is None:
+        raise ValueError(
+            f"images: {path.name} holds {sorted(arrays)}; it needs the images under one of "
+            f"{list(IMAGE_KEYS)} and the labels under one of {list(LABEL_KEYS)}"
+        )
+    images, y = arrays[x_key], arrays[y_key].reshape(-1)
+    if len(images) != len(y):
+        raise ValueError(f"images: {path.name} has {len(images)} images and {len(y)} labels")
+    if images.dtype.kind not in "uif" or not np.all(np.isfinite(images)):
+        raise ValueError(
+            f"images: {path.name}'s {x_key} must be finite numbers, got {images.dtype}"
+        )
+    names, labels = np.unique(y, return_inverse=True)
+    return images, labels.astype(np.int64), [str(n) for n in names], ()

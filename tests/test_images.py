@@ -1,0 +1,146 @@
+"""A user's own images (data=images): a folder of class subfolders or an .npz, read raw;
+a sweep on them serves raw images in a fresh process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_spec import spec_of
+
+from helpers import read_summary, run_cli, serve_elsewhere
+from runner.data import DataSpec, load
+from runner.spec import SpecError
+
+NAMES = ("zero", "one", "two")
+
+
+def image_folder(root: Path, colour_one: bool = False, per_class: int = 60) -> Path:
+    """Digits 0-2 as 8x8 grey PNGs in one subfolder per class (one of them RGB if asked),
+    and a stray text file."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folder = root / "pics"
+    for k, name in enumerate(NAMES):
+        (folder / name).mkdir(parents=True)
+        rows = np.flatnonzero(digits.target == k)[:per_class]
+        for i in rows:
+            pixels = (digits.images[i] * 16).clip(0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels, mode="L")
+            if colour_one and i == rows[0]:
+                image = image.convert("RGB")
+            image.save(folder / name / f"{i}.png")
+    (folder / "one" / "notes.txt").write_text("not an image")
+    return folder
+
+
+def images_spec(path: Path, **extra) -> DataSpec:
+    return DataSpec("images", 0.2, 0.2, 0, path=str(path), **extra)
+
+
+def test_a_folder_of_class_subfolders_loads_raw_grey_pixels(tmp_path):
+    data = load(images_spec(image_folder(tmp_path)))
+    assert data.task.labels == tuple(sorted(NAMES)) and data.task.n_classes == 3
+    assert data.input_spec.image_shape == (8, 8, 1)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 180
+    assert data.X_train.max() > 200 and data.X_train.dtype == np.float32  # raw 0-255
+    assert "1 file(s) in the class folders are not images: skipped" in data.notes
+
+
+def test_one_colour_image_makes_every_image_rgb_and_sizes_must_agree(tmp_path):
+    folder = image_folder(tmp_path, colour_one=True)
+    data = load(images_spec(folder))
+    assert data.input_spec.image_shape == (8, 8, 3)
+    assert "some images are in colour: every image is read as RGB" in data.notes
+    Image.new("L", (10, 12)).save(folder / "two" / "big.png")
+    with pytest.raises(ValueError, match=r"big.png is 12x10, .* set data.image_size="):
+        load(images_spec(folder))
+    resized = load(images_spec(folder, image_size=(6, 5)))
+    assert resized.input_spec.image_shape == (6, 5, 3)
+
+
+def test_an_npz_of_images_and_named_labels_loads(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(90, 6, 6), dtype=np.uint8)
+    y = np.array(["cat", "dog", "bird"])[np.arange(90) % 3]
+    np.savez(tmp_path / "pets.npz", x=x, y=y)
+    data = load(images_spec(tmp_path / "pets.npz"))
+    assert data.task.labels == ("bird", "cat", "dog") and data.input_spec.image_shape == (6, 6, 1)
+    np.savez(tmp_path / "bad.npz", pixels=x, y=y)
+    with pytest.raises(ValueError, match=r"bad.npz holds \['pixels', 'y'\]; it needs the images"):
+        load(images_spec(tmp_path / "bad.npz"))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda root: (root / "empty").mkdir() or root / "empty",
+            r"has no subfolders; put each class's images in a subfolder",
+        ),
+        (
+            lambda root: (root / "d" / "a").mkdir(parents=True) or root / "d",
+            r"class folder 'a' holds no images",
+        ),
+        (lambda root: root / "nope", r"does not exist"),
+        (
+            lambda root: (
+                Path(np.savez(root / "x.npy.npz", x=np.zeros((4, 3, 3)), y=[0] * 4) or root)
+                / "x.npy.npz"
+            ),
+            r"has 1 class\(es\) \['0'\]; need two",
+        ),
+        (lambda root: (root / "t.csv").write_text("a\n1\n") and root / "t.csv", r"is a .csv file"),
+    ],
+)
+def test_a_folder_or_file_that_is_not_a_set_of_images_is_one_clear_error(tmp_path, make, message):
+    with pytest.raises(ValueError, match=message):
+        load(images_spec(make(tmp_path)))
+
+
+@pytest.mark.parametrize("bad", ["[0, 8]", "[8]", "'8x8'", "[8.5, 8]"])
+def test_a_bad_image_size_is_refused_naming_it(bad):
+    with pytest.raises(SpecError, match=r"^data.image_size: must be \[HEIGHT, WIDTH\] in pixels"):
+        spec_of("data=images", "data.path=/tmp", f"data.image_size={bad}")
+
+
+SERVE = """
+import json, sys, mlflow, numpy as np
+from pathlib import Path
+from PIL import Image
+files = sorted(Path(sys.argv[2]).glob("*/*.png"))[::7]
+images = np.stack([np.asarray(Image.open(f)) for f in files])  # raw uint8 pixels, (n, 8, 8)
+model = mlflow.pyfunc.load_model(sys.argv[1])
+named = model.predict(images, params={"output": "labels"})
+print(json.dumps({"truth": [f.parent.name for f in files], "named": list(named)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
+    folder = image_folder(tmp_path)
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli(
+        tmp_path,
+        "+experiment=quickstart",
+        "data=images",
+        f"data.path={folder}",
+        "training.epochs=3",
+        "~members.resnet",
+        "~members.selu",
+        "~members.mlp",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(tmp_path / "out")
+    assert {m["name"] for m in summary["members"]} == {"logistic", "svm", "convnet"}
+    served = serve_elsewhere(tmp_path, db, SERVE, summary["ensemble"]["model_uri"], str(folder))
+    assert served.returncode == 0, served.stderr[-3000:]
+    out = json.loads(served.stdout.strip().splitlines()[-1])
+    right = np.mean([a == b for a, b in zip(out["truth"], out["named"], strict=True)])
+    assert len(out["named"]) == 26 and right > 0.9  # class names, as the folders are named
