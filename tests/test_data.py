@@ -772,6 +772,11 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
         "book.xlsx is a spreadsheet",
         "CSV (UTF-8) or Parquet",
     )
+    np.savez(tmp_path / "imgs.npz", x=np.zeros((4, 2, 2)), y=np.arange(4))
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "imgs.npz"), target="y"),
+        "imgs.npz is a NumPy file, not a table; data=images reads",
+    )
     path = write(table, tmp_path / "big.csv")
     one_line_error(DataSpec("csv", path=str(path), target="kind", row_limit=100), "row_limit=100")
     one_line_error(DataSpec("csv", path=str(path), target="kind", column_limit=3), "column_limit=3")

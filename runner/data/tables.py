@@ -222,6 +222,11 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ValueError(f"csv: data.path={spec.path!r} {what} (resolved to {path})")
+    if path.suffix.lower() in (".npz", ".npy"):
+        raise ValueError(
+            f"csv: {path.name} is a NumPy file, not a table; data=images reads images and "
+            "their labels from an .npz (x and y)"
+        )
     if path.suffix.lower() in (".xlsx", ".xls", ".xlsm", ".ods"):
         raise ValueError(
             f"csv: {path.name} is a spreadsheet; save it as CSV (UTF-8) or Parquet and pass that"
