@@ -534,12 +534,13 @@ def parse_members(
         _number(f"{where}.resources.gpu", res.gpu, 0)
         if res.cpu == 0 and res.gpu == 0:
             raise _fail(f"{where}.resources", "a member needs some cpu or gpu, got cpu=0 gpu=0")
+        hparams = _local_files(entry.file_hparams(), hparams, h_space, h_cands)
         members.append(
             MemberSpec(
                 name=name,
                 model=item["model"],
                 kind=entry.framework,
-                hparams=_local_files(hparams, entry.file_hparams()),
+                hparams=hparams,
                 training=_build(TrainingOptions, merged_training, f"{where}.training"),
                 resources=Resources(float(res.cpu), float(res.gpu)),
                 seed=_int(f"{where}.seed", item.get("seed", seed), 0),
@@ -551,16 +552,33 @@ def parse_members(
     return tuple(members)
 
 
-def _local_files(hparams: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    """``hparams`` with each of ``keys`` that names a file here made absolute (``~`` expanded):
+def _local_file(value: Any) -> Any:
+    """A string naming a file here, made absolute (``~`` expanded); anything else as it is:
     the trials run in Ray's workers, whose directory is not the command's."""
+    if isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        if path.exists() or value.startswith("~"):
+            return str(path.resolve())
+    return value
+
+
+def _local_files(
+    keys: tuple[str, ...],
+    hparams: dict[str, Any],
+    space: dict[str, dict[str, Any]],
+    candidates: dict[str, list[Any]],
+) -> dict[str, Any]:
+    """``hparams`` with each of ``keys`` that names a file here made absolute; the same for
+    the values of a searched ``choice`` of those keys (``space`` and ``candidates`` in place)."""
     out = dict(hparams)
     for key in keys:
-        value = out.get(key)
-        if isinstance(value, str) and value:
-            path = Path(value).expanduser()
-            if path.exists() or value.startswith("~"):
-                out[key] = str(path.resolve())
+        if key in out:
+            out[key] = _local_file(out[key])
+        path = f"hparams.{key}"
+        if path in candidates:
+            candidates[path] = [_local_file(v) for v in candidates[path]]
+        if "choice" in space.get(path, {}):
+            space[path] = {"choice": [_local_file(v) for v in space[path]["choice"]]}
     return out
 
 

@@ -373,3 +373,11 @@ def test_a_transfer_base_or_weights_file_given_relative_is_resolved_where_the_co
     assert hparams["tl"]["base"] == str(tmp_path / "base.keras")
     assert hparams["app"]["weights"] == str(tmp_path / "w.weights.h5")
     assert hparams["app"]["base"] == "applications:MobileNetV2"  # not a file: as given
+    (tmp_path / "other.keras").write_bytes(b"")
+    searched = spec_of(
+        "search=random",
+        "+members.tl={model: transfer, hparams: {base: {choice: [base.keras, other.keras]}}}",
+    )
+    tl = next(m for m in searched.members if m.name == "tl")
+    both = [str(tmp_path / "base.keras"), str(tmp_path / "other.keras")]
+    assert tl.search["hparams.base"] == {"choice": both} and tl.candidates["hparams.base"] == both
