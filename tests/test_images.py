@@ -144,3 +144,20 @@ def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
     out = json.loads(served.stdout.strip().splitlines()[-1])
     right = np.mean([a == b for a, b in zip(out["truth"], out["named"], strict=True)])
     assert len(out["named"]) == 26 and right > 0.9  # class names, as the folders are named
+
+
+def test_sixteen_bit_grey_images_keep_their_values_and_an_npz_is_not_resized(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (tmp_path / "deep" / name).mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.integers(0, 60000, size=(5, 5)).astype(np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "deep" / name / f"{i}.png")
+    data = load(images_spec(tmp_path / "deep"))
+    assert data.input_spec.image_shape == (5, 5, 1) and data.X_train.max() > 1000  # not 255
+    Image.new("L", (5, 5)).save(tmp_path / "deep" / "a" / "flat.png")
+    with pytest.raises(ValueError, match="pixels deeper than 8 bits and other images 8-bit"):
+        load(images_spec(tmp_path / "deep"))
+    np.savez(tmp_path / "p.npz", x=np.zeros((30, 4, 4)), y=np.arange(30) % 2)
+    with pytest.raises(ValueError, match=r"data.image_size resizes the image files of a folder"):
+        load(images_spec(tmp_path / "p.npz", image_size=(2, 2)))

@@ -28,6 +28,11 @@ def load_images(spec: DataSpec) -> Raw:
     if path.is_dir():
         images, labels, names, notes = _from_folder(path, spec.image_size)
     elif path.is_file() and path.suffix.lower() == ".npz":
+        if spec.image_size is not None:
+            raise ValueError(
+                f"images: data.image_size resizes the image files of a folder; {path.name}'s "
+                "arrays are used as they are (resize them before saving, or drop image_size)"
+            )
         images, labels, names, notes = _from_npz(path)
     elif path.is_file():
         raise ValueError(
@@ -87,8 +92,14 @@ def _from_folder(
             except (OSError, UnidentifiedImageError) as err:
                 raise ValueError(f"images: cannot read {f}: {one_line(err)}") from None
             labels.append(k)
-            if opened[-1][0].mode not in ("L", "1", "I", "I;16", "F"):
+            if opened[-1][0].mode not in ("L", "1") and not _deep(opened[-1][0].mode):
                 mode = "RGB"  # any colour image: every image in colour
+    deep = [f for image, f in opened if _deep(image.mode)]
+    if deep and len(deep) < len(opened):
+        raise ValueError(
+            f"images: {deep[0].name} has pixels deeper than 8 bits and other images 8-bit "
+            "ones; save them all at one depth"
+        )
     first_size = size or opened[0][0].size[::-1]
     for image, f in opened:
         if size is None and image.size[::-1] != tuple(first_size):
@@ -97,14 +108,20 @@ def _from_folder(
                 f"{opened[0][1].name} is {first_size[0]}x{first_size[1]} (height x width); "
                 "set data.image_size=[HEIGHT, WIDTH] to resize them all"
             )
-        image = image.convert(mode)
+        # 16-bit or float grey keeps its raw values (converting to 8 bits clips them)
+        image = image.convert("F" if deep else mode)
         if size is not None:
             image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        pixels.append(np.asarray(image, dtype=np.uint8))
+        pixels.append(np.asarray(image, dtype=np.float32 if deep else np.uint8))
     notes = (f"{skipped} file(s) in the class folders are not images: skipped",) if skipped else ()
     if mode == "RGB":
         notes += ("some images are in colour: every image is read as RGB",)
     return np.stack(pixels), np.asarray(labels, dtype=np.int64), classes, notes
+
+
+def _deep(mode: str) -> bool:
+    """Whether a Pillow mode holds grey pixels deeper than 8 bits (16- or 32-bit, float)."""
+    return mode.startswith("I") or mode == "F"
 
 
 def _from_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str], tuple[str, ...]]:
