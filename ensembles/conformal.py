@@ -94,6 +94,9 @@ class Conformal:
     q: float
     floor: float = 0.0
     n_calibration: int = 0
+    # a new row's spread is taken fold by fold (bagged members, as ``spread`` of (folds,
+    # members, rows)); what measured it on test, so the served model does the same
+    spread_by_fold: bool = False
 
     def interval(self, pred: np.ndarray, spread_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) around the point predictions, ``spread_`` the members' spread."""
@@ -134,6 +137,9 @@ def _rows(
     whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
     if pred.ndim == 2 and not whole:
         raise ValueError(f"classes must be integer ids, got {y.dtype} values such as {y[0]!r}")
+    if pred.ndim == 2 and len(y) and (y.min() < 0 or y.max() >= pred.shape[1]):
+        bad = y[(y < 0) | (y >= pred.shape[1])][0]
+        raise ValueError(f"classes must be ids in [0, {pred.shape[1]}), got {bad.item()!r}")
     return pred, y, s
 
 

@@ -57,7 +57,10 @@ def evaluate(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != len(pred):  # (n,) against (n, 1) broadcast to (n, n)
-        raise ValueError(f"targets must be (rows,) for {pred.shape} predictions, got {y.shape}")
+        raise ValueError(
+            f"targets must be shaped ({len(pred)},) to match {pred.shape} predictions, got "
+            f"{y.shape}"
+        )
     if is_classification(pred):
         return {
             "accuracy": float(np.mean(np.argmax(pred, axis=1) == y)),

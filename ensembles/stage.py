@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,15 @@ class MemberPredictions:
             values = np.asarray(getattr(self, split))
             if values.ndim == 2 and values.shape[1] == 1:
                 setattr(self, split, values[:, 0])
+        if self.test_folds is not None:
+            folds = np.asarray(self.test_folds)
+            folds = folds[:, :, 0] if folds.ndim == 3 and folds.shape[2] == 1 else folds
+            if folds.ndim != 2 or folds.shape[1:] != np.shape(self.test):
+                raise ValueError(
+                    f"member {self.name!r}: test_folds must be shaped (folds, "
+                    f"{len(self.test)}) for a regression's test rows, got {folds.shape}"
+                )
+            self.test_folds = folds
 
 
 def usable_members(
@@ -473,6 +482,8 @@ def _conformal(
     spread_from = P_test if test_by_fold is None else test_by_fold
     s_test = conformal.spread(spread_from, weights) if regression else None
     fitted = conformal.calibrate(coverage, cal_pred, y_val, s_val)
+    if regression and test_by_fold is not None:
+        fitted = replace(fitted, spread_by_fold=True)
     return {
         **fitted.to_dict(),
         "calibrated_on": "cross-fitted validation predictions",

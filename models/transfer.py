@@ -32,8 +32,9 @@ def _base(name: str, value: Any) -> str:
         )
     if value.endswith(".h5"):
         raise ValueError(
-            f"base {value!r} is a weights file: base takes a saved .keras model, STAGE.MEMBER "
-            "or applications:NAME (whose weights=FILE may be such a file)"
+            f"base {value!r} is an HDF5 file: base takes a saved .keras model (load a Keras 2 "
+            "model and save it as .keras), STAGE.MEMBER or applications:NAME (a weights file "
+            "goes in weights=)"
         )
     return value
 

@@ -147,14 +147,16 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
 
     def _member_predictions(self, X) -> tuple[np.ndarray, np.ndarray | None]:
         """The members' predictions (members, rows, ...), zeros for members not shipped; and,
-        for intervals around a regression whose members are all bagged over as many folds,
-        the predictions by fold (folds, members, rows): the members' spread under the
-        intervals is then taken fold by fold, as on the out-of-fold rows that calibrated
-        them (the mean of K folds' models disagrees less than one fold's)."""
+        for intervals around a regression whose members are all bagged over as many folds
+        (the stage measured them so: ``spread_by_fold``), the predictions by fold (folds,
+        members, rows): the members' spread under the intervals is then taken fold by fold,
+        as on the out-of-fold rows that calibrated them (the mean of K folds' models
+        disagrees less than one fold's). Refitted members are single models: their spread."""
         from models.bag import Bag
 
         folds = {len(m.members) if isinstance(m, Bag) else 0 for m in self.members.values()}
-        if self.conformal is not None and self.task.n_classes is None and folds - {0} == folds:
+        by_fold = self.conformal is not None and self.conformal.spread_by_fold
+        if by_fold and self.task.n_classes is None and 0 not in folds:
             per = {i: m.fold_predictions(X, self.task) for i, m in self.members.items()}
             shapes = {p.shape for p in per.values()}
             if len(shapes) == 1:

@@ -368,6 +368,19 @@ def test_a_bagged_sweep_serves_the_intervals_it_measured_on_test(tmp_path):
     lower, upper, y = (np.array(out[k]) for k in ("lower", "upper", "y"))
     assert np.mean(upper - lower) == pytest.approx(test["mean_width"], rel=1e-4)
     assert np.mean((lower <= y) & (y <= upper)) == pytest.approx(test["coverage"])
+    # and wider than around the spread of the members' fold means (what both took before)
+    assert ens["conformal"]["spread_by_fold"] is True
+    client, names = MlflowClient(db), list(ens["weights"])
+    runs = {m["name"]: m["run_id"] for m in read_summary(tmp_path / "out")["members"]}
+    means = []
+    for name in names:
+        local = client.download_artifacts(runs[name], "predictions.npz", str(tmp_path / name))
+        with np.load(local) as npz:
+            means.append(npz["test"])
+            assert npz["test_folds"].shape == (3, len(y))
+    plain = conformal.spread(np.stack(means), np.array([ens["weights"][n] for n in names]))
+    c = ens["conformal"]
+    assert np.mean(upper - lower) > np.mean(2 * c["q"] * (plain + c["floor"])) * 1.001
 
 
 def test_a_column_of_values_is_taken_as_values_and_mismatched_rows_are_refused():
@@ -387,3 +400,18 @@ def test_a_column_of_values_is_taken_as_values_and_mismatched_rows_are_refused()
         conformal.evaluate_on(fitted, np.full((5, 3), 1 / 3), np.zeros(5, dtype=int))
     with pytest.raises(ValueError, match=r"spread must hold one value per row \(300\), got 2"):
         conformal.calibrate(0.9, pred[:300], y[:300], np.ones(2))
+
+
+def test_class_ids_outside_the_classes_and_bad_fold_shapes_are_refused():
+    from ensembles.stage import MemberPredictions
+
+    proba = np.full((10, 3), 1 / 3)
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match=rf"classes must be ids in \[0, 3\), got {bad}"):
+            conformal.calibrate(0.9, proba, np.full(10, bad))
+    column = MemberPredictions(
+        "m", np.zeros((8, 1)), np.zeros((4, 1)), test_folds=np.zeros((3, 4, 1))
+    )
+    assert column.test.shape == (4,) and column.test_folds.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"test_folds must be shaped \(folds, 4\)"):
+        MemberPredictions("m", np.zeros(8), np.zeros(4), test_folds=np.zeros((3, 5)))

@@ -389,7 +389,7 @@ def test_metrics_and_the_stage_refuse_targets_of_another_shape():
     y = rng.normal(size=100)
     pred = y + rng.normal(size=100) * 0.3
     assert evaluate(y[:, None], pred) == evaluate(y, pred)  # a column of targets: its values
-    with pytest.raises(ValueError, match=r"targets must be \(rows,\) for \(100,\) predictions"):
+    with pytest.raises(ValueError, match=r"\(100,\) to match \(100,\) predictions, got \(50"):
         evaluate(y[:50], pred)
     members = [MemberPredictions(f"m{i}", pred[:60], pred[60:]) for i in range(2)]
     with pytest.raises(ValueError, match=r"^test rows: y must be shaped \(40,\)"):

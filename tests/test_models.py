@@ -244,7 +244,7 @@ def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
         REGISTRY["wide_deep"].check_input({"deep": [99]}, spec)
     with pytest.raises(ValueError, match="base model file '/nope.keras' does not exist"):
         REGISTRY["transfer"].check_input({"base": "/nope.keras"}, spec)
-    with pytest.raises(ValueError, match=r"base 'm.weights.h5' is a weights file: base takes a"):
+    with pytest.raises(ValueError, match=r"base 'm.weights.h5' is an HDF5 file: base takes a"):
         REGISTRY["transfer"].check({"base": "m.weights.h5"}, CLASSES)
 
 
