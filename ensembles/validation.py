@@ -48,7 +48,7 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
     if y.shape != (P.shape[1],):
         raise ValueError(f"y must be shaped ({P.shape[1]},) to match predictions, got {y.shape}")
     if P.ndim == 3 and not np.issubdtype(y.dtype, np.integer):
-        example = next(iter(y), None)
+        example = y[0].item() if len(y) else None
         raise ValueError(
             f"classification labels must be integer class ids in [0, {P.shape[2]}), got "
             f"{y.dtype} values such as {example!r}"

@@ -136,7 +136,7 @@ def check_labels(y: Any, task: Task, split: str, every_class: bool = False) -> N
         y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
     )
     if not whole:
-        example = next(iter(y.ravel()), None)
+        example = y.ravel()[0].item() if y.size else None
         raise ValueError(
             f"{split} targets must be class ids 0..{k - 1} (the task's labels name them), "
             f"got {y.dtype} values such as {example!r}"
@@ -147,7 +147,7 @@ def check_labels(y: Any, task: Task, split: str, every_class: bool = False) -> N
     if len(outside):
         raise ValueError(
             f"{split} targets must be class ids in [0, {k}), got {len(outside)} outside it "
-            f"(first {outside[0]!r})"
+            f"(first {outside[0].item()!r})"
         )
     missing = sorted(set(range(k)) - {int(v) for v in np.unique(y)}) if every_class else []
     if missing:

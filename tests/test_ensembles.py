@@ -115,7 +115,7 @@ def test_identical_members_share_weight_and_keep_predictions():
         (
             np.full((2, 3, 2), 0.5),
             np.array(["a", "b", "a"]),
-            r"integer class ids in \[0, 2\), got <U1 values such as np.str_\('a'\)",
+            r"integer class ids in \[0, 2\), got <U1 values such as 'a'",
         ),
         (  # logits, not probabilities
             np.array([[[2.0, -1.0]] * 3] * 2),

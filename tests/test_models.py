@@ -670,8 +670,8 @@ def test_training_targets_that_are_not_class_ids_are_named(tiny, kind):
     entry = REGISTRY[kind]
     names = np.array(["a", "b", "c"])[y]
     cases = [
-        (names, r"training targets must be class ids 0..2 .* got <U1 values such as np.str_"),
-        (np.where(y == 2, 7, y), r"training targets must be class ids in \[0, 3\), got 16 out"),
+        (names, r"training targets must be class ids 0..2 .* got <U1 values such as 'a'"),
+        (np.where(y == 2, 7, y), r"class ids in \[0, 3\), got 16 outside it \(first 7\)"),
         (np.where(y == 2, 0, y), r"class id\(s\) \[2\] have no training rows of the 3 classes"),
     ]
     for bad, message in cases:
