@@ -35,6 +35,7 @@ def image_folder(root: Path, colour_one: bool = False, per_class: int = 60) -> P
                 image = image.convert("RGB")
             image.save(folder / name / f"{i}.png")
     (folder / "one" / "notes.txt").write_text("not an image")
+    (folder / "two" / ".DS_Store").write_bytes(b"\0\0")  # hidden: left out, not counted
     return folder
 
 
@@ -49,6 +50,10 @@ def test_a_folder_of_class_subfolders_loads_raw_grey_pixels(tmp_path):
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 180
     assert data.X_train.max() > 200 and data.X_train.dtype == np.float32  # raw 0-255
     assert "1 file(s) in the class folders are not images: skipped" in data.notes
+    nested = tmp_path / "pics" / "two" / "more"  # a class's own subfolder is read too
+    nested.mkdir()
+    Image.new("L", (8, 8)).save(nested / "extra.png")
+    assert len(load(images_spec(tmp_path / "pics")).y_test) == 37  # 20% of 181
 
 
 def test_one_colour_image_makes_every_image_rgb_and_sizes_must_agree(tmp_path):

@@ -73,7 +73,7 @@ def _from_folder(
         )
     pixels, labels, skipped = [], [], 0
     mode = "L"
-    files = {c: sorted(f for f in (folder / c).iterdir() if f.is_file()) for c in classes}
+    files = {c: _files(folder / c) for c in classes}
     for c in classes:
         if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files[c]):
             raise ValueError(
@@ -117,6 +117,16 @@ def _from_folder(
     if mode == "RGB":
         notes += ("some images are in colour: every image is read as RGB",)
     return np.stack(pixels), np.asarray(labels, dtype=np.int64), classes, notes
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file in a class folder and its subfolders (as Keras' loader reads them), hidden
+    ones (``.DS_Store``, ``.ipynb_checkpoints/``) left out."""
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    )
 
 
 def _deep(mode: str) -> bool:
