@@ -54,6 +54,10 @@ def test_a_folder_of_class_subfolders_loads_raw_grey_pixels(tmp_path):
     nested.mkdir()
     Image.new("L", (8, 8)).save(nested / "extra.png")
     assert len(load(images_spec(tmp_path / "pics")).y_test) == 37  # 20% of 181
+    # grey saved with a palette, or with alpha, is still grey
+    Image.new("L", (8, 8), 90).convert("P").save(nested / "palette.png")
+    Image.new("LA", (8, 8)).save(nested / "alpha.png")
+    assert load(images_spec(tmp_path / "pics")).input_spec.image_shape == (8, 8, 1)
 
 
 def test_one_colour_image_makes_every_image_rgb_and_sizes_must_agree(tmp_path):

@@ -6,6 +6,7 @@ images; read with Pillow, never with TensorFlow (the driver does not import it).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _from_folder(
             except (OSError, UnidentifiedImageError) as err:
                 raise ValueError(f"images: cannot read {f}: {one_line(err)}") from None
             labels.append(k)
-            if opened[-1][0].mode not in ("L", "1") and not _deep(opened[-1][0].mode):
+            if _in_colour(opened[-1][0]):
                 mode = "RGB"  # any colour image: every image in colour
     deep = [f for image, f in opened if _deep(image.mode)]
     if deep and len(deep) < len(opened):
@@ -127,6 +128,17 @@ def _files(folder: Path) -> list[Path]:
         for f in folder.rglob("*")
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
     )
+
+
+def _in_colour(image: Any) -> bool:
+    """Whether an image holds colour: a palette of greys (a PNG saved with a palette) or grey
+    with alpha does not."""
+    if image.mode in ("L", "1", "LA") or _deep(image.mode):
+        return False
+    if image.mode in ("P", "PA"):
+        rgb = np.asarray(image.convert("RGB"))
+        return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+    return True
 
 
 def _deep(mode: str) -> bool:
