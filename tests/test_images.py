@@ -58,6 +58,9 @@ def test_a_folder_of_class_subfolders_loads_raw_grey_pixels(tmp_path):
     Image.new("L", (8, 8), 90).convert("P").save(nested / "palette.png")
     Image.new("LA", (8, 8)).save(nested / "alpha.png")
     assert load(images_spec(tmp_path / "pics")).input_spec.image_shape == (8, 8, 1)
+    (nested / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ValueError, match=r"^images: cannot read .*broken.png: "):
+        load(images_spec(tmp_path / "pics"))
 
 
 def test_one_colour_image_makes_every_image_rgb_and_sizes_must_agree(tmp_path):

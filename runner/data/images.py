@@ -5,6 +5,8 @@ images; read with Pillow, never with TensorFlow (the driver does not import it).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ def _from_folder(
     folder: Path, size: tuple[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray, list[str], tuple[str, ...]]:
     """Each subfolder a class (names sorted), each image file in it a row."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -72,7 +74,8 @@ def _from_folder(
             f"images: {folder} has no subfolders; put each class's images in a subfolder "
             "named for the class"
         )
-    pixels, labels, skipped = [], [], 0
+    labels: list[int] = []
+    skipped = 0
     mode = "L"
     files = {c: _files(folder / c) for c in classes}
     for c in classes:
@@ -80,44 +83,60 @@ def _from_folder(
             raise ValueError(
                 f"images: class folder {c!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
             )
-    opened = []
+    # first their headers (Pillow opens lazily): modes and sizes, no pixels held
+    found: list[tuple[Path, int, str, tuple[int, int]]] = []  # file, class, mode, (h, w)
     for k, c in enumerate(classes):
         for f in files[c]:
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped += 1
                 continue
-            try:
-                with Image.open(f) as image:
-                    image.load()
-                    opened.append((image.copy(), f))
-            except (OSError, UnidentifiedImageError) as err:
-                raise ValueError(f"images: cannot read {f}: {one_line(err)}") from None
-            labels.append(k)
-            if _in_colour(opened[-1][0]):
-                mode = "RGB"  # any colour image: every image in colour
-    deep = [f for image, f in opened if _deep(image.mode)]
-    if deep and len(deep) < len(opened):
+            with _opened(f) as image:
+                found.append((f, k, image.mode, image.size[::-1]))
+                if mode == "L" and _in_colour(image):
+                    mode = "RGB"  # any colour image: every image in colour
+    deep = [f for f, _, m, _ in found if _deep(m)]
+    if deep and len(deep) < len(found):
         raise ValueError(
             f"images: {deep[0].name} has pixels deeper than 8 bits and other images 8-bit "
             "ones; save them all at one depth"
         )
-    first_size = size or opened[0][0].size[::-1]
-    for image, f in opened:
-        if size is None and image.size[::-1] != tuple(first_size):
+    first_size = size or found[0][3]
+    for f, _, _, shape in found:
+        if size is None and shape != first_size:
             raise ValueError(
-                f"images: {f.name} is {image.size[1]}x{image.size[0]}, "
-                f"{opened[0][1].name} is {first_size[0]}x{first_size[1]} (height x width); "
-                "set data.image_size=[HEIGHT, WIDTH] to resize them all"
+                f"images: {f.name} is {shape[0]}x{shape[1]}, {found[0][0].name} is "
+                f"{first_size[0]}x{first_size[1]} (height x width); set "
+                "data.image_size=[HEIGHT, WIDTH] to resize them all"
             )
-        # 16-bit or float grey keeps its raw values (converting to 8 bits clips them)
-        image = image.convert("F" if deep else mode)
-        if size is not None:
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        pixels.append(np.asarray(image, dtype=np.float32 if deep else np.uint8))
+    # then their pixels, one image at a time into the final array
+    pixels = np.empty(
+        (len(found), *first_size, *((3,) if mode == "RGB" else ())),
+        dtype=np.float32 if deep else np.uint8,
+    )
+    for i, (f, k, _, _) in enumerate(found):
+        with _opened(f) as image:
+            # 16-bit or float grey keeps its raw values (converting to 8 bits clips them)
+            image = image.convert("F" if deep else mode)
+            if size is not None:
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            pixels[i] = np.asarray(image)
+        labels.append(k)
     notes = (f"{skipped} file(s) in the class folders are not images: skipped",) if skipped else ()
     if mode == "RGB":
         notes += ("some images are in colour: every image is read as RGB",)
-    return np.stack(pixels), np.asarray(labels, dtype=np.int64), classes, notes
+    return pixels, np.asarray(labels, dtype=np.int64), classes, notes
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """A Pillow image of ``path``, or ValueError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"images: cannot read {path}: {one_line(err)}") from None
 
 
 def _files(folder: Path) -> list[Path]:
