@@ -45,6 +45,11 @@ class Bag:
         return self.members[0].pixel_range
 
     @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """The images' (height, width, channels) its members were trained on, or None."""
+        return self.members[0].image_shape
+
+    @property
     def feature_names(self) -> tuple[str, ...] | None:
         """The named features its members read, in order (not a table), or None."""
         return self.members[0].feature_names

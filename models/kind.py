@@ -255,7 +255,8 @@ class ModelKind:
             info["n_encoded_features"] = spec.n_features
             info["dropped_columns"] = dict(prep.dropped)
         named = None if prep is not None else spec.feature_names
-        member = Member(self, model, prep, target, spec.pixel_range, named)
+        shape = spec.image_shape if spec.pixel_range is not None else None
+        member = Member(self, model, prep, target, spec.pixel_range, named, shape)
         return Trained(member, history, fit_seconds, max(epochs, 1), info)
 
 

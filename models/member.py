@@ -25,6 +25,7 @@ class Member:
     target: TargetScaler | None = None
     pixel_range: tuple[float, float] | None = None
     feature_names: tuple[str, ...] | None = None
+    image_shape: tuple[int, ...] | None = None  # images: (height, width, channels) trained on
 
     @property
     def reads_table(self) -> bool:

@@ -93,6 +93,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         # or the features' names in a row's order
         self.pixel_range = next((m.pixel_range for m in found if m.pixel_range), None)
         self.feature_names = next((m.feature_names for m in found if m.feature_names), None)
+        # the images' (height, width, channels), in members saved since it was recorded
+        shapes = (getattr(m, "image_shape", None) for m in found)
+        self.image_shape = next((tuple(s) for s in shapes if s), None)
 
     # pd.DataFrame is one of the hints MLflow neither validates nor converts by, and the
     # signature declares no input schema: the model reads what it is given itself
@@ -203,6 +206,10 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             return X.reshape(0, width)
         if X.ndim == 1 and X.size == width:
             X = X.reshape(1, width)  # one row
+        elif self.image_shape is not None and (
+            X.ndim >= 3 or X.shape == self.image_shape[:2]
+        ):  # images: a batch, or one alone (a grey one may come as (h, w))
+            X = self._images(X, width)
         elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
             X = X.reshape(1, width)  # one image
         elif images and X.ndim >= 3 and int(np.prod(X.shape[1:])) == width:
@@ -222,6 +229,29 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 "model's members were trained on complete numbers"
             )
         return X
+
+    def _images(self, X: np.ndarray, width: int) -> np.ndarray:
+        """Images in the trained shape, one (h, w, c) or a batch (n, h, w, c); (h, w) for
+        grey ones too; flattened. Anything else is refused naming the shape (a batch of three
+        grey images has as many values as one colour image: it is not one)."""
+        shape = self.image_shape
+        forms = {shape} | ({shape[:2]} if shape[-1] == 1 else set())
+        if X.shape in forms:
+            return X.reshape(1, width)
+        if X.shape[1:] in forms:
+            return X.reshape(len(X), width)
+        colours = {1: "grey", 3: "RGB", 4: "RGBA"}
+        other_colours = X.shape[-3:-1] == shape[:2] or X.shape[-2:] == shape[:2]
+        hint = (
+            f": the training images were {colours.get(shape[-1], shape[-1])}, convert yours"
+            if other_colours
+            else ""
+        )
+        raise BadInput(
+            f"the input has shape {X.shape}; this model takes images of shape {shape}"
+            + (f" or {shape[:2]}" if shape[-1] == 1 else "")
+            + f", one or a batch of them, or rows of {width} pixels{hint}"
+        )
 
     def _check_scale(self, X: np.ndarray) -> None:
         """Warn when images come on another scale than the training ones (pixels in [0, 1]

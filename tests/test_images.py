@@ -125,16 +125,23 @@ import json, sys, mlflow, numpy as np
 from pathlib import Path
 from PIL import Image
 files = sorted(Path(sys.argv[2]).glob("*/*.png"))[::7]
-images = np.stack([np.asarray(Image.open(f)) for f in files])  # raw uint8 pixels, (n, 8, 8)
+images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # (n, 8, 8, 3)
 model = mlflow.pyfunc.load_model(sys.argv[1])
 named = model.predict(images, params={"output": "labels"})
-print(json.dumps({"truth": [f.parent.name for f in files], "named": list(named)}))
+one = model.predict(images[0], params={"output": "labels"})
+try:  # three grey images hold as many values as one colour image: refused, not one image
+    model.predict(images[:3, :, :, 0])
+    grey = "answered"
+except Exception as err:
+    grey = str(err)
+print(json.dumps({"truth": [f.parent.name for f in files], "named": list(named),
+                  "one": list(one), "grey": grey}))
 """
 
 
 @pytest.mark.slow
 def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
-    folder = image_folder(tmp_path)
+    folder = image_folder(tmp_path, colour_one=True)  # every image read as RGB
     db = f"sqlite:///{tmp_path}/mlflow.db"
     done = run_cli(
         tmp_path,
@@ -156,6 +163,11 @@ def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
     out = json.loads(served.stdout.strip().splitlines()[-1])
     right = np.mean([a == b for a, b in zip(out["truth"], out["named"], strict=True)])
     assert len(out["named"]) == 26 and right > 0.9  # class names, as the folders are named
+    assert out["one"] == out["named"][:1]
+    assert (
+        "the input has shape (3, 8, 8); this model takes images of shape (8, 8, 3)" in (out["grey"])
+    ), out["grey"]
+    assert out["grey"].endswith("the training images were RGB, convert yours")
 
 
 def test_sixteen_bit_grey_images_keep_their_values_and_an_npz_is_not_resized(tmp_path):
