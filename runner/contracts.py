@@ -202,6 +202,31 @@ def finished_earlier(label: str, name: str, fold: int | None, finished: Collecti
     return label in finished or (fold is not None and name in finished)
 
 
+@dataclass(frozen=True)
+class SavedPredictions:
+    """What a member's ``predictions.npz`` holds, read into memory (the file is closed)."""
+
+    val: np.ndarray
+    test: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+    fingerprint: str
+    test_folds: np.ndarray | None  # a bagged regression member's test rows by fold
+
+    @classmethod
+    def read(cls, path: str | Path) -> SavedPredictions:
+        """Read ``path`` (older files have no ``test_folds``)."""
+        with np.load(path) as npz:
+            return cls(
+                npz["val"],
+                npz["test"],
+                npz["y_val"],
+                npz["y_test"],
+                str(npz["fingerprint"]),
+                npz["test_folds"] if "test_folds" in npz.files else None,
+            )
+
+
 @dataclass
 class TrialResult:
     """What a finished trial leaves in its checkpoint folder for the driver to log: the
@@ -232,11 +257,9 @@ class TrialResult:
     def read(cls, folder: str | Path) -> TrialResult:
         """Read what ``write`` saved."""
         folder = Path(folder)
-        with np.load(folder / PREDICTIONS) as npz:
-            val, test, fingerprint = npz["val"], npz["test"], str(npz["fingerprint"])
-            test_folds = npz["test_folds"] if "test_folds" in npz.files else None
+        saved = SavedPredictions.read(folder / PREDICTIONS)
         info = json.loads((folder / MEMBER_INFO).read_text())
-        return cls(val, test, fingerprint, info, folder, test_folds)
+        return cls(saved.val, saved.test, saved.fingerprint, info, folder, saved.test_folds)
 
     @property
     def model_dir(self) -> Path | None:

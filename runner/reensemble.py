@@ -45,6 +45,7 @@ from runner.contracts import (
     ROLE,
     SOURCE_SWEEPS,
     SWEEP,
+    SavedPredictions,
 )
 from runner.ensemble_defaults import as_default_types, sweep_defaults
 
@@ -258,12 +259,11 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     for run in runs:
         name = _label(run, several)
         path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
-        with np.load(path) as npz:
-            fp = str(npz["fingerprint"])
-            cost = run.data.metrics.get("final_predict_ms_per_1000")
-            by_fold = npz["test_folds"] if "test_folds" in npz.files else None
-            members.append(MemberPredictions(name, npz["val"], npz["test"], fp, cost, by_fold))
-            labels.setdefault(fp, (npz["y_val"], npz["y_test"]))
+        saved = SavedPredictions.read(path)
+        cost = run.data.metrics.get("final_predict_ms_per_1000")
+        fp = saved.fingerprint
+        members.append(MemberPredictions(name, saved.val, saved.test, fp, cost, saved.test_folds))
+        labels.setdefault(fp, (saved.y_val, saved.y_test))
         run_of[name], sweep_of[name] = run.info.run_id, run.data.tags[SWEEP]
     refits, costs = (
         _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else ({}, {})

@@ -60,6 +60,7 @@ from runner.contracts import (
     STOPPED,
     SWEEP,
     TRIAL_ID,
+    SavedPredictions,
     TrialInput,
     TrialResult,
     finished_earlier,
@@ -653,19 +654,19 @@ class RunTree:
         info = json.loads(
             Path(self.client.download_artifacts(run_id, MEMBER_INFO, folder)).read_text()
         )
-        with np.load(path) as npz:
-            return MemberRecord(
-                name=name,
-                model=model,
-                run_id=run_id,
-                status="FINISHED",
-                train_seconds=float(info.get("train_seconds", 0.0)),
-                val=_held(npz["val"]),
-                test=_held(npz["test"]),
-                fingerprint=str(npz["fingerprint"]),
-                fit=_fit_facts(info),
-                test_folds=_held(npz["test_folds"]) if "test_folds" in npz.files else None,
-            )
+        saved = SavedPredictions.read(path)
+        return MemberRecord(
+            name=name,
+            model=model,
+            run_id=run_id,
+            status="FINISHED",
+            train_seconds=float(info.get("train_seconds", 0.0)),
+            val=_held(saved.val),
+            test=_held(saved.test),
+            fingerprint=saved.fingerprint,
+            fit=_fit_facts(info),
+            test_folds=None if saved.test_folds is None else _held(saved.test_folds),
+        )
 
     def child(
         self,
@@ -948,10 +949,16 @@ class RunTree:
     def fail_attempt(self, run_id: str, reason: str, error_file: str | None = None) -> None:
         """The trial failed and Tune retries it (``runner.max_failures``): this attempt's run
         ends FAILED with the reason and the trial's error so far (``error.txt``)."""
-        run_id = self._resolve(run_id, {ERROR: f"{reason[:4900]} (retried)"})
+        self._end_failed(run_id, f"{reason[:4900]} (retried)", error_file)
+
+    def _end_failed(self, run_id: str, error: str, error_file: str | None) -> str:
+        """End a member's run FAILED, tagged with ``error`` and holding ``error_file``; the
+        run's id (created now if it was pending)."""
+        run_id = self._resolve(run_id, {ERROR: error})
         if error_file and Path(error_file).is_file():
             self._artifacts(run_id).log_artifact(error_file)
         self.terminate(run_id, "FAILED")
+        return run_id
 
     def fail_member(
         self,
@@ -965,10 +972,7 @@ class RunTree:
         whole error (its traceback, from Tune's ``error_file``) as ``error.txt``. Said on
         stderr only without the progress view (which says it itself)."""
         if run_id is not None:
-            run_id = self._resolve(run_id, {ERROR: reason[:5000]})
-            if error_file and Path(error_file).is_file():
-                self._artifacts(run_id).log_artifact(error_file)
-            self.terminate(run_id, "FAILED")
+            run_id = self._end_failed(run_id, reason[:5000], error_file)
         self.records[label] = MemberRecord(
             name=label, model=model, run_id=run_id or "", status="FAILED", error=reason
         )
