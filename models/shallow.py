@@ -97,6 +97,8 @@ class SklearnKind(ModelKind):
     ) -> dict[str, list[float]]:
         """Fit once, seeded; the history is one "epoch" of train and validation scores named
         as Keras logs them, so curves and schedulers read every member alike."""
+        if self.calibrate and task.is_classification:
+            _calibration_folds(self.name, model, train[1])
         seed_estimator(model, seed).fit(*train)
         scores = {
             **_keras_style(task, train[1], self.predict(model, train[0], task)),
@@ -128,6 +130,25 @@ def _keras_style(task: Task, y: np.ndarray, pred: np.ndarray, prefix: str = "") 
         return {f"{prefix}loss": float(-np.mean(np.log(picked))), f"{prefix}accuracy": accuracy}
     mse = float(np.mean((pred - np.asarray(y, dtype=np.float64)) ** 2))
     return {f"{prefix}loss": mse, f"{prefix}rmse": float(np.sqrt(mse))}
+
+
+CALIBRATION_FOLDS = 5  # scikit-learn's default for CalibratedClassifierCV
+
+
+def _calibration_folds(name: str, model: Pipeline, y: np.ndarray) -> None:
+    """Calibrate over as many folds as the smallest class has training rows, up to
+    scikit-learn's five (which fails on a class of fewer rows); a class of one row cannot be
+    calibrated by cross-validation: ValueError naming it."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    smallest = int(counts.min())
+    if smallest < 2:
+        raise ValueError(
+            f"model {name!r} calibrates its probabilities by cross-validation, which needs 2 "
+            f"training rows of every class; a class has {smallest}"
+        )
+    calibrated = model.steps[-1][1]
+    if isinstance(calibrated, CalibratedClassifierCV):
+        calibrated.set_params(cv=min(CALIBRATION_FOLDS, smallest))
 
 
 def seed_estimator(estimator: BaseEstimator, seed: int) -> BaseEstimator:

@@ -63,6 +63,14 @@ def test_a_folder_of_class_subfolders_loads_raw_grey_pixels(tmp_path):
         load(images_spec(tmp_path / "pics"))
 
 
+def test_a_class_of_too_few_images_is_named_before_any_split(tmp_path):
+    folder = image_folder(tmp_path, per_class=10)
+    for extra in sorted((folder / "two").glob("*.png"))[2:]:
+        extra.unlink()
+    with pytest.raises(ValueError, match=r"^images: class 'two' has 2 example\(s\); every "):
+        load(images_spec(folder))
+
+
 def test_one_colour_image_makes_every_image_rgb_and_sizes_must_agree(tmp_path):
     folder = image_folder(tmp_path, colour_one=True)
     data = load(images_spec(folder))

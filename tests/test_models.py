@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -716,3 +717,22 @@ def test_a_transfer_base_that_reads_images_gets_the_rows_folded_back(tiny, tmp_p
     keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]).save(tmp_path / "b.keras")
     with pytest.raises(ValueError, match=r"base takes inputs of shape \(5,\) \(5 values a row\)"):
         entry.build(spec, CLASSES, base=str(tmp_path / "b.keras"))
+
+
+@pytest.mark.parametrize("smallest", [2, 4])
+def test_a_calibrated_member_trains_on_a_class_of_fewer_rows_than_its_folds(smallest, tiny):
+    spec, X, y, _ = tiny
+    keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:smallest]]
+    with warnings.catch_warnings():  # scikit-learn's "least populated class" among them
+        warnings.simplefilter("error", UserWarning)
+        trained = REGISTRY["svm"].train(spec, CLASSES, {}, (X[keep], y[keep]), (X, y), None)
+    proba = REGISTRY["svm"].predict(trained.model, X, CLASSES)
+    assert proba.shape == (48, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_a_calibrated_member_names_a_class_of_one_training_row(tiny):
+    spec, X, y, _ = tiny
+    keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:1]]
+    with pytest.raises(ValueError, match=r"model 'svm' calibrates .* 2 training rows .* has 1$"):
+        REGISTRY["svm"].train(spec, CLASSES, {}, (X[keep], y[keep]), (X, y), None)

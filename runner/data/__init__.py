@@ -23,6 +23,7 @@ from runner.data.images import load_images
 from runner.data.library import load_california_housing, load_digits, load_fashion_mnist
 from runner.data.prepare import input_spec
 from runner.data.split import (
+    MIN_CLASS_ROWS,
     MIN_TRAIN_CLASS_ROWS,
     bagged,
     cap_rows,
@@ -59,6 +60,7 @@ def load(spec: DataSpec) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(LOADERS))}")
     raw = LOADERS[name](spec)
     raw = keep_classes(raw, spec.classes, name)
+    _check_class_sizes(raw, name)
     least = 0  # the fewest rows a stratified split of these classes takes (for the advice)
     if spec.max_rows is not None and raw.task.is_classification and not raw.has_test:
         least = least_rows(len(np.unique(raw.y)), val_fraction, test_fraction)
@@ -95,6 +97,23 @@ def load(spec: DataSpec) -> Dataset:
         log_target=_log_target(spec, raw),
         notes=raw.notes + _column_notes(X_train),
     )
+
+
+def _check_class_sizes(raw: Raw, name: str) -> None:
+    """Every class has ``MIN_CLASS_ROWS`` examples (a stratified split takes at least one
+    into training; fewer fail inside scikit-learn's split, naming a class id)."""
+    if not raw.task.is_classification:
+        return
+    counts = np.bincount(raw.y, minlength=raw.task.n_classes)
+    if raw.has_test:
+        counts = counts + np.bincount(raw.y_test, minlength=raw.task.n_classes)
+    small = int(counts.argmin())
+    if counts[small] < MIN_CLASS_ROWS:
+        label = raw.task.labels[small] if raw.task.labels else small
+        raise ValueError(
+            f"{name}: class {label!r} has {counts[small]} example(s); every class needs at "
+            f"least {MIN_CLASS_ROWS} (train, validation and test)"
+        )
 
 
 def _cap_train(raw: Raw, train: np.ndarray, spec: DataSpec) -> np.ndarray:
