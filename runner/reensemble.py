@@ -30,15 +30,17 @@ import numpy as np
 import ensembles
 from ensembles.budget import check_limits
 from ensembles.conformal import check_coverage
-from ensembles.metrics import headline_metric
+from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
 from runner import sentinel, signals
 from runner.contracts import (
     DRIVER,
     ENSEMBLE_SETTINGS,
     EXPERIMENT,
+    LEADERBOARDS,
     MEMBER,
     MEMBER_INFO,
+    MODEL,
     PARENT,
     PREDICTIONS,
     REENSEMBLE,
@@ -255,7 +257,7 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
             f"{', '.join(sweeps) or '(none)'}"
         )
     several = len(sweeps) > 1
-    members, labels, run_of, sweep_of = [], {}, {}, {}
+    members, labels, run_of, sweep_of, facts = [], {}, {}, {}, {}
     for run in runs:
         name = _label(run, several)
         path = client.download_artifacts(run.info.run_id, PREDICTIONS, str(tmp / name))
@@ -265,12 +267,22 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
         members.append(MemberPredictions(name, saved.val, saved.test, fp, cost, saved.test_folds))
         labels.setdefault(fp, (saved.y_val, saved.y_test))
         run_of[name], sweep_of[name] = run.info.run_id, run.data.tags[SWEEP]
+        facts[name] = {
+            "model": run.data.tags.get(MODEL, "-"),
+            "train_seconds": run.data.metrics.get("train_seconds"),
+        }
     refits, costs = (
         _refits(client, experiment.experiment_id, sweeps, run_of, tmp) if args.refit else ({}, {})
     )
     # a bag whose refit is served costs what the refit costs to predict (ensemble.max_latency_ms)
     members = [replace(m, cost=costs.get(m.name, m.cost)) for m in members]
-    found = {"sweeps": sweeps, "runs": run_of, "refits": refits, "sweep_of": sweep_of}
+    found = {
+        "sweeps": sweeps,
+        "runs": run_of,
+        "refits": refits,
+        "sweep_of": sweep_of,
+        "facts": facts,
+    }
     return members, labels, found
 
 
@@ -290,9 +302,42 @@ def _named_as_their_sweep(
         return name.removesuffix(suffix) if found["sweep_of"].get(name) == sweep else name
 
     renamed = {
-        key: {plain(k): v for k, v in found[key].items()} for key in ("runs", "sweep_of", "refits")
+        key: {plain(k): v for k, v in found[key].items()}
+        for key in ("runs", "sweep_of", "refits", "facts")
     }
     return [replace(m, name=plain(m.name)) for m in members], {**found, **renamed}
+
+
+def _log_leaderboards(
+    client,
+    summary: dict[str, Any],
+    ensemble: dict[str, Any],
+    metric: str,
+    members: list[MemberPredictions],
+    facts: dict[str, dict[str, Any]],
+    labels: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The leaderboards a sweep logs (text, Markdown, HTML) on the new ensemble run, titled
+    by ``summary`` (experiment, sweeps): the ensemble, then the members it weighed (those of
+    its data split), best first."""
+    from runner.report import leaderboard, leaderboard_html, leaderboard_markdown
+
+    rows = []
+    for m in members:
+        val, test = evaluate(labels[0], m.val), evaluate(labels[1], m.test)
+        rows.append(
+            {
+                "name": m.name,
+                "status": "FINISHED",
+                **facts.get(m.name, {"model": "-", "train_seconds": None}),
+                "val_metric": val[metric],
+                "test_metric": test[metric],
+            }
+        )
+    summary = {**summary, "metric": metric, "members": rows, "ensemble": ensemble}
+    texts = (leaderboard(summary), leaderboard_markdown(summary), leaderboard_html(summary))
+    for name, text in zip(LEADERBOARDS, texts, strict=True):
+        client.log_text(ensemble["run_id"], text, name)
 
 
 def _sweep_metric(client, experiment_id: str, sweeps: set[str]) -> str | None:
@@ -497,6 +542,16 @@ def _main(argv: Sequence[str] | None) -> int:
             seed=args.seed,
             refit=refit,
             classes=classes,
+        )
+        summary = {"experiment": args.experiment, "sweep_id": ", ".join(sweeps)}
+        _log_leaderboards(
+            client,
+            summary,
+            out,
+            report.metric,
+            [m for m in members if m.name in split_runs],
+            found["facts"],
+            (y_val, y_test),
         )
     metric = report.metric
     print(

@@ -211,6 +211,23 @@ def test_ensembling_again_with_the_same_settings_adds_nothing_and_new_settings_a
     assert settings == [5, 10]
 
 
+def test_an_ensemble_run_of_the_command_holds_the_leaderboards_a_sweep_logs(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+    assert done.returncode == 0, done.stderr
+    client = MlflowClient(db)
+    (ens,) = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], "tags.`runner.role` = 'ensemble'"
+    )
+    files = {f.path for f in client.list_artifacts(ens.info.run_id)}
+    assert {"leaderboard.txt", "leaderboard.md", "leaderboard.html"} <= files
+    board = Path(client.download_artifacts(ens.info.run_id, "leaderboard.txt", str(tmp_path)))
+    lines = board.read_text().splitlines()
+    assert lines[0].split()[:5] == ["member", "model", "status", "val", "accuracy"]
+    assert lines[2].startswith("ensemble (greedy)")
+    assert sorted(line.split()[0] for line in lines[3:6]) == ["a", "b", "c"]
+
+
 def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(tmp_path):
     """sweeps=all, where another sweep's members hold another data split, combines one
     sweep's members: the same ensemble as that sweep's own, so nothing new is logged."""
