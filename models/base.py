@@ -64,6 +64,8 @@ class InputSpec:
     # raw table rows: each member encodes them itself, so n_features and feature_names
     # describe the raw columns, not what a model sees
     table: bool = False
+    # images of any size were resized to ``image_shape`` (a served model resizes them too)
+    resizes_images: bool = False
 
     def __post_init__(self) -> None:
         if self.image_shape is not None and int(np.prod(self.image_shape)) != self.n_features:

@@ -256,7 +256,8 @@ class ModelKind:
             info["dropped_columns"] = dict(prep.dropped)
         named = None if prep is not None else spec.feature_names
         shape = spec.image_shape if spec.pixel_range is not None else None
-        member = Member(self, model, prep, target, spec.pixel_range, named, shape)
+        resizes = shape is not None and spec.resizes_images
+        member = Member(self, model, prep, target, spec.pixel_range, named, shape, resizes)
         return Trained(member, history, fit_seconds, max(epochs, 1), info)
 
 

@@ -26,6 +26,7 @@ class Member:
     pixel_range: tuple[float, float] | None = None
     feature_names: tuple[str, ...] | None = None
     image_shape: tuple[int, ...] | None = None  # images: (height, width, channels) trained on
+    resizes_images: bool = False  # images of other sizes are resized to image_shape, as in training
 
     @property
     def reads_table(self) -> bool:

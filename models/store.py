@@ -70,6 +70,8 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
         manifest["pixel_range"] = list(member.pixel_range)
     if member.image_shape is not None:
         manifest["image_shape"] = list(member.image_shape)
+    if member.resizes_images:
+        manifest["resizes_images"] = True
     if member.feature_names is not None:
         manifest["feature_names"] = list(member.feature_names)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -166,6 +168,7 @@ def load_member(folder: str | Path) -> Member | Bag:
         pixel_range=None if pixels is None else tuple(pixels),
         feature_names=None if names is None else tuple(names),
         image_shape=tuple(manifest["image_shape"]) if "image_shape" in manifest else None,
+        resizes_images=bool(manifest.get("resizes_images", False)),
     )
 
 

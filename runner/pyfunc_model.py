@@ -96,6 +96,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         # the images' (height, width, channels), in members saved since it was recorded
         shapes = (getattr(m, "image_shape", None) for m in found)
         self.image_shape = next((tuple(s) for s in shapes if s), None)
+        # trained on images resized from any size (data.image_size): it resizes them too
+        self.resizes_images = any(getattr(m, "resizes_images", False) for m in found)
 
     # pd.DataFrame is one of the hints MLflow neither validates nor converts by, and the
     # signature declares no input schema: the model reads what it is given itself
@@ -207,7 +209,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         if X.ndim == 1 and X.size == width:
             X = X.reshape(1, width)  # one row
         elif self.image_shape is not None and (
-            X.ndim >= 3 or X.shape == self.image_shape[:2]
+            X.ndim >= 3
+            or X.shape == self.image_shape[:2]
+            or (self.resizes_images and X.ndim == 2 and self.image_shape[-1] == 1)
         ):  # images: a batch, or one alone (a grey one may come as (h, w))
             X = self._images(X, width)
         elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
@@ -240,6 +244,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             return X.reshape(1, width)
         if X.shape[1:] in forms:
             return X.reshape(len(X), width)
+        batch = _image_batch(X, shape[-1]) if self.resizes_images else None
+        if batch is not None:
+            return _resized(batch, shape[:2]).reshape(len(batch), width)
         colours = {1: "grey", 3: "RGB", 4: "RGBA"}
         other_colours = X.shape[-3:-1] == shape[:2] or X.shape[-2:] == shape[:2]
         hint = (
@@ -250,6 +257,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         raise BadInput(
             f"the input has shape {X.shape}; this model takes images of shape {shape}"
             + (f" or {shape[:2]}" if shape[-1] == 1 else "")
+            + (" (of any height and width: it resizes them)" if self.resizes_images else "")
             + f", one or a batch of them, or rows of {width} pixels{hint}"
         )
 
@@ -409,3 +417,43 @@ def _names(columns, limit: int = 20) -> str:
 
 
 mlflow.models.set_model(EnsembleModel())
+
+
+def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
+    """Images of any size as a batch (n, h, w, channels): a batch, one image, or (grey) a
+    batch of (h, w) images or one alone; None for any other shape (other colours among them:
+    a three-dimensional input ending in 3 or 4 is one colour image)."""
+    if X.ndim == 4:
+        return X if X.shape[-1] == channels else None
+    if X.ndim == 3 and X.shape[-1] in (3, 4):
+        return X[None] if X.shape[-1] == channels else None
+    if channels != 1:
+        return None
+    if X.ndim == 3:  # (h, w, 1) alone, or a batch of (h, w)
+        return X[None] if X.shape[-1] == 1 else X[..., None]
+    return X[None, ..., None] if X.ndim == 2 else None
+
+
+def _resized(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each image resized to ``size`` (height, width) as ``data=images`` resized the training
+    images: bilinear, with Pillow; 8-bit pixels (whole numbers in 0..255) as 8-bit images, any
+    other values channel by channel as floats."""
+    from PIL import Image
+
+    eight_bit = bool(((batch >= 0) & (batch <= 255) & (batch == np.round(batch))).all())
+    out = np.empty((len(batch), *size, batch.shape[-1]), dtype=np.float32)
+    for i, image in enumerate(batch):
+        if eight_bit:
+            pixels = image.astype(np.uint8)
+            pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+            resized = np.asarray(
+                Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            )
+            out[i] = resized.reshape(*size, batch.shape[-1])
+        else:
+            for c in range(batch.shape[-1]):
+                channel = Image.fromarray(image[..., c].astype(np.float32))
+                out[i, ..., c] = np.asarray(
+                    channel.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                )
+    return out

@@ -18,9 +18,9 @@ from runner.spec import SpecError
 NAMES = ("zero", "one", "two")
 
 
-def image_folder(root: Path, colour_one: bool = False, per_class: int = 60) -> Path:
-    """Digits 0-2 as 8x8 grey PNGs in one subfolder per class (one of them RGB if asked),
-    and a stray text file."""
+def image_folder(root: Path, colour_one: bool = False, per_class: int = 60, scale: int = 1) -> Path:
+    """Digits 0-2 as 8x8 grey PNGs (``scale`` times larger) in one subfolder per class (one
+    of them RGB if asked), and a stray text file."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -30,6 +30,7 @@ def image_folder(root: Path, colour_one: bool = False, per_class: int = 60) -> P
         rows = np.flatnonzero(digits.target == k)[:per_class]
         for i in rows:
             pixels = (digits.images[i] * 16).clip(0, 255).astype(np.uint8)
+            pixels = np.kron(pixels, np.ones((scale, scale), dtype=np.uint8))
             image = Image.fromarray(pixels, mode="L")
             if colour_one and i == rows[0]:
                 image = image.convert("RGB")
@@ -133,29 +134,33 @@ import json, sys, mlflow, numpy as np
 from pathlib import Path
 from PIL import Image
 files = sorted(Path(sys.argv[2]).glob("*/*.png"))[::7]
-images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # (n, 8, 8, 3)
+images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # (n, 16, 16, 3)
+small = np.stack([np.asarray(Image.open(f).convert("RGB").resize((8, 8), Image.BILINEAR))
+                  for f in files])  # as data.image_size=[8, 8] resized the training images
 model = mlflow.pyfunc.load_model(sys.argv[1])
 named = model.predict(images, params={"output": "labels"})
+same = np.allclose(model.predict(images), model.predict(small), atol=1e-6)
 one = model.predict(images[0], params={"output": "labels"})
 try:  # three grey images hold as many values as one colour image: refused, not one image
-    model.predict(images[:3, :, :, 0])
+    model.predict(small[:3, :, :, 0])
     grey = "answered"
 except Exception as err:
     grey = str(err)
 print(json.dumps({"truth": [f.parent.name for f in files], "named": list(named),
-                  "one": list(one), "grey": grey}))
+                  "one": list(one), "grey": grey, "same": bool(same)}))
 """
 
 
 @pytest.mark.slow
 def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
-    folder = image_folder(tmp_path, colour_one=True)  # every image read as RGB
+    folder = image_folder(tmp_path, colour_one=True, scale=2)  # every image read as RGB
     db = f"sqlite:///{tmp_path}/mlflow.db"
     done = run_cli(
         tmp_path,
         "+experiment=quickstart",
         "data=images",
         f"data.path={folder}",
+        "data.image_size=[8,8]",
         "training.epochs=3",
         "~members.resnet",
         "~members.selu",
@@ -172,6 +177,7 @@ def test_a_sweep_on_a_folder_of_images_serves_raw_images_elsewhere(tmp_path):
     right = np.mean([a == b for a, b in zip(out["truth"], out["named"], strict=True)])
     assert len(out["named"]) == 26 and right > 0.9  # class names, as the folders are named
     assert out["one"] == out["named"][:1]
+    assert out["same"]  # raw 16x16 images resized as the training images were
     assert (
         "the input has shape (3, 8, 8); this model takes images of shape (8, 8, 3)" in (out["grey"])
     ), out["grey"]
@@ -193,3 +199,21 @@ def test_sixteen_bit_grey_images_keep_their_values_and_an_npz_is_not_resized(tmp
     np.savez(tmp_path / "p.npz", x=np.zeros((30, 4, 4)), y=np.arange(30) % 2)
     with pytest.raises(ValueError, match=r"data.image_size resizes the image files of a folder"):
         load(images_spec(tmp_path / "p.npz", image_size=(2, 2)))
+
+
+def test_a_resizing_model_reads_grey_images_of_any_size_and_refuses_colour_ones():
+    from runner.pyfunc_model import _image_batch, _resized
+
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 60000, size=(2, 10, 6)).astype(np.float32)  # two grey, 16-bit
+    batch = _image_batch(deep, 1)
+    assert batch.shape == (2, 10, 6, 1)
+    assert _image_batch(deep[0], 1).shape == (1, 10, 6, 1)  # one (h, w) alone
+    assert _image_batch(np.zeros((10, 6, 1)), 1).shape == (1, 10, 6, 1)
+    assert _image_batch(np.zeros((10, 6, 3)), 1) is None  # colour for a grey model
+    assert _image_batch(np.zeros((2, 10, 6, 3)), 3).shape == (2, 10, 6, 3)
+    assert _image_batch(np.zeros((2, 10, 6)), 3) is None  # grey for a colour model
+    out = _resized(batch, (5, 3))
+    expected = Image.fromarray(deep[1]).resize((3, 5), Image.Resampling.BILINEAR)
+    np.testing.assert_allclose(out[1, ..., 0], np.asarray(expected))
+    assert out.max() > 255  # not squeezed into 8 bits

@@ -59,6 +59,7 @@ def load_images(spec: DataSpec) -> Raw:
         task=Task("classification", n_classes=len(names), labels=tuple(names)),
         image_shape=tuple(int(d) for d in images.shape[1:]),
         notes=notes,
+        resizes_images=path.is_dir() and spec.image_size is not None,
     )
 
 

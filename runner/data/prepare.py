@@ -30,6 +30,7 @@ def input_spec(raw: Raw, X_train: object) -> InputSpec:
         n_features=raw.X.shape[1],
         pixel_range=pixel_range,
         image_shape=raw.image_shape,
+        resizes_images=raw.resizes_images,
         feature_names=raw.feature_names,
         mean=mean,
         # constant features keep unit scale, as StandardScaler does; otherwise a pixel that is

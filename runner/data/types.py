@@ -54,6 +54,7 @@ class Raw:
     X_test: Any = None
     y_test: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    resizes_images: bool = False  # images of any size were resized to image_shape
 
     def __post_init__(self) -> None:
         if (self.X_test is None) != (self.y_test is None):
