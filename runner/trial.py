@@ -102,12 +102,17 @@ LATENCY_ROWS = PREDICT_ROWS  # measured on one batch of the Keras chunk size at 
 
 
 def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
-    """Milliseconds a fitted member takes to predict 1000 rows, warm: the first (up to)
-    ``LATENCY_ROWS`` test rows predicted once more after the whole test set (a Keras net
+    """Milliseconds a fitted member takes to predict 1000 rows, warm: ``LATENCY_ROWS`` test
+    rows (the first ones, repeated when the test split is smaller: a few rows would scale a
+    call's fixed cost up a thousandfold) predicted after the whole test set (a Keras net
     compiles its prediction step anew for each new batch shape, so a first call measures
     that too)."""
-    rows = np.arange(min(LATENCY_ROWS, len(data.y_test)))
+    if not len(data.y_test):
+        return 0.0
+    rows = np.arange(LATENCY_ROWS) % len(data.y_test)
     sample = take(data.X_test, rows)
+    if len(data.y_test) < LATENCY_ROWS:  # a batch shape the test set's call did not compile
+        member.predict(sample, data.task)
     clock = time.perf_counter()
     member.predict(sample, data.task)
     return 1e6 * (time.perf_counter() - clock) / max(len(rows), 1)
