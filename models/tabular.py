@@ -28,6 +28,7 @@ as missing; ``unreadable`` says which cells those are, for the served model to w
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Mapping
@@ -189,6 +190,32 @@ def _zone_name(dates: pd.Series) -> str | None:
                 continue
             return name
     return None
+
+
+def _in_zone(values: pd.Series, tz: str) -> pd.Series:
+    """Served dates without a zone of their own (naive datetimes, text such as "2020-12-31
+    23:30") read as times in ``tz``, the training dates' zone; dates with one keep it, and
+    what is no date stays as it is (``_to_dates`` reads it)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+
+    def zoned(cell: Any) -> Any:
+        if not isinstance(cell, (str, datetime.datetime)) or _is_number(cell):
+            return cell
+        try:
+            stamp = pd.Timestamp(cell)
+        except (ValueError, TypeError, OverflowError):
+            return cell
+        if stamp is pd.NaT or stamp.tzinfo is not None:
+            return stamp
+        try:
+            return stamp.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        except (ValueError, TypeError):
+            return cell
+
+    return values.astype(object).map(zoned)
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -495,7 +522,8 @@ class TablePrep:
         if col.kind in ("numeric", "date"):
             if col.kind == "date":
                 # the parts in the training rows' zone (UTC for text or zone-free dates)
-                dates = _to_dates(values, col.dayfirst)
+                zoned = values if col.tz is None else _in_zone(values, col.tz)
+                dates = _to_dates(zoned, col.dayfirst)
                 parts = _date_parts(dates.dt.tz_convert(col.tz or "UTC"))
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)

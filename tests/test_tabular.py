@@ -555,9 +555,18 @@ def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_serve
     prep = TablePrep().fit(pd.DataFrame({"when": when, "x": np.arange(60.0)}))
     prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))  # as a served member
     parts = [prep.feature_names.index(f"when:{p}") for p in ("year", "month", "day", "hour")]
-    for served in (when[:1], when[:1].dt.tz_convert("UTC"), when[:1].astype(str)):
+    naive = when[:1].dt.tz_localize(None)  # as a CSV holds it: Paris time without its zone
+    for served in (
+        when[:1],
+        when[:1].dt.tz_convert("UTC"),
+        when[:1].astype(str),
+        naive,
+        naive.astype(str),
+        naive.astype(object),
+    ):
         got = prep.transform(pd.DataFrame({"when": served, "x": [0.0]}))
-        assert got[0, parts].tolist() == [2024, 1, 1, 0], served  # Paris midnight, not 23:00
+        # Paris midnight: not 23:00 the day before, nor (zone-free ones read as UTC) 01:00
+        assert got[0, parts].tolist() == [2024, 1, 1, 0], served
 
 
 @pytest.mark.parametrize(
