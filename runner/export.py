@@ -494,7 +494,9 @@ def champion_challenger(
     else:
         old = client.get_run(champion.run_id)
         decision["champion_version"] = champion.version
-        old_value = old.data.metrics.get(f"final_test_{metric}")
+        # what the champion serves: its refits' score when it serves refits on all rows
+        scores = old.data.metrics
+        old_value = scores.get(f"refit_test_{metric}", scores.get(f"final_test_{metric}"))
         decision["champion"] = old_value
         if old.data.tags.get(DATA_FINGERPRINT) != fingerprint or old_value is None:
             decision["decision"] = "kept: the champion was tested on another split"

@@ -108,3 +108,31 @@ def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
     assert roles.count("sweep") == 1 and roles.count("ensemble") == 1
     assert all(r.info.status == "FINISHED" for r in runs)
     assert Path(tmp_path, "out", "summary.json").is_file()
+
+
+def test_a_champion_serving_refits_is_judged_by_what_it_serves(tmp_path):
+    """A refit ensemble serves its refits: its registered score is theirs (refit_test_*),
+    not the bagged ensemble's final_test_* it also logs."""
+    from runner.contracts import DATA_FINGERPRINT
+    from runner.export import champion_challenger
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    experiment = client.create_experiment("houses")
+    client.create_registered_model("houseprice")
+    runs = []
+    for final, refit in ((107.9, 103.3), (107.4, 102.9)):
+        run = client.create_run(experiment, tags={DATA_FINGERPRINT: "fp"}).info.run_id
+        client.log_metric(run, "final_test_rmse", final)
+        client.log_metric(run, "refit_test_rmse", refit)
+        runs.append(run)
+    client.create_model_version("houseprice", f"runs:/{runs[0]}/model", runs[0])
+    first = champion_challenger(client, "houseprice", runs[0], "1", "rmse", 103.3, False, "fp")
+    assert first["decision"] == "first champion"
+    client.create_model_version("houseprice", f"runs:/{runs[1]}/model", runs[1])
+    second = champion_challenger(client, "houseprice", runs[1], "2", "rmse", 102.9, False, "fp")
+    assert second["decision"] == "promoted" and second["champion"] == 103.3
+    third = client.create_run(experiment, tags={DATA_FINGERPRINT: "fp"}).info.run_id
+    client.create_model_version("houseprice", f"runs:/{third}/model", third)
+    worse = champion_challenger(client, "houseprice", third, "3", "rmse", 105.1, False, "fp")
+    assert worse["decision"] == "kept: not better", worse  # 105.1 is worse than 102.9
+    assert str(client.get_model_version_by_alias("houseprice", "champion").version) == "2"
