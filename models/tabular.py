@@ -10,7 +10,8 @@ What it does, per column of the training rows:
   had missing values in training; text that is at least 90% numbers ("1,234.5", "$12.50")
   is numbers, its other cells ("?", "unknown") missing;
 - booleans: 0/1, missing as a number (filled and flagged like numbers);
-- datetimes (datetime dtype, or text that parses as dates): year, month, day, weekday, hour
+- datetimes (datetime dtype, date objects, or text that is 95% dates, named months too, the
+  rest missing): year, month, day, weekday, hour
   and days since 1970, as numbers;
 - categories (text, pandas categories) with at most ``max_onehot`` values: missing is a
   category of its own; values seen fewer than ``min_count`` times in training, and values
@@ -45,6 +46,9 @@ MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
 DATE_TEXT = r"\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+# a date with its month named and a year: 19-Aug-2022, Aug 19, 2022, 19 August 2022
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+NAMED_MONTH_DATE = rf"(?i)\b{MONTH}\b.*\d{{4}}|\d{{1,2}}[-/ ]{MONTH}[-/ ]\d{{2}}\b"
 # a date with its year last (05.03.2024, 3/5/24): day or month first, decided per column
 YEAR_LAST = re.compile(r"^\s*(\d{1,2})([-/.])(\d{1,2})\2\d{2,4}\b")
 MIN_ID_ROWS = 20  # fewer training rows than this: distinct values are no sign of an ID
@@ -60,6 +64,7 @@ NUMBER_TEXT = re.compile(
 DECIMAL_COMMA_NUMBER = r"[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?"
 DECIMAL_COMMA_TEXT = re.compile(rf"^{DECIMAL_COMMA_NUMBER}$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
+DATE_TEXT_SHARE = 0.95  # text columns with this share of dates are dates; the rest missing
 NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 
 
@@ -97,13 +102,23 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
     ):
         return None
     present = values.dropna()
-    if present.empty or not all(isinstance(v, str) for v in present.head(50)):
+    if present.empty:
+        return None
+    head = present.head(50)
+    if all(isinstance(v, datetime.date) for v in head):  # Parquet's DATE (date32) cells
+        return _to_dates(values)
+    if not all(isinstance(v, str) for v in head):
         return None
     sample = present.head(200)
-    if not sample.str.contains(DATE_TEXT, regex=True).all():
-        return None  # dates have a year: 2024-03-05, 05/03/2024, 5.3.24 (not 3/5 or 1.5)
-    parsed = pd.to_datetime(sample, utc=True, errors="coerce", format="mixed")
-    if parsed.notna().mean() < 0.95:
+    # dates have a year: 2024-03-05, 05/03/2024, 5.3.24, 19-Aug-2022 (not 3/5 or 1.5); a
+    # few other cells ("unknown", "n/a") are missing dates
+    dated = sample.str.contains(DATE_TEXT, regex=True) | sample.str.contains(
+        NAMED_MONTH_DATE, regex=True
+    )
+    if dated.mean() < DATE_TEXT_SHARE:
+        return None
+    parsed = pd.to_datetime(sample.where(dated), utc=True, errors="coerce", format="mixed")
+    if parsed.notna().mean() < DATE_TEXT_SHARE:
         return None
     return _to_dates(values, day_first(values))
 

@@ -4,6 +4,7 @@ any order) in a fresh process; the tabular experiment runs on the penguins table
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -623,3 +624,29 @@ def test_numbers_in_a_date_column_are_times_since_1970_in_the_unit_their_size_sa
     ):
         assert prep.unreadable(served) == {}
         np.testing.assert_allclose(prep.transform(served), as_text)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        lambda d: d.dt.strftime("%d-%b-%Y"),  # 19-Aug-2022
+        lambda d: d.dt.strftime("%b %d, %Y"),  # Aug 19, 2022
+        lambda d: d.dt.strftime("%d %B %Y"),  # 19 August 2022
+        lambda d: d.dt.strftime("%d-%b-%y"),  # 19-Aug-22
+        lambda d: d.dt.strftime("%Y-%m-%d").mask(d.index % 40 == 0, "unknown"),  # a placeholder
+        lambda d: pd.Series(list(d.dt.date), dtype=object),  # Parquet's DATE: datetime.date
+    ],
+)
+def test_dates_with_named_months_placeholders_or_as_date_objects_are_dates(cells):
+    days = pd.Series(pd.date_range("2022-01-01", periods=300, freq="D"))
+    prep = TablePrep().fit(pd.DataFrame({"d": cells(days), "x": np.arange(300.0)}))
+    prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))  # as a served member
+    assert prep.columns[0].kind == "date", prep.feature_names
+    month = prep.feature_names.index("d:month")
+    got = prep.transform(pd.DataFrame({"d": cells(days), "x": 0.0}))[:, month]
+    dated = cells(days) != "unknown"
+    np.testing.assert_array_equal(got[dated], days.dt.month[dated])
+    served = prep.transform(
+        pd.DataFrame({"d": [datetime.date(2022, 8, 19), "19-Aug-2022", "2022-08-19"], "x": 0.0})
+    )
+    assert served[:, month].tolist() == [8, 8, 8]
