@@ -652,11 +652,16 @@ def numbers_from_text(values: pd.Series) -> pd.Series:
 @dataclass
 class TargetScaler:
     """A regression target standardised (after ``log1p`` when ``log``) for the members that
-    learn better on unit-scale targets; ``inverse`` maps their predictions back."""
+    learn better on unit-scale targets; ``inverse`` maps their predictions back. A log
+    target's predictions are kept within its training range widened by that range on each
+    side (``low``, ``high``, in log units), since ``expm1`` of a linear member's extrapolation
+    on a far-out row overflows to infinity ($5e122 from one income typed in dollars)."""
 
     mean: float = 0.0
     scale: float = 1.0
     log: bool = False
+    low: float | None = None
+    high: float | None = None
 
     @classmethod
     def fit(cls, y: np.ndarray, log: bool = False) -> TargetScaler:
@@ -668,7 +673,11 @@ class TargetScaler:
             )
         z = np.log1p(y) if log else y
         std = float(z.std())
-        return cls(float(z.mean()), std if std > 0 else 1.0, log)
+        if not log:
+            return cls(float(z.mean()), std if std > 0 else 1.0)
+        span = max(float(z.max() - z.min()), 1.0)
+        low, high = float(z.min()) - span, float(z.max()) + span
+        return cls(float(z.mean()), std if std > 0 else 1.0, True, low, high)
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Targets in the scale the member learns."""
@@ -678,4 +687,8 @@ class TargetScaler:
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """Member predictions back in the target's units."""
         y = np.asarray(z, dtype=np.float64) * self.scale + self.mean
-        return np.expm1(y) if self.log else y
+        if not self.log:
+            return y
+        if self.low is not None and self.high is not None:
+            y = np.clip(y, self.low, self.high)
+        return np.expm1(y)

@@ -110,6 +110,12 @@ def test_a_target_scaler_maps_predictions_back_to_the_targets_units():
         np.testing.assert_allclose(scaler.inverse(z), y, rtol=1e-9)
     with pytest.raises(ValueError, match="-5"):
         TargetScaler.fit(np.array([-5.0, 3.0]), log=True)
+    # a far-out row's extrapolation stays finite, within the widened log range
+    scaler = TargetScaler(**vars(TargetScaler.fit(y, log=True)))  # as a member's manifest
+    far = scaler.inverse(np.array([1e3, -1e3]))
+    widest = np.log(990_001 / 120_001)  # the training targets' log range
+    assert np.isfinite(far).all()
+    np.testing.assert_allclose(np.log1p(far), np.log1p([990_000, 120_000]) + [widest, -widest])
 
 
 @pytest.fixture(scope="module")
