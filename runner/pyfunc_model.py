@@ -74,6 +74,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             [str(k) for k in range(n_classes)] if n_classes else None
         )
         self.n_members = len(spec["names"])
+        self.names = list(spec["names"])
         # members with weight 0 in an averaging ensemble were not shipped: they add nothing
         used = spec.get("used", range(self.n_members))
         pinned = spec.get("member_sha256")  # None in a model logged before members were pinned
@@ -129,6 +130,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 P, by_fold = self._member_predictions(X)
             except ValueError as err:  # a member's own check of the rows (e.g. not a table)
                 raise BadInput(str(err)) from err
+            self._check_finite(P)
             pred = self.estimator.predict(P)
         if self.conformal is None:
             if output == "labels":
@@ -149,6 +151,20 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             # each answer beside its row's label
             out.index = model_input.index
         return out
+
+    def _check_finite(self, P: np.ndarray) -> None:
+        """One line naming the members and rows whose predictions are NaN or infinite (a row
+        far outside anything the members were trained on), not the ensemble's own check."""
+        bad = ~np.isfinite(P.reshape(len(P), P.shape[1], -1)).all(axis=2)
+        if not bad.any():
+            return
+        members = [self.names[i] for i in np.flatnonzero(bad.any(axis=1))]
+        rows = np.flatnonzero(bad.any(axis=0))
+        raise BadInput(
+            f"member(s) {', '.join(members)} predict NaN or infinite values for {len(rows)} "
+            f"row(s) ({', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''}): "
+            "values far outside the training rows' ranges?"
+        )
 
     def _member_predictions(self, X) -> tuple[np.ndarray, np.ndarray | None]:
         """The members' predictions (members, rows, ...), zeros for members not shipped; and,

@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -136,3 +137,23 @@ def test_a_champion_serving_refits_is_judged_by_what_it_serves(tmp_path):
     worse = champion_challenger(client, "houseprice", third, "3", "rmse", 105.1, False, "fp")
     assert worse["decision"] == "kept: not better", worse  # 105.1 is worse than 102.9
     assert str(client.get_model_version_by_alias("houseprice", "champion").version) == "2"
+
+
+def test_a_served_model_names_the_members_and_rows_that_predict_nan_or_infinity():
+    from runner.pyfunc_model import BadInput, EnsembleModel
+
+    model = EnsembleModel()
+    model.names = ["lightgbm", "linear", "mlp"]
+    P = np.ones((3, 4))
+    model._check_finite(P)  # all finite: nothing said
+    P[1, 2], P[2, 2], P[1, 3] = np.inf, np.nan, -np.inf
+    with pytest.raises(
+        BadInput,
+        match=r"^member\(s\) linear, mlp predict NaN or infinite values "
+        r"for 2 row\(s\) \(2, 3\): values far outside",
+    ):
+        model._check_finite(P)
+    with pytest.raises(BadInput, match=r"^member\(s\) lightgbm predict .* for 1 row\(s\) \(0\)"):
+        model._check_finite(
+            np.where(np.arange(3)[:, None, None] == 0, np.nan, 0.5) * np.ones((3, 1, 2))
+        )
