@@ -42,6 +42,27 @@ def check_coverage(value: Any) -> float | None:
     return float(value)
 
 
+def least_calibration_rows(coverage: float) -> int:
+    """The fewest calibration rows whose quantile at ``coverage`` is finite: below them the
+    guarantee makes intervals infinite and prediction sets hold every class."""
+    n = max(1, math.floor(coverage / (1.0 - coverage)) - 1)
+    while math.ceil((n + 1) * coverage) > n:  # as _quantile ranks
+        n += 1
+    return n
+
+
+def check_calibration_rows(coverage: float | None, n: int, where: str = "coverage") -> None:
+    """ValueError in one line when ``n`` calibration rows cannot give ``coverage`` finite
+    intervals or sets smaller than every class."""
+    if coverage is None or n >= (least := least_calibration_rows(coverage)):
+        return
+    raise ValueError(
+        f"{where}={coverage:g} needs at least {least} calibration rows for finite intervals "
+        f"(or prediction sets short of every class); the validation rows are {n}: lower the "
+        "coverage, or give validation more rows"
+    )
+
+
 def spread(P: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per row, the weighted standard deviation of the members' regression predictions
     ``P`` (members, rows) around their weighted mean (|weights| normalised).

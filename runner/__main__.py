@@ -202,6 +202,7 @@ def _job(cfg: DictConfig) -> None:
 
     from runner.spec import (
         SpecError,
+        check_coverage_against_rows,
         check_members_against_data,
         check_metric_against_task,
         from_config,
@@ -239,6 +240,7 @@ def _job(cfg: DictConfig) -> None:
                 (spec.student,), data.task, data.input_spec, where="ensemble.distill"
             )
         check_metric_against_task(spec.metric, data.task, spec.search.metric)
+        check_coverage_against_rows(spec.ensemble.coverage, len(data.y_val))
         stage_data = {}
         for st in spec.stages:
             stage_data[st.name] = _load(st.data, f"stages.{st.name}.data")

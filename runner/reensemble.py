@@ -29,7 +29,7 @@ import numpy as np
 
 import ensembles
 from ensembles.budget import check_limits
-from ensembles.conformal import check_coverage
+from ensembles.conformal import check_calibration_rows, check_coverage
 from ensembles.metrics import evaluate, headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
 from runner import sentinel, signals
@@ -457,6 +457,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if fingerprint not in labels:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
+            check_calibration_rows(args.coverage, len(y_val))
             members, found = _named_as_their_sweep(members, found, fingerprint)
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
             metric = headline_metric(

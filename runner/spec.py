@@ -946,6 +946,17 @@ def _metric(raw: Any) -> str | None:
     return raw
 
 
+def check_coverage_against_rows(coverage: float | None, n_rows: int) -> None:
+    """``ensemble.coverage`` must be reachable with the rows that calibrate it (validation,
+    or every pooled row when bagged): too few make infinite intervals."""
+    from ensembles.conformal import check_calibration_rows
+
+    try:
+        check_calibration_rows(coverage, n_rows, "ensemble.coverage")
+    except ValueError as err:
+        raise _fail("", str(err)) from None
+
+
 def check_metric_against_task(
     metric: str | None, task: Task, search_metric: str = "val_loss"
 ) -> None:

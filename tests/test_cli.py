@@ -56,6 +56,11 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
             ["training.epochs=${training.nope}"],
             "training.epochs=${training.nope}: Interpolation key 'training.nope' not found",
         ),
+        (  # digits' 360 validation rows give no finite 99.9% quantile
+            ["ensemble.coverage=0.999"],
+            "ensemble.coverage=0.999 needs at least 999 calibration rows for finite intervals "
+            "(or prediction sets short of every class); the validation rows are 360",
+        ),
     ],
     ids=[
         "unknown-experiment",
@@ -78,6 +83,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "list-domain",
         "unset-env",
         "missing-interpolation",
+        "coverage-rows",
     ],
 )
 def test_bad_input_fails_in_one_line_and_creates_no_mlflow_run(workdir, overrides, expected):

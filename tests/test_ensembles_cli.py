@@ -211,6 +211,19 @@ def test_ensembling_again_with_the_same_settings_adds_nothing_and_new_settings_a
     assert settings == [5, 10]
 
 
+def test_a_coverage_its_validation_rows_cannot_reach_is_refused_in_one_line(tmp_path):
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"})
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "coverage=0.995")
+    assert one_error_line(done) == (
+        "error: coverage=0.995 needs at least 199 calibration rows for finite intervals (or "
+        "prediction sets short of every class); the validation rows are 120: lower the "
+        "coverage, or give validation more rows"
+    )
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    assert not client.search_runs([experiment], "tags.`runner.role` = 'ensemble'")
+
+
 def test_an_ensemble_run_of_the_command_holds_the_leaderboards_a_sweep_logs(tmp_path):
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
     done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
