@@ -11,6 +11,8 @@ from typing import Any
 
 from ensembles.metrics import greater_is_better
 
+BAG_CUT = "folds did not finish"  # the reason runner.sweep gives a bag with folds missing
+
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -67,9 +69,19 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out = [line(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out.append(line("-" * w for w in widths))
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    skipped = [m["name"] for m in summary["members"] if m["status"] == "SKIPPED"]
+    skipped = [m for m in summary["members"] if m["status"] == "SKIPPED"]
+    # a bag some of whose folds ran: "3 of 5 folds did not finish: ..."
+    bags = {m["name"]: m["error"].split(":")[0] for m in skipped if BAG_CUT in m.get("error", "")}
+    whole = [m["name"] for m in skipped if m["name"] not in bags]
     if skipped:
-        out += ["", f"skipped (runner.time_limit passed before they started): {', '.join(skipped)}"]
+        out.append("")
+    if whole:
+        out += [f"skipped (runner.time_limit passed before they started): {', '.join(whole)}"]
+    if bags:
+        out += [
+            "left out (runner.time_limit passed before some of their folds started): "
+            + ", ".join(f"{name} ({why})" for name, why in bags.items())
+        ]
     cut = [
         f"{name} ({row['cut_short']['epochs_run']} epoch(s))"
         for m in summary["members"]

@@ -547,7 +547,7 @@ def _assemble_bags(data: Dataset, members: tuple[MemberSpec, ...], tree: RunTree
             continue
         folds, missing, skipped = bags.fold_records(m, tree.records)
         if missing:
-            reason = f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}"
+            reason = f"{len(missing)} of {m.folds} {report.BAG_CUT}: {'; '.join(missing)}"
             if skipped:
                 tree.skip_member(tree.bags[m.name], m.name, m.model, reason)
             else:

@@ -59,6 +59,25 @@ def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
     assert "cut short" not in leaderboard(SUMMARY)
 
 
+def test_the_leaderboard_tells_a_skipped_member_from_a_bag_whose_late_folds_were_skipped():
+    skipped = {"model": "catboost", "status": "SKIPPED", "train_seconds": None}
+    members = [
+        *SUMMARY["members"][:2],
+        {**skipped, "name": "hgb", "error": "runner.time_limit passed before it started"},
+        {
+            **skipped,
+            "name": "cat",
+            "error": "3 of 5 folds did not finish: cat/fold2 SKIPPED: runner.time_limit ...",
+        },
+    ]
+    lines = leaderboard({**SUMMARY, "members": members}).splitlines()
+    assert "skipped (runner.time_limit passed before they started): hgb" in lines
+    assert (
+        "left out (runner.time_limit passed before some of their folds started): "
+        "cat (3 of 5 folds did not finish)"
+    ) in lines
+
+
 def test_leaderboard_has_no_terminal_control_codes():
     assert "\x1b" not in leaderboard(SUMMARY)
 
