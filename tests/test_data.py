@@ -733,6 +733,12 @@ def test_parquet_decimals_are_numbers_and_list_columns_are_dropped_with_a_note(t
     )
 
 
+def test_a_target_column_named_true_is_found_though_hydra_reads_true_as_a_boolean(table, tmp_path):
+    path = write(table.rename(columns={"kind": "true"}), tmp_path / "t.csv")
+    data = load(DataSpec("csv", path=str(path), target=True))  # data.target=true
+    assert data.task.is_classification and "true" not in data.input_spec.feature_names
+
+
 def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
     one_line_error(
         DataSpec("csv", path=str(write(table, tmp_path / "t.csv")), target="prise"),

@@ -406,6 +406,9 @@ def load_table(spec: DataSpec) -> Raw:
             f"{_columns_list(columns)}"
         )
     target = str(spec.target)
+    if isinstance(spec.target, bool):  # data.target=true: Hydra read a column named true as True
+        spelled = [t for t in (target, target.lower(), target.upper()) if t in columns]
+        target = spelled[0] if spelled else target.lower()
     if target not in columns:
         hint = _separator_hint(spec, sep, target, columns)
         raise ValueError(
