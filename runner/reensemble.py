@@ -572,9 +572,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         print(pruned_line(report.pruned, "candidates"))
     if report.conformal:
-        from runner.report import conformal_line
+        from runner.report import conformal_line, served_conformal
 
-        print(conformal_line(report.conformal))
+        served = None if refit is None else served_conformal({"test_scores": refit.test_scores})
+        print(conformal_line(report.conformal, served))
     if report.budget:
         from runner.report import budget_line
 

@@ -99,7 +99,7 @@ def leaderboard(summary: dict[str, Any]) -> str:
     if ens and ens.get("calibration"):
         out.append(calibration_line(ens["calibration"]))
     if ens and ens.get("conformal"):
-        out.append(conformal_line(ens["conformal"]))
+        out.append(conformal_line(ens["conformal"], served_conformal(ens.get("refit"))))
     if ens and ens.get("refit"):
         out.append(refit_line(ens, summary["members"], metric))
     if ens and ens.get("predict_ms_per_1000") is not None:
@@ -217,19 +217,40 @@ def budget_line(ens: dict[str, Any], metric: str) -> str:
     )
 
 
-def conformal_line(c: dict[str, Any]) -> str:
-    """The served intervals' or prediction sets' coverage on test, in one line."""
-    test = c["test"]
+def _coverage_and_size(test: dict[str, Any]) -> str:
     size = (
         f"mean interval width {test['mean_width']:.4g}"
         if "mean_width" in test
         else f"mean set size {test['mean_set_size']:.2f}"
     )
+    return f"test coverage {test['coverage']:.3f}, {size}"
+
+
+def served_conformal(refit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The conformal test figures of an ensemble served with refits (``refit_test_*``), or
+    None: the stage measured the bagged members' intervals, the model serves the refits'."""
+    scores = (refit or {}).get("test_scores") or {}
+    prefix = "conformal_"
+    found = {k.removeprefix(prefix): v for k, v in scores.items() if k.startswith(prefix)}
+    return found or None
+
+
+def conformal_line(c: dict[str, Any], served: dict[str, Any] | None = None) -> str:
+    """The served intervals' or prediction sets' coverage on test, in one line: with
+    ``served`` (an ensemble serving refits), theirs, then the bagged members' the stage
+    calibrated on."""
     what = "intervals" if c["kind"] == "interval" else "prediction sets"
     line = (
         f"conformal {what} for {100 * c['coverage']:g}% coverage (calibrated on "
-        f"{c['n_calibration']} {c['calibrated_on']}): test coverage {test['coverage']:.3f}, {size}"
+        f"{c['n_calibration']} {c['calibrated_on']}): "
     )
+    if served is None:
+        line += _coverage_and_size(c["test"])
+    else:
+        line += (
+            f"served with refits, {_coverage_and_size(served)} (the bagged members': "
+            f"{_coverage_and_size(c['test']).removeprefix('test ')})"
+        )
     if not math.isfinite(c["q"]):  # the guarantee needs rows beyond the level's quantile
         needed = math.ceil(round(c["coverage"] / (1 - c["coverage"]), 9))
         bound = "are infinite" if c["kind"] == "interval" else "hold every class"

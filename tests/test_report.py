@@ -152,6 +152,36 @@ def test_the_conformal_line_says_when_too_few_rows_make_the_intervals_infinite()
     assert "prediction sets hold every class: 99.9% needs at least 999" in conformal_line(c)
 
 
+def test_an_ensemble_serving_refits_reports_the_refits_intervals_first():
+    from runner.report import leaderboard
+
+    conformal = {
+        "kind": "interval",
+        "coverage": 0.9,
+        "q": 1.5,
+        "n_calibration": 600,
+        "calibrated_on": "cross-fitted validation predictions",
+        "test": {"coverage": 0.942, "mean_width": 4.666e5},
+    }
+    refit = {
+        "test_metric": 0.9,
+        "test_scores": {
+            "accuracy": 0.9,
+            "conformal_coverage": 0.842,
+            "conformal_mean_width": 3.23e5,
+        },
+        "fell_back": [],
+    }
+    ens = {**SUMMARY["ensemble"], "conformal": conformal, "refit": refit}
+    text = leaderboard({**SUMMARY, "ensemble": ens})
+    assert (
+        "(calibrated on 600 cross-fitted validation predictions): served with refits, test "
+        "coverage 0.842, mean interval width 3.23e+05 (the bagged members': coverage 0.942, "
+        "mean interval width 4.666e+05)"
+    ) in text, text
+    assert "test coverage 0.942" in leaderboard({**SUMMARY, "ensemble": {**ens, "refit": None}})
+
+
 def test_the_champion_line_gives_both_test_scores_rounded():
     from runner.report import champion_line
 
