@@ -297,6 +297,18 @@ class Column:
     formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
     decimal: str = "."  # numeric: "," when the file wrote its numbers "1.234,5"
     dayfirst: bool = False  # date: dates with the year last read day first (05.03.2024)
+    # numeric, read with a decimal comma: every training value whole (a dot grouped thousands)
+    whole: bool = False
+
+    def misread_dots(self, numbers: np.ndarray, stored: np.ndarray | bool) -> np.ndarray:
+        """Cells served as numbers (``stored``) with a fraction in a column of whole numbers
+        written with dots between thousands: 17.027 from a file read with a decimal dot, which
+        is 17027 to this column; empty for any other column."""
+        numbers = np.asarray(numbers, dtype=np.float64)
+        if not (self.whole and self.decimal == ","):
+            return np.zeros(numbers.shape, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return stored & np.isfinite(numbers) & (numbers != np.round(numbers))
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -354,6 +366,13 @@ class TablePrep:
             column = self._plan(name, values, present, n)
             if column is not None and column.kind == "numeric" and name in comma:
                 column.decimal = ","
+                read = _numbers(present, column.formatted, ",").to_numpy(
+                    np.float64, na_value=np.nan
+                )
+                read = read[np.isfinite(read)]
+                # whole numbers of four digits or more: ones that had thousands to group
+                column.whole = bool(read.size) and bool((read == np.round(read)).all())
+                column.whole = column.whole and bool((np.abs(read) >= 1000).any())
             if column is not None:
                 self.columns.append(column)
         if not self.columns:
@@ -453,7 +472,9 @@ class TablePrep:
         blocks = []
         for col in self.columns:
             if col.name in stored:
-                blocks.append(self._filled(col, stored[col.name][:, None]))
+                x = stored[col.name]
+                x = np.where(col.misread_dots(x, True), np.nan, x)
+                blocks.append(self._filled(col, x[:, None]))
                 continue
             values = frame[col.name] if col.name in frame.columns else pd.Series([None] * n)
             values = values.reset_index(drop=True)
@@ -485,6 +506,9 @@ class TablePrep:
             names = list(stored)
             block = np.column_stack([stored[name] for name in names])
             bad = ~np.isnan(block) & ~(np.abs(block) <= FLOAT32_MAX)
+            by_name = {col.name: col for col in todo}
+            for j, name in enumerate(names):
+                bad[:, j] |= by_name[name].misread_dots(block[:, j], True)
             for j in np.flatnonzero(bad.any(axis=0)):
                 rows = np.flatnonzero(bad[:, j])
                 out[names[j]] = (len(rows), str(frame[names[j]].iloc[rows[0]]))
@@ -496,6 +520,7 @@ class TablePrep:
                 read = _numbers(values, col.formatted, col.decimal)
                 # text that is no number, and infinite or past float32's range (1e39, inf)
                 bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
+                bad |= col.misread_dots(read.to_numpy(np.float64, na_value=np.nan), _stored(values))
             else:
                 bad = values.notna() & _to_dates(values, col.dayfirst).isna()
             if bad.any():
@@ -542,7 +567,8 @@ class TablePrep:
                 parts = _date_parts(dates.dt.tz_convert(col.tz or "UTC"))
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)
-                parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
+                parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+                parts = np.where(col.misread_dots(parts, _stored(values)), np.nan, parts)[:, None]
             return self._filled(col, parts)
         keys = values.map(_text_key)
         if col.kind == "frequency":
@@ -606,6 +632,13 @@ class TablePrep:
         prep.dropped = dict(data["dropped"])
         prep.columns = [Column(**c) for c in data["columns"]]
         return prep
+
+
+def _stored(values: pd.Series) -> np.ndarray:
+    """Which cells are numbers as stored (floats, integers), not text or booleans."""
+    return values.map(
+        lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+    ).to_numpy(dtype=bool)
 
 
 def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:

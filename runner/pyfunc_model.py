@@ -352,8 +352,10 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 for name, (count, example) in unread.items()
             )
             warnings.warn(
-                "cells that are not numbers or dates (or are infinite or past float32's range) "
-                f"where the members read them are read as missing values: {said}",
+                "cells that are not numbers or dates (or are infinite or past float32's range, "
+                "or hold a decimal dot in a column written 17.027 for 17027: read such a file "
+                "with decimal=',') where the members read them are read as missing values: "
+                f"{said}",
                 UserWarning,
                 stacklevel=3,
             )

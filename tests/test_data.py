@@ -473,6 +473,34 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     assert d.input_spec.feature_names == ("a;b;c",) and not any("separated" in n for n in d.notes)
 
 
+def test_whole_numbers_with_thousands_dots_in_a_decimal_comma_file_read_as_thousands(tmp_path):
+    rng = np.random.default_rng(4)
+    people = rng.integers(500, 90_000, 60)
+    rows = [  # 322,11;46.246;x: a decimal comma, dots between thousands
+        f"{a:.2f};{p:,};{'x' if p > 40_000 else 'y'}".replace(".", "#")
+        .replace(",", ".")
+        .replace("#", ",")
+        for a, p in zip(rng.uniform(10, 500, 60), people, strict=True)
+    ]
+    path = tmp_path / "de.csv"
+    path.write_text("area;people;kind\n" + "\n".join(rows) + "\n")
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    assert sorted(X["people"]) == sorted(people.astype(float))
+    assert any(
+        n.startswith("dots between thousands (17.027 = 17027) read in column(s) people")
+        for n in d.notes
+    ), d.notes
+    # served from the file read with a decimal dot (17.027 a number): missing and said, not 17
+    prep = TablePrep().fit(d.X_train)
+    at = prep.feature_names.index("people")
+    dotted = pd.read_csv(path, sep=";").drop(columns="kind")
+    assert prep.unreadable(dotted)["people"][0] == (people >= 1000).sum()
+    assert (prep.transform(dotted)[:, at] > 400).all()  # the median, not 46.246
+    for read in (pd.read_csv(path, sep=";", decimal=","), pd.read_csv(path, sep=";", dtype=str)):
+        np.testing.assert_allclose(prep.transform(read.drop(columns="kind"))[:, at], people)
+
+
 def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
     # two columns separated by ';' with a comma in a name: the header ties, ties go to ','
     rows = [f"{i},25;{'x' if i % 2 else 'y'}" for i in range(30)]

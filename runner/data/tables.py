@@ -108,6 +108,29 @@ def _decimal_commas(
     return converted, ambiguous, unread
 
 
+THOUSANDS_DOTS = r"^\s*[+-]?[1-9]\d{0,2}(\.\d{3})+\s*$"  # 17.027, 1.234.567
+
+
+def _thousands_dots(path: Path, sep: str, frame: pd.DataFrame) -> list[str]:
+    """The columns pandas read as numbers with a decimal dot (17.027) in a file that writes
+    its decimals with commas, whose every dot groups thousands: read again as whole numbers
+    in place (17027), their names returned."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    if not floats:
+        return []
+    text = pd.read_csv(path, sep=sep, dtype=str, usecols=lambda c: c in set(floats))
+    grouped = []
+    for col in floats:
+        dotted = text[col].dropna()
+        dotted = dotted[dotted.str.contains(".", regex=False)]
+        if dotted.empty or not dotted.str.fullmatch(THOUSANDS_DOTS).all():
+            continue
+        whole = text[col].str.replace(".", "", regex=False)
+        frame[col] = pd.to_numeric(whole, errors="coerce").astype(np.float64).to_numpy()
+        grouped.append(str(col))
+    return grouped
+
+
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
     """Whether numbers read with a decimal comma: data.decimal, or else a CSV (``.tsv``
     too) not separated by commas."""
@@ -260,6 +283,14 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
         converted, ambiguous, unread = _decimal_commas(frame, spec.decimal == ",")
+        grouped = []
+        if converted and spec.decimal is None:  # the file writes 12,5: its 17.027 is 17027
+            grouped = _thousands_dots(path, sep, frame)
+            if grouped:
+                notes += (
+                    f"dots between thousands (17.027 = 17027) read in column(s) "
+                    f"{', '.join(grouped)}, as the file writes decimal commas",
+                )
         # members read served rows the same way: these, and with data.decimal=comma the
         # columns pandas read as floats with it
         parsed = [
@@ -267,7 +298,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
             for c in frame.columns
             if spec.decimal == "," and sep is not None and pd.api.types.is_float_dtype(frame[c])
         ]
-        frame.attrs[DECIMAL_COMMA_ATTR] = list(dict.fromkeys([*converted, *parsed]))
+        frame.attrs[DECIMAL_COMMA_ATTR] = list(dict.fromkeys([*converted, *grouped, *parsed]))
         if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
             for col, cells in unread.items():
