@@ -50,6 +50,11 @@ class Bag:
         return self.members[0].image_shape
 
     @property
+    def resizes_images(self) -> bool:
+        """Whether its fold models resize images of other sizes (they were trained alike)."""
+        return bool(getattr(self.members[0], "resizes_images", False))
+
+    @property
     def feature_names(self) -> tuple[str, ...] | None:
         """The named features its members read, in order (not a table), or None."""
         return self.members[0].feature_names

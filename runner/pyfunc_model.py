@@ -225,9 +225,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         if X.ndim == 1 and X.size == width:
             X = X.reshape(1, width)  # one row
         elif self.image_shape is not None and (
-            X.ndim >= 3
-            or X.shape == self.image_shape[:2]
-            or (self.resizes_images and X.ndim == 2 and self.image_shape[-1] == 1)
+            X.ndim >= 3 or X.shape == self.image_shape[:2]
         ):  # images: a batch, or one alone (a grey one may come as (h, w))
             X = self._images(X, width)
         elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
@@ -262,7 +260,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             return X.reshape(len(X), width)
         batch = _image_batch(X, shape[-1]) if self.resizes_images else None
         if batch is not None:
-            return _resized(batch, shape[:2]).reshape(len(batch), width)
+            from models.pixels import resize
+
+            # as the training images were read: 16-bit grey as floats, else as 8-bit images
+            deep = self.pixel_range is not None and self.pixel_range[1] > 255
+            resized = np.stack([resize(image, shape[:2], deep) for image in batch])
+            return resized.reshape(len(batch), width)
         colours = {1: "grey", 3: "RGB", 4: "RGBA"}
         other_colours = X.shape[-3:-1] == shape[:2] or X.shape[-2:] == shape[:2]
         hint = (
@@ -439,39 +442,13 @@ mlflow.models.set_model(EnsembleModel())
 
 def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
     """Images of any size as a batch (n, h, w, channels): a batch, one image, or (grey) a
-    batch of (h, w) images or one alone; None for any other shape (other colours among them:
-    a three-dimensional input ending in 3 or 4 is one colour image)."""
+    batch of (h, w) images; None for any other shape (other colours among them: a
+    three-dimensional input ending in 3 or 4 is one colour image; a two-dimensional one is
+    rows, never an image of another size)."""
     if X.ndim == 4:
         return X if X.shape[-1] == channels else None
     if X.ndim == 3 and X.shape[-1] in (3, 4):
         return X[None] if X.shape[-1] == channels else None
-    if channels != 1:
+    if channels != 1 or X.ndim != 3:
         return None
-    if X.ndim == 3:  # (h, w, 1) alone, or a batch of (h, w)
-        return X[None] if X.shape[-1] == 1 else X[..., None]
-    return X[None, ..., None] if X.ndim == 2 else None
-
-
-def _resized(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Each image resized to ``size`` (height, width) as ``data=images`` resized the training
-    images: bilinear, with Pillow; 8-bit pixels (whole numbers in 0..255) as 8-bit images, any
-    other values channel by channel as floats."""
-    from PIL import Image
-
-    eight_bit = bool(((batch >= 0) & (batch <= 255) & (batch == np.round(batch))).all())
-    out = np.empty((len(batch), *size, batch.shape[-1]), dtype=np.float32)
-    for i, image in enumerate(batch):
-        if eight_bit:
-            pixels = image.astype(np.uint8)
-            pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-            resized = np.asarray(
-                Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            )
-            out[i] = resized.reshape(*size, batch.shape[-1])
-        else:
-            for c in range(batch.shape[-1]):
-                channel = Image.fromarray(image[..., c].astype(np.float32))
-                out[i, ..., c] = np.asarray(
-                    channel.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                )
-    return out
+    return X[None] if X.shape[-1] == 1 else X[..., None]  # (h, w, 1) alone, or (n, h, w)

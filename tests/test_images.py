@@ -202,18 +202,27 @@ def test_sixteen_bit_grey_images_keep_their_values_and_an_npz_is_not_resized(tmp
 
 
 def test_a_resizing_model_reads_grey_images_of_any_size_and_refuses_colour_ones():
-    from runner.pyfunc_model import _image_batch, _resized
+    from models.bag import Bag
+    from models.member import Member
+    from models.pixels import resize
+    from runner.pyfunc_model import _image_batch
 
     rng = np.random.default_rng(0)
     deep = rng.integers(0, 60000, size=(2, 10, 6)).astype(np.float32)  # two grey, 16-bit
     batch = _image_batch(deep, 1)
     assert batch.shape == (2, 10, 6, 1)
-    assert _image_batch(deep[0], 1).shape == (1, 10, 6, 1)  # one (h, w) alone
     assert _image_batch(np.zeros((10, 6, 1)), 1).shape == (1, 10, 6, 1)
+    assert _image_batch(deep[0], 1) is None  # (h, w) is rows of features, never an image
     assert _image_batch(np.zeros((10, 6, 3)), 1) is None  # colour for a grey model
     assert _image_batch(np.zeros((2, 10, 6, 3)), 3).shape == (2, 10, 6, 3)
     assert _image_batch(np.zeros((2, 10, 6)), 3) is None  # grey for a colour model
-    out = _resized(batch, (5, 3))
+    out = resize(batch[1], (5, 3), deep=True)
     expected = Image.fromarray(deep[1]).resize((3, 5), Image.Resampling.BILINEAR)
-    np.testing.assert_allclose(out[1, ..., 0], np.asarray(expected))
+    np.testing.assert_allclose(out[..., 0], np.asarray(expected))
     assert out.max() > 255  # not squeezed into 8 bits
+    eight = rng.integers(0, 256, size=(10, 6, 3)).astype(np.uint8)
+    expected = Image.fromarray(eight).resize((3, 5), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(resize(eight, (5, 3), deep=False), np.asarray(expected))
+    # a bagged member (runner.folds) resizes as its fold models do
+    fold = Member(None, None, image_shape=(5, 3, 1), resizes_images=True)
+    assert Bag([fold, fold]).resizes_images

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from models.base import Task
+from models.pixels import resize
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -67,7 +68,6 @@ def _from_folder(
     folder: Path, size: tuple[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray, list[str], tuple[str, ...]]:
     """Each subfolder a class (names sorted), each image file in it a row."""
-    from PIL import Image
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -117,10 +117,10 @@ def _from_folder(
     for i, (f, k, _, _) in enumerate(found):
         with _opened(f) as image:
             # 16-bit or float grey keeps its raw values (converting to 8 bits clips them)
-            image = image.convert("F" if deep else mode)
+            read = np.asarray(image.convert("F" if deep else mode))
             if size is not None:
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels[i] = np.asarray(image)
+                read = resize(read.reshape(*read.shape[:2], -1), size, bool(deep))
+            pixels[i] = read.reshape(pixels.shape[1:])
         labels.append(k)
     notes = (f"{skipped} file(s) in the class folders are not images: skipped",) if skipped else ()
     if mode == "RGB":
