@@ -208,16 +208,19 @@ def _zone_name(dates: pd.Series) -> str | None:
 
 
 def _in_zone(values: pd.Series, tz: str) -> pd.Series:
-    """Served dates without a zone of their own (naive datetimes, text such as "2020-12-31
-    23:30") read as times in ``tz``, the training dates' zone; dates with one keep it, and
-    what is no date stays as it is (``_to_dates`` reads it)."""
+    """Served dates without a zone of their own (naive datetimes, date cells, text such as
+    "2020-12-31 23:30") read as times in ``tz``, the training dates' zone; dates with one
+    keep it, and what is no date stays as it is (``_to_dates`` reads it). A time the clocks
+    skipped moves forward, one they repeated reads as standard time."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        return values.dt.tz_localize(
+            tz, ambiguous=np.zeros(len(values), dtype=bool), nonexistent="shift_forward"
+        )
 
     def zoned(cell: Any) -> Any:
-        if not isinstance(cell, (str, datetime.datetime)) or _is_number(cell):
+        if not isinstance(cell, (str, datetime.date)) or _is_number(cell):
             return cell
         try:
             stamp = pd.Timestamp(cell)
@@ -226,7 +229,7 @@ def _in_zone(values: pd.Series, tz: str) -> pd.Series:
         if stamp is pd.NaT or stamp.tzinfo is not None:
             return stamp
         try:
-            return stamp.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+            return stamp.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
         except (ValueError, TypeError):
             return cell
 

@@ -570,10 +570,14 @@ def test_dates_with_a_time_zone_are_read_in_the_training_rows_zone_however_serve
         naive,
         naive.astype(str),
         naive.astype(object),
+        pd.Series([datetime.date(2024, 1, 1)]),  # a date cell: midnight in Paris too
     ):
         got = prep.transform(pd.DataFrame({"when": served, "x": [0.0]}))
         # Paris midnight: not 23:00 the day before, nor (zone-free ones read as UTC) 01:00
         assert got[0, parts].tolist() == [2024, 1, 1, 0], served
+    # a time the clocks skipped (02:30 on 31 March) moves forward, never missing
+    skipped = pd.DataFrame({"when": ["2024-03-31 02:30"], "x": [0.0]})
+    assert prep.transform(skipped)[0, parts].tolist() == [2024, 3, 31, 3]
 
 
 @pytest.mark.parametrize(
