@@ -64,6 +64,7 @@ NUMBER_TEXT = re.compile(
 DECIMAL_COMMA_NUMBER = r"[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?"
 DECIMAL_COMMA_TEXT = re.compile(rf"^{DECIMAL_COMMA_NUMBER}$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
+THOUSANDS_DOTS_ATTR = "thousands_dots"  # ... of them, whole numbers written 17.027 for 17027
 DATE_TEXT_SHARE = 0.95  # text columns with this share of dates are dates; the rest missing
 NUMERIC_TEXT_SHARE = 0.9  # text columns with this share of numbers are numbers; the rest missing
 
@@ -311,7 +312,12 @@ class Column:
         if not (self.whole and self.decimal == ","):
             return np.zeros(numbers.shape, dtype=bool)
         with np.errstate(invalid="ignore"):
-            return stored & np.isfinite(numbers) & (numbers != np.round(numbers))
+            # 17.027 or 46.24 ("46.240"): below 1000, at most three decimals, as one dot
+            # between thousands read as a decimal dot makes them (1.234.567 reads as text)
+            thousands = numbers * 1000
+            fraction = np.isfinite(numbers) & (numbers != np.round(numbers))
+            three = np.isclose(thousands, np.round(thousands), rtol=0, atol=1e-6)
+            return stored & fraction & three & (np.abs(numbers) < 1000)
 
     def width(self, encoding: str) -> int:
         """How many features this column gives."""
@@ -357,6 +363,7 @@ class TablePrep:
         # the loader's record of columns it read with a decimal comma, so that served rows
         # written the same way ("1550,0") read as the same numbers
         comma = {str(c) for c in frame.attrs.get(DECIMAL_COMMA_ATTR, ())}
+        grouped = {str(c) for c in frame.attrs.get(THOUSANDS_DOTS_ATTR, ())}
         for raw_name in frame.columns:
             name, values = str(raw_name), frame[raw_name]
             present = values.dropna()
@@ -369,13 +376,7 @@ class TablePrep:
             column = self._plan(name, values, present, n)
             if column is not None and column.kind == "numeric" and name in comma:
                 column.decimal = ","
-                read = _numbers(present, column.formatted, ",").to_numpy(
-                    np.float64, na_value=np.nan
-                )
-                read = read[np.isfinite(read)]
-                # whole numbers of four digits or more: ones that had thousands to group
-                column.whole = bool(read.size) and bool((read == np.round(read)).all())
-                column.whole = column.whole and bool((np.abs(read) >= 1000).any())
+                column.whole = name in grouped
             if column is not None:
                 self.columns.append(column)
         if not self.columns:

@@ -499,6 +499,18 @@ def test_whole_numbers_with_thousands_dots_in_a_decimal_comma_file_read_as_thous
     assert (prep.transform(dotted)[:, at] > 400).all()  # the median, not 46.246
     for read in (pd.read_csv(path, sep=";", decimal=","), pd.read_csv(path, sep=";", dtype=str)):
         np.testing.assert_allclose(prep.transform(read.drop(columns="kind"))[:, at], people)
+    # the other columns' served numbers are numbers, whatever their decimals; and so are a
+    # served 1234.5 or 0.1234 here, which no thousands dot misread makes
+    area = prep.feature_names.index("area")
+    served = pd.DataFrame({"area": [1234.5, 999.99], "people": [0.1234, 1234.5]})
+    assert prep.unreadable(served) == {}
+    np.testing.assert_allclose(
+        prep.transform(served)[:, [area, at]], [[1234.5, 0.1234], [999.99, 1234.5]], rtol=1e-6
+    )
+    # with data.decimal=comma, a column written 1.234 (thousands) is one of thousands too
+    given = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind", decimal=","))
+    again = TablePrep().fit(given.X_train)
+    assert [c.name for c in again.columns if c.whole] == ["people"]
 
 
 def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):

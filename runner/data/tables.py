@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 
 from models.base import Task
-from models.tabular import DECIMAL_COMMA_ATTR, DECIMAL_COMMA_NUMBER, NUMERIC_TEXT_SHARE
+from models.tabular import (
+    DECIMAL_COMMA_ATTR,
+    DECIMAL_COMMA_NUMBER,
+    NUMERIC_TEXT_SHARE,
+    THOUSANDS_DOTS_ATTR,
+)
 from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
 
@@ -69,7 +74,7 @@ def _text(values: pd.Series) -> pd.Series | None:
 
 def _decimal_commas(
     frame: pd.DataFrame, given: bool
-) -> tuple[list[str], list[str], dict[str, pd.Series]]:
+) -> tuple[list[str], list[str], dict[str, pd.Series], list[str]]:
     """Text columns that are numbers written with a decimal comma (as in files separated by
     semicolons), turned into numbers in place: their names, those of them whose every comma
     has exactly three digits after it (1,234: thousands, if the comma was a guess), and the
@@ -77,8 +82,9 @@ def _decimal_commas(
     read with the others ("36.6" typed by hand, "-", "k.A.") missing, as its members read
     served rows, unless the numbers hold dots and one of the others is a dot decimal (1.250
     beside 0.875: those dots may be decimals). ``given``: data.decimal=comma, so a column of
-    numbers with dots between thousands only (1.000) is one too."""
-    converted, ambiguous, unread = [], [], {}
+    numbers with dots between thousands only (1.000) is one too. Last, the converted columns
+    that wrote a dot between thousands."""
+    converted, ambiguous, unread, dotted = [], [], {}, []
     for col in frame.columns:
         present = _text(frame[col])
         if present is None or present.empty:
@@ -103,9 +109,11 @@ def _decimal_commas(
         read = pd.to_numeric(text).to_numpy(dtype=np.float64, na_value=np.nan)
         frame[col] = pd.Series(read, index=frame.index)
         converted.append(str(col))
+        if present[numbers].str.contains(".", regex=False).any():
+            dotted.append(str(col))
         if not odd.empty:
             unread[str(col)] = odd
-    return converted, ambiguous, unread
+    return converted, ambiguous, unread, dotted
 
 
 THOUSANDS_DOTS = r"^\s*[+-]?[1-9]\d{0,2}(\.\d{3})+\s*$"  # 17.027, 1.234.567
@@ -129,6 +137,18 @@ def _thousands_dots(path: Path, sep: str, frame: pd.DataFrame) -> list[str]:
         frame[col] = pd.to_numeric(whole, errors="coerce").astype(np.float64).to_numpy()
         grouped.append(str(col))
     return grouped
+
+
+def _whole_with_dots(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Of ``columns`` (read with a decimal comma and written with dots between thousands),
+    those holding whole numbers only: served as numbers read with a decimal dot, their
+    17.027 is 17027 misread (``Column.misread_dots``)."""
+    out = []
+    for col in columns:
+        values = frame[col].dropna().to_numpy(dtype=np.float64)
+        if values.size and (values == np.round(values)).all():
+            out.append(col)
+    return out
 
 
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
@@ -282,7 +302,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
     if sep is not None:
         _check_duplicate_names(path, sep)
     if _decimal_is_comma(spec, sep):
-        converted, ambiguous, unread = _decimal_commas(frame, spec.decimal == ",")
+        converted, ambiguous, unread, dotted = _decimal_commas(frame, spec.decimal == ",")
         grouped = []
         if converted and spec.decimal is None:  # the file writes 12,5: its 17.027 is 17027
             grouped = _thousands_dots(path, sep, frame)
@@ -299,6 +319,7 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
             if spec.decimal == "," and sep is not None and pd.api.types.is_float_dtype(frame[c])
         ]
         frame.attrs[DECIMAL_COMMA_ATTR] = list(dict.fromkeys([*converted, *grouped, *parsed]))
+        frame.attrs[THOUSANDS_DOTS_ATTR] = grouped + _whole_with_dots(frame, dotted)
         if converted:
             notes += (f"decimal commas read as numbers in column(s) {', '.join(converted)}",)
             for col, cells in unread.items():
