@@ -316,10 +316,11 @@ def _log_leaderboards(
     members: list[MemberPredictions],
     facts: dict[str, dict[str, Any]],
     labels: tuple[np.ndarray, np.ndarray],
+    refits: dict[str, tuple[str, np.ndarray]],
 ) -> None:
     """The leaderboards a sweep logs (text, Markdown, HTML) on the new ensemble run, titled
     by ``summary`` (experiment, sweeps): the ensemble, then the members it weighed (those of
-    its data split), best first."""
+    its data split), best first, with their prediction times and refits' test scores."""
     from runner.report import leaderboard, leaderboard_html, leaderboard_markdown
 
     rows = []
@@ -332,8 +333,12 @@ def _log_leaderboards(
                 **facts.get(m.name, {"model": "-", "train_seconds": None}),
                 "val_metric": val[metric],
                 "test_metric": test[metric],
+                "predict_ms_per_1000": m.cost,
             }
         )
+        if m.name in refits:
+            refit_test = evaluate(labels[1], refits[m.name][1])[metric]
+            rows[-1]["refit"] = {"status": "FINISHED", "test_metric": refit_test}
     summary = {**summary, "metric": metric, "members": rows, "ensemble": ensemble}
     texts = (leaderboard(summary), leaderboard_markdown(summary), leaderboard_html(summary))
     for name, text in zip(LEADERBOARDS, texts, strict=True):
@@ -553,6 +558,7 @@ def _main(argv: Sequence[str] | None) -> int:
             [m for m in members if m.name in split_runs],
             found["facts"],
             (y_val, y_test),
+            refits,
         )
     metric = report.metric
     print(

@@ -291,6 +291,10 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     refit_ms = {n: members[n]["refit"]["predict_ms_per_1000"] for n in members}
     budget_ms = sum(refit_ms[k.removeprefix("weight.")] for k in weighted)
     assert rerun.data.metrics["budget.cost"] == pytest.approx(budget_ms)
+    board = client.download_artifacts(rerun.info.run_id, "leaderboard.txt", str(tmp_path / "lb"))
+    with open(board) as handle:  # each served refit's score beside its bag's
+        (line,) = [line for line in handle.read().splitlines() if "refit on all rows" in line]
+    assert line.startswith("refit on all rows (served): test accuracy") and "weights ()" not in line
     local = client.download_artifacts(rerun.info.run_id, "refit.json", str(tmp_path / "again"))
     refit_runs = {
         r.data.tags[MEMBER].removesuffix("/refit"): r.info.run_id for r in by_role["refit"]
