@@ -139,12 +139,13 @@ def _calibration_folds(name: str, model: Pipeline, y: np.ndarray) -> None:
     """Calibrate over as many folds as the smallest class has training rows, up to
     scikit-learn's five (which fails on a class of fewer rows); a class of one row cannot be
     calibrated by cross-validation: ValueError naming it."""
-    _, counts = np.unique(np.asarray(y), return_counts=True)
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
     smallest = int(counts.min())
     if smallest < 2:
         raise ValueError(
             f"model {name!r} calibrates its probabilities by cross-validation, which needs 2 "
-            f"training rows of every class; a class has {smallest}"
+            f"training rows of every class; class {classes[counts.argmin()].item()!r} has "
+            f"{smallest}"
         )
     calibrated = model.steps[-1][1]
     if isinstance(calibrated, CalibratedClassifierCV):

@@ -578,9 +578,11 @@ def _main(argv: Sequence[str] | None) -> int:
 
         print(pruned_line(report.pruned, "candidates"))
     if report.conformal:
-        from runner.report import conformal_line, served_conformal
+        from runner.report import conformal_line, refit_conformal_figures
 
-        served = None if refit is None else served_conformal({"test_scores": refit.test_scores})
+        served = (
+            None if refit is None else refit_conformal_figures({"test_scores": refit.test_scores})
+        )
         print(conformal_line(report.conformal, served))
     if report.budget:
         from runner.report import budget_line

@@ -9,6 +9,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
+from ensembles.conformal import least_calibration_rows
 from ensembles.metrics import greater_is_better
 
 BAG_CUT = "folds did not finish"  # the reason runner.sweep gives a bag with folds missing
@@ -99,7 +100,7 @@ def leaderboard(summary: dict[str, Any]) -> str:
     if ens and ens.get("calibration"):
         out.append(calibration_line(ens["calibration"]))
     if ens and ens.get("conformal"):
-        out.append(conformal_line(ens["conformal"], served_conformal(ens.get("refit"))))
+        out.append(conformal_line(ens["conformal"], refit_conformal_figures(ens.get("refit"))))
     if ens and ens.get("refit"):
         out.append(refit_line(ens, summary["members"], metric))
     if ens and ens.get("predict_ms_per_1000") is not None:
@@ -226,7 +227,7 @@ def _coverage_and_size(test: dict[str, Any]) -> str:
     return f"test coverage {test['coverage']:.3f}, {size}"
 
 
-def served_conformal(refit: dict[str, Any] | None) -> dict[str, Any] | None:
+def refit_conformal_figures(refit: dict[str, Any] | None) -> dict[str, Any] | None:
     """The conformal test figures of an ensemble served with refits (``refit_test_*``), or
     None: the stage measured the bagged members' intervals, the model serves the refits'."""
     scores = (refit or {}).get("test_scores") or {}
@@ -252,7 +253,7 @@ def conformal_line(c: dict[str, Any], served: dict[str, Any] | None = None) -> s
             f"{_coverage_and_size(c['test']).removeprefix('test ')})"
         )
     if not math.isfinite(c["q"]):  # the guarantee needs rows beyond the level's quantile
-        needed = math.ceil(round(c["coverage"] / (1 - c["coverage"]), 9))
+        needed = least_calibration_rows(c["coverage"])
         bound = "are infinite" if c["kind"] == "interval" else "hold every class"
         line += (
             f"; the {what} {bound}: {100 * c['coverage']:g}% needs at least {needed} "

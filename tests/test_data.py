@@ -777,6 +777,15 @@ def test_a_target_column_named_true_is_found_though_hydra_reads_true_as_a_boolea
     path = write(table.rename(columns={"kind": "true"}), tmp_path / "t.csv")
     data = load(DataSpec("csv", path=str(path), target=True))  # data.target=true
     assert data.task.is_classification and "true" not in data.input_spec.feature_names
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lists = pa.table({"true": pa.array([["a"]] * 30), "x": pa.array(range(30))})
+    pq.write_table(lists, tmp_path / "t.parquet")  # a Parquet target read as a column name too
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "t.parquet"), target=True),
+        "target column 'true' of t.parquet holds list<",
+    )
 
 
 def test_csv_bad_tables_fail_in_one_line(table, tmp_path):

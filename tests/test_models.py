@@ -734,5 +734,5 @@ def test_a_calibrated_member_trains_on_a_class_of_fewer_rows_than_its_folds(smal
 def test_a_calibrated_member_names_a_class_of_one_training_row(tiny):
     spec, X, y, _ = tiny
     keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:1]]
-    with pytest.raises(ValueError, match=r"model 'svm' calibrates .* 2 training rows .* has 1$"):
+    with pytest.raises(ValueError, match=r"model 'svm' calibrates .* class 2 has 1$"):
         REGISTRY["svm"].train(spec, CLASSES, {}, (X[keep], y[keep]), (X, y), None)

@@ -6,6 +6,7 @@ import csv
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,16 @@ def _whole_with_dots(frame: pd.DataFrame, columns: list[str]) -> list[str]:
         if values.size and (values == np.round(values)).all():
             out.append(col)
     return out
+
+
+def _target_name(target: Any, columns: Sequence[str]) -> str:
+    """``data.target`` as a column name: Hydra reads ``data.target=true`` as a boolean, whose
+    column may be spelled true, True or TRUE."""
+    name = str(target)
+    if isinstance(target, bool):
+        spelled = [t for t in (name, name.lower(), name.upper()) if t in columns]
+        return spelled[0] if spelled else name.lower()
+    return name
 
 
 def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
@@ -297,7 +308,9 @@ def _read_table(spec: DataSpec) -> tuple[Path, pd.DataFrame, tuple[str, ...], st
     if frame.empty:
         raise ValueError(f"csv: {path} has no data rows")
     if sep is None:
-        frame, parquet_notes = _parquet_columns(path, frame, spec.target)
+        names = [str(c) for c in frame.columns]
+        target = None if spec.target is None else _target_name(spec.target, names)
+        frame, parquet_notes = _parquet_columns(path, frame, target)
         notes += parquet_notes
     if sep is not None:
         _check_duplicate_names(path, sep)
@@ -457,10 +470,7 @@ def load_table(spec: DataSpec) -> Raw:
             f"csv: data.target is required, got null; columns of {path.name}: "
             f"{_columns_list(columns)}"
         )
-    target = str(spec.target)
-    if isinstance(spec.target, bool):  # data.target=true: Hydra read a column named true as True
-        spelled = [t for t in (target, target.lower(), target.upper()) if t in columns]
-        target = spelled[0] if spelled else target.lower()
+    target = _target_name(spec.target, columns)
     if target not in columns:
         hint = _separator_hint(spec, sep, target, columns)
         raise ValueError(
