@@ -437,9 +437,6 @@ def _names(columns, limit: int = 20) -> str:
     return ", ".join(names[:limit]) + more
 
 
-mlflow.models.set_model(EnsembleModel())
-
-
 def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
     """Images of any size as a batch (n, h, w, channels): a batch, one image, or (grey) a
     batch of (h, w) images; None for any other shape (other colours among them: a
@@ -452,3 +449,6 @@ def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
     if channels != 1 or X.ndim != 3:
         return None
     return X[None] if X.shape[-1] == 1 else X[..., None]  # (h, w, 1) alone, or (n, h, w)
+
+
+mlflow.models.set_model(EnsembleModel())
