@@ -304,13 +304,15 @@ class Column:
     # numeric, read with a decimal comma: every training value whole (a dot grouped thousands)
     whole: bool = False
 
-    def misread_dots(self, numbers: np.ndarray, stored: np.ndarray | bool) -> np.ndarray:
-        """Cells served as numbers (``stored``) with a fraction in a column of whole numbers
-        written with dots between thousands: 17.027 from a file read with a decimal dot, which
-        is 17027 to this column; empty for any other column."""
+    def misread_dots(self, numbers: np.ndarray, cells: pd.Series | None = None) -> np.ndarray:
+        """Cells served as numbers (all of them, or those of ``cells`` that are not text) with
+        a fraction in a column of whole numbers written with dots between thousands: 17.027
+        from a file read with a decimal dot, which is 17027 to this column; none for any
+        other column."""
         numbers = np.asarray(numbers, dtype=np.float64)
         if not (self.whole and self.decimal == ","):
             return np.zeros(numbers.shape, dtype=bool)
+        stored = True if cells is None else _stored(cells)
         with np.errstate(invalid="ignore"):
             # 17.027 or 46.24 ("46.240"): below 1000, at most three decimals, as one dot
             # between thousands read as a decimal dot makes them (1.234.567 reads as text)
@@ -477,7 +479,7 @@ class TablePrep:
         for col in self.columns:
             if col.name in stored:
                 x = stored[col.name]
-                x = np.where(col.misread_dots(x, True), np.nan, x)
+                x = np.where(col.misread_dots(x), np.nan, x)
                 blocks.append(self._filled(col, x[:, None]))
                 continue
             values = frame[col.name] if col.name in frame.columns else pd.Series([None] * n)
@@ -512,7 +514,7 @@ class TablePrep:
             bad = ~np.isnan(block) & ~(np.abs(block) <= FLOAT32_MAX)
             by_name = {col.name: col for col in todo}
             for j, name in enumerate(names):
-                bad[:, j] |= by_name[name].misread_dots(block[:, j], True)
+                bad[:, j] |= by_name[name].misread_dots(block[:, j])
             for j in np.flatnonzero(bad.any(axis=0)):
                 rows = np.flatnonzero(bad[:, j])
                 out[names[j]] = (len(rows), str(frame[names[j]].iloc[rows[0]]))
@@ -524,7 +526,7 @@ class TablePrep:
                 read = _numbers(values, col.formatted, col.decimal)
                 # text that is no number, and infinite or past float32's range (1e39, inf)
                 bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
-                bad |= col.misread_dots(read.to_numpy(np.float64, na_value=np.nan), _stored(values))
+                bad |= col.misread_dots(read.to_numpy(np.float64, na_value=np.nan), values)
             else:
                 bad = values.notna() & _to_dates(values, col.dayfirst).isna()
             if bad.any():
@@ -572,7 +574,7 @@ class TablePrep:
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-                parts = np.where(col.misread_dots(parts, _stored(values)), np.nan, parts)[:, None]
+                parts = np.where(col.misread_dots(parts, values), np.nan, parts)[:, None]
             return self._filled(col, parts)
         keys = values.map(_text_key)
         if col.kind == "frequency":
