@@ -10,6 +10,7 @@ loaded by ``models.safe_io``: no pickle) combines the predictions.
 """
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -418,12 +419,13 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
 
 def _values_as_names(columns: pd.Index) -> bool:
     """Column names that are numbers but not positions (``0.1`` is how pandas renames a
-    second ``0``): a row of values that a CSV reader took for the header."""
+    second ``0``, ``0.0.1`` a second ``0.0``): a row of values that a CSV reader took for the
+    header."""
     if not all(isinstance(c, str) for c in columns):  # a reader's header is text: these
         return False  # are labels a user gave (0.0, 1.0 ...; repeated positions)
     labels = list(columns)
-    try:
-        [float(label) for label in labels]
+    try:  # a repeated value is renamed: the second 0.0 as 0.0.1
+        [float(re.sub(r"^(-?\d+\.\d+)\.\d+$", r"\1", label)) for label in labels]
     except ValueError:
         return False
     positions = all(label.isdigit() for label in labels) and len(set(labels)) == len(labels)

@@ -123,10 +123,11 @@ if columns is None and names is not None:  # named features: matched by name, in
     print("named", len(names))
 if columns is None and names is None:  # pixels by position: a CSV without its header row
     import io
-    text = "\\n".join(",".join(str(int(v)) for v in row) for row in np.floor(X * 16))
-    headless = pd.read_csv(io.StringIO(text))  # the first row read as the columns' names
-    assert len(headless) == 4
-    refused(lambda: model.predict(headless), "are numbers that are not positions")
+    for cell in (lambda v: str(int(v)), lambda v: f"{v:.1f}"):  # 0 or 0.0 (a second: 0.0.1)
+        text = "\\n".join(",".join(cell(v) for v in row) for row in np.floor(X * 16))
+        headless = pd.read_csv(io.StringIO(text))  # the first row read as the columns' names
+        assert len(headless) == 4
+        refused(lambda: model.predict(headless), "are numbers that are not positions")
     for labels in (np.arange(float(X.shape[1])), list(range(X.shape[1]))):  # a user's labels
         assert np.allclose(np.asarray(model.predict(pd.DataFrame(X, columns=labels))), pred)
     print("pixels")
