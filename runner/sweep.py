@@ -463,6 +463,18 @@ def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[An
     return name
 
 
+def _skipped_earlier(tree: RunTree, members: tuple[MemberSpec, ...]) -> set[str]:
+    """The plain members (a bag: any of its folds) that an earlier attempt's
+    ``runner.time_limit`` skipped before they started. A searched member's skipped samples
+    stay skipped: Tune's restored search knows them as done."""
+    found = set()
+    for label, (_, status, _) in tree.ended.items():
+        member = plan.member_of(label, members)
+        if status == "SKIPPED" and member is not None and not member.search:
+            found.add(member.name)
+    return found
+
+
 def _train_stage(
     spec: RunSpec,
     data: Dataset,
@@ -490,9 +502,14 @@ def _train_stage(
                 tree.records[label] = tree.finished_record(label, member.model, tmp)
                 if held is not None and split_fold_label(label) is None:
                     held.add(tree.records[label])
-        for label in tree.ended:  # stopped or skipped: done, and not trained again
+        # skipped by an earlier attempt's time limit: never started, so trained now (by a
+        # fresh Tune run of the plain members: Tune's state holds those trials as done)
+        retry = _skipped_earlier(tree, members)
+        for label in tree.ended:  # stopped early by a scheduler: done, and not trained again
             member = plan.member_of(label, members)
-            if member is not None and label not in tree.records and label not in tree.finished:
+            if member is None or label in tree.records or label in tree.finished:
+                continue
+            if member.name not in retry:
                 tree.records[label] = tree.ended_record(label, member.model)
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
@@ -503,7 +520,8 @@ def _train_stage(
                 pool = _ensemble_pool(spec, data, tree, pools)
             # Tune's state may lag MLflow's: members it would train again are FINISHED there
             done = frozenset(tree.finished)
-            results += list(_tune(spec, data, run, callback, tree.resumed, deadline, pool, done))
+            restore = tree.resumed and not {m.name for m in run.members} & retry
+            results += list(_tune(spec, data, run, callback, restore, deadline, pool, done))
             if signals.stop_requested():  # Tune returns normally when a signal stops it
                 break
     finally:

@@ -74,13 +74,22 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-def test_a_sweep_whose_members_were_all_skipped_says_so(workdir):
-    done = run_cli(
-        workdir, "+experiment=quickstart", "~members.selu", "~members.resnet", "runner.time_limit=1"
-    )
+def test_a_sweep_whose_members_were_all_skipped_says_so_and_a_resume_trains_them(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.mlp", "~members.convnet")
+    args = ("+experiment=quickstart", "smoke=true", *members, f"tracking.uri={db}")
+    done = run_cli(workdir, *args, "runner.sweep_id=late", "runner.time_limit=1")
     assert done.returncode == 2, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        "error: no member finished of 4: 4 skipped by runner.time_limit (their runs' "
+        "error: no member finished of 2: 2 skipped by runner.time_limit (their runs' "
         "runner.skipped tags)"
     ], done.stderr[-2000:]
+    # a resume with more time trains the members that never started (a nightly job
+    # resuming that sweep failed the same way every night)
+    again = run_cli(workdir, *args, "runner.sweep_id=late", "runner.resume=force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    finished = sorted(r.data.tags.get("runner.role") for r in runs if r.info.status == "FINISHED")
+    assert finished == ["ensemble", "member", "member", "sweep"], finished
