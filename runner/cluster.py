@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner import process_env
+from runner.errors import SweepInterrupted
 from runner.spec import ClusterSpec, MemberSpec
 
 # Keep TensorFlow's C++ start-up chatter out of the user's terminal; errors still show.
@@ -114,41 +116,52 @@ def ray_session(
         "log_to_driver": verbose >= 2,
         "logging_level": logging.INFO if verbose >= 2 else logging.WARNING,
     }
-    if spec.kind == "local":
-        # Local workers inherit the driver's environment. A job-wide runtime_env would do the
-        # same, but then Ray boots a new worker process for each trial's actor instead of
-        # handing it one of the workers it starts with the instance (about 1 s each).
-        process_env.apply()  # the workers inherit the driver's environment
-        ray.init(
-            address="local",
-            num_cpus=spec.num_cpus,
-            num_gpus=spec.num_gpus,
-            include_dashboard=spec.include_dashboard,
-            dashboard_host=spec.dashboard_host,
-            **common,
-        )
-    else:
-        client = spec.address.startswith("ray://")
-        if client:  # the sweep runs on the head; its output comes back through Ray's logs
-            common["log_to_driver"] = True
-        address = _auto_address() if spec.address == "auto" else spec.address
-        check_reachable(address, spec.connect_timeout)
-        try:
-            _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
-        except (ConnectionError, RuntimeError) as err:
-            hint = (
-                "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
-                "(and its token) here"
-                if "RAY_AUTH_MODE" not in os.environ
-                else ""
-            )
-            raise ClusterError(
-                f"cannot attach to Ray at cluster.address={spec.address!r}"
-                f"{f' ({address})' if address != spec.address else ''}: "
-                f"{_reason(err)}{hint}"
-            ) from None
     from runner import signals
 
+    signals.install()  # a SIGTERM while Ray starts is said as any other (ray.init sets its own)
+    try:
+        if spec.kind == "local":
+            # Local workers inherit the driver's environment. A job-wide runtime_env would do the
+            # same, but then Ray boots a new worker process for each trial's actor instead of
+            # handing it one of the workers it starts with the instance (about 1 s each).
+            process_env.apply()  # the workers inherit the driver's environment
+            ray.init(
+                address="local",
+                num_cpus=spec.num_cpus,
+                num_gpus=spec.num_gpus,
+                include_dashboard=spec.include_dashboard,
+                dashboard_host=spec.dashboard_host,
+                **common,
+            )
+        else:
+            client = spec.address.startswith("ray://")
+            if client:  # the sweep runs on the head; its output comes back through Ray's logs
+                common["log_to_driver"] = True
+            address = _auto_address() if spec.address == "auto" else spec.address
+            check_reachable(address, spec.connect_timeout)
+            try:
+                _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
+            except (ConnectionError, RuntimeError) as err:
+                hint = (
+                    "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
+                    "(and its token) here"
+                    if "RAY_AUTH_MODE" not in os.environ
+                    else ""
+                )
+                raise ClusterError(
+                    f"cannot attach to Ray at cluster.address={spec.address!r}"
+                    f"{f' ({address})' if address != spec.address else ''}: "
+                    f"{_reason(err)}{hint}"
+                ) from None
+    except (KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, SystemExit) and err.code != signal.SIGTERM:
+            raise
+        if isinstance(err, SystemExit):  # Ray's handler took the SIGTERM: exit(15)
+            signals.note_sigterm()
+        ray.shutdown()
+        raise SweepInterrupted(
+            "stopped while Ray was starting, before anything was logged"
+        ) from None
     signals.install()  # after ray.init: Ray's own SIGTERM handler aborts the driver
     try:
         remote = spec.kind == "address" and spec.address.startswith("ray://")

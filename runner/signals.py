@@ -38,6 +38,11 @@ def exit_code() -> int:
     return 128 + (signal.SIGTERM if _received else signal.SIGINT)
 
 
+def note_sigterm() -> None:
+    """A SIGTERM reached another handler (Ray's, while it started): exit as after ours."""
+    _received.append(signal.SIGTERM)
+
+
 def note_tune_stopped() -> None:
     """Tune took a SIGINT (or a SIGTERM passed on as one) while it ran: the sweep stops
     after that Tune run instead of starting the next one."""

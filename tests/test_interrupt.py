@@ -257,3 +257,36 @@ def test_a_multirun_job_finds_its_sweep_among_more_than_the_latest_fifty(tmp_pat
     assert RunTree.resumable_sweep_id(spec) == "s0"
     # a job whose config has no sweep yet starts one
     assert RunTree.resumable_sweep_id(replace(spec, resolved={"other": 1})) is None
+
+
+STOPPED_WHILE_RAY_STARTS = """
+import os, signal, sys, threading
+import ray  # imported first: the signal lands while Ray starts, after our handler or Ray's
+from runner import signals
+from runner.cluster import ray_session
+from runner.errors import SweepInterrupted
+from runner.spec import ClusterSpec
+threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGTERM)).start()
+try:
+    with ray_session(ClusterSpec(num_cpus=1), verbose=0):
+        print("started")
+except SweepInterrupted as err:
+    print(f"interrupted: {err}; exit {signals.exit_code()}")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 1.5])
+def test_a_sigterm_while_ray_starts_is_said_and_exits_as_sigterm(tmp_path, delay):
+    """Ray's own handler, set while it starts, exited 15 without a word."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_RAY_STARTS, str(delay)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = "interrupted: stopped while Ray was starting, before anything was logged; exit 143"
+    assert said in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
