@@ -110,13 +110,19 @@ def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[st
         if lease is not None:
             lease.release()
         raise
+    summary = None
     try:
         with ray_session(spec.cluster, spec.verbose, spec.storage_path):
             ready.wait()  # before the tracker opens the store: two migrations would collide
             gc.freeze()  # the imports' objects live to the end: keep them out of every collection
             from runner import sweep
 
-            return sweep.run(spec, data, stage_data, start, lease)
+            summary = sweep.run(spec, data, stage_data, start, lease)
+    except KeyboardInterrupt:
+        if summary is None:
+            raise
+        # Ctrl+C or SIGTERM while Ray shut down: the sweep had finished, and is reported so
     finally:
         if lease is not None:
             lease.release()
+    return summary
