@@ -96,8 +96,9 @@ class WeightedEnsemble(_Ensemble):
     alone first, then, while some member outside would lower the loss (its gradient is below
     the Lagrange multiplier of the sum constraint), those members join and the weightless
     ones leave. That stops at the same optimum as one large problem, at a cost that grows
-    linearly in members. There, at most ``max_members`` members get weight (as AutoGluon's
-    ensemble selection of 100 steps), which bounds the cost when the optimum is dense."""
+    linearly in members. At most ``max_members`` members get weight (as AutoGluon's
+    ensemble selection of 100 steps; fewer members than that are solved on a working set
+    too), which bounds the cost when the optimum is dense."""
 
     WORKING_SET = 32
     MAX_ROUNDS = 100
@@ -222,7 +223,7 @@ class WeightedEnsemble(_Ensemble):
         else:
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
-        if m <= self.WORKING_SET:
+        if m <= min(self.WORKING_SET, self.max_members):
             objective = self._objective(F, target, 1.0 / m, self._unit(self._alone(F, target)))
             start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
             self.weights_, self.n_iter_ = self._slsqp(objective, start)

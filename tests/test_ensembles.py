@@ -185,6 +185,8 @@ def test_working_set_gives_weight_to_at_most_max_members():
     ens = WeightedEnsemble(max_members=20).fit(P, y)
     assert ens.capped_ and (ens.weights_ > 0).sum() == 20
     assert ens.weights_.sum() == pytest.approx(1.0)
+    few = WeightedEnsemble(max_members=2).fit(P[:6], y)  # fewer than the working set too
+    assert few.capped_ and (few.weights_ > 0).sum() == 2
     with pytest.raises(ValueError, match="max_members must be an integer >= 2, got 1"):
         WeightedEnsemble(max_members=1).fit(P, y)
 
