@@ -143,6 +143,10 @@ class ProgressView(Callback):
 
     # -- Tune callback hooks ---------------------------------------------------------------
 
+    def next_run(self) -> None:
+        """Another Tune run of the stage starts: its restored trials are counted anew."""
+        self._restored_counted = False
+
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if self._restored_counted:
             return

@@ -109,15 +109,16 @@ def _tune(
     deadline: float | None = None,
     pool: str | None = None,
     done: frozenset[str] = frozenset(),
+    view: Any = None,
 ) -> Any:
     """Execute one planned Tune run; restore Tune's state from an earlier attempt when asked.
     Trials that start after ``deadline`` (a wall-clock time) are skipped; with ``pool`` (an
     ensemble pool actor's name) trials are scored by what they add to the ensemble; trials
-    of members in ``done`` (FINISHED in an earlier attempt) end at once."""
+    of members in ``done`` (FINISHED in an earlier attempt) end at once. ``view``: the
+    stage's progress view, one over all its Tune runs."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.progress import ProgressView
     from runner.trial import train_member
 
     _quiet_tune_logs()
@@ -130,9 +131,9 @@ def _tune(
         # Tune's new console output prints its header whatever the verbosity; the classic
         # reporter honours verbose=0, and our ProgressView shows progress instead.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if spec.verbose >= 1:
-        metric = headline_metric(data.task.is_classification, spec.metric)
-        callbacks.append(ProgressView(run.trials(spec), metric, verbose=spec.verbose))
+    if view is not None:
+        view.next_run()
+        callbacks.append(view)
     trainable = tune.with_resources(
         tune.with_parameters(train_member, data=data, deadline=deadline, pool=pool, done=done),
         resources=plan.trial_resources,
@@ -513,15 +514,22 @@ def _train_stage(
                 tree.records[label] = tree.ended_record(label, member.model)
     results: list[Any] = []
     pools: list[Any] = []  # the pool actors' handles, alive while trials ask them
+    runs = plan.tune_runs(spec, members, stage)
+    view = None
+    if spec.verbose >= 1:  # one view over the stage: its counts, best and clock go on
+        from runner.progress import ProgressView
+
+        metric = headline_metric(data.task.is_classification, spec.metric)
+        view = ProgressView(sum(r.trials(spec) for r in runs), metric, verbose=spec.verbose)
     try:
-        for run in plan.tune_runs(spec, members, stage):
+        for run in runs:
             pool = None
             if run.searched is not None and spec.search.objective == "ensemble":
                 pool = _ensemble_pool(spec, data, tree, pools)
             # Tune's state may lag MLflow's: members it would train again are FINISHED there
             done = frozenset(tree.finished)
             restore = tree.resumed and not {m.name for m in run.members} & retry
-            results += list(_tune(spec, data, run, callback, restore, deadline, pool, done))
+            results += list(_tune(spec, data, run, callback, restore, deadline, pool, done, view))
             if signals.stop_requested():  # Tune returns normally when a signal stops it
                 break
     finally:

@@ -92,3 +92,27 @@ def test_a_resumed_sweep_counts_the_trials_an_earlier_attempt_finished():
     assert lines[0].startswith("[1/3 done, 1 earlier, 1 running | best 0.9700 a |")
     assert lines[1].startswith("[2/3 done, 1 earlier, 0 running | best 0.9700 a |")
     assert view.status().startswith("2/3 done (1 in an earlier attempt) | 0 running, 1 pending")
+
+
+def test_one_view_goes_on_over_a_stages_tune_runs():
+    """The plain members' run, then a searched member's: counts, best and clock go on (a view
+    per run said '2/2 done' with samples still to come, then '0/3 done | best -')."""
+    out = io.StringIO()
+    view = ProgressView(5, "accuracy", stream=out)
+    view.next_run()
+    a, b = trial("a", "1"), trial("b", "2")
+    for t, score in ((a, 0.94), (b, 0.93)):
+        view.on_trial_start(0, [], t)
+        t.last_result = {"final": True, "final_val_accuracy": score, "train_seconds": 1.0}
+        view.on_trial_complete(0, [], t)
+    view.on_experiment_end([a, b])
+    view.next_run()
+    earlier = trial("mlp-0", "3", {"final": True, "final_val_accuracy": 0.5})
+    earlier.status = "TERMINATED"  # restored in the second run: counted there
+    view.on_step_begin(0, [earlier])
+    s = trial("mlp-1", "4")
+    view.on_trial_start(0, [], s)
+    s.last_result = {"final": True, "final_val_accuracy": 0.45, "train_seconds": 1.0}
+    view.on_trial_complete(0, [], s)
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("[4/5 done, 1 earlier, 0 running | best 0.9400 a |"), last

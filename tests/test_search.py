@@ -314,6 +314,9 @@ def test_optuna_search_samples_trials_that_become_ensemble_candidates(workdir):
     samples = {n for n in names if n.startswith("logistic-")}
     assert len(names) == 4 and "svm" in names and len(samples) == 3
     assert set(summary["ensemble"]["weights"]) == names
+    # one progress view over the plain members' Tune run and the searched one's
+    counts = [line.split(" done")[0] for line in done.stdout.splitlines() if " done" in line]
+    assert counts and all(c.endswith("/4") for c in counts) and counts[-1] == "[4/4", counts
     client = MlflowClient(db)
     rows = [m for m in summary["members"] if m["name"] in samples]
     values = {float(client.get_run(m["run_id"]).data.params["hparams.C"]) for m in rows}
