@@ -527,8 +527,9 @@ class RunTree:
     @staticmethod
     def resumable_sweep_id(spec: RunSpec) -> str | None:
         """With ``runner.resume=true`` and no id: the latest unfinished sweep run with this
-        config, else the latest unfinished one (its config check names what changed), else
-        ResumeError. A job of a multirun resumes only its own sweep: the latest with its
+        config, else the latest finished one with it (nothing to do: a nightly job resuming
+        after a good night), else the latest unfinished one (its config check names what
+        changed), else ResumeError. A job of a multirun resumes only its own sweep: the latest with its
         config, finished or not (then nothing is done), or None: it never started, so it
         starts now (the jobs before an interruption finished, the ones after never ran)."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
@@ -547,6 +548,8 @@ class RunTree:
         mine = same if spec.multirun_job else [r for r in same if r.info.status != "FINISHED"]
         if mine:
             return mine[0].data.tags[SWEEP]
+        if same:  # this config's sweeps all finished: the latest, where there is nothing to do
+            return same[0].data.tags[SWEEP]
         # sweeps of older versions carry no digest: the latest 50, by their recorded configs
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
         unfinished = [r for r in runs if r.info.status != "FINISHED"]

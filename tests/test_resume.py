@@ -112,6 +112,10 @@ def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
 
     again = run_cli(workdir, "+experiment=quickstart", *args)
     assert again.returncode == 0 and "already finished" in again.stdout
+    # a nightly job resuming its latest sweep with the same config: nothing to do, no error
+    unnamed = [a for a in args if not a.startswith("runner.sweep_id=")]
+    nightly = run_cli(workdir, "+experiment=quickstart", *unnamed, "runner.resume=true")
+    assert nightly.returncode == 0 and "already finished" in nightly.stdout, nightly.stderr
     # the same id with an edited config is no silent "nothing to do": it names the change
     edited = run_cli(workdir, "+experiment=quickstart", *args, "members.logistic.hparams.C=5.0")
     assert edited.returncode == 2, edited.stderr[-3000:]
