@@ -464,14 +464,26 @@ def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[An
     return name
 
 
-def _skipped_earlier(tree: RunTree, members: tuple[MemberSpec, ...]) -> set[str]:
-    """The plain members (a bag: any of its folds) that an earlier attempt's
-    ``runner.time_limit`` skipped before they started. A searched member's skipped samples
-    stay skipped: Tune's restored search knows them as done."""
+def _skipped_earlier(
+    spec: RunSpec, tree: RunTree, members: tuple[MemberSpec, ...], stage: str | None
+) -> set[str]:
+    """The plain members that an earlier attempt's ``runner.time_limit`` skipped before they
+    started and that have not finished since, in a one-stage sweep of plain members without
+    bags, refits or a student (whose later Tune runs and saved models a retry would change
+    under Tune's restored state). A searched member's skipped samples stay skipped: Tune's
+    restored search knows them as done."""
+    if stage is not None or spec.stages or spec.folds or spec.refit or spec.student:
+        return set()
     found = set()
     for label, (_, status, _) in tree.ended.items():
         member = plan.member_of(label, members)
-        if status == "SKIPPED" and member is not None and not member.search:
+        if (
+            status == "SKIPPED"
+            and member is not None
+            and label not in tree.finished
+            and not member.search
+            and not member.folds
+        ):
             found.add(member.name)
     return found
 
@@ -505,7 +517,7 @@ def _train_stage(
                     held.add(tree.records[label])
         # skipped by an earlier attempt's time limit: never started, so trained now (by a
         # fresh Tune run of the plain members: Tune's state holds those trials as done)
-        retry = _skipped_earlier(tree, members)
+        retry = _skipped_earlier(spec, tree, members, stage)
         for label in tree.ended:  # stopped early by a scheduler: done, and not trained again
             member = plan.member_of(label, members)
             if member is None or label in tree.records or label in tree.finished:
