@@ -528,10 +528,11 @@ class RunTree:
     def resumable_sweep_id(spec: RunSpec) -> str | None:
         """With ``runner.resume=true`` and no id: the latest unfinished sweep run with this
         config, else the latest finished one with it (nothing to do: a nightly job resuming
-        after a good night), else the latest unfinished one (its config check names what
-        changed), else ResumeError. A job of a multirun resumes only its own sweep: the latest with its
-        config, finished or not (then nothing is done), or None: it never started, so it
-        starts now (the jobs before an interruption finished, the ones after never ran)."""
+        after a good night; not with ``runner.resume=force``), else the latest unfinished one
+        (its config check names what changed), else ResumeError. A job of a multirun resumes
+        only its own sweep: the latest with its config, finished or not (then nothing is
+        done), or None: it never started, so it starts now (the jobs before an interruption
+        finished, the ones after never ran)."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = live_experiment(client, spec.experiment)
         found = experiment is not None
@@ -548,7 +549,7 @@ class RunTree:
         mine = same if spec.multirun_job else [r for r in same if r.info.status != "FINISHED"]
         if mine:
             return mine[0].data.tags[SWEEP]
-        if same:  # this config's sweeps all finished: the latest, where there is nothing to do
+        if same and spec.resume != "force":  # this config's sweeps all finished: nothing to do
             return same[0].data.tags[SWEEP]
         # sweeps of older versions carry no digest: the latest 50, by their recorded configs
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
