@@ -158,7 +158,8 @@ def ray_session(
             raise
         if isinstance(err, SystemExit):  # Ray's handler took the SIGTERM: exit(15)
             signals.note_sigterm()
-        ray.shutdown()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl+C: still said as one
+            ray.shutdown()
         raise SweepInterrupted(
             "stopped while Ray was starting, before anything was logged"
         ) from None
