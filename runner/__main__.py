@@ -293,6 +293,13 @@ def _job(cfg: DictConfig) -> None:
             f"mlflow:  experiment {spec.experiment!r}, parent run {summary['parent_run_id']}"
             f" in {summary['tracking_uri']}"
         )
+    if signals.stop_requested():  # Ctrl+C or SIGTERM as Ray shut down: a multirun stops too
+        print(
+            f"stopped ({signals.reason()}) after sweep {summary['sweep_id']} finished; every "
+            "run is kept",
+            file=sys.stderr,
+        )
+        sys.exit(signals.exit_code())
 
 
 def main() -> None:
