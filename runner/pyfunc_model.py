@@ -10,7 +10,6 @@ loaded by ``models.safe_io``: no pickle) combines the predictions.
 """
 
 import json
-import re
 from pathlib import Path
 
 import mlflow
@@ -424,12 +423,22 @@ def _values_as_names(columns: pd.Index) -> bool:
     if not all(isinstance(c, str) for c in columns):  # a reader's header is text: these
         return False  # are labels a user gave (0.0, 1.0 ...; repeated positions)
     labels = list(columns)
-    try:  # a repeated value is renamed: the second 0.0 as 0.0.1
-        [float(re.sub(r"^(-?\d+\.\d+)\.\d+$", r"\1", label)) for label in labels]
-    except ValueError:
+    if not all(_number_label(label) for label in labels):
         return False
     positions = all(label.isdigit() for label in labels) and len(set(labels)) == len(labels)
     return not positions
+
+
+def _number_label(label: str) -> bool:
+    """A number, or a repeated one as pandas renames it (the second 0.0 as 0.0.1, 1e-05 as
+    1e-05.1)."""
+    for text in (label, label.rpartition(".")[0] if label.rpartition(".")[2].isdigit() else ""):
+        try:
+            float(text)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 def _names(columns, limit: int = 20) -> str:

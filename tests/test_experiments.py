@@ -123,7 +123,8 @@ if columns is None and names is not None:  # named features: matched by name, in
     print("named", len(names))
 if columns is None and names is None:  # pixels by position: a CSV without its header row
     import io
-    for cell in (lambda v: str(int(v)), lambda v: f"{v:.1f}"):  # 0 or 0.0 (a second: 0.0.1)
+    # 0, 0.0 or np.savetxt's 0.000000000000000000e+00 (pandas renames a second: 0.0.1 ...)
+    for cell in (lambda v: str(int(v)), lambda v: f"{v:.1f}", lambda v: f"{v:.18e}"):
         text = "\\n".join(",".join(cell(v) for v in row) for row in np.floor(X * 16))
         headless = pd.read_csv(io.StringIO(text))  # the first row read as the columns' names
         assert len(headless) == 4
