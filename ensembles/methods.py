@@ -97,8 +97,9 @@ class WeightedEnsemble(_Ensemble):
     the Lagrange multiplier of the sum constraint), those members join and the weightless
     ones leave. That stops at the same optimum as one large problem, at a cost that grows
     linearly in members. At most ``max_members`` members get weight (as AutoGluon's
-    ensemble selection of 100 steps; fewer members than that are solved on a working set
-    too), which bounds the cost when the optimum is dense."""
+    ensemble selection of 100 steps), which bounds the cost when the optimum is dense; with
+    fewer members than the working set, the heaviest ``max_members`` of the optimum are
+    solved again alone."""
 
     WORKING_SET = 32
     MAX_ROUNDS = 100
@@ -223,10 +224,19 @@ class WeightedEnsemble(_Ensemble):
         else:
             centre, scale = _standardiser(P, y)
             F, target = (P - centre) / scale, (y - centre) / scale
-        if m <= min(self.WORKING_SET, self.max_members):
-            objective = self._objective(F, target, 1.0 / m, self._unit(self._alone(F, target)))
+        if m <= self.WORKING_SET:
+            unit = self._unit(self._alone(F, target))
+            objective = self._objective(F, target, 1.0 / m, unit)
             start = np.full(m, 1.0 / m) if warm is None else warm * 0.9 + 0.1 / m
             self.weights_, self.n_iter_ = self._slsqp(objective, start)
+            if np.count_nonzero(self.weights_) > self.max_members:  # the heaviest, solved again
+                keep = np.sort(np.argsort(-self.weights_, kind="stable")[: self.max_members])
+                sub = self._objective(F[keep], target, 1.0 / m, unit)
+                v, nit = self._slsqp(sub, np.full(len(keep), 1.0 / len(keep)))
+                self.weights_ = np.zeros(m)
+                self.weights_[keep] = v
+                self.n_iter_ += nit
+                self.capped_ = True
         else:
             self.weights_, self.n_iter_ = self._fit_working_set(F, target, warm)
         return self
