@@ -299,7 +299,7 @@ def run(
     if getattr(estimator, "capped_", False):
         log.warning(
             "%s ensemble: more than max_members=%d members would take weight; the weights "
-            "are the optimum over the %d that lower the validation loss most",
+            "are the optimum over the %d it kept",
             method,
             estimator.max_members,
             estimator.max_members,
