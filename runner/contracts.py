@@ -56,6 +56,7 @@ GPU_IDS = "runner.gpu_ids"
 ERROR = "runner.error"
 STOPPED = "runner.stopped"
 SKIPPED = "runner.skipped"  # a member that could not start before runner.time_limit
+FOLDS_MISSING = "runner.folds_missing"  # a bag skipped with folds missing: how many of its folds
 CUT_SHORT = "runner.cut_short"  # epochs a member trained before runner.time_limit stopped it
 REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"

@@ -12,8 +12,6 @@ from typing import Any
 from ensembles.conformal import least_calibration_rows
 from ensembles.metrics import greater_is_better
 
-BAG_CUT = "folds did not finish"  # the reason runner.sweep gives a bag with folds missing
-
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -71,8 +69,11 @@ def leaderboard(summary: dict[str, Any]) -> str:
     out.append(line("-" * w for w in widths))
     out += [line(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     skipped = [m for m in summary["members"] if m["status"] == "SKIPPED"]
-    # a bag some of whose folds ran: "3 of 5 folds did not finish: ..."
-    bags = {m["name"]: m["error"].split(":")[0] for m in skipped if BAG_CUT in m.get("error", "")}
+    bags = {
+        m["name"]: f"{cut['missing']} of {cut['folds']} folds did not finish"
+        for m in skipped
+        if (cut := m.get("folds_missing"))
+    }
     whole = [m["name"] for m in skipped if m["name"] not in bags]
     if skipped:
         out.append("")

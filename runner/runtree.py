@@ -39,6 +39,7 @@ from runner.contracts import (
     ERROR,
     EXPERIMENT,
     FOLDS,
+    FOLDS_MISSING,
     GPU_IDS,
     HOSTNAME,
     LEASE,
@@ -372,6 +373,7 @@ class RunTree:
         # member -> (run id, STOPPED or SKIPPED, why): ended for good in an earlier attempt by
         # the scheduler or the time limit; Tune does not run those trials again
         self.ended: dict[str, tuple[str, str, str]] = {}
+        self.ended_facts: dict[str, dict[str, int]] = {}  # a skipped bag's folds missing
         self._artifact_uris: dict[str, str] = {}  # open run -> its artifact URI, from creation
         self.bags: dict[str, str] = {}  # bagged member -> its run (its folds' runs nest in it)
         self.records: dict[str, MemberRecord] = {}  # label -> record of this attempt's end
@@ -630,6 +632,11 @@ class RunTree:
                     status,
                     tags.get(STOPPED) or tags[SKIPPED],
                 )
+                if FOLDS_MISSING in tags and FOLDS in tags:
+                    self.ended_facts[tags[MEMBER]] = {
+                        "folds_missing": int(tags[FOLDS_MISSING]),
+                        "folds": int(tags[FOLDS]),
+                    }
             elif run.info.status == "FINISHED" and tags.get(ROLE) in (
                 "member",
                 "fold",
@@ -649,7 +656,10 @@ class RunTree:
     def ended_record(self, name: str, model: str) -> MemberRecord:
         """The record of a member stopped or skipped for good in an earlier attempt."""
         run_id, status, why = self.ended[name]
-        return MemberRecord(name=name, model=model, run_id=run_id, status=status, error=why)
+        facts = dict(self.ended_facts.get(name, {}))
+        return MemberRecord(
+            name=name, model=model, run_id=run_id, status=status, error=why, fit=facts
+        )
 
     def finished_record(self, name: str, model: str, folder: str) -> MemberRecord:
         """Rebuild the record of a member FINISHED in an earlier attempt, from MLflow."""
@@ -941,13 +951,19 @@ class RunTree:
             error=f"stopped early by the scheduler after epoch {epoch}",
         )
 
-    def skip_member(self, run_id: str, label: str, model: str, reason: str) -> None:
-        """The member could not start before the sweep's time limit: its run ends KILLED,
-        tagged why, and the sweep goes on without it."""
-        run_id = self._resolve(run_id, {SKIPPED: reason})
+    def skip_member(
+        self, run_id: str, label: str, model: str, reason: str, fit: dict[str, Any] | None = None
+    ) -> None:
+        """The member could not start before the sweep's time limit (or, with ``fit`` saying
+        how many folds are missing, a bag could not finish): its run ends KILLED, tagged why,
+        and the sweep goes on without it."""
+        tags = {SKIPPED: reason}
+        if fit:
+            tags[FOLDS_MISSING] = str(fit["folds_missing"])
+        run_id = self._resolve(run_id, tags)
         self.terminate(run_id, "KILLED")
         self.records[label] = MemberRecord(
-            name=label, model=model, run_id=run_id, status="SKIPPED", error=reason
+            name=label, model=model, run_id=run_id, status="SKIPPED", error=reason, fit=fit or {}
         )
 
     def fail_attempt(self, run_id: str, reason: str, error_file: str | None = None) -> None:

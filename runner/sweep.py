@@ -387,6 +387,8 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     row["model_bytes"] = r.fit.get("model_bytes")
     if r.fit.get("stopped_at_deadline"):  # runner.time_limit stopped it before its last epoch
         row["cut_short"] = {"epochs_run": r.fit.get("epochs_run")}
+    if r.fit.get("folds_missing"):  # a bag whose late folds runner.time_limit skipped
+        row["folds_missing"] = {"missing": r.fit["folds_missing"], "folds": r.fit["folds"]}
     if r.error:
         row["error"] = r.error
     return row
@@ -585,9 +587,10 @@ def _assemble_bags(data: Dataset, members: tuple[MemberSpec, ...], tree: RunTree
             continue
         folds, missing, skipped = bags.fold_records(m, tree.records)
         if missing:
-            reason = f"{len(missing)} of {m.folds} {report.BAG_CUT}: {'; '.join(missing)}"
+            reason = f"{len(missing)} of {m.folds} folds did not finish: {'; '.join(missing)}"
             if skipped:
-                tree.skip_member(tree.bags[m.name], m.name, m.model, reason)
+                cut = {"folds_missing": len(missing), "folds": m.folds}
+                tree.skip_member(tree.bags[m.name], m.name, m.model, reason, cut)
             else:
                 tree.fail_bag(m.name, m.model, reason)
             continue

@@ -68,6 +68,7 @@ def test_the_leaderboard_tells_a_skipped_member_from_a_bag_whose_late_folds_were
             **skipped,
             "name": "cat",
             "error": "3 of 5 folds did not finish: cat/fold2 SKIPPED: runner.time_limit ...",
+            "folds_missing": {"missing": 3, "folds": 5},
         },
     ]
     lines = leaderboard({**SUMMARY, "members": members}).splitlines()

@@ -154,3 +154,27 @@ def test_writes_made_after_their_events_keep_the_events_times(tmp_path):
     tree.close("FINISHED")
     parent = MlflowClient(spec.tracking_uri).get_run(tree.parent_run_id)
     assert parent.info.end_time >= start + 59_000  # ended now: no event time left behind
+
+
+def test_a_bag_the_time_limit_cut_short_says_how_many_folds_it_lacks_also_after_a_resume(tmp_path):
+    from runner.contracts import TrialInput
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {})
+    member = TrialInput(
+        "m", "logistic", "sklearn", {}, {}, {"cpu": 1, "gpu": 0}, 0, folds=5, fold=0
+    )
+    fold = tree.open_member("m/fold0", member, trial_id="t1", attempt=1, config_hash="h")
+    tree.fail_member(fold, "m/fold0", "logistic", "ValueError: bad")
+    tree.skip_member(
+        tree.bags["m"],
+        "m",
+        "logistic",
+        "4 of 5 folds did not finish",
+        {"folds_missing": 4, "folds": 5},
+    )
+    assert tree.records["m"].fit == {"folds_missing": 4, "folds": 5}
+    tree.close("KILLED", "stopped")  # the driver stopped: a resume follows
+    again = RunTree(replace(spec, resume="true"), "fp", {})
+    assert again.ended_record("m", "logistic").fit == {"folds_missing": 4, "folds": 5}
+    again.close("FINISHED")
