@@ -479,13 +479,7 @@ def _skipped_earlier(
     found = set()
     for label, (_, status, _) in tree.ended.items():
         member = plan.member_of(label, members)
-        if (
-            status == "SKIPPED"
-            and member is not None
-            and label not in tree.finished
-            and not member.search
-            and not member.folds
-        ):
+        if status == "SKIPPED" and member and label not in tree.finished and not member.search:
             found.add(member.name)
     return found
 
