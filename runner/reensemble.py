@@ -530,10 +530,14 @@ def _main(argv: Sequence[str] | None) -> int:
             run_tags = {**tags, **more, DRIVER: token}
             return client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
 
-        def end_run(run_id: str, status: str) -> None:
+        def finish(run_id: str, status: str) -> None:
             client.set_terminated(run_id, status)
             if guard is not None:
                 guard.disarm()
+
+        def end_run(run_id: str, status: str) -> None:
+            if status != "FINISHED":  # a finished run ends once its leaderboards are on it
+                finish(run_id, status)
 
         out = ensemble_step.log(
             client,
@@ -550,16 +554,24 @@ def _main(argv: Sequence[str] | None) -> int:
             classes=classes,
         )
         summary = {"experiment": args.experiment, "sweep_id": ", ".join(sweeps)}
-        _log_leaderboards(
-            client,
-            summary,
-            out,
-            report.metric,
-            [m for m in members if m.name in split_runs],
-            found["facts"],
-            (y_val, y_test),
-            refits,
-        )
+        try:
+            _log_leaderboards(
+                client,
+                summary,
+                out,
+                report.metric,
+                [m for m in members if m.name in split_runs],
+                found["facts"],
+                (y_val, y_test),
+                refits,
+            )
+        except KeyboardInterrupt:
+            finish(out["run_id"], "KILLED")
+            raise
+        except BaseException:
+            finish(out["run_id"], "FAILED")
+            raise
+        finish(out["run_id"], "FINISHED")
     metric = report.metric
     print(
         f"ensemble run {out['run_id']} ({args.method}, {len(report.names)} members from "

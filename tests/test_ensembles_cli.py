@@ -239,6 +239,10 @@ def test_an_ensemble_run_of_the_command_holds_the_leaderboards_a_sweep_logs(tmp_
     assert lines[0].split()[:5] == ["member", "model", "status", "val", "accuracy"]
     assert lines[2].startswith("ensemble (greedy)")
     assert sorted(line.split()[0] for line in lines[3:6]) == ["a", "b", "c"]
+    # on the run before it ended: a failure while logging them leaves it FAILED, not FINISHED
+    stored = Path(ens.info.artifact_uri.removeprefix("file://")) / "leaderboard.html"
+    assert ens.info.status == "FINISHED"
+    assert stored.stat().st_mtime * 1000 <= ens.info.end_time
 
 
 def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(tmp_path):
