@@ -9,8 +9,10 @@ as ``runner.folds=5`` bags them; ``ensembles.conformal`` is calibrated on the un
 ensemble's out-of-fold predictions with the members' out-of-fold spread, and the test
 coverage is measured three ways: intervals scaled by the spread of the folds' mean (what the
 runner did before), by the spread taken fold by fold (``conformal.spread`` of predictions by
-fold, what it does now), and unscaled (plain absolute errors). Prints the mean coverage over
-the splits and its standard error at targets 0.8, 0.9 and 0.95, and the mean spreads.
+fold, what it does now), and unscaled (plain absolute errors); then the same around the
+members refitted on all pooled rows (``runner.refit=true``), whose served intervals take the
+refits' own spread. Prints the mean coverage over the splits and its standard error at
+targets 0.8, 0.9 and 0.95, and the mean spreads.
 """
 
 from __future__ import annotations
@@ -63,12 +65,14 @@ def one_split(X: np.ndarray, y: np.ndarray, rows: int, seed: int) -> dict[str, n
     )
     oof = np.zeros((len(MEMBERS), len(y_pool)))
     by_fold = np.zeros((FOLDS, len(MEMBERS), len(y_test)))
+    refits = np.zeros((len(MEMBERS), len(y_test)))
     splits = list(KFold(FOLDS, shuffle=True, random_state=seed).split(X_pool))
     for m, make in enumerate(MEMBERS.values()):
         for k, (fit_rows, held) in enumerate(splits):
             model = make().fit(X_pool[fit_rows], y_pool[fit_rows])
             oof[m, held] = model.predict(X_pool[held])
             by_fold[k, m] = model.predict(X_test)
+        refits[m] = make().fit(X_pool, y_pool).predict(X_test)
     w = np.full(len(MEMBERS), 1 / len(MEMBERS))
     mean = by_fold.mean(axis=0)
     cal_pred, test_pred = w @ oof, w @ mean
@@ -77,20 +81,26 @@ def one_split(X: np.ndarray, y: np.ndarray, rows: int, seed: int) -> dict[str, n
         "spread fold by fold": conformal.spread(by_fold, w),
         "unscaled": None,
     }
+    refit_ways = {
+        "refits, their spread": conformal.spread(refits, w),
+        "refits, spread fold by fold": ways["spread fold by fold"],
+        "refits, unscaled": None,
+    }
     out: dict[str, np.ndarray] = {}
-    for way, s_test in ways.items():
+    for way, s_test in {**ways, **refit_ways}.items():
         s_cal = None if s_test is None else conformal.spread(oof, w)
+        center = w @ refits if way in refit_ways else test_pred
         out[way] = np.array(
             [
                 conformal.evaluate_on(
-                    conformal.calibrate(t, cal_pred, y_pool, s_cal), test_pred, y_test, s_test
+                    conformal.calibrate(t, cal_pred, y_pool, s_cal), center, y_test, s_test
                 )["coverage"]
                 for t in TARGETS
             ]
         )
     out["spreads"] = np.array(
         [conformal.spread(oof, w).mean(), ways["spread of the folds' mean"].mean()]
-        + [ways["spread fold by fold"].mean()]
+        + [ways["spread fold by fold"].mean(), refit_ways["refits, their spread"].mean()]
     )
     return out
 
@@ -111,16 +121,24 @@ def main() -> None:
     print(f"\nmean test coverage over {args.splits} splits of {args.rows} rows (standard error)")
     print("| way | " + " | ".join(f"target {t}" for t in TARGETS) + " |")
     print("|---|" + "---|" * len(TARGETS))
-    for way in ("spread of the folds' mean", "spread fold by fold", "unscaled"):
+    for way in (
+        "spread of the folds' mean",
+        "spread fold by fold",
+        "unscaled",
+        "refits, their spread",
+        "refits, spread fold by fold",
+        "refits, unscaled",
+    ):
         v = np.array(found[way])
         cells = [
             f"{m:.4f} ({e:.4f})" for m, e in zip(v.mean(0), v.std(0) / np.sqrt(len(v)), strict=True)
         ]
         print(f"| {way} | " + " | ".join(cells) + " |")
-    oof_s, mean_s, fold_s = np.mean(found["spreads"], axis=0)
+    oof_s, mean_s, fold_s, refit_s = np.mean(found["spreads"], axis=0)
     print(
         f"\nmean spread: out-of-fold {oof_s:.4f}, of the folds' mean {mean_s:.4f} "
-        f"({mean_s / oof_s:.3f} of out-of-fold), fold by fold {fold_s:.4f}"
+        f"({mean_s / oof_s:.3f} of out-of-fold), fold by fold {fold_s:.4f}, of the refits "
+        f"{refit_s:.4f} ({refit_s / oof_s:.3f})"
     )
 
 
