@@ -297,3 +297,5 @@ def test_conformal_folds_benchmark_compares_the_spreads_tiny():
     rows = [line for line in done.stdout.splitlines() if line.startswith("| spread")]
     assert len(rows) == 2 and all(line.count("(") == 3 for line in rows)
     assert "of the folds' mean" in done.stdout and "fold by fold" in done.stdout
+    refits = [line for line in done.stdout.splitlines() if line.startswith("| refits")]
+    assert len(refits) == 3 and all(line.count("(") == 3 for line in refits)
