@@ -118,12 +118,18 @@ class Conformal:
     # a new row's spread is taken fold by fold (bagged members, as ``spread`` of (folds,
     # members, rows)); what measured it on test, so the served model does the same
     spread_by_fold: bool = False
+    # 0.0 when no calibration target was negative (prices, counts): lower bounds stop there
+    lowest: float | None = None
 
     def interval(self, pred: np.ndarray, spread_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) around the point predictions, ``spread_`` the members' spread."""
+        """(lower, upper) around the point predictions, ``spread_`` the members' spread; a
+        lower bound below the targets' floor (0 for a target never negative) is that floor."""
         half = self.q * (np.asarray(spread_, dtype=np.float64) + self.floor)
         pred = np.asarray(pred, dtype=np.float64)
-        return pred - half, pred + half
+        lower = pred - half
+        if self.lowest is not None:
+            lower = np.maximum(lower, self.lowest)
+        return lower, np.maximum(pred + half, lower)
 
     def sets(self, proba: np.ndarray) -> np.ndarray:
         """(rows, classes) booleans: which classes each row's prediction set holds."""
@@ -185,7 +191,11 @@ def calibrate(
     # no spread at all the scores are plain absolute errors
     floor = next((float(v) for v in (np.median(s), np.mean(s)) if v > 0), 1.0)
     scores = np.abs(y.astype(np.float64) - pred) / (s + floor)
-    return Conformal(coverage, "interval", _quantile(scores, coverage), floor, len(y))
+    # a target never negative on calibration rows (a price) gets no negative lower bounds;
+    # a new row below 0 is as rare as one beyond every calibration score (1 in n + 1)
+    lowest = 0.0 if len(y) and float(np.min(y)) >= 0 else None
+    q = _quantile(scores, coverage)
+    return Conformal(coverage, "interval", q, floor, len(y), lowest=lowest)
 
 
 def evaluate_on(

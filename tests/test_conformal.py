@@ -332,7 +332,7 @@ spec = DataSpec("csv", 0.2, 0.2, 0, path=sys.argv[2], target="price")
 data = bagged(load(spec), 3, seed=0)
 out = mlflow.pyfunc.load_model(sys.argv[1]).predict(data.X_test)
 print(json.dumps({"lower": out["lower"].tolist(), "upper": out["upper"].tolist(),
-                  "y": data.y_test.tolist()}))
+                  "prediction": out["prediction"].tolist(), "y": data.y_test.tolist()}))
 """
 
 
@@ -380,7 +380,8 @@ def test_a_bagged_sweep_serves_the_intervals_it_measured_on_test(tmp_path):
             assert npz["test_folds"].shape == (3, len(y))
     plain = conformal.spread(np.stack(means), np.array([ens["weights"][n] for n in names]))
     c = ens["conformal"]
-    assert np.mean(upper - lower) > np.mean(2 * c["q"] * (plain + c["floor"])) * 1.001
+    half = np.array(out["upper"]) - np.array(out["prediction"])  # lower stops at 0 (prices)
+    assert np.mean(half) > np.mean(c["q"] * (plain + c["floor"])) * 1.001
 
 
 def test_a_column_of_values_is_taken_as_values_and_mismatched_rows_are_refused():
@@ -415,3 +416,20 @@ def test_class_ids_outside_the_classes_and_bad_fold_shapes_are_refused():
     assert column.test.shape == (4,) and column.test_folds.shape == (3, 4)
     with pytest.raises(ValueError, match=r"test_folds must be shaped \(folds, 4\)"):
         MemberPredictions("m", np.zeros(8), np.zeros(4), test_folds=np.zeros((3, 5)))
+
+
+def test_a_target_never_negative_gets_no_negative_lower_bounds():
+    rng = np.random.default_rng(5)
+    price = rng.gamma(2.0, 1000.0, 2000)  # dollars, never negative
+    pred = price + rng.normal(0, 800, 2000)
+    fitted = conformal.calibrate(0.9, pred[:1000], price[:1000])
+    lo, hi = fitted.interval(pred[1000:], np.zeros(1000))
+    assert fitted.lowest == 0.0 and lo.min() == 0.0 and (hi >= lo).all()
+    assert conformal.evaluate_on(fitted, pred[1000:], price[1000:])["coverage"] >= 0.87
+    frame = conformal.served_frame(conformal.Conformal.from_dict(fitted.to_dict()), pred, None)
+    assert frame["lower"].min() == 0.0
+    # a target that goes below 0 keeps symmetric intervals; a model saved without the field too
+    signed = conformal.calibrate(0.9, pred[:1000] - 3000, price[:1000] - 3000)
+    assert signed.lowest is None and signed.interval(np.array([-5000.0]), np.zeros(1))[0] < -5000
+    old = {k: v for k, v in fitted.to_dict().items() if k != "lowest"}
+    assert conformal.Conformal.from_dict(old).interval(np.array([0.0]), np.zeros(1))[0] < 0
