@@ -843,8 +843,10 @@ class RunTree:
             self.bags[member.name] = run_id
         elif run_id not in self._open:
             self.client.update_run(run_id, status="RUNNING")
-            with contextlib.suppress(Exception):  # tagged only if an attempt stopped in it
-                self.client.delete_tag(run_id, ERROR)
+            # tagged only if an attempt stopped in it, or the time limit left it short of folds
+            for tag in (ERROR, SKIPPED, FOLDS_MISSING):
+                with contextlib.suppress(Exception):
+                    self.client.delete_tag(run_id, tag)
             self._open.add(run_id)
         return run_id
 

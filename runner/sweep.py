@@ -469,12 +469,12 @@ def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[An
 def _skipped_earlier(
     spec: RunSpec, tree: RunTree, members: tuple[MemberSpec, ...], stage: str | None
 ) -> set[str]:
-    """The plain members that an earlier attempt's ``runner.time_limit`` skipped before they
-    started and that have not finished since, in a one-stage sweep of plain members without
-    bags, refits or a student (whose later Tune runs and saved models a retry would change
+    """The members that an earlier attempt's ``runner.time_limit`` skipped before they (or
+    some of a bag's folds) started and that have not finished since, in a one-stage sweep
+    without refits or a student (whose later Tune runs and saved models a retry would change
     under Tune's restored state). A searched member's skipped samples stay skipped: Tune's
     restored search knows them as done."""
-    if stage is not None or spec.stages or spec.folds or spec.refit or spec.student:
+    if stage is not None or spec.stages or spec.refit or spec.student:
         return set()
     found = set()
     for label, (_, status, _) in tree.ended.items():
@@ -512,7 +512,7 @@ def _train_stage(
                 if held is not None and split_fold_label(label) is None:
                     held.add(tree.records[label])
         # skipped by an earlier attempt's time limit: never started, so trained now (by a
-        # fresh Tune run of the plain members: Tune's state holds those trials as done)
+        # fresh Tune run of the members, or a bag's folds: Tune's state holds them as done)
         retry = _skipped_earlier(spec, tree, members, stage)
         for label in tree.ended:  # stopped early by a scheduler: done, and not trained again
             member = plan.member_of(label, members)

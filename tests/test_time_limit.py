@@ -93,3 +93,23 @@ def test_a_sweep_whose_members_were_all_skipped_says_so_and_a_resume_trains_them
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
     finished = sorted(r.data.tags.get("runner.role") for r in runs if r.info.status == "FINISHED")
     assert finished == ["ensemble", "member", "member", "sweep"], finished
+
+
+@pytest.mark.slow
+def test_a_bagged_sweep_the_time_limit_skipped_trains_its_bags_on_a_resume(workdir):
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.mlp", "~members.convnet")
+    args = ("+experiment=quickstart", "smoke=true", *members, f"tracking.uri={db}")
+    args += ("runner.folds=2", "runner.sweep_id=late")
+    done = run_cli(workdir, *args, "runner.time_limit=1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "2 skipped by runner.time_limit" in done.stderr, done.stderr[-2000:]
+    again = run_cli(workdir, *args, "runner.resume=force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    finished = sorted(r.data.tags.get("runner.role") for r in runs if r.info.status == "FINISHED")
+    assert finished == ["ensemble", *["fold"] * 4, "member", "member", "sweep"], finished
+    bags = [r for r in runs if r.data.tags.get("runner.role") == "member"]
+    assert all(SKIPPED not in r.data.tags and r.info.status == "FINISHED" for r in bags)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
