@@ -60,8 +60,12 @@ NUMBER_TEXT = re.compile(
     r"(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*[$€£¥%]?$"
 )
 # a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75 (not
-# 0.500 or 1.25: a decimal dot)
-DECIMAL_COMMA_NUMBER = r"[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?"
+# 0.500 or 1.25: a decimal dot), maybe with an exponent (7,7e-06, as pandas writes small
+# numbers with decimal=","), a currency symbol or a percent sign (2.368,11 €, 8,6 %)
+DECIMAL_COMMA_NUMBER = (
+    r"[+-]?[$€£¥]?\s*[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?(?:[eE][+-]?\d+)?"
+    r"\s*[$€£¥%]?"
+)
 DECIMAL_COMMA_TEXT = re.compile(rf"^{DECIMAL_COMMA_NUMBER}$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
 THOUSANDS_DOTS_ATTR = "thousands_dots"  # ... of them, whole numbers written 17.027 for 17027
@@ -682,10 +686,10 @@ def _numbers(values: pd.Series, formatted: bool = False, decimal: str = ".") -> 
     return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
 
-def numbers_from_text(values: pd.Series) -> pd.Series:
-    """Cells read as a member reads a column of formatted numbers ("$1,234.50", "€12"), as
-    float64; anything else is missing."""
-    return _numbers(values, formatted=True)
+def numbers_from_text(values: pd.Series, decimal: str = ".") -> pd.Series:
+    """Cells read as a member reads a column of formatted numbers ("$1,234.50", "€12", or
+    with ``decimal=","`` "1.234,50 €"), as float64; anything else is missing."""
+    return _numbers(values, formatted=True, decimal=decimal)
 
 
 @dataclass

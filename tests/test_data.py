@@ -473,6 +473,37 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     assert d.input_spec.feature_names == ("a;b;c",) and not any("separated" in n for n in d.notes)
 
 
+def test_decimal_commas_with_exponents_percent_or_currency_read_as_numbers(tmp_path):
+    """pandas writes small numbers 7,7e-06 with decimal=","; shares and amounts come as 8,6 %
+    and 2.368,11 €: numbers, as a member reads them when served, not IDs or text."""
+    rng = np.random.default_rng(4)
+    true = pd.DataFrame(
+        {
+            "dose": 10 ** rng.uniform(-7, 0, 200),
+            "share": rng.uniform(0, 100, 200).round(1),
+            "amount": rng.uniform(1000, 9000, 200).round(2),
+        }
+    )
+    frame = true.assign(y=np.where(true["dose"] > 1e-3, "hi", "lo"))
+    frame["share"] = [f"{v:.1f} %".replace(".", ",") for v in true["share"]]
+    frame["amount"] = [
+        f"{v:,.2f} €".replace(",", "_").replace(".", ",").replace("_", ".") for v in true["amount"]
+    ]
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+    assert "e-0" in path.read_text() and "2.3" in path.read_text()  # as pandas writes them
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))
+    X = pd.concat([d.X_train, d.X_val, d.X_test])
+    for column in ("dose", "share", "amount"):
+        assert pd.api.types.is_float_dtype(X[column]), X.dtypes
+        np.testing.assert_allclose(np.sort(X[column]), np.sort(true[column]), rtol=1e-12)
+    assert not [n for n in d.notes if "ID" in n or "missing" in n], d.notes
+    prep = TablePrep().fit(d.X_train)
+    raw = pd.read_csv(path, sep=";", dtype=str).drop(columns="y")
+    assert prep.unreadable(raw) == {}
+    np.testing.assert_allclose(prep.transform(raw), prep.transform(true[raw.columns]))
+
+
 def test_whole_numbers_with_thousands_dots_in_a_decimal_comma_file_read_as_thousands(tmp_path):
     rng = np.random.default_rng(4)
     people = rng.integers(500, 90_000, 60)

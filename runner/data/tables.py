@@ -17,6 +17,7 @@ from models.tabular import (
     DECIMAL_COMMA_NUMBER,
     NUMERIC_TEXT_SHARE,
     THOUSANDS_DOTS_ATTR,
+    numbers_from_text,
 )
 from runner.data.split import MIN_CLASS_ROWS
 from runner.data.types import DataSpec, Raw, one_line, resolve
@@ -106,9 +107,8 @@ def _decimal_commas(
         if not given and commas.str.fullmatch(r"\s*[+-]?\d{1,3},\d{3}\s*").all():
             ambiguous.append(str(col))
         text = frame[col].astype("string").mask(frame.index.isin(odd.index))
-        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-        read = pd.to_numeric(text).to_numpy(dtype=np.float64, na_value=np.nan)
-        frame[col] = pd.Series(read, index=frame.index)
+        read = numbers_from_text(text.astype(object), decimal=",")
+        frame[col] = pd.Series(read.to_numpy(dtype=np.float64), index=frame.index)
         converted.append(str(col))
         if present[numbers].str.contains(".", regex=False).any():
             dotted.append(str(col))
@@ -184,8 +184,6 @@ def _numeric_target(
     commas = _decimal_is_comma(spec, sep)
     if not commas and not present.str.fullmatch(DECIMAL_DOT).all():
         # amounts with a currency sign ("$444,786.91"), as a member reads them
-        from models.tabular import numbers_from_text
-
         read = numbers_from_text(values)
         if read[values.notna()].notna().all():
             example = present.iloc[0]
