@@ -989,3 +989,26 @@ def test_class_labels_read_the_same_with_a_missing_target_or_stray_spaces(tmp_pa
     assert f"dropped {blank} of 300 rows missing the target 'ok'" in d.notes
     (said,) = [n for n in d.notes if "stray spaces" in n]
     assert "' no' is 'no'" in said and "'yes ' is 'yes'" in said
+
+
+@pytest.mark.parametrize("own_test", [False, True])
+def test_a_class_of_three_rows_gets_a_row_in_every_split_whatever_the_seed(own_test):
+    """A stratified split rounded such a class to 2/0/1 in half the seeds: the ensemble was
+    weighed on validation rows without it."""
+    from models.base import Task
+    from runner.data.split import split
+    from runner.data.types import Raw
+
+    y = np.zeros(1000, dtype=np.int64)
+    y[[5, 500, 900]] = 1
+    task = Task("classification", n_classes=2)
+    extra = {"X_test": np.zeros((50, 2)), "y_test": np.r_[np.zeros(49), 1]} if own_test else {}
+    for seed in range(10):
+        train, val, test = split(
+            Raw(X=np.zeros((1000, 2)), y=y, task=task, **extra), 0.2, 0.2, seed
+        )
+        parts = (train, val) if own_test else (train, val, test)
+        expected = [2, 1] if own_test else [1, 1, 1]
+        assert [int(y[p].sum()) for p in parts] == expected, seed
+        assert sorted(np.concatenate(parts)) == list(range(1000))
+        assert (len(train), len(val)) == ((800, 200) if own_test else (600, 200))

@@ -210,6 +210,10 @@ def split(
             random_state=seed,
             stratify=strat_rest,
         )
+    if strat is not None:
+        train, val, test = _a_row_of_each_class(raw.y, train, val, None if raw.has_test else test)
+        if raw.has_test:
+            test = np.arange(len(raw.y_test))
     sizes = {"training": len(train), "validation": len(val), "test": len(test)}
     if strat is None and min(sizes.values()) < MIN_SPLIT_ROWS:  # classes are checked apart
         raise ValueError(
@@ -218,6 +222,35 @@ def split(
             "data.test_fraction"
         )
     return train, val, test
+
+
+def _a_row_of_each_class(
+    y: np.ndarray, train: np.ndarray, val: np.ndarray, test: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The splits with a row of every class of enough rows in each (``test``: None when the
+    dataset brings its own). A stratified split rounds a class of 3 rows to 2/0/1 at times:
+    a row of it moves from the split that has most of it, in exchange for a row of the class
+    the receiving split has most of, so that every split keeps its size."""
+    parts = [np.array(train), np.array(val)] + ([] if test is None else [np.array(test)])
+    classes, counts = np.unique(y, return_counts=True)
+    for c in classes[counts >= len(parts)]:
+        for i in range(len(parts)):
+            if (y[parts[i]] == c).any():
+                continue
+            held = [int((y[part] == c).sum()) for part in parts]
+            j = int(np.argmax(held))
+            if held[j] < 2:
+                continue
+            give = int(np.flatnonzero(y[parts[j]] == c)[-1])
+            have, have_counts = np.unique(y[parts[i]], return_counts=True)
+            spare = [k for k in np.argsort(-have_counts, kind="stable") if have_counts[k] > 1]
+            if not spare:
+                continue
+            take_back = int(np.flatnonzero(y[parts[i]] == have[spare[0]])[-1])
+            parts[i][take_back], parts[j][give] = parts[j][give], parts[i][take_back]
+    if test is None:
+        return parts[0], parts[1], None
+    return parts[0], parts[1], parts[2]
 
 
 def assign_folds(
