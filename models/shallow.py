@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,8 @@ class SklearnKind(ModelKind):
         as Keras logs them, so curves and schedulers read every member alike."""
         if self.calibrate and task.is_classification:
             _calibration_folds(self.name, model, train[1])
+        if task.is_classification:
+            _early_stopping_rows(self.name, model, train[1])
         seed_estimator(model, seed).fit(*train)
         scores = {
             **_keras_style(task, train[1], self.predict(model, train[0], task)),
@@ -150,6 +153,28 @@ def _calibration_folds(name: str, model: Pipeline, y: np.ndarray) -> None:
     calibrated = model.steps[-1][1]
     if isinstance(calibrated, CalibratedClassifierCV):
         calibrated.set_params(cv=min(CALIBRATION_FOLDS, smallest))
+
+
+def _early_stopping_rows(name: str, model: Pipeline, y: np.ndarray) -> None:
+    """HistGradientBoosting's early stopping holds out a stratified share of the training
+    rows, which fails on a class of one row (a rare class in a bagged fold): fit such a
+    model without it, and say so."""
+    estimator = model.steps[-1][1]
+    if not isinstance(estimator, HistGradientBoostingClassifier):
+        return
+    stops = estimator.early_stopping is True or (
+        estimator.early_stopping == "auto" and len(y) > 10000
+    )
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    if stops and estimator.validation_fraction is not None and counts.min() < 2:
+        logging.warning(
+            "model %r: class %r has 1 training row, which early stopping's stratified "
+            "hold-out cannot split: trained without early stopping (max_iter=%s)",
+            name,
+            classes[counts.argmin()].item(),
+            estimator.max_iter,
+        )
+        estimator.set_params(early_stopping=False)
 
 
 def seed_estimator(estimator: BaseEstimator, seed: int) -> BaseEstimator:

@@ -736,3 +736,14 @@ def test_a_calibrated_member_names_a_class_of_one_training_row(tiny):
     keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:1]]
     with pytest.raises(ValueError, match=r"model 'svm' calibrates .* class 2 has 1$"):
         REGISTRY["svm"].train(spec, CLASSES, {}, (X[keep], y[keep]), (X, y), None)
+
+
+def test_hgb_with_early_stopping_trains_on_a_class_of_one_training_row(tiny, caplog):
+    """Its stratified hold-out cannot split a class of one row (a rare class in a fold)."""
+    spec, X, y, _ = tiny
+    keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:1]]
+    hp = {"early_stopping": True, "max_iter": 30}
+    with caplog.at_level("WARNING"):
+        trained = REGISTRY["hgb"].train(spec, CLASSES, hp, (X[keep], y[keep]), (X, y), None)
+    assert "class 2 has 1 training row" in caplog.text
+    assert REGISTRY["hgb"].predict(trained.model, X, CLASSES).shape == (48, 3)
