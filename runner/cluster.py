@@ -223,16 +223,48 @@ def check_storage_on_nodes(storage_path: str) -> None:
         )
 
 
-def check_resources(members: Sequence[MemberSpec], totals: Mapping[str, float]) -> None:
-    """Every member's request fits on the cluster as it is (``ray.cluster_resources()``):
-    an unmeetable one fails in one line, instead of Tune waiting for it forever."""
-    have = {"cpu": float(totals.get("CPU", 0.0)), "gpu": float(totals.get("GPU", 0.0))}
+def node_resources() -> list[dict[str, float]]:
+    """The CPUs and GPUs of each alive node of the cluster Ray is attached to."""
+    import ray
+
+    return [
+        {"cpu": float(n["Resources"].get("CPU", 0.0)), "gpu": float(n["Resources"].get("GPU", 0.0))}
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
+
+
+def check_resources(
+    members: Sequence[MemberSpec],
+    nodes: Sequence[Mapping[str, float]],
+    local: bool = True,
+    student: bool = False,
+) -> None:
+    """Every member's request fits on one node of the cluster as it is (a trial is one actor:
+    it never spans nodes): an unmeetable one fails in one line, instead of Tune waiting for it
+    forever. ``local``: the cluster is the sweep's own, sized by cluster.num_cpus/num_gpus;
+    ``student``: the members are ensemble.distill's student."""
+    total = {k: sum(n[k] for n in nodes) for k in ("cpu", "gpu")}
+    largest = {k: max((n[k] for n in nodes), default=0.0) for k in ("cpu", "gpu")}
     for m in members:
-        for key in ("cpu", "gpu"):
-            asked = getattr(m.resources, key)
-            if asked > have[key]:
-                raise ClusterError(
-                    f"members.{m.name}.resources.{key}={asked:g} cannot be met: the cluster has "
-                    f"{have['cpu']:g} CPU(s) and {have['gpu']:g} GPU(s) in all; ask for less, "
-                    "or declare more (cluster.num_cpus / cluster.num_gpus) or add nodes"
-                )
+        cpu, gpu = m.resources.cpu, m.resources.gpu
+        if any(n["cpu"] >= cpu and n["gpu"] >= gpu for n in nodes):
+            continue
+        key, asked = ("gpu", gpu) if gpu > largest["gpu"] else ("cpu", cpu)
+        if asked <= largest[key]:  # each fits some node, both together none
+            key, asked = ("gpu", gpu) if gpu else ("cpu", cpu)
+        where = f"the cluster has {total['cpu']:g} CPU(s) and {total['gpu']:g} GPU(s) in all"
+        if len(nodes) > 1:
+            where += (
+                f", at most {largest['cpu']:g} CPU(s) and {largest['gpu']:g} GPU(s) on one node "
+                f"(a member runs on one node; it asks for {cpu:g} CPU(s) and {gpu:g} GPU(s))"
+            )
+        more = (
+            "or declare more (cluster.num_cpus / cluster.num_gpus)"
+            if local
+            else "or add a node that large"
+        )
+        what = f"members.{m.name}.resources.{key}={asked:g}"
+        if student:
+            what = f"resources.{key}={asked:g} of the student (ensemble.distill={m.name})"
+        raise ClusterError(f"{what} cannot be met: {where}; ask for less, {more}")

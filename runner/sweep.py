@@ -668,11 +668,12 @@ def _run(
     start: float,
     lease: Lease | None = None,
 ) -> dict[str, Any]:
-    import ray
+    from runner.cluster import check_resources, node_resources
 
-    from runner.cluster import check_resources
-
-    check_resources(spec.all_members(), ray.cluster_resources())  # before any MLflow run
+    nodes, local = node_resources(), spec.cluster.kind == "local"
+    check_resources(spec.all_members(), nodes, local)  # before any MLflow run
+    if spec.student is not None:
+        check_resources([spec.student], nodes, local, student=True)
     signals.clear_tune_stopped()  # a sweep before this one in the process (Hydra's -m) stopped
     deadline = None  # runner.time_limit counts from the start of the command, as wall time
     if spec.time_limit is not None:

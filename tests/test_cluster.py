@@ -23,15 +23,38 @@ from runner.cluster import (
     _reason,
     _stop_monitor,
     check_reachable,
+    check_resources,
     ray_session,
 )
-from runner.spec import ClusterSpec, SpecError
+from runner.spec import ClusterSpec, Resources, SpecError
 
 
 def test_fractional_gpus_become_memory_limits():
     assert gpu_memory_limit_mb(16000, 0.25) == 3600  # 90% of a quarter
     assert gpu_memory_limit_mb(16000, 1.0) is None  # a whole GPU grows on demand
     assert gpu_memory_limit_mb(None, 0.5) is None  # unknown total: grow on demand
+
+
+def test_a_request_fits_one_node_or_fails_naming_the_largest_node():
+    """A trial is one actor: 3 CPUs on nodes of 2 and 1 never start (Tune waited forever)."""
+    from types import SimpleNamespace
+
+    def member(cpu, gpu=0.0):
+        return SimpleNamespace(name="m", resources=Resources(cpu, gpu))
+
+    nodes = [{"cpu": 2.0, "gpu": 0.0}, {"cpu": 1.0, "gpu": 1.0}]
+    check_resources([member(2), member(1, 1), member(0.5, 0.5)], nodes, local=False)
+    with pytest.raises(ClusterError) as err:
+        check_resources([member(3)], nodes, local=False)
+    assert str(err.value) == (
+        "members.m.resources.cpu=3 cannot be met: the cluster has 3 CPU(s) and 1 GPU(s) in all, "
+        "at most 2 CPU(s) and 1 GPU(s) on one node (a member runs on one node; it asks for 3 "
+        "CPU(s) and 0 GPU(s)); ask for less, or add a node that large"
+    )
+    with pytest.raises(ClusterError, match=r"^members.m.resources.gpu=1 cannot be met: .*"):
+        check_resources([member(2, 1)], nodes, local=False)  # no node has both
+    with pytest.raises(ClusterError, match=r"declare more \(cluster.num_cpus / cluster.num_gpus\)"):
+        check_resources([member(1, 2)], [{"cpu": 2.0, "gpu": 1.0}], local=True)
 
 
 def test_a_local_session_passes_the_worker_env_and_stops_its_monitor_at_once(monkeypatch):

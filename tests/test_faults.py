@@ -101,6 +101,14 @@ def test_a_resource_request_the_cluster_cannot_meet_fails_in_one_line(workdir):
     assert done.returncode == 2, done.stderr[-3000:]
     (line,) = [x for x in done.stderr.strip().splitlines() if x.strip()]
     assert line.startswith("error: members.mlp.resources.gpu=2 cannot be met: the cluster has")
+    # the student's too: it waited for them after the ensemble, forever
+    members = ("~members.convnet", "~members.resnet", "~members.selu", "~members.mlp")
+    free = ("+members.logistic.resources.gpu=0", "+members.svm.resources.gpu=0")
+    args = (*members, *free, "resources.gpu=2", "ensemble.distill=mlp", "smoke=true")
+    done = run_cli(workdir, "+experiment=quickstart", *args, f"tracking.uri={db}", timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.strip().splitlines() if x.strip()]
+    assert line.startswith("error: resources.gpu=2 of the student (ensemble.distill=mlp) cannot")
     client = MlflowClient(db)
     experiment = client.get_experiment_by_name("quickstart")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
