@@ -532,6 +532,12 @@ def parse_members(
         res = _build(Resources, merged_resources, f"{where}.resources")
         _number(f"{where}.resources.cpu", res.cpu, 0)
         _number(f"{where}.resources.gpu", res.gpu, 0)
+        if res.gpu > 1 and res.gpu != int(res.gpu):
+            raise _fail(
+                f"{where}.resources.gpu",
+                f"above 1 must be a whole number of GPUs (Ray shares only a fraction of one), "
+                f"got {res.gpu!r}",
+            )
         if res.cpu == 0 and res.gpu == 0:
             raise _fail(f"{where}.resources", "a member needs some cpu or gpu, got cpu=0 gpu=0")
         hparams = _local_files(entry.file_hparams(), hparams, h_space, h_cands)
@@ -741,6 +747,25 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
         if getattr(spec, key) is not None:
             _int(f"cluster.{key}", getattr(spec, key), 0)
     _number("cluster.connect_timeout", spec.connect_timeout, 0.1)
+    if spec.kind == "local" and spec.address is not None:
+        raise _fail(
+            "cluster.address",
+            f"{spec.address!r} is for cluster=address (cluster=local starts a Ray of its own on "
+            "this machine); add cluster=address to attach to it",
+        )
+    if spec.kind == "address":
+        local_only = {
+            f"cluster.{key}={getattr(spec, key)}"
+            for key in ("num_cpus", "num_gpus")
+            if getattr(spec, key) is not None
+        } | ({"cluster.include_dashboard=true"} if spec.include_dashboard is True else set())
+        if local_only:
+            raise _fail(
+                "cluster",
+                f"{', '.join(sorted(local_only))} applies to cluster=local only: an attached "
+                "cluster's nodes declare their own (ray start --num-cpus/--num-gpus, and its "
+                "dashboard)",
+            )
     if spec.kind == "address":
         address = spec.address
         if not isinstance(address, str) or not address:

@@ -103,6 +103,10 @@ def test_a_ray_client_refusal_is_said_by_its_last_line():
         (["cluster=address", "cluster.address=head"], "must be auto, HOST:PORT or ray://"),
         (["cluster=address"], "needs storage every node shares"),
         (["cluster=address", "runner.storage_path=/nope/shared"], "is not a directory"),
+        # an address without cluster=address quietly started a Ray of its own
+        (["cluster.address=127.0.0.1:6390"], r"^cluster.address: '127.0.0.1:6390' is for "),
+        (["cluster=address", "cluster.num_gpus=4"], r"cluster.num_gpus=4 applies to cluster="),
+        (["resources.gpu=1.5"], r"resources.gpu: above 1 must be a whole number .* got 1.5$"),
     ],
 )
 def test_cluster_settings_are_checked(overrides, message):
