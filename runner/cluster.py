@@ -29,16 +29,47 @@ class ClusterError(RuntimeError):
 
 
 def check_reachable(address: str, timeout: float) -> None:
-    """Fail fast, in one line, when HOST:PORT does not accept connections."""
+    """Fail fast, in one line, when HOST:PORT does not accept connections, or answers as a web
+    server (a dashboard's port: Ray would wait minutes for a GCS there)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            answer = _first_bytes(conn, min(timeout, 2.0))
     except OSError as err:
         raise ClusterError(
             f"cluster.address {address!r} is unreachable within {timeout:g}s "
             f"({type(err).__name__}: {err}); start the cluster or fix the address"
         ) from None
+    if answer.startswith(b"HTTP/"):
+        raise ClusterError(
+            f"cluster.address {address!r} answers as a web server (a Ray dashboard's port?), "
+            "not as Ray: pass the address `ray start --head` printed (HOST:6379 by default), "
+            "or ray://HOST:10001 for Ray Client"
+        )
+
+
+def _first_bytes(conn: socket.socket, timeout: float) -> bytes:
+    """What the server sends back to an HTTP/1 request: a web server an ``HTTP/`` status
+    line, Ray's gRPC servers an HTTP/2 frame; nothing within ``timeout``: empty."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(b"GET / HTTP/1.0\r\nHost: ray\r\n\r\n")
+        return conn.recv(16)
+    except OSError:
+        return b""
+
+
+def _auth_hint(env: Mapping[str, str]) -> str:
+    """What to check when attaching failed: the token settings Ray reads (never their values)."""
+    if "RAY_AUTH_MODE" not in env:
+        return (
+            "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
+            "(and its token) here"
+        )
+    return (
+        "; with RAY_AUTH_MODE set, a token the cluster does not know is refused this way: "
+        "check RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) against the cluster's"
+    )
 
 
 def _auto_address() -> str:
@@ -142,12 +173,7 @@ def ray_session(
             try:
                 _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
             except (ConnectionError, RuntimeError) as err:
-                hint = (
-                    "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
-                    "(and its token) here"
-                    if "RAY_AUTH_MODE" not in os.environ
-                    else ""
-                )
+                hint = _auth_hint(os.environ)
                 raise ClusterError(
                     f"cannot attach to Ray at cluster.address={spec.address!r}"
                     f"{f' ({address})' if address != spec.address else ''}: "

@@ -80,6 +80,39 @@ def test_an_unreachable_address_fails_fast_in_one_line():
     assert "\n" not in str(err.value)
 
 
+def test_an_address_that_answers_as_a_web_server_is_refused_at_once():
+    """The dashboard's port accepts connections; Ray waited minutes there for a GCS."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(
+            ClusterError, match=r"answers as a web server .* \(HOST:6379 by default\)"
+        ):
+            check_reachable(address, 5)
+    finally:
+        server.shutdown()
+    # Ray's own gRPC servers answer such a request with an HTTP/2 frame: they pass
+    import ray
+
+    ctx = ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        check_reachable(ctx.address_info["gcs_address"], 5)
+    finally:
+        ray.shutdown()
+
+
+def test_a_refused_attach_points_at_the_token_settings_never_their_values():
+    from runner.cluster import _auth_hint
+
+    assert "set RAY_AUTH_MODE=token" in _auth_hint({})
+    said = _auth_hint({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "s3cret"})
+    assert "check RAY_AUTH_TOKEN" in said and "s3cret" not in said
+
+
 def test_a_ray_client_refusal_is_said_by_its_last_line():
     """Ray Client puts the head's traceback under "Initialization failure from server:"; the
     user's line keeps the heading and the traceback's verdict, not an empty first line."""
