@@ -1101,6 +1101,13 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
             "ensemble scores whole trials against the ensemble so far; bagged trials are "
             f"folds of a member (runner.folds={folds}); use runner.folds=0 or objective=member",
         )
+    if search.objective == "ensemble" and not any(m.search for m in members):
+        raise _fail(
+            "search.objective",
+            "ensemble scores a searched member's samples by what they add to the ensemble, but "
+            "no member has a search space (e.g. members.mlp.hparams.width={choice:[64,128]}); "
+            "give one a space or drop the option",
+        )
     auto = folds == "auto"
     folds = 0 if auto else int(folds)
     members = tuple(replace(m, folds=folds) for m in members)

@@ -106,6 +106,10 @@ def test_the_pool_scores_class_probabilities_by_log_loss():
             ["search=random", "search.objective=ensemble", "runner.folds=3"],
             r"^search.objective: ensemble scores whole trials",
         ),
+        (  # nothing searched: the option was ignored without a word
+            ["search.objective=ensemble"],
+            r"^search.objective: ensemble scores a searched member's samples .* no member has",
+        ),
     ],
 )
 def test_bad_objectives_are_refused_before_anything_runs(overrides, message):
