@@ -99,10 +99,13 @@ def _teacher_predictions(folder: str, X: Any) -> np.ndarray:
 
 
 LATENCY_ROWS = PREDICT_ROWS  # measured on one batch of the Keras chunk size at most
+LATENCY_CALLS = 5  # timed calls at most; the fastest is kept
+LATENCY_SECONDS = 1.0  # no more calls once they took this long together (two at least)
 
 
 def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
-    """Milliseconds a fitted member takes to predict 1000 rows, warm: ``LATENCY_ROWS`` test
+    """Milliseconds a fitted member takes to predict 1000 rows, warm and at its fastest of a
+    few calls: ``LATENCY_ROWS`` test
     rows (the first ones, repeated when the test split is smaller: a few rows would scale a
     call's fixed cost up a thousandfold) predicted after the whole test set (a Keras net
     compiles its prediction step anew for each new batch shape, so a first call measures
@@ -113,9 +116,14 @@ def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
     sample = take(data.X_test, rows)
     if len(data.y_test) < LATENCY_ROWS:  # a batch shape the test set's call did not compile
         member.predict(sample, data.task)
-    clock = time.perf_counter()
-    member.predict(sample, data.task)
-    return 1e6 * (time.perf_counter() - clock) / max(len(rows), 1)
+    # the fastest of a few calls, as timeit takes it: a trial on the other core, or a
+    # collection, slowed single calls of the same member 1.7 to 7.6 ms per 1000 rows
+    times: list[float] = []
+    while len(times) < LATENCY_CALLS and (len(times) < 2 or sum(times) < LATENCY_SECONDS):
+        clock = time.perf_counter()
+        member.predict(sample, data.task)
+        times.append(time.perf_counter() - clock)
+    return 1e6 * min(times) / max(len(rows), 1)
 
 
 def _finished_before(config: dict[str, Any], done: frozenset[str]) -> bool:
