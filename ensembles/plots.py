@@ -207,13 +207,13 @@ def coverage_plot(curve: Mapping[str, Sequence[float]], path: str | Path, title:
     fig, ax = plt.subplots(figsize=(5.0, 4.4))
     ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="target")
     ax.plot(curve["target"], curve["test"], marker="o", ms=3, label="test coverage")
-    low = min(curve["target"]) - 0.05
+    low = min(min(curve["target"]), min(curve["test"])) - 0.05  # every point on the plot
     ax.set_xlim(low, 1)
     ax.set_ylim(low, 1.005)
     ax.set_xlabel("target coverage (calibrated on validation)")
     ax.set_ylabel("coverage on test")
     ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     return _save(plt, fig, path)
 
 
