@@ -200,14 +200,24 @@ def reliability_diagram(
     return _save(plt, fig, path)
 
 
-def coverage_plot(curve: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
+def coverage_plot(
+    curve: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str,
+    served: tuple[float, float] | None = None,
+) -> Path:
     """Empirical test coverage of the conformal intervals or sets against the target level
-    each was calibrated for (the guarantee holds on and above the diagonal)."""
+    each was calibrated for (the guarantee holds on and above the diagonal); ``served``:
+    (target, test coverage) of a served model other than the curve's, marked apart."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 4.4))
     ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="target")
     ax.plot(curve["target"], curve["test"], marker="o", ms=3, label="test coverage")
-    low = min(min(curve["target"]), min(curve["test"])) - 0.05  # every point on the plot
+    lowest = min(min(curve["target"]), min(curve["test"]))
+    if served is not None:
+        ax.plot(*served, marker="*", ms=11, ls="", color="tab:red", label="served (refits)")
+        lowest = min(lowest, served[1])
+    low = lowest - 0.05  # every point on the plot
     ax.set_xlim(low, 1)
     ax.set_ylim(low, 1.005)
     ax.set_xlabel("target coverage (calibrated on validation)")

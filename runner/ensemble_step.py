@@ -228,7 +228,8 @@ def log(
         }
     )
     try:
-        export.log_report(client, run_id, report, y_test)
+        served = None if refit is None else refit.test_scores.get("conformal_coverage")
+        export.log_report(client, run_id, report, y_test, served_coverage=served)
         out = {**report.summary(), "run_id": run_id, "model_uri": None, "registered_version": None}
         served_pred, served_scores, served_runs = report.test_pred, report.test_scores, member_runs
         if refit is not None:

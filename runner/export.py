@@ -127,10 +127,16 @@ def log_refit(
 
 
 def log_report(
-    client: MlflowClient, run_id: str, report: EnsembleReport, y_test: np.ndarray | None = None
+    client: MlflowClient,
+    run_id: str,
+    report: EnsembleReport,
+    y_test: np.ndarray | None = None,
+    served_coverage: float | None = None,
 ) -> None:
     """Params, metrics, tables, plots and predictions of one ensemble run; with ``y_test``
-    also the confusion matrix (classification) or predicted-vs-true and residuals."""
+    also the confusion matrix (classification) or predicted-vs-true and residuals.
+    ``served_coverage``: the test coverage of what is served when it is not the bagged
+    members (their refits), marked on the coverage plot."""
     params = {"method": report.method, "members": ",".join(report.names), **report.params}
     for key in ("max_latency_ms", "max_members"):  # the serving budget, beside the method's
         if report.budget and report.budget[key] is not None:
@@ -181,11 +187,16 @@ def log_report(
             else:
                 plots.predicted_vs_true(y_test, report.test_pred, out / "residuals.png", title)
             if report.conformal:
-                level = f"{100 * report.conformal['coverage']:g}%"
+                target = report.conformal["coverage"]
+                title = (
+                    f"{report.method} ensemble: conformal coverage (served at {100 * target:g}%)"
+                )
+                served = None
+                if served_coverage is not None:
+                    title = f"{report.method} ensemble, bagged members: conformal coverage"
+                    served = (target, served_coverage)
                 plots.coverage_plot(
-                    report.conformal["curve"],
-                    out / "coverage.png",
-                    f"{report.method} ensemble: conformal coverage (served at {level})",
+                    report.conformal["curve"], out / "coverage.png", title, served=served
                 )
         if report.budget:
             (out / "pareto.json").write_text(json.dumps(report.budget, indent=2))
