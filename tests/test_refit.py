@@ -311,6 +311,21 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     assert served.returncode == 0, served.stderr[-3000:]
     pred = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(pred[2:], refit_test[2:], rtol=1e-4, atol=1e-5)
+    # with a coverage target: the bagged members' curve, the served refits' coverage beside
+    covered = run_ensembles_cli(
+        tmp_path,
+        f"experiment={summary['experiment']}",
+        "method=mean",
+        "coverage=0.8",
+        "log_model=false",
+        f"tracking_uri={db}",
+    )
+    assert covered.returncode == 0, covered.stderr[-3000:]
+    (run,) = client.search_runs(
+        [summary["experiment_id"]], "tags.`runner.reensemble` = 'true' and params.method = 'mean'"
+    )
+    assert 0 <= run.data.metrics["refit_test_conformal_coverage"] <= 1
+    assert "coverage.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 @pytest.mark.slow
