@@ -823,8 +823,14 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
     one_line_error(
         DataSpec("csv", path=str(write(table, tmp_path / "t.csv")), target="prise"),
         "'prise'",
-        "closest: price",
+        "closest: 'price'",
     )
+    # a header cell with a stray space names the target all the same, said in a note (the
+    # error said "closest: Churn " and asked for data.sep=semicolon, which read one column)
+    spaced = table.rename(columns={"kind": "kind "})
+    d = load(DataSpec("csv", path=str(write(spaced, tmp_path / "s.csv")), target="kind"))
+    assert "target 'kind' is the column 'kind ' (spaces in the header)" in d.notes
+    assert d.task.is_classification and "kind " not in d.input_spec.feature_names
     empty = table.assign(notes=np.nan)
     one_line_error(
         DataSpec("csv", path=str(write(empty, tmp_path / "e.csv")), target="kind"),

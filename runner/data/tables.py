@@ -62,7 +62,8 @@ def _separator_hint(spec: DataSpec, used: str | None, target: str, columns: Sequ
     if spec.sep is not None or used is None:
         return ""
     for sep in SEPARATORS:
-        if sep != used and any(target in [p.strip() for p in n.split(sep)] for n in columns):
+        pieces = (n.split(sep) for n in columns if sep in n)
+        if sep != used and any(target in [p.strip() for p in names] for names in pieces):
             return f" (if the file is separated by {sep!r}, pass data.sep={SEP_NAMES[sep]})"
     return ""
 
@@ -425,7 +426,7 @@ def _closest(name: str, columns: Sequence[str]) -> str:
     """`` (closest: a, b)`` naming the columns most like ``name``, or nothing."""
     lowered = {c.lower(): c for c in columns}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
-    return f" (closest: {', '.join(lowered[c] for c in close)})" if close else ""
+    return f" (closest: {', '.join(repr(lowered[c]) for c in close)})" if close else ""
 
 
 def _check_limits(spec: DataSpec, frame: pd.DataFrame, path: Path) -> None:
@@ -469,6 +470,11 @@ def load_table(spec: DataSpec) -> Raw:
             f"{_columns_list(columns)}"
         )
     target = _target_name(spec.target, columns)
+    notes_on_target: tuple[str, ...] = ()
+    spaced = [c for c in columns if c.strip() == target.strip()]
+    if target not in columns and len(spaced) == 1:  # a header cell "Churn " for Churn
+        notes_on_target = (f"target {target!r} is the column {spaced[0]!r} (spaces in the header)",)
+        target = spaced[0]
     if target not in columns:
         hint = _separator_hint(spec, sep, target, columns)
         raise ValueError(
@@ -488,7 +494,7 @@ def load_table(spec: DataSpec) -> Raw:
     n_rows = len(frame)
     blank = frame[target].map(lambda v: isinstance(v, str) and not v.strip())
     frame = frame[frame[target].notna() & ~blank].reset_index(drop=True)
-    notes = read_notes
+    notes = read_notes + notes_on_target
     if frame.empty:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
     if len(frame) < n_rows:
