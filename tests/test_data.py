@@ -825,6 +825,13 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
         "'prise'",
         "closest: 'price'",
     )
+    # a count inferred as classes, one of them rare: the error says the task was inferred
+    counts = pd.concat([table, table]).assign(kids=[i % 12 for i in range(399)] + [40])
+    one_line_error(
+        DataSpec("csv", path=str(write(counts, tmp_path / "k.csv")), target="kids"),
+        "class '40' of target 'kids' has 1 row(s)",
+        "inferred as classification from 13 whole-number values: data.task=regression",
+    )
     # a header cell with a stray space names the target all the same, said in a note (the
     # error said "closest: Churn " and asked for data.sep=semicolon, which read one column)
     spaced = table.rename(columns={"kind": "kind "})

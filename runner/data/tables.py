@@ -523,9 +523,15 @@ def load_table(spec: DataSpec) -> Raw:
         # counted on the codes: a categorical target's unused categories are no class
         counts = np.bincount(y, minlength=task.n_classes)
         if counts.min() < MIN_CLASS_ROWS:
+            inferred = (
+                f"; the task was inferred as classification from {task.n_classes} whole-number "
+                "values: data.task=regression reads them as numbers (counts)"
+                if spec.task is None and pd.api.types.is_numeric_dtype(frame[target].dtype)
+                else ""
+            )
             raise ValueError(
                 f"csv: class {task.labels[int(counts.argmin())]!r} of target {target!r} has "
                 f"{counts.min()} row(s); every class needs at least {MIN_CLASS_ROWS} "
-                "(train, validation and test rows)"
+                f"(train, validation and test rows){inferred}"
             )
     return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)
