@@ -616,11 +616,14 @@ class TablePrep:
     def input_spec(self, X: np.ndarray) -> InputSpec:
         """The encoded training matrix ``X`` described for ``build``: names, groups and the
         statistics Keras members standardise with inside their graph."""
-        variance = X.var(axis=0)
+        # in float64: a float32 sum of values near its largest (a sentinel 3e38) is inf, and the
+        # members' standardisation NaN; a variance past float32's range stops at its largest
+        mean = X.mean(axis=0, dtype=np.float64)
+        variance = np.minimum(X.var(axis=0, dtype=np.float64), FLOAT32_MAX)
         return InputSpec(
             n_features=X.shape[1],
             feature_names=self.feature_names,
-            mean=X.mean(axis=0),
+            mean=mean,
             variance=np.where(variance > 0, variance, 1.0),
             groups=self.groups(),
         )

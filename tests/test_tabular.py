@@ -660,3 +660,27 @@ def test_dates_with_named_months_placeholders_or_as_date_objects_are_dates(cells
         pd.DataFrame({"d": [datetime.date(2022, 8, 19), "19-Aug-2022", "2022-08-19"], "x": 0.0})
     )
     assert served[:, month].tolist() == [8, 8, 8]
+
+
+def test_a_column_with_sentinels_near_float32s_largest_trains_a_keras_member():
+    """Fourteen cells of 3e38 made the float32 mean and variance inf and every Keras member's
+    loss NaN in its first epoch."""
+    import models
+    from models.base import Task
+    from models.tabular import TablePrep
+    from models.training import TrainingOptions
+
+    rng = np.random.default_rng(0)
+    reading = rng.normal(size=600)
+    reading[::43] = 3.0e38
+    frame = pd.DataFrame({"reading": reading, "z": rng.normal(size=600)})
+    y = (frame["z"] > 0).astype(np.int64).to_numpy()
+    prep = TablePrep().fit(frame)
+    spec = prep.input_spec(prep.transform(frame))
+    assert np.isfinite(spec.mean).all() and np.isfinite(spec.variance).all()
+    assert (np.asarray(spec.variance, dtype=np.float32) < np.inf).all()
+    task = Task("classification", n_classes=2)
+    trained = models.get("mlp").train(
+        spec, task, {"depth": 1, "width": 8}, (frame, y), (frame, y), TrainingOptions(epochs=2)
+    )
+    assert np.isfinite(trained.history["loss"]).all(), trained.history
