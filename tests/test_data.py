@@ -502,6 +502,16 @@ def test_decimal_commas_with_exponents_percent_or_currency_read_as_numbers(tmp_p
     raw = pd.read_csv(path, sep=";", dtype=str).drop(columns="y")
     assert prep.unreadable(raw) == {}
     np.testing.assert_allclose(prep.transform(raw), prep.transform(true[raw.columns]))
+    # amounts with a comma before three digits ($84,361) are thousands, as they were read
+    # before: a guessed decimal comma would make them 84.361
+    frame["amount"] = [f"${v:,.0f}" for v in true["amount"] * 10]
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+    d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))
+    assert "amount" not in " ".join(n for n in d.notes if "decimal commas" in n), d.notes
+    prep = TablePrep().fit(d.X_train)
+    raw = pd.read_csv(path, sep=";", dtype=str).drop(columns="y")
+    amounts = prep.transform(raw)[:, list(raw.columns).index("amount")]
+    np.testing.assert_allclose(amounts, (true["amount"] * 10).round())
 
 
 def test_whole_numbers_with_thousands_dots_in_a_decimal_comma_file_read_as_thousands(tmp_path):
