@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
@@ -242,7 +243,7 @@ def test_an_ensemble_run_of_the_command_holds_the_leaderboards_a_sweep_logs(tmp_
     # on the run before it ended: a failure while logging them leaves it FAILED, not FINISHED
     stored = Path(ens.info.artifact_uri.removeprefix("file://")) / "leaderboard.html"
     assert ens.info.status == "FINISHED"
-    assert stored.stat().st_mtime * 1000 <= ens.info.end_time
+    assert math.floor(stored.stat().st_mtime * 1000) <= ens.info.end_time
 
 
 def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(tmp_path):
