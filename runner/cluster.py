@@ -40,7 +40,7 @@ def check_reachable(address: str, timeout: float) -> None:
             f"cluster.address {address!r} is unreachable within {timeout:g}s "
             f"({type(err).__name__}: {err}); start the cluster or fix the address"
         ) from None
-    if answer.startswith(b"HTTP/"):
+    if answer.startswith((b"HTTP/", b"<")):  # a status line, or an HTML error page
         raise ClusterError(
             f"cluster.address {address!r} answers as a web server (a Ray dashboard's port?), "
             "not as Ray: pass the address `ray start --head` printed (HOST:6379 by default), "
@@ -49,11 +49,12 @@ def check_reachable(address: str, timeout: float) -> None:
 
 
 def _first_bytes(conn: socket.socket, timeout: float) -> bytes:
-    """What the server sends back to an HTTP/1 request: a web server an ``HTTP/`` status
-    line, Ray's gRPC servers an HTTP/2 frame; nothing within ``timeout``: empty."""
+    """What the server sends back to HTTP/2's connection preface: Ray's gRPC servers (and a
+    gRPC proxy before them) a SETTINGS frame, a web server that speaks HTTP/1 only an error
+    (``HTTP/1.0 400`` or an HTML page); nothing within ``timeout``: empty."""
     conn.settimeout(timeout)
     try:
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: ray\r\n\r\n")
+        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         return conn.recv(16)
     except OSError:
         return b""
@@ -61,13 +62,13 @@ def _first_bytes(conn: socket.socket, timeout: float) -> bytes:
 
 def _auth_hint(env: Mapping[str, str]) -> str:
     """What to check when attaching failed: the token settings Ray reads (never their values)."""
-    if "RAY_AUTH_MODE" not in env:
+    if env.get("RAY_AUTH_MODE", "").lower() != "token":
         return (
             "; a cluster started by `ray start` wants token auth: set RAY_AUTH_MODE=token "
             "(and its token) here"
         )
     return (
-        "; with RAY_AUTH_MODE set, a token the cluster does not know is refused this way: "
+        "; with RAY_AUTH_MODE=token, a token the cluster does not know is refused this way: "
         "check RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) against the cluster's"
     )
 

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
-from helpers import INFRA_MEMBERS, free_port, read_summary, run_cli, start_cli, stop_cli
+from helpers import INFRA_MEMBERS, ROOT, free_port, read_summary, run_cli, start_cli, stop_cli
 from models.keras_runtime import gpu_memory_limit_mb
 from runner.cluster import (
     ClusterError,
@@ -95,20 +95,26 @@ def test_an_address_that_answers_as_a_web_server_is_refused_at_once():
             check_reachable(address, 5)
     finally:
         server.shutdown()
-    # Ray's own gRPC servers answer such a request with an HTTP/2 frame: they pass
-    import ray
-
-    ctx = ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        check_reachable(ctx.address_info["gcs_address"], 5)
-    finally:
-        ray.shutdown()
+    # Ray's own gRPC servers answer with an HTTP/2 frame: they pass (a Ray of its own, in a
+    # process of its own: this one may hold another test's)
+    probe = (
+        "import ray; from runner.cluster import check_reachable; "
+        "ctx = ray.init(address='local', num_cpus=1, include_dashboard=True, "
+        "log_to_driver=False); check_reachable(ctx.address_info['gcs_address'], 5); "
+        "print('gcs passes'); check_reachable(ctx.dashboard_url, 5)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert "gcs passes" in done.stdout, done.stderr[-2000:]
+    assert "answers as a web server (a Ray dashboard's port?)" in done.stderr, done.stderr[-2000:]
 
 
 def test_a_refused_attach_points_at_the_token_settings_never_their_values():
     from runner.cluster import _auth_hint
 
     assert "set RAY_AUTH_MODE=token" in _auth_hint({})
+    assert "set RAY_AUTH_MODE=token" in _auth_hint({"RAY_AUTH_MODE": "disabled"})
     said = _auth_hint({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "s3cret"})
     assert "check RAY_AUTH_TOKEN" in said and "s3cret" not in said
 
