@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,21 +158,30 @@ def _calibration_folds(name: str, model: Pipeline, y: np.ndarray) -> None:
 
 def _early_stopping_rows(name: str, model: Pipeline, y: np.ndarray) -> None:
     """HistGradientBoosting's early stopping holds out a stratified share of the training
-    rows, which fails on a class of one row (a rare class in a bagged fold): fit such a
-    model without it, and say so."""
+    rows, which fails on a class of one row (a rare class in a bagged fold) and when the
+    share or the rest is fewer rows than classes: fit such a model without it, and say so."""
     estimator = model.steps[-1][1]
     if not isinstance(estimator, HistGradientBoostingClassifier):
         return
     stops = estimator.early_stopping is True or (
         estimator.early_stopping == "auto" and len(y) > 10000
     )
+    share = estimator.validation_fraction
+    if not stops or share is None:
+        return
     classes, counts = np.unique(np.asarray(y), return_counts=True)
-    if stops and estimator.validation_fraction is not None and counts.min() < 2:
+    held = math.ceil(share * len(y)) if isinstance(share, float) else int(share)
+    why = None
+    if counts.min() < 2:
+        why = f"class {classes[counts.argmin()].item()!r} has 1 training row"
+    elif min(held, len(y) - held) < len(classes):
+        why = f"{len(y)} training rows hold out {held}, fewer than the {len(classes)} classes"
+    if why is not None:
         logging.warning(
-            "model %r: class %r has 1 training row, which early stopping's stratified "
-            "hold-out cannot split: trained without early stopping (max_iter=%s)",
+            "model %r: %s, which early stopping's stratified hold-out cannot split: trained "
+            "without early stopping (max_iter=%s)",
             name,
-            classes[counts.argmin()].item(),
+            why,
             estimator.max_iter,
         )
         estimator.set_params(early_stopping=False)

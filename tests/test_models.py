@@ -747,3 +747,9 @@ def test_hgb_with_early_stopping_trains_on_a_class_of_one_training_row(tiny, cap
         trained = REGISTRY["hgb"].train(spec, CLASSES, hp, (X[keep], y[keep]), (X, y), None)
     assert "class 2 has 1 training row" in caplog.text
     assert REGISTRY["hgb"].predict(trained.model, X, CLASSES).shape == (48, 3)
+    # 10% of 30 rows held out: 3 rows for 10 classes
+    X30, y30 = np.repeat(X[:10], 3, axis=0), np.repeat(np.arange(10), 3)
+    ten = Task("classification", n_classes=10)
+    with caplog.at_level("WARNING"):
+        REGISTRY["hgb"].train(spec, ten, hp, (X30, y30), (X30, y30), None)
+    assert "30 training rows hold out 3, fewer than the 10 classes" in caplog.text
