@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import time
@@ -293,6 +294,17 @@ FIT_FACTS = (
 
 def _fit_facts(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: info[k] for k in FIT_FACTS if info.get(k) is not None}
+
+
+def _folds_missing(tags: Mapping[str, str]) -> dict[str, int]:
+    """How many of a skipped bag's folds are missing: its ``runner.folds_missing`` tag, or,
+    on a run logged before that tag, the count its skipped reason starts with."""
+    if FOLDS not in tags:
+        return {}
+    if FOLDS_MISSING in tags:
+        return {"folds_missing": int(tags[FOLDS_MISSING]), "folds": int(tags[FOLDS])}
+    said = re.match(r"(\d+) of (\d+) folds did not finish", tags.get(SKIPPED, ""))
+    return {"folds_missing": int(said[1]), "folds": int(said[2])} if said else {}
 
 
 def _held(pred: np.ndarray) -> np.ndarray:
@@ -598,7 +610,8 @@ class RunTree:
         if old and old != fingerprint:
             raise ResumeError(
                 f"sweep {self.sweep_id} ran on data split {old}, this config gives {fingerprint}; "
-                "resume with the same data settings or start a new sweep"
+                "resume with the same data settings or start a new sweep (a runner of before "
+                "2026-12-07 split a class of a few rows otherwise: such a sweep starts anew)"
             )
         self._check_config(parent)
         # first: the dead driver's sentinel, if still at work, now leaves this sweep alone
@@ -632,11 +645,9 @@ class RunTree:
                     status,
                     tags.get(STOPPED) or tags[SKIPPED],
                 )
-                if FOLDS_MISSING in tags and FOLDS in tags:
-                    self.ended_facts[tags[MEMBER]] = {
-                        "folds_missing": int(tags[FOLDS_MISSING]),
-                        "folds": int(tags[FOLDS]),
-                    }
+                facts = _folds_missing(tags)
+                if facts:
+                    self.ended_facts[tags[MEMBER]] = facts
             elif run.info.status == "FINISHED" and tags.get(ROLE) in (
                 "member",
                 "fold",

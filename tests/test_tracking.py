@@ -178,3 +178,12 @@ def test_a_bag_the_time_limit_cut_short_says_how_many_folds_it_lacks_also_after_
     again = RunTree(replace(spec, resume="true"), "fp", {})
     assert again.ended_record("m", "logistic").fit == {"folds_missing": 4, "folds": 5}
     again.close("FINISHED")
+
+
+def test_a_bag_skipped_before_its_tag_existed_still_says_how_many_folds_it_lacks():
+    from runner.runtree import _folds_missing
+
+    old = {"runner.folds": "5", "runner.skipped": "3 of 5 folds did not finish: m/fold2 ..."}
+    assert _folds_missing(old) == {"folds_missing": 3, "folds": 5}
+    assert _folds_missing({**old, "runner.folds_missing": "4"})["folds_missing"] == 4
+    assert _folds_missing({"runner.skipped": "runner.time_limit passed"}) == {}
