@@ -526,6 +526,7 @@ class TablePrep:
             if col.name in stored:
                 continue
             values = frame[col.name].reset_index(drop=True)
+            values = values.mask(values.map(_says_missing))  # "", "NaN": missing, as pandas reads
             if col.kind == "numeric":
                 read = _numbers(values, col.formatted, col.decimal)
                 # text that is no number, and infinite or past float32's range (1e39, inf)
@@ -645,6 +646,15 @@ class TablePrep:
         prep.dropped = dict(data["dropped"])
         prep.columns = [Column(**c) for c in data["columns"]]
         return prep
+
+
+# text pandas reads as a missing value in a CSV (its default na_values, case aside)
+MISSING_TEXT = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "<na>", "#n/a"})
+
+
+def _says_missing(value: Any) -> bool:
+    """Whether a cell is text that stands for a missing value ("", "NaN", "N/A")."""
+    return isinstance(value, str) and value.strip().lower() in MISSING_TEXT
 
 
 def _stored(values: pd.Series) -> np.ndarray:

@@ -314,12 +314,13 @@ with warnings.catch_warnings(record=True) as caught:  # a missing column is read
 said = [str(w.message) for w in caught if "lacks 1 column(s)" in str(w.message)]
 assert said and said[0].endswith("read as missing values: island"), said
 odd = rows.astype({"bill_length_mm": object})
-odd.loc[3, "bill_length_mm"] = "n/a"  # text where the members read numbers
+odd.loc[3, "bill_length_mm"] = "38 mm"  # text where the members read numbers
+odd.loc[4, "bill_length_mm"] = "n/a"  # text standing for a missing value: not said
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     assert np.isfinite(np.asarray(model.predict(odd))).all()
 said = [str(w.message) for w in caught]
-assert any("bill_length_mm: 1 cell(s) such as 'n/a'" in w for w in said), said
+assert any("bill_length_mm: 1 cell(s) such as '38 mm'" in w for w in said), said
 try:  # a numpy array has no column names: say what to pass
     model.predict(rows.to_numpy())
 except Exception as err:
@@ -453,9 +454,11 @@ def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     served = prep.transform(pd.DataFrame({"price": signs, "z": 0.0}))
     np.testing.assert_array_equal(served[:, 1], [0, 0, 0, 1])
     np.testing.assert_allclose(served[:3, 0], [-5, -5, 12.5])
-    assert prep.unreadable(pd.DataFrame({"price": ["n/a", "7", None, "n/a"]})) == {
-        "price": (2, "n/a")
-    }
+    assert prep.unreadable(pd.DataFrame({"price": ["?", "7", None, "?"]})) == {"price": (2, "?")}
+    # text that stands for a missing value (as pandas reads a CSV) is no unreadable number
+    blanks = pd.DataFrame({"price": ["n/a", "", "NaN", " null ", "7"]})
+    assert prep.unreadable(blanks) == {}
+    assert TablePrep().fit(pd.DataFrame({"v": x})).unreadable(blanks.set_axis(["v"], axis=1)) == {}
     # a column of numbers (not text) reads no formatted text: "1,234" may be 1.234 there
     plain = TablePrep().fit(pd.DataFrame({"v": x, "z": rng.normal(size=400)}))
     assert plain.unreadable(pd.DataFrame({"v": ["1,234", "7"]})) == {"v": (1, "1,234")}
