@@ -265,7 +265,7 @@ def pareto_plot(budget: Mapping, path: str | Path, title: str) -> Path:
         marker="s",
         s=40,
         color="tab:orange",
-        label=f"all members ({full['members']})",
+        label=f"no budget ({full['members']} members with weight)",
         zorder=3,
     )
     ax.scatter(

@@ -214,8 +214,9 @@ def budget_line(ens: dict[str, Any], metric: str) -> str:
     against = f", test {metric} {full_test:.4f}" if full_test is not None else ""
     return (
         f"budget ({', '.join(limits)}): serves {', '.join(b['members'])} "
-        f"({b['cost']:.1f} {unit}), test {metric} {ens['test_metric']:.4f}; all members "
-        f"({full['members']}): {full['cost']:.1f} {unit}{against} (pareto.png)"
+        f"({b['cost']:.1f} {unit}), test {metric} {ens['test_metric']:.4f}; without the budget "
+        f"({full['members']} member(s) with weight): {full['cost']:.1f} {unit}{against} "
+        "(pareto.png)"
     )
 
 

@@ -244,6 +244,8 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
     assert "budget (max_members=2): serves " in done.stdout
     summary = read_summary(tmp_path / "out")
     ens = summary["ensemble"]
+    weighed = ens["budget"]["all_members"]["members"]  # what the method weighs without it
+    assert f"without the budget ({weighed} member(s) with weight): " in done.stdout
     served = [n for n, w in ens["weights"].items() if w > 0]
     assert 1 <= len(served) <= 2 and sorted(served) == sorted(ens["budget"]["members"])
     times = {m["name"]: m["predict_ms_per_1000"] for m in summary["members"]}
