@@ -113,3 +113,40 @@ def test_a_bagged_sweep_the_time_limit_skipped_trains_its_bags_on_a_resume(workd
     bags = [r for r in runs if r.data.tags.get("runner.role") == "member"]
     assert all(SKIPPED not in r.data.tags and r.info.status == "FINISHED" for r in bags)
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_a_bag_cut_short_by_the_time_limit_keeps_its_finished_fold_and_a_resume_trains_the_rest(
+    workdir,
+):
+    """One fold trains until the limit (kept, cut short), the other two cannot start: the bag
+    is left out and the sweep fails; a forced resume trains those two and keeps the first."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.convnet", "~members.logistic")
+    args = ("+experiment=quickstart", *members, "~members.svm", f"tracking.uri={db}")
+    args += ("runner.folds=3", "runner.sweep_id=cut", "data.max_rows=400")
+    args += ("training.early_stopping=0", "resources.cpu=2", "cluster.num_cpus=2")
+    done = run_cli(workdir, *args, "training.epochs=100000", "runner.time_limit=30")
+    assert done.returncode == 2, done.stderr[-2000:]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    (bag,) = client.search_runs([experiment], "tags.`runner.role` = 'member'")
+    assert bag.info.status == "KILLED" and bag.data.tags["runner.folds_missing"] == "2"
+
+    def folds() -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        for r in client.search_runs([experiment], "tags.`runner.role` = 'fold'"):
+            out.setdefault(r.data.tags["runner.member"], []).append((r.info.run_id, r.info.status))
+        return out
+
+    first = folds()
+    (kept,) = [run for run, status in first["mlp/fold0"] if status == "FINISHED"]
+    again = run_cli(workdir, *args, "training.epochs=2", "runner.resume=force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = folds()
+    assert after["mlp/fold0"] == [(kept, "FINISHED")]  # kept, not trained again
+    for k in (1, 2):
+        statuses = sorted(status for _, status in after[f"mlp/fold{k}"])
+        assert statuses == ["FINISHED", "KILLED"], after  # the skipped run beside the new one
+    (bag,) = client.search_runs([experiment], "tags.`runner.role` = 'member'")
+    assert bag.info.status == "FINISHED" and "runner.folds_missing" not in bag.data.tags
