@@ -1017,15 +1017,12 @@ class RunTree:
     def log_sweep_outputs(
         self, summary_path: Path, boards: Mapping[str, str], ensemble_run: str | None
     ) -> None:
-        """summary.json and the leaderboards on the parent (and the ensemble) run; the
-        ensemble run, if this attempt logged it, then ends FINISHED."""
+        """summary.json and the leaderboards on the parent (and the ensemble) run."""
         self.client.log_artifact(self.parent_run_id, str(summary_path))
         for name, text in boards.items():
             self.client.log_text(self.parent_run_id, text, name)
             if ensemble_run and not name.endswith(".txt"):
                 self.client.log_text(ensemble_run, text, name)
-        if ensemble_run in self._open:
-            self.terminate(ensemble_run, "FINISHED")
 
     def close(self, status: str, reason: str | None = None) -> None:
         """End every run still open: children as KILLED (or ``status`` if FAILED), then the

@@ -10,7 +10,6 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -276,7 +275,7 @@ def _ensemble(
         result,
         spec.ensemble,
         open_run=lambda tags: tree.child("ensemble", "ensemble", tags),
-        end_run=_end_ensemble_run(tree),
+        end_run=tree.terminate,
         member_runs=member_runs,
         y_test=data.y_test,
         fingerprint=data.fingerprint,
@@ -289,18 +288,6 @@ def _ensemble(
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
     return out, targets
-
-
-def _end_ensemble_run(tree: RunTree) -> Callable[[str, str], None]:
-    """How the sweep ends its ensemble run: FAILED or KILLED at once; FINISHED only once the
-    student and the leaderboards are on it (``RunTree.log_sweep_outputs``), so that a failure
-    or a stop before then leaves it so, not FINISHED without them."""
-
-    def end(run_id: str, status: str) -> None:
-        if status != "FINISHED":
-            tree.terminate(run_id, status)
-
-    return end
 
 
 def _reused_served_names(entry: dict[str, Any]) -> list[str]:

@@ -3,7 +3,6 @@ SQLite store; we check the run tree, the artifacts and that summary.json matches
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import sys
@@ -78,9 +77,6 @@ def assert_run_tree(client: MlflowClient, summary: dict, members: set[str], epoc
     for picture in ("diversity_heatmap.png", "weights.png", "confusion_matrix.png"):
         assert picture in ens_artifacts
     assert {"leaderboard.md", "leaderboard.html"} <= ens_artifacts
-    # on the run before it ended FINISHED (a stop while logging them left it FINISHED without)
-    board = Path(ens.info.artifact_uri.removeprefix("file://")) / "leaderboard.html"
-    assert math.floor(board.stat().st_mtime * 1000) <= ens.info.end_time
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.json", "leaderboard.txt", "leaderboard.md", "leaderboard.html"} <= (
         parent_artifacts
