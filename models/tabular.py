@@ -61,11 +61,9 @@ NUMBER_TEXT = re.compile(
 )
 # a number written with a decimal comma and dots between thousands: -1.234,5 or 12,75 (not
 # 0.500 or 1.25: a decimal dot), maybe with an exponent (7,7e-06, as pandas writes small
-# numbers with decimal=","), a currency symbol or a percent sign (2.368,11 €, 8,6 %)
-DECIMAL_COMMA_NUMBER = (
-    r"[+-]?[$€£¥]?\s*[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?(?:[eE][+-]?\d+)?"
-    r"\s*[$€£¥%]?"
-)
+# numbers with decimal=",") or a percent sign (8,6 %); not with a currency symbol, whose
+# comma may be either mark ($84,361 is thousands, 1,599 € a price per litre)
+DECIMAL_COMMA_NUMBER = r"[+-]?(?:\d+|[1-9]\d{0,2}(?:\.\d{3})+)(?:,\d+)?(?:[eE][+-]?\d+)?(?:\s*%)?"
 DECIMAL_COMMA_TEXT = re.compile(rf"^{DECIMAL_COMMA_NUMBER}$")
 DECIMAL_COMMA_ATTR = "decimal_comma"  # DataFrame.attrs key: columns read with a decimal comma
 THOUSANDS_DOTS_ATTR = "thousands_dots"  # ... of them, whole numbers written 17.027 for 17027

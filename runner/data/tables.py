@@ -105,10 +105,8 @@ def _decimal_commas(
         commas = present[numbers & present.str.contains(",", regex=False)]
         if not given and commas.empty:  # its only commas are in cells that are no number
             continue
-        bare = commas.str.replace(r"[$€£¥%\s]", "", regex=True)
+        bare = commas.str.replace(r"[%\s]", "", regex=True)
         if not given and bare.str.fullmatch(r"[+-]?\d{1,3},\d{3}").all():
-            if commas.str.contains(r"[$€£¥]").any():  # amounts: $84,361 is thousands
-                continue
             ambiguous.append(str(col))
         text = frame[col].astype("string").mask(frame.index.isin(odd.index))
         read = numbers_from_text(text.astype(object), decimal=",")
