@@ -615,10 +615,16 @@ class TablePrep:
     def input_spec(self, X: np.ndarray) -> InputSpec:
         """The encoded training matrix ``X`` described for ``build``: names, groups and the
         statistics Keras members standardise with inside their graph."""
-        # in float64: a float32 sum of values near its largest (a sentinel 3e38) is inf, and the
-        # members' standardisation NaN; a variance past float32's range stops at its largest
-        mean = X.mean(axis=0, dtype=np.float64)
-        variance = np.minimum(X.var(axis=0, dtype=np.float64), FLOAT32_MAX)
+        # a float32 sum of values near its largest (a sentinel 3e38) is inf, and the members'
+        # standardisation NaN: such columns again in float64 (one column at a time, not a
+        # float64 copy of the whole matrix); a variance past float32's range stops there
+        mean, variance = X.mean(axis=0), X.var(axis=0)
+        mean, variance = mean.astype(np.float64), variance.astype(np.float64)
+        for j in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(variance))):
+            column = X[:, j].astype(np.float64)
+            mean[j] = column.mean()
+            variance[j] = column.var()
+        variance = np.minimum(variance, FLOAT32_MAX)
         return InputSpec(
             n_features=X.shape[1],
             feature_names=self.feature_names,

@@ -843,6 +843,12 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
         "class '40' of target 'kids' has 1 row(s)",
         "inferred as classification from 13 whole-number values: data.task=regression",
     )
+    fraud = table.assign(fraud=[0] * (len(table) - 1) + [1])  # two classes: no counts there
+    said = one_line_error(
+        DataSpec("csv", path=str(write(fraud, tmp_path / "f.csv")), target="fraud"),
+        "class '1' of target 'fraud' has 1 row(s)",
+    )
+    assert "data.task=regression" not in said
     # a header cell with a stray space names the target all the same, said in a note (the
     # error said "closest: Churn " and asked for data.sep=semicolon, which read one column)
     spaced = table.rename(columns={"kind": "kind "})

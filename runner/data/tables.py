@@ -527,7 +527,10 @@ def load_table(spec: DataSpec) -> Raw:
             inferred = (
                 f"; the task was inferred as classification from {task.n_classes} whole-number "
                 "values: data.task=regression reads them as numbers (counts)"
-                if spec.task is None and pd.api.types.is_numeric_dtype(frame[target].dtype)
+                if spec.task is None
+                and task.n_classes > 2
+                and pd.api.types.is_numeric_dtype(frame[target].dtype)
+                and not pd.api.types.is_bool_dtype(frame[target].dtype)
                 else ""
             )
             raise ValueError(
