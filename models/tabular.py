@@ -274,11 +274,14 @@ def _text_key(value: Any) -> str:
 def _as_known(key: str, known: Mapping[str, Any]) -> str:
     """``key``, or the spelling the training rows used: without stray spaces ('Adelie' for a
     served 'Adelie '), or of the same number ('41' for a served 41.0, '1.0' for a served 1),
-    so that hand-typed cells and codes served as numbers find their category."""
+    so that hand-typed cells and codes served as numbers find their category; text standing
+    for a missing value ('n/a') that is no category of its own is the missing one."""
     if key in known:
         return key
     if key.strip() != key and key.strip() in known:
         return key.strip()
+    if _says_missing(key):  # "n/a", "NaN": missing, as a missing cell (not a rare category)
+        return MISSING
     try:
         number = float(key)
     except ValueError:

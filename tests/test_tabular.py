@@ -455,6 +455,12 @@ def test_a_text_column_of_numbers_with_placeholders_is_read_as_numbers():
     np.testing.assert_array_equal(served[:, 1], [0, 0, 0, 1])
     np.testing.assert_allclose(served[:3, 0], [-5, -5, 12.5])
     assert prep.unreadable(pd.DataFrame({"price": ["?", "7", None, "?"]})) == {"price": (2, "?")}
+    # a category column reads such text as its missing category, as a missing cell
+    kinds = TablePrep("onehot").fit(pd.DataFrame({"k": ["a", "b", None] * 20}))
+    served = kinds.transform(pd.DataFrame({"k": [None, "n/a", "NaN", "zzz"]}))
+    np.testing.assert_array_equal(served[1], served[0])
+    np.testing.assert_array_equal(served[2], served[0])
+    assert not np.array_equal(served[3], served[0])  # an unseen category is rare, not missing
     # text that stands for a missing value (as pandas reads a CSV) is no unreadable number
     blanks = pd.DataFrame({"price": ["n/a", "", "NaN", " null ", "7"]})
     assert prep.unreadable(blanks) == {}
