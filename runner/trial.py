@@ -203,12 +203,12 @@ def train_member(
         )
         test = trained.member.predict(data.X_test, data.task)
         test = check_predictions(test, len(data.y_test), data.task, "test")
-        predict_ms = _latency_ms_per_1000(trained.member, data)
         train_seconds = time.perf_counter() - start
         # every thread of this worker (TensorFlow's, the GBDTs'): what the member cost the
         # machine, which a shared or busy machine does not inflate as it does the wall time
         # (child processes are not counted: every kind here trains in threads)
         train_cpu_seconds = time.process_time() - cpu_start
+        predict_ms = _latency_ms_per_1000(trained.member, data)  # timed apart from training
         info = {
             **member.to_config(),
             "n_params": None,
