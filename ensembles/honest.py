@@ -14,9 +14,16 @@ from ensembles.metrics import EPS, evaluate, greater_is_better
 
 
 def best_member(P: np.ndarray, y: np.ndarray, metric: str) -> int:
-    """Index of the member with the best ``metric`` on (P, y); ties go to the lower index."""
-    scores = np.array([evaluate(y, p)[metric] for p in P])
-    return int(np.argmax(scores) if greater_is_better(metric) else np.argmin(scores))
+    """Index of the member with the best ``metric`` on (P, y); a tie (three members right on
+    the same rows) goes to the better log loss or RMSE, then to the lower index, so that the
+    member order a tool happens to list them in does not pick the baseline."""
+    sign = -1.0 if greater_is_better(metric) else 1.0
+    keys = []
+    for i, p in enumerate(P):
+        scores = evaluate(y, p)
+        loss = scores["log_loss"] if "log_loss" in scores else scores["rmse"]
+        keys.append((sign * scores[metric], loss, i))
+    return min(keys)[2]
 
 
 def folds_used(k: int, rows: int) -> int:

@@ -401,3 +401,16 @@ def test_metrics_and_the_stage_refuse_targets_of_another_shape():
     members = [MemberPredictions(f"m{i}", proba[:60], proba[60:]) for i in range(2)]
     with pytest.raises(ValueError, match=r"^test rows: classification labels must be integer"):
         run("mean", {}, members, (y[:60] > 0).astype(int), labels[60:], n_boot=10)
+
+
+def test_the_best_member_of_a_tie_on_accuracy_is_the_one_with_the_better_log_loss():
+    """The sweep and `python -m ensembles` list members in other orders: a tie went to the
+    first listed, so the two named different baselines for the same ensemble."""
+    from ensembles.honest import best_member
+
+    y = np.array([0, 1, 1, 0])
+    sure = np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.8, 0.2]])
+    unsure = np.array([[0.6, 0.4], [0.4, 0.6], [0.45, 0.55], [0.55, 0.45]])
+    for order in ([unsure, sure], [sure, unsure]):
+        assert np.array_equal(np.stack(order)[best_member(np.stack(order), y, "accuracy")], sure)
+    assert best_member(np.stack([unsure, unsure]), y, "accuracy") == 0  # a true tie: the first
