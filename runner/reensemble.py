@@ -59,9 +59,9 @@ OPTIONS = {
     "sweeps": "latest (default), all, or comma-separated sweep ids",
     "tracking_uri": "MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
     "fingerprint": "only members of this split (default: the most common split)",
-    "seed": "random state (default 0)",
-    "cv_folds": "folds of the cross-fitted estimate (default 5)",
-    "n_boot": "bootstrap resamples of the test gain (default 1000)",
+    "seed": "random state (default: the sweeps' own, else 0)",
+    "cv_folds": "folds of the cross-fitted estimate (default: the sweeps' own, else 5)",
+    "n_boot": "bootstrap resamples of the test gain (default: the sweeps' own, else 1000)",
     "log_model": "log the pyfunc model: true/false (default true)",
     "register_as": "also register the model under this name",
     "calibrate": "classification: temperature-scale the probabilities (default true)",
@@ -95,9 +95,9 @@ class Args:
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
     fingerprint: str | None = None
-    seed: int = 0
-    cv_folds: int = 5
-    n_boot: int = 1000
+    seed: int | None = None  # None: the sweep's own (SWEEP_DEFAULTS when sweeps differ)
+    cv_folds: int | None = None
+    n_boot: int | None = None
     log_model: bool = True
     register_as: str | None = None
     calibrate: bool = True
@@ -149,6 +149,8 @@ def parse(argv: Sequence[str]) -> Args:
     args.experiment = str(args.experiment)
     for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", 1)):
         value = getattr(args, key)
+        if value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise UsageError(f"{key} must be an integer >= {minimum}, got {value!r}")
     for key in ("log_model", "calibrate", "refit"):
@@ -345,16 +347,24 @@ def _log_leaderboards(
         client.log_text(ensemble["run_id"], text, name)
 
 
-def _sweep_metric(client, experiment_id: str, sweeps: set[str]) -> str | None:
-    """The metric the sweeps' own ensembles were judged by (``metric=`` of the sweep), when
-    they agree: re-ensembling a sweep the sweep's way finds its run."""
-    found = set()
+# what the command takes when neither it nor the sweeps say (the sweep's own defaults)
+SWEEP_DEFAULTS = {"seed": 0, "cv_folds": 5, "n_boot": 1000}
+
+
+def _sweep_settings(client, experiment_id: str, sweeps: set[str]) -> dict[str, Any]:
+    """The metric, seed, cross-fit folds and bootstrap resamples the sweeps' own ensembles
+    were made with, each where they agree: re-ensembling a sweep the sweep's way (a sweep of
+    ``runner.seed=1`` too) finds its run."""
+    found: dict[str, set] = {}
     for run in client.search_runs([experiment_id], f"tags.`{ROLE}` = 'ensemble'", max_results=5000):
         tags = run.data.tags
         own = tags.get(SWEEP) in sweeps and tags.get(REENSEMBLE) != "true"
         if own and ENSEMBLE_SETTINGS in tags:
-            found.add(json.loads(tags[ENSEMBLE_SETTINGS]).get("metric"))
-    return found.pop() if len(found) == 1 else None
+            described = json.loads(tags[ENSEMBLE_SETTINGS])
+            for key in ("metric", *SWEEP_DEFAULTS):
+                found.setdefault(key, set()).add(json.dumps(described.get(key)))
+    agreed = {key: json.loads(v.pop()) for key, v in found.items() if len(v) == 1}
+    return {key: value for key, value in agreed.items() if value is not None}
 
 
 def _refits(
@@ -426,8 +436,8 @@ def _main(argv: Sequence[str] | None) -> int:
     settings = EnsembleSpec(
         method=args.method,
         params=args.params,
-        cv_folds=args.cv_folds,
-        n_boot=args.n_boot,
+        cv_folds=args.cv_folds or SWEEP_DEFAULTS["cv_folds"],
+        n_boot=args.n_boot or SWEEP_DEFAULTS["n_boot"],
         log_model=bool(args.log_model),
         register_as=args.register_as,
         calibrate=bool(args.calibrate),
@@ -465,15 +475,16 @@ def _main(argv: Sequence[str] | None) -> int:
             check_calibration_rows(args.coverage, len(y_val))
             members, found = _named_as_their_sweep(members, found, fingerprint)
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
-            metric = headline_metric(
-                _is_classes(members),
-                args.metric
-                or _sweep_metric(
-                    client,
-                    experiment_id,
-                    {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint},
-                ),
+            own = _sweep_settings(
+                client,
+                experiment_id,
+                {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint},
             )
+            metric = headline_metric(_is_classes(members), args.metric or own.get("metric"))
+            for key, default in SWEEP_DEFAULTS.items():  # not given: the sweep's own
+                if getattr(args, key) is None:
+                    setattr(args, key, own.get(key, default))
+            settings = replace(settings, cv_folds=args.cv_folds, n_boot=args.n_boot)
             split_runs = {
                 m.name: found["runs"][m.name] for m in members if m.fingerprint == fingerprint
             }

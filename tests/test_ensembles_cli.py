@@ -405,3 +405,22 @@ def test_a_killed_command_leaves_its_ensemble_run_killed_not_running(tmp_path):
     assert found.info.status == "KILLED", found.info.status
     assert found.data.tags["runner.error"].startswith("python -m ensembles (pid ")
     assert "ended without closing this run: killed; run it again" in found.data.tags["runner.error"]
+
+
+def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
+    """A sweep of runner.seed=1 (or other ensemble.cv_folds, n_boot): re-ensembling it the
+    sweep's way logged a second ensemble, with other honest numbers, under seed 0."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+    made = run(tmp_path, *words, "seed=1", "cv_folds=3", "n_boot=200")
+    assert made.returncode == 0, made.stderr
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    (own,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
+    client.delete_tag(own.info.run_id, "runner.reensemble")  # now as the sweep logs its own
+    again = run(tmp_path, *words)
+    assert again.returncode == 0, again.stderr
+    assert f"ensemble run {own.info.run_id} already combines these members" in again.stdout
+    other = run(tmp_path, *words, "seed=2")  # said outright: another ensemble
+    assert other.returncode == 0, other.stderr
+    assert len(client.search_runs([exp], "tags.`runner.role` = 'ensemble'")) == 2
