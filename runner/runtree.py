@@ -579,7 +579,8 @@ class RunTree:
             return None
         if not unfinished:
             raise ResumeError(
-                f"runner.resume=true but experiment {spec.experiment!r} has no unfinished "
+                f"runner.resume={str(spec.resume).lower()} but experiment {spec.experiment!r} "
+                "has no unfinished "
                 "sweep; pass runner.sweep_id=ID or drop runner.resume"
             )
         return unfinished[0].data.tags[SWEEP]

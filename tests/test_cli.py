@@ -117,6 +117,10 @@ def test_resuming_a_sweep_there_is_not_fails_in_one_line_and_trains_nothing(work
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(said), done.stderr
+    forced = run_cli(workdir, "+experiment=quickstart", db, "runner.resume=force")
+    assert forced.returncode == 2 and forced.stderr.startswith(  # the option as it was given
+        "error: runner.resume=force but experiment 'quickstart' has no unfinished sweep"
+    ), forced.stderr
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(db.split("=", 1)[1])
