@@ -708,7 +708,7 @@ def _numbers(values: pd.Series, formatted: bool = False, decimal: str = ".") -> 
 
 def numbers_from_text(values: pd.Series, decimal: str = ".") -> pd.Series:
     """Cells read as a member reads a column of formatted numbers ("$1,234.50", "€12", or
-    with ``decimal=","`` "1.234,50 €"), as float64; anything else is missing."""
+    with ``decimal=","`` "1.234,50" and "8,6 %"), as float64; anything else is missing."""
     return _numbers(values, formatted=True, decimal=decimal)
 
 

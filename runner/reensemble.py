@@ -436,8 +436,8 @@ def _main(argv: Sequence[str] | None) -> int:
     settings = EnsembleSpec(
         method=args.method,
         params=args.params,
-        cv_folds=args.cv_folds or SWEEP_DEFAULTS["cv_folds"],
-        n_boot=args.n_boot or SWEEP_DEFAULTS["n_boot"],
+        cv_folds=SWEEP_DEFAULTS["cv_folds"],  # until the sweeps' own are known, below
+        n_boot=SWEEP_DEFAULTS["n_boot"],
         log_model=bool(args.log_model),
         register_as=args.register_as,
         calibrate=bool(args.calibrate),

@@ -580,8 +580,7 @@ class RunTree:
         if not unfinished:
             raise ResumeError(
                 f"runner.resume={str(spec.resume).lower()} but experiment {spec.experiment!r} "
-                "has no unfinished "
-                "sweep; pass runner.sweep_id=ID or drop runner.resume"
+                "has no unfinished sweep; pass runner.sweep_id=ID or drop runner.resume"
             )
         return unfinished[0].data.tags[SWEEP]
 
