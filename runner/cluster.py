@@ -98,8 +98,20 @@ def _package_dirs() -> list[str]:
 
 
 # how Ray Client's proxy says the server it starts per connection did not come up (the
-# process died, or its channel was not ready within 30 s); other refusals would repeat
-SESSION_STARTS = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+# process died, its channel was not ready within 30 s, or the proxy's own wait for it
+# raised, as psutil.ZombieProcess when the process died while being looked at); other
+# refusals would repeat
+SESSION_STARTS = (
+    "Starting Ray client server failed",
+    "Proxy failed to Connect to backend",
+    "in start_specific_server",
+)
+
+
+def _session_start_failed(address: str, err: BaseException) -> bool:
+    """Whether a Ray Client head refused because the server it starts per connection did
+    not come up: a passing fault of a busy head, not of the settings."""
+    return address.startswith("ray://") and any(m in str(err) for m in SESSION_STARTS)
 
 
 def _attach(address: str, runtime_env: dict, common: dict) -> None:
@@ -111,7 +123,7 @@ def _attach(address: str, runtime_env: dict, common: dict) -> None:
     try:
         ray.init(address=address, runtime_env=runtime_env, **common)
     except ConnectionAbortedError as err:
-        if not address.startswith("ray://") or not any(m in str(err) for m in SESSION_STARTS):
+        if not _session_start_failed(address, err):
             raise
         print(
             f"warning: the head did not start a Ray Client session ({_reason(err)}); "
@@ -174,7 +186,12 @@ def ray_session(
             try:
                 _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
             except (ConnectionError, RuntimeError) as err:
-                hint = _auth_hint(os.environ)
+                hint = (
+                    "; twice, so see ray_client_server*.err in the head's Ray logs "
+                    "(/tmp/ray/session_latest/logs by default)"
+                    if _session_start_failed(address, err)
+                    else _auth_hint(os.environ)
+                )
                 raise ClusterError(
                     f"cannot attach to Ray at cluster.address={spec.address!r}"
                     f"{f' ({address})' if address != spec.address else ''}: "

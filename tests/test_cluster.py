@@ -21,6 +21,7 @@ from models.keras_runtime import gpu_memory_limit_mb
 from runner.cluster import (
     ClusterError,
     _reason,
+    _session_start_failed,
     _stop_monitor,
     check_reachable,
     check_resources,
@@ -132,6 +133,24 @@ def test_a_ray_client_refusal_is_said_by_its_last_line():
         "backend! Check the logs."
     )
     assert _reason(ConnectionError("refused\nmore")) == "refused"
+    assert _reason(RuntimeError("")) == "RuntimeError"
+
+
+def test_a_per_connection_server_dying_as_the_proxy_looks_is_tried_once_more():
+    """The proxy's wait for the server it starts per connection can raise itself (a process
+    that died between two looks is a psutil.ZombieProcess): a passing fault of the head, so
+    the attach is retried and, if it fails again, pointed at the head's logs, not at tokens."""
+    died = ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File "proxier.py", line 764, in Datapath\n'
+        '  File "proxier.py", line 396, in start_specific_server\n'
+        "    cmd = psutil_proc.cmdline()\n"
+        "psutil.ZombieProcess: PID still exists but it's a zombie (pid=9239)\n"
+    )
+    assert _session_start_failed("ray://head:10001", died)
+    assert not _session_start_failed("head:6379", died)  # no proxy without ray://
+    refused = ConnectionAbortedError("Initialization failure from server:\nbad token\n")
+    assert not _session_start_failed("ray://head:10001", refused)
     assert _reason(RuntimeError("")) == "RuntimeError"
 
 
