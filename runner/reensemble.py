@@ -352,16 +352,16 @@ SWEEP_DEFAULTS = {"seed": 0, "cv_folds": 5, "n_boot": 1000}
 
 
 def _sweep_settings(client, experiment_id: str, sweeps: set[str]) -> dict[str, Any]:
-    """The metric, seed, cross-fit folds and bootstrap resamples the sweeps' own ensembles
-    were made with, each where they agree: re-ensembling a sweep the sweep's way (a sweep of
-    ``runner.seed=1`` too) finds its run."""
+    """The metric, seed, cross-fit folds, bootstrap resamples and registered name the sweeps'
+    own ensembles were made with, each where they agree: re-ensembling a sweep the sweep's way
+    (a sweep of ``runner.seed=1`` too, or one that registered its ensemble) finds its run."""
     found: dict[str, set] = {}
     for run in client.search_runs([experiment_id], f"tags.`{ROLE}` = 'ensemble'", max_results=5000):
         tags = run.data.tags
         own = tags.get(SWEEP) in sweeps and tags.get(REENSEMBLE) != "true"
         if own and ENSEMBLE_SETTINGS in tags:
             described = json.loads(tags[ENSEMBLE_SETTINGS])
-            for key in ("metric", *SWEEP_DEFAULTS):
+            for key in ("metric", "register_as", *SWEEP_DEFAULTS):
                 found.setdefault(key, set()).add(json.dumps(described.get(key)))
     agreed = {key: json.loads(v.pop()) for key, v in found.items() if len(v) == 1}
     return {key: value for key, value in agreed.items() if value is not None}
@@ -496,6 +496,14 @@ def _main(argv: Sequence[str] | None) -> int:
             done = ensemble_step.existing_run(
                 client, experiment_id, ensemble_step.settings_hash(described)
             )
+            if done is None and args.register_as is None and own.get("register_as"):
+                # the sweep registered the same ensemble: not asking to register is no reason
+                # to log it again
+                done = ensemble_step.existing_run(
+                    client,
+                    experiment_id,
+                    ensemble_step.settings_hash({**described, "register_as": own["register_as"]}),
+                )
             if done is not None:
                 other = len(members) - len(split_runs)
                 print(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_cli, sweep_runs
+from helpers import run_cli, run_ensembles_cli, sweep_runs
 
 
 def start(workdir: Path, *overrides: str, **extra_env: str) -> subprocess.Popen:
@@ -241,6 +241,11 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
     tags = client.get_run(again["ensemble"]["run_id"]).data.tags
     assert tags["runner.champion.decision"] == "kept: not better"
+    # re-ensembled the sweep's way, without asking to register: found, not logged again
+    same = run_ensembles_cli(workdir, "experiment=quickstart", f"tracking_uri={db}")
+    assert same.returncode == 0, same.stderr[-3000:]
+    ran = again["ensemble"]["run_id"]
+    assert f"ensemble run {ran} already combines these members" in same.stdout, same.stdout
 
 
 def test_a_sweep_resumed_after_its_ensemble_finished_reuses_that_ensemble_run(workdir):
