@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from ensembles import make
+from ensembles.folds import cross_fit_folds, folds_used
 from ensembles.metrics import EPS, evaluate, greater_is_better
 
 
@@ -24,19 +24,6 @@ def best_member(P: np.ndarray, y: np.ndarray, metric: str) -> int:
         loss = scores["log_loss"] if "log_loss" in scores else scores["rmse"]
         keys.append((sign * scores[metric], loss, i))
     return min(keys)[2]
-
-
-def folds_used(k: int, rows: int) -> int:
-    """The folds a cross-fit of ``rows`` rows takes when asked for ``k``: at least 2, and at
-    most one a row (leave-one-out)."""
-    return max(2, min(k, rows))
-
-
-def _folds(y: np.ndarray, classification: bool, k: int, seed: int | None):
-    k = folds_used(k, len(y))
-    if classification and np.bincount(y)[np.bincount(y) > 0].min() >= k:
-        return StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
-    return KFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)))
 
 
 def cross_fitted_predictions(
@@ -54,7 +41,7 @@ def cross_fitted_predictions(
     classification = P.ndim == 3
     ens_oof = np.zeros(P.shape[1:])
     best_oof = np.zeros(P.shape[1:])
-    for train, held in _folds(y, classification, k, random_state):
+    for train, held in cross_fit_folds(y, classification, k, random_state):
         est = make(method, random_state=random_state, **params).fit(P[:, train], y[train])
         ens_oof[held] = est.predict(P[:, held])
         best_oof[held] = P[best_member(P[:, train], y[train], metric), held]

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, clone
 
+from ensembles.folds import cross_fit_folds
 from ensembles.metrics import EPS
 from ensembles.validation import check_fitted, check_predictions, is_number
 
@@ -389,9 +390,17 @@ class StackingEnsemble(_Ensemble):
         meta.intercept_ = scale * meta.intercept_ + centre * (1.0 - meta.coef_.sum())
         return meta
 
-    def _proba(self, meta, X: np.ndarray, n_classes: int) -> np.ndarray:
-        out = np.zeros((len(X), n_classes))
-        out[:, meta.classes_] = meta.predict_proba(X)
+    def _proba(self, meta, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """The meta-learner's class probabilities for the rows of ``X`` (features of the
+        members' ``P``). A class it never saw fitted (a rare class held out of a fold) gets
+        the members' mean probability, not 0: a 0 would cost a held-out row of it a log
+        loss of -log(EPS) and push the temperature fitted on those rows."""
+        out = np.zeros(P.shape[1:])
+        seen = np.asarray(meta.classes_)
+        unseen = np.setdiff1d(np.arange(P.shape[2]), seen)
+        mass = P[:, :, unseen].mean(axis=0)  # (rows, unseen classes)
+        out[:, seen] = meta.predict_proba(X) * (1.0 - mass.sum(axis=1, keepdims=True))
+        out[:, unseen] = mass
         return out
 
     def check_params(self) -> None:
@@ -405,28 +414,18 @@ class StackingEnsemble(_Ensemble):
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> StackingEnsemble:
         """Fit the meta-learner on all validation rows; cross-fit ``oof_pred_`` beside it."""
-        from sklearn.model_selection import KFold, StratifiedKFold
-
         self.check_params()
         P, y = check_predictions(P, y)
         classification = P.ndim == 3
         X = self._features(P)
         self.n_classes_ = P.shape[2] if classification else None
         self.meta_ = self._fit_meta(X, y, classification)
-        n_splits = min(self.cv, len(y))
-        if classification:
-            n_splits = max(2, min(n_splits, np.bincount(y).max()))
-            min_count = np.bincount(y)[np.bincount(y) > 0].min()
-            folds = (StratifiedKFold if min_count >= n_splits else KFold)(
-                n_splits, shuffle=True, random_state=self.random_state
-            )
-        else:
-            folds = KFold(n_splits, shuffle=True, random_state=self.random_state)
+        n_splits = min(self.cv, np.bincount(y).max()) if classification else self.cv
         oof = np.zeros((len(y), P.shape[2])) if classification else np.zeros(len(y))
-        for train, held in folds.split(X, y):
+        for train, held in cross_fit_folds(y, classification, n_splits, self.random_state):
             meta = self._fit_meta(X[train], y[train], classification)
             oof[held] = (
-                self._proba(meta, X[held], P.shape[2]) if classification else meta.predict(X[held])
+                self._proba(meta, X[held], P[:, held]) if classification else meta.predict(X[held])
             )
         self.oof_pred_ = oof
         coef = np.abs(np.atleast_2d(self.meta_.coef_))
@@ -440,7 +439,8 @@ class StackingEnsemble(_Ensemble):
 
     def predict(self, P: np.ndarray) -> np.ndarray:
         """The meta-learner's predictions on the members' predictions ``P``."""
-        X = self._features(self._check_fitted(P))
+        P = self._check_fitted(P)
+        X = self._features(P)
         if self.n_classes_ is not None:
-            return self._proba(self.meta_, X, self.n_classes_)
+            return self._proba(self.meta_, X, P)
         return self.meta_.predict(X)

@@ -414,3 +414,33 @@ def test_the_best_member_of_a_tie_on_accuracy_is_the_one_with_the_better_log_los
     for order in ([unsure, sure], [sure, unsure]):
         assert np.array_equal(np.stack(order)[best_member(np.stack(order), y, "accuracy")], sure)
     assert best_member(np.stack([unsure, unsure]), y, "accuracy") == 0  # a true tie: the first
+
+
+def test_stacking_gives_a_class_a_fold_never_fitted_the_members_probability_not_zero():
+    """A class of one validation row is missing from the fitting rows of the fold that holds
+    it out: its out-of-fold probability was 0 there, a log loss of -log(EPS) on that row that
+    made the stacking look worse than its members and pulled the temperature fitted on it."""
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, 600)
+    y[7] = 3
+    P = np.stack(
+        [0.3 * rng.dirichlet(np.ones(4), 600) + 0.63 * np.eye(4)[y] + 0.0175 for _ in range(2)]
+    )
+    P /= P.sum(axis=2, keepdims=True)
+    oof = ensembles.make("stacking", random_state=0).fit(P, y).oof_pred_
+    assert oof[7, 3] == pytest.approx(P[:, 7, 3].mean(), rel=1e-6)
+    assert np.allclose(oof.sum(axis=1), 1.0)
+    assert evaluate(y, oof)["log_loss"] < min(evaluate(y, p)["log_loss"] for p in P)
+
+
+def test_cross_fit_folds_spread_a_class_rarer_than_the_folds():
+    """Three rows of a class and five folds: stratified, each fold holds out at most one of
+    them (unstratified folds held two out together in some seeds, leaving one to fit on)."""
+    from ensembles.folds import cross_fit_folds
+
+    y = np.array([0] * 60 + [1] * 57 + [2] * 3)
+    for seed in range(10):
+        folds = list(cross_fit_folds(y, True, 5, seed))
+        assert len(folds) == 5
+        assert sorted(np.concatenate([held for _, held in folds]).tolist()) == list(range(120))
+        assert max(int((y[held] == 2).sum()) for _, held in folds) == 1
