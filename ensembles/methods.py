@@ -347,6 +347,12 @@ class GreedyEnsemble(_Ensemble):
         return self
 
 
+# the least probability stacking reads as a feature: below it a member's log-probabilities
+# (down to log(EPS) = -34.5 for a tree's 0) say little and stretched the features so far that
+# the meta-learner did not converge and overfitted them
+FEATURE_FLOOR = 1e-4
+
+
 class StackingEnsemble(_Ensemble):
     """A meta-learner on the members' validation predictions: multinomial logistic regression
     on their log-probabilities (classes) or ridge regression on their standardised values.
@@ -370,7 +376,7 @@ class StackingEnsemble(_Ensemble):
 
     def _features(self, P: np.ndarray) -> np.ndarray:
         if P.ndim == 3:
-            return np.log(np.clip(P, EPS, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
+            return np.log(np.clip(P, FEATURE_FLOOR, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
         return P.T
 
     def _meta(self, classification: bool):
