@@ -281,13 +281,26 @@ SEPARATOR_NAMES = {"\\t": "\t", **{word: sep for sep, word in SEP_NAMES.items()}
 
 def parse_data(raw: Mapping[str, Any]) -> DataSpec:
     """Validate the ``data`` group: a known dataset, split fractions in (0, 1) summing < 1."""
-    from runner.data import LOADERS, OWN_TEST_SPLIT
+    from runner.data import COMMON_KEYS, LOADERS, OWN_KEYS, OWN_TEST_SPLIT
 
-    spec = _build(DataSpec, _mapping("data", raw), "data")
+    raw = _mapping("data", raw)
+    spec = _build(DataSpec, raw, "data")
     if spec.name not in LOADERS:
         raise _fail(
             "data.name", f"unknown dataset {spec.name!r}; known: {', '.join(sorted(LOADERS))}"
         )
+    reads = COMMON_KEYS | OWN_KEYS.get(spec.name, frozenset())
+    defaults = {f.name: f.default for f in fields(DataSpec)}
+    for key, value in raw.items():
+        if key not in reads and value is not None and value != defaults.get(key):
+            readers = sorted(n for n, own in OWN_KEYS.items() if key in own)
+            hint = f"data={' or data='.join(readers)} reads it"
+            if "csv" in readers:
+                hint += "; a table of your own: +experiment=tabular data.path=FILE data.target=COL"
+            raise _fail(
+                f"data.{key}",
+                f"{value!r} does not apply to data={spec.name}, which does not read it ({hint})",
+            )
     for key in ("val_fraction", "test_fraction"):
         value = getattr(spec, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:

@@ -135,6 +135,12 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         # a required key or group deleted with ~ (a TypeError traceback before)
         (["~ensemble"], r"^ensemble.method: missing; it must be set$"),
         (["~data.name"], r"^data.name: missing; it must be set$"),
+        (  # another dataset's key, as Hydra's own hint (+data.path=) suggests: ignored before
+            ["+data.path=penguins.csv", "+data.target=species"],
+            r"^data.path: 'penguins.csv' does not apply to data=digits, which does not read it "
+            r"\(data=california_housing or data=csv .*\+experiment=tabular data.path=FILE",
+        ),
+        (["+data.task=regression"], r"^data.task: 'regression' does not apply to data=digits"),
         (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
             ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
             r"epochs must be an integer >= 1, got 1.764 \(uniform\[1, 3\] samples fractions",

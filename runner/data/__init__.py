@@ -46,6 +46,20 @@ LOADERS: dict[str, Callable[[DataSpec], Raw]] = {
 }
 # Datasets that ship their own test split: ``data.test_fraction`` does not apply to them.
 OWN_TEST_SPLIT = frozenset({"fashion_mnist"})
+# The ``data`` keys every dataset reads (``load``'s), and those only some loaders read: a key
+# given to a dataset that does not read it would be ignored in silence (``+data.path=my.csv``
+# beside data=digits trained on the digits)
+COMMON_KEYS = frozenset(
+    {"name", "val_fraction", "test_fraction", "seed", "classes", "max_rows", "max_train_rows"}
+    | {"log_target"}
+)
+OWN_KEYS: dict[str, frozenset[str]] = {
+    "california_housing": frozenset({"path"}),
+    "csv": frozenset({"path", "target", "task", "sep", "decimal", "row_limit", "column_limit"}),
+    "digits": frozenset(),
+    "fashion_mnist": frozenset({"path"}),
+    "images": frozenset({"path", "image_size"}),
+}
 
 
 def load(spec: DataSpec) -> Dataset:
@@ -157,4 +171,14 @@ def _log_target(spec: DataSpec, raw: Raw) -> bool:
     return True
 
 
-__all__ = ["LOADERS", "OWN_TEST_SPLIT", "DataSpec", "Dataset", "Raw", "bagged", "load"]
+__all__ = [
+    "COMMON_KEYS",
+    "LOADERS",
+    "OWN_KEYS",
+    "OWN_TEST_SPLIT",
+    "DataSpec",
+    "Dataset",
+    "Raw",
+    "bagged",
+    "load",
+]
