@@ -27,4 +27,14 @@ def student_targets(kind: ModelKind, task: Task, teacher: np.ndarray) -> np.ndar
     if kind.learns_soft_targets():
         proba = np.clip(teacher, 0.0, None)
         return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
-    return teacher.argmax(axis=1).astype(np.int64)
+    hard = teacher.argmax(axis=1).astype(np.int64)
+    never = np.setdiff1d(np.arange(task.n_classes), hard)
+    if never.size:  # a rare class the ensemble never ranks first: a hard student cannot learn it
+        names = [task.labels[c] if task.labels else str(c) for c in never]
+        raise ValueError(
+            f"the ensemble makes no training row most likely class {', '.join(map(repr, names))}, "
+            f"so a student of kind {kind.name!r}, which fits the ensemble's most likely class, "
+            "would never predict it; distil into a Keras kind (mlp), which fits the ensemble's "
+            "probabilities"
+        )
+    return hard

@@ -25,12 +25,13 @@ def teacher_of(y: np.ndarray, sharp: float = 0.8) -> np.ndarray:
 
 
 def test_nets_learn_the_teachers_probabilities_and_other_kinds_its_top_class():
-    teacher = teacher_of(np.array([3, 1, 4]))
+    top = np.array([3, 1, 4, 0, 2, 5, 6, 7, 8, 9])
+    teacher = teacher_of(top)
     soft = student_targets(models.get("mlp"), TASK, teacher)
-    assert soft.shape == (3, 10) and soft.dtype == np.float32
+    assert soft.shape == (10, 10) and soft.dtype == np.float32
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
     for kind in ("logistic", "hgb", "lightgbm"):
-        np.testing.assert_array_equal(student_targets(models.get(kind), TASK, teacher), [3, 1, 4])
+        np.testing.assert_array_equal(student_targets(models.get(kind), TASK, teacher), top)
     values = np.array([1.5, -2.0])
     np.testing.assert_array_equal(
         student_targets(models.get("hgb"), Task("regression"), values), values
@@ -48,6 +49,21 @@ def test_nets_learn_the_teachers_probabilities_and_other_kinds_its_top_class():
 def test_a_teacher_of_the_wrong_shape_is_refused(task, teacher, message):
     with pytest.raises(ValueError, match=message):
         student_targets(models.get("mlp"), task, teacher)
+
+
+def test_a_class_the_ensemble_never_ranks_first_is_said_for_a_student_of_top_classes():
+    """2.5% positives: the ensemble never makes 'yes' most likely, so a linear student's
+    targets had no 'yes' and its fit blamed the split ("class id(s) [1] have no training
+    rows"); soft targets (a Keras student) still hold it."""
+    task = Task("classification", 2, labels=("no", "yes"))
+    teacher = np.array([[0.9, 0.1], [0.7, 0.3], [0.6, 0.4]])
+    with pytest.raises(
+        ValueError,
+        match=r"^the ensemble makes no training row most likely "
+        r"class 'yes', so a student of kind 'linear'.*distil into a Keras kind",
+    ):
+        student_targets(models.get("linear"), task, teacher)
+    assert student_targets(models.get("mlp"), task, teacher)[:, 1].max() == pytest.approx(0.4)
 
 
 def test_a_keras_net_trains_on_soft_targets_watched_against_true_labels():
