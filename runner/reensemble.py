@@ -335,6 +335,7 @@ def _log_leaderboards(
                 **facts.get(m.name, {"model": "-", "train_seconds": None}),
                 "val_metric": val[metric],
                 "test_metric": test[metric],
+                "val_scores": val,
                 "predict_ms_per_1000": m.cost,
             }
         )

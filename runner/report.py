@@ -17,6 +17,15 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _rank(member: dict[str, Any], better: bool) -> tuple[float, float]:
+    """Best first by the validation metric, a tie to the better validation log loss or RMSE:
+    the order ``ensembles.honest.best_member`` picks the best member in (every member of an
+    imbalanced table scores the same accuracy)."""
+    scores = member.get("val_scores") or {}
+    loss = scores.get("log_loss", scores.get("rmse", 0.0))
+    return (-member["val_metric"] if better else member["val_metric"], loss)
+
+
 def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: the ensemble, then members best-first by validation score."""
     metric = summary["metric"]
@@ -25,7 +34,7 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     weights = ens["weights"] if ens else {}
     finished = [m for m in summary["members"] if m["status"] == "FINISHED"]
     others = [m for m in summary["members"] if m["status"] != "FINISHED"]
-    finished.sort(key=lambda m: m["val_metric"], reverse=better)
+    finished.sort(key=lambda m: _rank(m, better))
     rows = []
     if ens:
         rows.append(

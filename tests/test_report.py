@@ -48,6 +48,43 @@ def test_leaderboard_puts_ensemble_first_then_members_best_val_first():
     assert "0.750" in lines[3] and "FAILED" in lines[5]
 
 
+def test_members_tied_on_the_metric_are_listed_by_log_loss_as_the_best_member_is_picked():
+    """Every member of an imbalanced table scores 0.975 accuracy: the top row was the first
+    listed (lightgbm) while the report's best member was linear, by its better log loss."""
+    tied = [
+        {
+            "name": "lightgbm",
+            "model": "lightgbm",
+            "status": "FINISHED",
+            "val_metric": 0.975,
+            "test_metric": 0.975,
+            "val_scores": {"accuracy": 0.975, "log_loss": 0.1152},
+        },
+        {
+            "name": "linear",
+            "model": "linear",
+            "status": "FINISHED",
+            "val_metric": 0.975,
+            "test_metric": 0.975,
+            "val_scores": {"accuracy": 0.975, "log_loss": 0.1128},
+        },
+    ]
+    lines = leaderboard({**SUMMARY, "members": tied}).splitlines()
+    assert [line.split()[0] for line in lines[3:]] == ["linear", "lightgbm"]
+    for metric, better in (("rmse", "b"), ("accuracy", "b")):  # the metric still comes first
+        rows = [
+            {**tied[0], "name": "a", "val_metric": 0.5, "val_scores": {"rmse": 0.1}},
+            {
+                **tied[1],
+                "name": "b",
+                "val_metric": 0.4 if metric == "rmse" else 0.6,
+                "val_scores": {"rmse": 0.9},
+            },
+        ]
+        out = leaderboard({**SUMMARY, "metric": metric, "members": rows}).splitlines()
+        assert out[3].split()[0] == better
+
+
 def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
     members = [
         {**SUMMARY["members"][0], "cut_short": {"epochs_run": 3}},
