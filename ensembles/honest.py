@@ -12,6 +12,8 @@ from ensembles import make
 from ensembles.folds import cross_fit_folds, folds_used
 from ensembles.metrics import EPS, evaluate, greater_is_better
 
+MIN_BOOT = 10  # the fewest bootstrap resamples whose 2.5% and 97.5% quantiles mean anything
+
 
 def best_member(P: np.ndarray, y: np.ndarray, metric: str) -> int:
     """Index of the member with the best ``metric`` on (P, y); a tie (three members right on

@@ -25,6 +25,12 @@ def check_metric(metric: str, classification: bool) -> str:
     """``metric`` if it scores this task, else ValueError naming what is allowed."""
     task = "classification" if classification else "regression"
     allowed = [m for m, t in METRICS.items() if t == task]
+    if metric not in METRICS:
+        raise ValueError(
+            f"unknown metric {metric!r}; known for {task}: {', '.join(allowed)} (for "
+            f"{'regression' if classification else 'classification'}: "
+            f"{', '.join(m for m in METRICS if m not in allowed)})"
+        )
     if metric not in allowed:
         raise ValueError(f"metric {metric!r} does not score {task}; allowed: {', '.join(allowed)}")
     return metric

@@ -30,7 +30,8 @@ import numpy as np
 import ensembles
 from ensembles.budget import check_limits
 from ensembles.conformal import check_calibration_rows, check_coverage
-from ensembles.metrics import evaluate, headline_metric
+from ensembles.honest import MIN_BOOT
+from ensembles.metrics import METRICS, evaluate, headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
 from runner import sentinel, signals
 from runner.contracts import (
@@ -147,7 +148,7 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError("experiment=NAME is required")
     args = Args(**known, params=params)
     args.experiment = str(args.experiment)
-    for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", 1)):
+    for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", MIN_BOOT)):
         value = getattr(args, key)
         if value is None:
             continue
@@ -171,6 +172,11 @@ def parse(argv: Sequence[str]) -> Args:
         parse_tracking_uri(args.tracking_uri)
     except SpecError as err:
         raise UsageError(str(err).replace("tracking.uri", "tracking_uri")) from None
+    if args.metric is not None and args.metric not in METRICS:
+        raise UsageError(
+            f"unknown metric {args.metric!r}; known: {', '.join(METRICS)} (or leave it out: "
+            "the sweep's)"
+        )
     if args.method not in ensembles.METHODS:
         known_methods = ", ".join(sorted(ensembles.METHODS))
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")

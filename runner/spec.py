@@ -706,7 +706,9 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     except (TypeError, ValueError) as err:
         raise _fail("ensemble.params", str(err)) from None
     _int("ensemble.cv_folds", spec.cv_folds, 2)
-    _int("ensemble.n_boot", spec.n_boot, 10)
+    from ensembles.honest import MIN_BOOT
+
+    _int("ensemble.n_boot", spec.n_boot, MIN_BOOT)
     if spec.register_as is not None and not NAME_PATTERN.match(str(spec.register_as)):
         raise _fail(
             "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"

@@ -85,6 +85,9 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
         ("refit=maybe", "refit must be true or false, got 'maybe'"),
         ("register_as=my model/v1", "register_as 'my model/v1' must match ^[A-Za-z0-9]"),
         ("sweeps=", "sweeps must be latest, all or sweep ids, got ''"),
+        # refused as unknown at once, not as "does not score classification" after the store
+        ("metric=roc_auc", "unknown metric 'roc_auc'; known: accuracy, log_loss, rmse, mae"),
+        ("n_boot=2", "n_boot must be an integer >= 10, got 2"),  # as ensemble.n_boot
         ("sweeps=,", "sweeps must be latest, all or sweep ids, got ','"),
         (  # MLflow's traceback about its file store
             "tracking_uri=/some/where/mlflow.db",
