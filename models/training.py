@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.base import Task, check_choice, check_float, check_int
+from models.base import Task, check_choice, check_int
 from models.callbacks import learning_rate_log, tensorboard_callback, tensorboard_writer
 from models.lr_finder import (
     LRFinderResult,
@@ -106,8 +106,9 @@ class TrainingOptions:
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs)
         check_int("batch_size", self.batch_size)
-        if check_float("learning_rate", self.learning_rate, 0.0, 10.0) <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < 10:
+            raise ValueError(f"learning_rate must be a number in (0, 10), got {lr!r}")
         canonical = {
             "optimizer": check_optimizer(self.optimizer),
             "schedule": check_schedule(self.schedule, float(self.learning_rate)),

@@ -132,7 +132,7 @@ def test_as_params_names_options_with_dotted_keys():
         ("optimizer", {"name": "sgd", "momentum": 1.5}, r"optimizer.momentum .*\[0, 1\), got 1.5"),
         ("optimizer", {"name": "sgd", "nesterov": "yes"}, r"optimizer.nesterov .*got 'yes'"),
         ("optimizer", {"name": "adam", "epsilon": 0}, r"optimizer.epsilon must be .*> 0, got 0"),
-        ("learning_rate", 0, r"learning_rate must be > 0, got 0"),
+        ("learning_rate", 0, r"learning_rate must be a number in \(0, 10\), got 0"),
         ("learning_rate", -0.1, r"learning_rate .*got -0.1"),
         ("schedule", "cosine", r"schedule must be one of \[.*'warmup_cosine'\], got 'cosine'"),
         (
