@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 import models
 from ensembles import plots
 from ensembles.conformal import point_predictions
-from ensembles.metrics import evaluate
+from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport
 from models import safe_io
 from models.store import MANIFEST, read_manifest, sha256
@@ -105,8 +105,9 @@ def diversity_markdown(report: EnsembleReport) -> str:
     if report.diversity.get("note"):
         lines.insert(0, f"The report {report.diversity['note']}.\n")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    worse = "drop in" if greater_is_better(report.metric) else "rise in"
     note = (
-        f"\nLOO: drop in {report.metric} when the ensemble is refitted without the member "
+        f"\nLOO: {worse} {report.metric} when the ensemble is refitted without the member "
         "(positive = the member helps). Columns after LOO: correlation of validation errors."
     )
     return "\n".join(lines) + "\n" + note + "\n"
