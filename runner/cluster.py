@@ -278,11 +278,28 @@ def node_resources() -> list[dict[str, float]]:
     ]
 
 
+def check_local_resources(
+    spec: ClusterSpec, members: Sequence[MemberSpec], student: MemberSpec | None = None
+) -> None:
+    """``check_resources`` before a local Ray starts, on the one node it will have:
+    ``cluster.num_cpus`` (or this machine's CPUs) and ``cluster.num_gpus`` where declared (GPUs
+    Ray detects itself are checked once it has started)."""
+    if spec.kind != "local":
+        return
+    cpus = spec.num_cpus if spec.num_cpus is not None else (os.cpu_count() or 1)
+    known = spec.num_gpus is not None  # else not known yet: only the CPUs are checked now
+    node = [{"cpu": float(cpus), "gpu": float(spec.num_gpus) if known else float("inf")}]
+    check_resources(members, node, True, gpus_known=known)
+    if student is not None:
+        check_resources([student], node, True, student=True, gpus_known=known)
+
+
 def check_resources(
     members: Sequence[MemberSpec],
     nodes: Sequence[Mapping[str, float]],
     local: bool = True,
     student: bool = False,
+    gpus_known: bool = True,
 ) -> None:
     """Every member's request fits on one node of the cluster as it is (a trial is one actor:
     it never spans nodes): an unmeetable one fails in one line, instead of Tune waiting for it
@@ -298,6 +315,8 @@ def check_resources(
         if asked <= largest[key]:  # each fits some node, both together none
             key, asked = ("gpu", gpu) if gpu else ("cpu", cpu)
         where = f"the cluster has {total['cpu']:g} CPU(s) and {total['gpu']:g} GPU(s) in all"
+        if not gpus_known:
+            where = f"the cluster will have {total['cpu']:g} CPU(s)"
         if len(nodes) > 1:
             where += (
                 f", at most {largest['cpu']:g} CPU(s) and {largest['gpu']:g} GPU(s) on one node "

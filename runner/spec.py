@@ -758,9 +758,9 @@ def parse_cluster(raw: Mapping[str, Any]) -> ClusterSpec:
         raise _fail(
             "cluster.kind", f"unknown kind {spec.kind!r}; allowed: {', '.join(CLUSTER_KINDS)}"
         )
-    for key in ("num_cpus", "num_gpus"):
+    for key, least in (("num_cpus", 1), ("num_gpus", 0)):  # no CPU: not a trial could run
         if getattr(spec, key) is not None:
-            _int(f"cluster.{key}", getattr(spec, key), 0)
+            _int(f"cluster.{key}", getattr(spec, key), least)
     _number("cluster.connect_timeout", spec.connect_timeout, 0.1)
     if spec.kind == "local" and spec.address is not None:
         raise _fail(

@@ -58,6 +58,30 @@ def test_a_request_fits_one_node_or_fails_naming_the_largest_node():
         check_resources([member(1, 2)], [{"cpu": 2.0, "gpu": 1.0}], local=True)
 
 
+def test_a_local_clusters_size_is_checked_before_ray_starts():
+    """cluster=local: its CPUs (and GPUs where declared) are known before Ray starts, so an
+    unmeetable request is refused then (it took a Ray start, 13-22 s on a busy machine)."""
+    from types import SimpleNamespace
+
+    from runner.cluster import check_local_resources
+
+    def member(cpu, gpu=0.0, name="m"):
+        return SimpleNamespace(name=name, resources=Resources(cpu, gpu))
+
+    with pytest.raises(ClusterError) as err:
+        check_local_resources(ClusterSpec(num_cpus=2), [member(1), member(3)])
+    assert str(err.value) == (
+        "members.m.resources.cpu=3 cannot be met: the cluster will have 2 CPU(s); ask for "
+        "less, or declare more (cluster.num_cpus / cluster.num_gpus)"
+    )
+    with pytest.raises(ClusterError, match=r"^members.m.resources.gpu=1 cannot be met"):
+        check_local_resources(ClusterSpec(num_cpus=2, num_gpus=0), [member(1, 1)])
+    check_local_resources(ClusterSpec(num_cpus=2), [member(1, 1)])  # GPUs Ray detects: later
+    with pytest.raises(ClusterError, match=r"^resources.cpu=2 of the student"):
+        check_local_resources(ClusterSpec(num_cpus=1), [member(1)], member(2, name="s"))
+    check_local_resources(ClusterSpec(kind="address", address="h:1"), [member(99)])
+
+
 def test_a_local_session_passes_the_worker_env_and_stops_its_monitor_at_once(monkeypatch):
     import ray
     from ray._private import worker
