@@ -271,6 +271,7 @@ ENTRIES: dict[str, BoosterKind] = {
             regressor_name="LGBMRegressor",
             params={"verbose": -1},
             file="model.txt",
+            cost=("n_estimators", 100, 0.02),
         ),
         BoosterKind(
             "xgboost",
@@ -278,6 +279,7 @@ ENTRIES: dict[str, BoosterKind] = {
             classifier_name="XGBClassifier",
             regressor_name="XGBRegressor",
             file="model.json",
+            cost=("n_estimators", 100, 0.02),
         ),
         BoosterKind(
             "catboost",
@@ -287,6 +289,7 @@ ENTRIES: dict[str, BoosterKind] = {
             threads="thread_count",
             params={"verbose": 0, "allow_writing_files": False},
             file="model.cbm",
+            cost=("iterations", 1000, 0.04),
         ),
     )
 }

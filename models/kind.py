@@ -106,9 +106,11 @@ class ModelKind:
         distilled from an ensemble learns its soft predictions then, else its top class."""
         return False
 
-    def relative_cost(self, epochs: int) -> float:
-        """A rough guess of a member's training time against other kinds' (a one-shot fit is
-        1), so that the runner starts the longest trials first and they do not end last."""
+    def relative_cost(self, epochs: int, hparams: Mapping[str, Any] | None = None) -> float:
+        """A rough guess of a member's training time against other kinds' (in epochs of a
+        small net; a one-shot fit of no known size is 1), so that the runner starts the
+        longest trials first and they do not end last, or, under a time limit, the cheapest
+        first."""
         if not self.learns_in_epochs:
             return 1.0
         return float(max(epochs, 1) * (10 if self.needs_image else 1))

@@ -46,6 +46,19 @@ class SklearnKind(ModelKind):
     calibrate: bool = False
     framework: str = "sklearn"
     table_encoding: str = "onehot"
+    # the guess of ``relative_cost``: a one-shot fit's cost, or (the hyperparameter counting
+    # its trees or rounds, their default count, the cost of each)
+    cost: float | tuple[str, int, float] = 1.0
+
+    def relative_cost(self, epochs: int, hparams: Mapping[str, Any] | None = None) -> float:
+        """A linear model 1, a forest of 300 trees 60, 5000 boosting rounds 100-200 (against
+        a net's epochs): under a time limit a linear member no longer waits behind them."""
+        if not isinstance(self.cost, tuple):
+            return float(self.cost)
+        key, default, each = self.cost
+        count = {**self.params, **(hparams or {})}.get(key, default)
+        whole = isinstance(count, (int, float)) and not isinstance(count, bool)
+        return float(count if whole else default) * each
 
     def supports(self, task: Task) -> bool:
         """Whether an estimator exists for this task."""
@@ -222,15 +235,23 @@ ENTRIES: dict[str, SklearnKind] = {
             regressor=ExtraTreesRegressor,
             params={"n_estimators": 300},
             table_encoding="ordinal",
+            cost=("n_estimators", 100, 0.2),
         ),
         SklearnKind(
-            "svm", classifier=SVC, regressor=SVR, params={"C": 10.0}, scale=True, calibrate=True
+            "svm",
+            classifier=SVC,
+            regressor=SVR,
+            params={"C": 10.0},
+            scale=True,
+            calibrate=True,
+            cost=30.0,  # quadratic in the rows, five times over for its calibration
         ),
         SklearnKind(
             "hgb",
             classifier=HistGradientBoostingClassifier,
             regressor=HistGradientBoostingRegressor,
             table_encoding="ordinal",
+            cost=("max_iter", 100, 0.02),
         ),
         SklearnKind(
             "random_forest",
@@ -238,9 +259,14 @@ ENTRIES: dict[str, SklearnKind] = {
             regressor=RandomForestRegressor,
             params={"n_estimators": 200},
             table_encoding="ordinal",
+            cost=("n_estimators", 100, 0.2),
         ),
         SklearnKind(
-            "knn", classifier=KNeighborsClassifier, regressor=KNeighborsRegressor, scale=True
+            "knn",
+            classifier=KNeighborsClassifier,
+            regressor=KNeighborsRegressor,
+            scale=True,
+            cost=2.0,  # its predictions on validation and test rows are its work
         ),
     )
 }

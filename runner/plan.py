@@ -79,7 +79,7 @@ def expected_cost(member: MemberSpec) -> float:
     """The member kind's guess of how long the member trains, relative to other members."""
     import models
 
-    return models.get(member.model).relative_cost(member.training.epochs)
+    return models.get(member.model).relative_cost(member.training.epochs, member.hparams)
 
 
 def param_space(members: Sequence[MemberSpec], cheapest_first: bool = False) -> dict[str, Any]:

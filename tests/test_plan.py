@@ -36,21 +36,46 @@ def test_trials_start_longest_expected_first_and_ties_keep_the_config_order(tmp_
     }
     spec = spec_of(tmp_path, members)
     grid = plan.param_space(spec.members)["member"]["grid_search"]
-    assert [c["name"] for c in grid] == ["convnet", "selu", "mlp", "logistic", "hgb"]
+    assert [c["name"] for c in grid] == ["convnet", "selu", "mlp", "hgb", "logistic"]
     costs = [plan.expected_cost(m) for m in spec.members]
-    assert costs == [1.0, 20.0, 1.0, 200.0, 40.0]
+    assert costs == [1.0, 20.0, 2.0, 200.0, 40.0]
     # under runner.time_limit the cheapest start first: the budget finishes the most members
     (run,) = plan.tune_runs(spec, spec.members)
     assert [c["name"] for c in run.search_space(spec)[0]["member"]["grid_search"]] == [
         "convnet",
         "selu",
         "mlp",
-        "logistic",
         "hgb",
+        "logistic",
     ]
     timed = replace(spec, time_limit=60.0)
     grid = run.search_space(timed)[0]["member"]["grid_search"]
     assert [c["name"] for c in grid] == ["logistic", "hgb", "mlp", "selu", "convnet"]
+
+
+def test_one_shot_fits_are_costed_by_their_trees_and_rounds(tmp_path):
+    """Every one-shot fit cost 1, so a 5000-round booster tied with a linear model, and under
+    a time limit the boosters (first in the tabular zoo's config) started while the linear
+    model was skipped."""
+    members = {
+        "lightgbm": {"model": "lightgbm", "hparams": {"n_estimators": 5000}},
+        "catboost": {"model": "catboost", "hparams": {"iterations": 5000}},
+        "extra_trees": {"model": "extra_trees"},
+        "linear": {"model": "linear"},
+        "knn": {"model": "knn"},
+    }
+    spec = spec_of(tmp_path, members)
+    costs = {m.name: plan.expected_cost(m) for m in spec.members}
+    assert costs == {
+        "lightgbm": 100.0,
+        "catboost": 200.0,
+        "extra_trees": 60.0,
+        "linear": 1.0,
+        "knn": 2.0,
+    }
+    (run,) = plan.tune_runs(spec, spec.members)
+    grid = run.search_space(replace(spec, time_limit=60.0))[0]["member"]["grid_search"]
+    assert [c["name"] for c in grid] == ["linear", "knn", "extra_trees", "lightgbm", "catboost"]
 
 
 def test_tune_carries_member_configs_without_numbers_it_would_track_and_gives_them_back(tmp_path):
