@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from runner import CONF_DIR, process_env
+from runner import CONF_DIR, IMPORTED_AT, process_env
 from runner.hydra_errors import job_started, redact_saved_config, run_holding_stderr
 
 if TYPE_CHECKING:
@@ -194,9 +195,20 @@ def _main(cfg: DictConfig) -> None:
         _job(cfg)
 
 
+_JOBS_BEGUN: list[float] = []  # when each job of this process began (time.time())
+
+
+def _job_began() -> float:
+    """When this job began: the command's start for the first (runner.time_limit counts the
+    imports and the data's loading too), now for a multirun's later jobs."""
+    _JOBS_BEGUN.append(time.time() if _JOBS_BEGUN else IMPORTED_AT)
+    return _JOBS_BEGUN[-1]
+
+
 def _job(cfg: DictConfig) -> None:
     """One run of the command (one job of a multirun): check, train, ensemble, report."""
     job_started()  # first: whatever fails from here on shows as it is
+    began = _job_began()
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -271,7 +283,7 @@ def _job(cfg: DictConfig) -> None:
     from runner.user_errors import SAID_IN_ONE_LINE
 
     try:
-        summary = launch.run(spec, data, stage_data)
+        summary = launch.run(spec, data, stage_data, began)
     except SweepAlreadyFinished as err:
         print(str(err))
         return

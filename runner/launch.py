@@ -80,10 +80,14 @@ def _take_lease(spec: RunSpec) -> Lease | None:
     return lease
 
 
-def run(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
+def run(
+    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], began: float | None = None
+) -> dict[str, Any]:
     """Take the sweep's lease, start (or attach to) Ray and run the sweep in it; return the
-    summary. Raises LeaseHeld, before Ray starts, when another live driver runs the sweep."""
-    start = time.perf_counter()
+    summary. Raises LeaseHeld, before Ray starts, when another live driver runs the sweep.
+    ``began`` (``time.time()``, default now) is when the command began: runner.time_limit
+    and the summary's wall time count from it."""
+    start = time.perf_counter() - max(0.0, time.time() - began if began is not None else 0.0)
     ready = threading.Event()
     preparing = threading.Thread(
         target=_prepare, args=(spec, ready), name="runner-prepare", daemon=True

@@ -35,6 +35,8 @@ class ProgressView(Callback):
         stream: TextIO | None = None,
         live: bool | None = None,
         verbose: int = 1,
+        deadline: float | None = None,
+        began: float | None = None,
     ) -> None:
         self.total = total
         self.metric = metric
@@ -46,11 +48,15 @@ class ProgressView(Callback):
         self.finished = 0
         self.failed = 0
         self.stopped = 0
+        self.skipped = 0  # by runner.time_limit: never started, so they set no pace
         self.earlier = 0  # done in an earlier attempt of a resumed sweep (Tune's restore)
         self._restored_counted = False
         self.durations: list[float] = []
         self.best: tuple[float, str] | None = None
-        self.start = time.perf_counter()
+        # the clock of the command (``began``, time.time()), as runner.time_limit counts, and its
+        # deadline: time left is never more than the limit leaves
+        self.start = time.perf_counter() - (max(0.0, time.time() - began) if began else 0.0)
+        self.deadline = deadline
         self.last_draw = 0.0
         self.drawn = False
 
@@ -58,7 +64,7 @@ class ProgressView(Callback):
 
     @property
     def done(self) -> int:
-        return self.finished + self.failed + self.stopped + self.earlier
+        return self.finished + self.failed + self.stopped + self.skipped + self.earlier
 
     def _out(self) -> TextIO:
         return self.stream or sys.stdout
@@ -71,11 +77,14 @@ class ProgressView(Callback):
 
     def _left(self, elapsed: float) -> str:
         """Time left: the members not yet done, at the pace the done ones went."""
-        if not self.done - self.earlier:
-            return "?"
         if self.done >= self.total:
             return "0s"
-        return "~" + _clock(elapsed / (self.done - self.earlier) * (self.total - self.done))
+        paced = self.done - self.earlier - self.skipped
+        until = None if self.deadline is None else max(0.0, self.deadline - time.time())
+        if not paced:
+            return "?" if until is None else f"<{_clock(until)}"
+        left = elapsed / paced * (self.total - self.done)
+        return "~" + _clock(left if until is None else min(left, until))
 
     def status(self) -> str:
         """``3/8 done (1 failed) | 2 running, 3 pending | best val accuracy 0.9722 (mlp) |
@@ -87,6 +96,8 @@ class ProgressView(Callback):
             extra.append(f"{self.failed} failed")
         if self.stopped:
             extra.append(f"{self.stopped} stopped early")
+        if self.skipped:
+            extra.append(f"{self.skipped} skipped")
         if self.earlier:
             extra.append(f"{self.earlier} in an earlier attempt")
         counts = f"{self.done}/{self.total} done" + (f" ({', '.join(extra)})" if extra else "")
@@ -109,6 +120,7 @@ class ProgressView(Callback):
             for n, what in (
                 (self.failed, "failed"),
                 (self.stopped, "stopped"),
+                (self.skipped, "skipped"),
                 (self.earlier, "earlier"),
             )
         ]
@@ -189,7 +201,7 @@ class ProgressView(Callback):
             self._event(f"{name} finished in an earlier attempt; kept")
             return
         if result.get("skipped"):
-            self.stopped += 1
+            self.skipped += 1
             self._event(f"{name} skipped: {result['skipped']}")
             return
         if not result.get("final"):

@@ -528,7 +528,13 @@ def _train_stage(
         from runner.progress import ProgressView
 
         metric = headline_metric(data.task.is_classification, spec.metric)
-        view = ProgressView(sum(r.trials(spec) for r in runs), metric, verbose=spec.verbose)
+        view = ProgressView(
+            sum(r.trials(spec) for r in runs),
+            metric,
+            verbose=spec.verbose,
+            deadline=deadline,
+            began=None if deadline is None else deadline - float(spec.time_limit or 0),
+        )
     try:
         for run in runs:
             pool = None
@@ -739,7 +745,11 @@ def _run(
             "stages": stage_rows,
             "ensemble": None,
         }
-        if not any(r.status == "FINISHED" for r in records):
+        finished = sum(r.status == "FINISHED" for r in records)
+        timed_out = sum(r.status == "SKIPPED" or bool(r.fit.get("folds_missing")) for r in records)
+        if not finished or (finished < 2 and timed_out):
+            # too few to ensemble because of the time limit: not finished, so a resume with a
+            # larger budget trains what was skipped (a FINISHED sweep would refuse it)
             summary["wall_seconds"] = round(time.perf_counter() - start, 2)
             report.write_summary(summary, spec.output_dir)
             skipped = sum(r.status == "SKIPPED" for r in records)
@@ -748,11 +758,15 @@ def _run(
                 if skipped
                 else ""
             )
-            failed = len(records) - skipped
+            failed = len(records) - skipped - finished
             why += ("; " if why and failed else "") + (
                 f"{failed} failed or stopped (their runs' runner.error tags)" if failed else ""
             )
-            raise SweepFailed(f"no member finished of {len(records)}: {why}")
+            if not finished:
+                raise SweepFailed(f"no member finished of {len(records)}: {why}")
+            raise SweepFailed(
+                f"only {finished} member of {len(records)} finished, too few to ensemble: {why}"
+            )
         summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from types import SimpleNamespace
 
 from runner.progress import CLEAR_LINE, ProgressView
@@ -116,3 +117,23 @@ def test_one_view_goes_on_over_a_stages_tune_runs():
     view.on_trial_complete(0, [], s)
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("[4/5 done, 1 earlier, 0 running | best 0.9400 a |"), last
+
+
+def test_members_the_time_limit_skipped_are_said_so_and_set_no_pace():
+    """Skipped members counted as 'stopped early' and as done at their instant pace, so the
+    view said '~6s left' for a member running minutes; time left stops at the deadline, and
+    the clock counts from the command's start, as the limit does."""
+    out = io.StringIO()
+    began = time.time() - 30.0
+    view = ProgressView(4, "accuracy", stream=out, deadline=began + 60.0, began=began)
+    a = trial("a", "1")
+    view.on_trial_start(0, [], a)
+    a.last_result = {"final": True, "final_val_accuracy": 0.9, "train_seconds": 29.0}
+    view.on_trial_complete(0, [], a)
+    b = trial("b", "2", {"final": True, "epoch": 0, "skipped": "runner.time_limit passed"})
+    view.on_trial_complete(0, [], b)
+    last = out.getvalue().splitlines()[-1]
+    # two members left at the pace of one done in 30 s: 60 s, but the limit leaves 30 s
+    assert last.startswith("[2/4 done, 1 skipped, 0 running | best 0.9000 a | 30s, ~30s left]")
+    assert "b skipped: runner.time_limit passed" in last
+    assert "1 skipped" in view.status() and "stopped early" not in view.status()

@@ -96,6 +96,38 @@ def test_a_sweep_whose_members_were_all_skipped_says_so_and_a_resume_trains_them
 
 
 @pytest.mark.slow
+def test_a_sweep_left_one_member_by_the_time_limit_is_not_finished_and_a_resume_ensembles(
+    workdir,
+):
+    """One member trains until the limit, the other cannot start: the sweep ended FINISHED
+    with no ensemble (exit 0), and a resume with a larger budget was refused as finished."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.convnet", "~members.logistic")
+    args = ("+experiment=quickstart", *members, "~members.svm", f"tracking.uri={db}")
+    args += ("+model@members.trees=extra_trees", "runner.sweep_id=one", "data.max_rows=400")
+    args += ("training.early_stopping=0", "resources.cpu=2", "cluster.num_cpus=2")
+    # a million trees are costed above 100000 epochs: the MLP starts first, the trees never
+    many = ("training.epochs=100000", "++members.trees.hparams.n_estimators=1000000")
+    done = run_cli(workdir, *args, *many, "runner.time_limit=25")
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: only 1 member of 2 finished, too few to ensemble: 1 skipped by "
+        "runner.time_limit (their runs' runner.skipped tags)"
+    ], done.stderr[-2000:]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    (sweep,) = client.search_runs([experiment], "tags.`runner.role` = 'sweep'")
+    assert sweep.info.status != "FINISHED"
+    few = ("training.epochs=2", "++members.trees.hparams.n_estimators=10")
+    again = run_cli(workdir, *args, *few, "runner.resume=force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    runs = client.search_runs([experiment])
+    assert [r.info.status for r in runs if r.data.tags["runner.role"] == "ensemble"] == ["FINISHED"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
 def test_a_bagged_sweep_the_time_limit_skipped_trains_its_bags_on_a_resume(workdir):
     db = f"sqlite:///{workdir}/mlflow.db"
     members = ("~members.selu", "~members.resnet", "~members.mlp", "~members.convnet")
