@@ -275,6 +275,13 @@ def _job(cfg: DictConfig) -> None:
             _fail(str(err))
     if folds_note:  # said once the config is known good: bad input stays one line
         print(f"note: {folds_note}", file=sys.stderr)
+    if spec.search.name != "none" and not any(m.search for m in spec.all_members()):
+        print(
+            f"note: search={spec.search.name} has nothing to sample: no member has a search "
+            "space (e.g. members.mlp.hparams.width={choice:[64,128]}), so each member trains "
+            "once and search.num_samples does not apply",
+            file=sys.stderr,
+        )
 
     # MLflow, Ray Tune, scikit-learn and matplotlib (about 3 s of imports) load only once the
     # config is known to be good, so bad input fails fast; they load while Ray starts.

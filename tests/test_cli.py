@@ -117,6 +117,11 @@ def test_resuming_a_sweep_there_is_not_fails_in_one_line_and_trains_nothing(work
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(said), done.stderr
+    # search=random with nothing to search trained each member once, in silence
+    idle = run_cli(workdir, "+experiment=quickstart", db, "runner.resume=true", "search=random")
+    assert idle.returncode == 2 and idle.stderr.startswith(
+        "note: search=random has nothing to sample: no member has a search space"
+    ), idle.stderr
     forced = run_cli(workdir, "+experiment=quickstart", db, "runner.resume=force")
     assert forced.returncode == 2 and forced.stderr.startswith(  # the option as it was given
         "error: runner.resume=force but experiment 'quickstart' has no unfinished sweep"
