@@ -567,6 +567,9 @@ def test_data_sep_and_decimal_read_what_the_header_cannot_decide(tmp_path):
 
     spec = parse_data({"name": "csv", "path": str(path), "target": "kind", "sep": "semicolon"})
     assert spec.sep == ";"
+    # a separator given wrong: the header is one column, and the line said only that
+    wrong = replace(spec, sep="|")
+    one_line_error(wrong, "data.sep='|' did not split the header, which seems separated by ';'")
     d = load(spec)
     X = pd.concat([d.X_train, d.X_val, d.X_test])
     assert d.input_spec.feature_names == ("Preis, EUR",)

@@ -59,11 +59,16 @@ def _separator(path: Path) -> str:
 def _separator_hint(spec: DataSpec, used: str | None, target: str, columns: Sequence[str]) -> str:
     """A hint to pass ``data.sep`` when the target is inside a column name read from the
     header of a CSV: the file is separated by something else than ``used``."""
-    if spec.sep is not None or used is None:
+    if used is None:
         return ""
     for sep in SEPARATORS:
         pieces = (n.split(sep) for n in columns if sep in n)
         if sep != used and any(target in [p.strip() for p in names] for names in pieces):
+            if spec.sep is not None:  # the one given does not split this header
+                return (
+                    f" (data.sep={spec.sep!r} did not split the header, which seems separated "
+                    f"by {sep!r}: pass data.sep={SEP_NAMES[sep]}, or drop data.sep to find it)"
+                )
             return f" (if the file is separated by {sep!r}, pass data.sep={SEP_NAMES[sep]})"
     return ""
 
