@@ -409,6 +409,11 @@ def test_csv_infers_classification_for_two_values_on_a_small_table_and_says_so(t
     )
     assert d.task.kind == "classification" and d.task.labels == ("0", "1")
     assert "task classification inferred from the target 'churn' (2 classes)" in d.notes[0]
+    three = pd.DataFrame({"x": rng.normal(size=60), "grade": ["a", "b", "c"] * 20})
+    path = str(write(three, tmp_path / "three.csv"))
+    kept = load(DataSpec("csv", 0.2, 0.2, 0, path=path, target="grade", classes=(0, 2)))
+    said = "(3 classes, of which data.classes keeps 2)"  # it said 3 classes of a 2-class sweep
+    assert kept.task.n_classes == 2 and said in kept.notes[0], kept.notes
     forced = DataSpec(
         "csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="churn", task="regression"
     )

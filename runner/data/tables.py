@@ -521,6 +521,8 @@ def load_table(spec: DataSpec) -> Raw:
     y, task = _encode_target(frame[target], kind, target)
     if spec.task is None:
         what = f"{task.n_classes} classes" if task.is_classification else "numbers"
+        if task.is_classification and spec.classes is not None:  # kept after the loader
+            what += f", of which data.classes keeps {len(spec.classes)}"
         notes += (
             f"task {kind} inferred from the target {target!r} ({what}); "
             "data.task=classification or data.task=regression chooses it",
