@@ -69,7 +69,10 @@ def _check_class_weight(value: Any) -> str | dict[int, float] | None:
     for key, weight in value.items():
         cls = int(key) if isinstance(key, str) and key.isdigit() else key
         if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or cls < 0:
-            raise ValueError(f"class_weight keys must be class ids >= 0, got {key!r}")
+            raise ValueError(
+                f"class_weight keys must be class ids >= 0 (a class's place from 0 in the "
+                f"sorted target values, as the run's note and summary list them), got {key!r}"
+            )
         weights[int(cls)] = check_positive(f"class_weight[{key!r}]", weight)
     return dict(sorted(weights.items()))
 

@@ -163,7 +163,7 @@ def test_as_params_names_options_with_dotted_keys():
         ("class_weight", "balance", r"class_weight must be null, 'balanced' or .*got 'balance'"),
         ("class_weight", [1, 2], r"class_weight .*got \[1, 2\]"),
         ("class_weight", {0: -1.0}, r"class_weight\[0\] must be a number > 0, got -1.0"),
-        ("class_weight", {"a": 1.0}, r"class_weight keys must be class ids >= 0, got 'a'"),
+        ("class_weight", {"a": 1.0}, r"class ids >= 0 \(a class's place from 0 .*got 'a'"),
         ("early_stopping", -1, r"early_stopping must be an integer >= 0, got -1"),
         ("early_stopping_monitor", "val_f1", r"early_stopping_monitor .*got 'val_f1'"),
         ("terminate_on_nan", "yes", r"terminate_on_nan must be true or false, got 'yes'"),
