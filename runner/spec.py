@@ -1061,6 +1061,10 @@ def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
 def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
     """Build and validate the run spec from a resolved config (a plain dict)."""
     named = cfg.get("experiment_name")
+    if named is not None and not (isinstance(named, str) and NAME_PATTERN.match(named)):
+        raise _fail(  # '' fell back to the experiment's name in silence
+            "experiment_name", f"{named!r} must match {NAME_PATTERN.pattern} (or be null)"
+        )
     # an experiment file in a sub-folder (+experiment=team/nested) is named team.nested
     name = named or (str(experiment).replace("/", ".") if experiment else None)
     if not name:

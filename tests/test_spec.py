@@ -136,6 +136,7 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         (["~ensemble"], r"^ensemble.method: missing; it must be set$"),
         (["~data.name"], r"^data.name: missing; it must be set$"),
         (["cluster.num_cpus=0"], r"^cluster.num_cpus: must be an integer >= 1, got 0$"),
+        (["experiment_name=''"], r"^experiment_name: '' must match .* \(or be null\)$"),
         (  # another dataset's key, as Hydra's own hint (+data.path=) suggests: ignored before
             ["+data.path=penguins.csv", "+data.target=species"],
             r"^data.path: 'penguins.csv' does not apply to data=digits, which does not read it "
