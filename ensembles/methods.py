@@ -376,7 +376,9 @@ class StackingEnsemble(_Ensemble):
 
     def _features(self, P: np.ndarray) -> np.ndarray:
         if P.ndim == 3:
-            return np.log(np.clip(P, FEATURE_FLOOR, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
+            # a meta-learner saved before the floor existed read its features from EPS up
+            floor = getattr(self, "feature_floor_", EPS)
+            return np.log(np.clip(P, floor, 1.0)).transpose(1, 0, 2).reshape(P.shape[1], -1)
         return P.T
 
     def _meta(self, classification: bool):
@@ -389,6 +391,10 @@ class StackingEnsemble(_Ensemble):
     def _fit_meta(self, X: np.ndarray, y: np.ndarray, classification: bool):
         """The meta-learner fitted on ``X``; a ridge is fitted on values standardised by
         ``y``'s mean and spread, then its intercept is put back into the target's units."""
+        if classification and len(np.unique(y)) < 2:  # one class to learn: its prior, and
+            from sklearn.dummy import DummyClassifier  # the members' say on the others
+
+            return DummyClassifier(strategy="prior").fit(X, y)
         if classification:
             return self._meta(True).fit(X, y)
         centre, scale = _standardiser(X, y)
@@ -423,6 +429,7 @@ class StackingEnsemble(_Ensemble):
         self.check_params()
         P, y = check_predictions(P, y)
         classification = P.ndim == 3
+        self.feature_floor_ = FEATURE_FLOOR
         X = self._features(P)
         self.n_classes_ = P.shape[2] if classification else None
         self.meta_ = self._fit_meta(X, y, classification)
@@ -434,7 +441,7 @@ class StackingEnsemble(_Ensemble):
                 self._proba(meta, X[held], P[:, held]) if classification else meta.predict(X[held])
             )
         self.oof_pred_ = oof
-        coef = np.abs(np.atleast_2d(self.meta_.coef_))
+        coef = np.abs(np.atleast_2d(getattr(self.meta_, "coef_", np.ones(X.shape[1]))))
         per_member = coef.reshape(coef.shape[0], P.shape[0], -1).sum(axis=(0, 2))
         self.weights_ = (
             per_member / per_member.sum()

@@ -444,3 +444,23 @@ def test_cross_fit_folds_spread_a_class_rarer_than_the_folds():
         assert len(folds) == 5
         assert sorted(np.concatenate([held for _, held in folds]).tolist()) == list(range(120))
         assert max(int((y[held] == 2).sum()) for _, held in folds) == 1
+
+
+def test_stacking_fits_a_binary_task_whose_rare_class_some_fold_lacks():
+    """One validation row of the rare class: the fold holding it out had one class to fit,
+    and scikit-learn refused ("needs samples of at least 2 classes"), in the stacking's own
+    folds and in the honest cross-fit's; a meta-learner saved before the feature floor keeps
+    reading its features as it was fitted."""
+    from ensembles.honest import cross_fitted_predictions
+
+    rng = np.random.default_rng(0)
+    y = np.zeros(40, dtype=np.int64)
+    y[5] = 1
+    P = rng.dirichlet(np.ones(2), size=(3, 40))
+    oof = ensembles.make("stacking", random_state=0).fit(P, y).oof_pred_
+    assert oof[5] == pytest.approx(P[:, 5].mean(axis=0))
+    ens, _ = cross_fitted_predictions("stacking", {}, P, y, "log_loss", 5, 0)
+    assert np.allclose(ens.sum(axis=1), 1.0) and ens[5, 1] > 0
+    fitted = ensembles.make("stacking", random_state=0).fit(P, y)
+    del fitted.feature_floor_  # as an estimator saved before it existed
+    assert fitted._features(np.zeros((3, 1, 2))).min() == pytest.approx(np.log(1e-15))
