@@ -426,7 +426,17 @@ def parse_stages(
         for key in body:
             if key not in ("data", "members", "training"):
                 raise _fail(where, f"unknown key {key!r}; allowed: data, members, training")
-        stage_data = parse_data({**asdict(data), **_mapping(f"{where}.data", body.get("data"))})
+        own = _mapping(f"{where}.data", body.get("data"))
+        inherited = asdict(data)
+        if own.get("name", data.name) != data.name:  # another dataset: only keys it reads
+            from runner.data import COMMON_KEYS, OWN_KEYS
+
+            reads = COMMON_KEYS | OWN_KEYS.get(str(own["name"]), frozenset())
+            inherited = {k: v for k, v in inherited.items() if k in reads}
+        try:
+            stage_data = parse_data({**inherited, **own})
+        except SpecError as err:  # its keys are the stage's
+            raise SpecError(f"{where}.{err}") from None
         stage_training = {**training, **_mapping(f"{where}.training", body.get("training"))}
         members = parse_members(
             body.get("members"), stage_training, resources, seed, shrink, model_modules

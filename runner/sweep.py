@@ -466,6 +466,20 @@ def _ensemble_pool(spec: RunSpec, data: Dataset, tree: RunTree, handles: list[An
     return name
 
 
+def _resume_retrains(spec: RunSpec, records: list[MemberRecord]) -> bool:
+    """Whether a resume with a larger budget would train some member the time limit skipped
+    or left a bag short of (``_skipped_earlier``'s sweeps: one stage, no refits, no student,
+    not a searched member's samples)."""
+    if spec.stages or spec.refit or spec.student:
+        return False
+    for r in records:
+        member = plan.member_of(r.name, spec.members)
+        cut = r.status == "SKIPPED" or bool(r.fit.get("folds_missing"))
+        if cut and member is not None and not member.search:
+            return True
+    return False
+
+
 def _skipped_earlier(
     spec: RunSpec, tree: RunTree, members: tuple[MemberSpec, ...], stage: str | None
 ) -> set[str]:
@@ -746,8 +760,7 @@ def _run(
             "ensemble": None,
         }
         finished = sum(r.status == "FINISHED" for r in records)
-        timed_out = sum(r.status == "SKIPPED" or bool(r.fit.get("folds_missing")) for r in records)
-        if not finished or (finished < 2 and timed_out):
+        if not finished or (finished < 2 and _resume_retrains(spec, records)):
             # too few to ensemble because of the time limit: not finished, so a resume with a
             # larger budget trains what was skipped (a FINISHED sweep would refuse it)
             summary["wall_seconds"] = round(time.perf_counter() - start, 2)

@@ -143,6 +143,10 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
             r"\(data=california_housing or data=csv .*\+experiment=tabular data.path=FILE",
         ),
         (["+data.task=regression"], r"^data.task: 'regression' does not apply to data=digits"),
+        (  # a stage's own key is named as the stage's
+            ["+stages.pre.data={name: digits, target: y}", "+stages.pre.members={m: {model: mlp}}"],
+            r"^stages.pre.data.target: 'y' does not apply to data=digits",
+        ),
         (  # uniform samples fractions: a whole-number setting refuses one before Ray starts
             ["search=random", "+members.mlp.training={epochs: {uniform: [1, 3]}}"],
             r"epochs must be an integer >= 1, got 1.764 \(uniform\[1, 3\] samples fractions",
@@ -389,3 +393,16 @@ def test_a_transfer_base_or_weights_file_given_relative_is_resolved_where_the_co
     tl = next(m for m in searched.members if m.name == "tl")
     both = [str(tmp_path / "base.keras"), str(tmp_path / "other.keras")]
     assert tl.search["hparams.base"] == {"choice": both} and tl.candidates["hparams.base"] == both
+
+
+def test_a_stage_on_another_dataset_inherits_only_the_keys_that_dataset_reads():
+    """A stage switching to fashion_mnist inherited the images' image_size, now refused as a
+    key fashion_mnist does not read: it is not the stage's."""
+    spec = spec_of(
+        "data=images",
+        "data.path=imgs",
+        "data.image_size=[28,28]",
+        "+stages.pre.data={name: fashion_mnist}",
+        "+stages.pre.members={m: {model: mlp}}",
+    )
+    assert spec.stages[0].data.name == "fashion_mnist" and spec.stages[0].data.image_size is None
