@@ -56,7 +56,11 @@ class SklearnKind(ModelKind):
         if not isinstance(self.cost, tuple):
             return float(self.cost)
         key, default, each = self.cost
-        count = {**self.params, **(hparams or {})}.get(key, default)
+        default = self.params.get(key, default)
+        count = (hparams or {}).get(key, default)
+        if isinstance(count, Mapping):  # a search domain: its largest value
+            values = _numbers_in(count.values())
+            count = max(values) if values else default
         whole = isinstance(count, (int, float)) and not isinstance(count, bool)
         return float(count if whole else default) * each
 
@@ -212,6 +216,17 @@ def predict(estimator: BaseEstimator, x: np.ndarray, task: Task) -> np.ndarray:
     if task.is_classification:
         return np.asarray(estimator.predict_proba(x), dtype=np.float64)
     return np.asarray(estimator.predict(x), dtype=np.float64).reshape(len(x))
+
+
+def _numbers_in(values: Any) -> list[float]:
+    """The numbers in a search domain's arguments (``{choice: [500, 1000]}``'s list)."""
+    out: list[float] = []
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            out += _numbers_in(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+    return out
 
 
 ENTRIES: dict[str, SklearnKind] = {

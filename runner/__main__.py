@@ -239,6 +239,12 @@ def _job(cfg: DictConfig) -> None:
         if spec.verbose < 2:
             for name in CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.ERROR)
+        from runner.cluster import ClusterError, check_local_resources
+
+        try:  # a local Ray's size is known before it starts, before the store and the data
+            check_local_resources(spec.cluster, spec.all_members(), spec.student)
+        except ClusterError as err:
+            _fail(str(err))
         _probe_store(spec)
         data = _load(spec.data, "data")
         folds_note = None
@@ -261,12 +267,8 @@ def _job(cfg: DictConfig) -> None:
             )
     except SpecError as err:
         _fail(str(err))
-    from runner.cluster import ClusterError, check_local_resources, check_reachable
+    from runner.cluster import ClusterError, check_reachable
 
-    try:  # a local Ray's size is known before it starts
-        check_local_resources(spec.cluster, spec.all_members(), spec.student)
-    except ClusterError as err:
-        _fail(str(err))
     address = spec.cluster.address
     if spec.cluster.kind == "address" and address != "auto":
         try:  # before MLflow is touched: an unreachable cluster leaves nothing behind

@@ -278,6 +278,17 @@ def node_resources() -> list[dict[str, float]]:
     ]
 
 
+def _machine_cpus() -> float:
+    """The CPUs a local Ray will declare: its own count, which honours a container's CPU
+    quota (``os.cpu_count`` does not)."""
+    try:
+        from ray._private.utils import get_num_cpus
+
+        return float(get_num_cpus(override_docker_cpu_warning=True))
+    except (ImportError, AttributeError, TypeError):  # a Ray without it: the machine's
+        return float(os.cpu_count() or 1)
+
+
 def check_local_resources(
     spec: ClusterSpec, members: Sequence[MemberSpec], student: MemberSpec | None = None
 ) -> None:
@@ -286,7 +297,10 @@ def check_local_resources(
     Ray detects itself are checked once it has started)."""
     if spec.kind != "local":
         return
-    cpus = spec.num_cpus if spec.num_cpus is not None else (os.cpu_count() or 1)
+    asked = [m.resources.cpu for m in (*members, *([student] if student else []))]
+    if spec.num_cpus is None and max(asked, default=0.0) <= 1:
+        return  # any machine Ray starts on has a CPU (and the GPUs wait for Ray)
+    cpus = spec.num_cpus if spec.num_cpus is not None else _machine_cpus()
     known = spec.num_gpus is not None  # else not known yet: only the CPUs are checked now
     node = [{"cpu": float(cpus), "gpu": float(spec.num_gpus) if known else float("inf")}]
     check_resources(members, node, True, gpus_known=known)

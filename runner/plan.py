@@ -3,6 +3,7 @@ from Tune's trials back to the members they belong to."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,7 +80,10 @@ def expected_cost(member: MemberSpec) -> float:
     """The member kind's guess of how long the member trains, relative to other members."""
     import models
 
-    return models.get(member.model).relative_cost(member.training.epochs, member.hparams)
+    kind = models.get(member.model)
+    if "hparams" not in inspect.signature(kind.relative_cost).parameters:
+        return kind.relative_cost(member.training.epochs)  # a kind written before it had them
+    return kind.relative_cost(member.training.epochs, hparams=member.hparams)
 
 
 def param_space(members: Sequence[MemberSpec], cheapest_first: bool = False) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class ProgressView(Callback):
         # the clock of the command (``began``, time.time()), as runner.time_limit counts, and its
         # deadline: time left is never more than the limit leaves
         self.start = time.perf_counter() - (max(0.0, time.time() - began) if began else 0.0)
+        self.paced_from = time.perf_counter()  # the members' pace: from this view's start
         self.deadline = deadline
         self.last_draw = 0.0
         self.drawn = False
@@ -75,7 +76,7 @@ class ProgressView(Callback):
             self.live = bool(isatty and isatty())
         return self.live
 
-    def _left(self, elapsed: float) -> str:
+    def _left(self) -> str:
         """Time left: the members not yet done, at the pace the done ones went."""
         if self.done >= self.total:
             return "0s"
@@ -83,7 +84,7 @@ class ProgressView(Callback):
         until = None if self.deadline is None else max(0.0, self.deadline - time.time())
         if not paced:
             return "?" if until is None else f"<{_clock(until)}"
-        left = elapsed / paced * (self.total - self.done)
+        left = (time.perf_counter() - self.paced_from) / paced * (self.total - self.done)
         return "~" + _clock(left if until is None else min(left, until))
 
     def status(self) -> str:
@@ -108,7 +109,7 @@ class ProgressView(Callback):
         )
         return (
             f"{counts} | {len(self.running)} running, {pending} pending | {best} | "
-            f"{_clock(elapsed)} elapsed, {self._left(elapsed)} left"
+            f"{_clock(elapsed)} elapsed, {self._left()} left"
         )
 
     def short_status(self) -> str:
@@ -127,7 +128,7 @@ class ProgressView(Callback):
         parts = [p for p in parts if not p.startswith("0 ")]
         parts.append(f"{len(self.running)} running")
         best = f"best {self.best[0]:.4f} {self.best[1]}" if self.best else "best -"
-        return f"{', '.join(parts)} | {best} | {_clock(elapsed)}, {self._left(elapsed)} left"
+        return f"{', '.join(parts)} | {best} | {_clock(elapsed)}, {self._left()} left"
 
     # -- drawing ---------------------------------------------------------------------------
 

@@ -185,7 +185,7 @@ class RunSpec:
     folds: int = 0  # bag every final member over this many folds (0: off)
     folds_auto: bool = False  # runner.folds=auto: ``settle_folds`` sets folds from the data
     refit: bool = False  # refit each bagged member on all rows after its folds, and serve that
-    time_limit: float | None = None  # seconds for the whole sweep; later members are skipped
+    time_limit: float | None = None  # seconds for the whole command; later members are skipped
     metric: str | None = None  # ranks members and judges the ensemble (null: accuracy / rmse)
     student: MemberSpec | None = None  # ensemble.distill: trained on the ensemble's predictions
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

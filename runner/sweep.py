@@ -650,7 +650,7 @@ def _run_on_head(
     task = ray.remote(num_cpus=0)(_run_in_scratch).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
     )
-    ref = task.remote(spec, data, stage_data)
+    ref = task.remote(spec, data, stage_data, time.perf_counter() - start)
     try:
         summary = ray.get(ref)
     except ray.exceptions.RayTaskError as err:  # the runner's own error, not Ray's traceback
@@ -668,9 +668,12 @@ def _run_on_head(
     return summary
 
 
-def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]) -> dict[str, Any]:
+def _run_in_scratch(
+    spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], elapsed: float = 0.0
+) -> dict[str, Any]:
     """``_run`` with the output folder in a scratch directory of the machine it runs on,
-    after probing the MLflow store from there (the client could not)."""
+    after probing the MLflow store from there (the client could not); ``elapsed``: the
+    seconds the command had run before (runner.time_limit counts them)."""
     from runner.store_probe import StoreUnavailable, probe
 
     try:
@@ -678,7 +681,7 @@ def _run_in_scratch(spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset]
     except StoreUnavailable as err:
         raise StoreFailed(f"from the head: {err}") from None
     with tempfile.TemporaryDirectory(prefix="runner-") as tmp:
-        return _run(replace(spec, output_dir=tmp), data, stage_data, time.perf_counter())
+        return _run(replace(spec, output_dir=tmp), data, stage_data, time.perf_counter() - elapsed)
 
 
 def _run(

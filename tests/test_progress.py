@@ -133,7 +133,8 @@ def test_members_the_time_limit_skipped_are_said_so_and_set_no_pace():
     b = trial("b", "2", {"final": True, "epoch": 0, "skipped": "runner.time_limit passed"})
     view.on_trial_complete(0, [], b)
     last = out.getvalue().splitlines()[-1]
-    # two members left at the pace of one done in 30 s: 60 s, but the limit leaves 30 s
-    assert last.startswith("[2/4 done, 1 skipped, 0 running | best 0.9000 a | 30s, ~30s left]")
+    assert last.startswith("[2/4 done, 1 skipped, 0 running | best 0.9000 a | 30s, ~")
     assert "b skipped: runner.time_limit passed" in last
+    view.paced_from -= 100.0  # one member done in 100 s of this view: two more take 200 s,
+    assert view.short_status().endswith("| 30s, ~30s left")  # but the limit leaves 30 s
     assert "1 skipped" in view.status() and "stopped early" not in view.status()
