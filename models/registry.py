@@ -7,21 +7,35 @@ loads a member of any kind (``models.store``, the transfer learner's base) impor
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 from models.kind import ModelKind
 
 REGISTRY: dict[str, ModelKind] = {}
+CONTRACT = ("check", "build", "fit", "predict", "save", "load")  # what every kind implements
 _MODULES: dict[str, str] = {}  # kind name -> the module whose import registers it
 
 
 def register(entry: ModelKind, module: str | None = None) -> ModelKind:
     """Add a model kind (call it from the kind's own module, so importing that module
-    registers the kind); the name must be new."""
+    registers the kind); the name must be new. ``module`` (default: the calling module, the
+    one a served model imports to find the kind again) is what the saved members name."""
     if not isinstance(entry, ModelKind):
         raise TypeError(f"register takes a models.kind.ModelKind, got {type(entry).__name__}")
     if entry.name in REGISTRY and REGISTRY[entry.name] is not entry:
         raise ValueError(f"model {entry.name!r} is already registered")
+    missing = [m for m in CONTRACT if getattr(type(entry), m) is getattr(ModelKind, m)]
+    if missing:  # found at registration, not as a bare NotImplementedError mid-sweep
+        raise TypeError(
+            f"model kind {entry.name!r} ({type(entry).__name__}) does not implement "
+            f"{', '.join(missing)}; a kind implements {', '.join(CONTRACT)}"
+        )
+    if module is None:  # the caller's, not the class's: SklearnKind(...) made elsewhere is
+        module = sys._getframe(1).f_globals.get("__name__") or type(entry).__module__  # theirs
     REGISTRY[entry.name] = entry
-    _MODULES[entry.name] = module or type(entry).__module__
+    _MODULES[entry.name] = module
     return entry
 
 
@@ -39,3 +53,21 @@ def get(name: str) -> ModelKind:
         raise ValueError(
             f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}"
         ) from None
+
+
+def code_path(module: str) -> Path:
+    """The file or package folder that holds ``module`` (a kind's registering module), as a
+    served model ships it to import the kind elsewhere; ValueError where there is none to
+    ship (a namespace package spread over folders, or a module not found)."""
+    top = module.split(".")[0]
+    spec = importlib.util.find_spec(top)
+    if spec is not None and spec.origin is not None:
+        origin = Path(spec.origin)
+        return origin.parent if origin.name == "__init__.py" else origin
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if len(folders) == 1:  # a namespace package (no __init__.py) in one folder: that folder
+        return Path(folders[0])
+    raise ValueError(
+        f"cannot find the code of module {module!r} to ship with a served model"
+        + (f" (its package {top!r} spans {len(folders)} folders)" if folders else "")
+    )

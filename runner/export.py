@@ -4,7 +4,6 @@ inputs, its registration and the champion/challenger decision."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import tempfile
@@ -409,14 +408,13 @@ def _code_paths(modules: set[str]) -> list[str]:
     """``models/`` and ``ensembles/`` (what the pyfunc model imports), plus the file or
     package of each kind registered from outside ``models/``."""
     import ensembles
+    from models.registry import code_path
 
     paths = [str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)]
-    for name in sorted(modules - {"models"}):
-        spec = importlib.util.find_spec(name.split(".")[0])
-        if spec is None or spec.origin is None:
-            raise ValueError(f"cannot find the module {name!r} of a member's model kind")
-        origin = Path(spec.origin)
-        paths.append(str(origin.parent if origin.name == "__init__.py" else origin))
+    for name in sorted(modules):
+        path = str(code_path(name))
+        if path not in paths:  # a kind registered by a module under models/ ships with it
+            paths.append(path)
     return paths
 
 

@@ -872,6 +872,8 @@ def parse_model_modules(raw: Any) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
         raise _fail("runner.model_modules", f"must be a list of module names, got {raw!r}")
+    from models.registry import code_path
+
     for name in names:
         try:
             import_modules([name])
@@ -879,6 +881,10 @@ def parse_model_modules(raw: Any) -> tuple[str, ...]:
             raise _fail(
                 "runner.model_modules", f"cannot import {name!r} ({type(err).__name__}: {err})"
             ) from None
+        try:  # the served model ships it: found now, not after training
+            code_path(name)
+        except ValueError as err:
+            raise _fail("runner.model_modules", str(err)) from None
     return tuple(names)
 
 

@@ -83,3 +83,71 @@ def test_an_unimportable_model_module_fails_in_one_line_before_anything_runs(wor
         )
     )
     assert not (workdir / "mlflow.db").exists()
+
+
+def _import_from(folder: Path, name: str):
+    """Import module ``name`` from ``folder``, as runner.model_modules would."""
+    import importlib
+
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_a_kind_made_from_a_zoo_class_is_the_registering_modules_and_ships_its_code(tmp_path):
+    """models.register(SklearnKind(...)) from a user's module, as the README shows, recorded
+    models.shallow as the kind's module: the export shipped models/ twice and failed, and a
+    served model would not have found the kind. A namespace package ships its folder."""
+    import models
+    from models.registry import REGISTRY, code_path, module_of
+
+    pkg = tmp_path / "teamkinds_ns"
+    pkg.mkdir()  # no __init__.py: a namespace package
+    (pkg / "lda_kind.py").write_text(
+        "import models\nfrom models.shallow import SklearnKind\n"
+        "from sklearn.discriminant_analysis import LinearDiscriminantAnalysis\n"
+        "models.register(SklearnKind('lda_test_kind', classifier=LinearDiscriminantAnalysis))\n"
+    )
+    try:
+        _import_from(tmp_path, "teamkinds_ns.lda_kind")
+        assert module_of("lda_test_kind") == "teamkinds_ns.lda_kind"
+        sys.path.insert(0, str(tmp_path))
+        try:
+            assert code_path("teamkinds_ns.lda_kind") == pkg
+        finally:
+            sys.path.remove(str(tmp_path))
+        assert code_path("models") == Path(models.__file__).parent
+    finally:
+        REGISTRY.pop("lda_test_kind", None)
+
+
+def test_a_kind_missing_part_of_the_contract_is_refused_when_it_registers():
+    """A kind without load trained, ensembled and exported (exit 0), then failed to load
+    anywhere with a bare NotImplementedError."""
+    import models
+    from models.kind import ModelKind
+
+    class Half(ModelKind):
+        name = "half_test_kind"
+
+        def check(self, hparams, task):
+            return dict(hparams)
+
+        def build(self, spec, task, **hparams):
+            return None
+
+        def fit(self, *args, **kwargs):
+            return {}
+
+        def predict(self, model, X, task):
+            return X
+
+    with pytest.raises(
+        TypeError,
+        match=r"^model kind 'half_test_kind' \(Half\) does not "
+        r"implement save, load; a kind implements check, build, fit",
+    ):
+        models.register(Half())
+    assert "half_test_kind" not in models.REGISTRY
