@@ -298,8 +298,8 @@ def check_local_resources(
     if spec.kind != "local":
         return
     asked = [m.resources.cpu for m in (*members, *([student] if student else []))]
-    if spec.num_cpus is None and max(asked, default=0.0) <= 1:
-        return  # any machine Ray starts on has a CPU (and the GPUs wait for Ray)
+    if spec.num_cpus is None and spec.num_gpus is None and max(asked, default=0.0) <= 1:
+        return  # any machine Ray starts on has a CPU (and the GPUs it finds wait for Ray)
     cpus = spec.num_cpus if spec.num_cpus is not None else _machine_cpus()
     known = spec.num_gpus is not None  # else not known yet: only the CPUs are checked now
     node = [{"cpu": float(cpus), "gpu": float(spec.num_gpus) if known else float("inf")}]

@@ -76,6 +76,8 @@ def test_a_local_clusters_size_is_checked_before_ray_starts():
     )
     with pytest.raises(ClusterError, match=r"^members.m.resources.gpu=1 cannot be met"):
         check_local_resources(ClusterSpec(num_cpus=2, num_gpus=0), [member(1, 1)])
+    with pytest.raises(ClusterError, match=r"^members.m.resources.gpu=1 cannot be met"):
+        check_local_resources(ClusterSpec(num_gpus=0), [member(1, 1)])  # GPUs declared alone
     check_local_resources(ClusterSpec(num_cpus=2), [member(1, 1)])  # GPUs Ray detects: later
     with pytest.raises(ClusterError, match=r"^resources.cpu=2 of the student"):
         check_local_resources(ClusterSpec(num_cpus=1), [member(1)], member(2, name="s"))
