@@ -55,6 +55,10 @@ def get(name: str) -> ModelKind:
         ) from None
 
 
+class CodeNotFound(ValueError):
+    """A kind's registering module whose code cannot be found to ship with a served model."""
+
+
 def code_path(module: str) -> Path:
     """The file or package folder that holds ``module`` (a kind's registering module), as a
     served model ships it to import the kind elsewhere; ValueError where there is none to
@@ -67,7 +71,7 @@ def code_path(module: str) -> Path:
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     if len(folders) == 1:  # a namespace package (no __init__.py) in one folder: that folder
         return Path(folders[0])
-    raise ValueError(
+    raise CodeNotFound(
         f"cannot find the code of module {module!r} to ship with a served model"
         + (f" (its package {top!r} spans {len(folders)} folders)" if folders else "")
     )

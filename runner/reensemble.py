@@ -33,6 +33,7 @@ from ensembles.conformal import check_calibration_rows, check_coverage
 from ensembles.honest import MIN_BOOT
 from ensembles.metrics import METRICS, evaluate, headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
+from models.registry import CodeNotFound
 from runner import sentinel, signals
 from runner.contracts import (
     DRIVER,
@@ -565,20 +566,28 @@ def _main(argv: Sequence[str] | None) -> int:
             if status != "FINISHED":  # a finished run ends once its leaderboards are on it
                 finish(run_id, status)
 
-        out = ensemble_step.log(
-            client,
-            report,
-            settings,
-            open_run=open_run,
-            end_run=end_run,
-            member_runs=split_runs,  # what the settings' hash names (other splits left out)
-            y_test=y_test,
-            fingerprint=fingerprint,
-            inputs=inputs,
-            seed=args.seed,
-            refit=refit,
-            classes=classes,
-        )
+        try:
+            out = ensemble_step.log(
+                client,
+                report,
+                settings,
+                open_run=open_run,
+                end_run=end_run,
+                member_runs=split_runs,  # what the settings' hash names (other splits left out)
+                y_test=y_test,
+                fingerprint=fingerprint,
+                inputs=inputs,
+                seed=args.seed,
+                refit=refit,
+                classes=classes,
+            )
+        except CodeNotFound as err:  # a kind registered from outside models/, not found here
+            print(
+                f"error: {err}: a member's model kind is registered by it; make it importable "
+                "here (PYTHONPATH), or pass log_model=false (this ensemble run ends FAILED)",
+                file=sys.stderr,
+            )
+            return 2
         summary = {"experiment": args.experiment, "sweep_id": ", ".join(sweeps)}
         try:
             _log_leaderboards(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TESTS, TOY_KIND, read_summary, run_cli
+from helpers import TESTS, TOY_KIND, read_summary, run_cli, run_ensembles_cli
 
 
 @pytest.mark.slow
@@ -70,6 +70,12 @@ def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(wor
     )
     assert served.returncode == 0, served.stderr[-3000:]
     assert "served" in served.stdout
+    # re-ensembled where the kind's module is not importable: one line, not a traceback
+    again = run_ensembles_cli(elsewhere, "experiment=quickstart", f"tracking_uri={db}", "n_boot=10")
+    assert again.returncode == 2, again.stderr[-3000:]
+    (line,) = [x for x in again.stderr.splitlines() if x.startswith("error: ")]
+    assert "cannot find the code of module 'toy_kind' to ship with a served model" in line
+    assert "Traceback" not in again.stderr
 
 
 def test_an_unimportable_model_module_fails_in_one_line_before_anything_runs(workdir):
