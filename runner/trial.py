@@ -54,6 +54,11 @@ def _epoch_reporter(deadline: float | None, epochs: int | None) -> Any:
     return report
 
 
+def _rows(X: Any, n: int) -> Any:
+    """The first ``n`` rows of a split: of an array, or of a table's DataFrame."""
+    return X.iloc[:n] if hasattr(X, "iloc") else X[:n]
+
+
 def _skip(member: TrialInput, deadline: float) -> None:
     """Report a member that starts after the deadline as skipped (no checkpoint)."""
     late = time.time() - deadline
@@ -203,6 +208,11 @@ def train_member(
         )
         test = trained.member.predict(data.X_test, data.task)
         test = check_predictions(test, len(data.y_test), data.task, "test")
+        # a served request may be one row: a member that squeezes it away fails here, not
+        # there (where its error would read as the user's input's)
+        check_predictions(
+            trained.member.predict(_rows(X_val, 1), data.task), 1, data.task, "one row's"
+        )
         train_seconds = time.perf_counter() - start
         # every thread of this worker (TensorFlow's, the GBDTs'): what the member cost the
         # machine, which a shared or busy machine does not inflate as it does the wall time

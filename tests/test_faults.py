@@ -59,7 +59,12 @@ def test_members_whose_predictions_break_the_contract_fail_with_the_reason(workd
     """NaN values, a wrong shape and probability rows that do not sum to 1 each make the
     member FAILED with what was wrong; the well-behaved members are ensembled."""
     db = f"sqlite:///{workdir}/mlflow.db"
-    broken = {"nans": "nan_values", "short": "wrong_shape", "unnormalised": "unnormalised"}
+    broken = {
+        "nans": "nan_values",
+        "short": "wrong_shape",
+        "unnormalised": "unnormalised",
+        "squeezed": "squeezed",
+    }
     members = [
         arg
         for name, corrupt in broken.items()
@@ -83,6 +88,8 @@ def test_members_whose_predictions_break_the_contract_fail_with_the_reason(workd
         "nans": "validation predictions hold 400 NaN or infinite value(s), first in row 0",
         "short": "validation predictions have shape (119, 10), the contract is (120, 10)",
         "unnormalised": "validation probability rows must sum to 1, row 0 sums to 0.5",
+        # a served request of one row failed, blamed on the input
+        "squeezed": "one row's predictions have shape (10,), the contract is (1, 10)",
     }
     client = MlflowClient(db)
     for name, reason in expected.items():

@@ -16,7 +16,7 @@ from models.base import InputSpec, Task, check_choice, check_float
 from models.kind import EpochHook, Hparam, ModelKind, check_hparams
 
 # ``corrupt`` breaks the members' contract on purpose (the runner must fail such a member)
-CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised")
+CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised", "squeezed")
 SCHEMA = {
     "temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6)),
     "corrupt": Hparam("none", lambda name, v: check_choice(name, v, CORRUPTIONS)),
@@ -46,6 +46,8 @@ class ToyModel:
             out = out[:-1]
         elif corrupt == "unnormalised":
             out = out * 0.5
+        elif corrupt == "squeezed":  # right for many rows, not for one
+            out = np.squeeze(out)
         return out
 
 
