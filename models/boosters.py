@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.base import InputSpec, Task, check_hparam_names
+from models.deadline import Deadline, current_deadline
 from models.kind import EpochHook, Trained
 from models.shallow import SklearnKind, _keras_style
 
@@ -179,17 +180,23 @@ class BoosterKind(SklearnKind):
         when to stop adding trees (the best round is kept)."""
         seed_key = "random_seed" if self.module == "catboost" else "random_state"
         model.set_params(**{seed_key: seed})
-        if hparams.get(STOP_ROUNDS):
-            if self.module == "catboost":
-                model.fit(*train, eval_set=val)
-            elif self.module == "xgboost":
-                model.fit(*train, eval_set=[val], verbose=False)
-            elif "eval_X" in inspect.signature(model.fit).parameters:  # LightGBM >= 4.7
-                model.fit(*train, eval_X=(val[0],), eval_y=(val[1],))
+        deadline = current_deadline()
+        stop = self._deadline_callbacks(model, deadline)
+        try:
+            if hparams.get(STOP_ROUNDS):
+                if self.module == "catboost":
+                    model.fit(*train, eval_set=val, **stop)
+                elif self.module == "xgboost":
+                    model.fit(*train, eval_set=[val], verbose=False)
+                elif "eval_X" in inspect.signature(model.fit).parameters:  # LightGBM >= 4.7
+                    model.fit(*train, eval_X=(val[0],), eval_y=(val[1],), **stop)
+                else:
+                    model.fit(*train, eval_set=[val], **stop)
             else:
-                model.fit(*train, eval_set=[val])
-        else:
-            model.fit(*train)
+                model.fit(*train, **stop)
+        finally:
+            if self.module == "xgboost" and deadline is not None:
+                model.set_params(callbacks=None)  # the sweep's, not the model's: not kept
         scores = {
             **_keras_style(task, train[1], self.predict(model, train[0], task)),
             **_keras_style(task, val[1], self.predict(model, val[0], task), prefix="val_"),
@@ -197,6 +204,36 @@ class BoosterKind(SklearnKind):
         if on_epoch is not None:
             on_epoch(1, scores)
         return {k: [v] for k, v in scores.items()}
+
+    def _deadline_callbacks(self, model: Any, deadline: Deadline | None) -> dict[str, Any]:
+        """Keyword arguments for ``model.fit`` that stop adding trees once ``deadline``
+        passed (XGBoost takes its callback as a setting of the estimator: set here)."""
+        if deadline is None:
+            return {}
+        if self.module == "lightgbm":
+            from lightgbm.callback import EarlyStopException
+
+            def stop_lightgbm(env: Any) -> None:
+                if deadline.reached(env.iteration + 1 - env.begin_iteration):
+                    # the trees so far are kept: the exception's round becomes the best
+                    raise EarlyStopException(env.iteration, env.evaluation_result_list)
+
+            return {"callbacks": [stop_lightgbm]}
+        if self.module == "xgboost":
+            from xgboost.callback import TrainingCallback
+
+            class StopXGBoost(TrainingCallback):
+                def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                    return deadline.reached(epoch + 1)
+
+            model.set_params(callbacks=[StopXGBoost()])
+            return {}
+
+        class StopCatBoost:
+            def after_iteration(self, info: Any) -> bool:  # False stops CatBoost
+                return not deadline.reached(int(info.iteration))
+
+        return {"callbacks": [StopCatBoost()]}
 
     def describe(self, model: Any) -> dict[str, Any]:
         """The round early stopping kept (None without it), for the record."""

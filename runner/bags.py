@@ -15,7 +15,7 @@ import numpy as np
 import models
 from ensembles.metrics import evaluate
 from models.store import folder_bytes
-from runner.contracts import MODEL_DIR, TrialResult, fold_label
+from runner.contracts import MODEL_DIR, TrialResult, cut_short, fold_label
 from runner.data import Dataset
 from runner.runtree import MemberRecord, RunTree
 from runner.spec import MemberSpec
@@ -84,9 +84,11 @@ def assemble(
         else None,
         "classes": None if data.task.labels is None else list(data.task.labels),
     }
-    cut = [r.fit.get("epochs_run") or 1 for r in folds if r.fit.get("stopped_at_deadline")]
-    if cut:  # runner.time_limit stopped a fold before its last epoch: the fewest it trained
-        info["stopped_at_deadline"], info["epochs_run"] = True, min(cut)
+    cuts = [c for r in folds if (c := cut_short(r.fit))]
+    if cuts:  # runner.time_limit stopped a fold before its last epoch or round: the fewest
+        info["stopped_at_deadline"] = True
+        for unit in {u for c in cuts for u in c}:
+            info[unit] = min(c[unit] for c in cuts if unit in c)
     cpu = [r.fit.get("train_cpu_seconds") for r in folds]
     if None not in cpu:
         info["train_cpu_seconds"] = float(sum(cpu))

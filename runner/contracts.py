@@ -57,7 +57,8 @@ ERROR = "runner.error"
 STOPPED = "runner.stopped"
 SKIPPED = "runner.skipped"  # a member that could not start before runner.time_limit
 FOLDS_MISSING = "runner.folds_missing"  # a bag skipped with folds missing: how many of its folds
-CUT_SHORT = "runner.cut_short"  # epochs a member trained before runner.time_limit stopped it
+# epochs (a booster's rounds) a member trained before runner.time_limit stopped it
+CUT_SHORT = "runner.cut_short"
 REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"
 RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed
@@ -194,6 +195,16 @@ def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
         return fold_label(member["name"], int(member["fold"]))
     sample = sample_number(experiment_tag) if member.get("searched") else None
     return member_label(member["name"], sample)
+
+
+def cut_short(fit: Mapping[str, Any]) -> dict[str, int] | None:
+    """What runner.time_limit let a member's fit train before it stopped it: its epochs,
+    or a booster's rounds (None: it trained to its end)."""
+    if not fit.get("stopped_at_deadline"):
+        return None
+    if fit.get("rounds_run") is not None:
+        return {"rounds_run": int(fit["rounds_run"])}
+    return {"epochs_run": int(fit.get("epochs_run") or 1)}
 
 
 def finished_earlier(label: str, name: str, fold: int | None, finished: Collection[str]) -> bool:

@@ -67,6 +67,13 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _trained(cut: dict[str, int]) -> str:
+    """What a member cut short trained: "3 epoch(s)", or a booster's "120 round(s)"."""
+    if "rounds_run" in cut:
+        return f"{cut['rounds_run']} round(s)"
+    return f"{cut['epochs_run']} epoch(s)"
+
+
 def leaderboard(summary: dict[str, Any]) -> str:
     """A plain-text table: the ensemble, then members best-first by validation score."""
     metric = summary["metric"]
@@ -94,14 +101,15 @@ def leaderboard(summary: dict[str, Any]) -> str:
             + ", ".join(f"{name} ({why})" for name, why in bags.items())
         ]
     cut = [
-        f"{name} ({row['cut_short']['epochs_run']} epoch(s))"
+        f"{name} ({_trained(row['cut_short'])})"
         for m in summary["members"]
         for name, row in ((m["name"], m), (f"{m['name']}/refit", m.get("refit") or {}))
         if row.get("cut_short")
     ]
     if cut:
         out += [
-            f"cut short (runner.time_limit stopped them before their last epoch): {', '.join(cut)}"
+            "cut short (runner.time_limit stopped them before their last epoch or round): "
+            + ", ".join(cut)
         ]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]

@@ -65,6 +65,7 @@ from runner.contracts import (
     SavedPredictions,
     TrialInput,
     TrialResult,
+    cut_short,
     finished_earlier,
 )
 from runner.errors import ResumeError, SweepAlreadyFinished
@@ -283,6 +284,7 @@ class MemberRecord:
 FIT_FACTS = (
     "stopped_at_deadline",
     "epochs_run",
+    "rounds_run",
     "best_epoch",
     "best_iteration",
     "predict_ms_per_1000",
@@ -908,7 +910,7 @@ class RunTree:
                 GPU_IDS: ",".join(info.get("gpu_ids", [])) or "none",
                 # a bag's folds ran where each was placed: their own runs name the node
                 **({NODE_ID: str(info["node_id"])} if info.get("node_id") else {}),
-                **({CUT_SHORT: str(info["epochs_run"])} if info.get("stopped_at_deadline") else {}),
+                **({CUT_SHORT: str(*cut.values())} if (cut := cut_short(info)) else {}),
             },
             step=int(info["epochs_run"]),
         )

@@ -27,6 +27,7 @@ from runner.contracts import (
     HONEST_TARGETS,
     LEADERBOARDS,
     MODEL_DIR,
+    cut_short,
     fold_label,
     split_fold_label,
 )
@@ -385,8 +386,8 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     row["train_cpu_seconds"] = r.fit.get("train_cpu_seconds")
     row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
     row["model_bytes"] = r.fit.get("model_bytes")
-    if r.fit.get("stopped_at_deadline"):  # runner.time_limit stopped it before its last epoch
-        row["cut_short"] = {"epochs_run": r.fit.get("epochs_run")}
+    if cut := cut_short(r.fit):  # runner.time_limit stopped it before its last epoch or round
+        row["cut_short"] = cut
     if r.fit.get("folds_missing"):  # a bag whose late folds runner.time_limit skipped
         row["folds_missing"] = {"missing": r.fit["folds_missing"], "folds": r.fit["folds"]}
     if r.error:
@@ -406,8 +407,8 @@ def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     if r.status == "FINISHED":
         test = evaluate(data.y_test, r.test)
         row.update(test_metric=test[metric], test_scores=test)
-    if r.fit.get("stopped_at_deadline"):
-        row["cut_short"] = {"epochs_run": r.fit.get("epochs_run")}
+    if cut := cut_short(r.fit):
+        row["cut_short"] = cut
     if r.error:
         row["error"] = r.error
     return row

@@ -19,6 +19,7 @@ from ray import tune
 
 import models
 from ensembles.metrics import evaluate
+from models.deadline import training_deadline
 from models.distill import student_targets
 from models.kind import check_predictions, errors_in_units
 from models.store import folder_bytes
@@ -182,7 +183,10 @@ def train_member(
     # a one-shot fit (scikit-learn, boosters) reports once, after it: never cut short
     epochs = member.training.get("epochs") if entry.learns_in_epochs else 1
     reporter = _epoch_reporter(deadline, epochs)
-    with tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"member-{member.name}-") as tmp,
+        training_deadline(deadline) as clock,  # a booster stops at its next round after it
+    ):
         out = Path(tmp)
         trained = entry.train(
             data.input_spec,
@@ -219,6 +223,7 @@ def train_member(
         # (child processes are not counted: every kind here trains in threads)
         train_cpu_seconds = time.process_time() - cpu_start
         predict_ms = _latency_ms_per_1000(trained.member, data)  # timed apart from training
+        rounds_run = None if clock is None else clock.rounds  # of a booster the deadline cut
         info = {
             **member.to_config(),
             "n_params": None,
@@ -230,7 +235,8 @@ def train_member(
             "train_cpu_seconds": train_cpu_seconds,
             "predict_ms_per_1000": predict_ms,
             "model_bytes": model_bytes,
-            "stopped_at_deadline": reporter.cut_at is not None,
+            "stopped_at_deadline": reporter.cut_at is not None or rounds_run is not None,
+            **({"rounds_run": rounds_run} if rounds_run is not None else {}),
             "student_targets": targets_from,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),

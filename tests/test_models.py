@@ -755,3 +755,42 @@ def test_hgb_with_early_stopping_trains_on_a_class_of_one_training_row(tiny, cap
     with caplog.at_level("WARNING"):
         REGISTRY["hgb"].train(spec, ten, hp, (X30, y30), (X30, y30), None)
     assert "30 training rows hold out 3, fewer than the 10 classes" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "catboost"])
+@pytest.mark.parametrize("stop_rounds", [None, 50])
+def test_a_booster_stops_adding_trees_once_the_training_deadline_passed(
+    tiny, tmp_path, kind, stop_rounds
+):
+    """A 5000-round booster started just before runner.time_limit ran minutes past it: it
+    now stops at its next round, keeps the trees it has, and says how many it trained."""
+    import time
+
+    from models.deadline import training_deadline
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY[kind]
+    many = {"iterations" if kind == "catboost" else "n_estimators": 5000}
+    hparams = {**many, **({"early_stopping_rounds": stop_rounds} if stop_rounds else {})}
+    options = TrainingOptions()
+    with training_deadline(time.time() - 1) as deadline:  # passed as the fit starts
+        trained = entry.train(spec, CLASSES, hparams, (X, y), (X, y), options)
+    assert deadline.rounds == 1
+    fitted = trained.member.model
+    rounds = {
+        "lightgbm": lambda: fitted.booster_.current_iteration(),
+        "xgboost": lambda: fitted.get_booster().num_boosted_rounds(),
+        "catboost": lambda: fitted.tree_count_,
+    }
+    assert rounds[kind]() == 1
+    models.save_member(kind, trained.member, tmp_path / "m")
+    back = models.load_member(tmp_path / "m")
+    np.testing.assert_allclose(back.predict(X, CLASSES), trained.member.predict(X, CLASSES))
+    assert back.predict(X, CLASSES).shape == (48, 3)
+    # without a deadline the fit trains out and keeps no callback of the sweep's
+    with training_deadline(None) as none:
+        few = {k: 20 for k in many}
+        whole = entry.train(spec, CLASSES, few, (X, y), (X, y), options)
+    assert none is None and whole.member.predict(X, CLASSES).shape == (48, 3)
+    if kind == "xgboost":
+        assert trained.member.model.get_params()["callbacks"] is None

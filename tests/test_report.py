@@ -89,10 +89,11 @@ def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
     members = [
         {**SUMMARY["members"][0], "cut_short": {"epochs_run": 3}},
         {**SUMMARY["members"][1], "refit": {"status": "FINISHED", "cut_short": {"epochs_run": 7}}},
-        {**SUMMARY["members"][2], "refit": {"status": "FINISHED"}},
+        {**SUMMARY["members"][2], "refit": {"status": "FINISHED", "cut_short": {"rounds_run": 9}}},
     ]
     text = leaderboard({**SUMMARY, "members": members})
-    assert "before their last epoch): a (3 epoch(s)), b/refit (7 epoch(s))" in text
+    said = "epoch or round): a (3 epoch(s)), b/refit (7 epoch(s)), c/refit (9 round(s))"
+    assert said in text
     assert "cut short" not in leaderboard(SUMMARY)
 
 

@@ -69,7 +69,7 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     assert mlp.data.tags["runner.cut_short"] == str(epochs) and 1 <= epochs < 100000
     cut = {m["name"]: m.get("cut_short") for m in summary["members"]}
     assert cut == {"mlp": {"epochs_run": epochs}, "selu": None, "logistic": None, "svm": None}
-    said = "cut short (runner.time_limit stopped them before their last epoch): mlp ("
+    said = "cut short (runner.time_limit stopped them before their last epoch or round): mlp ("
     assert said in done.stdout
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
@@ -182,3 +182,30 @@ def test_a_bag_cut_short_by_the_time_limit_keeps_its_finished_fold_and_a_resume_
         assert statuses == ["FINISHED", "KILLED"], after  # the skipped run beside the new one
     (bag,) = client.search_runs([experiment], "tags.`runner.role` = 'member'")
     assert bag.info.status == "FINISHED" and "runner.folds_missing" not in bag.data.tags
+
+
+@pytest.mark.slow
+def test_a_booster_training_at_the_time_limit_stops_at_its_next_round_and_is_kept(workdir):
+    """A booster finished the fit it was in: ten million LightGBM rounds started just before
+    the limit ran hours past it. It now stops, is kept and listed with the rounds it trained."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.convnet", "~members.mlp")
+    args = ("+experiment=quickstart", *members, "~members.svm", f"tracking.uri={db}")
+    args += ("+model@members.gbm=lightgbm", "++members.gbm.hparams.n_estimators=10000000")
+    args += ("resources.cpu=2", "cluster.num_cpus=2", "hydra.run.dir=out")
+    limit = 40
+    done = run_cli(workdir, *args, f"runner.time_limit={limit}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert summary["wall_seconds"] < limit + 30, summary["wall_seconds"]
+    status = {m["name"]: (m["status"], m.get("cut_short")) for m in summary["members"]}
+    rounds = status["gbm"][1]["rounds_run"]
+    assert status == {"logistic": ("FINISHED", None), "gbm": ("FINISHED", {"rounds_run": rounds})}
+    assert 1 <= rounds < 10000000
+    said = "cut short (runner.time_limit stopped them before their last epoch or round): "
+    said += f"gbm ({rounds} round(s))"
+    assert said in done.stdout, done.stdout[-2000:]
+    client = MlflowClient(db)
+    (gbm,) = client.search_runs([summary["experiment_id"]], "tags.`runner.member` = 'gbm'")
+    assert gbm.info.status == "FINISHED" and gbm.data.tags["runner.cut_short"] == str(rounds)
+    assert summary["ensemble"]["test_metric"] > 0.5

@@ -1,0 +1,45 @@
+"""A deadline that fits without epochs (boosted trees) check between their rounds, so that a
+sweep's time limit stops them too: set by whoever trains a member, read by the kind's fit."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass
+class Deadline:
+    """Wall-clock time (``time.time()``) after which a fit stops at its next round;
+    ``rounds`` is how many rounds it had trained when it stopped one (None: it stopped none)."""
+
+    at: float
+    rounds: int | None = None
+
+    def reached(self, rounds: int) -> bool:
+        """Whether a fit that trained ``rounds`` rounds stops now (and note that it did)."""
+        if time.time() < self.at:
+            return False
+        self.rounds = rounds
+        return True
+
+
+_CURRENT: ContextVar[Deadline | None] = ContextVar("training_deadline", default=None)
+
+
+@contextlib.contextmanager
+def training_deadline(at: float | None) -> Iterator[Deadline | None]:
+    """Fits inside stop at their next round once ``at`` passed (None: no deadline)."""
+    deadline = None if at is None else Deadline(at)
+    token = _CURRENT.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the fit running in this context, if any."""
+    return _CURRENT.get()
