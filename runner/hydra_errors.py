@@ -6,9 +6,10 @@ it can be told in one line instead."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,9 +78,14 @@ LIST_MERGE = re.compile(
 )
 
 
-def with_hint(message: str) -> str:
+NOT_IN_STRUCT = re.compile(r"Could not override '(?P<key>[^']+)'.*Key '[^']+' is not in struct")
+
+
+def with_hint(message: str, argv: Sequence[str] = ()) -> str:
     """Hydra's one line, with what to type instead where Hydra's own words do not say it:
-    a search domain over a list setting (convnet's ``filters``) cannot merge into the list."""
+    a search domain over a list setting (convnet's ``filters``) cannot merge into the list;
+    a key that is not in the config is compared with those that are (composed from the
+    other overrides in ``argv``)."""
     found = LIST_MERGE.search(message)
     if found:
         key = found["key"]
@@ -87,7 +93,73 @@ def with_hint(message: str) -> str:
             f"; to search a list setting, drop the list and add the domain: "
             f"'~{key}' '+{key}={{choice: [[...], [...]]}}'"
         )
+    missing = NOT_IN_STRUCT.search(message)
+    if missing and (near := closest_key(_composed_without(missing["key"], argv), missing["key"])):
+        message += f"; did you mean {near}?"
     return message
+
+
+def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
+    """The config the command line composes without its override of ``key`` (and without
+    Hydra's own settings and flags), as a plain dict; empty when that does not compose."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from runner import CONF_DIR
+
+    overrides = [
+        arg
+        for arg in argv
+        if "=" in arg
+        and not arg.startswith("-")
+        and not arg.lstrip("+~").startswith("hydra.")
+        and arg.lstrip("+~").split("=", 1)[0] != key
+    ]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        out = OmegaConf.to_container(cfg, resolve=False)
+    except Exception:  # noqa: BLE001 - a hint only: any failure gives none
+        return {}
+    finally:
+        GlobalHydra.instance().clear()
+    return out if isinstance(out, dict) else {}
+
+
+def _key_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key path in a nested dict, parents before their children."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            path = f"{prefix}{name}"
+            yield path
+            yield from _key_paths(value, f"{path}.")
+
+
+def closest_key(config: dict[str, Any], key: str) -> str | None:
+    """The key the user likely meant by ``key`` (dotted), which ``config`` lacks: its
+    first missing part spelled as a sibling of it (``runner.fold`` -> ``runner.folds``), or
+    found one level deeper elsewhere (``optimizer.momentum`` -> ``training.optimizer.momentum``);
+    None when nothing is close."""
+    parts = key.split(".")
+    node: Any = config
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        rest = parts[i + 1 :]
+        siblings = [str(k) for k in node] if isinstance(node, dict) else []
+        close = difflib.get_close_matches(part, siblings, n=1, cutoff=0.75)
+        if close:
+            return ".".join([*parts[:i], close[0], *rest])
+        if i > 0 or not config:
+            return None
+        elsewhere = [p for p in _key_paths(config) if p.rsplit(".", 1)[-1] == part]
+        if elsewhere and not elsewhere[0].startswith("hydra."):
+            return ".".join([elsewhere[0], *rest])
+        return None
+    return None
 
 
 class HeldStderr:
@@ -168,7 +240,7 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
     except SystemExit as stop:
         if held.held is None or stop.code in (0, None):
             raise
-        message = with_hint(one_line(held.take()))
+        message = with_hint(one_line(held.take()), sys.argv[1:])
         sys.stderr = held.stream
         if not message:
             raise

@@ -27,6 +27,8 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         (["data.name=imagenet"], "unknown dataset 'imagenet'; known: california_housing"),
         # Hydra's own errors (a misspelled key, an override it cannot parse) on one line too
         (["data.targt=y"], "Could not override 'data.targt'; To append to your config use"),
+        (["runner.fold=3"], "Key 'fold' is not in struct; did you mean runner.folds?"),
+        (["optimizer.momentum=0.9"], "in struct; did you mean training.optimizer.momentum?"),
         (["training.epochs"], "Error parsing override 'training.epochs'"),
         (
             ["optimizer=adamx"],  # the options stay in the line; the search path does not
@@ -77,6 +79,8 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "csv-path",
         "dataset",
         "hydra-unknown-key",
+        "hydra-key-misspelled",
+        "hydra-key-misplaced",
         "hydra-override-syntax",
         "hydra-unknown-option",
         "booster-value",
@@ -299,3 +303,19 @@ def test_an_experiment_deleted_in_mlflow_is_said_in_one_line(workdir):
         assert line.startswith("error: experiment_name: MLflow experiment 'quickstart' (id ")
         assert "is deleted; restore it (mlflow experiments restore --experiment-id " in line
     assert not client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+
+
+def test_a_key_hydra_does_not_know_is_compared_with_the_keys_it_does():
+    from runner.hydra_errors import closest_key
+
+    config = {
+        "runner": {"folds": None, "seed": 0},
+        "training": {"epochs": 3, "optimizer": {"name": "adam"}},
+        "members": {"mlp": {"model": "mlp", "hparams": {"depth": 2}}},
+    }
+    assert closest_key(config, "runner.fold") == "runner.folds"
+    assert closest_key(config, "optimizer.name") == "training.optimizer.name"
+    assert closest_key(config, "members.mlp.hparam.depth") == "members.mlp.hparams.depth"
+    assert closest_key(config, "runner.zzz") is None
+    assert closest_key(config, "nothing.like.it") is None
+    assert closest_key({}, "runner.fold") is None
