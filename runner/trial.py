@@ -132,6 +132,33 @@ def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
     return 1e6 * min(times) / max(len(rows), 1)
 
 
+ROUND_TRIP_ROWS = 64  # validation rows a user's kind predicts before and after save and load
+
+
+def _check_round_trip(kind: str, fitted: Any, folder: Path, X: Any, task: Any) -> None:
+    """A kind of the user's own, saved and loaded back, predicts as the fitted one did (a
+    save that left part of the model out was served, silently wrong, as the ensemble's).
+    A kind whose predictions vary from call to call (MC dropout) is not compared."""
+    rows = _rows(X, ROUND_TRIP_ROWS)
+    before = np.asarray(fitted.predict(rows, task), dtype=np.float64)
+    after = np.asarray(models.load_member(folder).predict(rows, task), dtype=np.float64)
+    if before.shape == after.shape and np.allclose(before, after, rtol=1e-4, atol=1e-6):
+        return
+    again = np.asarray(fitted.predict(rows, task), dtype=np.float64)
+    if not np.allclose(before, again, rtol=1e-4, atol=1e-6):
+        return
+    differ = (
+        f"shape {after.shape} for {before.shape}"
+        if before.shape != after.shape
+        else f"up to {float(np.max(np.abs(before - after))):.3g} apart"
+    )
+    raise ValueError(
+        f"model {kind!r}: loaded back from its saved files, the model predicts other values "
+        f"than the fitted one on {len(before)} validation rows ({differ}): its save() or load() "
+        "leaves part of the model out"
+    )
+
+
 def _finished_before(config: dict[str, Any], done: frozenset[str]) -> bool:
     """Whether this trial's member (its fold, refit or student) FINISHED in an earlier
     attempt of the sweep, which Tune's own state may not know yet when the driver died.
@@ -203,6 +230,8 @@ def train_member(
             log_target=data.log_target,
         )
         models.save_member(member.model, trained.member, out / MODEL_DIR)
+        if not models.module_of(member.model).startswith("models."):  # the user's own kind
+            _check_round_trip(member.model, trained.member, out / MODEL_DIR, X_val, data.task)
         model_bytes = folder_bytes(out / MODEL_DIR)
         if entry.learns_in_epochs and trained.history:
             history = errors_in_units(trained.member.target, trained.history)

@@ -16,7 +16,7 @@ from models.base import InputSpec, Task, check_choice, check_float
 from models.kind import EpochHook, Hparam, ModelKind, check_hparams
 
 # ``corrupt`` breaks the members' contract on purpose (the runner must fail such a member)
-CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised", "squeezed")
+CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised", "squeezed", "lossy_save")
 SCHEMA = {
     "temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6)),
     "corrupt": Hparam("none", lambda name, v: check_choice(name, v, CORRUPTIONS)),
@@ -105,7 +105,10 @@ class ToyKind(ModelKind):
 
     def save(self, model: Any, folder: Path) -> Path:
         path = Path(folder) / "toy.json"
-        path.write_text(json.dumps(model["fitted"].params))
+        params = model["fitted"].params
+        if params.get("corrupt") == "lossy_save":  # forgets the scaling: loads as another model
+            params = {**params, "scale": [1.0] * len(params["scale"])}
+        path.write_text(json.dumps(params))
         return path
 
     def load(self, path: Path) -> ToyModel:
