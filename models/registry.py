@@ -7,8 +7,11 @@ loads a member of any kind (``models.store``, the transfer learner's base) impor
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import site
 import sys
+import sysconfig
 from pathlib import Path
 
 from models.kind import ModelKind
@@ -75,3 +78,52 @@ def code_path(module: str) -> Path:
         f"cannot find the code of module {module!r} to ship with a served model"
         + (f" (its package {top!r} spans {len(folders)} folders)" if folders else "")
     )
+
+
+def _imported_tops(path: Path) -> set[str]:
+    """The top-level modules the code at ``path`` (a file, or every file of a package
+    folder) imports absolutely."""
+    names: set[str] = set()
+    for source in [path] if path.is_file() else sorted(path.rglob("*.py")):
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _library_folders() -> set[Path]:
+    """Where installed packages and the standard library live: their siblings are not a
+    user's helpers."""
+    paths = {*sysconfig.get_paths().values(), *site.getsitepackages()}
+    paths.add(site.getusersitepackages())
+    return {Path(p).resolve() for p in paths if p}
+
+
+def shipped_paths(module: str) -> list[Path]:
+    """What a served model ships to import the kind registered by ``module`` elsewhere: its
+    file or package, and the modules beside it that it imports (a helper ``my_utils.py`` in
+    the folder of ``my_kind.py``; transitively), found from their import statements.
+    Nothing beside a kind that is installed as a package, or that is the zoo's own."""
+    first = code_path(module)
+    folder = first.parent
+    top = module.split(".")[0]
+    if top == "models" or folder.resolve() in _library_folders():
+        return [first]
+    found, queue, seen = [first], [first], {top, "models"}
+    while queue:
+        for name in sorted(_imported_tops(queue.pop()) - seen):
+            seen.add(name)
+            try:
+                path = code_path(name)
+            except (ValueError, ImportError):  # CodeNotFound, or a module that cannot be found
+                continue
+            if path.parent == folder:
+                found.append(path)
+                queue.append(path)
+    return found

@@ -406,15 +406,16 @@ def _metadata(
 
 def _code_paths(modules: set[str]) -> list[str]:
     """``models/`` and ``ensembles/`` (what the pyfunc model imports), plus the file or
-    package of each kind registered from outside ``models/``."""
+    package of each kind registered from outside ``models/`` and the helper modules beside
+    it that it imports."""
     import ensembles
-    from models.registry import code_path
+    from models.registry import shipped_paths
 
     paths = [str(Path(models.__file__).parent), str(Path(ensembles.__file__).parent)]
     for name in sorted(modules):
-        path = str(code_path(name))
-        if path not in paths:  # a kind registered by a module under models/ ships with it
-            paths.append(path)
+        for path in map(str, shipped_paths(name)):
+            if path not in paths:  # a kind registered by a module under models/ ships with it
+                paths.append(path)
     return paths
 
 

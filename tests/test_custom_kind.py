@@ -157,3 +157,42 @@ def test_a_kind_missing_part_of_the_contract_is_refused_when_it_registers():
     ):
         models.register(Half())
     assert "half_test_kind" not in models.REGISTRY
+
+
+def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path):
+    """A kind importing a helper of the user's (``from team_utils import ...``) was served
+    without it: the model failed to load anywhere the helper was not importable."""
+    from models.registry import REGISTRY, shipped_paths
+
+    (tmp_path / "team_utils.py").write_text("import team_consts\nALPHA = team_consts.ALPHA\n")
+    (tmp_path / "team_consts.py").write_text("ALPHA = 0.5\n")
+    (tmp_path / "team_pkg").mkdir()
+    (tmp_path / "team_pkg" / "__init__.py").write_text("def scale(x):\n    return x\n")
+    (tmp_path / "team_unused.py").write_text("X = 1\n")  # beside it, not imported: not shipped
+    (tmp_path / "team_kind.py").write_text(
+        "import numpy as np\nimport models\nfrom models.shallow import SklearnKind\n"
+        "from sklearn.linear_model import RidgeClassifier\n"
+        "from team_utils import ALPHA\nfrom team_pkg import scale\n"
+        "models.register(SklearnKind('team_test_kind', classifier=RidgeClassifier))\n"
+    )
+    try:
+        _import_from(tmp_path, "team_kind")
+        sys.path.insert(0, str(tmp_path))
+        try:
+            shipped = shipped_paths("team_kind")
+        finally:
+            sys.path.remove(str(tmp_path))
+        names = sorted(p.name for p in shipped)
+        assert names == ["team_consts.py", "team_kind.py", "team_pkg", "team_utils.py"], names
+        assert shipped[0] == tmp_path / "team_kind.py"
+        assert shipped_paths("models.shallow") == [Path(models_folder())]
+    finally:
+        REGISTRY.pop("team_test_kind", None)
+        for name in ("team_kind", "team_utils", "team_consts", "team_pkg"):
+            sys.modules.pop(name, None)
+
+
+def models_folder() -> Path:
+    import models
+
+    return Path(models.__file__).parent

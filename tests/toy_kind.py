@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from toy_model import ToyModel  # a helper module beside it: served models ship it too
 
 import models
 from models.base import InputSpec, Task, check_choice, check_float
@@ -21,34 +22,6 @@ SCHEMA = {
     "temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6)),
     "corrupt": Hparam("none", lambda name, v: check_choice(name, v, CORRUPTIONS)),
 }
-
-
-class ToyModel:
-    """Fitted parameters: centroids (classes) or coefficients (values), and the scaling."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        p = self.params
-        Z = (np.asarray(X, dtype=np.float64) - np.array(p["mean"])) / np.array(p["scale"])
-        if "centroids" in p:
-            d = ((Z[:, None, :] - np.array(p["centroids"])[None]) ** 2).sum(axis=2)
-            logits = -d / p["temperature"]
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
-        else:
-            out = np.c_[Z, np.ones(len(Z))] @ np.array(p["coef"])
-        corrupt = p.get("corrupt", "none")
-        if corrupt == "nan_values":
-            out[::3] = np.nan
-        elif corrupt == "wrong_shape":
-            out = out[:-1]
-        elif corrupt == "unnormalised":
-            out = out * 0.5
-        elif corrupt == "squeezed":  # right for many rows, not for one
-            out = np.squeeze(out)
-        return out
 
 
 class ToyKind(ModelKind):
