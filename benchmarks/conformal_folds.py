@@ -121,14 +121,7 @@ def main() -> None:
     print(f"\nmean test coverage over {args.splits} splits of {args.rows} rows (standard error)")
     print("| way | " + " | ".join(f"target {t}" for t in TARGETS) + " |")
     print("|---|" + "---|" * len(TARGETS))
-    for way in (
-        "spread of the folds' mean",
-        "spread fold by fold",
-        "unscaled",
-        "refits, their spread",
-        "refits, spread fold by fold",
-        "refits, unscaled",
-    ):
+    for way in (w for w in found if w != "spreads"):  # in the order one_split names them
         v = np.array(found[way])
         cells = [
             f"{m:.4f} ({e:.4f})" for m, e in zip(v.mean(0), v.std(0) / np.sqrt(len(v)), strict=True)
