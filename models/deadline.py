@@ -13,16 +13,18 @@ from dataclasses import dataclass
 @dataclass
 class Deadline:
     """Wall-clock time (``time.time()``) after which a fit stops at its next round;
-    ``rounds`` is how many rounds it had trained when it stopped one (None: it stopped none)."""
+    ``rounds`` is how many rounds (or a forest's trees: ``unit``) it had trained when it
+    stopped one (None: it stopped none)."""
 
     at: float
     rounds: int | None = None
+    unit: str = "rounds"
 
-    def reached(self, rounds: int) -> bool:
-        """Whether a fit that trained ``rounds`` rounds stops now (and note that it did)."""
+    def reached(self, rounds: int, unit: str = "rounds") -> bool:
+        """Whether a fit that trained ``rounds`` rounds (or trees) stops now, noting it."""
         if time.time() < self.at:
             return False
-        self.rounds = rounds
+        self.rounds, self.unit = rounds, unit
         return True
 
 

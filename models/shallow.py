@@ -28,9 +28,19 @@ from sklearn.svm import SVC, SVR
 
 from models import safe_io
 from models.base import InputSpec, Task, check_hparam_names
+from models.deadline import Deadline, current_deadline
 from models.kind import EpochHook, ModelKind
 
 MODEL_FILE = "model.skops"
+# estimators that grow a part at a time with warm_start (their trees, or boosting rounds)
+STAGED = (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +130,12 @@ class SklearnKind(ModelKind):
             _calibration_folds(self.name, model, train[1])
         if task.is_classification:
             _early_stopping_rows(self.name, model, train[1])
-        seed_estimator(model, seed).fit(*train)
+        seed_estimator(model, seed)
+        deadline = current_deadline()
+        if deadline is not None and _grows_in_stages(model):
+            _fit_in_stages(model, *train, deadline)
+        else:
+            model.fit(*train)
         scores = {
             **_keras_style(task, train[1], self.predict(model, train[0], task)),
             **_keras_style(task, val[1], self.predict(model, val[0], task), prefix="val_"),
@@ -202,6 +217,43 @@ def _early_stopping_rows(name: str, model: Pipeline, y: np.ndarray) -> None:
             estimator.max_iter,
         )
         estimator.set_params(early_stopping=False)
+
+
+STAGES = 20  # a forest or HistGradientBoosting under a deadline grows in this many steps
+
+
+def _grows_in_stages(model: Any) -> bool:
+    """Whether the model is a forest or a HistGradientBoosting alone (no scaler or
+    calibration around it) that can be grown a part at a time (``warm_start``)."""
+    steps = getattr(model, "steps", None)
+    estimator = steps[-1][1] if steps and len(steps) == 1 else None
+    return isinstance(estimator, STAGED) and not estimator.get_params()["warm_start"]
+
+
+def _fit_in_stages(model: Any, X: Any, y: Any, deadline: Deadline) -> None:
+    """Fit a forest's trees or HistGradientBoosting's iterations in ``STAGES`` warm-started
+    parts, stopping after the part during which ``deadline`` passed: the model keeps what
+    it grew (the same trees as one fit; HistGradientBoosting's early stopping still stops
+    it), where one fit started just before a time limit ran on far past it."""
+    estimator = model.steps[-1][1]
+    key, unit = (
+        ("max_iter", "rounds") if hasattr(estimator, "max_iter") else ("n_estimators", "trees")
+    )
+    total = int(estimator.get_params()[key])
+    step = max(1, math.ceil(total / STAGES))
+    estimator.set_params(warm_start=True)
+    try:
+        grown = 0
+        while grown < total:
+            grown = min(total, grown + step)
+            estimator.set_params(**{key: grown})
+            model.fit(X, y)
+            if key == "max_iter" and estimator.n_iter_ < grown:  # its early stopping stopped
+                break
+            if grown < total and deadline.reached(grown, unit):
+                break
+    finally:
+        estimator.set_params(warm_start=False)
 
 
 def seed_estimator(estimator: BaseEstimator, seed: int) -> BaseEstimator:

@@ -85,7 +85,7 @@ def assemble(
         "classes": None if data.task.labels is None else list(data.task.labels),
     }
     cuts = [c for r in folds if (c := cut_short(r.fit))]
-    if cuts:  # runner.time_limit stopped a fold before its last epoch or round: the fewest
+    if cuts:  # runner.time_limit stopped a fold early: the fewest it trained
         info["stopped_at_deadline"] = True
         for unit in {u for c in cuts for u in c}:
             info[unit] = min(c[unit] for c in cuts if unit in c)

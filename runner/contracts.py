@@ -57,7 +57,8 @@ ERROR = "runner.error"
 STOPPED = "runner.stopped"
 SKIPPED = "runner.skipped"  # a member that could not start before runner.time_limit
 FOLDS_MISSING = "runner.folds_missing"  # a bag skipped with folds missing: how many of its folds
-# epochs (a booster's rounds) a member trained before runner.time_limit stopped it
+# epochs (a booster's rounds, a forest's trees) a member trained before runner.time_limit
+# stopped it
 CUT_SHORT = "runner.cut_short"
 REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"
@@ -199,11 +200,12 @@ def trial_label(member: Mapping[str, Any], experiment_tag: Any) -> str:
 
 def cut_short(fit: Mapping[str, Any]) -> dict[str, int] | None:
     """What runner.time_limit let a member's fit train before it stopped it: its epochs,
-    or a booster's rounds (None: it trained to its end)."""
+    a booster's rounds or a forest's trees (None: it trained to its end)."""
     if not fit.get("stopped_at_deadline"):
         return None
-    if fit.get("rounds_run") is not None:
-        return {"rounds_run": int(fit["rounds_run"])}
+    for unit in ("rounds_run", "trees_run"):
+        if fit.get(unit) is not None:
+            return {unit: int(fit[unit])}
     return {"epochs_run": int(fit.get("epochs_run") or 1)}
 
 

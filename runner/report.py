@@ -68,9 +68,11 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _trained(cut: dict[str, int]) -> str:
-    """What a member cut short trained: "3 epoch(s)", or a booster's "120 round(s)"."""
-    if "rounds_run" in cut:
-        return f"{cut['rounds_run']} round(s)"
+    """What a member cut short trained: "3 epoch(s)", a booster's "120 round(s)" or a
+    forest's "45 tree(s)"."""
+    for unit in ("rounds", "trees"):
+        if f"{unit}_run" in cut:
+            return f"{cut[f'{unit}_run']} {unit[:-1]}(s)"
     return f"{cut['epochs_run']} epoch(s)"
 
 
@@ -108,8 +110,7 @@ def leaderboard(summary: dict[str, Any]) -> str:
     ]
     if cut:
         out += [
-            "cut short (runner.time_limit stopped them before their last epoch or round): "
-            + ", ".join(cut)
+            "cut short by runner.time_limit, kept with what they had trained: " + ", ".join(cut)
         ]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]

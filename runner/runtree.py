@@ -285,6 +285,7 @@ FIT_FACTS = (
     "stopped_at_deadline",
     "epochs_run",
     "rounds_run",
+    "trees_run",
     "best_epoch",
     "best_iteration",
     "predict_ms_per_1000",

@@ -386,7 +386,7 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     row["train_cpu_seconds"] = r.fit.get("train_cpu_seconds")
     row["predict_ms_per_1000"] = r.fit.get("predict_ms_per_1000")
     row["model_bytes"] = r.fit.get("model_bytes")
-    if cut := cut_short(r.fit):  # runner.time_limit stopped it before its last epoch or round
+    if cut := cut_short(r.fit):  # runner.time_limit stopped it early
         row["cut_short"] = cut
     if r.fit.get("folds_missing"):  # a bag whose late folds runner.time_limit skipped
         row["folds_missing"] = {"missing": r.fit["folds_missing"], "folds": r.fit["folds"]}

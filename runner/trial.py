@@ -252,7 +252,8 @@ def train_member(
         # (child processes are not counted: every kind here trains in threads)
         train_cpu_seconds = time.process_time() - cpu_start
         predict_ms = _latency_ms_per_1000(trained.member, data)  # timed apart from training
-        rounds_run = None if clock is None else clock.rounds  # of a booster the deadline cut
+        # what the deadline let a booster's rounds or a forest's trees grow to, if it cut them
+        grown = {} if clock is None or clock.rounds is None else {f"{clock.unit}_run": clock.rounds}
         info = {
             **member.to_config(),
             "n_params": None,
@@ -264,8 +265,8 @@ def train_member(
             "train_cpu_seconds": train_cpu_seconds,
             "predict_ms_per_1000": predict_ms,
             "model_bytes": model_bytes,
-            "stopped_at_deadline": reporter.cut_at is not None or rounds_run is not None,
-            **({"rounds_run": rounds_run} if rounds_run is not None else {}),
+            "stopped_at_deadline": reporter.cut_at is not None or bool(grown),
+            **grown,
             "student_targets": targets_from,
             "hostname": socket.gethostname(),
             "gpu_ids": _gpu_ids(),

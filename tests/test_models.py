@@ -794,3 +794,35 @@ def test_a_booster_stops_adding_trees_once_the_training_deadline_passed(
     assert none is None and whole.member.predict(X, CLASSES).shape == (48, 3)
     if kind == "xgboost":
         assert trained.member.model.get_params()["callbacks"] is None
+
+
+@pytest.mark.parametrize(
+    "kind, key, unit", [("random_forest", "n_estimators", "trees"), ("hgb", "max_iter", "rounds")]
+)
+def test_a_forest_or_hgb_grows_in_parts_under_a_deadline_and_stops_after_it_passed(
+    tiny, kind, key, unit
+):
+    """One fit of 300 extra trees or 5000 HistGradientBoosting rounds started just before
+    runner.time_limit ran on past it; now they grow in parts and keep what they grew."""
+    import time
+
+    from models.deadline import training_deadline
+
+    spec, X, y, _ = tiny
+    entry = REGISTRY[kind]
+    hparams = {key: 40, **({"early_stopping": False} if kind == "hgb" else {})}
+    options = TrainingOptions()
+    with training_deadline(time.time() - 1) as deadline:  # passed as the fit starts
+        cut = entry.train(spec, CLASSES, hparams, (X, y), (X, y), options, seed=3)
+    assert (deadline.rounds, deadline.unit) == (2, unit)  # the first of 20 parts of 40
+    grown = cut.member.model.steps[-1][1]
+    assert (len(grown.estimators_) if unit == "trees" else grown.n_iter_) == 2
+    assert not grown.warm_start
+    # a deadline that does not pass: the same model as one fit without a deadline
+    with training_deadline(time.time() + 3600) as late:
+        staged = entry.train(spec, CLASSES, hparams, (X, y), (X, y), options, seed=3)
+    whole = entry.train(spec, CLASSES, hparams, (X, y), (X, y), options, seed=3)
+    assert late.rounds is None
+    np.testing.assert_allclose(
+        staged.member.predict(X, CLASSES), whole.member.predict(X, CLASSES), atol=1e-12
+    )

@@ -92,7 +92,7 @@ def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
         {**SUMMARY["members"][2], "refit": {"status": "FINISHED", "cut_short": {"rounds_run": 9}}},
     ]
     text = leaderboard({**SUMMARY, "members": members})
-    said = "epoch or round): a (3 epoch(s)), b/refit (7 epoch(s)), c/refit (9 round(s))"
+    said = "had trained: a (3 epoch(s)), b/refit (7 epoch(s)), c/refit (9 round(s))"
     assert said in text
     assert "cut short" not in leaderboard(SUMMARY)
 

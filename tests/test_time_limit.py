@@ -69,7 +69,7 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     assert mlp.data.tags["runner.cut_short"] == str(epochs) and 1 <= epochs < 100000
     cut = {m["name"]: m.get("cut_short") for m in summary["members"]}
     assert cut == {"mlp": {"epochs_run": epochs}, "selu": None, "logistic": None, "svm": None}
-    said = "cut short (runner.time_limit stopped them before their last epoch or round): mlp ("
+    said = "cut short by runner.time_limit, kept with what they had trained: mlp ("
     assert said in done.stdout
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
@@ -202,7 +202,7 @@ def test_a_booster_training_at_the_time_limit_stops_at_its_next_round_and_is_kep
     rounds = status["gbm"][1]["rounds_run"]
     assert status == {"logistic": ("FINISHED", None), "gbm": ("FINISHED", {"rounds_run": rounds})}
     assert 1 <= rounds < 10000000
-    said = "cut short (runner.time_limit stopped them before their last epoch or round): "
+    said = "cut short by runner.time_limit, kept with what they had trained: "
     said += f"gbm ({rounds} round(s))"
     assert said in done.stdout, done.stdout[-2000:]
     client = MlflowClient(db)
