@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from runner import process_env
 from runner.errors import SweepInterrupted
@@ -169,14 +170,15 @@ def ray_session(
             # same, but then Ray boots a new worker process for each trial's actor instead of
             # handing it one of the workers it starts with the instance (about 1 s each).
             process_env.apply()  # the workers inherit the driver's environment
-            ray.init(
-                address="local",
-                num_cpus=spec.num_cpus,
-                num_gpus=spec.num_gpus,
-                include_dashboard=spec.include_dashboard,
-                dashboard_host=spec.dashboard_host,
-                **common,
-            )
+            with _ray_processes_in_a_session_of_their_own():
+                ray.init(
+                    address="local",
+                    num_cpus=spec.num_cpus,
+                    num_gpus=spec.num_gpus,
+                    include_dashboard=spec.include_dashboard,
+                    dashboard_host=spec.dashboard_host,
+                    **common,
+                )
         else:
             client = spec.address.startswith("ray://")
             if client:  # the sweep runs on the head; its output comes back through Ray's logs
@@ -217,6 +219,39 @@ def ray_session(
         if spec.kind == "local":
             _stop_monitor()
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_processes_in_a_session_of_their_own() -> Iterator[None]:
+    """The processes a local Ray instance starts meanwhile (GCS, raylet, and the workers
+    the raylet starts later) get a session of their own, so that a SIGTERM to the driver's
+    process group (``timeout``, systemd's stop, a CI job's cancel) reaches the driver alone:
+    it stops the sweep as after Ctrl+C and shuts them down. Killed with the group, they
+    left the driver waiting 60 s for the GCS and then aborting, its runs closed by the
+    sentinel with no reason. Only where the kernel kills them with the driver (Ray's
+    fate-sharing on Linux), so that a driver's SIGKILL still leaves none behind. Through
+    Ray's private process starter; a Ray without it keeps its processes in the group."""
+    try:
+        from ray._private import services, utils
+
+        base = services.ConsolePopen
+        shared = sys.platform.startswith("linux") and utils.detect_fate_sharing_support()
+    except (ImportError, AttributeError):
+        shared = False
+    if not shared:
+        yield
+        return
+
+    class OwnSession(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = base
 
 
 def _stop_monitor() -> None:

@@ -71,11 +71,16 @@ def _as_from_a_terminal() -> None:
 
 
 def start_cli(
-    cwd: Path, *overrides: str, until: str, env: dict[str, str] | None = None
+    cwd: Path,
+    *overrides: str,
+    until: str,
+    env: dict[str, str] | None = None,
+    own_group: bool = False,
 ) -> subprocess.Popen:
     """``python -m runner <overrides>`` started in ``cwd`` with a clean MLflow environment
     (plus ``env``), returned once it printed a line containing ``until`` (e.g. a member
-    "started": its run exists and it trains). The caller stops or waits for it."""
+    "started": its run exists and it trains). The caller stops or waits for it. With
+    ``own_group`` it leads a process group of its own (as under ``timeout`` or systemd)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     full.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     proc = subprocess.Popen(
@@ -86,6 +91,7 @@ def start_cli(
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_as_from_a_terminal,
+        start_new_session=own_group,
     )
     for line in proc.stdout:
         if until in line:

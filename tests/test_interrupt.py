@@ -296,3 +296,31 @@ def test_a_sigterm_while_ray_starts_is_said_and_exits_as_sigterm(tmp_path, when)
     )
     said = "interrupted: stopped while Ray was starting, before anything was logged; exit 143"
     assert said in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_stops_the_sweep_as_sigterm_to_the_driver(workdir):
+    """`timeout`, systemd and CI cancels signal every process of the group: Ray's GCS and
+    raylet died with it, and the driver waited 60 s for them, then aborted; the sentinel
+    closed its runs without the reason."""
+    import os
+    import time
+
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = ["+experiment=quickstart", *INFRA_MEMBERS, f"tracking.uri={db}", "training.epochs=200"]
+    proc = start_cli(workdir, *args, until="mlp (mlp) started", own_group=True)
+    try:
+        clock = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - clock
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert took < 45, took  # not the GCS reconnection's 60 s
+    assert "interrupted (stopped by SIGTERM)" in stderr, stderr[-2000:]
+    assert "Failed to connect to GCS" not in stderr
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert runs and all(r.info.status == "KILLED" for r in runs), [r.info.status for r in runs]
+    assert {r.data.tags.get("runner.error") for r in runs} == {"stopped by SIGTERM"}
