@@ -231,7 +231,8 @@ def redact_saved_config(folder: Path) -> None:
 
 def run_holding_stderr(main: Callable[[], Any]) -> None:
     """Run Hydra's ``main`` with stderr held until the job calls ``job_started``; Hydra's
-    failure before that (its exit code 1) is printed as one ``error:`` line, exit code 2."""
+    failure before that (its exit code 1, or a ValueError it raises about its flags) is
+    printed as one ``error:`` line, exit code 2."""
     held = HeldStderr(sys.stderr)
     sys.stderr = held
     masked = sys.stdout = MaskedStream(sys.stdout)
@@ -245,6 +246,12 @@ def run_holding_stderr(main: Callable[[], Any]) -> None:
         if not message:
             raise
         print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as err:  # Hydra refusing its own flags together (-m with --cfg)
+        if held.held is None:
+            raise
+        sys.stderr = held.stream
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         if sys.stderr is held:

@@ -30,6 +30,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         (["runner.fold=3"], "Key 'fold' is not in struct; did you mean runner.folds?"),
         (["optimizer.momentum=0.9"], "in struct; did you mean training.optimizer.momentum?"),
         (["training.epochs"], "Error parsing override 'training.epochs'"),
+        (["-m", "--cfg", "job"], "Only one of --run, --multirun, --cfg, --info and"),
         (
             ["optimizer=adamx"],  # the options stay in the line; the search path does not
             "Could not find 'optimizer/adamx'; Available options in 'optimizer': adagrad, adam,",
@@ -82,6 +83,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "hydra-key-misspelled",
         "hydra-key-misplaced",
         "hydra-override-syntax",
+        "hydra-flags-together",
         "hydra-unknown-option",
         "booster-value",
         "list-domain",
