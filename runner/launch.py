@@ -99,16 +99,18 @@ def run(
             ready.wait()
             from runner.runtree import RunTree
 
-            RunTree.check_not_finished(spec)
+            RunTree.check_not_finished(spec, data.fingerprint)
             if not spec.sweep_id:  # runner.resume=true: the latest unfinished sweep's id
-                found = RunTree.resumable_sweep_id(spec)
-                if found is None:  # a multirun's job that never started: start it now
+                found = RunTree.resumable_sweep_id(spec, data.fingerprint)
+                if found is None:  # a multirun's job that never started, or new data: start
                     spec = replace(spec, sweep_id=new_sweep_id(), fresh_sweep=True, resume=False)
                     if spec.verbose:
-                        print(f"no sweep with this job's config yet: starting {spec.sweep_id}")
+                        print(
+                            f"no sweep with this config on this data yet: starting {spec.sweep_id}"
+                        )
                 else:
                     spec = replace(spec, sweep_id=found)
-                    RunTree.check_not_finished(spec)  # a multirun's finished job: no Ray
+                    RunTree.check_not_finished(spec, data.fingerprint)  # finished: no Ray
                 lease = _take_lease(spec)
     except BaseException:
         if lease is not None:

@@ -235,11 +235,28 @@ def live_experiment(client: MlflowClient, name: str) -> Any:
     return experiment
 
 
-def _already_finished(client: MlflowClient, parent: Any, spec: RunSpec) -> Exception:
+def _other_data(parent: Any, fingerprint: str | None) -> str | None:
+    """The data split a sweep ran on when it is not ``fingerprint``'s (None: the same, or
+    not known)."""
+    old = parent.data.tags.get(DATA_FINGERPRINT)
+    return old if fingerprint and old and old != fingerprint else None
+
+
+def _already_finished(
+    client: MlflowClient, parent: Any, spec: RunSpec, fingerprint: str | None = None
+) -> Exception:
     """What to raise for a sweep id whose sweep finished: nothing to do with its config
-    (SweepAlreadyFinished); with another config, a ResumeError naming the keys that changed
-    (the edit would otherwise be silently skipped, say by a nightly job reusing its id)."""
+    (SweepAlreadyFinished); with another config, or on other data than ``fingerprint``'s
+    (the same path holding a new table), a ResumeError naming what changed (the change
+    would otherwise be silently skipped, say by a nightly job reusing its id)."""
     sweep = parent.data.tags[SWEEP]
+    old = _other_data(parent, fingerprint)
+    if old:
+        return ResumeError(
+            f"sweep {sweep} of {spec.experiment!r} already finished on other data (split "
+            f"{old}; this config's data gives {fingerprint}: the table or split changed); "
+            "start a new sweep (another runner.sweep_id) to train on it"
+        )
     recorded = recorded_config(client, parent.info.run_id)
     changed = config_changes(recorded, spec.resolved) if recorded is not None else {}
     if changed:
@@ -482,10 +499,11 @@ class RunTree:
         lease.on_heartbeat = copy
 
     @staticmethod
-    def check_not_finished(spec: RunSpec) -> None:
-        """Raise SweepAlreadyFinished if ``runner.sweep_id`` names a finished sweep, and
-        ResumeError if ``runner.resume`` asks to resume an id no sweep has (a typo would
-        otherwise train the whole sweep anew)."""
+    def check_not_finished(spec: RunSpec, fingerprint: str | None = None) -> None:
+        """Raise SweepAlreadyFinished if ``runner.sweep_id`` names a finished sweep (a
+        ResumeError if it finished with another config, or on data other than
+        ``fingerprint``'s), and ResumeError if ``runner.resume`` asks to resume an id no
+        sweep has (a typo would otherwise train the whole sweep anew)."""
         if not spec.sweep_id:
             return
         client = experiment = None
@@ -502,7 +520,7 @@ class RunTree:
         )
         for run in runs:
             if run.info.status == "FINISHED":
-                raise _already_finished(client, run, spec)
+                raise _already_finished(client, run, spec, fingerprint)
         if spec.resume and not runs:
             unfinished = (
                 []
@@ -542,14 +560,16 @@ class RunTree:
         ]
 
     @staticmethod
-    def resumable_sweep_id(spec: RunSpec) -> str | None:
+    def resumable_sweep_id(spec: RunSpec, fingerprint: str | None = None) -> str | None:
         """With ``runner.resume=true`` and no id: the latest unfinished sweep run with this
         config, else the latest finished one with it (nothing to do: a nightly job resuming
         after a good night; not with ``runner.resume=force``), else the latest unfinished one
         (its config check names what changed), else ResumeError. A job of a multirun resumes
         only its own sweep: the latest with its config, finished or not (then nothing is
         done), or None: it never started, so it starts now (the jobs before an interruption
-        finished, the ones after never ran)."""
+        finished, the ones after never ran). None too when the latest finished sweep with
+        this config ran on other data than ``fingerprint``'s (the file at the same path
+        changed): a new sweep trains on it, where a rerun found nothing to do."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = live_experiment(client, spec.experiment)
         found = experiment is not None
@@ -564,9 +584,11 @@ class RunTree:
             else []
         )
         mine = same if spec.multirun_job else [r for r in same if r.info.status != "FINISHED"]
-        if mine:
+        if mine and not (mine[0].info.status == "FINISHED" and _other_data(mine[0], fingerprint)):
             return mine[0].data.tags[SWEEP]
         if same and spec.resume != "force":  # this config's sweeps all finished: nothing to do
+            if _other_data(same[0], fingerprint):  # ... on the data it had: train on this
+                return None
             return same[0].data.tags[SWEEP]
         # sweeps of older versions carry no digest: the latest 50, by their recorded configs
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []

@@ -280,3 +280,41 @@ def test_a_sweep_resumed_after_its_ensemble_finished_reuses_that_ensemble_run(wo
     roles = [r.data.tags["runner.role"] for r in client.search_runs([experiment])]
     assert sorted(roles) == ["ensemble", "member", "member", "sweep"]
     assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_a_finished_sweep_rerun_on_a_changed_table_trains_it_instead_of_doing_nothing(workdir):
+    """A weekly job overwriting latest.csv and rerunning with runner.resume=true (or its
+    sweep id) was told 'already finished; nothing to do', exit 0: last week's model stayed."""
+    import numpy as np
+    import pandas as pd
+
+    def week(rows: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(rows, 3))
+        frame = pd.DataFrame(x, columns=["a", "b", "c"])
+        frame["y"] = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+        frame.to_csv(workdir / "latest.csv", index=False)
+
+    db = f"sqlite:///{workdir}/mlflow.db"
+    args = ["+experiment=quickstart", "data=csv", "data.path=latest.csv", "data.target=y"]
+    args += [f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet")]
+    args += [f"tracking.uri={db}", "ensemble.n_boot=10"]
+    week(300, 0)
+    first = run_cli(workdir, *args, "runner.sweep_id=weekly")
+    assert first.returncode == 0, first.stderr[-2000:]
+    same = run_cli(workdir, *args, "runner.resume=true")
+    assert same.returncode == 0 and "nothing to do" in same.stdout + same.stderr, same.stderr
+    week(400, 1)  # next week's table at the same path
+    named = run_cli(workdir, *args, "runner.sweep_id=weekly")
+    assert named.returncode == 2, named.stderr[-2000:]
+    (line,) = [x for x in named.stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: sweep weekly of 'quickstart' already finished on other data")
+    assert "Traceback" not in named.stderr
+    resumed = run_cli(workdir, *args, "runner.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "no sweep with this config on this data yet: starting" in resumed.stdout
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    sweeps = client.search_runs([experiment], "tags.`runner.role` = 'sweep'")
+    assert sorted(r.info.status for r in sweeps) == ["FINISHED", "FINISHED"]
+    assert len({r.data.tags["runner.data_fingerprint"] for r in sweeps}) == 2
