@@ -15,8 +15,17 @@ from runner.contracts import unpack_member
 
 
 def last_epoch(config: Mapping[str, Any]) -> int:
-    """The epochs a trial's member is set to train (its sampled ``training.epochs``)."""
-    training = unpack_member(config["member"]).get("training") or {}
+    """The epochs a trial's member is set to train (its sampled ``training.epochs``); 1 for
+    a kind that fits once (scikit-learn, boosters), whose one report is its last."""
+    import models
+
+    member = unpack_member(config["member"])
+    try:
+        if not models.get(member["model"]).learns_in_epochs:
+            return 1
+    except (KeyError, ValueError):  # not a kind this process knows: its epochs decide
+        pass
+    training = member.get("training") or {}
     return int(training.get("epochs") or 1)
 
 

@@ -358,25 +358,29 @@ def test_asha_never_stops_a_trial_at_its_last_epoch_or_final_report():
     from runner.asha import FinalKeepingASHA
     from runner.contracts import pack_member
 
-    def trial(name: str, epochs: int) -> SimpleNamespace:
-        config = {"name": name, "model": "mlp", "hparams": {}, "training": {"epochs": epochs}}
+    def trial(name: str, epochs: int, model: str = "mlp") -> SimpleNamespace:
+        config = {"name": name, "model": model, "hparams": {}, "training": {"epochs": epochs}}
         return SimpleNamespace(trial_id=name, config={"member": pack_member(config)})
 
     decisions = {}
     for label, kind in (("plain", ASHAScheduler), ("ours", FinalKeepingASHA)):
         asha = kind(time_attr="epoch", metric="val_loss", mode="min", max_t=10, grace_period=1)
         good, short, long_ = trial("good", 5), trial("short", 1), trial("long", 5)
-        once = trial("once", 20)  # a scikit-learn member: one report, the final one
-        for t in (good, short, long_, once):
+        once = trial("once", 20)  # a final report
+        # a scikit-learn member under training.epochs=20: its fit's one epoch report, then
+        # its final one (ASHA stopped it at the first, its model thrown away)
+        fits = trial("fits", 20, model="logistic")
+        for t in (good, short, long_, once, fits):
             asha.on_trial_add(None, t)
         asha.on_trial_result(None, good, {"epoch": 1, "val_loss": 0.1, "final": False})
         decisions[label] = [
             asha.on_trial_result(None, short, {"epoch": 1, "val_loss": 9.0, "final": False}),
             asha.on_trial_result(None, long_, {"epoch": 1, "val_loss": 9.0, "final": False}),
             asha.on_trial_result(None, once, {"epoch": 1, "val_loss": 9.0, "final": True}),
+            asha.on_trial_result(None, fits, {"epoch": 1, "val_loss": 9.0, "final": False}),
         ]
-    assert decisions["plain"] == ["STOP", "STOP", "STOP"]  # short and once lose their models
-    assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE"]
+    assert decisions["plain"] == ["STOP"] * 4  # short, once and fits lose their models
+    assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE", "CONTINUE"]
 
 
 def test_a_final_search_metric_must_be_one_the_task_reports():
