@@ -328,9 +328,11 @@ def _folds_missing(tags: Mapping[str, str]) -> dict[str, int]:
 
 
 def _held(pred: np.ndarray) -> np.ndarray:
-    """Predictions as the driver keeps them until the ensemble stage: float32 halves the
-    memory a sweep of thousands of trials holds; the stage computes in float64 again."""
-    return np.asarray(pred, dtype=np.float32)
+    """Predictions as the driver keeps them until the ensemble stage: in float64, as the
+    trial scored them (float32 copies broke near-ties of a bag's averaged probabilities
+    the other way: a leaderboard accuracy that differed from the member run's). Members that
+    can no longer be ensemble candidates let theirs go (``runner.candidates``)."""
+    return np.asarray(pred, dtype=np.float64)
 
 
 def _chunks(

@@ -30,3 +30,14 @@ def test_members_outside_the_candidates_keep_their_scores_and_drop_their_predict
             assert r.val is None and r.test is None and r.scores == expected[name]
         elif name != "failed":
             assert r.val is not None and r.scores is None
+
+
+def test_the_driver_holds_predictions_as_the_trial_scored_them():
+    """A bag's averaged kNN probabilities held as float32 tied two classes the trial told
+    apart: the leaderboard's test accuracy (0.9750) differed from the member run's (0.9778)."""
+    from runner.runtree import _held
+
+    proba = np.array([[0.4, 0.4 + 1e-9, 0.2 - 1e-9], [0.5, 0.25, 0.25]])
+    held = _held(proba)
+    assert (held.argmax(axis=1) == proba.argmax(axis=1)).all()
+    np.testing.assert_array_equal(held, proba)
