@@ -525,7 +525,7 @@ def _main(argv: Sequence[str] | None) -> int:
             )
             refit = (
                 ensemble_step.refitted(report, members, found["runs"], refits, y_test)
-                if refits
+                if any(name in refits for name in report.names)  # else the bags are served
                 else None
             )
         except (UsageError, ValueError) as err:

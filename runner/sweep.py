@@ -268,8 +268,8 @@ def _ensemble(
             entry[fact] = None if None in values or not names else float(sum(values))
         return entry, targets
     refit = None
-    if spec.refit:
-        held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
+    held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
+    if spec.refit and any(name in held for name in result.names):  # else the bags are served
         refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
     out = ensemble_step.log(
         tree.client,

@@ -18,6 +18,8 @@ from test_spec import spec_of
 import models
 from helpers import (
     INFRA_MEMBERS,
+    TESTS,
+    TOY_KIND,
     read_summary,
     run_cli,
     run_ensembles_cli,
@@ -372,3 +374,42 @@ def test_a_refit_sweep_stopped_mid_refit_resumes_without_a_second_refit_run(work
         if r.data.tags[ROLE] == "refit" and r.info.status == "FINISHED"
     }
     assert all(kept[label] == run_id for label, run_id in first.items())
+
+
+def test_a_sweep_none_of_whose_refits_finished_serves_and_reports_its_bags(workdir):
+    """Every refit failed (or the time limit skipped them): the leaderboard still had an
+    'ensemble, refit (served)' row, coverage 'served with refits' and refit_test_* metrics,
+    while the served model held the bags."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = [f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet", "logistic", "svm")]
+    toys = []
+    for name, temperature in (("near", 1.0), ("far", 5.0)):
+        toys += [
+            f"+model@members.{name}=toy",
+            f"++members.{name}.hparams.temperature={temperature}",
+        ]
+        # the folds fit 120 rows each, a refit all 240: only the refits fail
+        toys.append(f"++members.{name}.hparams.max_rows=200")
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        *TOY_KIND,
+        *members,
+        *toys,
+        "data.max_rows=300",
+        "runner.folds=2",
+        "runner.refit=true",
+        "ensemble.coverage=0.8",
+        "ensemble.n_boot=10",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+        pythonpath=TESTS,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    assert all(m["refit"]["status"] == "FAILED" for m in summary["members"]), summary["members"]
+    ens = summary["ensemble"]
+    assert "refit" not in ens, ens.get("refit")
+    assert "refit (served)" not in done.stdout and "served with refits" not in done.stdout
+    run = MlflowClient(db).get_run(ens["run_id"])
+    assert not [k for k in run.data.metrics if k.startswith("refit_")], run.data.metrics

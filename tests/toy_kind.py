@@ -13,7 +13,7 @@ import numpy as np
 from toy_model import ToyModel  # a helper module beside it: served models ship it too
 
 import models
-from models.base import InputSpec, Task, check_choice, check_float
+from models.base import InputSpec, Task, check_choice, check_float, check_int
 from models.kind import EpochHook, Hparam, ModelKind, check_hparams
 
 # ``corrupt`` breaks the members' contract on purpose (the runner must fail such a member)
@@ -21,6 +21,8 @@ CORRUPTIONS = ("none", "nan_values", "wrong_shape", "unnormalised", "squeezed", 
 SCHEMA = {
     "temperature": Hparam(1.0, lambda name, v: check_float(name, v, 1e-6, 1e6)),
     "corrupt": Hparam("none", lambda name, v: check_choice(name, v, CORRUPTIONS)),
+    # > 0: a fit on more rows than this fails (a bagged member's refit on all rows, say)
+    "max_rows": Hparam(0, lambda name, v: check_int(name, v, 0)),
 }
 
 
@@ -50,6 +52,8 @@ class ToyKind(ModelKind):
         workdir: Path | None = None,
     ):
         X, y = np.asarray(train[0], dtype=np.float64), np.asarray(train[1])
+        if 0 < model["max_rows"] < len(X):
+            raise ValueError(f"toy: {len(X)} training rows, more than max_rows={model['max_rows']}")
         mean, scale = X.mean(axis=0), X.std(axis=0) + 1e-9
         Z = (X - mean) / scale
         params: dict[str, Any] = {
