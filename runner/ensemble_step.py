@@ -260,6 +260,19 @@ def log(
                             metric,
                         )
                     )
+                    rescore = (
+                        None
+                        if X_test is None
+                        else partial(
+                            export.score_registered,
+                            client,
+                            settings.register_as,
+                            X_test,
+                            y_test,
+                            metric,
+                            classes,
+                        )
+                    )
                     out["champion"] = export.champion_challenger(
                         client,
                         settings.register_as,
@@ -270,6 +283,7 @@ def log(
                         greater_is_better(metric),
                         fingerprint,
                         loaded_back,
+                        rescore,
                     )
     except KeyboardInterrupt:  # SIGINT, or SIGTERM through runner.signals
         end_run(run_id, "KILLED")

@@ -448,6 +448,22 @@ def score_loaded_back(
     """Load the registered version back from the registry as a user would, predict the test
     rows, and return its score; ValueError if it does not load or predicts otherwise than
     the ensemble that was logged."""
+    pred = _registered_predictions(client, name, version, X_test)
+    if pred.shape != np.shape(expected) or not np.allclose(pred, expected, rtol=1e-4, atol=1e-6):
+        raise ValueError("its predictions differ from the ensemble that was logged")
+    return evaluate(y_test, pred)[metric]
+
+
+def _registered_predictions(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    X: Any,
+    classes: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A registered version, downloaded and loaded as a user would, predicting ``X``: its
+    probabilities or values. ValueError if it fails, or (given ``classes``) predicts other
+    classes than those, in another order."""
     from mlflow.artifacts import download_artifacts
 
     source = client.get_model_version(name, version).source
@@ -456,13 +472,31 @@ def score_loaded_back(
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = download_artifacts(artifact_uri=source, dst_path=tmp)
+            model = mlflow.pyfunc.load_model(local)
+            theirs = (model.metadata.metadata or {}).get("classes")
+            if classes is not None and theirs is not None and list(theirs) != list(classes):
+                raise ValueError(
+                    f"it predicts the classes {', '.join(map(str, theirs))}, this split has "
+                    f"{', '.join(map(str, classes))}"
+                )
             # with a coverage target the served frame's probabilities or values
-            pred = point_predictions(mlflow.pyfunc.load_model(local).predict(X_test))
-        except Exception as err:  # any failure to load or predict keeps the champion
+            return point_predictions(model.predict(X))
+        except Exception as err:  # any failure to load or predict
             raise ValueError(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
-    if pred.shape != np.shape(expected) or not np.allclose(pred, expected, rtol=1e-4, atol=1e-6):
-        raise ValueError("its predictions differ from the ensemble that was logged")
-    return evaluate(y_test, pred)[metric]
+
+
+def score_registered(
+    client: MlflowClient,
+    name: str,
+    X_test: Any,
+    y_test: np.ndarray,
+    metric: str,
+    classes: Sequence[str] | None,
+    version: str,
+) -> float:
+    """A registered version (the champion) scored on this split's test rows; ValueError
+    when it cannot be (it fails to load or predict, or knows other classes)."""
+    return evaluate(y_test, _registered_predictions(client, name, version, X_test, classes))[metric]
 
 
 def champion_challenger(
@@ -475,12 +509,15 @@ def champion_challenger(
     greater_is_better: bool,
     fingerprint: str,
     loaded_back: Callable[[], float] | None = None,
+    rescore: Callable[[str], float] | None = None,
 ) -> dict[str, Any]:
     """Compare a new registered version with the one holding the alias ``champion`` on the
     same test split; move the alias only if the new one is better, and only after
     ``loaded_back()`` (the version loaded back from the registry and scored) confirmed the
-    score. Records the decision on the new version's run (tags ``runner.champion.*``) and
-    returns it."""
+    score. A champion tested on another split (last week's table) is scored on this one by
+    ``rescore(version)``; one that cannot be (it fails on these rows, or knows other
+    classes) gives way. Records the decision on the new version's run (tags
+    ``runner.champion.*``) and returns it."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -509,12 +546,27 @@ def champion_challenger(
         scores = old.data.metrics
         old_value = scores.get(f"refit_test_{metric}", scores.get(f"final_test_{metric}"))
         decision["champion"] = old_value
+        rescored = ""
         if old.data.tags.get(DATA_FINGERPRINT) != fingerprint or old_value is None:
+            if rescore is None:
+                old_value = None
+            else:
+                try:
+                    decision["champion"] = old_value = rescore(str(champion.version))
+                    rescored = " (the champion scored on this split's test rows)"
+                except ValueError as err:
+                    decision["decision"] = (
+                        f"promoted: the champion, tested on another split, cannot be scored "
+                        f"on this one ({err})"
+                    )
+        if "decision" in decision:
+            pass
+        elif old_value is None:
             decision["decision"] = "kept: the champion was tested on another split"
         else:
             better = value > old_value if greater_is_better else value < old_value
-            decision["decision"] = "promoted" if better else "kept: not better"
-    if decision["decision"] in ("first champion", "promoted"):
+            decision["decision"] = ("promoted" if better else "kept: not better") + rescored
+    if decision["decision"] == "first champion" or decision["decision"].startswith("promoted"):
         client.set_registered_model_alias(name, "champion", version)
     client.log_batch(
         run_id,

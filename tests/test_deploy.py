@@ -157,3 +157,53 @@ def test_a_served_model_names_the_members_and_rows_that_predict_nan_or_infinity(
         model._check_finite(
             np.where(np.arange(3)[:, None, None] == 0, np.nan, 0.5) * np.ones((3, 1, 2))
         )
+
+
+def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
+    """A weekly retrain on a new table: the champion, tested on last week's split, was
+    never compared again ('kept: the champion was tested on another split'), so the alias
+    stayed on week 1 for good."""
+    from runner.contracts import DATA_FINGERPRINT
+    from runner.export import champion_challenger
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    experiment = client.create_experiment("weekly")
+    client.create_registered_model("spend")
+    weeks = []
+    for week in ("w1", "w2", "w3", "w4"):
+        run = client.create_run(experiment, tags={DATA_FINGERPRINT: week}).info.run_id
+        client.log_metric(run, "final_test_rmse", 60.0)
+        client.create_model_version("spend", f"runs:/{run}/model", run)
+        weeks.append(run)
+    first = champion_challenger(client, "spend", weeks[0], "1", "rmse", 66.8, False, "w1")
+    assert first["decision"] == "first champion"
+    on_this_split = {"1": 70.2}  # what v1 scores on week 2's test rows
+    second = champion_challenger(
+        client, "spend", weeks[1], "2", "rmse", 57.1, False, "w2", None, on_this_split.get
+    )
+    assert second["decision"] == "promoted (the champion scored on this split's test rows)"
+    assert second["champion"] == 70.2
+    assert str(client.get_model_version_by_alias("spend", "champion").version) == "2"
+
+    def better(version: str) -> float:
+        return 50.0
+
+    third = champion_challenger(
+        client, "spend", weeks[2], "3", "rmse", 57.1, False, "w3", None, better
+    )
+    assert third["decision"] == "kept: not better (the champion scored on this split's test rows)"
+
+    def fails(version: str) -> float:
+        raise ValueError("it predicts the classes a, b, this split has a, b, vip")
+
+    fourth = champion_challenger(
+        client, "spend", weeks[3], "4", "rmse", 99.0, False, "w4", None, fails
+    )
+    assert fourth["decision"] == (
+        "promoted: the champion, tested on another split, cannot be scored on this one "
+        "(it predicts the classes a, b, this split has a, b, vip)"
+    )
+    assert str(client.get_model_version_by_alias("spend", "champion").version) == "4"
+    # without a way to score it (no test rows to give it), kept as before
+    keep = champion_challenger(client, "spend", weeks[0], "1", "rmse", 1.0, False, "w9")
+    assert keep["decision"] == "kept: the champion was tested on another split"

@@ -246,6 +246,11 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     assert same.returncode == 0, same.stderr[-3000:]
     ran = again["ensemble"]["run_id"]
     assert f"ensemble run {ran} already combines these members" in same.stdout, same.stdout
+    # next week's split: the champion is loaded from the registry and scored on its test rows
+    moved = run("moved", "data.seed=1")["ensemble"]["champion"]
+    assert moved["decision"].endswith("(the champion scored on this split's test rows)"), moved
+    assert moved["champion"] != strong["ensemble"]["test_metric"]
+    assert 0.9 < moved["champion"] <= 1.0
 
 
 def test_a_sweep_resumed_after_its_ensemble_finished_reuses_that_ensemble_run(workdir):
