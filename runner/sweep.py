@@ -704,24 +704,24 @@ def _run(
         deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
     tree = RunTree(spec, data.fingerprint, data.sizes(), lease)
     spec = replace(spec, sweep_id=tree.sweep_id)
-    # ends the runs left open if this process dies without its finally (SIGKILL, head lost)
-    guard = sentinel.start(
-        spec.tracking_uri,
-        tree.experiment_id,
-        tree.sweep_id,
-        tree.parent_run_id,
-        tree.driver_token,
-    )
-    if spec.verbose:
-        verb = "resuming" if tree.resumed else "sweep"
-        print(
-            f"{verb} {spec.sweep_id} of {spec.experiment!r}: parent run {tree.parent_run_id} "
-            f"in {redact_uri(spec.tracking_uri)}",
-            flush=True,
+    status, guard = "FAILED", None
+    try:  # from here the parent run exists: a Ctrl+C at any point ends it KILLED
+        # ends the runs left open if this process dies without its finally (SIGKILL, head lost)
+        guard = sentinel.start(
+            spec.tracking_uri,
+            tree.experiment_id,
+            tree.sweep_id,
+            tree.parent_run_id,
+            tree.driver_token,
         )
-    status = "FAILED"
-    memory = MemoryWatch.start()
-    try:
+        if spec.verbose:
+            verb = "resuming" if tree.resumed else "sweep"
+            print(
+                f"{verb} {spec.sweep_id} of {spec.experiment!r}: parent run {tree.parent_run_id} "
+                f"in {redact_uri(spec.tracking_uri)}",
+                flush=True,
+            )
+        memory = MemoryWatch.start()
         saved: dict[str, str] = {}  # "stage.member" -> saved model path
         stage_rows: dict[str, list[dict[str, Any]]] = {}
         for st in spec.stages:

@@ -324,3 +324,42 @@ def test_sigterm_to_the_whole_process_group_stops_the_sweep_as_sigterm_to_the_dr
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
     assert runs and all(r.info.status == "KILLED" for r in runs), [r.info.status for r in runs]
     assert {r.data.tags.get("runner.error") for r in runs} == {"stopped by SIGTERM"}
+
+
+INTERRUPTED_AS_THE_SWEEP_STARTS = """
+import os, signal, sys
+from runner import __main__ as cli, sentinel
+real_start = sentinel.start
+def start(*args, **kwargs):  # Ctrl+C just after the parent run was created
+    guard = real_start(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return guard
+sentinel.start = start
+sys.argv = ["runner", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_just_after_the_parent_run_was_created_ends_it_killed(workdir):
+    """The parent run stayed RUNNING while the console said its runs were marked KILLED: the
+    sweep's try began after the sentinel started."""
+    import subprocess
+    import sys
+
+    from helpers import _as_from_a_terminal
+
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = [f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet")]
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_AS_THE_SWEEP_STARTS, "+experiment=quickstart"]
+        + [*members, f"tracking.uri={db}"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_as_from_a_terminal,
+    )
+    assert done.returncode == 130, (done.stdout, done.stderr[-2000:])
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"], [r.info.status for r in runs]
