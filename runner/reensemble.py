@@ -20,6 +20,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -230,6 +231,15 @@ def _chosen(parents: list, sweeps: str) -> list[str]:
     if missing:
         raise UsageError(f"no sweep {missing[0]!r} in this experiment; sweeps: {', '.join(ids)}")
     return wanted
+
+
+def chosen_split(members: list[MemberPredictions]) -> str:
+    """The data split to ensemble when sweeps of several splits are chosen: the one most
+    members ran on, the newest of those that tie (``members`` in the order their runs
+    started: last week's table lost to this week's only by being first)."""
+    latest = {m.fingerprint: i for i, m in enumerate(members)}
+    counts = Counter(m.fingerprint for m in members)
+    return max(latest, key=lambda fp: (counts[fp], latest[fp]))
 
 
 def _label(run, several: bool, suffix: str = "") -> str:
@@ -474,9 +484,7 @@ def _main(argv: Sequence[str] | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             members, labels, found = collect(client, args, Path(tmp))
-            fingerprint = args.fingerprint or max(
-                labels, key=lambda fp: sum(m.fingerprint == fp for m in members)
-            )
+            fingerprint = args.fingerprint or chosen_split(members)
             if fingerprint not in labels:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]

@@ -427,3 +427,17 @@ def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
     other = run(tmp_path, *words, "seed=2")  # said outright: another ensemble
     assert other.returncode == 0, other.stderr
     assert len(client.search_runs([exp], "tags.`runner.role` = 'ensemble'")) == 2
+
+
+def test_sweeps_of_several_splits_ensemble_the_split_most_members_ran_on_the_newest_on_a_tie():
+    """Two weekly sweeps of ten members each: sweeps=all re-ensembled last week's."""
+    from ensembles.stage import MemberPredictions
+    from runner.reensemble import chosen_split
+
+    def ran_on(*splits: str) -> list[MemberPredictions]:
+        empty = np.zeros(3)
+        return [MemberPredictions(f"m{i}", empty, empty, fp) for i, fp in enumerate(splits)]
+
+    assert chosen_split(ran_on("week1", "week1", "week2", "week2")) == "week2"
+    assert chosen_split(ran_on("week1", "week1", "week1", "week2", "week2")) == "week1"
+    assert chosen_split(ran_on("week2", "week1")) == "week1"
