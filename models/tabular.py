@@ -126,13 +126,18 @@ def _as_dates(values: pd.Series) -> pd.Series | None:
     return _to_dates(values, day_first(values))
 
 
+def _year_last_parts(values: pd.Series) -> pd.DataFrame:
+    """The day-or-month numbers and separator of the column's dates with the year last."""
+    if not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values)):
+        return pd.DataFrame()
+    return values.dropna().astype(str).str.extract(YEAR_LAST).dropna()
+
+
 def day_first(values: pd.Series) -> bool:
     """Whether the column's dates with the year last put the day first: a first number
     above 12 says so, a second one says not; when neither does (every day is 1-12), dates
     written with dots (05.03.2024) are day first, with slashes or dashes month first."""
-    if not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values)):
-        return False
-    parts = values.dropna().astype(str).str.extract(YEAR_LAST).dropna()
+    parts = _year_last_parts(values)
     if parts.empty:
         return False
     first, second = parts[0].astype(int), parts[2].astype(int)
@@ -306,8 +311,17 @@ class Column:
     formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
     decimal: str = "."  # numeric: "," when the file wrote its numbers "1.234,5"
     dayfirst: bool = False  # date: dates with the year last read day first (05.03.2024)
+    # date: the training rows held dates with the year last, which decided ``dayfirst``; if
+    # not (ISO dates), served dates with the year last are read by their own evidence
+    year_last: bool = True
     # numeric, read with a decimal comma: every training value whole (a dot grouped thousands)
     whole: bool = False
+
+    def served_dayfirst(self, values: pd.Series) -> bool:
+        """How served dates with the year last read: as the training rows' did, or, when
+        those had none (ISO dates), by the served cells' own evidence (a first number above
+        12; else dots day first), the same for every cell of the request."""
+        return self.dayfirst if self.year_last else day_first(values)
 
     def misread_dots(self, numbers: np.ndarray, cells: pd.Series | None = None) -> np.ndarray:
         """Cells served as numbers (all of them, or those of ``cells`` that are not text) with
@@ -428,7 +442,15 @@ class TablePrep:
             fill = [float(np.nanmedian(c)) if np.isfinite(c).any() else 0.0 for c in parts.T]
             tz = _zone_name(dates) if isinstance(values.dtype, pd.DatetimeTZDtype) else None
             missing = bool(dates.isna().any())
-            return Column(name, "date", fill, missing, tz=tz, dayfirst=day_first(values))
+            return Column(
+                name,
+                "date",
+                fill,
+                missing,
+                tz=tz,
+                dayfirst=day_first(values),
+                year_last=not _year_last_parts(values).empty,
+            )
         if not _is_text(values):
             self.dropped[name] = f"dtype {values.dtype} is not numbers, dates or text"
             return None
@@ -534,7 +556,7 @@ class TablePrep:
                 bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
                 bad |= col.misread_dots(read.to_numpy(np.float64, na_value=np.nan), values)
             else:
-                bad = values.notna() & _to_dates(values, col.dayfirst).isna()
+                bad = values.notna() & _to_dates(values, col.served_dayfirst(values)).isna()
             if bad.any():
                 out[col.name] = (int(bad.sum()), str(values[bad].iloc[0]))
         return out
@@ -575,7 +597,7 @@ class TablePrep:
             if col.kind == "date":
                 # the parts in the training rows' zone (UTC for text or zone-free dates)
                 zoned = values if col.tz is None else _in_zone(values, col.tz)
-                dates = _to_dates(zoned, col.dayfirst)
+                dates = _to_dates(zoned, col.served_dayfirst(zoned))
                 parts = _date_parts(dates.dt.tz_convert(col.tz or "UTC"))
             else:
                 numbers = _numbers(values, col.formatted, col.decimal)

@@ -693,3 +693,26 @@ def test_a_column_with_sentinels_near_float32s_largest_trains_a_keras_member():
         spec, task, {"depth": 1, "width": 8}, (frame, y), (frame, y), TrainingOptions(epochs=2)
     )
     assert np.isfinite(trained.history["loss"]).all(), trained.history
+
+
+def test_dates_served_with_the_year_last_to_a_column_trained_on_iso_dates_read_alike():
+    """Trained on ISO dates, served 28.11.2025 and 04.05.2024 in one request: the first read
+    day first, the second as 5 April, without a word."""
+    days = pd.Series(pd.date_range("2023-01-01", periods=60, freq="7D"))
+    prep = TablePrep().fit(pd.DataFrame({"d": days.dt.strftime("%Y-%m-%d"), "x": 1.0}))
+    prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
+    month, day = (prep.feature_names.index(f"d:{p}") for p in ("month", "day"))
+
+    def read(*cells: str) -> list[list[float]]:
+        return prep.transform(pd.DataFrame({"d": list(cells), "x": 1.0}))[:, [month, day]].tolist()
+
+    assert read("28.11.2025", "04.05.2024") == [[11, 28], [5, 4]]
+    assert read("04.05.2024") == [[5, 4]]  # dots: day first, as the README says
+    assert read("04/05/2024") == [[4, 5]]  # slashes without evidence: month first
+    assert read("04/05/2024", "04/25/2024") == [[4, 5], [4, 25]]
+    assert read("2024-05-04") == [[5, 4]]
+    # a saved column of an older version (no year_last) reads as it did
+    old = prep.to_dict()
+    for column in old["columns"]:
+        column.pop("year_last", None)
+    assert TablePrep.from_dict(old).columns[0].year_last is True
