@@ -664,6 +664,12 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
     assert d.task.kind == "regression"
     np.testing.assert_allclose(sorted(y), [(66 + i) * 1000 + 911.68 for i in range(60)])
     assert "target 'price' read as numbers from text such as '$66,911.68'" in d.notes
+    # ... and with a decimal comma ("$607,23" in a semicolon file): classes of one row each
+    path.write_text("x;price\n" + "".join(f"{i};${600 + i},{i % 7}3\n" for i in range(60)))
+    d = load(DataSpec("csv", path=str(path), target="price"))
+    y = np.concatenate([d.y_train, d.y_val, d.y_test])
+    assert d.task.kind == "regression"
+    np.testing.assert_allclose(sorted(y), sorted(600 + i + (i % 7) / 10 + 0.03 for i in range(60)))
     # decimal commas in a comma-separated file, or decimal dots in a semicolon one: a hint
     path.write_text("x,price\n" + "".join(f'{i},"{4947 + i},21"\n' for i in range(30)))
     one_line_error(

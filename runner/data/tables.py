@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,12 @@ def _numeric_target(
         if read[values.notna()].notna().all():
             example = present.iloc[0]
             return read, (f"target {column!r} read as numbers from text such as {example!r}",)
+    if commas and not present.str.fullmatch(DECIMAL_COMMA).all():
+        read = _currency_with_decimal_comma(values)
+        if read is not None:
+            example = present.iloc[0]
+            note = f"target {column!r} read as amounts with a decimal comma, such as {example!r}"
+            return read, (note,)
     # only text that holds the other mark is read or refused here: codes such as '1', '2'
     # stay labels as they were
     other_mark = present[present.str.contains("." if commas else ",", regex=False)]
@@ -213,6 +220,30 @@ def _numeric_target(
             "(or data.task=classification if they are labels)"
         )
     return values, ()
+
+
+CURRENCY = re.compile(r"^\s*([+-]?)\s*[$€£¥]\s*|\s*[$€£¥]\s*$")
+COMMA_NOT_THOUSANDS = re.compile(r",(?:\d{1,2}|\d{4,})$")  # ",23": a decimal comma
+
+
+def _currency_with_decimal_comma(values: pd.Series) -> pd.Series | None:
+    """A target of amounts with a currency sign in a file with decimal commas ("$607,23",
+    "-12,5 €") as numbers, or None when it is not one. Only when a cell's comma cannot
+    separate thousands (not three digits after it): a feature's "$84,361" may be either."""
+    text = values.dropna().astype(str).str.strip()
+    if not text.str.contains(r"[$€£¥]", regex=True).any():
+        return None
+    bare = text.str.replace(CURRENCY, r"\1", regex=True)
+    if (
+        not bare.str.fullmatch(DECIMAL_COMMA).all()
+        or not bare.str.contains(COMMA_NOT_THOUSANDS).any()
+    ):
+        return None
+    out = pd.Series(np.nan, index=values.index, dtype=np.float64)
+    out[text.index] = pd.to_numeric(
+        bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    )
+    return out
 
 
 def _check_dot_decimals(frame: pd.DataFrame, path: Path) -> None:
