@@ -32,8 +32,12 @@ from runner.contracts import (
     BEST_MEMBER,
     CHAMPION,
     DATA_FINGERPRINT,
+    EXPERIMENT,
+    MEMBERS,
     MODEL_DIR,
     REFIT,
+    ROLE,
+    SWEEP,
 )
 
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
@@ -430,10 +434,37 @@ def register(client: MlflowClient, run_id: str, name: str, artifact_path: str = 
         if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
             raise
     run = client.get_run(run_id)
+    tags = {k: v for k, v in run.data.tags.items() if k in VERSION_TAGS}
     version = client.create_model_version(
-        name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id
+        name,
+        f"{run.info.artifact_uri}/{artifact_path}",
+        run_id=run_id,
+        tags=tags,
+        description=_version_description(run, tags),
     )
     return str(version.version)
+
+
+# the run's tags a registered version carries: where it came from, on which data, of what
+VERSION_TAGS = (ROLE, SWEEP, DATA_FINGERPRINT, MEMBERS, EXPERIMENT, "mlflow.runName")
+
+
+def _version_description(run: Any, tags: Mapping[str, str]) -> str:
+    """One line for the registry's page: the run's role and sweep, its data split and its
+    served test scores."""
+    scores = run.data.metrics
+    # what the model serves: its refits' scores when it serves refits
+    prefix = "refit_test_" if any(k.startswith("refit_test_") for k in scores) else "final_test_"
+    served = {
+        k.removeprefix(prefix): v
+        for k, v in sorted(scores.items())
+        if k.startswith(prefix) and "conformal" not in k
+    }
+    said = ", ".join(f"{k} {v:.4g}" for k, v in served.items())
+    role = tags.get(ROLE, "run")
+    sweep = f" of sweep {tags[SWEEP]}" if SWEEP in tags else ""
+    split = f" on data split {tags[DATA_FINGERPRINT]}" if DATA_FINGERPRINT in tags else ""
+    return f"{role} run {run.info.run_id}{sweep}{split}" + (f"; test {said}" if said else "")
 
 
 def score_loaded_back(

@@ -236,6 +236,12 @@ def test_champion_alias_moves_only_to_a_better_ensemble(workdir):
     loaded_back = strong["ensemble"]["champion"]["challenger_loaded_back"]
     assert loaded_back == pytest.approx(strong["ensemble"]["test_metric"])
     assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
+    # the version says where it came from: sweep, data split, its test scores
+    version = client.get_model_version("digits", "2")
+    assert version.tags["runner.sweep_id"] == strong["sweep_id"], version.tags
+    assert version.tags["runner.role"] == "ensemble" and "runner.data_fingerprint" in version.tags
+    assert f"of sweep {strong['sweep_id']} on data split " in version.description
+    assert f"accuracy {strong['ensemble']['test_metric']:.4g}" in version.description
     again = run("again", *weak_args)
     assert again["ensemble"]["champion"]["decision"] == "kept: not better"
     assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
