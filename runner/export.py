@@ -18,6 +18,7 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
 import models
@@ -334,6 +335,8 @@ def log_pyfunc(
                 pip_requirements=_requirements(kinds),
                 signature=signature,
                 metadata=_metadata(classes, inputs, named),
+                # a loaded model names its run (model.metadata.run_id), as log_model's do
+                mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
             )
         client.log_artifacts(run_id, str(saved), artifact_path)
     return f"runs:/{run_id}/{artifact_path}"

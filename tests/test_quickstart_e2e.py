@@ -191,6 +191,7 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     finally:
         mlflow.set_tracking_uri(None)
     assert model.metadata.metadata["classes"] == [str(d) for d in range(10)]  # columns' order
+    assert model.metadata.run_id == summary["ensemble"]["run_id"]  # where it came from
     predicted = model.predict(data.X_test)
     named = model.predict(data.X_test, params={"output": "labels"})
     np.testing.assert_array_equal(named, [str(k) for k in np.argmax(predicted, axis=1)])
