@@ -229,6 +229,9 @@ class BoosterKind(SklearnKind):
             model.set_params(callbacks=[StopXGBoost()])
             return {}
 
+        if str(model.get_params().get("task_type") or "CPU").upper() == "GPU":
+            return {}  # CatBoost takes no Python callbacks on a GPU: it trains to its end
+
         class StopCatBoost:
             def after_iteration(self, info: Any) -> bool:  # False stops CatBoost
                 return not deadline.reached(int(info.iteration))
