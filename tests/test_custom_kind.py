@@ -196,3 +196,14 @@ def models_folder() -> Path:
     import models
 
     return Path(models.__file__).parent
+
+
+def test_only_a_users_kind_is_loaded_back_in_its_trial():
+    """The round-trip check meant for users' kinds ran on every zoo kind too (their module
+    is 'models'): each trial loaded its model a second time, a Keras net for seconds."""
+    import toy_kind  # noqa: F401 - registers the toy kind
+
+    from runner.trial import _users_kind
+
+    assert not _users_kind("mlp") and not _users_kind("lightgbm") and not _users_kind("hgb")
+    assert _users_kind("toy")
