@@ -64,6 +64,32 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+CATBOOST_ITERATIONS = 1000  # CatBoost's rounds when ``iterations`` is not set
+
+
+def _lightgbm_stop(deadline: Deadline, stops_early: bool) -> Any:
+    """A LightGBM callback ending training at the round after ``deadline`` passed. With
+    early stopping it keeps the best round so far on the first validation metric (the one
+    the early stopping watches first), not the last: as the fit would have kept at its end."""
+    from lightgbm.callback import EarlyStopException
+
+    best: dict[str, Any] = {}
+
+    def stop_lightgbm(env: Any) -> None:
+        held = [r for r in env.evaluation_result_list if r[0] != "training"]
+        if stops_early and held:
+            score, higher = held[0][2], held[0][3]
+            if not best or (score > best["score"] if higher else score < best["score"]):
+                best.update(score=score, iteration=env.iteration, results=list(held))
+        rounds = env.iteration + 1 - env.begin_iteration
+        if deadline.reached(rounds, total=env.end_iteration - env.begin_iteration):
+            if best:  # the trees up to the best round are kept, as early stopping's are
+                raise EarlyStopException(best["iteration"], best["results"])
+            raise EarlyStopException(env.iteration, env.evaluation_result_list)
+
+    return stop_lightgbm
+
+
 @dataclass(frozen=True, eq=False)
 class BoosterKind(SklearnKind):
     """One library's boosted trees: ``module`` and the class names of its estimators;
@@ -181,7 +207,7 @@ class BoosterKind(SklearnKind):
         seed_key = "random_seed" if self.module == "catboost" else "random_state"
         model.set_params(**{seed_key: seed})
         deadline = current_deadline()
-        stop = self._deadline_callbacks(model, deadline)
+        stop = self._deadline_callbacks(model, deadline, bool(hparams.get(STOP_ROUNDS)))
         try:
             if hparams.get(STOP_ROUNDS):
                 if self.module == "catboost":
@@ -205,36 +231,35 @@ class BoosterKind(SklearnKind):
             on_epoch(1, scores)
         return {k: [v] for k, v in scores.items()}
 
-    def _deadline_callbacks(self, model: Any, deadline: Deadline | None) -> dict[str, Any]:
+    def _deadline_callbacks(
+        self, model: Any, deadline: Deadline | None, stops_early: bool = False
+    ) -> dict[str, Any]:
         """Keyword arguments for ``model.fit`` that stop adding trees once ``deadline``
-        passed (XGBoost takes its callback as a setting of the estimator: set here)."""
+        passed (XGBoost takes its callback as a setting of the estimator: set here). With
+        early stopping (``stops_early``) the model keeps its best round so far, as it would
+        have at its end: XGBoost and CatBoost do so themselves, LightGBM is told it here."""
         if deadline is None:
             return {}
         if self.module == "lightgbm":
-            from lightgbm.callback import EarlyStopException
-
-            def stop_lightgbm(env: Any) -> None:
-                if deadline.reached(env.iteration + 1 - env.begin_iteration):
-                    # the trees so far are kept: the exception's round becomes the best
-                    raise EarlyStopException(env.iteration, env.evaluation_result_list)
-
-            return {"callbacks": [stop_lightgbm]}
+            return {"callbacks": [_lightgbm_stop(deadline, stops_early)]}
         if self.module == "xgboost":
             from xgboost.callback import TrainingCallback
 
+            total = model.get_num_boosting_rounds()
+
             class StopXGBoost(TrainingCallback):
                 def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                    return deadline.reached(epoch + 1)
+                    return deadline.reached(epoch + 1, total=total)
 
             model.set_params(callbacks=[StopXGBoost()])
             return {}
-
         if str(model.get_params().get("task_type") or "CPU").upper() == "GPU":
             return {}  # CatBoost takes no Python callbacks on a GPU: it trains to its end
+        total = model.get_params().get("iterations") or CATBOOST_ITERATIONS
 
         class StopCatBoost:
             def after_iteration(self, info: Any) -> bool:  # False stops CatBoost
-                return not deadline.reached(int(info.iteration))
+                return not deadline.reached(int(info.iteration), total=total)
 
         return {"callbacks": [StopCatBoost()]}
 

@@ -20,9 +20,10 @@ class Deadline:
     rounds: int | None = None
     unit: str = "rounds"
 
-    def reached(self, rounds: int, unit: str = "rounds") -> bool:
-        """Whether a fit that trained ``rounds`` rounds (or trees) stops now, noting it."""
-        if time.time() < self.at:
+    def reached(self, rounds: int, unit: str = "rounds", total: int | None = None) -> bool:
+        """Whether a fit that trained ``rounds`` rounds (or trees) of ``total`` stops now,
+        noting it; never after its last one, which ends the fit anyway (not cut short)."""
+        if time.time() < self.at or (total is not None and rounds >= total):
             return False
         self.rounds, self.unit = rounds, unit
         return True
@@ -32,9 +33,10 @@ _CURRENT: ContextVar[Deadline | None] = ContextVar("training_deadline", default=
 
 
 @contextlib.contextmanager
-def training_deadline(at: float | None) -> Iterator[Deadline | None]:
-    """Fits inside stop at their next round once ``at`` passed (None: no deadline)."""
-    deadline = None if at is None else Deadline(at)
+def training_deadline(at: float | Deadline | None) -> Iterator[Deadline | None]:
+    """Fits inside stop at their next round once ``at`` (a time, or a ``Deadline`` of the
+    caller's) passed; None: no deadline."""
+    deadline = at if isinstance(at, Deadline) or at is None else Deadline(at)
     token = _CURRENT.set(deadline)
     try:
         yield deadline

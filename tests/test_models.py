@@ -826,3 +826,59 @@ def test_a_forest_or_hgb_grows_in_parts_under_a_deadline_and_stops_after_it_pass
     np.testing.assert_allclose(
         staged.member.predict(X, CLASSES), whole.member.predict(X, CLASSES), atol=1e-12
     )
+
+
+class AfterRounds:
+    """A deadline that passes once a fit trained ``n`` rounds (a clock the test controls)."""
+
+    @staticmethod
+    def make(n: int):
+        from models.deadline import Deadline
+
+        class Rounds(Deadline):
+            def reached(self, rounds, unit="rounds", total=None):
+                if rounds < n or (total is not None and rounds >= total):
+                    return False
+                self.rounds, self.unit = rounds, unit
+                return True
+
+        return Rounds(0.0)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "catboost"])
+def test_a_booster_cut_by_the_deadline_keeps_its_best_round_with_early_stopping(kind):
+    """LightGBM kept its last round (40) when the deadline stopped it, not the best one
+    early stopping had seen (3): all 40 trees predicted, and a refit grew as many."""
+    from models.deadline import training_deadline
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)  # noise: it overfits at once
+    Xv, yv = rng.normal(size=(100, 5)), rng.integers(0, 2, 100)
+    spec, task = InputSpec(5), Task("classification", n_classes=2)
+    trees = "iterations" if kind == "catboost" else "n_estimators"
+    hparams = {trees: 5000, "early_stopping_rounds": 200, "learning_rate": 0.3}
+    with training_deadline(AfterRounds.make(40)) as deadline:
+        cut = REGISTRY[kind].train(spec, task, hparams, (X, y), (Xv, yv), TrainingOptions())
+    assert deadline.rounds == 40
+    best = cut.info["best_iteration"]
+    assert best is not None and best < 30, best
+    if kind == "catboost":  # it shrinks itself to its best round (counted from 0)
+        assert cut.member.model.tree_count_ == best + 1
+        return
+    # the same trees as a fit of the best round alone (LightGBM counts it from 1)
+    alone = {trees: best if kind == "lightgbm" else best + 1, "learning_rate": 0.3}
+    whole = REGISTRY[kind].train(spec, task, alone, (X, y), (Xv, yv), TrainingOptions())
+    np.testing.assert_allclose(
+        cut.member.predict(Xv, task), whole.member.predict(Xv, task), rtol=1e-6, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "catboost"])
+def test_a_booster_whose_deadline_passes_in_its_last_round_is_not_cut_short(tiny, kind):
+    from models.deadline import training_deadline
+
+    spec, X, y, _ = tiny
+    trees = "iterations" if kind == "catboost" else "n_estimators"
+    with training_deadline(AfterRounds.make(10)) as deadline:
+        REGISTRY[kind].train(spec, CLASSES, {trees: 10}, (X, y), (X, y), TrainingOptions())
+    assert deadline.rounds is None
