@@ -248,12 +248,26 @@ def _fit_in_stages(model: Any, X: Any, y: Any, deadline: Deadline) -> None:
             grown = min(total, grown + step)
             estimator.set_params(**{key: grown})
             model.fit(X, y)
-            if key == "max_iter" and estimator.n_iter_ < grown:  # its early stopping stopped
-                break
+            if key == "max_iter" and (estimator.n_iter_ < grown or _stopped_early(estimator)):
+                break  # its early stopping stopped it (in this part, or at its end)
             if grown < total and deadline.reached(grown, unit):
                 break
     finally:
         estimator.set_params(warm_start=False)
+
+
+def _stopped_early(estimator: Any) -> bool:
+    """Whether HistGradientBoosting's early stopping holds after its last iteration (the
+    last ``n_iter_no_change`` scores no better than the one before them by ``tol``): one fit
+    would have stopped there, so a staged one stops too, though the part ended with it."""
+    scores = getattr(estimator, "validation_score_", None)
+    if scores is None or not len(scores):
+        scores = getattr(estimator, "train_score_", ())
+    n = int(estimator.n_iter_no_change)
+    if len(scores) < n + 1:  # no early stopping (no scores), or too few iterations yet
+        return False
+    reference = scores[-(n + 1)] + (estimator.tol or 0.0)
+    return not any(score > reference for score in scores[-n:])
 
 
 def seed_estimator(estimator: BaseEstimator, seed: int) -> BaseEstimator:

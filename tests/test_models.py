@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -882,3 +883,25 @@ def test_a_booster_whose_deadline_passes_in_its_last_round_is_not_cut_short(tiny
     with training_deadline(AfterRounds.make(10)) as deadline:
         REGISTRY[kind].train(spec, CLASSES, {trees: 10}, (X, y), (X, y), TrainingOptions())
     assert deadline.rounds is None
+
+
+def test_a_staged_hgb_stops_where_one_fit_stops_also_at_the_end_of_a_part():
+    """Early stopping that held exactly at a part's last iteration let the staged fit go on
+    to another part: one iteration more than one fit, other probabilities."""
+    from models.deadline import training_deadline
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 6))
+    y = (X[:, 0] + rng.normal(0, 1.0, 400) > 0).astype(int)
+    spec, task = InputSpec(6), Task("classification", n_classes=2)
+    entry = REGISTRY["hgb"]
+    stop = {"early_stopping": True, "n_iter_no_change": 5, "learning_rate": 0.5}
+    once = entry.train(spec, task, {**stop, "max_iter": 1000}, (X, y), (X, y), TrainingOptions())
+    k = once.member.model.steps[-1][1].n_iter_
+    assert 6 <= k < 50, k
+    hparams = {**stop, "max_iter": 20 * k}  # parts of k iterations: it stops at a part's end
+    whole = entry.train(spec, task, hparams, (X, y), (X, y), TrainingOptions())
+    with training_deadline(time.time() + 3600):
+        staged = entry.train(spec, task, hparams, (X, y), (X, y), TrainingOptions())
+    assert staged.member.model.steps[-1][1].n_iter_ == whole.member.model.steps[-1][1].n_iter_
+    np.testing.assert_allclose(staged.member.predict(X, task), whole.member.predict(X, task))
