@@ -569,9 +569,10 @@ class RunTree:
         (its config check names what changed), else ResumeError. A job of a multirun resumes
         only its own sweep: the latest with its config, finished or not (then nothing is
         done), or None: it never started, so it starts now (the jobs before an interruption
-        finished, the ones after never ran). None too when the latest finished sweep with
-        this config ran on other data than ``fingerprint``'s (the file at the same path
-        changed): a new sweep trains on it, where a rerun found nothing to do."""
+        finished, the ones after never ran). None too when the sweeps with this config ran
+        on other data than ``fingerprint``'s only (the file at the same path changed): a new
+        sweep trains on it, where a rerun found nothing to do (or, after an interrupted one,
+        failed every night on its data split)."""
         client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = live_experiment(client, spec.experiment)
         found = experiment is not None
@@ -585,13 +586,17 @@ class RunTree:
             if found
             else []
         )
+        # this config's sweeps on other data (the table at the same path changed) are not
+        # this sweep: finished or not, a new one trains on this data
+        other = [r for r in same if _other_data(r, fingerprint)]
+        same = [r for r in same if not _other_data(r, fingerprint)]
         mine = same if spec.multirun_job else [r for r in same if r.info.status != "FINISHED"]
-        if mine and not (mine[0].info.status == "FINISHED" and _other_data(mine[0], fingerprint)):
+        if mine:
             return mine[0].data.tags[SWEEP]
         if same and spec.resume != "force":  # this config's sweeps all finished: nothing to do
-            if _other_data(same[0], fingerprint):  # ... on the data it had: train on this
-                return None
             return same[0].data.tags[SWEEP]
+        if other and not same:
+            return None
         # sweeps of older versions carry no digest: the latest 50, by their recorded configs
         runs = RunTree._recent_sweeps(client, experiment.experiment_id) if found else []
         unfinished = [r for r in runs if r.info.status != "FINISHED"]

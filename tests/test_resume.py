@@ -329,3 +329,34 @@ def test_a_finished_sweep_rerun_on_a_changed_table_trains_it_instead_of_doing_no
     sweeps = client.search_runs([experiment], "tags.`runner.role` = 'sweep'")
     assert sorted(r.info.status for r in sweeps) == ["FINISHED", "FINISHED"]
     assert len({r.data.tags["runner.data_fingerprint"] for r in sweeps}) == 2
+
+
+def test_resume_true_skips_this_configs_sweeps_on_other_data_finished_or_not(tmp_path):
+    """A nightly job killed one night, then the table at its path changed: resume=true
+    picked the interrupted sweep on the old data, whose data check then failed every night."""
+    from dataclasses import replace
+
+    from test_spec import spec_of
+
+    from runner.contracts import CONFIG_DIGEST, DATA_FINGERPRINT
+    from runner.runtree import RunTree, config_digest
+
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = replace(spec_of(tmp=tmp_path), tracking_uri=db, resume=True)
+    client = MlflowClient(db)
+    exp = client.create_experiment(spec.experiment)
+    digest = config_digest(spec.resolved)
+
+    def sweep(k: int, data: str, status: str | None) -> None:
+        tags = {"runner.role": "sweep", "runner.sweep_id": f"s{k}", CONFIG_DIGEST: digest}
+        run = client.create_run(exp, start_time=1000 + k, tags={**tags, DATA_FINGERPRINT: data})
+        if status:
+            client.set_terminated(run.info.run_id, status)
+
+    sweep(0, "monday", "FINISHED")
+    sweep(1, "monday", "KILLED")  # interrupted on Monday's table
+    assert RunTree.resumable_sweep_id(spec, "monday") == "s1"
+    assert RunTree.resumable_sweep_id(spec, "tuesday") is None  # a new sweep on Tuesday's
+    sweep(2, "tuesday", "FINISHED")
+    assert RunTree.resumable_sweep_id(spec, "tuesday") == "s2"  # nothing to do
+    assert RunTree.resumable_sweep_id(spec, "wednesday") is None
