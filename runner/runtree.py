@@ -434,21 +434,29 @@ class RunTree:
         )
         self.parent_run_id = parent.info.run_id
         self._open: set[str] = {self.parent_run_id}
-        self.client.log_batch(
-            self.parent_run_id,
-            params=_params(
-                {
-                    "data": {**vars(spec.data), "rows": dict(dataset_sizes)},
-                    # the config's own keys: ensemble.params.max_members (weighted's) is not
-                    # ensemble.max_members (the budget); options left unset are not logged
-                    "ensemble": {k: v for k, v in vars(spec.ensemble).items() if v is not None},
-                    "members": ",".join(m.name for m in spec.all_members()),
-                    "seed": spec.seed,
-                }
-            ),
-        )
-        self.client.log_dict(self.parent_run_id, dict(spec.resolved), RESOLVED_CONFIG)
-        self._record_lease(lease)
+        try:
+            self.client.log_batch(
+                self.parent_run_id,
+                params=_params(
+                    {
+                        "data": {**vars(spec.data), "rows": dict(dataset_sizes)},
+                        # the config's own keys: ensemble.params.max_members (weighted's) is
+                        # not ensemble.max_members (the budget); options left unset are not
+                        "ensemble": {k: v for k, v in vars(spec.ensemble).items() if v is not None},
+                        "members": ",".join(m.name for m in spec.all_members()),
+                        "seed": spec.seed,
+                    }
+                ),
+            )
+            self.client.log_dict(self.parent_run_id, dict(spec.resolved), RESOLVED_CONFIG)
+            self._record_lease(lease)
+        except BaseException as err:  # Ctrl+C, or the store failing: the new run is not left open
+            interrupted = isinstance(err, KeyboardInterrupt)
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(
+                    self.parent_run_id, "KILLED" if interrupted else "FAILED"
+                )
+            raise
 
     def _check_lease(self, parent: Any) -> None:
         """A live holder recorded on the parent run (another driver, maybe with other Tune

@@ -329,20 +329,30 @@ def test_sigterm_to_the_whole_process_group_stops_the_sweep_as_sigterm_to_the_dr
 INTERRUPTED_AS_THE_SWEEP_STARTS = """
 import os, signal, sys
 from runner import __main__ as cli, sentinel
-real_start = sentinel.start
-def start(*args, **kwargs):  # Ctrl+C just after the parent run was created
-    guard = real_start(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGINT)
-    return guard
-sentinel.start = start
+from runner.runtree import RunTree
+where = sys.argv.pop(1)
+def interrupting(real):
+    def call(*args, **kwargs):  # Ctrl+C just after the parent run was created
+        if where == "lease":
+            os.kill(os.getpid(), signal.SIGINT)
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+    return call
+if where == "sentinel":
+    sentinel.start = interrupting(sentinel.start)
+else:  # while the new parent run gets its params, config and lease
+    RunTree._record_lease = interrupting(RunTree._record_lease)
 sys.argv = ["runner", *sys.argv[1:]]
 cli.main()
 """
 
 
-def test_a_ctrl_c_just_after_the_parent_run_was_created_ends_it_killed(workdir):
+@pytest.mark.parametrize("where", ["sentinel", "lease"])
+def test_a_ctrl_c_just_after_the_parent_run_was_created_ends_it_killed(workdir, where):
     """The parent run stayed RUNNING while the console said its runs were marked KILLED: the
-    sweep's try began after the sentinel started."""
+    sweep's try began after the sentinel started, and the tree's set-up after creating the
+    run had no handler at all."""
     import subprocess
     import sys
 
@@ -351,7 +361,7 @@ def test_a_ctrl_c_just_after_the_parent_run_was_created_ends_it_killed(workdir):
     db = f"sqlite:///{workdir}/mlflow.db"
     members = [f"~members.{m}" for m in ("mlp", "selu", "convnet", "resnet")]
     done = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED_AS_THE_SWEEP_STARTS, "+experiment=quickstart"]
+        [sys.executable, "-c", INTERRUPTED_AS_THE_SWEEP_STARTS, where, "+experiment=quickstart"]
         + [*members, f"tracking.uri={db}"],
         cwd=workdir,
         capture_output=True,
