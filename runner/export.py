@@ -488,6 +488,10 @@ def score_loaded_back(
     return evaluate(y_test, pred)[metric]
 
 
+class ModelUnavailable(ValueError):
+    """A registered version could not be downloaded (the store or the network failed)."""
+
+
 def _registered_predictions(
     client: MlflowClient,
     name: str,
@@ -500,12 +504,15 @@ def _registered_predictions(
     classes than those, in another order."""
     from mlflow.artifacts import download_artifacts
 
-    source = client.get_model_version(name, version).source
-    if source.startswith("runs:/") or source.startswith("models:/"):
-        source = client.get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory() as tmp:
         try:
+            source = client.get_model_version(name, version).source
+            if source.startswith("runs:/") or source.startswith("models:/"):
+                source = client.get_model_version_download_uri(name, version)
             local = download_artifacts(artifact_uri=source, dst_path=tmp)
+        except Exception as err:  # the store or the network, not the model
+            raise ModelUnavailable(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+        try:
             model = mlflow.pyfunc.load_model(local)
             theirs = (model.metadata.metadata or {}).get("classes")
             if classes is not None and theirs is not None and list(theirs) != list(classes):
@@ -587,7 +594,17 @@ def champion_challenger(
             else:
                 try:
                     decision["champion"] = old_value = rescore(str(champion.version))
-                    rescored = " (the champion scored on this split's test rows)"
+                    # a split drawn anew from a grown table: some of these rows may have
+                    # been the champion's training rows, which flatters it
+                    rescored = (
+                        " (the champion scored on this split's test rows, some of which it may "
+                        "have trained on)"
+                    )
+                except ModelUnavailable as err:
+                    decision["decision"] = (
+                        f"kept: the champion, tested on another split, could not be downloaded "
+                        f"to score it on this one ({err})"
+                    )
                 except ValueError as err:
                     decision["decision"] = (
                         f"promoted: the champion, tested on another split, cannot be scored "

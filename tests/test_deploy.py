@@ -181,7 +181,10 @@ def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
     second = champion_challenger(
         client, "spend", weeks[1], "2", "rmse", 57.1, False, "w2", None, on_this_split.get
     )
-    assert second["decision"] == "promoted (the champion scored on this split's test rows)"
+    rescored = (
+        "(the champion scored on this split's test rows, some of which it may have trained on)"
+    )
+    assert second["decision"] == f"promoted {rescored}"
     assert second["champion"] == 70.2
     assert str(client.get_model_version_by_alias("spend", "champion").version) == "2"
 
@@ -191,7 +194,7 @@ def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
     third = champion_challenger(
         client, "spend", weeks[2], "3", "rmse", 57.1, False, "w3", None, better
     )
-    assert third["decision"] == "kept: not better (the champion scored on this split's test rows)"
+    assert third["decision"] == f"kept: not better {rescored}"
 
     def fails(version: str) -> float:
         raise ValueError("it predicts the classes a, b, this split has a, b, vip")
@@ -203,6 +206,17 @@ def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
         "promoted: the champion, tested on another split, cannot be scored on this one "
         "(it predicts the classes a, b, this split has a, b, vip)"
     )
+    assert str(client.get_model_version_by_alias("spend", "champion").version) == "4"
+
+    def unreachable(version: str) -> float:
+        from runner.export import ModelUnavailable
+
+        raise ModelUnavailable("ConnectionError: the store did not answer")
+
+    offline = champion_challenger(
+        client, "spend", weeks[0], "1", "rmse", 1.0, False, "w5", None, unreachable
+    )
+    assert offline["decision"].startswith("kept: the champion, tested on another split, could")
     assert str(client.get_model_version_by_alias("spend", "champion").version) == "4"
     # without a way to score it (no test rows to give it), kept as before
     keep = champion_challenger(client, "spend", weeks[0], "1", "rmse", 1.0, False, "w9")
