@@ -327,8 +327,18 @@ def _job(cfg: DictConfig) -> None:
         sys.exit(signals.exit_code())
 
 
+MULTIRUN = ("-m", "--multirun")
+
+
+def _multirun_first(args: list[str]) -> list[str]:
+    """``-m`` moved before the overrides: Hydra's parser takes flags only before them, and
+    ``+experiment=x -m a=1,2`` failed with 'unrecognized arguments'."""
+    return [a for a in args if a in MULTIRUN] + [a for a in args if a not in MULTIRUN]
+
+
 def main() -> None:
     """Console entry: pre-check the experiment name, then hand over to Hydra."""
+    sys.argv[1:] = _multirun_first(sys.argv[1:])
     _check_experiment_override(sys.argv[1:])
     try:
         run_holding_stderr(_main)

@@ -104,28 +104,43 @@ def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
     Hydra's own settings and flags), as a plain dict; empty when that does not compose."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from runner import CONF_DIR
 
-    overrides = [
-        arg
-        for arg in argv
-        if "=" in arg
-        and not arg.startswith("-")
-        and not arg.lstrip("+~").startswith("hydra.")
-        and arg.lstrip("+~").split("=", 1)[0] != key
-    ]
+    parser = OverridesParser.create()
+
+    def kept(arg: str) -> bool:
+        name = arg.lstrip("+~").split("=", 1)[0]
+        if "=" not in arg or arg.startswith("-") or name == key or name.startswith("hydra"):
+            return False
+        try:  # a multirun's sweep (a=1,2) composes no single config: its first would do,
+            return not parser.parse_override(arg).is_sweep_override()  # but leave it out
+        except Exception:  # noqa: BLE001 - one Hydra will refuse anyway
+            return False
+
+    overrides = [arg for arg in argv if kept(arg)]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name=_config_name(argv), overrides=overrides)
         out = OmegaConf.to_container(cfg, resolve=False)
     except Exception:  # noqa: BLE001 - a hint only: any failure gives none
         return {}
     finally:
         GlobalHydra.instance().clear()
     return out if isinstance(out, dict) else {}
+
+
+def _config_name(argv: Sequence[str]) -> str:
+    """The primary config the command line chose (``--config-name``/``-cn``), else ours."""
+    for i, arg in enumerate(argv):
+        if arg in ("--config-name", "-cn") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config-name="):
+            return arg.split("=", 1)[1]
+    return "config"
 
 
 def _key_paths(node: Any, prefix: str = "") -> Iterator[str]:

@@ -31,6 +31,8 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         (["optimizer.momentum=0.9"], "in struct; did you mean training.optimizer.momentum?"),
         (["training.epochs"], "Error parsing override 'training.epochs'"),
         (["-m", "--cfg", "job"], "Only one of --run, --multirun, --cfg, --info and"),
+        # -m after an override (Hydra's parser refused it), a sweep beside the misspelled key
+        (["-m", "runner.fold=3", "training.epochs=1,2"], "in struct; did you mean runner.folds?"),
         (
             ["optimizer=adamx"],  # the options stay in the line; the search path does not
             "Could not find 'optimizer/adamx'; Available options in 'optimizer': adagrad, adam,",
@@ -84,6 +86,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "hydra-key-misplaced",
         "hydra-override-syntax",
         "hydra-flags-together",
+        "hydra-multirun-after-overrides",
         "hydra-unknown-option",
         "booster-value",
         "list-domain",
