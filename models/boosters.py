@@ -76,7 +76,7 @@ def _lightgbm_stop(deadline: Deadline, stops_early: bool) -> Any:
     best: dict[str, Any] = {}
 
     def stop_lightgbm(env: Any) -> None:
-        held = [r for r in env.evaluation_result_list if r[0] != "training"]
+        held = [r for r in env.evaluation_result_list or () if r[0] != "training"]
         if stops_early and held:
             score, higher = held[0][2], held[0][3]
             if not best or (score > best["score"] if higher else score < best["score"]):
@@ -85,7 +85,7 @@ def _lightgbm_stop(deadline: Deadline, stops_early: bool) -> Any:
         if deadline.reached(rounds, total=env.end_iteration - env.begin_iteration):
             if best:  # the trees up to the best round are kept, as early stopping's are
                 raise EarlyStopException(best["iteration"], best["results"])
-            raise EarlyStopException(env.iteration, env.evaluation_result_list)
+            raise EarlyStopException(env.iteration, env.evaluation_result_list or [])
 
     return stop_lightgbm
 
