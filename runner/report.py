@@ -93,7 +93,12 @@ def leaderboard(summary: dict[str, Any]) -> str:
         if (cut := m.get("folds_missing"))
     }
     whole = [m["name"] for m in skipped if m["name"] not in bags]
-    if skipped:
+    whole += [  # refits on all rows that could not start
+        f"{m['name']}/refit"
+        for m in summary["members"]
+        if (m.get("refit") or {}).get("status") == "SKIPPED"
+    ]
+    if skipped or whole:
         out.append("")
     if whole:
         out += [f"skipped (runner.time_limit passed before they started): {', '.join(whole)}"]
@@ -122,6 +127,12 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out.append(conformal_line(ens["conformal"], refit_conformal_figures(ens.get("refit"))))
     if ens and ens.get("refit"):
         out.append(refit_line(ens, summary["members"], metric))
+    elif ens and ens.get("refit_missing"):
+        out.append(
+            "refit on all rows: no served member's refit finished whole (skipped or cut short "
+            "by runner.time_limit, or failed); serving the folds' mean for "
+            + ", ".join(ens["refit_missing"])
+        )
     if ens and ens.get("predict_ms_per_1000") is not None:
         out.append(latency_line(ens, summary["members"]))
     if ens and ens.get("budget"):

@@ -10,6 +10,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -209,11 +210,7 @@ def _ensemble(
     settings (the driver died after it) reuses that run instead of logging a second one."""
     finished = [r for r in records if r.status == "FINISHED"]
     member_runs = {r.name: r.run_id for r in finished}
-    refit_runs = {
-        name: r.run_id
-        for name, r in refits.items()
-        if name in member_runs and r.status == "FINISHED"
-    }
+    refit_runs = served_refits(refits, member_runs)
     done = None
     if tree.resumed:
         described = ensemble_step.settings_of(
@@ -286,9 +283,24 @@ def _ensemble(
         refit=refit,
         classes=data.task.labels,
     )
+    if spec.refit and refit is None:  # asked for refits, serves the bags: said so
+        out["refit_missing"] = sorted(result.names)
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
     return out, targets
+
+
+def served_refits(
+    refits: Mapping[str, MemberRecord], member_runs: Mapping[str, str]
+) -> dict[str, str]:
+    """The refits a served model holds, by member: those that finished whole. A refit the
+    time limit cut short (1 epoch of 40) is not served: its bag, fully trained, stands in
+    for it, as for a refit that did not finish."""
+    return {
+        name: r.run_id
+        for name, r in refits.items()
+        if name in member_runs and r.status == "FINISHED" and not cut_short(r.fit)
+    }
 
 
 def _reused_served_names(entry: dict[str, Any]) -> list[str]:
@@ -764,7 +776,8 @@ def _run(
             "ensemble": None,
         }
         finished = sum(r.status == "FINISHED" for r in records)
-        if not finished or (finished < 2 and _resume_retrains(spec, records)):
+        limited = any(r.status == "SKIPPED" or r.fit.get("folds_missing") for r in records)
+        if not finished or (finished < 2 and limited):
             # too few to ensemble because of the time limit: not finished, so a resume with a
             # larger budget trains what was skipped (a FINISHED sweep would refuse it)
             summary["wall_seconds"] = round(time.perf_counter() - start, 2)
@@ -779,6 +792,11 @@ def _run(
             why += ("; " if why and failed else "") + (
                 f"{failed} failed or stopped (their runs' runner.error tags)" if failed else ""
             )
+            if skipped and not _resume_retrains(spec, records):
+                why += (
+                    "; a resume would not train them (a sweep with refits, a student, stages "
+                    "or a searched member): start a new sweep with a larger runner.time_limit"
+                )
             if not finished:
                 raise SweepFailed(f"no member finished of {len(records)}: {why}")
             raise SweepFailed(

@@ -413,3 +413,23 @@ def test_a_sweep_none_of_whose_refits_finished_serves_and_reports_its_bags(workd
     assert "refit (served)" not in done.stdout and "served with refits" not in done.stdout
     run = MlflowClient(db).get_run(ens["run_id"])
     assert not [k for k in run.data.metrics if k.startswith("refit_")], run.data.metrics
+
+
+def test_a_refit_cut_short_by_the_time_limit_is_not_served_its_bag_is():
+    """A refit stopped after 1 of its 40 epochs replaced its fully trained bag in the served
+    model, and the served ensemble scored worse."""
+    from runner.runtree import MemberRecord
+    from runner.sweep import served_refits
+
+    def refit(name: str, status: str, **fit) -> MemberRecord:
+        return MemberRecord(name=name, model="mlp", run_id=f"{name}-refit", status=status, fit=fit)
+
+    refits = {
+        "whole": refit("whole", "FINISHED"),
+        "cut": refit("cut", "FINISHED", stopped_at_deadline=True, epochs_run=1),
+        "trees": refit("trees", "FINISHED", stopped_at_deadline=True, rounds_run=50),
+        "skipped": refit("skipped", "SKIPPED"),
+        "gone": refit("gone", "FINISHED"),  # its member did not finish
+    }
+    runs = {name: f"{name}-bag" for name in ("whole", "cut", "trees", "skipped")}
+    assert served_refits(refits, runs) == {"whole": "whole-refit"}

@@ -261,3 +261,19 @@ def test_a_served_models_signature_infers_integer_outputs_without_mlflows_input_
         signature = _signature(["a", "b"], served)
     assert [c.name for c in signature.outputs.inputs] == ["prediction", "set"]
     assert not [w for w in caught if "integer column" in str(w.message)], caught
+
+
+def test_the_leaderboard_names_skipped_refits_and_says_when_the_bags_are_served():
+    """Every refit skipped by the time limit: the progress view said so, the leaderboard
+    named none of them nor that the served model held the bags."""
+    members = [
+        {**SUMMARY["members"][0], "refit": {"status": "SKIPPED"}},
+        {**SUMMARY["members"][1], "refit": {"status": "SKIPPED"}},
+        SUMMARY["members"][2],
+    ]
+    ens = {**SUMMARY["ensemble"], "refit_missing": ["a", "b"]}
+    text = leaderboard({**SUMMARY, "members": members, "ensemble": ens})
+    assert "skipped (runner.time_limit passed before they started): a/refit, b/refit" in text
+    assert "no served member's refit finished whole" in text
+    assert "serving the folds' mean for a, b" in text
+    assert "refit on all rows" not in leaderboard(SUMMARY)

@@ -210,3 +210,29 @@ def test_a_booster_training_at_the_time_limit_stops_at_its_next_round_and_is_kep
     (gbm,) = client.search_runs([summary["experiment_id"]], "tags.`runner.member` = 'gbm'")
     assert gbm.info.status == "FINISHED" and gbm.data.tags["runner.cut_short"] == str(rounds)
     assert summary["ensemble"]["test_metric"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_refit_sweep_the_limit_left_one_member_fails_and_says_a_resume_will_not_help(workdir):
+    """With refits (or a student, stages, a search) a resume does not train what the limit
+    skipped, and such a sweep left with one member ended FINISHED, exit 0, with no ensemble
+    and only a logged warning: a nightly job reported success."""
+    db = f"sqlite:///{workdir}/mlflow.db"
+    members = ("~members.selu", "~members.resnet", "~members.convnet", "~members.svm")
+    args = ("+experiment=quickstart", *members, f"tracking.uri={db}", "data.max_rows=400")
+    args += ("runner.folds=2", "runner.refit=true", "training.early_stopping=0")
+    args += ("training.epochs=100000", "resources.cpu=2", "cluster.num_cpus=2")
+    # the logistic bag finishes, the MLP's first fold trains until the limit, its second
+    # fold cannot start: one member of two
+    done = run_cli(workdir, *args, "runner.time_limit=45")
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: only 1 member of 2 finished, too few to ensemble: 1 skipped by runner.time_limit"
+    ), done.stderr[-2000:]
+    assert "a resume would not train them" in errors[0]
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("quickstart").experiment_id
+    (sweep,) = client.search_runs([experiment], "tags.`runner.role` = 'sweep'")
+    assert sweep.info.status != "FINISHED"
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
