@@ -89,22 +89,27 @@ MOST_SHOWN = 40  # at most this many members in it: a weighted one outranks any 
 def report_members(
     weights: np.ndarray, val_scores: Sequence[float], metric: str
 ) -> tuple[np.ndarray, str | None]:
-    """Indices of the members the diversity report covers (weighted ones first, then the
-    best on validation, at most ``MOST_SHOWN``, in member order) and a note saying which
-    when that is not all of them."""
+    """Indices of the members the diversity report covers (the ``TOP_BY_SCORE`` best on
+    validation, then those with weight, heaviest first and, among equal weights, best on
+    validation, at most ``MOST_SHOWN`` in all, in member order) and a note saying which when
+    that is not all of them."""
     m = len(weights)
     if m <= MOST_SHOWN:
         return np.arange(m), None
     scores = np.asarray(val_scores, dtype=np.float64)
     by_score = np.argsort(-scores if greater_is_better(metric) else scores, kind="stable")
-    by_weight = np.argsort(-np.asarray(weights), kind="stable")
-    weighted = [int(i) for i in by_weight if weights[i] > 0]
-    chosen = list(dict.fromkeys([*weighted, *map(int, by_score[:TOP_BY_SCORE])]))[:MOST_SHOWN]
+    rank = np.empty(m, dtype=np.int64)
+    rank[by_score] = np.arange(m)  # 0: the best on validation
+    w = np.asarray(weights, dtype=np.float64)
+    weighted = [int(i) for i in np.lexsort((rank, -w)) if w[i] > 0]
+    best = [int(i) for i in by_score[:TOP_BY_SCORE]]
+    chosen = list(dict.fromkeys([*best, *weighted]))[:MOST_SHOWN]
     keep = np.sort(np.array(chosen))
     note = (
-        f"covers {len(keep)} of {m} members: the {min(len(weighted), MOST_SHOWN)} with weight "
-        f"in the ensemble and the {TOP_BY_SCORE} best by validation {metric} (at most "
-        f"{MOST_SHOWN}); leave-one-out refits the ensemble on all members but the one left out"
+        f"covers {len(keep)} of {m} members: the {len(best)} best by validation {metric} and "
+        f"{len(chosen) - len(best)} more of the {len(weighted)} with weight in the ensemble "
+        f"(the heaviest; at most {MOST_SHOWN} in all); leave-one-out refits the ensemble on "
+        "all members but the one left out"
     )
     return keep, note
 

@@ -262,3 +262,19 @@ def test_pruning_keeps_the_best_member_by_the_headline_metric():
     assert max(losses, key=losses.get) == "sharp"  # pruned by loss, kept by accuracy
     assert "sharp" in report.names and report.pruned["kept"] == 3
     assert report.best_member == "sharp"
+
+
+def test_with_more_weighted_members_than_shown_the_report_still_covers_the_best():
+    """85 members with equal weight: the report covered the first 40 in member order, none
+    of the 10 best, and said it covered the 10 best."""
+    from ensembles.diversity import report_members
+
+    keep, note = report_members(np.full(85, 1 / 85), np.linspace(0.5, 0.99, 85), "accuracy")
+    assert len(keep) == 40 and set(range(75, 85)) <= set(keep.tolist())
+    assert note.startswith(
+        "covers 40 of 85 members: the 10 best by validation accuracy and 30 more"
+    )
+    # unequal weights: the heaviest are kept, the lightest left out
+    weights = np.r_[np.linspace(0.02, 0.001, 60), np.zeros(25)]
+    keep, _ = report_members(weights / weights.sum(), np.zeros(85), "log_loss")
+    assert set(range(30)) <= set(keep.tolist()) and 59 not in keep
