@@ -68,7 +68,9 @@ def _skip(member: TrialInput, deadline: float) -> None:
             "final": True,
             "epoch": 0,
             "val_loss": float("inf"),  # schedulers such as ASHA need their metric
-            "skipped": f"runner.time_limit passed {late:.1f}s before {member.name} could start",
+            # its trial started (the progress view said so), the member did not
+            "skipped": f"runner.time_limit had passed {late:.1f}s when {member.name}'s "
+            "trial started: not trained",
         }
     )
 

@@ -53,7 +53,7 @@ def test_members_that_cannot_start_in_time_are_skipped_and_the_running_one_stops
     }, status
     assert summary["wall_seconds"] < limit + 30
     assert "skipped (runner.time_limit passed before they started): selu" in done.stdout
-    assert "selu skipped: runner.time_limit passed" in done.stdout + done.stderr
+    assert "selu skipped: runner.time_limit had passed" in done.stdout + done.stderr
     client = MlflowClient(db)
     runs = client.search_runs(
         [summary["experiment_id"]], f"tags.`{SWEEP}` = '{summary['sweep_id']}'"
