@@ -175,10 +175,16 @@ def honest_lines(ens: dict[str, Any], metric: str) -> list[str]:
         verdict = "scores above its best member on test, but the interval includes 0"
     return [
         f"cross-fitted on val ({cf['folds']} folds): ensemble {cf['ensemble'][metric]:.4f}, "
-        f"best single member {cf['best_member'][metric]:.4f}, gain {cf['gain']:+.4f}",
-        f"test gain over {ens['best_member']} (best on val): {gain['estimate']:+.4f} "
-        f"[{pct}% CI {gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: the ensemble {verdict}",
+        f"best single member {cf['best_member'][metric]:.4f}, gain {_signed(cf['gain'])}",
+        f"test gain over {ens['best_member']} (best on val): {_signed(gain['estimate'])} "
+        f"[{pct}% CI {_signed(gain['ci_low'])}, {_signed(gain['ci_high'])}]: the ensemble "
+        f"{verdict}",
     ]
+
+
+def _signed(value: float) -> str:
+    """A gain with its sign, to 4 places: +0.0000 for a gain that rounds to 0 (not -0.0000)."""
+    return f"{round(value, 4) + 0.0:+.4f}"
 
 
 def latency_line(ens: dict[str, Any], members: list[dict[str, Any]]) -> str:

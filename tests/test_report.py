@@ -277,3 +277,11 @@ def test_the_leaderboard_names_skipped_refits_and_says_when_the_bags_are_served(
     assert "no served member's refit finished whole" in text
     assert "serving the folds' mean for a, b" in text
     assert "refit on all rows" not in leaderboard(SUMMARY)
+
+
+def test_a_gain_that_rounds_to_zero_has_no_minus_sign():
+    """metric=log_loss printed 'gain -0.0000'."""
+    from runner.report import _signed
+
+    assert _signed(-1e-9) == _signed(0.0) == "+0.0000"
+    assert _signed(-0.00012) == "-0.0001" and _signed(0.25) == "+0.2500"
