@@ -426,9 +426,15 @@ def _code_paths(modules: set[str]) -> list[str]:
     return paths
 
 
-def register(client: MlflowClient, run_id: str, name: str, artifact_path: str = MODEL_DIR) -> str:
-    """Register the run's model (the ensemble's by default) under ``name``; returns the new
-    version."""
+def register(
+    client: MlflowClient,
+    run_id: str,
+    name: str,
+    artifact_path: str = MODEL_DIR,
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """Register the run's model (the ensemble's by default) under ``name``, tagged as its
+    run is (``VERSION_TAGS``, and ``tags``); returns the new version."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -437,7 +443,7 @@ def register(client: MlflowClient, run_id: str, name: str, artifact_path: str = 
         if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
             raise
     run = client.get_run(run_id)
-    tags = {k: v for k, v in run.data.tags.items() if k in VERSION_TAGS}
+    tags = {**{k: v for k, v in run.data.tags.items() if k in VERSION_TAGS}, **(tags or {})}
     version = client.create_model_version(
         name,
         f"{run.info.artifact_uri}/{artifact_path}",

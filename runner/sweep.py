@@ -25,6 +25,7 @@ from runner import bags, ensemble_step, export, plan, report, sentinel, signals
 from runner.callback import MemberCallback
 from runner.candidates import HeldPredictions
 from runner.contracts import (
+    DATA_FINGERPRINT,
     HONEST_TARGETS,
     LEADERBOARDS,
     MODEL_DIR,
@@ -382,7 +383,11 @@ def _distill(
         name = f"{spec.ensemble.register_as}-student"
         row["registered_as"] = name
         row["registered_version"] = export.register(
-            tree.client, record.run_id, name, export.STUDENT_DIR
+            tree.client,
+            record.run_id,
+            name,
+            export.STUDENT_DIR,
+            {DATA_FINGERPRINT: data.fingerprint},  # the split its scores are on
         )
     return row
 

@@ -209,6 +209,9 @@ def test_a_sweep_distils_a_student_served_and_registered_beside_the_ensemble(tmp
     assert ens["model_bytes"] > st["model_bytes"]  # three members against one
     assert st["registered_as"] == "digits-student" and st["registered_version"] == "1"
     client = MlflowClient(db)
+    version = client.get_model_version("digits-student", "1")  # tagged with its data split
+    assert version.tags["runner.data_fingerprint"] == summary["data"]["fingerprint"]
+    assert version.tags["runner.role"] == "student" and "on data split" in version.description
     run = client.get_run(st["run_id"])
     assert run.data.tags["runner.role"] == "student" and run.data.tags["runner.member"] == (
         "mlp/student"
