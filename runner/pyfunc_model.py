@@ -49,7 +49,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         from models.base import Task
         from models.store import ArtifactError, sha256
 
-        spec = json.loads(Path(context.artifacts["ensemble_spec"]).read_text())
+        spec = _read_spec(Path(context.artifacts["ensemble_spec"]), ArtifactError)
         self.task = Task(spec["task"]["kind"], spec["task"]["n_classes"])
         path, recorded = context.artifacts["estimator"], spec.get("estimator_sha256")
         if recorded is None:
@@ -463,3 +463,22 @@ def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
 
 
 mlflow.models.set_model(EnsembleModel())
+
+
+def _read_spec(path: Path, error: type[Exception]) -> dict:
+    """The ensemble's spec, or ``error`` in one line when it is not one the runner wrote (an
+    edited or truncated file: a KeyError from deep in loading said nothing of which)."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"refusing to load {path}: not readable JSON ({err})") from None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    missing = [k for k in ("task", "names") if not isinstance(spec, dict) or k not in spec]
+    if not missing and not (isinstance(task, dict) and {"kind", "n_classes"} <= set(task)):
+        missing = ["task.kind", "task.n_classes"]
+    if missing:
+        raise error(
+            f"refusing to load {path}: it lacks {', '.join(missing)} (the file changed after "
+            "it was logged)"
+        )
+    return spec

@@ -132,3 +132,24 @@ def test_ensemble_method_round_trips_through_skops(method, classification, tmp_p
     loaded = safe_io.load(path)
     assert type(loaded) is type(fitted)
     np.testing.assert_array_equal(loaded.predict(P), fitted.predict(P))
+
+
+def test_an_edited_ensemble_spec_is_refused_in_one_line(tmp_path):
+    """An ensemble_spec.json emptied by hand failed to load with KeyError: 'task'."""
+    import pytest
+
+    from models.store import ArtifactError
+    from runner.pyfunc_model import _read_spec
+
+    path = tmp_path / "ensemble_spec.json"
+    for text, said in (
+        ("{}", "it lacks task, names"),
+        ('{"task": {"kind": "classification"}, "names": []}', "it lacks task.kind"),
+        ("{not json", "not readable JSON"),
+        ("[]", "it lacks task, names"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ArtifactError, match=f"refusing to load .*ensemble_spec.json: {said}"):
+            _read_spec(path, ArtifactError)
+    path.write_text('{"task": {"kind": "regression", "n_classes": null}, "names": ["a"]}')
+    assert _read_spec(path, ArtifactError)["names"] == ["a"]
