@@ -108,14 +108,22 @@ def leaderboard(summary: dict[str, Any]) -> str:
             + ", ".join(f"{name} ({why})" for name, why in bags.items())
         ]
     cut = [
-        f"{name} ({_trained(row['cut_short'])})"
+        f"{m['name']} ({_trained(m['cut_short'])})"
         for m in summary["members"]
-        for name, row in ((m["name"], m), (f"{m['name']}/refit", m.get("refit") or {}))
-        if row.get("cut_short")
+        if m.get("cut_short")
     ]
     if cut:
         out += [
             "cut short by runner.time_limit, kept with what they had trained: " + ", ".join(cut)
+        ]
+    cut_refits = [
+        f"{m['name']}/refit ({_trained(refit['cut_short'])})"
+        for m in summary["members"]
+        if (refit := m.get("refit") or {}).get("cut_short")
+    ]
+    if cut_refits:  # a refit cut short is not served: its bag, trained whole, is
+        out += [
+            "cut short by runner.time_limit, not served (their bags are): " + ", ".join(cut_refits)
         ]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
@@ -318,7 +326,10 @@ def refit_line(ens: dict[str, Any], members: list[dict[str, Any]], metric: str) 
     each = ", ".join(
         f"{m['name']} {_fmt(m.get('test_metric'))} -> {_fmt(m['refit'].get('test_metric'))}"
         for m in members
-        if m.get("refit") and m["name"] in ens["weights"] and ens["weights"][m["name"]] > 0
+        if m.get("refit")
+        and m["name"] not in refit["fell_back"]  # its bag is served, not its refit
+        and m["name"] in ens["weights"]
+        and ens["weights"][m["name"]] > 0
     )
     back = refit["fell_back"]
     missing = f"; serving the folds' mean for {', '.join(back)}" if back else ""

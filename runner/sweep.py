@@ -267,7 +267,8 @@ def _ensemble(
         return entry, targets
     refit = None
     held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
-    if spec.refit and any(name in held for name in result.names):  # else the bags are served
+    used = [result.names[i] for i in result.estimator.used_members()]  # what it serves
+    if spec.refit and any(name in held for name in used):  # else the bags are served
         refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
     out = ensemble_step.log(
         tree.client,
@@ -285,7 +286,7 @@ def _ensemble(
         classes=data.task.labels,
     )
     if spec.refit and refit is None:  # asked for refits, serves the bags: said so
-        out["refit_missing"] = sorted(result.names)
+        out["refit_missing"] = sorted(used)
     out["predict_ms_per_1000"] = _served_sum(result, served, "predict_ms_per_1000")
     out["model_bytes"] = _served_sum(result, served, "model_bytes")
     return out, targets

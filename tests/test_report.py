@@ -92,7 +92,9 @@ def test_the_leaderboard_names_members_and_refits_cut_short_by_the_time_limit():
         {**SUMMARY["members"][2], "refit": {"status": "FINISHED", "cut_short": {"rounds_run": 9}}},
     ]
     text = leaderboard({**SUMMARY, "members": members})
-    said = "had trained: a (3 epoch(s)), b/refit (7 epoch(s)), c/refit (9 round(s))"
+    assert "kept with what they had trained: a (3 epoch(s))\n" in text
+    # a refit cut short is not served: its bag, trained whole, is
+    said = "not served (their bags are): b/refit (7 epoch(s)), c/refit (9 round(s))"
     assert said in text
     assert "cut short" not in leaderboard(SUMMARY)
 
@@ -285,3 +287,21 @@ def test_a_gain_that_rounds_to_zero_has_no_minus_sign():
 
     assert _signed(-1e-9) == _signed(0.0) == "+0.0000"
     assert _signed(-0.00012) == "-0.0001" and _signed(0.25) == "+0.2500"
+
+
+def test_the_refit_line_shows_only_refits_the_model_serves():
+    """A refit cut short (not served) was shown as 'mlp 0.91 -> 0.62', then 'serving the
+    folds' mean for mlp'."""
+    from runner.report import refit_line
+
+    members = [
+        {"name": "a", "test_metric": 0.9, "refit": {"status": "FINISHED", "test_metric": 0.92}},
+        {"name": "b", "test_metric": 0.91, "refit": {"status": "FINISHED", "test_metric": 0.62}},
+    ]
+    ens = {
+        "test_metric": 0.93,
+        "weights": {"a": 0.5, "b": 0.5},
+        "refit": {"test_metric": 0.94, "fell_back": ["b"]},
+    }
+    line = refit_line(ens, members, "accuracy")
+    assert "(a 0.9000 -> 0.9200); serving the folds' mean for b" in line, line
