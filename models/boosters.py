@@ -255,7 +255,9 @@ class BoosterKind(SklearnKind):
             return {}
         if str(model.get_params().get("task_type") or "CPU").upper() == "GPU":
             return {}  # CatBoost takes no Python callbacks on a GPU: it trains to its end
-        total = model.get_params().get("iterations") or CATBOOST_ITERATIONS
+        params = model.get_params()  # only what was set, under the name it was set by
+        counts = [params.get(k) for k in ("iterations", *TREE_COUNTS)]
+        total = next((int(c) for c in counts if c), CATBOOST_ITERATIONS)
 
         class StopCatBoost:
             def after_iteration(self, info: Any) -> bool:  # False stops CatBoost

@@ -20,10 +20,15 @@ class Deadline:
     rounds: int | None = None
     unit: str = "rounds"
 
+    def passed(self, rounds: int) -> bool:
+        """Whether the deadline has passed (``rounds``: how far the fit is, for a clock of
+        rounds instead of time)."""
+        return time.time() >= self.at
+
     def reached(self, rounds: int, unit: str = "rounds", total: int | None = None) -> bool:
         """Whether a fit that trained ``rounds`` rounds (or trees) of ``total`` stops now,
         noting it; never after its last one, which ends the fit anyway (not cut short)."""
-        if time.time() < self.at or (total is not None and rounds >= total):
+        if not self.passed(rounds) or (total is not None and rounds >= total):
             return False
         self.rounds, self.unit = rounds, unit
         return True
