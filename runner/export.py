@@ -516,8 +516,11 @@ def _registered_predictions(
             if source.startswith("runs:/") or source.startswith("models:/"):
                 source = client.get_model_version_download_uri(name, version)
             local = download_artifacts(artifact_uri=source, dst_path=tmp)
-        except Exception as err:  # the store or the network, not the model
-            raise ModelUnavailable(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+        except Exception as err:
+            said = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", "")):
+                raise ValueError(f"it no longer exists ({said})") from None  # for good
+            raise ModelUnavailable(said) from None  # the store or the network, for now
         try:
             model = mlflow.pyfunc.load_model(local)
             theirs = (model.metadata.metadata or {}).get("classes")
@@ -562,9 +565,10 @@ def champion_challenger(
     same test split; move the alias only if the new one is better, and only after
     ``loaded_back()`` (the version loaded back from the registry and scored) confirmed the
     score. A champion tested on another split (last week's table) is scored on this one by
-    ``rescore(version)``; one that cannot be (it fails on these rows, or knows other
-    classes) gives way. Records the decision on the new version's run (tags
-    ``runner.champion.*``) and returns it."""
+    ``rescore(version)``; one that cannot be (it fails on these rows, knows other classes,
+    or no longer exists) gives way, one the store cannot hand over now (ModelUnavailable)
+    stays. Records the decision on the new version's run (tags ``runner.champion.*``) and
+    returns it."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -594,7 +598,8 @@ def champion_challenger(
         old_value = scores.get(f"refit_test_{metric}", scores.get(f"final_test_{metric}"))
         decision["champion"] = old_value
         rescored = ""
-        if old.data.tags.get(DATA_FINGERPRINT) != fingerprint or old_value is None:
+        other_split = old.data.tags.get(DATA_FINGERPRINT) != fingerprint
+        if other_split or old_value is None:
             if rescore is None:
                 old_value = None
             else:
@@ -605,6 +610,8 @@ def champion_challenger(
                     rescored = (
                         " (the champion scored on this split's test rows, some of which it may "
                         "have trained on)"
+                        if other_split
+                        else " (the champion scored on this split's test rows)"
                     )
                 except ModelUnavailable as err:
                     decision["decision"] = (

@@ -221,3 +221,22 @@ def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
     # without a way to score it (no test rows to give it), kept as before
     keep = champion_challenger(client, "spend", weeks[0], "1", "rmse", 1.0, False, "w9")
     assert keep["decision"] == "kept: the champion was tested on another split"
+
+
+def test_a_champion_version_that_no_longer_exists_gives_way_one_the_store_cannot_hand_over_stays(
+    tmp_path, monkeypatch
+):
+    """A deleted champion counted as a store outage: every later version was kept out."""
+    import pytest
+
+    from runner.export import ModelUnavailable, score_registered
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    client.create_registered_model("gone")
+    with pytest.raises(ValueError, match="it no longer exists") as raised:
+        score_registered(client, "gone", np.zeros((2, 3)), np.zeros(2), "rmse", None, "7")
+    assert not isinstance(raised.value, ModelUnavailable)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # no minutes of retries
+    dead = MlflowClient("http://127.0.0.1:9/")  # nothing listens: the store is down
+    with pytest.raises(ModelUnavailable):
+        score_registered(dead, "gone", np.zeros((2, 3)), np.zeros(2), "rmse", None, "1")
