@@ -450,12 +450,13 @@ class RunTree:
             )
             self.client.log_dict(self.parent_run_id, dict(spec.resolved), RESOLVED_CONFIG)
             self._record_lease(lease)
-        except BaseException as err:  # Ctrl+C, or the store failing: the new run is not left open
-            interrupted = isinstance(err, KeyboardInterrupt)
+        except BaseException as err:  # Ctrl+C, or the store failing: the new run is not left
+            # open, nor found by a resume, which would take it for a sweep of before configs
+            # were recorded: it holds nothing yet, so it goes to MLflow's trash
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             with contextlib.suppress(Exception):
-                self.client.set_terminated(
-                    self.parent_run_id, "KILLED" if interrupted else "FAILED"
-                )
+                self.client.set_terminated(self.parent_run_id, status)
+                self.client.delete_run(self.parent_run_id)
             raise
 
     def _check_lease(self, parent: Any) -> None:
