@@ -138,7 +138,7 @@ def _config_name(argv: Sequence[str]) -> str:
     for i, arg in enumerate(argv):
         if arg in ("--config-name", "-cn") and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--config-name="):
+        if arg.startswith(("--config-name=", "-cn=")):
             return arg.split("=", 1)[1]
     return "config"
 
