@@ -84,6 +84,15 @@ def test_driver_killed_mid_sweep_resumes_the_same_sweep(workdir):
         for line in driver.stdout:
             if "finished:" in line:  # one member done, others mid-training
                 break
+        # a member's run is created once its trial has run a second: kill the driver when
+        # one is open in the store, not while the next trial has just started
+        deadline = time.time() + 60
+        while not any(
+            r.info.status == "RUNNING" and r.data.tags["runner.role"] == "member"
+            for r in sweep_runs(db, "nightly-7")
+        ):
+            assert time.time() < deadline, "no member run open a minute after the first finished"
+            time.sleep(0.1)
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=60)
     finally:
