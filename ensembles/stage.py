@@ -204,6 +204,12 @@ class EnsembleReport:
     pruned: dict[str, Any] | None = None
 
     @property
+    def served_names(self) -> list[str]:
+        """The members the fitted ensemble reads, so the ones a served model holds: those
+        with weight in an average, a budget's choice, every member for stacking."""
+        return [self.names[i] for i in self.estimator.used_members()]
+
+    @property
     def beats_best_member(self) -> bool:
         """Whether the ensemble scored better than the best (by val) member on test."""
         return self.test_gain["estimate"] > 0

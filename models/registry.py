@@ -48,6 +48,12 @@ def module_of(name: str) -> str:
     return _MODULES[name]
 
 
+def is_zoo(module: str) -> bool:
+    """Whether ``module`` (a kind's, as ``module_of`` names it) is the zoo's own, shipped
+    with ``models/``, rather than a user's."""
+    return module.split(".")[0] == "models"
+
+
 def get(name: str) -> ModelKind:
     """The registry entry for ``name``, or ValueError listing the known models."""
     try:
@@ -113,7 +119,7 @@ def shipped_paths(module: str) -> list[Path]:
     first = code_path(module)
     folder = first.parent
     top = module.split(".")[0]
-    if top == "models" or folder.resolve() in _library_folders():
+    if is_zoo(module) or folder.resolve() in _library_folders():
         return [first]
     found, queue, seen = [first], [first], {top, "models"}
     while queue:

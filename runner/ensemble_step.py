@@ -96,7 +96,6 @@ def refitted(
     """The fitted ensemble on the refits' test predictions (``refits``: member name -> its
     refit's run and test predictions), each member without a refit on its bag's."""
     bagged = {m.name: m.test for m in members}
-    served = [report.names[i] for i in report.estimator.used_members()]  # those with weight
     P = np.stack([refits[n][1] if n in refits else bagged[n] for n in report.names])
     P = P.astype(np.float64, copy=False)
     pred = report.estimator.predict(P)
@@ -111,7 +110,7 @@ def refitted(
         test_pred=pred,
         test_scores=scores,
         # the served members (with weight, for an averaging ensemble) without a refit
-        fell_back=[n for n in served if n not in refits],
+        fell_back=[n for n in report.served_names if n not in refits],
         refit_runs={n: run for n, (run, _) in refits.items()},
     )
 

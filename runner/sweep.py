@@ -267,7 +267,7 @@ def _ensemble(
         return entry, targets
     refit = None
     held = {name: (refits[name].run_id, refits[name].test) for name in refit_runs}
-    used = [result.names[i] for i in result.estimator.used_members()]  # what it serves
+    used = result.served_names
     if spec.refit and any(name in held for name in used):  # else the bags are served
         refit = ensemble_step.refitted(result, members, member_runs, held, data.y_test)
     out = ensemble_step.log(
@@ -320,7 +320,7 @@ def _served_sum(result: Any, served: dict[str, MemberRecord], fact: str) -> floa
     """A fit fact summed over the served ensemble's members (those it reads: an averaging
     ensemble serves only the members with weight): milliseconds to predict 1000 rows, or
     bytes on disk; None if one member's is unknown."""
-    values = [served[result.names[i]].fit.get(fact) for i in result.estimator.used_members()]
+    values = [served[name].fit.get(fact) for name in result.served_names]
     return None if None in values else float(sum(values))
 
 

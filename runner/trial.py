@@ -22,6 +22,7 @@ from ensembles.metrics import evaluate
 from models.deadline import training_deadline
 from models.distill import student_targets
 from models.kind import check_predictions, errors_in_units
+from models.registry import is_zoo
 from models.store import folder_bytes
 from models.training import PREDICT_ROWS, TrainingOptions
 from runner.contracts import (
@@ -136,8 +137,7 @@ def _latency_ms_per_1000(member: Any, data: Dataset) -> float:
 
 def _users_kind(name: str) -> bool:
     """Whether a kind was registered from outside ``models/`` (by a user's module)."""
-    module = models.module_of(name)
-    return module != "models" and not module.startswith("models.")
+    return not is_zoo(models.module_of(name))
 
 
 ROUND_TRIP_ROWS = 64  # validation rows a user's kind predicts before and after save and load
