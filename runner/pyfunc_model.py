@@ -110,12 +110,13 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         coverage target, the frame's prediction and set hold names instead of class ids)."""
         output = (params or {}).get("output", "proba")
         if output not in ("proba", "labels") or (output == "labels" and self.classes is None):
-            if self.classes is None:  # a regression: 'proba' is the default, its values
+            if self.classes is None and output == "labels":  # 'proba' is its values
                 raise BadInput(
                     f"params output={output!r}: this model predicts values, it has no labels; "
                     "leave params output out"
                 )
-            raise BadInput(f"params output={output!r}: allowed: 'proba' or 'labels'")
+            allowed = "'proba' (the default)" + ("" if self.classes is None else " or 'labels'")
+            raise BadInput(f"params output={output!r}: allowed: {allowed}")
         table = any(m.reads_table for m in self.members.values())
         X = self._table_rows(model_input) if table else self._feature_rows(model_input)
         if not table:

@@ -159,6 +159,22 @@ def test_a_served_model_names_the_members_and_rows_that_predict_nan_or_infinity(
         )
 
 
+def test_a_served_model_refuses_an_unknown_output_naming_what_it_allows():
+    from runner.pyfunc_model import BadInput, EnsembleModel
+
+    model = EnsembleModel()
+    model.classes = None  # a regression
+    with pytest.raises(
+        BadInput, match=r"^params output='bogus': allowed: 'proba' \(the default\)$"
+    ):
+        model.predict(None, np.zeros((1, 2)), params={"output": "bogus"})
+    with pytest.raises(BadInput, match=r"predicts values, it has no labels"):
+        model.predict(None, np.zeros((1, 2)), params={"output": "labels"})
+    model.classes = ["a", "b"]
+    with pytest.raises(BadInput, match=r"^params output='votes': allowed: 'proba' .* or 'labels'$"):
+        model.predict(None, np.zeros((1, 2)), params={"output": "votes"})
+
+
 def test_a_champion_tested_on_another_split_is_scored_on_this_one(tmp_path):
     """A weekly retrain on a new table: the champion, tested on last week's split, was
     never compared again ('kept: the champion was tested on another split'), so the alias
