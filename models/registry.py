@@ -12,6 +12,7 @@ import importlib.util
 import site
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 from models.kind import ModelKind
@@ -109,6 +110,18 @@ def _library_folders() -> set[Path]:
     paths = {*sysconfig.get_paths().values(), *site.getsitepackages()}
     paths.add(site.getusersitepackages())
     return {Path(p).resolve() for p in paths if p}
+
+
+def users_code(modules: Sequence[str]) -> list[Path]:
+    """The files and folders of ``modules`` (kinds' registering modules) that are the user's
+    own code, not the zoo's nor an installed package's, with the helpers beside them that they
+    import (``shipped_paths``): what a machine without the user's folder needs to import them."""
+    found: list[Path] = []
+    for module in modules:
+        if is_zoo(module) or code_path(module).parent.resolve() in _library_folders():
+            continue
+        found += [p for p in shipped_paths(module) if p not in found]
+    return found
 
 
 def shipped_paths(module: str) -> list[Path]:

@@ -89,13 +89,16 @@ def _auto_address() -> str:
     return address
 
 
-def _package_dirs() -> list[str]:
-    """The project's packages, shipped to cluster workers that may not have them installed."""
+def _package_dirs(model_modules: Sequence[str] = ()) -> list[str]:
+    """The project's packages, shipped to cluster workers that may not have them installed,
+    and the user's modules of model kinds (``runner.model_modules``) with their helpers."""
     import ensembles
     import models
     import runner
+    from models.registry import users_code
 
-    return [str(Path(m.__file__).parent) for m in (runner, models, ensembles)]
+    ours = [Path(m.__file__).parent for m in (runner, models, ensembles)]
+    return [str(p) for p in ours + users_code(model_modules)]
 
 
 # how Ray Client's proxy says the server it starts per connection did not come up (the
@@ -148,12 +151,16 @@ def _reason(err: BaseException) -> str:
 
 @contextmanager
 def ray_session(
-    spec: ClusterSpec, verbose: int = 1, storage_path: str | None = None
+    spec: ClusterSpec,
+    verbose: int = 1,
+    storage_path: str | None = None,
+    model_modules: Sequence[str] = (),
 ) -> Iterator[None]:
     """Start a local Ray instance, or attach to a running cluster, and always let go of it.
 
     Attaching checks the address answers (within ``connect_timeout``) and that every alive
-    node sees ``storage_path`` (Tune's checkpoints must be readable everywhere).
+    node sees ``storage_path`` (Tune's checkpoints must be readable everywhere), and ships
+    the project's packages and the user's ``model_modules`` to the workers.
     """
     import ray
 
@@ -186,7 +193,8 @@ def ray_session(
             address = _auto_address() if spec.address == "auto" else spec.address
             check_reachable(address, spec.connect_timeout)
             try:
-                _attach(address, {"env_vars": WORKER_ENV, "py_modules": _package_dirs()}, common)
+                code = _package_dirs(model_modules)
+                _attach(address, {"env_vars": WORKER_ENV, "py_modules": code}, common)
             except (ConnectionError, RuntimeError) as err:
                 hint = (
                     "; twice, so see ray_client_server*.err in the head's Ray logs "

@@ -118,7 +118,7 @@ def run(
         raise
     summary = None
     try:
-        with ray_session(spec.cluster, spec.verbose, spec.storage_path):
+        with ray_session(spec.cluster, spec.verbose, spec.storage_path, spec.model_modules):
             ready.wait()  # before the tracker opens the store: two migrations would collide
             gc.freeze()  # the imports' objects live to the end: keep them out of every collection
             from runner import sweep

@@ -194,6 +194,12 @@ class RunSpec:
         """Members of every stage, earlier stages first."""
         return tuple(m for st in self.stages for m in st.members) + self.members
 
+    @property
+    def model_modules(self) -> tuple[str, ...]:
+        """The modules registering the members' kinds from outside ``models/``."""
+        every = self.all_members() + ((self.student,) if self.student else ())
+        return tuple(dict.fromkeys(n for m in every for n in m.model_modules))
+
 
 def _fail(where: str, message: str) -> SpecError:
     return SpecError(f"{where}: {message}" if where else message)

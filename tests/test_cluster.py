@@ -16,7 +16,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_spec import spec_of
 
-from helpers import INFRA_MEMBERS, ROOT, free_port, read_summary, run_cli, start_cli, stop_cli
+from helpers import (
+    INFRA_MEMBERS,
+    ROOT,
+    TOY_KIND,
+    free_port,
+    read_summary,
+    run_cli,
+    start_cli,
+    stop_cli,
+)
 from models.keras_runtime import gpu_memory_limit_mb
 from runner.cluster import (
     ClusterError,
@@ -317,6 +326,39 @@ def test_runner_attaches_to_a_two_node_cluster_and_uses_both_nodes(two_nodes, wo
     assert len(nodes) == 2, nodes  # members ran on both nodes
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_kind_from_the_users_folder_trains_on_cluster_nodes_that_lack_it(
+    two_nodes, workdir, tmp_path
+):
+    """The nodes were started without the user's kind on their path: the runner ships its
+    module and the helper beside it that it imports to the workers, as it ships its own."""
+    team = tmp_path / "team_code"
+    team.mkdir()
+    for name in ("toy_kind.py", "toy_model.py"):
+        shutil.copy(ROOT / "tests" / name, team / name)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    done = run_cli(
+        workdir,
+        "+experiment=quickstart",
+        "cluster=address",
+        f"cluster.address={two_nodes.address}",
+        f"runner.storage_path={shared}",
+        "smoke=true",
+        *TOY_KIND,
+        "+model@members.toy=toy",
+        "~members.mlp",
+        *INFRA_MEMBERS,
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+        "hydra.run.dir=out",
+        pythonpath=team,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = read_summary(workdir / "out")
+    toy = next(m for m in summary["members"] if m["name"] == "toy")
+    assert toy["status"] == "FINISHED", toy
 
 
 @pytest.mark.gpu
