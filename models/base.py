@@ -6,7 +6,7 @@ Pure Python and NumPy: the driver imports this to validate configs without impor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -73,6 +73,26 @@ class InputSpec:
                 f"image_shape {self.image_shape} does not hold {self.n_features} features"
             )
 
+    def with_statistics(self, X: np.ndarray) -> InputSpec:
+        """This spec with the training statistics of ``X`` (its rows) that Keras members
+        standardise with, and for images the training pixels' range: one mean and variance
+        for every pixel (per-pixel statistics would rescale each pixel differently and
+        distort edges), per feature otherwise. A constant feature keeps unit scale, as
+        StandardScaler does (divided by ~0, a pixel always 0 in training would blow up)."""
+        X = np.asarray(X)
+        if self.image_shape is not None:
+            mean = np.full(X.shape[1], X.mean(), dtype=np.float64)
+            variance = np.full(X.shape[1], X.var(), dtype=np.float64)
+            pixel_range = self.pixel_range or (float(np.min(X)), float(np.max(X)))
+        else:
+            mean, variance, pixel_range = X.mean(axis=0), X.var(axis=0), self.pixel_range
+        return replace(
+            self,
+            mean=mean,
+            variance=np.where(variance > 0, variance, 1.0),
+            pixel_range=pixel_range,
+        )
+
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise ValueError naming it and the allowed range."""
@@ -138,7 +158,7 @@ def check_labels(y: Any, task: Task, split: str, every_class: bool = False) -> N
         y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
     )
     if not whole:
-        example = y.ravel()[0].item() if y.size else None
+        example = _plain(y.ravel()[0]) if y.size else None
         raise ValueError(
             f"{split} targets must be class ids 0..{k - 1} (the task's labels name them), "
             f"got {y.dtype} values such as {example!r}"
@@ -174,3 +194,8 @@ def check_finite(X: Any, split: str) -> None:
             f"{where}; this model reads none: impute them, or pass a DataFrame, whose columns "
             "each member encodes and imputes"
         )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; a string or other object as it is."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -320,6 +320,8 @@ class BoosterKind(SklearnKind):
         """(n, classes) probabilities, or (n,) values."""
         if type(model).__name__ == "Booster" and self.module == "lightgbm":
             out = np.asarray(model.predict(X), dtype=np.float64)
+            if task.is_classification and len(X) == 0:  # no rows: LightGBM says (0,)
+                return np.zeros((0, task.n_classes or 2))
             if task.is_classification and out.ndim == 1:
                 out = np.column_stack([1.0 - out, out])
             return out if task.is_classification else out.reshape(len(X))

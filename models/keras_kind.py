@@ -206,8 +206,12 @@ class KerasKind(ModelKind):
     def train(self, *args: Any, **kwargs: Any) -> Trained:
         """The base procedure; the record says which epoch's weights the model ended with
         (``best_epoch``) and whether early stopping restored them from before the last."""
+        args = list(args)
+        if len(args) > 5:
+            args[5] = options = _training_options(args[5])
+        else:
+            kwargs["options"] = options = _training_options(kwargs.get("options"))
         trained = super().train(*args, **kwargs)
-        options = args[5] if len(args) > 5 else kwargs["options"]
         trained.info.update(kept_weights(trained.model, trained.history, options))
         return trained
 
@@ -326,3 +330,20 @@ def _quiet_retracing() -> None:
     tf_logger = logging.getLogger("tensorflow")
     if _drop_retracing not in tf_logger.filters:
         tf_logger.addFilter(_drop_retracing)
+
+
+def _training_options(options: Any) -> Any:
+    """A Keras member's ``TrainingOptions``: the defaults for None, rebuilt from a mapping of
+    its fields (``TrainingOptions.as_params()``); TypeError for anything else."""
+    from models.training import TrainingOptions
+
+    if options is None:
+        return TrainingOptions()
+    if isinstance(options, Mapping):
+        return TrainingOptions.from_params(options)
+    if not isinstance(options, TrainingOptions):
+        raise TypeError(
+            "a Keras member's options must be a models.training.TrainingOptions, a mapping of "
+            f"its fields or None (the defaults), got {type(options).__name__}"
+        )
+    return options

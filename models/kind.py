@@ -229,9 +229,12 @@ class ModelKind:
             prep = TablePrep(self.table_encoding).fit(X)
             X, X_val = prep.transform(X), prep.transform(X_val)
             spec = prep.input_spec(X)
-        elif not self.reads_missing:
-            check_finite(X, "training")
-            check_finite(X_val, "validation")
+        else:
+            if not self.reads_missing:
+                check_finite(X, "training")
+                check_finite(X_val, "validation")
+            if spec.mean is None and np.ndim(X) == 2:  # a spec made by hand: as the runner's
+                spec = spec.with_statistics(X)
         target = None
         if not task.is_classification and (self.scales_target or log_target):
             target = TargetScaler.fit(y, log=log_target)

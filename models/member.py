@@ -55,10 +55,34 @@ class Member:
                 )
             return self.prep.transform(X)
         if is_table(X):
-            X = X.to_numpy(dtype=np.float32)
+            X = self._by_name(X).to_numpy(dtype=np.float32)
+        elif isinstance(X, (list, tuple)):  # rows as nested lists
+            X = np.asarray(X, dtype=np.float32)
         if not self.kind.reads_missing:
             check_finite(X, "predicted")
         return X
+
+    def _by_name(self, frame: Any) -> Any:
+        """A frame of named features in the order the model reads them (any order in, others
+        ignored); ValueError naming the features it lacks. Pixels, and columns that are not
+        names, are read by position."""
+        names = self.feature_names
+        columns = [str(c) for c in frame.columns]
+        if (
+            not names
+            or self.pixel_range is not None
+            or not all(isinstance(c, str) for c in frame.columns)
+            or columns == [str(k) for k in range(len(columns))]
+        ):
+            return frame
+        missing = [n for n in names if n not in set(columns)]
+        if missing:
+            raise ValueError(
+                f"the rows lack {len(missing)} of this member's {len(names)} features "
+                f"({', '.join(map(repr, missing[:5]))}{', ...' if len(missing) > 5 else ''}); "
+                "pass a frame with every feature's column, in any order"
+            )
+        return frame[list(names)]
 
     def predict(self, X: Any, task: Task) -> np.ndarray:
         """Predictions in the members' contract, in the target's units."""

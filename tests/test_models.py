@@ -912,3 +912,65 @@ def test_a_staged_hgb_stops_where_one_fit_stops_also_at_the_end_of_a_part():
         staged = entry.train(spec, task, hparams, (X, y), (X, y), TrainingOptions())
     assert staged.member.model.steps[-1][1].n_iter_ == whole.member.model.steps[-1][1].n_iter_
     np.testing.assert_allclose(staged.member.predict(X, task), whole.member.predict(X, task))
+
+
+def test_string_labels_in_an_object_array_are_named_in_one_line(tiny):
+    """pandas gives text labels as object arrays: their check crashed on str.item()."""
+    spec, X, y, _ = tiny
+    names = np.array(["a", "b", "c"], dtype=object)[y]
+    with pytest.raises(ValueError, match=r"class ids 0..2 .* got object values such as 'a'"):
+        REGISTRY["logistic"].train(spec, CLASSES, {}, (X, names), (X, y), TrainingOptions())
+
+
+def test_a_keras_member_given_a_spec_without_statistics_standardises_as_the_runners(tiny):
+    """A spec made by hand (no mean, variance): the member standardises with its training
+    rows' statistics, as the runner's spec would have it (it trained on raw inputs)."""
+    _, X, y, _ = tiny
+    X = X * 1000.0 + 5000.0  # far from standardised
+    by_hand = InputSpec(16)
+    as_runner = InputSpec(16, mean=X.mean(0), variance=X.var(0))
+    entry = REGISTRY["mlp"]
+    options = TrainingOptions(epochs=2, batch_size=16)
+    preds = [
+        entry.train(spec, CLASSES, {}, (X, y), (X, y), options, seed=3).member.predict(X, CLASSES)
+        for spec in (by_hand, as_runner)
+    ]
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_keras_member_takes_default_options_or_their_fields_and_names_anything_else(tiny):
+    spec, X, y, _ = tiny
+    entry = REGISTRY["mlp"]
+    assert entry.train(spec, CLASSES, {}, (X, y), (X, y), None).epochs_run >= 1
+    fields = TrainingOptions(epochs=1).as_params()
+    assert entry.train(spec, CLASSES, {}, (X, y), (X, y), options=fields).epochs_run == 1
+    with pytest.raises(TypeError, match=r"TrainingOptions, a mapping of its fields or None .*int"):
+        entry.train(spec, CLASSES, {}, (X, y), (X, y), 3)
+
+
+def test_a_member_reads_a_frames_features_by_name_and_names_those_missing(tiny):
+    import pandas as pd
+
+    _, X, _, y_reg = tiny
+    names = tuple(f"f{i}" for i in range(16))
+    spec = InputSpec(16, feature_names=names, mean=X.mean(0), variance=X.var(0))
+    member = REGISTRY["ridge"].train(spec, REGRESSION, {}, (X, y_reg), (X, y_reg), None).member
+    frame = pd.DataFrame(X, columns=list(names))
+    expected = member.predict(X, REGRESSION)
+    shuffled = frame[list(reversed(names))].assign(extra=1.0)
+    np.testing.assert_allclose(member.predict(shuffled, REGRESSION), expected, atol=1e-5)
+    np.testing.assert_allclose(member.predict(X.tolist(), REGRESSION), expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"the rows lack 1 of this member's 16 features \('f3'\)"):
+        member.predict(frame.drop(columns="f3"), REGRESSION)
+
+
+def test_a_lightgbm_member_predicts_no_rows_as_no_rows_of_every_class(tiny, tmp_path):
+    from models.store import load_member, save_member
+
+    spec, X, y, _ = tiny
+    trained = REGISTRY["lightgbm"].train(
+        spec, CLASSES, {"n_estimators": 5}, (X, y), (X, y), TrainingOptions()
+    )
+    save_member("lightgbm", trained.member, tmp_path / "m")
+    loaded = load_member(tmp_path / "m")
+    assert loaded.predict(X[:0], CLASSES).shape == (0, 3)
