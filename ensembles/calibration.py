@@ -16,6 +16,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator
 
 from ensembles.metrics import EPS, log_loss
+from ensembles.validation import check_predictions
 
 LOG_T_BOUNDS = (-4.0, 4.0)  # temperatures from about 0.018 to 55
 # Held-out rows with fewer misclassified ones than this say nothing about over-confidence:
@@ -46,11 +47,15 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     """The temperature minimising the log loss of ``proba`` on labels ``y`` (bounded search
     over log T, so the result is always a finite positive number)."""
     proba, y = np.asarray(proba, dtype=np.float64), np.asarray(y)
-    if proba.ndim != 2 or proba.shape[0] != len(y) or len(y) == 0:
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if proba.ndim != 2 or y.ndim != 1 or proba.shape[0] != len(y) or len(y) == 0:
         raise ValueError(
             f"temperature scaling needs (rows, classes) probabilities and one label per row, "
             f"got {proba.shape} and {y.shape}"
         )
+    P, y = check_predictions(proba[None], y)  # probabilities (not logits), class ids
+    proba = P[0]
     result = minimize_scalar(
         lambda log_t: log_loss(y, scale(proba, float(np.exp(log_t)))),
         bounds=LOG_T_BOUNDS,

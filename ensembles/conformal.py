@@ -120,10 +120,20 @@ class Conformal:
     spread_by_fold: bool = False
     # 0.0 when no calibration target was negative (prices, counts): lower bounds stop there
     lowest: float | None = None
+    # calibrated on scores divided by the members' spread: new rows need theirs too
+    scaled: bool = False
 
-    def interval(self, pred: np.ndarray, spread_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interval(
+        self, pred: np.ndarray, spread_: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) around the point predictions, ``spread_`` the members' spread; a
         lower bound below the targets' floor (0 for a target never negative) is that floor."""
+        if spread_ is None and self.scaled:
+            raise ValueError(
+                "this predictor was calibrated on errors scaled by the members' spread: pass "
+                "the new rows' spread (ensembles.conformal.spread) too"
+            )
+        spread_ = np.zeros(len(np.atleast_1d(pred))) if spread_ is None else spread_
         half = self.q * (np.asarray(spread_, dtype=np.float64) + self.floor)
         pred = np.asarray(pred, dtype=np.float64)
         lower = pred - half
@@ -161,6 +171,10 @@ def _rows(
         )
     if s is not None and len(s) != len(y):
         raise ValueError(f"spread must hold one value per row ({len(y)}), got {len(s)}")
+    for what, values in (("predictions", pred), ("spread", s)):
+        if values is not None and not np.all(np.isfinite(values)):
+            bad = int(np.sum(~np.isfinite(values)))
+            raise ValueError(f"{what} must be finite numbers, got {bad} NaN or infinite")
     whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
     if pred.ndim == 2 and not whole:
         raise ValueError(f"classes must be integer ids, got {y.dtype} values such as {y[0]!r}")
@@ -195,7 +209,9 @@ def calibrate(
     # a new row below 0 is as rare as one beyond every calibration score (1 in n + 1)
     lowest = 0.0 if len(y) and float(np.min(y)) >= 0 else None
     q = _quantile(scores, coverage)
-    return Conformal(coverage, "interval", q, floor, len(y), lowest=lowest)
+    return Conformal(
+        coverage, "interval", q, floor, len(y), lowest=lowest, scaled=spread_ is not None
+    )
 
 
 def evaluate_on(
@@ -210,8 +226,7 @@ def evaluate_on(
         sets = conformal.sets(pred)
         covered = sets[np.arange(len(y)), y.astype(np.int64)]
         return {"coverage": float(covered.mean()), "mean_set_size": float(sets.sum(1).mean())}
-    s = np.zeros(len(y)) if spread_ is None else spread_
-    lo, hi = conformal.interval(pred, s)
+    lo, hi = conformal.interval(pred, spread_)
     covered = (y >= lo) & (y <= hi)
     return {"coverage": float(covered.mean()), "mean_width": float(np.mean(hi - lo))}
 
@@ -243,7 +258,7 @@ def served_frame(
     set (``set``), as class ids, or as names when given the ``classes``."""
     pred = np.asarray(pred, dtype=np.float64)
     if conformal.kind == "interval":
-        lo, hi = conformal.interval(pred, np.zeros(len(pred)) if spread_ is None else spread_)
+        lo, hi = conformal.interval(pred, spread_)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi})
     out = pd.DataFrame({f"proba_{k}": pred[:, k] for k in range(pred.shape[1])})
     ids = np.argmax(pred, axis=1)

@@ -48,7 +48,7 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
     if y.shape != (P.shape[1],):
         raise ValueError(f"y must be shaped ({P.shape[1]},) to match predictions, got {y.shape}")
     if P.ndim == 3 and not np.issubdtype(y.dtype, np.integer):
-        example = y[0].item() if len(y) else None
+        example = _plain(y[0]) if len(y) else None
         raise ValueError(
             f"classification labels must be integer class ids in [0, {P.shape[2]}), got "
             f"{y.dtype} values such as {example!r}"
@@ -90,3 +90,8 @@ def check_fitted(estimator: object, P: np.ndarray) -> np.ndarray:
     if P.shape[0] != len(weights):
         raise ValueError(f"fitted on {len(weights)} members, got predictions of {P.shape[0]}")
     return P
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; a string or other object as it is."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -119,3 +119,18 @@ def test_held_out_rows_without_enough_errors_leave_the_ensemble_uncalibrated():
     assert report.calibration["method"] == "none"
     assert "only 0 of 300 held-out rows are misclassified" in report.calibration["reason"]
     assert not isinstance(report.estimator, CalibratedEnsemble)
+
+
+def test_temperature_reads_a_column_of_labels_and_refuses_logits():
+    """Labels shaped (n, 1) were broadcast against every row (the search ended at its upper
+    bound, T = 54.6, flattening every probability), and logits were scaled as if they were
+    probabilities."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 3)) * 3
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in proba])
+    t = fit_temperature(proba, y)
+    assert 0.5 < t < 2.0
+    assert fit_temperature(proba, y[:, None]) == t
+    with pytest.raises(ValueError, match=r"must be probabilities .* apply a softmax to logits"):
+        fit_temperature(logits, y)

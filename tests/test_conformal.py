@@ -433,3 +433,17 @@ def test_a_target_never_negative_gets_no_negative_lower_bounds():
     assert signed.lowest is None and signed.interval(np.array([-5000.0]), np.zeros(1))[0] < -5000
     old = {k: v for k, v in fitted.to_dict().items() if k != "lowest"}
     assert conformal.Conformal.from_dict(old).interval(np.array([0.0]), np.zeros(1))[0] < 0
+
+
+def test_arrays_with_nan_and_a_scaled_predictor_without_spread_are_refused():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=200)
+    pred, s = y + rng.normal(size=200), np.abs(rng.normal(size=200)) + 0.1
+    with pytest.raises(ValueError, match=r"predictions must be finite numbers, got 1 NaN"):
+        conformal.calibrate(0.9, np.where(np.arange(200) == 7, np.nan, pred), y)
+    scaled = conformal.calibrate(0.9, pred, y, s)
+    assert conformal.evaluate_on(scaled, pred, y, s)["coverage"] >= 0.85
+    with pytest.raises(ValueError, match=r"calibrated on errors scaled by the members' spread"):
+        conformal.evaluate_on(scaled, pred, y)
+    plain = conformal.calibrate(0.9, pred, y)  # no spread: plain absolute errors
+    assert conformal.served_frame(plain, pred, None).shape == (200, 3)

@@ -464,3 +464,13 @@ def test_stacking_fits_a_binary_task_whose_rare_class_some_fold_lacks():
     fitted = ensembles.make("stacking", random_state=0).fit(P, y)
     del fitted.feature_floor_  # as an estimator saved before it existed
     assert fitted._features(np.zeros((3, 1, 2))).min() == pytest.approx(np.log(1e-15))
+
+
+def test_text_labels_in_an_object_array_are_refused_in_one_line():
+    """pandas gives text labels as object arrays: their check crashed on str.item()."""
+    from ensembles import make
+
+    P = np.full((2, 4, 2), 0.5)
+    labels = np.array(["no", "yes", "no", "yes"], dtype=object)
+    with pytest.raises(ValueError, match=r"integer class ids in \[0, 2\), got object .* 'no'"):
+        make("weighted").fit(P, labels)
