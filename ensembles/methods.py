@@ -107,7 +107,7 @@ class WeightedEnsemble(_Ensemble):
 
     def __init__(
         self,
-        l2: float = 0.0,
+        l2: float = 0.1,
         maxiter: int = 500,
         max_members: int = 100,
         random_state: int | None = None,
