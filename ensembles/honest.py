@@ -10,7 +10,8 @@ import numpy as np
 
 from ensembles import make
 from ensembles.folds import cross_fit_folds, folds_used
-from ensembles.metrics import EPS, evaluate, greater_is_better
+from ensembles.metrics import EPS, check_metric, evaluate, greater_is_better
+from ensembles.validation import check_predictions
 
 MIN_BOOT = 10  # the fewest bootstrap resamples whose 2.5% and 97.5% quantiles mean anything
 
@@ -40,7 +41,9 @@ def cross_fitted_predictions(
     """(ensemble, best member) predictions on every row, each from a fit on the other folds:
     the ensemble fitted on k-1 folds of validation predicts the held-out fold, and the best
     single member is chosen on the same k-1 folds."""
+    P, y = check_predictions(P, y)
     classification = P.ndim == 3
+    check_metric(metric, classification)
     ens_oof = np.zeros(P.shape[1:])
     best_oof = np.zeros(P.shape[1:])
     for train, held in cross_fit_folds(y, classification, k, random_state):
@@ -120,6 +123,14 @@ def bootstrap_gain(
 ) -> dict[str, float]:
     """Gain of the ensemble over one member on test (positive = ensemble better), with a
     percentile bootstrap interval over test rows."""
+    both, y = check_predictions(np.stack([np.asarray(ensemble_pred), np.asarray(member_pred)]), y)
+    ensemble_pred, member_pred = both
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if metric in ("rmse", *_PER_ROW):
+        check_metric(metric, both.ndim == 3)
     if metric == "rmse":
         se_e, se_m = (ensemble_pred - y) ** 2, (member_pred - y) ** 2
         estimate = float(np.sqrt(se_m.mean()) - np.sqrt(se_e.mean()))

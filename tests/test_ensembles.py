@@ -474,3 +474,23 @@ def test_text_labels_in_an_object_array_are_refused_in_one_line():
     labels = np.array(["no", "yes", "no", "yes"], dtype=object)
     with pytest.raises(ValueError, match=r"integer class ids in \[0, 2\), got object .* 'no'"):
         make("weighted").fit(P, labels)
+
+
+def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
+    from ensembles.honest import bootstrap_gain, cross_fitted
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=50)
+    P = np.stack([y + rng.normal(size=50), y + rng.normal(size=50)])
+    column = bootstrap_gain(y, P[0][:, None].tolist(), P[1][:, None], "rmse", n_boot=20)
+    assert column == bootstrap_gain(y, P[0], P[1], "rmse", n_boot=20)  # (n, 1) and lists
+    assert cross_fitted("mean", {}, P.tolist(), y, "rmse")["folds"] == 5
+    for kwargs, message in (
+        ({"n_boot": 0}, r"n_boot must be a whole number >= 1, got 0"),
+        ({"level": 95}, r"level must be in \(0, 1\), got 95"),
+        ({"metric": "accuracy"}, r"metric 'accuracy' does not score regression"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            bootstrap_gain(y, P[0], P[1], **{"metric": "rmse", **kwargs})
+    with pytest.raises(ValueError, match=r"metric 'accuracy' does not score regression"):
+        cross_fitted("mean", {}, P, y, "accuracy")
