@@ -25,6 +25,11 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
     """Return ``P`` as float64 ``(members, n[, classes])`` and ``y``, or raise ValueError.
     Regression predictions shaped (members, n, 1), as Keras regressors give them, are
     taken as (members, n)."""
+    if isinstance(P, (list, tuple)):
+        shapes = [np.shape(p) for p in P]
+        if len(set(shapes)) > 1:
+            said = ", ".join(f"member {i} {shape}" for i, shape in enumerate(shapes))
+            raise ValueError(f"every member must predict the same rows, got shapes {said}")
     P = np.asarray(P, dtype=np.float64)
     if P.ndim == 3 and P.shape[2] == 1:
         P = P[:, :, 0]

@@ -50,6 +50,10 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
     entry = get(kind)
     if not isinstance(member, Member):
         member = Member(entry, member)
+    if getattr(member.kind, "name", kind) != kind:
+        raise ValueError(
+            f"this member is of kind {member.kind.name!r}, not {kind!r}: save it as its own kind"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = entry.save(member.model, folder)
@@ -122,6 +126,7 @@ def save_bag(kind: str, fold_folders: list[str | Path], folder: str | Path) -> P
     folds = []
     for k, source in enumerate(fold_folders):
         target = folder / f"fold{k}"
+        shutil.rmtree(target, ignore_errors=True)  # a bag saved here before: replaced
         shutil.copytree(source, target)
         if read_manifest(target)["kind"] != kind:
             raise ArtifactError(f"fold {k} at {source} is not a saved {kind!r} member")

@@ -494,3 +494,10 @@ def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
             bootstrap_gain(y, P[0], P[1], **{"metric": "rmse", **kwargs})
     with pytest.raises(ValueError, match=r"metric 'accuracy' does not score regression"):
         cross_fitted("mean", {}, P, y, "accuracy")
+
+
+def test_members_predicting_different_rows_are_named_in_one_line():
+    from ensembles import make
+
+    with pytest.raises(ValueError, match=r"same rows, got shapes member 0 \(4,\), member 1 \(3,\)"):
+        make("mean").fit([np.zeros(4), np.zeros(3)], np.zeros(4))

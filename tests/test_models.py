@@ -974,3 +974,18 @@ def test_a_lightgbm_member_predicts_no_rows_as_no_rows_of_every_class(tiny, tmp_
     save_member("lightgbm", trained.member, tmp_path / "m")
     loaded = load_member(tmp_path / "m")
     assert loaded.predict(X[:0], CLASSES).shape == (0, 3)
+
+
+def test_a_member_saved_as_another_kind_or_twice_into_one_bag_folder_is_said_or_replaced(
+    tiny, tmp_path
+):
+    from models.store import load_member, save_bag, save_member
+
+    spec, X, y, _ = tiny
+    member = REGISTRY["logistic"].train(spec, CLASSES, {}, (X, y), (X, y), None).member
+    with pytest.raises(ValueError, match=r"this member is of kind 'logistic', not 'mlp'"):
+        save_member("mlp", member, tmp_path / "wrong")
+    fold = save_member("logistic", member, tmp_path / "fold")
+    save_bag("logistic", [fold], tmp_path / "bag")
+    save_bag("logistic", [fold], tmp_path / "bag")  # again
+    assert load_member(tmp_path / "bag").predict(X, CLASSES).shape == (48, 3)
