@@ -221,6 +221,9 @@ class ModelKind:
         standardised (after ``log1p`` with ``log_target``) for kinds that ``scales_target``,
         or whenever ``log_target``; both become part of the returned member."""
         (X, y), (X_val, y_val) = train, val
+        X, X_val = (
+            np.asarray(v, dtype=np.float32) if isinstance(v, list) else v for v in (X, X_val)
+        )
         check_labels(y, task, "training", every_class=True)
         check_labels(y_val, task, "validation")
         device = self.setup(seed=seed, cpus=cpus, gpus=gpus)

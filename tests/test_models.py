@@ -960,6 +960,8 @@ def test_a_member_reads_a_frames_features_by_name_and_names_those_missing(tiny):
     shuffled = frame[list(reversed(names))].assign(extra=1.0)
     np.testing.assert_allclose(member.predict(shuffled, REGRESSION), expected, atol=1e-5)
     np.testing.assert_allclose(member.predict(X.tolist(), REGRESSION), expected, atol=1e-5)
+    listed = REGISTRY["mlp"].train(spec, REGRESSION, {}, (X.tolist(), y_reg), (X, y_reg), None)
+    assert listed.member.predict(X.tolist(), REGRESSION).shape == (48,)  # rows as lists
     with pytest.raises(ValueError, match=r"the rows lack 1 of this member's 16 features \('f3'\)"):
         member.predict(frame.drop(columns="f3"), REGRESSION)
 
