@@ -316,6 +316,9 @@ class Column:
     year_last: bool = True
     # numeric, read with a decimal comma: every training value whole (a dot grouped thousands)
     whole: bool = False
+    # numeric: booleans (True, "false") read as 1/0, for a column of only 0s and 1s in the
+    # training rows; in any other (a year) they are no number, so missing
+    bools: bool = True
 
     def served_dayfirst(self, values: pd.Series) -> bool:
         """How served dates with the year last read: as the training rows' did, or, when
@@ -398,6 +401,9 @@ class TablePrep:
             if column is not None and column.kind == "numeric" and name in comma:
                 column.decimal = ","
                 column.whole = name in grouped
+            if column is not None and column.kind == "numeric":
+                numbers = _numbers(present, column.formatted, column.decimal).dropna()
+                column.bools = bool(numbers.isin((0.0, 1.0)).all())
             if column is not None:
                 self.columns.append(column)
         if not self.columns:
@@ -551,7 +557,7 @@ class TablePrep:
             values = frame[col.name].reset_index(drop=True)
             values = values.mask(values.map(_says_missing))  # "", "NaN": missing, as pandas reads
             if col.kind == "numeric":
-                read = _numbers(values, col.formatted, col.decimal)
+                read = _numbers(values, col.formatted, col.decimal, col.bools)
                 # text that is no number, and infinite or past float32's range (1e39, inf)
                 bad = values.notna() & ~(read.abs() <= FLOAT32_MAX)
                 bad |= col.misread_dots(read.to_numpy(np.float64, na_value=np.nan), values)
@@ -600,7 +606,7 @@ class TablePrep:
                 dates = _to_dates(zoned, col.served_dayfirst(zoned))
                 parts = _date_parts(dates.dt.tz_convert(col.tz or "UTC"))
             else:
-                numbers = _numbers(values, col.formatted, col.decimal)
+                numbers = _numbers(values, col.formatted, col.decimal, col.bools)
                 parts = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
                 parts = np.where(col.misread_dots(parts, values), np.nan, parts)[:, None]
             return self._filled(col, parts)
@@ -693,17 +699,18 @@ def _stored(values: pd.Series) -> np.ndarray:
     ).to_numpy(dtype=bool)
 
 
-def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:
-    """Booleans (also as text) to 0/1 so boolean columns read as numbers; with ``formatted``
-    also numbers written with thousands commas or a currency sign ("1,234.5", "$12.50") to
-    floats, and with ``decimal=","`` numbers written "1.234,5"; the rest unchanged."""
+def _number(value: Any, formatted: bool = False, decimal: str = ".", bools: bool = True) -> Any:
+    """Booleans (also as text) to 0/1 so boolean columns read as numbers (missing where not
+    ``bools``); with ``formatted`` also numbers written with thousands commas or a currency
+    sign ("1,234.5", "$12.50") to floats, and with ``decimal=","`` numbers written "1.234,5";
+    the rest unchanged."""
     if isinstance(value, (bool, np.bool_)):
-        return float(value)
+        return float(value) if bools else np.nan
     if not isinstance(value, str):
         return value
     text = value.strip()
     if text.lower() in ("true", "false"):
-        return float(text.lower() == "true")
+        return float(text.lower() == "true") if bools else np.nan
     if decimal == ",":
         if not DECIMAL_COMMA_TEXT.match(text):
             return np.nan  # a decimal dot where numbers were written "0,5": missing
@@ -719,12 +726,14 @@ def _number(value: Any, formatted: bool = False, decimal: str = ".") -> Any:
         return value
 
 
-def _numbers(values: pd.Series, formatted: bool = False, decimal: str = ".") -> pd.Series:
+def _numbers(
+    values: pd.Series, formatted: bool = False, decimal: str = ".", bools: bool = True
+) -> pd.Series:
     """Cells as float64 numbers, as ``_number`` reads them; anything else is missing."""
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         # nullable Int64 / Float64 too: pandas 2 refuses astype(float64) with missing values
         return pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan), index=values.index)
-    read = values.map(lambda v: _number(v, formatted, decimal))
+    read = values.map(lambda v: _number(v, formatted, decimal, bools))
     return pd.to_numeric(read, errors="coerce").astype(np.float64)
 
 

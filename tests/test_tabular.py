@@ -716,3 +716,29 @@ def test_dates_served_with_the_year_last_to_a_column_trained_on_iso_dates_read_a
     for column in old["columns"]:
         column.pop("year_last", None)
     assert TablePrep.from_dict(old).columns[0].year_last is True
+
+
+def test_booleans_served_to_a_column_of_numbers_other_than_0_and_1_are_missing_and_said():
+    """A year column read a served True (or "true") as the year 1: a prediction ten times
+    the target's range, silently. A column of 0s and 1s still reads booleans as 1 and 0."""
+    frame = pd.DataFrame(
+        {
+            "year": [2007, 2008, 2009, 2008] * 5,
+            "member": [0, 1, 1, 0] * 5,
+            "flag": [True, False, True, True] * 5,
+        }
+    )
+    prep = TablePrep().fit(frame)
+    prep = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))  # as a served model
+    served = pd.DataFrame({"year": [True, "false", 2009], "member": [True, "false", 1]})
+    served["flag"] = ["true", False, True]
+    X = prep.transform(served)
+    year = prep.feature_names.index("year")
+    assert X[:, year].tolist() == [2008.0, 2008.0, 2009.0]  # the training median, not 1 and 0
+    assert X[:, prep.feature_names.index("member")].tolist() == [1.0, 0.0, 1.0]
+    assert X[:, prep.feature_names.index("flag")].tolist() == [1.0, 0.0, 1.0]
+    assert prep.unreadable(served) == {"year": (2, "True")}
+    legacy = prep.to_dict()  # a member saved before: booleans read as numbers, as they were
+    for column in legacy["columns"]:
+        del column["bools"]
+    assert TablePrep.from_dict(legacy).transform(served)[0, year] == 1.0
