@@ -28,6 +28,7 @@ from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport
 from models import safe_io
 from models.store import MANIFEST, read_manifest, sha256
+from runner import pyfunc_model
 from runner.contracts import (
     BEATS_BEST_MEMBER,
     BEST_MEMBER,
@@ -335,6 +336,8 @@ def log_pyfunc(
                 pip_requirements=_requirements(kinds),
                 signature=signature,
                 metadata=_metadata(classes, inputs, named),
+                # MLmodel pins the spec, which pins the estimator and the members
+                model_config={pyfunc_model.SPEC_SHA256: sha256(spec_path)},
                 # a loaded model names its run (model.metadata.run_id), as log_model's do
                 mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
             )

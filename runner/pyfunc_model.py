@@ -18,6 +18,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+# the key of ``model_config`` (in the model's MLmodel file) pinning ensemble_spec.json
+SPEC_SHA256 = "ensemble_spec_sha256"
+
 
 class BadInput(MlflowException, ValueError):
     """Input the model cannot read, in one line: MLflow's scoring server answers 400 with
@@ -49,7 +52,14 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         from models.base import Task
         from models.store import ArtifactError, sha256
 
-        spec = _read_spec(Path(context.artifacts["ensemble_spec"]), ArtifactError)
+        spec_path = Path(context.artifacts["ensemble_spec"])
+        pinned_spec = (context.model_config or {}).get(SPEC_SHA256)  # None: logged before
+        if pinned_spec is not None and (found := sha256(spec_path)) != pinned_spec:
+            raise ArtifactError(
+                f"refusing to load {spec_path}: its sha256 is {found}, the model's MLmodel "
+                f"recorded {pinned_spec} (the file changed after it was logged)"
+            )
+        spec = _read_spec(spec_path, ArtifactError)
         self.task = Task(spec["task"]["kind"], spec["task"]["n_classes"])
         path, recorded = context.artifacts["estimator"], spec.get("estimator_sha256")
         if recorded is None:
@@ -57,6 +67,8 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"refusing to load {path}: ensemble_spec.json records no estimator_sha256 "
                 "(a model logged before estimators were checked); re-export it"
             )
+        if not Path(path).is_file():
+            raise ArtifactError(f"refusing to load the ensemble: {path} is missing")
         if (digest := sha256(path)) != recorded:
             raise ArtifactError(
                 f"refusing to load {path}: its sha256 is {digest}, ensemble_spec.json recorded "
@@ -80,8 +92,12 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         pinned = spec.get("member_sha256")  # None in a model logged before members were pinned
         for i in used if pinned is not None else ():
             manifest = Path(context.artifacts[f"member_{i}"]) / "kind.json"
-            found = sha256(manifest) if manifest.is_file() else "no file"
-            if found != pinned.get(str(i)):
+            if not manifest.is_file():
+                raise ArtifactError(
+                    f"refusing to load member {i} ({spec['names'][i]}): {manifest} is missing "
+                    "(the member's folder changed after the ensemble was logged)"
+                )
+            if (found := sha256(manifest)) != pinned.get(str(i)):
                 raise ArtifactError(
                     f"refusing to load member {i} ({spec['names'][i]}): its {manifest} has "
                     f"sha256 {found}, ensemble_spec.json recorded {pinned.get(str(i))} (the "

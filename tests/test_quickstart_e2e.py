@@ -234,6 +234,18 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     shutil.copytree(folders[1], folders[0])
     with pytest.raises(Exception, match="refusing to load member .*kind.json has sha256"):
         mlflow.pyfunc.load_model(str(local))
+    shutil.rmtree(folders[0])  # a member's folder gone
+    with pytest.raises(Exception, match=r"refusing to load member 0 .*kind.json is missing"):
+        mlflow.pyfunc.load_model(str(local))
+    shutil.copytree(folders[1], folders[0])
+    # the spec, which pins the rest, is pinned by the MLmodel: one byte edited is refused
+    spec = local / shipped["artifacts"]["ensemble_spec"]["path"]
+    text = spec.read_text()
+    edited = text.replace('"n_features": 64', '"n_features": 65')
+    assert edited != text
+    spec.write_text(edited)
+    with pytest.raises(Exception, match=r"ensemble_spec.json: its sha256 is .* MLmodel recorded"):
+        mlflow.pyfunc.load_model(str(local))
 
 
 def assert_model_serves(workdir: Path, summary: dict) -> None:
