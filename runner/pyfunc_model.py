@@ -237,12 +237,17 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         width = self.n_features
         if width is None:  # a model logged before the feature count was recorded
             return X
+        if X.size == 0 and len(X):  # rows without values: the request lost its columns
+            raise BadInput(
+                f"the input has {len(X)} row(s) but no values; this model takes rows of {width} "
+                "features" + (" or images" if images else "")
+            )
         if X.size == 0:
             return X.reshape(0, width)
         if X.ndim == 1 and X.size == width:
             X = X.reshape(1, width)  # one row
         elif self.image_shape is not None and (
-            X.ndim >= 3 or X.shape == self.image_shape[:2]
+            X.ndim >= 3 or X.shape == self.image_shape[:2] or self._grey_image_of_any_size(X)
         ):  # images: a batch, or one alone (a grey one may come as (h, w))
             X = self._images(X, width)
         elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
@@ -264,6 +269,13 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 "model's members were trained on complete numbers"
             )
         return X
+
+    def _grey_image_of_any_size(self, X: np.ndarray) -> bool:
+        """Whether ``X`` is one grey (h, w) image for a model that resizes grey images: two
+        dimensions, but not rows of its features."""
+        shape = self.image_shape
+        grey = shape is not None and shape[-1] == 1 and self.resizes_images
+        return grey and X.ndim == 2 and X.shape[1] != self.n_features
 
     def _images(self, X: np.ndarray, width: int) -> np.ndarray:
         """Images in the trained shape, one (h, w, c) or a batch (n, h, w, c); (h, w) for
@@ -467,13 +479,15 @@ def _names(columns, limit: int = 20) -> str:
 
 def _image_batch(X: np.ndarray, channels: int) -> np.ndarray | None:
     """Images of any size as a batch (n, h, w, channels): a batch, one image, or (grey) a
-    batch of (h, w) images; None for any other shape (other colours among them: a
-    three-dimensional input ending in 3 or 4 is one colour image; a two-dimensional one is
-    rows, never an image of another size)."""
+    batch of (h, w) images, or one (h, w) (the caller has ruled out rows of the features);
+    None for any other shape (other colours among them: a three-dimensional input ending in 3
+    or 4 is one colour image)."""
     if X.ndim == 4:
         return X if X.shape[-1] == channels else None
     if X.ndim == 3 and X.shape[-1] in (3, 4):
         return X[None] if X.shape[-1] == channels else None
+    if channels == 1 and X.ndim == 2:  # one grey image (h, w), not rows of the features
+        return X[None, :, :, None]
     if channels != 1 or X.ndim != 3:
         return None
     return X[None] if X.shape[-1] == 1 else X[..., None]  # (h, w, 1) alone, or (n, h, w)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from test_spec import spec_of
@@ -226,3 +227,23 @@ def test_a_resizing_model_reads_grey_images_of_any_size_and_refuses_colour_ones(
     # a bagged member (runner.folds) resizes as its fold models do
     fold = Member(None, None, image_shape=(5, 3, 1), resizes_images=True)
     assert Bag([fold, fold]).resizes_images
+
+
+def test_a_model_resizing_grey_images_takes_one_of_any_size_as_two_dimensions():
+    """One grey 20x20 image was refused as rows of 20 features by a model that resizes."""
+    from runner.pyfunc_model import BadInput, EnsembleModel
+
+    model = EnsembleModel()
+    model.image_shape, model.n_features, model.resizes_images = (8, 8, 1), 64, True
+    model.pixel_range, model.feature_names = (0.0, 255.0), None
+    image = np.tile(np.linspace(0, 255, 20), (20, 1))
+    one = model._feature_rows(image)
+    assert one.shape == (1, 64)
+    np.testing.assert_allclose(one, model._feature_rows(image[None]))  # as a batch of one
+    assert model._feature_rows(np.zeros((3, 64))).shape == (3, 64)  # rows of its features
+    assert model._feature_rows(np.zeros((0, 64))).shape == (0, 64)  # no rows in, none out
+    with pytest.raises(BadInput, match=r"the input has 3 row\(s\) but no values; this model"):
+        model._feature_rows(pd.DataFrame(index=range(3)))  # records without fields
+    model.resizes_images = False  # a model of one size: two dimensions are rows
+    with pytest.raises(BadInput, match=r"the input has shape \(20, 20\); this model takes rows"):
+        model._feature_rows(image)
