@@ -137,8 +137,8 @@ class Conformal:
         half = self.q * (np.asarray(spread_, dtype=np.float64) + self.floor)
         pred = np.asarray(pred, dtype=np.float64)
         lower = pred - half
-        if self.lowest is not None:
-            lower = np.maximum(lower, self.lowest)
+        if self.lowest is not None:  # but never above the prediction (a far-out row's)
+            lower = np.minimum(np.maximum(lower, self.lowest), pred)
         return lower, np.maximum(pred + half, lower)
 
     def sets(self, proba: np.ndarray) -> np.ndarray:
