@@ -65,6 +65,7 @@ def cross_fitted_loss(
     cross-fitted predictions of every row; a single member's own loss."""
     from ensembles.budget import validation_loss
 
+    P, y = check_predictions(P, y)
     if P.shape[0] == 1:
         return validation_loss(P[0], y)
     metric = "log_loss" if P.ndim == 3 else "rmse"
@@ -123,7 +124,7 @@ def bootstrap_gain(
 ) -> dict[str, float]:
     """Gain of the ensemble over one member on test (positive = ensemble better), with a
     percentile bootstrap interval over test rows."""
-    both, y = check_predictions(np.stack([np.asarray(ensemble_pred), np.asarray(member_pred)]), y)
+    both, y = check_predictions([ensemble_pred, member_pred], y)
     ensemble_pred, member_pred = both
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a whole number >= 1, got {n_boot!r}")

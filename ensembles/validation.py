@@ -26,10 +26,14 @@ def check_predictions(P: np.ndarray, y: np.ndarray | None = None) -> tuple[np.nd
     Regression predictions shaped (members, n, 1), as Keras regressors give them, are
     taken as (members, n)."""
     if isinstance(P, (list, tuple)):
-        shapes = [np.shape(p) for p in P]
+        # a Keras regressor's (rows, 1) beside others' (rows,): the same predictions
+        P = [p[:, 0] if np.ndim(p) == 2 and np.shape(p)[1] == 1 else p for p in map(np.asarray, P)]
+        shapes = [p.shape for p in P]
         if len(set(shapes)) > 1:
             said = ", ".join(f"member {i} {shape}" for i, shape in enumerate(shapes))
-            raise ValueError(f"every member must predict the same rows, got shapes {said}")
+            raise ValueError(
+                f"every member's predictions must have the same shape (rows[, classes]), got {said}"
+            )
     P = np.asarray(P, dtype=np.float64)
     if P.ndim == 3 and P.shape[2] == 1:
         P = P[:, :, 0]

@@ -344,6 +344,6 @@ def _training_options(options: Any) -> Any:
     if not isinstance(options, TrainingOptions):
         raise TypeError(
             "a Keras member's options must be a models.training.TrainingOptions, a mapping of "
-            f"its fields or None (the defaults), got {type(options).__name__}"
+            f"its fields or None (the defaults), got {options!r} ({type(options).__name__})"
         )
     return options

@@ -221,9 +221,11 @@ class ModelKind:
         standardised (after ``log1p`` with ``log_target``) for kinds that ``scales_target``,
         or whenever ``log_target``; both become part of the returned member."""
         (X, y), (X_val, y_val) = train, val
+        rows = (list, tuple)  # rows or labels as Python sequences
         X, X_val = (
-            np.asarray(v, dtype=np.float32) if isinstance(v, list) else v for v in (X, X_val)
+            np.asarray(v, dtype=np.float32) if isinstance(v, rows) else v for v in (X, X_val)
         )
+        y, y_val = (np.asarray(v) if isinstance(v, rows) else v for v in (y, y_val))
         check_labels(y, task, "training", every_class=True)
         check_labels(y_val, task, "validation")
         device = self.setup(seed=seed, cpus=cpus, gpus=gpus)

@@ -75,6 +75,12 @@ class Member:
             or columns == [str(k) for k in range(len(columns))]
         ):
             return frame
+        twice = sorted({c for c in columns if columns.count(c) > 1} & set(names))
+        if twice:
+            raise ValueError(
+                f"the rows name the feature(s) {', '.join(map(repr, twice))} more than once; "
+                "pass each column once"
+            )
         missing = [n for n in names if n not in set(columns)]
         if missing:
             raise ValueError(

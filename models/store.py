@@ -117,27 +117,37 @@ def _checked(folder: Path, name: str, recorded: str) -> Path:
 
 def save_bag(kind: str, fold_folders: list[str | Path], folder: str | Path) -> Path:
     """Copy the saved members of a bagged member's folds into ``folder`` (``fold0``, ...)
-    and write the bag's manifest."""
+    and write the bag's manifest. The bag is put together beside ``folder`` and then takes
+    its place whole: a bag saved there before is replaced (its folds may be the sources),
+    and one that fails to save leaves what was there."""
     import shutil
+    import tempfile
 
     entry = get(kind)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    folds = []
-    for k, source in enumerate(fold_folders):
-        target = folder / f"fold{k}"
-        shutil.rmtree(target, ignore_errors=True)  # a bag saved here before: replaced
-        shutil.copytree(source, target)
-        if read_manifest(target)["kind"] != kind:
-            raise ArtifactError(f"fold {k} at {source} is not a saved {kind!r} member")
-        folds.append({"folder": target.name, "sha256": sha256(target / MANIFEST)})
-    manifest = {
-        "kind": kind,
-        "module": module_of(kind),
-        "framework": entry.framework,
-        "bag": folds,
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        folds = []
+        for k, source in enumerate(fold_folders):
+            target = staging / f"fold{k}"
+            shutil.copytree(source, target)
+            if read_manifest(target)["kind"] != kind:
+                raise ArtifactError(f"fold {k} at {source} is not a saved {kind!r} member")
+            folds.append({"folder": target.name, "sha256": sha256(target / MANIFEST)})
+        manifest = {
+            "kind": kind,
+            "module": module_of(kind),
+            "framework": entry.framework,
+            "bag": folds,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return folder
 
 

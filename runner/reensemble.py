@@ -184,7 +184,7 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError(f"unknown ensemble method {args.method!r}; known: {known_methods}")
     params = args.params = {
         **sweep_defaults(args.method),
-        **as_default_types(args.method, params),  # l2=0 is the default l2: 0.0
+        **as_default_types(args.method, params),  # l2=0 read as the float l2 is: 0.0
     }
     try:
         ensembles.make(args.method, **params).check_params()

@@ -477,13 +477,15 @@ def test_text_labels_in_an_object_array_are_refused_in_one_line():
 
 
 def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
-    from ensembles.honest import bootstrap_gain, cross_fitted
+    from ensembles.honest import bootstrap_gain, cross_fitted, cross_fitted_loss
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=50)
     P = np.stack([y + rng.normal(size=50), y + rng.normal(size=50)])
     column = bootstrap_gain(y, P[0][:, None].tolist(), P[1][:, None], "rmse", n_boot=20)
     assert column == bootstrap_gain(y, P[0], P[1], "rmse", n_boot=20)  # (n, 1) and lists
+    assert column == bootstrap_gain(y, P[0], P[1][:, None], "rmse", n_boot=20)  # mixed
+    assert cross_fitted_loss("mean", {}, P[:, :, None], y) == cross_fitted_loss("mean", {}, P, y)
     assert cross_fitted("mean", {}, P.tolist(), y, "rmse")["folds"] == 5
     for kwargs, message in (
         ({"n_boot": 0}, r"n_boot must be a whole number >= 1, got 0"),
@@ -499,5 +501,9 @@ def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
 def test_members_predicting_different_rows_are_named_in_one_line():
     from ensembles import make
 
-    with pytest.raises(ValueError, match=r"same rows, got shapes member 0 \(4,\), member 1 \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"same shape \(rows\[, classes\]\), got member 0 \(4,\), member 1 \(3,\)"
+    ):
         make("mean").fit([np.zeros(4), np.zeros(3)], np.zeros(4))
+    fitted = make("mean").fit([np.zeros(4), np.ones((4, 1))], np.zeros(4))  # (n,) and (n, 1)
+    assert fitted.predict([np.zeros(4), np.ones((4, 1))]).tolist() == [0.5] * 4

@@ -944,7 +944,9 @@ def test_a_keras_member_takes_default_options_or_their_fields_and_names_anything
     assert entry.train(spec, CLASSES, {}, (X, y), (X, y), None).epochs_run >= 1
     fields = TrainingOptions(epochs=1).as_params()
     assert entry.train(spec, CLASSES, {}, (X, y), (X, y), options=fields).epochs_run == 1
-    with pytest.raises(TypeError, match=r"TrainingOptions, a mapping of its fields or None .*int"):
+    with pytest.raises(
+        TypeError, match=r"TrainingOptions, a mapping of its fields or None .*got 3 \(int\)"
+    ):
         entry.train(spec, CLASSES, {}, (X, y), (X, y), 3)
 
 
@@ -962,8 +964,14 @@ def test_a_member_reads_a_frames_features_by_name_and_names_those_missing(tiny):
     np.testing.assert_allclose(member.predict(X.tolist(), REGRESSION), expected, atol=1e-5)
     listed = REGISTRY["mlp"].train(spec, REGRESSION, {}, (X.tolist(), y_reg), (X, y_reg), None)
     assert listed.member.predict(X.tolist(), REGRESSION).shape == (48,)  # rows as lists
+    y = (np.arange(48) % 3).tolist()
+    classes = REGISTRY["mlp"].train(spec, CLASSES, {}, (X.tolist(), y), (tuple(X), y), None)
+    assert classes.member.predict(tuple(X), CLASSES).shape == (48, 3)  # labels as lists
     with pytest.raises(ValueError, match=r"the rows lack 1 of this member's 16 features \('f3'\)"):
         member.predict(frame.drop(columns="f3"), REGRESSION)
+    twice = pd.concat([frame, frame[["f2"]]], axis=1)
+    with pytest.raises(ValueError, match=r"the rows name the feature\(s\) 'f2' more than once"):
+        member.predict(twice, REGRESSION)
 
 
 def test_a_lightgbm_member_predicts_no_rows_as_no_rows_of_every_class(tiny, tmp_path):
@@ -981,13 +989,22 @@ def test_a_lightgbm_member_predicts_no_rows_as_no_rows_of_every_class(tiny, tmp_
 def test_a_member_saved_as_another_kind_or_twice_into_one_bag_folder_is_said_or_replaced(
     tiny, tmp_path
 ):
-    from models.store import load_member, save_bag, save_member
+    from models.store import ArtifactError, load_member, save_bag, save_member
 
     spec, X, y, _ = tiny
     member = REGISTRY["logistic"].train(spec, CLASSES, {}, (X, y), (X, y), None).member
     with pytest.raises(ValueError, match=r"this member is of kind 'logistic', not 'mlp'"):
         save_member("mlp", member, tmp_path / "wrong")
     fold = save_member("logistic", member, tmp_path / "fold")
-    save_bag("logistic", [fold], tmp_path / "bag")
-    save_bag("logistic", [fold], tmp_path / "bag")  # again
-    assert load_member(tmp_path / "bag").predict(X, CLASSES).shape == (48, 3)
+    bag = tmp_path / "bag"
+    save_bag("logistic", [fold, fold, fold], bag)
+    save_bag("logistic", [fold], bag)  # again, with fewer folds: the bag replaced whole
+    assert sorted(p.name for p in bag.iterdir()) == ["fold0", "kind.json"]
+    save_bag("logistic", [bag / "fold0", fold], bag)  # a fold of the bag it replaces
+    assert load_member(bag).predict(X, CLASSES).shape == (48, 3)
+    ridge = REGISTRY["ridge"].train(spec, REGRESSION, {}, (X, y * 1.0), (X, y * 1.0), None)
+    other = save_member("ridge", ridge.member, tmp_path / "ridge")
+    with pytest.raises(ArtifactError, match=r"fold 1 at .* is not a saved 'logistic' member"):
+        save_bag("logistic", [fold, other], bag)
+    assert load_member(bag).predict(X, CLASSES).shape == (48, 3)  # the bag there stays whole
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".bag")) == []
