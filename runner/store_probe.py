@@ -39,7 +39,6 @@ def redact_uri(uri: str) -> str:
 
 
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
-SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 class StoreUnavailable(RuntimeError):
@@ -215,17 +214,33 @@ def _probe_path(path: Path, shown: str, is_file: bool) -> None:
         raise StoreUnavailable(f"tracking.uri {shown}: the store file {path} is not writable")
     if is_file and path.is_dir():
         raise StoreUnavailable(f"tracking.uri {shown}: {path} is a folder, not a store file")
-    if is_file and path.is_file() and path.stat().st_size:
-        # MLflow would retry opening another kind of file for minutes, then fail anyway
-        try:
-            with path.open("rb") as f:
-                header = f.read(16)
-        except OSError as err:
-            raise StoreUnavailable(
-                f"tracking.uri {shown}: cannot read the store file ({err.strerror})"
-            ) from None
-        if header != SQLITE_HEADER:
-            raise StoreUnavailable(
-                f"tracking.uri {shown}: {path} is not a SQLite database; point it at an MLflow "
-                "store or at a new file"
-            )
+    # MLflow would retry opening another kind of file for minutes, then fail anyway
+    if is_file and path.is_file() and path.stat().st_size and not _is_sqlite(path, shown):
+        raise StoreUnavailable(
+            f"tracking.uri {shown}: {path} is not a SQLite database; point it at an MLflow "
+            "store or at a new file"
+        )
+
+
+def _is_sqlite(path: Path, shown: str) -> bool:
+    """Whether the file at ``path`` is a SQLite database, asked of SQLite itself. Reading its
+    header with open() and closing the file would drop every POSIX lock this process holds on
+    it (a multirun's earlier job keeps the store open): another process closing the store
+    would then take itself for its last user and delete the write-ahead log this process
+    still writes to, losing those writes. SQLite keeps its own descriptors open until its
+    locks go."""
+    import sqlite3
+
+    if not os.access(path, os.R_OK):
+        raise StoreUnavailable(f"tracking.uri {shown}: cannot read the store file {path}")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return True  # MLflow says why it cannot open it
+    try:
+        con.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:  # other errors (locked...): MLflow says why
+        return "not a database" not in str(err)
+    finally:
+        con.close()
+    return True

@@ -130,3 +130,32 @@ def test_probe_storage_refuses_a_file_and_accepts_a_folder_to_be(tmp_path):
         probe_storage(f"file://{tmp_path / 'a-file'}", timeout=5)
     probe_storage(f"file://{tmp_path / 'new' / 'folder'}", timeout=5)
     assert not (tmp_path / "new").exists()
+
+
+def test_probing_a_store_this_process_writes_keeps_its_write_ahead_log(tmp_path):
+    """A multirun's later job probes the store its earlier job's connections hold open. Its
+    header read by open() and close() dropped this process's locks on the file: another
+    process closing the store then took itself for the last user and deleted the
+    write-ahead log this process still wrote to (its later runs never reached the store)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from runner.store_probe import probe
+
+    db = tmp_path / "mlflow.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    probe(f"sqlite:///{db}", timeout=5)
+    reader = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('select * from t')"
+    subprocess.run([sys.executable, "-c", reader + "; c.close()", str(db)], check=True)
+    assert (tmp_path / "mlflow.db-wal").exists()  # still this process's, not checkpointed away
+    writer.execute("INSERT INTO t VALUES (2)")
+    count = "; print(c.execute('select count(*) from t').fetchone()[0])"
+    seen = subprocess.run(
+        [sys.executable, "-c", reader + count, str(db)], capture_output=True, text=True
+    )
+    assert seen.stdout.strip() == "2"
+    writer.close()
