@@ -406,3 +406,11 @@ def test_a_stage_on_another_dataset_inherits_only_the_keys_that_dataset_reads():
         "+stages.pre.members={m: {model: mlp}}",
     )
     assert spec.stages[0].data.name == "fashion_mnist" and spec.stages[0].data.image_size is None
+
+
+def test_mlflow_experiment_name_in_the_environment_names_the_experiment(monkeypatch, tmp_path):
+    """MLflow's own variable was ignored: the runs went to the +experiment choice's name."""
+    assert spec_of(tmp=tmp_path).experiment == "quickstart"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-digits")
+    assert spec_of(tmp=tmp_path).experiment == "team-digits"
+    assert spec_of("experiment_name=mine", tmp=tmp_path).experiment == "mine"  # the override wins
