@@ -521,6 +521,10 @@ def parse_members(
         seen.add(name)
         if not NAME_PATTERN.match(name):
             raise _fail(where, f"member name {name!r} must match {NAME_PATTERN.pattern}")
+        if name in RESERVED_NAMES:
+            raise _fail(
+                where, f"member name {name!r} is the runner's own run's; name the member otherwise"
+            )
         allowed = ("model", "hparams", "training", "resources", "seed")
         for key in item:
             if key not in allowed:
@@ -893,6 +897,9 @@ def parse_model_modules(raw: Any) -> tuple[str, ...]:
             raise _fail("runner.model_modules", str(err)) from None
     return tuple(names)
 
+
+# names of the sweep's own runs and leaderboard rows, not for members
+RESERVED_NAMES = frozenset({"ensemble"})
 
 AUTO_FOLDS = 5  # runner.folds=auto: bag over this many folds ...
 AUTO_FOLD_ROWS = 10_000  # ... tables of at most this many training and validation rows

@@ -414,3 +414,9 @@ def test_mlflow_experiment_name_in_the_environment_names_the_experiment(monkeypa
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-digits")
     assert spec_of(tmp=tmp_path).experiment == "team-digits"
     assert spec_of("experiment_name=mine", tmp=tmp_path).experiment == "mine"  # the override wins
+
+
+def test_a_member_named_ensemble_is_refused():
+    """Its run and leaderboard row read as the ensemble's ("test gain over ensemble")."""
+    with pytest.raises(SpecError, match=r"member name 'ensemble' is the runner's own run's"):
+        spec_of("+model@members.ensemble=knn")
