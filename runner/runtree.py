@@ -175,11 +175,23 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
         params.pop("refit", None)
     if not params.get("teacher"):
         params.pop("teacher", None)
-    if member.searched:  # a sampled mapping option ({name: sgd, momentum: 0.9}) logs as the
-        # flattened keys an unsearched member's does (training.optimizer: sgd, ...momentum)
+    if _ignores_training(member.model):
+        params.pop("training", None)
+    elif member.searched:  # a sampled mapping option ({name: sgd, momentum: 0.9}) logs as
+        # the flattened keys an unsearched member's does (training.optimizer: sgd, ...momentum)
         with contextlib.suppress(TypeError, ValueError):
             params["training"] = TrainingOptions.from_params(member.training).as_params()
     return params
+
+
+def _ignores_training(kind: str) -> bool:
+    """Whether a zoo kind trains without the (Keras) training options: a scikit-learn or
+    booster member's run would list an optimizer and epochs it never used."""
+    import models
+    from models.registry import is_zoo
+
+    entry = models.REGISTRY.get(kind)
+    return entry is not None and is_zoo(models.module_of(kind)) and not entry.learns_in_epochs
 
 
 def _computed(config: Mapping[str, Any]) -> dict[str, Any]:

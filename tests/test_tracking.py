@@ -93,7 +93,8 @@ def test_a_member_run_appears_once_its_trial_has_run_a_while_with_what_was_logge
 
     spec = _spec(tmp_path)
     tree = RunTree(spec, "fp", {})
-    member = TrialInput("m", "logistic", "sklearn", {"C": 0.5}, {}, {"cpu": 1, "gpu": 0}, 0)
+    options = {"epochs": 30, "optimizer": "adam"}  # Keras' options: not a logistic's params
+    member = TrialInput("m", "logistic", "sklearn", {"C": 0.5}, options, {"cpu": 1, "gpu": 0}, 0)
     handle = tree.open_member("m", member, trial_id="t1", attempt=1, config_hash="h")
     tree.log_epoch(handle, {"val_loss": 0.5}, 1, {"node_ip": "1.2.3.4", "hostname": "h"})
     tree.log_epoch(handle, {"val_loss": 0.4}, 2)
@@ -102,6 +103,7 @@ def test_a_member_run_appears_once_its_trial_has_run_a_while_with_what_was_logge
     tree.create_due(now=time.time() + RunTree.DEFER_SECONDS + 1)
     (run,) = _member_runs(spec)
     assert run.info.status == "RUNNING" and run.data.params["hparams.C"] == "0.5"
+    assert not [k for k in run.data.params if k.startswith("training.")], run.data.params
     assert run.data.tags["runner.node_ip"] == "1.2.3.4"
     history = MlflowClient(spec.tracking_uri).get_metric_history(run.info.run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.4)]
