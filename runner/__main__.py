@@ -10,13 +10,18 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from runner import CONF_DIR, IMPORTED_AT, process_env
-from runner.hydra_errors import job_started, redact_saved_config, run_holding_stderr
+from runner.hydra_errors import (
+    extra_config_dirs,
+    job_started,
+    redact_saved_config,
+    run_holding_stderr,
+)
 
 if TYPE_CHECKING:
     from runner.data import Dataset
@@ -94,29 +99,11 @@ def _unresolved_value(cfg: DictConfig, key: str | None) -> str | None:
         return None
 
 
-def _extra_config_dirs(argv: list[str]) -> list[Path] | None:
-    """Config dirs the user adds (--config-dir, hydra.searchpath); None if we cannot tell."""
-    dirs: list[Path] = []
-    for i, arg in enumerate(argv):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
-            dirs.append(Path(argv[i + 1]))
-        elif arg.startswith("--config-dir="):
-            dirs.append(Path(arg.split("=", 1)[1]))
-        elif arg.lstrip("+").startswith("hydra.searchpath="):
-            for item in arg.split("=", 1)[1].strip("[]").split(","):
-                item = item.strip().strip("'\"")
-                if not item.startswith("file://"):
-                    return None  # pkg:// or other providers: let Hydra decide
-                dirs.append(Path(item[len("file://") :]))
-    return dirs
-
-
 def _check_experiment_override(argv: list[str]) -> None:
     """Reject an unknown +experiment=NAME with one line, before Hydra composes anything."""
-    extra = _extra_config_dirs(argv)
-    if extra is None or any(
-        a in ("--config-name", "-cn") or a.startswith("--config-name=") for a in argv
-    ):
+    extra = extra_config_dirs(argv)
+    other_primary = ("--config-name", "-cn", "--config-path", "-cp")
+    if extra is None or any(a in other_primary or a.startswith(other_primary) for a in argv):
         return  # another primary config may add search paths of its own: Hydra decides
     known = known_experiments(extra)
     for arg in argv:
@@ -205,6 +192,15 @@ def _job_began() -> float:
     return _JOBS_BEGUN[-1]
 
 
+def _listed(hydra_cfg: Any) -> list[str]:
+    """The +experiment=[a,b] overrides of the job (a list selects no single choice), read
+    without resolving the overrides' interpolations."""
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    return [a.split("=", 1)[1] for a in task or () if str(a).startswith("+experiment=")]
+
+
 def _job(cfg: DictConfig) -> None:
     """One run of the command (one job of a multirun): check, train, ensemble, report."""
     job_started()  # first: whatever fails from here on shows as it is
@@ -228,8 +224,13 @@ def _job(cfg: DictConfig) -> None:
     if hydra_cfg.mode == RunMode.MULTIRUN:  # multirun.yaml in the sweep's folder
         redact_saved_config(Path(hydra_cfg.sweep.dir))
     experiment = hydra_cfg.runtime.choices.get("experiment")
+    if experiment is None and not cfg.get("experiment_name") and (chosen := _listed(hydra_cfg)):
+        _fail(
+            f"+experiment={chosen[0]} selects several experiments: name the MLflow experiment "
+            "their runs go to with experiment_name=NAME"
+        )
     if experiment is None and not cfg.get("experiment_name"):
-        known = ", ".join(known_experiments(_extra_config_dirs(sys.argv[1:])))
+        known = ", ".join(known_experiments(extra_config_dirs(sys.argv[1:])))
         _fail(f"no experiment selected; pass +experiment=NAME, one of: {known}")
     try:
         raw = _resolved(cfg)

@@ -99,6 +99,25 @@ def with_hint(message: str, argv: Sequence[str] = ()) -> str:
     return message
 
 
+def extra_config_dirs(argv: Sequence[str]) -> list[Path] | None:
+    """Config dirs the user adds (--config-dir, hydra.searchpath); None if we cannot tell
+    (another provider than file://, an interpolation, a folder that is not there: Hydra
+    says)."""
+    dirs: list[Path] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+        elif arg.startswith(("--config-dir=", "-cd=")):
+            dirs.append(Path(arg.split("=", 1)[1]))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            for item in arg.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if not item.startswith("file://") or "${" in item:
+                    return None
+                dirs.append(Path(item[len("file://") :]))
+    return None if any(not d.expanduser().is_dir() for d in dirs) else dirs
+
+
 def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
     """The config the command line composes without its override of ``key`` (and without
     Hydra's own settings and flags), as a plain dict; empty when that does not compose."""
@@ -121,6 +140,10 @@ def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
             return False
 
     overrides = [arg for arg in argv if kept(arg)]
+    extra = extra_config_dirs(argv) or []
+    if extra:  # the user's config folders, where their experiment may live
+        paths = ",".join(f"file://{d.expanduser().resolve()}" for d in extra)
+        overrides.append(f"hydra.searchpath=[{paths}]")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers import INFRA_MEMBERS, SHARED_DATA, read_summary, run_cli
@@ -324,3 +326,59 @@ def test_a_key_hydra_does_not_know_is_compared_with_the_keys_it_does():
     assert closest_key(config, "runner.zzz") is None
     assert closest_key(config, "nothing.like.it") is None
     assert closest_key({}, "runner.fold") is None
+
+
+def _users_experiments(folder: Path) -> Path:
+    """A user's config folder with two experiments of their own: ``mine`` (an MLP and a
+    logistic regression on digits) and ``extra`` (one k-NN member more)."""
+    (folder / "experiment").mkdir(parents=True)
+    (folder / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /model@members.small: mlp\n"
+        "  - /model@members.lr: logistic\n  - override /data: digits\n"
+    )
+    (folder / "experiment" / "extra.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /model@members.knn: knn\n"
+    )
+    return folder
+
+
+def test_a_users_experiments_compose_however_hydra_is_pointed_at_them(workdir):
+    """The experiment check rebuilt Hydra's search path from the command line: it refused an
+    experiment found through --config-path (a copy of the whole conf/) or an interpolated
+    hydra.searchpath, and said "unknown experiment" for a --config-dir that is not there."""
+    import shutil
+
+    from runner import CONF_DIR
+    from runner.hydra_errors import extra_config_dirs
+
+    own = _users_experiments(workdir / "myconf")
+    whole = workdir / "conf2"
+    shutil.copytree(CONF_DIR, whole)
+    shutil.copy(own / "experiment" / "mine.yaml", whole / "experiment" / "mine.yaml")
+    done = run_cli(workdir, "--config-path", str(whole), "+experiment=mine", "--cfg", "job")
+    assert done.returncode == 0 and "small:" in done.stdout, done.stderr[-2000:]
+    assert extra_config_dirs(["hydra.searchpath=[file://${oc.env:HOME}/c]"]) is None
+    assert extra_config_dirs(["--config-dir", str(workdir / "nope")]) is None  # Hydra says
+    assert extra_config_dirs(["--config-dir", str(own)]) == [own]
+    missing = run_cli(workdir, "--config-dir", str(workdir / "myconff"), "+experiment=mine")
+    assert missing.returncode != 0 and "unknown experiment" not in missing.stderr
+    assert "myconff" in missing.stderr
+
+
+def test_a_users_experiment_gets_the_key_hint_and_several_experiments_a_name(workdir):
+    own = _users_experiments(workdir / "myconf")
+    typo = run_cli(workdir, "--config-dir", str(own), "+experiment=mine", "training.epoch=3")
+    assert typo.returncode == 2 and "did you mean training.epochs?" in typo.stderr, typo.stderr
+    both = run_cli(
+        workdir,
+        "--config-dir",
+        str(own),
+        "+experiment=[mine,extra]",
+        f"tracking.uri=sqlite:///{workdir}/mlflow.db",
+    )
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "error: +experiment=[mine,extra] selects several experiments: name the MLflow "
+        "experiment their runs go to with experiment_name=NAME"
+    )
+    assert not (workdir / "mlflow.db").exists()
