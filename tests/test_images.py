@@ -213,7 +213,8 @@ def test_a_resizing_model_reads_grey_images_of_any_size_and_refuses_colour_ones(
     batch = _image_batch(deep, 1)
     assert batch.shape == (2, 10, 6, 1)
     assert _image_batch(np.zeros((10, 6, 1)), 1).shape == (1, 10, 6, 1)
-    assert _image_batch(deep[0], 1) is None  # (h, w) is rows of features, never an image
+    # one grey (h, w) image (the served model has ruled out rows of its features)
+    assert _image_batch(deep[0], 1).shape == (1, 10, 6, 1)
     assert _image_batch(np.zeros((10, 6, 3)), 1) is None  # colour for a grey model
     assert _image_batch(np.zeros((2, 10, 6, 3)), 3).shape == (2, 10, 6, 3)
     assert _image_batch(np.zeros((2, 10, 6)), 3) is None  # grey for a colour model
