@@ -149,7 +149,8 @@ def parse(argv: Sequence[str]) -> Args:
     if "experiment" not in known:
         raise UsageError("experiment=NAME is required")
     args = Args(**known, params=params)
-    args.experiment = str(args.experiment)
+    # a sweep of +experiment=team/nested logs to the MLflow experiment team.nested
+    args.experiment = str(args.experiment).replace("/", ".")
     for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", MIN_BOOT)):
         value = getattr(args, key)
         if value is None:
@@ -256,6 +257,11 @@ def collect(client, args: Args, tmp: Path) -> tuple[list[MemberPredictions], dic
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments())
         raise UsageError(f"no experiment {args.experiment!r} in the store; experiments: {names}")
+    if experiment.lifecycle_stage == "deleted":  # its runs are there, but read as none
+        raise UsageError(
+            f"experiment {args.experiment!r} (id {experiment.experiment_id}) is deleted; restore "
+            f"it (mlflow experiments restore --experiment-id {experiment.experiment_id})"
+        )
     sweeps, parents = _sweep_ids(client, experiment.experiment_id, args.sweeps)
     runs = sorted(
         (

@@ -146,8 +146,25 @@ def test_unknown_experiment_and_no_finished_members_are_clear(tmp_path):
     db = make_store(tmp_path, {"a": "FAILED", "b": "KILLED"})
     line = one_error_line(run(tmp_path, "experiment=nope", f"tracking_uri={db}"))
     assert "no experiment 'nope' in the store; experiments: exp" in line
+    # +experiment=team/nested logged to the MLflow experiment team.nested: read as that
+    line = one_error_line(run(tmp_path, "experiment=team/nested", f"tracking_uri={db}"))
+    assert "no experiment 'team.nested' in the store" in line
     line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
     assert "experiment 'exp' has no finished members in sweeps s1" in line
+
+
+def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED"})
+    client = MlflowClient(db)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    client.delete_experiment(experiment)
+    line = one_error_line(run(tmp_path, "experiment=exp", f"tracking_uri={db}"))
+    assert line == (
+        f"error: experiment 'exp' (id {experiment}) is deleted; restore it (mlflow experiments "
+        f"restore --experiment-id {experiment})"
+    )
 
 
 def test_members_of_a_parent_run_deleted_in_mlflow_are_left_out(tmp_path):
