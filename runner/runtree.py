@@ -247,6 +247,28 @@ def live_experiment(client: MlflowClient, name: str) -> Any:
     return experiment
 
 
+def _check_not_renamed(client: MlflowClient, spec: RunSpec) -> None:
+    """ResumeError if ``runner.sweep_id`` names a sweep of this experiment that now lives in
+    an experiment of another name (renamed in the MLflow UI): started again here, the whole
+    sweep would train anew under the same id."""
+    others = {e.experiment_id: e for e in client.search_experiments() if e.name != spec.experiment}
+    ids = list(others)
+    for start in range(0, len(ids), 100):  # in as few requests as the store takes
+        found = client.search_runs(
+            ids[start : start + 100],
+            f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{spec.sweep_id}' and "
+            f"tags.`{EXPERIMENT}` = '{spec.experiment}'",
+            max_results=1,
+        )
+        if found:
+            other = others[found[0].info.experiment_id]
+            raise ResumeError(
+                f"sweep {spec.sweep_id} of experiment {spec.experiment!r} is in the MLflow "
+                f"experiment {other.name!r} (id {other.experiment_id}; renamed?): pass "
+                f"experiment_name={other.name} to resume it there, or another runner.sweep_id"
+            )
+
+
 def _other_data(parent: Any, fingerprint: str | None) -> str | None:
     """The data split a sweep ran on when it is not ``fingerprint``'s (None: the same, or
     not known)."""
@@ -544,6 +566,8 @@ class RunTree:
         for run in runs:
             if run.info.status == "FINISHED":
                 raise _already_finished(client, run, spec, fingerprint)
+        if not runs and client is not None:
+            _check_not_renamed(client, spec)
         if spec.resume and not runs:
             unfinished = (
                 []

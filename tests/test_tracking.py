@@ -189,3 +189,21 @@ def test_a_bag_skipped_before_its_tag_existed_still_says_how_many_folds_it_lacks
     assert _folds_missing(old) == {"folds_missing": 3, "folds": 5}
     assert _folds_missing({**old, "runner.folds_missing": "4"})["folds_missing"] == 4
     assert _folds_missing({"runner.skipped": "runner.time_limit passed"}) == {}
+
+
+def test_a_named_sweep_of_an_experiment_renamed_in_mlflow_is_not_started_anew(tmp_path):
+    """Renamed in the UI, the experiment's name was free: the same sweep id trained anew."""
+    import pytest
+
+    from runner.errors import ResumeError
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {"train": 1, "val": 1, "test": 1})
+    tree.close("KILLED")
+    client = MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name("unit").experiment_id
+    client.rename_experiment(experiment, "unit-2025")
+    with pytest.raises(ResumeError, match=r"sweep s1 of experiment 'unit' is in the MLflow "):
+        RunTree.check_not_finished(spec)
+    RunTree.check_not_finished(replace(spec, sweep_id="s2"))  # another id: a new sweep
+    RunTree.check_not_finished(replace(spec, experiment="unit-2025"))  # resumed there
