@@ -30,6 +30,11 @@ class ArtifactError(ValueError):
     """A saved member that cannot be trusted or read; one line for the user."""
 
 
+# the key of a served ensemble's ``model_config`` (in its MLmodel file) pinning the sha256
+# of its ensemble_spec.json, which pins the rest
+SPEC_SHA256 = "ensemble_spec_sha256"
+
+
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

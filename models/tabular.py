@@ -537,9 +537,9 @@ class TablePrep:
             for col in self.columns
             if col.kind in ("numeric", "date")
             and col.name in frame.columns
-            and (col.name, col.kind, col.formatted, col.decimal) not in checked
+            and (col.name, col.kind, col.formatted, col.decimal, col.bools) not in checked
         ]
-        checked.update((col.name, col.kind, col.formatted, col.decimal) for col in todo)
+        checked.update((col.name, col.kind, col.formatted, col.decimal, col.bools) for col in todo)
         stored = self._stored_numbers(frame, {col.name for col in todo})
         if stored:  # numbers stored as numbers: infinite or past float32's range, all at once
             names = list(stored)

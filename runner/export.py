@@ -27,8 +27,7 @@ from ensembles.conformal import point_predictions
 from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport
 from models import safe_io
-from models.store import MANIFEST, read_manifest, sha256
-from runner import pyfunc_model
+from models.store import MANIFEST, SPEC_SHA256, read_manifest, sha256
 from runner.contracts import (
     BEATS_BEST_MEMBER,
     BEST_MEMBER,
@@ -337,7 +336,7 @@ def log_pyfunc(
                 signature=signature,
                 metadata=_metadata(classes, inputs, named),
                 # MLmodel pins the spec, which pins the estimator and the members
-                model_config={pyfunc_model.SPEC_SHA256: sha256(spec_path)},
+                model_config={SPEC_SHA256: sha256(spec_path)},
                 # a loaded model names its run (model.metadata.run_id), as log_model's do
                 mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
             )

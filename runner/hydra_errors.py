@@ -115,7 +115,7 @@ def extra_config_dirs(argv: Sequence[str]) -> list[Path] | None:
                 if not item.startswith("file://") or "${" in item:
                     return None
                 dirs.append(Path(item[len("file://") :]))
-    return None if any(not d.expanduser().is_dir() for d in dirs) else dirs
+    return None if any(not d.is_dir() for d in dirs) else dirs  # Hydra expands no ~
 
 
 def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:
     overrides = [arg for arg in argv if kept(arg)]
     extra = extra_config_dirs(argv) or []
     if extra:  # the user's config folders, where their experiment may live
-        paths = ",".join(f"file://{d.expanduser().resolve()}" for d in extra)
+        paths = ",".join(f"file://{d.resolve()}" for d in extra)
         overrides.append(f"hydra.searchpath=[{paths}]")
     GlobalHydra.instance().clear()
     try:

@@ -18,9 +18,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-# the key of ``model_config`` (in the model's MLmodel file) pinning ensemble_spec.json
-SPEC_SHA256 = "ensemble_spec_sha256"
-
 
 class BadInput(MlflowException, ValueError):
     """Input the model cannot read, in one line: MLflow's scoring server answers 400 with
@@ -50,7 +47,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         import models
         from models import safe_io
         from models.base import Task
-        from models.store import ArtifactError, sha256
+        from models.store import SPEC_SHA256, ArtifactError, sha256
 
         spec_path = Path(context.artifacts["ensemble_spec"])
         pinned_spec = (context.model_config or {}).get(SPEC_SHA256)  # None: logged before
@@ -247,7 +244,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         if X.ndim == 1 and X.size == width:
             X = X.reshape(1, width)  # one row
         elif self.image_shape is not None and (
-            X.ndim >= 3 or X.shape == self.image_shape[:2] or self._grey_image_of_any_size(X)
+            X.ndim >= 3
+            or X.shape == self.image_shape[:2]
+            or (not isinstance(model_input, pd.DataFrame) and self._grey_image_of_any_size(X))
         ):  # images: a batch, or one alone (a grey one may come as (h, w))
             X = self._images(X, width)
         elif images and X.ndim >= 2 and X.size == width and X.shape[0] != 1:
@@ -272,10 +271,15 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
 
     def _grey_image_of_any_size(self, X: np.ndarray) -> bool:
         """Whether ``X`` is one grey (h, w) image for a model that resizes grey images: two
-        dimensions, but not rows of its features."""
+        dimensions, not rows of its features, of more than one row and within four times the
+        trained images' aspect ratio (rows of the wrong width, (3, 63), stay refused)."""
         shape = self.image_shape
-        grey = shape is not None and shape[-1] == 1 and self.resizes_images
-        return grey and X.ndim == 2 and X.shape[1] != self.n_features
+        if shape is None or shape[-1] != 1 or not self.resizes_images or X.ndim != 2:
+            return False
+        if X.shape[1] == self.n_features or min(X.shape) < 2:
+            return False
+        ratio = (X.shape[0] / X.shape[1]) / (shape[0] / shape[1])
+        return 0.25 <= ratio <= 4.0
 
     def _images(self, X: np.ndarray, width: int) -> np.ndarray:
         """Images in the trained shape, one (h, w, c) or a batch (n, h, w, c); (h, w) for

@@ -248,10 +248,16 @@ def live_experiment(client: MlflowClient, name: str) -> Any:
 
 
 def _check_not_renamed(client: MlflowClient, spec: RunSpec) -> None:
-    """ResumeError if ``runner.sweep_id`` names a sweep of this experiment that now lives in
-    an experiment of another name (renamed in the MLflow UI): started again here, the whole
-    sweep would train anew under the same id."""
-    others = {e.experiment_id: e for e in client.search_experiments() if e.name != spec.experiment}
+    """ResumeError if ``runner.sweep_id`` names a sweep of this experiment (which the store no
+    longer holds by this name) that now lives in an experiment of another name (renamed in
+    the MLflow UI): started again here, the whole sweep would train anew under the same id."""
+    others, token = {}, None
+    while True:  # every page: a store may hold more experiments than one page shows
+        page = client.search_experiments(max_results=1000, page_token=token)
+        others.update({e.experiment_id: e for e in page})
+        token = page.token
+        if not token:
+            break
     ids = list(others)
     for start in range(0, len(ids), 100):  # in as few requests as the store takes
         found = client.search_runs(
@@ -566,7 +572,7 @@ class RunTree:
         for run in runs:
             if run.info.status == "FINISHED":
                 raise _already_finished(client, run, spec, fingerprint)
-        if not runs and client is not None:
+        if experiment is None and client is not None:  # a renamed one leaves its name free
             _check_not_renamed(client, spec)
         if spec.resume and not runs:
             unfinished = (

@@ -1094,6 +1094,15 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         raise _fail(  # '' fell back to the experiment's name in silence
             "experiment_name", f"{named!r} must match {NAME_PATTERN.pattern} (or be null)"
         )
+    from_env = os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # empty: unset
+    if named is None and from_env is not None:
+        if not NAME_PATTERN.match(from_env):
+            raise _fail(
+                "experiment_name",
+                f"MLFLOW_EXPERIMENT_NAME={from_env!r} is no name the runner can use (it must "
+                f"match {NAME_PATTERN.pattern}); unset it or pass experiment_name=NAME",
+            )
+        named = from_env
     # an experiment file in a sub-folder (+experiment=team/nested) is named team.nested
     name = named or (str(experiment).replace("/", ".") if experiment else None)
     if not name:

@@ -41,6 +41,7 @@ def _run_in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     scratch = tmp_path / "cwd"
     scratch.mkdir()
     monkeypatch.chdir(scratch)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)  # a developer's own: not ours
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,9 @@ def test_a_model_resizing_grey_images_takes_one_of_any_size_as_two_dimensions():
     assert one.shape == (1, 64)
     np.testing.assert_allclose(one, model._feature_rows(image[None]))  # as a batch of one
     assert model._feature_rows(np.zeros((3, 64))).shape == (3, 64)  # rows of its features
+    for rows in (np.zeros((3, 63)), np.zeros((1, 65)), pd.DataFrame(np.zeros((5, 784)))):
+        with pytest.raises(BadInput, match=r"this model takes rows of 64 features"):
+            model._feature_rows(rows)  # rows of the wrong width, not an image
     assert model._feature_rows(np.zeros((0, 64))).shape == (0, 64)  # no rows in, none out
     with pytest.raises(BadInput, match=r"the input has 3 row\(s\) but no values; this model"):
         model._feature_rows(pd.DataFrame(index=range(3)))  # records without fields

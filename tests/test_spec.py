@@ -414,6 +414,11 @@ def test_mlflow_experiment_name_in_the_environment_names_the_experiment(monkeypa
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-digits")
     assert spec_of(tmp=tmp_path).experiment == "team-digits"
     assert spec_of("experiment_name=mine", tmp=tmp_path).experiment == "mine"  # the override wins
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "")  # exported empty: unset
+    assert spec_of(tmp=tmp_path).experiment == "quickstart"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "/Users/me@x.com/exp")  # a Databricks path
+    with pytest.raises(SpecError, match=r"MLFLOW_EXPERIMENT_NAME='/Users/me@x.com/exp' is no"):
+        spec_of(tmp=tmp_path)
 
 
 def test_a_member_named_ensemble_is_refused():

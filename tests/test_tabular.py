@@ -738,6 +738,13 @@ def test_booleans_served_to_a_column_of_numbers_other_than_0_and_1_are_missing_a
     assert X[:, prep.feature_names.index("member")].tolist() == [1.0, 0.0, 1.0]
     assert X[:, prep.feature_names.index("flag")].tolist() == [1.0, 0.0, 1.0]
     assert prep.unreadable(served) == {"year": (2, "True")}
+    # two folds' members that read the column apart: the one that reads no booleans says so
+    zero_one = TablePrep().fit(pd.DataFrame({"n": [0, 1, 1, 0] * 3}))
+    counts = TablePrep().fit(pd.DataFrame({"n": [0, 1, 2, 0] * 3}))
+    checked: set = set()
+    said = {**zero_one.unreadable(pd.DataFrame({"n": [True]}), checked)}
+    said.update(counts.unreadable(pd.DataFrame({"n": [True]}), checked))
+    assert said == {"n": (1, "True")}
     legacy = prep.to_dict()  # a member saved before: booleans read as numbers, as they were
     for column in legacy["columns"]:
         del column["bools"]
