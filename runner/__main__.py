@@ -201,6 +201,30 @@ def _listed(hydra_cfg: Any) -> list[str]:
     return [a.split("=", 1)[1] for a in task or () if str(a).startswith("+experiment=")]
 
 
+def _swept_volatile(hydra_cfg: Any) -> str:
+    """This multirun job's values of the settings the command line sweeps that a sweep's
+    config digest leaves out (``cluster.num_cpus=1,2``): jobs differing only there would
+    otherwise take each other's sweeps for their own on resume."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from runner.runtree import is_volatile
+
+    parser = OverridesParser.create()
+    swept = set()
+    for arg in sys.argv[1:]:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # noqa: BLE001 - Hydra took the command line: not one of its sweeps
+            continue
+        if override.is_sweep_override() and is_volatile(override.key_or_group):
+            swept.add(override.key_or_group)
+    task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False) or []
+    return " ".join(sorted(str(a) for a in task if str(a).lstrip("+~").split("=")[0] in swept))
+
+
 def _job(cfg: DictConfig) -> None:
     """One run of the command (one job of a multirun): check, train, ensemble, report."""
     job_started()  # first: whatever fails from here on shows as it is
@@ -236,7 +260,7 @@ def _job(cfg: DictConfig) -> None:
         raw = _resolved(cfg)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
         if hydra_cfg.mode == RunMode.MULTIRUN:  # runner.resume=true: each job its own sweep
-            spec = replace(spec, multirun_job=True)
+            spec = replace(spec, multirun_job=True, multirun_key=_swept_volatile(hydra_cfg))
         if spec.verbose < 2:
             for name in CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.ERROR)

@@ -47,6 +47,7 @@ from runner.contracts import (
     MEMBER,
     MEMBER_INFO,
     MODEL,
+    MULTIRUN_JOB,
     NODE_ID,
     NODE_IP,
     PARENT,
@@ -163,6 +164,12 @@ VOLATILE_KEYS = ("runner.verbose", "runner.resume", "runner.sweep_id", "runner.l
 VOLATILE_GROUPS = ("tracking.", "cluster.", "hydra.")
 
 
+def is_volatile(key: str) -> bool:
+    """Whether a dotted config key says how a sweep is run, not what it computes (the config
+    digest leaves it out)."""
+    return key in VOLATILE_KEYS or key.startswith(VOLATILE_GROUPS)
+
+
 def _member_params(member: TrialInput) -> dict[str, Any]:
     """A member's config as MLflow params (its name is the run's; empty extras left out)."""
     params = {k: v for k, v in member.to_config().items() if k not in ("name", "searched")}
@@ -197,11 +204,7 @@ def _ignores_training(kind: str) -> bool:
 def _computed(config: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config's dotted keys of what a sweep computes (how it is run, e.g.
     verbosity or the cluster address, may change between attempts)."""
-    return {
-        k: v
-        for k, v in flatten(config).items()
-        if k not in VOLATILE_KEYS and not k.startswith(VOLATILE_GROUPS)
-    }
+    return {k: v for k, v in flatten(config).items() if not is_volatile(k)}
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -470,6 +473,7 @@ class RunTree:
                 DATA_FINGERPRINT: fingerprint,
                 CONFIG_DIGEST: config_digest(spec.resolved),
                 DRIVER: self.driver_token,
+                **({MULTIRUN_JOB: spec.multirun_key} if spec.multirun_key else {}),
             },
         )
         self.parent_run_id = parent.info.run_id
@@ -637,6 +641,8 @@ class RunTree:
             if found
             else []
         )
+        if spec.multirun_job:  # its own: jobs may differ only in settings the digest omits
+            same = [r for r in same if r.data.tags.get(MULTIRUN_JOB, "") == spec.multirun_key]
         # this config's sweeps on other data (the table at the same path changed) are not
         # this sweep: finished or not, a new one trains on this data
         other = [r for r in same if _other_data(r, fingerprint)]

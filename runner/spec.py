@@ -179,6 +179,8 @@ class RunSpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
     multirun_job: bool = False  # one job of a Hydra multirun (-m): resumes its own sweep
+    # its values of swept settings the config digest leaves out, which tell its sweep apart
+    multirun_key: str = ""
     tracking_timeout: float = 10.0  # seconds the store may take to answer the probe
     background_writes: bool = False  # member runs written by a thread, off Tune's loop
     lease_timeout: float = 60.0  # a sweep's lease without a heartbeat for this long is stale

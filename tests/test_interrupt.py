@@ -380,3 +380,45 @@ def test_a_ctrl_c_just_after_the_parent_run_was_created_ends_it_killed(workdir, 
     # for a sweep of before configs were recorded
     active = client.search_runs([experiment])
     assert len(active) == (1 if where == "sentinel" else 0), [r.info.run_id for r in active]
+
+
+def test_multirun_jobs_differing_only_in_how_they_run_each_resume_their_own_sweep(
+    tmp_path, monkeypatch
+):
+    """`-m cluster.num_cpus=1,2 runner.resume=true`: both jobs' configs have one digest (how
+    a sweep runs is left out of it), so job 1 took job 0's finished sweep for its own ("nothing
+    to do"), and after a Ctrl+C job 0 resumed job 1's sweep."""
+    import sys
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+    from test_spec import spec_of
+
+    from runner.__main__ import _swept_volatile
+    from runner.contracts import CONFIG_DIGEST, MULTIRUN_JOB
+    from runner.runtree import RunTree, config_digest
+
+    argv = ["runner", "-m", "+experiment=quickstart", "cluster.num_cpus=1,2", "ensemble=mean"]
+    monkeypatch.setattr(sys, "argv", argv)
+    task = ["+experiment=quickstart", "cluster.num_cpus=2", "ensemble=mean"]
+    job = SimpleNamespace(overrides=SimpleNamespace(task=OmegaConf.create(task)))
+    assert _swept_volatile(job) == "cluster.num_cpus=2"  # ensemble=mean is not swept
+
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = replace(spec_of(tmp=tmp_path), tracking_uri=db, resume=True, multirun_job=True)
+    client = MlflowClient(db)
+    exp = client.create_experiment(spec.experiment)
+    for k, status in ((1, "FINISHED"), (2, "KILLED")):  # job 0's finished, job 1's newer
+        tags = {
+            "runner.role": "sweep",
+            "runner.sweep_id": f"s{k}",
+            CONFIG_DIGEST: config_digest(spec.resolved),
+            MULTIRUN_JOB: f"cluster.num_cpus={k}",
+        }
+        run = client.create_run(exp, start_time=1000 + k, tags=tags)
+        client.set_terminated(run.info.run_id, status)
+    for k in (1, 2):
+        mine = replace(spec, multirun_key=f"cluster.num_cpus={k}")
+        assert RunTree.resumable_sweep_id(mine) == f"s{k}"
+    assert RunTree.resumable_sweep_id(replace(spec, multirun_key="cluster.num_cpus=3")) is None
