@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,13 +76,14 @@ class Member:
             or columns == [str(k) for k in range(len(columns))]
         ):
             return frame
-        twice = sorted({c for c in columns if columns.count(c) > 1} & set(names))
+        given = Counter(columns)
+        twice = sorted(n for n in set(names) if given[n] > 1)
         if twice:
             raise ValueError(
                 f"the rows name the feature(s) {', '.join(map(repr, twice))} more than once; "
                 "pass each column once"
             )
-        missing = [n for n in names if n not in set(columns)]
+        missing = [n for n in names if n not in given]
         if missing:
             raise ValueError(
                 f"the rows lack {len(missing)} of this member's {len(names)} features "
