@@ -198,7 +198,8 @@ def test_a_booster_training_at_the_time_limit_stops_at_its_next_round_and_is_kep
     done = run_cli(workdir, *args, f"runner.time_limit={limit}")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_summary(workdir / "out")
-    assert summary["wall_seconds"] < limit + 30, summary["wall_seconds"]
+    # unstopped, ten million rounds take hours; a loaded CI machine took 70.5 s of a 40 s limit
+    assert summary["wall_seconds"] < limit + 120, summary["wall_seconds"]
     status = {m["name"]: (m["status"], m.get("cut_short")) for m in summary["members"]}
     rounds = status["gbm"][1]["rounds_run"]
     assert status == {"logistic": ("FINISHED", None), "gbm": ("FINISHED", {"rounds_run": rounds})}
