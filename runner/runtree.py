@@ -28,6 +28,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
+from models.base import Task
 from models.training import TrainingOptions
 from runner import store_seed
 from runner.contracts import (
@@ -170,9 +171,12 @@ def is_volatile(key: str) -> bool:
     return key in VOLATILE_KEYS or key.startswith(VOLATILE_GROUPS)
 
 
-def _member_params(member: TrialInput) -> dict[str, Any]:
-    """A member's config as MLflow params (its name is the run's; empty extras left out)."""
+def _member_params(member: TrialInput, task: Task | None = None) -> dict[str, Any]:
+    """A member's config as MLflow params (its name is the run's; empty extras left out),
+    its hyperparameters with its kind's defaults when the task is known."""
     params = {k: v for k, v in member.to_config().items() if k not in ("name", "searched")}
+    if task is not None:
+        params["hparams"] = {**kind_defaults(member.model, task), **member.hparams}
     if not params.get("model_modules"):
         params.pop("model_modules", None)
     if not params.get("folds"):
@@ -189,6 +193,33 @@ def _member_params(member: TrialInput) -> dict[str, Any]:
         with contextlib.suppress(TypeError, ValueError):
             params["training"] = TrainingOptions.from_params(member.training).as_params()
     return params
+
+
+# set by the runner when it trains (the seed, the CPUs given), not hyperparameters
+RUNNER_SET = frozenset(
+    {"random_state", "random_seed", "seed", "n_jobs", "thread_count", "nthread", "verbose"}
+    | {"verbosity", "silent", "allow_writing_files"}
+)
+_DEFAULTS: dict[tuple[str, str, int | None], dict[str, Any]] = {}
+
+
+def kind_defaults(kind: str, task: Task) -> dict[str, Any]:
+    """The hyperparameters a member of ``kind`` trains with when it sets none, as MLflow's
+    autolog lists an estimator's (values the library picks itself, None, left out)."""
+    key = (kind, task.kind, task.n_classes)
+    if key not in _DEFAULTS:
+        import models
+
+        try:
+            found = models.get(kind).defaults(task)
+        except (ValueError, TypeError, ImportError):
+            found = {}
+        _DEFAULTS[key] = {
+            k: v
+            for k, v in found.items()
+            if k not in RUNNER_SET and v is not None and str(v) != "deprecated"
+        }
+    return _DEFAULTS[key]
 
 
 def _ignores_training(kind: str) -> bool:
@@ -431,8 +462,10 @@ class RunTree:
         fingerprint: str,
         dataset_sizes: Mapping[str, int],
         lease: Lease | None = None,
+        task: Task | None = None,
     ) -> None:
         self.spec = spec
+        self.task = task  # fills each member's logged hyperparameters with its kind's defaults
         # the lease itself stays out: Tune pickles its callbacks, which hold this tree
         self._lease_token = lease.me["token"] if lease is not None else None
         self.driver_token = secrets.token_hex(8)  # this process's claim on the sweep's runs
@@ -911,7 +944,7 @@ class RunTree:
             role = "student"
         handle = f"pending:{trial_id}:{attempt}"
         self._pending[handle] = _PendingRun(
-            label, role, tags, parent, _params(_member_params(member)), self.now_ms()
+            label, role, tags, parent, _params(_member_params(member, self.task)), self.now_ms()
         )
         return handle
 
@@ -938,7 +971,7 @@ class RunTree:
                 **self._member_tags(member, stage),
             }
             run_id = self.child(member.name, "member", tags)
-            params = {k: v for k, v in _member_params(member).items() if k != "fold"}
+            params = {k: v for k, v in _member_params(member, self.task).items() if k != "fold"}
             self.client.log_batch(run_id, params=_params(params))
             self.bags[member.name] = run_id
         elif run_id not in self._open:

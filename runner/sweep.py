@@ -720,7 +720,7 @@ def _run(
     deadline = None  # runner.time_limit counts from the start of the command, as wall time
     if spec.time_limit is not None:
         deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
-    tree = RunTree(spec, data.fingerprint, data.sizes(), lease)
+    tree = RunTree(spec, data.fingerprint, data.sizes(), lease, task=data.task)
     spec = replace(spec, sweep_id=tree.sweep_id)
     status, guard = "FAILED", None
     try:  # from here the parent run exists: a Ctrl+C at any point ends it KILLED

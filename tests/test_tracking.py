@@ -88,6 +88,24 @@ def _member_runs(spec):
     return client.search_runs([experiment], "tags.`runner.role` = 'member'")
 
 
+def test_a_member_run_lists_its_kinds_defaults_beside_the_hyperparameters_it_set(tmp_path):
+    from models.base import Task
+    from runner.contracts import TrialInput
+
+    spec = _spec(tmp_path)
+    tree = RunTree(spec, "fp", {}, task=Task("classification", 10))
+    member = TrialInput("m", "logistic", "sklearn", {"C": 0.5}, {}, {"cpu": 1, "gpu": 0}, 7)
+    tree.open_member("m", member, trial_id="t1", attempt=1, config_hash="h")
+    tree.create_due(now=time.time() + RunTree.DEFER_SECONDS + 1)
+    (run,) = _member_runs(spec)
+    params = run.data.params
+    assert params["hparams.C"] == "0.5" and params["hparams.max_iter"] == "2000"  # the zoo's
+    assert params["hparams.solver"] == "lbfgs" and params["seed"] == "7"
+    # what the runner sets when it trains, or the library picks itself, is not a default
+    assert not {"hparams.random_state", "hparams.n_jobs", "hparams.verbose"} & set(params)
+    tree.close("FINISHED")
+
+
 def test_a_member_run_appears_once_its_trial_has_run_a_while_with_what_was_logged(tmp_path):
     from runner.contracts import TrialInput
 
