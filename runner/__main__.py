@@ -202,9 +202,9 @@ def _listed(hydra_cfg: Any) -> list[str]:
 
 
 def _swept_volatile(hydra_cfg: Any) -> str:
-    """This multirun job's values of the settings the command line sweeps that a sweep's
-    config digest leaves out (``cluster.num_cpus=1,2``): jobs differing only there would
-    otherwise take each other's sweeps for their own on resume."""
+    """This multirun job's values of the settings the command line or the config's sweeper
+    sweeps that a sweep's config digest leaves out (``cluster.num_cpus=1,2``): jobs
+    differing only there would otherwise take each other's sweeps for their own on resume."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -212,7 +212,10 @@ def _swept_volatile(hydra_cfg: Any) -> str:
 
     parser = OverridesParser.create()
     swept = set()
-    for arg in sys.argv[1:]:
+    # swept on the command line, or by the config's hydra.sweeper.params (key: "1,2")
+    in_config = getattr(getattr(hydra_cfg, "sweeper", None), "params", None) or {}
+    config_sweeps = [f"{key}={value}" for key, value in in_config.items()]
+    for arg in [*sys.argv[1:], *config_sweeps]:
         if "=" not in arg or arg.startswith("-"):
             continue
         try:

@@ -404,6 +404,13 @@ def test_multirun_jobs_differing_only_in_how_they_run_each_resume_their_own_swee
     task = ["+experiment=quickstart", "cluster.num_cpus=2", "ensemble=mean"]
     job = SimpleNamespace(overrides=SimpleNamespace(task=OmegaConf.create(task)))
     assert _swept_volatile(job) == "cluster.num_cpus=2"  # ensemble=mean is not swept
+    # swept by the config's hydra.sweeper.params instead of the command line
+    monkeypatch.setattr(sys, "argv", ["runner", "-m", "+experiment=quickstart"])
+    sweeper = SimpleNamespace(params=OmegaConf.create({"cluster.num_cpus": "1,2", "seed": "0,1"}))
+    task = ["cluster.num_cpus=1", "seed=0", "+experiment=quickstart"]
+    job = SimpleNamespace(overrides=SimpleNamespace(task=OmegaConf.create(task)), sweeper=sweeper)
+    assert _swept_volatile(job) == "cluster.num_cpus=1"
+    monkeypatch.setattr(sys, "argv", argv)
 
     db = f"sqlite:///{tmp_path}/mlflow.db"
     spec = replace(spec_of(tmp=tmp_path), tracking_uri=db, resume=True, multirun_job=True)
