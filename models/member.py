@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models.base import Task, check_finite
+from models.columns import ColumnMismatch, by_name
 from models.tabular import TablePrep, TargetScaler, is_table
 
 
@@ -67,30 +67,23 @@ class Member:
         """A frame of named features in the order the model reads them (any order in, others
         ignored); ValueError naming the features it lacks. Pixels, and columns that are not
         names, are read by position."""
-        names = self.feature_names
-        columns = [str(c) for c in frame.columns]
-        if (
-            not names
-            or self.pixel_range is not None
-            or not all(isinstance(c, str) for c in frame.columns)
-            or columns == [str(k) for k in range(len(columns))]
-        ):
+        if self.pixel_range is not None:
             return frame
-        given = Counter(columns)
-        twice = sorted(n for n in set(names) if given[n] > 1)
-        if twice:
-            raise ValueError(
-                f"the rows name the feature(s) {', '.join(map(repr, twice))} more than once; "
-                "pass each column once"
-            )
-        missing = [n for n in names if n not in given]
-        if missing:
+        names = self.feature_names or ()
+        try:
+            return by_name(frame, names)
+        except ColumnMismatch as err:
+            if err.twice:
+                raise ValueError(
+                    f"the rows name the feature(s) {', '.join(map(repr, err.twice))} more "
+                    "than once; pass each column once"
+                ) from None
+            missing = err.missing
             raise ValueError(
                 f"the rows lack {len(missing)} of this member's {len(names)} features "
                 f"({', '.join(map(repr, missing[:5]))}{', ...' if len(missing) > 5 else ''}); "
                 "pass a frame with every feature's column, in any order"
-            )
-        return frame[list(names)]
+            ) from None
 
     def predict(self, X: Any, task: Task) -> np.ndarray:
         """Predictions in the members' contract, in the target's units."""

@@ -427,26 +427,23 @@ def _by_name(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     ``"0"`` ... as JSON gives them); one clear line when they are names but not the
     features' (a CSV request without a header row has its first row read as names), or name
     one twice."""
-    if not all(isinstance(c, str) for c in frame.columns):  # numbers label positions
-        return frame
-    columns = list(frame.columns)
-    if columns == [str(k) for k in range(len(columns))]:  # positions as JSON gives them
-        return frame
-    given = set(columns)
-    twice = sorted(set(frame.columns[frame.columns.duplicated()]) & set(names))
-    if twice:
+    from models.columns import ColumnMismatch, by_name
+
+    try:
+        return by_name(frame, names)
+    except ColumnMismatch as err:
+        if err.twice:
+            raise BadInput(
+                f"the input names column(s) {_names(err.twice)} more than once; pass each "
+                "column once"
+            ) from None
+        missing = err.missing
         raise BadInput(
-            f"the input names column(s) {_names(twice)} more than once; pass each column once"
-        )
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise BadInput(
-            f"the input's columns ({_names(columns, 5)}) do not name this model's features: "
-            f"{len(missing)} of its {len(names)} are missing ({_names(missing, 5)}); pass the "
-            f"columns {_names(names, 10)} in any order, or numbers without names (a CSV "
-            "request needs a header row)"
-        )
-    return frame[list(names)]
+            f"the input's columns ({_names(frame.columns, 5)}) do not name this model's "
+            f"features: {len(missing)} of its {len(names)} are missing ({_names(missing, 5)}); "
+            f"pass the columns {_names(names, 10)} in any order, or numbers without names (a "
+            "CSV request needs a header row)"
+        ) from None
 
 
 def _values_as_names(columns: pd.Index) -> bool:
