@@ -517,7 +517,9 @@ def _registered_predictions(
             source = client.get_model_version(name, version).source
             if source.startswith("runs:/") or source.startswith("models:/"):
                 source = client.get_model_version_download_uri(name, version)
-            local = download_artifacts(artifact_uri=source, dst_path=tmp)
+            local = download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=client.tracking_uri
+            )
         except Exception as err:
             said = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
             if "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", "")):

@@ -151,6 +151,10 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
         *INFRA_MEMBERS,
         "training.epochs=30",
         "hydra.run.dir=out",
+        # registered, and loaded back from the server's artifacts (with no MLflow variable
+        # set, which run_cli clears, the download fell back to a local SQLite store)
+        "ensemble.register_as=team_digits",
+        "ensemble.champion=true",
         until="mlp (mlp) started",  # runs exist, epochs are being logged
         env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7"},  # ride out the restart: up to 2 minutes
     )
@@ -178,6 +182,9 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
     model_uri = summary["ensemble"]["model_uri"]
     assert client.list_artifacts(summary["ensemble"]["run_id"], "model")
     assert model_uri.endswith("/model")
+    champion = summary["ensemble"]["champion"]
+    assert champion["decision"] == "first champion", champion
+    assert client.get_model_version_by_alias("team_digits", "champion").version == "1"
 
 
 @pytest.mark.slow
