@@ -281,6 +281,25 @@ def live_experiment(client: MlflowClient, name: str) -> Any:
     return experiment
 
 
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of the live experiment ``name``, made if there is none (or by another sweep
+    starting at the same moment: a team's two first sweeps of a new experiment)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = live_experiment(client, name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    experiment = live_experiment(client, name)
+    if experiment is None:  # made and deleted again meanwhile: as MLflow said
+        raise SpecError(f"experiment_name: MLflow experiment {name!r} cannot be made now")
+    return experiment.experiment_id
+
+
 def _check_not_renamed(client: MlflowClient, spec: RunSpec) -> None:
     """ResumeError if ``runner.sweep_id`` names a sweep of this experiment (which the store no
     longer holds by this name) that now lives in an experiment of another name (renamed in
@@ -473,12 +492,7 @@ class RunTree:
         store_seed.seed(spec.tracking_uri)
         checkpoint_at_exit(spec.tracking_uri)
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
-        experiment = live_experiment(self.client, spec.experiment)
-        self.experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(spec.experiment)
-        )
+        self.experiment_id = ensure_experiment(self.client, spec.experiment)
         self.finished: dict[str, str] = {}  # member -> FINISHED run id from an earlier attempt
         # member -> (run id, STOPPED or SKIPPED, why): ended for good in an earlier attempt by
         # the scheduler or the time limit; Tune does not run those trials again

@@ -687,6 +687,22 @@ def _run_on_head(
     return summary
 
 
+def _store_failed(err: Exception, when: str, spec: RunSpec) -> StoreFailed | None:
+    """StoreFailed saying in one line (and how to resume) that the MLflow store caused
+    ``err``; None when something else did."""
+    cause = store_error(err)
+    if cause is None:
+        return None
+    first = (str(cause).strip().splitlines() or [""])[0]
+    if len(first) > 300:  # cut between words
+        first = first[:300].rsplit(" ", 1)[0] + " ..."
+    return StoreFailed(
+        f"the tracking store failed {when} ({type(cause).__name__}: {first}); what "
+        f"finished is kept in Tune's storage ({spec.storage_path}); resume with "
+        f"runner.sweep_id={spec.sweep_id} once the store answers"
+    )
+
+
 def _run_in_scratch(
     spec: RunSpec, data: Dataset, stage_data: dict[str, Dataset], elapsed: float = 0.0
 ) -> dict[str, Any]:
@@ -720,7 +736,13 @@ def _run(
     deadline = None  # runner.time_limit counts from the start of the command, as wall time
     if spec.time_limit is not None:
         deadline = time.time() - (time.perf_counter() - start) + spec.time_limit
-    tree = RunTree(spec, data.fingerprint, data.sizes(), lease, task=data.task)
+    try:
+        tree = RunTree(spec, data.fingerprint, data.sizes(), lease, task=data.task)
+    except Exception as err:  # the store went away since the command probed it
+        failed = _store_failed(err, "as the sweep started", spec)
+        if failed is None:
+            raise
+        raise failed from None
     spec = replace(spec, sweep_id=tree.sweep_id)
     status, guard = "FAILED", None
     try:  # from here the parent run exists: a Ctrl+C at any point ends it KILLED
@@ -834,17 +856,10 @@ def _run(
         status = "KILLED"
         raise
     except Exception as err:
-        cause = store_error(err)
-        if cause is None:
+        failed = _store_failed(err, "mid-sweep", spec)
+        if failed is None:
             raise
-        first = (str(cause).strip().splitlines() or [""])[0]
-        if len(first) > 300:  # cut between words
-            first = first[:300].rsplit(" ", 1)[0] + " ..."
-        raise StoreFailed(
-            f"the tracking store failed mid-sweep ({type(cause).__name__}: {first}); what "
-            f"finished is kept in Tune's storage ({spec.storage_path}); resume with "
-            f"runner.sweep_id={spec.sweep_id} once the store answers"
-        ) from None
+        raise failed from None
     finally:
         tree.close(status, None if status != "KILLED" else signals.reason())
         if guard is not None:

@@ -225,3 +225,45 @@ def test_a_named_sweep_of_an_experiment_renamed_in_mlflow_is_not_started_anew(tm
         RunTree.check_not_finished(spec)
     RunTree.check_not_finished(replace(spec, sweep_id="s2"))  # another id: a new sweep
     RunTree.check_not_finished(replace(spec, experiment="unit-2025"))  # resumed there
+
+
+def test_an_experiment_made_by_another_sweep_at_the_same_moment_is_taken_as_it_is(tmp_path):
+    """Two team members' first sweeps of a new experiment: one makes it between the other's
+    look-up and its own create, which the store refuses (the sweep stopped with a traceback)."""
+    from runner.runtree import ensure_experiment
+
+    uri = f"sqlite:///{tmp_path}/t.db"
+    client, colleague = MlflowClient(uri), MlflowClient(uri)
+    made = []
+    look_up = client.get_experiment_by_name
+
+    def colleague_first(name):
+        if not made:  # the colleague's sweep makes it right after this look-up
+            made.append(colleague.create_experiment(name))
+            return None
+        return look_up(name)
+
+    client.get_experiment_by_name = colleague_first
+    assert ensure_experiment(client, "team") == made[0]
+    assert (
+        ensure_experiment(colleague, "fresh")
+        == colleague.get_experiment_by_name("fresh").experiment_id
+    )
+
+
+def test_a_store_error_as_the_sweep_starts_is_one_line_naming_it_and_others_are_left_alone(
+    tmp_path,
+):
+    from mlflow.exceptions import MlflowException
+
+    from runner.errors import StoreFailed
+    from runner.sweep import _store_failed
+
+    spec = _spec(tmp_path)
+    down = MlflowException("API request to http://srv/api failed: Max retries exceeded")
+    failed = _store_failed(down, "as the sweep started", spec)
+    assert isinstance(failed, StoreFailed)
+    text = str(failed)
+    assert text.startswith("the tracking store failed as the sweep started (MlflowException: API")
+    assert "runner.sweep_id=s1 once the store answers" in text and "\n" not in text
+    assert _store_failed(ValueError("a bug of ours"), "mid-sweep", spec) is None
