@@ -5,6 +5,9 @@ stays free of MLflow."""
 import sys
 
 if __name__ == "__main__":
+    from runner import process_env
+
+    process_env.apply()  # before MLflow is imported: bounded retries, no "View run" URLs
     from runner.reensemble import main
 
     sys.exit(main())

@@ -7,8 +7,10 @@ it can be told in one line instead."""
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -249,9 +251,35 @@ class MaskedStream:
         return getattr(self.stream, name)
 
 
+class RedactingFilter(logging.Filter):
+    """Masks URI passwords in a log record (its message and traceback) before any handler
+    writes it: Hydra's job log file is written beside the console, which MaskedStream
+    covers alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if "://" in text:
+            redacted = redact_credentials(text)
+            if redacted != text or record.exc_info:
+                record.msg, record.args = redacted, None
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+def mask_log_handlers() -> None:
+    """Put RedactingFilter on every handler of the root logger (the console's and Hydra's
+    job log file's)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
 def job_started() -> None:
     """The job runs: write what stderr held, and let it through from now on (passwords in
     URIs still masked: Hydra prints the overrides of a job that raised)."""
+    mask_log_handlers()  # Hydra has set up the job's log file by now
     held = sys.stderr
     if isinstance(held, HeldStderr):
         held.release()

@@ -441,6 +441,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return signals.exit_code()
+    except Exception as err:
+        from runner.errors import store_error
+        from runner.hydra_errors import redact_credentials
+
+        cause = store_error(err)
+        if cause is None:
+            raise
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        print(
+            f"error: the tracking store failed ({type(cause).__name__}: "
+            f"{redact_credentials(first)}); run the command again once it answers",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

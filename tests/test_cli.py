@@ -382,3 +382,31 @@ def test_a_users_experiment_gets_the_key_hint_and_several_experiments_a_name(wor
         "experiment their runs go to with experiment_name=NAME"
     )
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_the_job_log_file_masks_uri_passwords_in_messages_and_tracebacks(tmp_path):
+    """Hydra's job log file (``__main__.log``) takes every record the console does: a store
+    error logged mid-sweep wrote the tracking password there in plain text."""
+    import logging
+
+    from runner.hydra_errors import mask_log_handlers
+
+    root = logging.getLogger()
+    handler = logging.FileHandler(tmp_path / "__main__.log")
+    root.addHandler(handler)
+    try:
+        mask_log_handlers()
+        mask_log_handlers()  # once per job of a multirun: one filter still
+        assert len(handler.filters) == 1
+        uri = "http://alice:Zq7SecretPw@127.0.0.1:5000"
+        logging.getLogger("runner.runtree").warning("could not end the runs (%s)", f"{uri}/api")
+        try:
+            raise ConnectionError(f"API request to {uri}/api/2.0 failed")
+        except ConnectionError:
+            logging.getLogger("runner").exception("store down")
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "__main__.log").read_text()
+    assert "Zq7SecretPw" not in text, text
+    assert "alice:***@127.0.0.1" in text and "ConnectionError: API request" in text, text

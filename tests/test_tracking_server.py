@@ -185,6 +185,20 @@ def test_a_sweep_survives_a_tracking_server_restart_and_records_each_member_once
     champion = summary["ensemble"]["champion"]
     assert champion["decision"] == "first champion", champion
     assert client.get_model_version_by_alias("team_digits", "champion").version == "1"
+    # a colleague re-ensembles it through the server, their password in the URI: MLflow's
+    # "View run ... at <uri>" lines (with the password) stay out of the output
+    uri = mlflow_server.uri.replace("http://", "http://alice:pw-Zq7@")
+    again = subprocess.run(
+        [sys.executable, "-m", "ensembles", "experiment=quickstart", "method=mean"]
+        + [f"tracking_uri={uri}", f"sweeps={summary['sweep_id']}"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pw-Zq7" not in again.stdout + again.stderr and "View run" not in again.stdout
 
 
 @pytest.mark.slow
