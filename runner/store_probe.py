@@ -8,6 +8,7 @@ Imports neither MLflow nor Ray.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -188,6 +189,15 @@ def _probe_server(uri: str, timeout: float, shown: str) -> None:
         with urllib.request.urlopen(request, timeout=timeout):
             return
     except urllib.error.HTTPError as err:
+        body = ""
+        with contextlib.suppress(Exception):
+            body = err.read(2000).decode("utf-8", "replace")
+        if err.code == 403 and "host header" in body.lower():  # MLflow 3's DNS-rebinding guard
+            raise StoreUnavailable(
+                f"tracking.uri {shown}: the server refuses requests addressed to "
+                f"{netloc} (HTTP 403, 'Invalid Host header'); start "
+                "mlflow server with --allowed-hosts naming the host and port clients use"
+            ) from None
         if err.code in (401, 403):
             raise StoreUnavailable(
                 f"tracking.uri {shown} refused the credentials (HTTP {err.code}); set "

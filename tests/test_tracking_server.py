@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -85,8 +86,9 @@ def postgres() -> Iterator[str]:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 against ``backend``, artifacts proxied to a folder."""
 
-    def __init__(self, backend: str, artifacts: Path) -> None:
+    def __init__(self, backend: str, artifacts: Path, extra: tuple[str, ...] = ()) -> None:
         self.backend, self.artifacts, self.port = backend, artifacts, free_port()
+        self.extra = extra  # more options of ``mlflow server``
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -97,8 +99,6 @@ class MlflowServer:
                 "-m",
                 "mlflow",
                 "server",
-                "--backend-store-uri",
-                self.backend,
                 "--artifacts-destination",
                 str(self.artifacts),
                 "--host",
@@ -107,16 +107,21 @@ class MlflowServer:
                 str(self.port),
                 "--workers",
                 "1",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # as deploy/README.md says: a password in the environment, not on a command line
+            env={**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
                     return
+            except urllib.error.HTTPError:  # it answers (refusing this client's request)
+                return
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError(f"mlflow server did not answer on {self.uri} in {timeout}s")
@@ -299,3 +304,22 @@ def test_a_store_password_is_in_no_file_the_sweep_writes_nor_in_its_output(
         if path.is_file() and secret.encode() in path.read_bytes()
     ]
     assert holding == []
+
+
+def test_a_server_refusing_the_host_name_is_said_as_that_not_as_credentials(tmp_path):
+    """MLflow 3 answers 403 to a Host header it was not told to allow (--allowed-hosts): the
+    probe said the server "refused the credentials", and the user chased a password."""
+    from runner.store_probe import StoreUnavailable, probe
+
+    server = MlflowServer(
+        f"sqlite:///{tmp_path}/s.db", tmp_path / "artifacts", ("--allowed-hosts", "only.example")
+    )
+    server.start()
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            probe(server.uri, 10)
+    finally:
+        server.stop()
+    text = str(refused.value)
+    assert f"refuses requests addressed to 127.0.0.1:{server.port}" in text, text
+    assert "--allowed-hosts" in text and "credentials" not in text, text
