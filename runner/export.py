@@ -573,71 +573,112 @@ def champion_challenger(
     or no longer exists) gives way, one the store cannot hand over now (ModelUnavailable)
     stays. Records the decision on the new version's run (tags ``runner.champion.*``) and
     returns it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        champion = None
-    decision: dict[str, Any] = {
+    base: dict[str, Any] = {
         "model": name,
         "challenger_version": version,
         "metric": metric,
         "challenger": value,
     }
+    failed = None
     if loaded_back is not None:
         try:
-            decision["challenger_loaded_back"] = value = loaded_back()
+            base["challenger_loaded_back"] = value = loaded_back()
         except ValueError as err:
-            decision["decision"] = f"kept: the new version failed when loaded back ({err})"
-    if "decision" in decision:
-        pass
-    elif champion is None:
-        decision["decision"] = "first champion"
-    else:
-        old = client.get_run(champion.run_id)
-        decision["champion_version"] = champion.version
-        # what the champion serves: its refits' score when it serves refits on all rows
-        scores = old.data.metrics
-        old_value = scores.get(f"refit_test_{metric}", scores.get(f"final_test_{metric}"))
-        decision["champion"] = old_value
-        rescored = ""
-        other_split = old.data.tags.get(DATA_FINGERPRINT) != fingerprint
-        if other_split or old_value is None:
-            if rescore is None:
-                old_value = None
-            else:
-                try:
-                    decision["champion"] = old_value = rescore(str(champion.version))
-                    # a split drawn anew from a grown table: some of these rows may have
-                    # been the champion's training rows, which flatters it
-                    rescored = (
-                        " (the champion scored on this split's test rows, some of which it may "
-                        "have trained on)"
-                        if other_split
-                        else " (the champion scored on this split's test rows)"
-                    )
-                except ModelUnavailable as err:
-                    decision["decision"] = (
-                        f"kept: the champion, tested on another split, could not be downloaded "
-                        f"to score it on this one ({err})"
-                    )
-                except ValueError as err:
-                    decision["decision"] = (
-                        f"promoted: the champion, tested on another split, cannot be scored "
-                        f"on this one ({err})"
-                    )
-        if "decision" in decision:
-            pass
-        elif old_value is None:
-            decision["decision"] = "kept: the champion was tested on another split"
-        else:
-            better = value > old_value if greater_is_better else value < old_value
-            decision["decision"] = ("promoted" if better else "kept: not better") + rescored
-    if decision["decision"] == "first champion" or decision["decision"].startswith("promoted"):
-        client.set_registered_model_alias(name, "champion", version)
+            failed = f"kept: the new version failed when loaded back ({err})"
+    seen: set[str | None] = set()
+    while True:
+        champion = _champion(client, name)
+        decision = dict(base)
+        if failed is not None:
+            decision["decision"] = failed
+            break
+        _decide(client, decision, champion, value, metric, greater_is_better, fingerprint, rescore)
+        if not _moves(decision):
+            break
+        # another sweep may have moved the alias while this one was loaded back and compared
+        # (seconds for a large ensemble): compare again with the champion it holds now
+        now = _champion(client, name)
+        held = None if now is None else str(now.version)
+        if held == (None if champion is None else str(champion.version)):
+            client.set_registered_model_alias(name, "champion", version)
+            break
+        if held in seen:  # moved back and forth: leave it to the next comparison
+            decision["decision"] = "kept: the champion changed while they were compared"
+            break
+        seen.add(held)
     client.log_batch(
         run_id,
         tags=[mlflow.entities.RunTag(f"{CHAMPION}{k}", str(v)) for k, v in decision.items()],
     )
     return decision
+
+
+def _champion(client: MlflowClient, name: str) -> Any:
+    """The version holding the alias ``champion``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+
+
+def _moves(decision: Mapping[str, Any]) -> bool:
+    """Whether a decision gives the challenger the alias."""
+    return decision["decision"] == "first champion" or decision["decision"].startswith("promoted")
+
+
+def _decide(
+    client: MlflowClient,
+    decision: dict[str, Any],
+    champion: Any,
+    value: float,
+    metric: str,
+    greater_is_better: bool,
+    fingerprint: str,
+    rescore: Callable[[str], float] | None,
+) -> None:
+    """Fill ``decision`` (its ``decision`` and the champion's score) comparing the challenger's
+    ``value`` with ``champion`` (None: there is none)."""
+    if champion is None:
+        decision["decision"] = "first champion"
+        return
+    old = client.get_run(champion.run_id)
+    decision["champion_version"] = champion.version
+    # what the champion serves: its refits' score when it serves refits on all rows
+    scores = old.data.metrics
+    old_value = scores.get(f"refit_test_{metric}", scores.get(f"final_test_{metric}"))
+    decision["champion"] = old_value
+    rescored = ""
+    other_split = old.data.tags.get(DATA_FINGERPRINT) != fingerprint
+    if other_split or old_value is None:
+        if rescore is None:
+            old_value = None
+        else:
+            try:
+                decision["champion"] = old_value = rescore(str(champion.version))
+                # a split drawn anew from a grown table: some of these rows may have
+                # been the champion's training rows, which flatters it
+                rescored = (
+                    " (the champion scored on this split's test rows, some of which it may "
+                    "have trained on)"
+                    if other_split
+                    else " (the champion scored on this split's test rows)"
+                )
+            except ModelUnavailable as err:
+                decision["decision"] = (
+                    f"kept: the champion, tested on another split, could not be downloaded "
+                    f"to score it on this one ({err})"
+                )
+                return
+            except ValueError as err:
+                decision["decision"] = (
+                    f"promoted: the champion, tested on another split, cannot be scored "
+                    f"on this one ({err})"
+                )
+                return
+    if old_value is None:
+        decision["decision"] = "kept: the champion was tested on another split"
+    else:
+        better = value > old_value if greater_is_better else value < old_value
+        decision["decision"] = ("promoted" if better else "kept: not better") + rescored

@@ -111,6 +111,38 @@ def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
     assert Path(tmp_path, "out", "summary.json").is_file()
 
 
+def test_two_sweeps_registering_at_once_leave_the_better_one_champion(tmp_path):
+    """A team's two sweeps register to one new name: the worse one, slow to load back its
+    version, read 'no champion' before the better one became it, then took the alias too
+    (both said 'first champion')."""
+    from runner.contracts import DATA_FINGERPRINT
+    from runner.export import champion_challenger
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    experiment = client.create_experiment("digits")
+    client.create_registered_model("team_digits")
+    runs = []
+    for accuracy in (0.41, 0.94):
+        run = client.create_run(experiment, tags={DATA_FINGERPRINT: "fp"}).info.run_id
+        client.log_metric(run, "final_test_accuracy", accuracy)
+        client.create_model_version("team_digits", f"runs:/{run}/model", run)
+        runs.append(run)
+    better = {}
+
+    def slow_load_back():  # meanwhile the better sweep finishes and registers
+        better.update(
+            champion_challenger(client, "team_digits", runs[1], "2", "accuracy", 0.94, True, "fp")
+        )
+        return 0.41
+
+    worse = champion_challenger(
+        client, "team_digits", runs[0], "1", "accuracy", 0.41, True, "fp", slow_load_back
+    )
+    assert better["decision"] == "first champion"
+    assert worse["decision"] == "kept: not better" and worse["champion"] == 0.94, worse
+    assert str(client.get_model_version_by_alias("team_digits", "champion").version) == "2"
+
+
 def test_a_champion_serving_refits_is_judged_by_what_it_serves(tmp_path):
     """A refit ensemble serves its refits: its registered score is theirs (refit_test_*),
     not the bagged ensemble's final_test_* it also logs."""
