@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,15 @@ def test_ray_job_submit_of_a_smoke_sweep_finishes_and_logs_to_mlflow(tmp_path):
         env.pop("MLFLOW_TRACKING_URI", None)
         done = subprocess.run(
             [
-                "ray",
+                sys.executable,  # this interpreter's Ray CLI and Python, whatever PATH holds
+                "-m",
+                "ray.scripts.scripts",
                 "job",
                 "submit",
                 "--working-dir",
                 str(ROOT),
                 "--",
-                "python",
+                sys.executable,
                 "-m",
                 "runner",
                 "+experiment=quickstart",

@@ -14,6 +14,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -82,6 +83,8 @@ def mlflow_ui(chromium: str, smoke_run, tmp_path: Path) -> Iterator[dict]:
         # reads them directly, in the cwd the run had
         server = subprocess.Popen(
             [
+                sys.executable,
+                "-m",
                 "mlflow",
                 "server",
                 "--backend-store-uri",

@@ -261,6 +261,8 @@ def assert_model_serves(workdir: Path, summary: dict) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
     server = subprocess.Popen(
         [
+            sys.executable,
+            "-m",
             "mlflow",
             "models",
             "serve",
