@@ -17,8 +17,9 @@ What it does, per column of the training rows:
   category of its own; values seen fewer than ``min_count`` times in training, and values
   never seen there, share one bucket; one-hot columns (``encoding="onehot"``: linear models,
   neighbours, neural nets) or one integer code per column (``encoding="ordinal"``: trees);
-- text with more distinct values: frequency encoding (the share of training rows holding the
-  value; unseen values get 0);
+- text with more distinct values: for trees, one code per value seen ``min_count`` times or
+  more (up to ``MAX_CODES``, covering half the rows), for other members frequency encoding
+  (the share of training rows holding the value; unseen values get 0), with a note;
 - dropped, with a note: columns that are constant or empty in training, and ID-like columns
   (text distinct on every row; whole numbers distinct on every row that count 1, 2, 3, ...
   or sit in a column named like an ID: id, user_id, PassengerId, index, Unnamed: 0).
@@ -42,6 +43,9 @@ import pandas as pd
 from models.base import InputSpec
 
 ENCODINGS = ("onehot", "ordinal")
+# the most values a text column is coded by for trees (ordinal encoding): past it, or when
+# values seen ``min_count`` times cover under half the rows, the values' shares of the rows
+MAX_CODES = 1000
 MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
@@ -465,8 +469,17 @@ class TablePrep:
             self.dropped[name] = "an ID (distinct text on every row)"
             return None
         counts = keys.value_counts()
+        kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
         if len(counts) <= self.max_onehot:
-            kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
+            return Column(name, "category", categories=[*kept, RARE])
+        self.notes[name] = (
+            f"text of {len(counts)} values: one code per value seen {self.min_count} times or "
+            f"more for trees, their shares of the rows for other members"
+        )
+        # one feature of codes splits as well on 500 values as on 5 (a state, a county): a
+        # tree keeps their identity, which shares of rows lose when they are alike
+        covered = counts[counts >= self.min_count].sum()
+        if self.encoding == "ordinal" and len(kept) <= MAX_CODES and covered >= len(keys) / 2:
             return Column(name, "category", categories=[*kept, RARE])
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
