@@ -421,6 +421,33 @@ def test_csv_infers_classification_for_two_values_on_a_small_table_and_says_so(t
     assert d.task.kind == "regression" and not d.notes  # a task given is not a note
 
 
+def test_data_classes_leaves_out_a_class_too_small_to_split(tmp_path):
+    """A doctor-visits table whose count 9 has one row: ``data.classes`` keeping 0..4 was
+    refused for class 9's one row, which it drops."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x": rng.normal(size=61), "visits": [0, 1, 2] * 20 + [9]})
+    path = str(write(frame, tmp_path / "visits.csv"))
+    kept = load(
+        DataSpec(
+            "csv", 0.2, 0.2, 0, path=path, target="visits", task="classification", classes=(0, 1, 2)
+        )
+    )
+    assert kept.task.labels == ("0", "1", "2") and len(kept.y_train) + len(kept.y_val) < 61
+    with pytest.raises(ValueError, match="class '9' of target 'visits' has 1 row"):
+        load(
+            DataSpec(
+                "csv",
+                0.2,
+                0.2,
+                0,
+                path=path,
+                target="visits",
+                task="classification",
+                classes=(0, 3),
+            )
+        )
+
+
 def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     rng = np.random.default_rng(3)
     size = rng.normal(size=60).round(3)

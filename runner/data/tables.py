@@ -561,6 +561,9 @@ def load_table(spec: DataSpec) -> Raw:
     if task.is_classification:
         # counted on the codes: a categorical target's unused categories are no class
         counts = np.bincount(y, minlength=task.n_classes)
+        kept = _kept_ids(spec.classes, task.n_classes)  # data.classes drops the others later
+        if kept:
+            counts = np.where(np.isin(np.arange(task.n_classes), kept), counts, MIN_CLASS_ROWS)
         if counts.min() < MIN_CLASS_ROWS:
             inferred = (
                 f"; the task was inferred as classification from {task.n_classes} whole-number "
@@ -577,3 +580,15 @@ def load_table(spec: DataSpec) -> Raw:
                 f"(train, validation and test rows){inferred}"
             )
     return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)
+
+
+def _kept_ids(classes: Any, n: int) -> list[int]:
+    """The class ids of ``data.classes`` that name a class of ``n`` (the list is checked
+    in full after the loader); none when it is not set."""
+    if not classes:
+        return []
+    return [
+        int(c)
+        for c in classes
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < n
+    ]
