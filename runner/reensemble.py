@@ -125,6 +125,15 @@ def _value(text: str) -> Any:
         return text
 
 
+def _our_spelling(key: str) -> str | None:
+    """This command's key for a key written as the runner's config writes it
+    (``tracking.uri``: ``tracking_uri``; ``ensemble.method``: ``method``), or None."""
+    for candidate in (key.removeprefix("ensemble."), key.replace(".", "_")):
+        if candidate in OPTIONS:
+            return candidate
+    return None
+
+
 def parse(argv: Sequence[str]) -> Args:
     """Parse ``key=value`` words; unknown keys become method params. Validates the method."""
     epilog = "keys:\n" + "\n".join(f"  {k:<15} {v}" for k, v in OPTIONS.items())
@@ -145,6 +154,10 @@ def parse(argv: Sequence[str]) -> Args:
         if key.startswith("param."):
             params[key[len("param.") :]] = _value(text)
             continue
+        if key not in OPTIONS and "." in key:  # the runner's spelling: tracking.uri
+            ours = _our_spelling(key)
+            if ours is not None:
+                raise UsageError(f"{key}=: this command spells it {ours}= (got {word!r})")
         (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
     if "experiment" not in known:
         raise UsageError("experiment=NAME is required")

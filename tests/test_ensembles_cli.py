@@ -89,6 +89,9 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
         ("metric=roc_auc", "unknown metric 'roc_auc'; known: accuracy, log_loss, rmse, mae"),
         ("n_boot=2", "n_boot must be an integer >= 10, got 2"),  # as ensemble.n_boot
         ("sweeps=,", "sweeps must be latest, all or sweep ids, got ','"),
+        # the runner's spellings: they were taken for the method's parameters
+        ("tracking.uri=sqlite:///m.db", "tracking.uri=: this command spells it tracking_uri="),
+        ("ensemble.method=greedy", "ensemble.method=: this command spells it method="),
         (  # MLflow's traceback about its file store
             "tracking_uri=/some/where/mlflow.db",
             "tracking_uri: unknown scheme '' in '/some/where/mlflow.db'; allowed: sqlite",
