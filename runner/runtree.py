@@ -212,8 +212,8 @@ def kind_defaults(kind: str, task: Task) -> dict[str, Any]:
 
         try:
             found = models.get(kind).defaults(task)
-        except (ValueError, TypeError, ImportError):
-            found = {}
+        except Exception:  # noqa: BLE001 - a user's kind may raise anything: the run logs
+            found = {}  # the hyperparameters it set, as before
         _DEFAULTS[key] = {
             k: v
             for k, v in found.items()
