@@ -257,7 +257,10 @@ class RedactingFilter(logging.Filter):
     covers alone."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format: the handler reports it as logging does
+            return True
         if record.exc_info:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         if "://" in text:

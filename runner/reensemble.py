@@ -125,10 +125,28 @@ def _value(text: str) -> Any:
         return text
 
 
+# MLflow's answers to a request it understood and refused: not a store that failed
+REFUSALS = frozenset(
+    {
+        "RESOURCE_DOES_NOT_EXIST",
+        "RESOURCE_ALREADY_EXISTS",
+        "INVALID_PARAMETER_VALUE",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "INVALID_STATE",
+        "BAD_REQUEST",
+    }
+)
+
+
 def _our_spelling(key: str) -> str | None:
     """This command's key for a key written as the runner's config writes it
     (``tracking.uri``: ``tracking_uri``; ``ensemble.method``: ``method``), or None."""
-    for candidate in (key.removeprefix("ensemble."), key.replace(".", "_")):
+    for candidate in (
+        key.removeprefix("ensemble."),
+        key.removeprefix("runner."),
+        key.replace(".", "_"),
+    ):
         if candidate in OPTIONS:
             return candidate
     return None
@@ -156,8 +174,8 @@ def parse(argv: Sequence[str]) -> Args:
             continue
         if key not in OPTIONS and "." in key:  # the runner's spelling: tracking.uri
             ours = _our_spelling(key)
-            if ours is not None:
-                raise UsageError(f"{key}=: this command spells it {ours}= (got {word!r})")
+            if ours is not None:  # the value left out: it may be a URI with a password
+                raise UsageError(f"{key}=: this command spells it {ours}=")
         (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
     if "experiment" not in known:
         raise UsageError("experiment=NAME is required")
@@ -461,12 +479,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cause = store_error(err)
         if cause is None:
             raise
-        first = (str(cause).strip().splitlines() or [""])[0][:300]
-        print(
-            f"error: the tracking store failed ({type(cause).__name__}: "
-            f"{redact_credentials(first)}); run the command again once it answers",
-            file=sys.stderr,
-        )
+        first = redact_credentials((str(cause).strip().splitlines() or [""])[0])[:300]
+        said = f"{type(cause).__name__}: {first}"
+        if str(getattr(cause, "error_code", "")) in REFUSALS:  # asking again will not help
+            print(f"error: the tracking store refused a request ({said})", file=sys.stderr)
+        else:
+            print(
+                f"error: the tracking store failed ({said}); run the command again once it answers",
+                file=sys.stderr,
+            )
         return 2
     return code
 

@@ -687,17 +687,26 @@ def _run_on_head(
     return summary
 
 
-def _store_failed(err: Exception, when: str, spec: RunSpec) -> StoreFailed | None:
+def _store_failed(err: Exception, started: bool, spec: RunSpec) -> StoreFailed | None:
     """StoreFailed saying in one line (and how to resume) that the MLflow store caused
-    ``err``; None when something else did."""
+    ``err`` as the sweep started or, ``started``, mid-sweep; None when something else did."""
+    from runner.hydra_errors import redact_credentials
+
     cause = store_error(err)
     if cause is None:
         return None
-    first = (str(cause).strip().splitlines() or [""])[0]
+    # masked before it is cut: a cut inside user:password@ would leave the password bare
+    first = redact_credentials((str(cause).strip().splitlines() or [""])[0])
     if len(first) > 300:  # cut between words
         first = first[:300].rsplit(" ", 1)[0] + " ..."
+    if not started:
+        return StoreFailed(
+            f"the tracking store failed as the sweep started ({type(cause).__name__}: "
+            f"{first}); nothing was trained: run the command again (runner.sweep_id="
+            f"{spec.sweep_id}) once the store answers"
+        )
     return StoreFailed(
-        f"the tracking store failed {when} ({type(cause).__name__}: {first}); what "
+        f"the tracking store failed mid-sweep ({type(cause).__name__}: {first}); what "
         f"finished is kept in Tune's storage ({spec.storage_path}); resume with "
         f"runner.sweep_id={spec.sweep_id} once the store answers"
     )
@@ -739,7 +748,7 @@ def _run(
     try:
         tree = RunTree(spec, data.fingerprint, data.sizes(), lease, task=data.task)
     except Exception as err:  # the store went away since the command probed it
-        failed = _store_failed(err, "as the sweep started", spec)
+        failed = _store_failed(err, False, spec)
         if failed is None:
             raise
         raise failed from None
@@ -856,7 +865,7 @@ def _run(
         status = "KILLED"
         raise
     except Exception as err:
-        failed = _store_failed(err, "mid-sweep", spec)
+        failed = _store_failed(err, True, spec)
         if failed is None:
             raise
         raise failed from None

@@ -404,6 +404,15 @@ def test_the_job_log_file_masks_uri_passwords_in_messages_and_tracebacks(tmp_pat
             raise ConnectionError(f"API request to {uri}/api/2.0 failed")
         except ConnectionError:
             logging.getLogger("runner").exception("store down")
+        # a call whose arguments miss its format is logging's to report (on stderr), not an
+        # error raised at the caller (pytest's own handlers, which raise, kept out)
+        alone = logging.getLogger("runner-test-bad-format")
+        alone.propagate = False
+        alone.addHandler(handler)
+        try:
+            alone.warning("a %s %s", 1)
+        finally:
+            alone.removeHandler(handler)
     finally:
         root.removeHandler(handler)
         handler.close()

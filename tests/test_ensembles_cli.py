@@ -91,6 +91,7 @@ def test_bad_method_fails_before_touching_mlflow(tmp_path):
         ("sweeps=,", "sweeps must be latest, all or sweep ids, got ','"),
         # the runner's spellings: they were taken for the method's parameters
         ("tracking.uri=sqlite:///m.db", "tracking.uri=: this command spells it tracking_uri="),
+        ("runner.seed=1", "runner.seed=: this command spells it seed="),
         ("ensemble.method=greedy", "ensemble.method=: this command spells it method="),
         (  # MLflow's traceback about its file store
             "tracking_uri=/some/where/mlflow.db",
@@ -103,6 +104,14 @@ def test_bad_options_are_refused_before_the_store_is_touched(word, said):
 
     with pytest.raises(UsageError, match=re.escape(said)):
         parse(["experiment=x", word])
+
+
+def test_the_runners_spelling_of_the_store_is_refused_without_its_password():
+    from runner.reensemble import UsageError, parse
+
+    with pytest.raises(UsageError) as refused:
+        parse(["experiment=x", "tracking.uri=http://alice:S3cret@h:5000"])
+    assert "tracking_uri=" in str(refused.value) and "S3cret" not in str(refused.value)
 
 
 @pytest.mark.parametrize("method", ["weighted", "greedy", "stacking", "mean"])

@@ -260,10 +260,15 @@ def test_a_store_error_as_the_sweep_starts_is_one_line_naming_it_and_others_are_
     from runner.sweep import _store_failed
 
     spec = _spec(tmp_path)
-    down = MlflowException("API request to http://srv/api failed: Max retries exceeded")
-    failed = _store_failed(down, "as the sweep started", spec)
+    padding = "x" * 280  # the password straddles the cut at 300 characters
+    down = MlflowException(
+        f"API request {padding} to http://alice:S3cretPw@srv/api failed: Max retries exceeded"
+    )
+    failed = _store_failed(down, False, spec)
     assert isinstance(failed, StoreFailed)
     text = str(failed)
     assert text.startswith("the tracking store failed as the sweep started (MlflowException: API")
-    assert "runner.sweep_id=s1 once the store answers" in text and "\n" not in text
-    assert _store_failed(ValueError("a bug of ours"), "mid-sweep", spec) is None
+    assert "nothing was trained" in text and "S3cret" not in text and "\n" not in text
+    assert "runner.sweep_id=s1) once the store answers" in text
+    assert "resume with runner.sweep_id=s1" in str(_store_failed(down, True, spec))
+    assert _store_failed(ValueError("a bug of ours"), True, spec) is None
