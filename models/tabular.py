@@ -472,14 +472,17 @@ class TablePrep:
         kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
         if len(counts) <= self.max_onehot:
             return Column(name, "category", categories=[*kept, RARE])
-        self.notes[name] = (
-            f"text of {len(counts)} values: one code per value seen {self.min_count} times or "
-            f"more for trees, their shares of the rows for other members"
-        )
         # one feature of codes splits as well on 500 values as on 5 (a state, a county): a
         # tree keeps their identity, which shares of rows lose when they are alike
         covered = counts[counts >= self.min_count].sum()
-        if self.encoding == "ordinal" and len(kept) <= MAX_CODES and covered >= len(keys) / 2:
+        coded = len(kept) <= MAX_CODES and covered >= len(keys) / 2
+        self.notes[name] = f"text of {len(counts)} values: " + (
+            f"one code per value seen {self.min_count} times or more for trees, their shares "
+            "of the rows for other members"
+            if coded
+            else "their shares of the rows (too many values, or too rare, to code one by one)"
+        )
+        if self.encoding == "ordinal" and coded:
             return Column(name, "category", categories=[*kept, RARE])
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})

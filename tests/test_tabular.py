@@ -767,4 +767,6 @@ def test_trees_read_a_wide_text_column_by_its_values_and_others_by_their_shares(
     # values mostly too rare to learn from (under half the rows seen 5 times): shares
     names = pd.DataFrame({"who": [f"n{k}" for k in range(300)] + ["common"] * 100, "x": 0.0})
     names["x"] = rng.normal(size=len(names))
-    assert TablePrep("ordinal").fit(names).columns[0].kind == "frequency"
+    rare = TablePrep("ordinal").fit(names)
+    assert rare.columns[0].kind == "frequency"
+    assert "their shares of the rows (too many values, or too rare" in rare.notes["who"]
