@@ -146,6 +146,35 @@ def test_two_sweeps_registering_at_once_leave_the_better_one_champion(tmp_path):
     assert str(client.get_model_version_by_alias("team_digits", "champion").version) == "2"
 
 
+def test_a_champion_moved_by_another_sweep_during_the_comparison_is_compared_again(tmp_path):
+    """The alias moved after this sweep read it (while it rescored the old champion on its
+    split): it compares again with the one in place instead of taking the alias from it."""
+    from runner.contracts import DATA_FINGERPRINT
+    from runner.export import champion_challenger
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    experiment = client.create_experiment("digits")
+    client.create_registered_model("digits")
+    runs = []
+    for accuracy, split in ((0.70, "last-week"), (0.95, "fp"), (0.80, "fp")):
+        run = client.create_run(experiment, tags={DATA_FINGERPRINT: split}).info.run_id
+        client.log_metric(run, "final_test_accuracy", accuracy)
+        client.create_model_version("digits", f"runs:/{run}/model", run)
+        runs.append(run)
+    client.set_registered_model_alias("digits", "champion", "1")
+
+    def rescore(version):  # meanwhile a colleague's sweep crowns version 2
+        client.set_registered_model_alias("digits", "champion", "2")
+        return 0.30
+
+    decision = champion_challenger(
+        client, "digits", runs[2], "3", "accuracy", 0.80, True, "fp", rescore=rescore
+    )
+    assert decision["decision"] == "kept: not better", decision
+    assert str(decision["champion_version"]) == "2" and decision["champion"] == 0.95
+    assert str(client.get_model_version_by_alias("digits", "champion").version) == "2"
+
+
 def test_a_champion_serving_refits_is_judged_by_what_it_serves(tmp_path):
     """A refit ensemble serves its refits: its registered score is theirs (refit_test_*),
     not the bagged ensemble's final_test_* it also logs."""
