@@ -43,7 +43,27 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
     """Raw features in, the ensemble's prediction out: (n, classes) probabilities or (n,)."""
 
     def load_context(self, context) -> None:
-        """Load every member and the fitted ensemble from the model's artifacts."""
+        """Load every member and the fitted ensemble from the model's artifacts; a failure in
+        an environment with older libraries than the model was saved with says so in one
+        line (the libraries' own errors name neither)."""
+        from models.store import ArtifactError
+
+        try:
+            self._load(context)
+        except ArtifactError:
+            raise
+        except Exception as err:
+            older = _older_than_saved(Path(context.artifacts["ensemble_spec"]))
+            if not older:
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise RuntimeError(
+                f"the model cannot be loaded here ({type(err).__name__}: {first}): this "
+                f"environment has {', '.join(older)}; install the model's requirements "
+                "(requirements.txt beside its MLmodel)"
+            ) from err
+
+    def _load(self, context) -> None:
         import models
         from models import safe_io
         from models.base import Task
@@ -514,3 +534,42 @@ def _read_spec(path: Path, error: type[Exception]) -> dict:
             "it was logged)"
         )
     return spec
+
+
+# the libraries whose saved models an older release may not read
+SAVED_WITH = (
+    "scikit-learn",
+    "keras",
+    "tensorflow",
+    "lightgbm",
+    "xgboost",
+    "catboost",
+    "skops",
+    "numpy",
+    "pandas",
+    "scipy",
+)
+
+
+def _older_than_saved(inside: Path) -> list[str]:
+    """The libraries installed here at an older release than the model's requirements.txt
+    pins (found above ``inside``, a file of the model), as "name 1.7.2 (saved with 1.9.1)"."""
+    from importlib import metadata
+
+    from packaging.version import InvalidVersion, Version
+
+    folder = next((p for p in inside.parents if (p / "MLmodel").is_file()), None)
+    if folder is None or not (folder / "requirements.txt").is_file():
+        return []
+    older = []
+    for line in (folder / "requirements.txt").read_text().splitlines():
+        name, sep, saved = line.strip().partition("==")
+        if not sep or name.lower() not in SAVED_WITH:
+            continue
+        try:
+            here = metadata.version(name)
+            if Version(here) < Version(saved.strip()):
+                older.append(f"{name} {here} (saved with {saved.strip()})")
+        except (metadata.PackageNotFoundError, InvalidVersion):
+            continue
+    return older

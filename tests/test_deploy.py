@@ -320,3 +320,32 @@ def test_a_champion_version_that_no_longer_exists_gives_way_one_the_store_cannot
     dead = MlflowClient("http://127.0.0.1:9/")  # nothing listens: the store is down
     with pytest.raises(ModelUnavailable):
         score_registered(dead, "gone", np.zeros((2, 3)), np.zeros(2), "rmse", None, "1")
+
+
+def test_a_model_that_fails_to_load_on_older_libraries_says_which(tmp_path):
+    """Served where scikit-learn is older than the one it was saved with, a member failed in
+    the library's own words ('LogisticRegression' object has no attribute 'multi_class')."""
+    import json
+    from types import SimpleNamespace
+
+    from runner.pyfunc_model import EnsembleModel, _older_than_saved
+
+    model = tmp_path / "model"
+    (model / "artifacts").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "requirements.txt").write_text("mlflow==3.17.2\nscikit-learn==99.0\nnumpy==1.0\n")
+    spec = model / "artifacts" / "ensemble_spec.json"
+    spec.write_text(json.dumps({"task": {"kind": "regression", "n_classes": None}, "names": ["a"]}))
+    older = _older_than_saved(spec)
+    assert (
+        len(older) == 1 and older[0].startswith("scikit-learn ") and "(saved with 99.0)" in older[0]
+    )
+    # a load that fails (here: no estimator among the artifacts) names the older library
+    context = SimpleNamespace(artifacts={"ensemble_spec": str(spec)}, model_config={})
+    with pytest.raises(
+        RuntimeError, match=r"this environment has scikit-learn .* \(saved with 99\.0\)"
+    ):
+        EnsembleModel().load_context(context)
+    (model / "requirements.txt").write_text("scikit-learn==0.1\n")  # newer here: its own error
+    with pytest.raises(KeyError):
+        EnsembleModel().load_context(context)
