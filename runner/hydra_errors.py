@@ -24,6 +24,8 @@ WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` print
 # the password of a URI with credentials: scheme://user:PASSWORD@host (also as Hydra prints
 # an override, its colons escaped: scheme\://user\:PASSWORD@host)
 URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*\\?://[^\s:/@'\"]+:)[^\s@/'\"]+@")
+# a token as an http(s) URI's user name (http://TOKEN@host), as store_probe.redact_uri hides
+URI_HTTP_TOKEN = re.compile(r"(https?\\?://)[^\s:/@'\"]+@", re.IGNORECASE)
 # a secret in a URI's query (``?token=...``, ``&api_key=...``), as store_probe.redact_uri hides
 URI_QUERY_SECRET = re.compile(
     rf"([?&][\w.-]*(?:{'|'.join(SECRET_QUERY_KEYS)})[\w.-]*\\?=)[^&#\s'\"]+", re.IGNORECASE
@@ -35,7 +37,8 @@ def redact_credentials(text: str) -> str:
     ``***``."""
     if "://" not in text:
         return text
-    return URI_QUERY_SECRET.sub(r"\1***", URI_PASSWORD.sub(r"\1***@", text))
+    text = URI_HTTP_TOKEN.sub(r"\1***@", URI_PASSWORD.sub(r"\1***@", text))
+    return URI_QUERY_SECRET.sub(r"\1***", text)
 
 
 FILE_MARK = re.compile(r'^\s+in "(?P<file>[^"]+)", line (?P<line>\d+), column (?P<column>\d+)')

@@ -244,6 +244,9 @@ def test_stderr_masks_uri_passwords_once_the_job_runs():
     assert redact_credentials("x=https://h/api?user=me&token=t0k&api_key=k3y#top y") == (
         "x=https://h/api?user=me&token=***&api_key=***#top y"
     )
+    assert redact_credentials("in 'http://SEKRET@127.0.0.1:5077' and postgresql://bob@db") == (
+        "in 'http://***@127.0.0.1:5077' and postgresql://bob@db"
+    )
     out = io.StringIO()
     held = HeldStderr(out)
     held.write("held http://a:b@h ")

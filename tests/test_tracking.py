@@ -14,10 +14,13 @@ from runner.spec import from_config
 from runner.store_probe import redact_uri
 
 
-def test_redact_uri_hides_passwords_only():
+def test_redact_uri_hides_passwords_and_tokens_only():
     assert redact_uri("postgresql://bob:s3cret@db:5432/ml") == "postgresql://bob:***@db:5432/ml"
     assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     assert redact_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    # a server's user name alone is a token (sent as basic auth); a database's is a name
+    assert redact_uri("http://SEKRET@127.0.0.1:5077") == "http://***@127.0.0.1:5077"
+    assert redact_uri("postgresql://postgres@db:5432/ml") == "postgresql://postgres@db:5432/ml"
     assert (
         redact_uri("https://mlflow.example/path?access_token=abc&x=1&sig=zz")
         == "https://mlflow.example/path?access_token=***&x=1&sig=***"
