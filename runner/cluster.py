@@ -23,6 +23,7 @@ from runner.spec import ClusterSpec, MemberSpec
 # the driver's environment defaults, for the workers (and a sweep that writes from a ray://
 # head): bounded MLflow retries, no progress bars or run URLs in the output
 WORKER_ENV = process_env.current()
+METRICS_SWITCH = "RAY_enable_metrics_collection"  # Ray's own spelling of its config key
 
 
 class ClusterError(RuntimeError):
@@ -177,15 +178,24 @@ def ray_session(
             # same, but then Ray boots a new worker process for each trial's actor instead of
             # handing it one of the workers it starts with the instance (about 1 s each).
             process_env.apply()  # the workers inherit the driver's environment
-            with _ray_processes_in_a_session_of_their_own():
-                ray.init(
-                    address="local",
-                    num_cpus=spec.num_cpus,
-                    num_gpus=spec.num_gpus,
-                    include_dashboard=spec.include_dashboard,
-                    dashboard_host=spec.dashboard_host,
-                    **common,
-                )
+            # the metrics exporter listens on every interface and answers without the token;
+            # nothing reads it without the dashboard (the instance's processes inherit this)
+            quiet = not spec.include_dashboard and METRICS_SWITCH not in os.environ
+            if quiet:
+                os.environ[METRICS_SWITCH] = "0"
+            try:
+                with _ray_processes_in_a_session_of_their_own():
+                    ray.init(
+                        address="local",
+                        num_cpus=spec.num_cpus,
+                        num_gpus=spec.num_gpus,
+                        include_dashboard=spec.include_dashboard,
+                        dashboard_host=spec.dashboard_host,
+                        **common,
+                    )
+            finally:
+                if quiet:
+                    os.environ.pop(METRICS_SWITCH, None)
         else:
             client = spec.address.startswith("ray://")
             if client:  # the sweep runs on the head; its output comes back through Ray's logs
@@ -222,11 +232,28 @@ def ray_session(
         remote = spec.kind == "address" and spec.address.startswith("ray://")
         if spec.kind == "address" and storage_path and "://" not in storage_path and not remote:
             check_storage_on_nodes(storage_path)
-        yield
+        with _cloud_keys_inherited() if spec.kind == "local" else contextlib.nullcontext():
+            yield
     finally:
         if spec.kind == "local":
             _stop_monitor()
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _cloud_keys_inherited() -> Iterator[None]:
+    """Tune hands the driver's AWS keys to each trial's actor in its runtime environment,
+    which Ray writes in plain text to its session logs (readable by every user of the machine
+    under /tmp/ray); a local instance's workers inherit the driver's environment, keys
+    included, so Tune is left to pass none of them meanwhile."""
+    from ray.tune.execution import class_cache
+
+    handed = class_cache.ENV_VARS_TO_PROPAGATE
+    class_cache.ENV_VARS_TO_PROPAGATE = {v for v in handed if not v.startswith("AWS_")}
+    try:
+        yield
+    finally:
+        class_cache.ENV_VARS_TO_PROPAGATE = handed
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -105,6 +106,10 @@ def test_a_local_session_passes_the_worker_env_and_stops_its_monitor_at_once(mon
             return os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
         assert ray.get(env.remote()) == "2"  # TensorFlow's start-up chatter stays quiet
+        # no metrics exporter: it listens on every interface and answers without the token
+        (node,) = ray.nodes()
+        assert node["MetricsExportPort"] <= 0, node["MetricsExportPort"]
+        assert "RAY_enable_metrics_collection" not in os.environ  # the driver's left as it was
         monitor = worker._global_node.all_processes["monitor"][0].process
         _stop_monitor()
         monitor.wait(timeout=0.5)  # killed, not asked to stop (it would take a second)
@@ -449,3 +454,33 @@ def test_ctrl_c_stops_a_ray_client_sweep_on_the_head(two_nodes, workdir, tmp_pat
     assert parent.info.status == "KILLED"
     assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
     assert not [r for r in runs if r.data.tags["runner.role"] == "ensemble"]
+
+
+def test_a_local_sweep_writes_no_aws_key_into_rays_logs_and_trials_still_have_it(
+    monkeypatch, tmp_path
+):
+    """Tune put the driver's AWS keys in every trial actor's runtime environment, which Ray
+    logged in plain text under /tmp/ray, readable by every user of the machine."""
+    import ray
+    from ray import tune
+    from ray._private import worker
+
+    secret = "SEKRET-aws-4242"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    with ray_session(ClusterSpec(num_cpus=1), verbose=0):
+
+        def trial(config):
+            return {"has_key": os.environ.get("AWS_SECRET_ACCESS_KEY") == secret}
+
+        grid = tune.Tuner(
+            trial, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)
+        ).fit()
+        assert grid[0].metrics["has_key"]  # inherited, as every local worker's environment
+        logs = Path(worker._global_node.get_logs_dir_path())
+        holding = [
+            p.name
+            for p in logs.rglob("*")
+            if p.is_file() and secret in p.read_text(errors="ignore")
+        ]
+    assert holding == []
+    assert "AWS_SECRET_ACCESS_KEY" in ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE
