@@ -53,7 +53,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         except ArtifactError:
             raise
         except Exception as err:
-            older = _older_than_saved(Path(context.artifacts["ensemble_spec"]))
+            older = _older_than_saved(Path(context.artifacts.get("ensemble_spec", ".")))
             if not older:
                 raise
             first = (str(err).strip().splitlines() or [""])[0][:200]
@@ -69,9 +69,21 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         from models.base import Task
         from models.store import SPEC_SHA256, ArtifactError, sha256
 
+        if not {"ensemble_spec", "estimator"} <= set(context.artifacts):
+            raise ArtifactError(
+                "refusing to load the ensemble: its MLmodel lists no ensemble_spec or estimator "
+                "artifact (it changed after the ensemble was logged)"
+            )
         spec_path = Path(context.artifacts["ensemble_spec"])
-        pinned_spec = (context.model_config or {}).get(SPEC_SHA256)  # None: logged before
-        if pinned_spec is not None and (found := sha256(spec_path)) != pinned_spec:
+        if not spec_path.is_file():
+            raise ArtifactError(f"refusing to load the ensemble: {spec_path} is missing")
+        pinned_spec = (context.model_config or {}).get(SPEC_SHA256)
+        if pinned_spec is None:  # edited out, or a model logged before the spec was pinned
+            raise ArtifactError(
+                f"refusing to load {spec_path}: the model's MLmodel pins no sha256 for it "
+                f"(config {SPEC_SHA256}); re-export the model with this release"
+            )
+        if (found := sha256(spec_path)) != pinned_spec:
             raise ArtifactError(
                 f"refusing to load {spec_path}: its sha256 is {found}, the model's MLmodel "
                 f"recorded {pinned_spec} (the file changed after it was logged)"
@@ -106,8 +118,18 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         self.names = list(spec["names"])
         # members with weight 0 in an averaging ensemble were not shipped: they add nothing
         used = spec.get("used", range(self.n_members))
-        pinned = spec.get("member_sha256")  # None in a model logged before members were pinned
-        for i in used if pinned is not None else ():
+        pinned = spec.get("member_sha256")
+        if not isinstance(pinned, dict):  # edited out, or logged before members were pinned
+            raise ArtifactError(
+                f"refusing to load {spec_path}: it pins no member's sha256 (member_sha256); "
+                "re-export the model with this release"
+            )
+        for i in used:
+            if f"member_{i}" not in context.artifacts:
+                raise ArtifactError(
+                    f"refusing to load member {i} ({spec['names'][i]}): the model's MLmodel "
+                    "lists no such artifact (it changed after the ensemble was logged)"
+                )
             manifest = Path(context.artifacts[f"member_{i}"]) / "kind.json"
             if not manifest.is_file():
                 raise ArtifactError(

@@ -335,17 +335,23 @@ def test_a_model_that_fails_to_load_on_older_libraries_says_which(tmp_path):
     (model / "MLmodel").write_text("flavors: {}\n")
     (model / "requirements.txt").write_text("mlflow==3.17.2\nscikit-learn==99.0\nnumpy==1.0\n")
     spec = model / "artifacts" / "ensemble_spec.json"
-    spec.write_text(json.dumps({"task": {"kind": "regression", "n_classes": None}, "names": ["a"]}))
+    # a spec this environment cannot read (here a task kind it does not know)
+    spec.write_text(json.dumps({"task": {"kind": "ranking", "n_classes": None}, "names": ["a"]}))
     older = _older_than_saved(spec)
     assert (
         len(older) == 1 and older[0].startswith("scikit-learn ") and "(saved with 99.0)" in older[0]
     )
-    # a load that fails (here: no estimator among the artifacts) names the older library
-    context = SimpleNamespace(artifacts={"ensemble_spec": str(spec)}, model_config={})
+    # a load that fails names the older library
+    from models.store import SPEC_SHA256, sha256
+
+    context = SimpleNamespace(
+        artifacts={"ensemble_spec": str(spec), "estimator": str(spec)},
+        model_config={SPEC_SHA256: sha256(spec)},
+    )
     with pytest.raises(
         RuntimeError, match=r"this environment has scikit-learn .* \(saved with 99\.0\)"
     ):
         EnsembleModel().load_context(context)
     (model / "requirements.txt").write_text("scikit-learn==0.1\n")  # newer here: its own error
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="ranking"):
         EnsembleModel().load_context(context)

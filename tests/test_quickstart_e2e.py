@@ -246,6 +246,29 @@ def assert_pyfunc_reproduces_the_ensemble(client, summary, db, tmp_path) -> None
     spec.write_text(edited)
     with pytest.raises(Exception, match=r"ensemble_spec.json: its sha256 is .* MLmodel recorded"):
         mlflow.pyfunc.load_model(str(local))
+    # the pins edited out are no way around them (the spec's, then the members')
+    import json
+
+    from models.store import sha256
+
+    mlmodel = local / "MLmodel"
+    pinned = mlmodel.read_text()
+    mlmodel.write_text(
+        "".join(line for line in pinned.splitlines(True) if "ensemble_spec_sha256" not in line)
+    )
+    with pytest.raises(Exception, match=r"the model's MLmodel pins no sha256 for it"):
+        mlflow.pyfunc.load_model(str(local))
+    mlmodel.write_text(pinned)
+    unpinned = json.loads(text)
+    del unpinned["member_sha256"]
+    spec.write_text(json.dumps(unpinned))
+    config = yaml.safe_load(pinned)["flavors"]["python_function"]["config"]
+    mlmodel.write_text(pinned.replace(config["ensemble_spec_sha256"], sha256(spec)))
+    with pytest.raises(Exception, match=r"it pins no member's sha256 \(member_sha256\)"):
+        mlflow.pyfunc.load_model(str(local))
+    spec.unlink()
+    with pytest.raises(Exception, match=r"refusing to load the ensemble: .* is missing"):
+        mlflow.pyfunc.load_model(str(local))
 
 
 def assert_model_serves(workdir: Path, summary: dict) -> None:
