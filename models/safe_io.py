@@ -25,6 +25,10 @@ ALLOWED_PREFIXES: tuple[str, ...] = (
 )
 
 
+# functions our artifacts hold by reference (none so far): every other function is refused
+ALLOWED_FUNCTIONS: frozenset[str] = frozenset()
+
+
 def dump(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` in the skops format; returns the path."""
     path = Path(path)
@@ -52,7 +56,11 @@ def _allowed(name: str) -> bool:
         except AttributeError:
             return False
         module = getattr(obj, "__module__", None)
-        return isinstance(module, str) and f"{module}.".startswith(ALLOWED_PREFIXES)
+        if not (isinstance(module, str) and f"{module}.".startswith(ALLOWED_PREFIXES)):
+            return False
+        # classes only: a function such as sklearn.datasets.dump_svmlight_file, held by a
+        # FunctionTransformer, would run with arguments the file chooses (writing files)
+        return isinstance(obj, type) or name in ALLOWED_FUNCTIONS
     return False
 
 
@@ -72,8 +80,8 @@ def load(path: str | Path) -> Any:
     refused = [name for name in vetted if not _allowed(name)]
     if refused:
         raise ArtifactError(
-            f"refusing to load {path}: it holds types outside the allow-list "
-            f"({', '.join(ALLOWED_PREFIXES)}): {', '.join(refused)}"
+            f"refusing to load {path}: it holds what the allow-list does not trust (classes "
+            f"defined under {', '.join(ALLOWED_PREFIXES)}; no functions): {', '.join(refused)}"
         )
     import skops.io as sio
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from sklearn.datasets import load_digits, make_regression
+from sklearn.datasets import dump_svmlight_file, load_digits, make_regression
+from sklearn.preprocessing import FunctionTransformer
 
 import ensembles
 import models
@@ -72,8 +73,13 @@ class Gadget:
         (collections.Counter("abc"), "collections.Counter"),
         (Gadget(), f"{__name__}.Gadget"),
         ({"f": minimize}, "scipy.optimize._minimize.minimize"),
+        # a function under sklearn. that writes a file the model file names, run on predict
+        (
+            FunctionTransformer(func=dump_svmlight_file, kw_args={"f": "/tmp/x", "y": [0]}),
+            "sklearn.datasets._svmlight_format_io.dump_svmlight_file",
+        ),
     ],
-    ids=["Counter", "test-class", "scipy-function"],
+    ids=["Counter", "test-class", "scipy-function", "sklearn-function"],
 )
 def test_a_type_outside_the_allow_list_is_refused_in_one_line(obj, refused, tmp_path):
     path = safe_io.dump(obj, tmp_path / "x.skops")
@@ -83,8 +89,9 @@ def test_a_type_outside_the_allow_list_is_refused_in_one_line(obj, refused, tmp_
     message = str(err.value)
     assert "\n" not in message
     assert message == (
-        f"refusing to load {path}: it holds types outside the allow-list "
-        f"(sklearn., ensembles.methods., ensembles.calibration., ensembles.budget.): {refused}"
+        f"refusing to load {path}: it holds what the allow-list does not trust (classes defined "
+        f"under sklearn., ensembles.methods., ensembles.calibration., ensembles.budget.; no "
+        f"functions): {refused}"
     )
 
 
@@ -102,7 +109,7 @@ def test_a_name_re_exported_into_an_allowed_module_is_refused(tmp_path):
     path = safe_io.dump({"f": minimize}, tmp_path / "x.skops")
     _rename_function(path, "ensembles.methods", "minimize")
     assert safe_io.untrusted_types(path) == ["ensembles.methods.minimize"]
-    with pytest.raises(ArtifactError, match=r"allow-list .*: ensembles\.methods\.minimize$"):
+    with pytest.raises(ArtifactError, match=r"no functions\): ensembles\.methods\.minimize$"):
         safe_io.load(path)
 
 
