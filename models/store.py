@@ -11,8 +11,8 @@ to load the file, so loading never depends on what the caller imported.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,11 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
         manifest["resizes_images"] = True
     if member.feature_names is not None:
         manifest["feature_names"] = list(member.feature_names)
+    # any other file the kind wrote (a booster's estimator.txt: which class reads its model)
+    listed = {path.name, PREP_FILE, MANIFEST}
+    others = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in listed)
+    if others:
+        manifest["files"] = {str(p.relative_to(folder)): sha256(p) for p in others}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -156,6 +161,32 @@ def save_bag(kind: str, fold_folders: list[str | Path], folder: str | Path) -> P
     return folder
 
 
+def verify_member(folder: str | Path) -> None:
+    """Check every file a saved member's manifest lists against its sha256 (a bag's folds
+    too), importing and loading nothing: ArtifactError naming the first that differs."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if "bag" in manifest:
+        for fold in manifest["bag"]:
+            verify_member(_checked(folder, f"{fold['folder']}/{MANIFEST}", fold["sha256"]).parent)
+        return
+    _checked(folder, manifest["file"], manifest["sha256"])
+    if "prep" in manifest:
+        _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
+    for name, digest in _listed_files(folder, manifest).items():
+        _checked(folder, name, digest)
+
+
+def _listed_files(folder: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The manifest's other files (name -> sha256); ArtifactError for a name outside the
+    member's folder."""
+    files = manifest.get("files") or {}
+    for name in files:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArtifactError(f"refusing to load {folder}: its manifest names {name!r}")
+    return dict(files)
+
+
 def load_member(folder: str | Path) -> Member | Bag:
     """The member saved in ``folder`` (``.kind`` is its registry entry), every file's sha256
     checked against the manifest first; a bagged member comes back as a ``Bag`` of its
@@ -170,10 +201,12 @@ def load_member(folder: str | Path) -> Member | Bag:
             ]
         )
     name = manifest["kind"]
-    if name not in REGISTRY and manifest.get("module"):
-        importlib.import_module(manifest["module"])  # a kind registered by its own module
-    entry = get(name)
     path = _checked(folder, manifest["file"], manifest["sha256"])
+    for other, digest in _listed_files(folder, manifest).items():
+        _checked(folder, other, digest)
+    if name not in REGISTRY and manifest.get("module"):
+        _import_kind_module(folder, manifest["module"])  # a kind registered by its own module
+    entry = get(name)
     prep = None
     if "prep" in manifest:
         prep_path = _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
@@ -190,6 +223,24 @@ def load_member(folder: str | Path) -> Member | Bag:
         image_shape=tuple(manifest["image_shape"]) if "image_shape" in manifest else None,
         resizes_images=bool(manifest.get("resizes_images", False)),
     )
+
+
+def _import_kind_module(folder: Path, module: str) -> None:
+    """Import the module that registers a member's kind, unless Python would find it inside
+    the member's own folder (a file put beside the model, not code that shipped with it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    origin = Path(found.origin).resolve() if found is not None and found.origin else None
+    if origin is not None and folder.resolve() in origin.parents:
+        raise ArtifactError(
+            f"refusing to load {folder}: its kind's module {module!r} would be imported from "
+            f"inside the member's folder ({origin})"
+        )
+    importlib.import_module(module)
 
 
 def load_model(path: str | Path) -> Any:

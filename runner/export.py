@@ -27,7 +27,14 @@ from ensembles.conformal import point_predictions
 from ensembles.metrics import evaluate, greater_is_better
 from ensembles.stage import EnsembleReport
 from models import safe_io
-from models.store import MANIFEST, SPEC_SHA256, read_manifest, sha256
+from models.store import (
+    MANIFEST,
+    SPEC_SHA256,
+    ArtifactError,
+    read_manifest,
+    sha256,
+    verify_member,
+)
 from runner.contracts import (
     BEATS_BEST_MEMBER,
     BEST_MEMBER,
@@ -297,6 +304,10 @@ def log_pyfunc(
         for i in used:
             name = report.names[i]
             folder = client.download_artifacts(member_runs[name], MODEL_DIR, tmp + f"/{i}")
+            try:  # shipped as they are: a model that could never load is refused here
+                verify_member(folder)
+            except ArtifactError as err:
+                raise ArtifactError(f"member {name!r} (run {member_runs[name]}): {err}") from None
             manifest = read_manifest(folder)
             kinds.append(manifest["kind"])
             modules.add(manifest.get("module") or "models")

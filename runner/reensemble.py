@@ -35,6 +35,7 @@ from ensembles.honest import MIN_BOOT
 from ensembles.metrics import METRICS, evaluate, headline_metric
 from ensembles.stage import MemberPredictions, check_candidates
 from models.registry import CodeNotFound
+from models.store import ArtifactError
 from runner import sentinel, signals
 from runner.contracts import (
     DRIVER,
@@ -649,6 +650,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 "here (PYTHONPATH), or pass log_model=false (this ensemble run ends FAILED)",
                 file=sys.stderr,
             )
+            return 2
+        except ArtifactError as err:  # a member's saved model changed in the store
+            print(f"error: {err} (this ensemble run ends FAILED)", file=sys.stderr)
             return 2
         summary = {"experiment": args.experiment, "sweep_id": ", ".join(sweeps)}
         try:

@@ -239,6 +239,37 @@ def test_a_tampered_saved_member_is_refused(trained):
         models.load_member(folder)
 
 
+def test_every_file_of_a_saved_member_is_pinned_and_its_kinds_module_not_taken_from_it(
+    trained, tmp_path
+):
+    """A booster's estimator.txt (which class reads its model) was in no manifest: edited, a
+    classifier loaded as a regressor; and a kind.json naming a module found inside the
+    member's own folder imported that file before refusing the kind."""
+    import shutil
+
+    folder = shutil.copytree(trained["catboost-classification"]["folder"], tmp_path / "cb")
+    models.store.verify_member(folder)
+    listed = json.loads((folder / "kind.json").read_text())["files"]
+    assert set(listed) == {"estimator.txt"}
+    (folder / "estimator.txt").write_text("regression")
+    for check in (models.store.verify_member, models.load_member):
+        with pytest.raises(models.store.ArtifactError, match=r"estimator.txt: its sha256 is"):
+            check(folder)
+    planted = shutil.copytree(trained["logistic-classification"]["folder"], tmp_path / "lr")
+    (planted / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    manifest = json.loads((planted / "kind.json").read_text())
+    (planted / "kind.json").write_text(json.dumps({**manifest, "kind": "lr2", "module": "evil"}))
+    import sys
+
+    sys.path.insert(0, str(planted))
+    try:
+        with pytest.raises(models.store.ArtifactError, match=r"imported from inside the member"):
+            models.load_member(planted)
+    finally:
+        sys.path.remove(str(planted))
+    assert not (tmp_path / "ran").exists()
+
+
 def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
     spec = tiny[0]
     with pytest.raises(ValueError, match="wide column 'price' is not a feature"):
