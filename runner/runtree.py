@@ -255,6 +255,26 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _ran_with(client: MlflowClient, run_id: str, key: str) -> bool:
+    """Whether the sweep ``run_id`` recorded the values of a multirun job's key
+    (``cluster.num_cpus=2 ...``) in its resolved config."""
+    import yaml
+
+    recorded = recorded_config(client, run_id)
+    if recorded is None:
+        return False
+    flat = flatten(recorded)
+    for override in key.split():
+        name, _, text = override.lstrip("+~").partition("=")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if name not in flat or flat[name] != value:
+            return False
+    return True
+
+
 def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
     """The resolved config a sweep's parent run recorded, or None (a sweep started before
     configs were recorded)."""
@@ -689,7 +709,17 @@ class RunTree:
             else []
         )
         if spec.multirun_job:  # its own: jobs may differ only in settings the digest omits
-            same = [r for r in same if r.data.tags.get(MULTIRUN_JOB, "") == spec.multirun_key]
+            keyed = [r for r in same if r.data.tags.get(MULTIRUN_JOB, "") == spec.multirun_key]
+            if not keyed and spec.multirun_key:
+                # a sweep of a release that keyed jobs by command-line sweeps alone (a
+                # config's hydra.sweeper.params untagged): its recorded config says its values
+                keyed = [
+                    r
+                    for r in same
+                    if not r.data.tags.get(MULTIRUN_JOB)
+                    and _ran_with(client, r.info.run_id, spec.multirun_key)
+                ]
+            same = keyed
         # this config's sweeps on other data (the table at the same path changed) are not
         # this sweep: finished or not, a new one trains on this data
         other = [r for r in same if _other_data(r, fingerprint)]

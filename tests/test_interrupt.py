@@ -429,3 +429,21 @@ def test_multirun_jobs_differing_only_in_how_they_run_each_resume_their_own_swee
         mine = replace(spec, multirun_key=f"cluster.num_cpus={k}")
         assert RunTree.resumable_sweep_id(mine) == f"s{k}"
     assert RunTree.resumable_sweep_id(replace(spec, multirun_key="cluster.num_cpus=3")) is None
+    # a sweep of a release that left a config's sweeper out of the key: untagged, found by
+    # the values its recorded config holds (else every job of it trained anew)
+    from runner.contracts import RESOLVED_CONFIG
+
+    for k in (3, 4):
+        tags = {
+            "runner.role": "sweep",
+            "runner.sweep_id": f"old{k}",
+            CONFIG_DIGEST: config_digest(spec.resolved),
+        }
+        run = client.create_run(exp, start_time=2000 + k, tags=tags).info.run_id
+        recorded = {**spec.resolved, "cluster": {**spec.resolved["cluster"], "num_cpus": k}}
+        client.log_dict(run, recorded, RESOLVED_CONFIG)
+        client.set_terminated(run, "FINISHED")
+    for k in (3, 4):
+        mine = replace(spec, multirun_key=f"cluster.num_cpus={k}")
+        assert RunTree.resumable_sweep_id(mine) == f"old{k}"
+    assert RunTree.resumable_sweep_id(replace(spec, multirun_key="cluster.num_cpus=5")) is None
