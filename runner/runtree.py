@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from models.training import TrainingOptions
 from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
+    CODE_DIGEST,
     CONFIG_DIGEST,
     CONFIG_HASH,
     CUT_SHORT,
@@ -236,6 +238,19 @@ def _computed(config: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config's dotted keys of what a sweep computes (how it is run, e.g.
     verbosity or the cluster address, may change between attempts)."""
     return {k: v for k, v in flatten(config).items() if not is_volatile(k)}
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of the runner's own code (its models, ensembles and runner packages): which
+    version started a sweep, since the config alone does not say how it trains."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in ("models", "ensembles", "runner"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -539,6 +554,7 @@ class RunTree:
                 ROLE: "sweep",
                 DATA_FINGERPRINT: fingerprint,
                 CONFIG_DIGEST: config_digest(spec.resolved),
+                CODE_DIGEST: code_digest(),
                 DRIVER: self.driver_token,
                 **({MULTIRUN_JOB: spec.multirun_key} if spec.multirun_key else {}),
             },
@@ -780,6 +796,15 @@ class RunTree:
                 "2026-12-07 split a class of a few rows otherwise: such a sweep starts anew)"
             )
         self._check_config(parent)
+        if parent.data.tags.get(CODE_DIGEST) != code_digest():
+            log.warning(
+                "sweep %s was started by another version of the runner's code: the members it "
+                "finished are kept as they were trained (a bag's folds too), the rest train "
+                "with this version; for all of them alike start a new sweep (another "
+                "runner.sweep_id)",
+                self.sweep_id,
+            )
+            self.client.set_tag(parent.info.run_id, CODE_DIGEST, code_digest())
         # first: the dead driver's sentinel, if still at work, now leaves this sweep alone
         self.client.set_tag(parent.info.run_id, DRIVER, self.driver_token)
         self._resumed = True
@@ -1112,7 +1137,12 @@ class RunTree:
     ) -> MemberRecord:
         """A bagged member whose folds all finished: log its out-of-fold and averaged
         predictions, its bagged model and scores on its own run, and end it FINISHED."""
-        return self.finish_member(self.bags[name], name, model, result, final, local=False)
+        run_id = self.bags[name]
+        if self._resumed:  # why an earlier attempt left it open: not this one's end
+            for tag in (ERROR, SKIPPED, FOLDS_MISSING):
+                with contextlib.suppress(Exception):
+                    self.client.delete_tag(run_id, tag)
+        return self.finish_member(run_id, name, model, result, final, local=False)
 
     def fail_bag(self, name: str, model: str, reason: str) -> None:
         """A bagged member with a fold that did not finish: its run ends FAILED."""

@@ -28,7 +28,7 @@ from helpers import (
 from models.bag import Bag
 from models.store import ArtifactError
 from models.training import TrainingOptions
-from runner.contracts import FOLDS, MEMBER, PARENT, ROLE, SWEEP
+from runner.contracts import ERROR, FOLDS, MEMBER, PARENT, ROLE, SWEEP
 from runner.data import DataSpec, bagged, load
 from runner.spec import SpecError
 
@@ -232,6 +232,8 @@ def test_a_bagged_sweep_stopped_mid_fold_resumes_into_the_same_member_runs(workd
     assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
     members = {r.data.tags[MEMBER]: r for r in runs if r.data.tags[ROLE] == "member"}
     assert sorted(members) == ["logistic", "mlp", "svm"]  # no second run of any member
+    # why the first attempt stopped is no FINISHED bag's (its folds all done before it)
+    assert not {n: r.data.tags[ERROR] for n, r in members.items() if ERROR in r.data.tags}
     assert members["mlp"].info.run_id == before["mlp"] and members["mlp"].info.status == "FINISHED"
     finished = Counter(
         (r.data.tags[PARENT], r.data.tags[MEMBER])

@@ -275,3 +275,28 @@ def test_a_store_error_as_the_sweep_starts_is_one_line_naming_it_and_others_are_
     assert "runner.sweep_id=s1) once the store answers" in text
     assert "resume with runner.sweep_id=s1" in str(_store_failed(down, True, spec))
     assert _store_failed(ValueError("a bug of ours"), True, spec) is None
+
+
+def test_resuming_a_sweep_another_version_of_the_code_started_says_so(tmp_path, caplog):
+    """A resume across an upgrade trained the missing folds of a bag with another table
+    encoding than its finished ones, and said nothing."""
+    from runner.contracts import CODE_DIGEST
+    from runner.runtree import code_digest
+
+    spec = _spec(tmp_path)
+    first = RunTree(spec, "fp", {})
+    assert (
+        MlflowClient(spec.tracking_uri).get_run(first.parent_run_id).data.tags[CODE_DIGEST]
+        == code_digest()
+    )
+    first.close("KILLED")
+    client = MlflowClient(spec.tracking_uri)
+    again = RunTree(spec, "fp", {})  # the same code: nothing said
+    again.close("KILLED")
+    assert "another version of the runner's code" not in caplog.text
+    client.set_tag(first.parent_run_id, CODE_DIGEST, "an-older-release")
+    resumed = RunTree(spec, "fp", {})
+    resumed.close("FINISHED")
+    assert resumed.parent_run_id == first.parent_run_id
+    assert "was started by another version of the runner's code" in caplog.text
+    assert client.get_run(first.parent_run_id).data.tags[CODE_DIGEST] == code_digest()
