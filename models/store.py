@@ -84,10 +84,14 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
     if member.feature_names is not None:
         manifest["feature_names"] = list(member.feature_names)
     # any other file the kind wrote (a booster's estimator.txt: which class reads its model)
-    listed = {path.name, PREP_FILE, MANIFEST}
-    others = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in listed)
+    listed = {path.name, PREP_FILE, MANIFEST}  # in the member's folder itself
+    others = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).as_posix() not in listed
+    )
     if others:
-        manifest["files"] = {str(p.relative_to(folder)): sha256(p) for p in others}
+        manifest["files"] = {name: sha256(folder / name) for name in others}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -226,20 +230,21 @@ def load_member(folder: str | Path) -> Member | Bag:
 
 
 def _import_kind_module(folder: Path, module: str) -> None:
-    """Import the module that registers a member's kind, unless Python would find it inside
-    the member's own folder (a file put beside the model, not code that shipped with it)."""
-    import importlib.util
+    """Import the module that registers a member's kind, unless Python's search path leads
+    into the member's own folder (or its bag's), where a file put beside the model would be
+    imported as code that shipped with it. Nothing is imported before that is checked."""
+    import importlib
+    import sys
 
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    origin = Path(found.origin).resolve() if found is not None and found.origin else None
-    if origin is not None and folder.resolve() in origin.parents:
-        raise ArtifactError(
-            f"refusing to load {folder}: its kind's module {module!r} would be imported from "
-            f"inside the member's folder ({origin})"
-        )
+    mine = [folder.resolve()]
+    mine += [p for p in mine[0].parents if (p / MANIFEST).is_file()]  # a fold's bag
+    for entry in sys.path:
+        where = Path(entry or ".").resolve()
+        if any(where == root or root in where.parents for root in mine):
+            raise ArtifactError(
+                f"refusing to load {folder}: its kind's module {module!r} would be looked for "
+                f"inside the saved member ({where} is on Python's path)"
+            )
     importlib.import_module(module)
 
 

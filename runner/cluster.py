@@ -246,9 +246,13 @@ def _cloud_keys_inherited() -> Iterator[None]:
     which Ray writes in plain text to its session logs (readable by every user of the machine
     under /tmp/ray); a local instance's workers inherit the driver's environment, keys
     included, so Tune is left to pass none of them meanwhile."""
-    from ray.tune.execution import class_cache
+    try:  # Tune's own (private) list: a release without it hands them differently, if at all
+        from ray.tune.execution import class_cache
 
-    handed = class_cache.ENV_VARS_TO_PROPAGATE
+        handed = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    except (ImportError, AttributeError, TypeError):
+        yield
+        return
     class_cache.ENV_VARS_TO_PROPAGATE = {v for v in handed if not v.startswith("AWS_")}
     try:
         yield

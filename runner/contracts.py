@@ -68,6 +68,7 @@ DRIVER = "runner.driver"  # a token of the driver process running the sweep now 
 DATA_FINGERPRINT = "runner.data_fingerprint"
 CONFIG_DIGEST = "runner.config_digest"  # a sweep's config without how it was run, hashed
 CODE_DIGEST = "runner.code_digest"  # the runner's own code that started the sweep, hashed
+CODE_DIGEST_RESUMED = "runner.code_digest_resumed"  # ... that last resumed it, if another
 # a multirun job's own values of the swept settings the digest leaves out (cluster.num_cpus=2)
 MULTIRUN_JOB = "runner.multirun_job"
 MEMBERS = "runner.members"

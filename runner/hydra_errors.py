@@ -25,7 +25,7 @@ WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")  # what ``warnings`` print
 # an override, its colons escaped: scheme\://user\:PASSWORD@host)
 URI_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*\\?://[^\s:/@'\"]+:)[^\s@/'\"]+@")
 # a token as an http(s) URI's user name (http://TOKEN@host), as store_probe.redact_uri hides
-URI_HTTP_TOKEN = re.compile(r"(https?\\?://)[^\s:/@'\"]+@", re.IGNORECASE)
+URI_HTTP_TOKEN = re.compile(r"(https?\\?://)[^\s:/@'\"]+:?@", re.IGNORECASE)
 # a secret in a URI's query (``?token=...``, ``&api_key=...``), as store_probe.redact_uri hides
 URI_QUERY_SECRET = re.compile(
     rf"([?&][\w.-]*(?:{'|'.join(SECRET_QUERY_KEYS)})[\w.-]*\\?=)[^&#\s'\"]+", re.IGNORECASE

@@ -46,22 +46,25 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         """Load every member and the fitted ensemble from the model's artifacts; a failure in
         an environment with older libraries than the model was saved with says so in one
         line (the libraries' own errors name neither)."""
-        from models.store import ArtifactError
-
+        self.older = _older_than_saved(Path(context.artifacts.get("ensemble_spec", ".")))
         try:
-            self._load(context)
-        except ArtifactError:
-            raise
+            self._load(context)  # importing models/ too, which an old library may fail
         except Exception as err:
-            older = _older_than_saved(Path(context.artifacts.get("ensemble_spec", ".")))
-            if not older:
-                raise
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            raise RuntimeError(
-                f"the model cannot be loaded here ({type(err).__name__}: {first}): this "
-                f"environment has {', '.join(older)}; install the model's requirements "
-                "(requirements.txt beside its MLmodel)"
-            ) from err
+            if type(err).__name__ != "ArtifactError":  # a file refused is said as that
+                self._older_libraries(err, "loaded")
+            raise
+
+    def _older_libraries(self, err: Exception, done: str = "used") -> None:
+        """RuntimeError in one line naming the libraries older here than the model's
+        requirements, when there are any (``err``, a library's own error, names none)."""
+        if not getattr(self, "older", None):
+            return
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise RuntimeError(
+            f"the model cannot be {done} here ({type(err).__name__}: {first}): this "
+            f"environment has {', '.join(self.older)}; install the model's requirements "
+            "(requirements.txt beside its MLmodel)"
+        ) from err
 
     def _load(self, context) -> None:
         import models
@@ -184,10 +187,15 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         else:
             try:
                 P, by_fold = self._member_predictions(X)
+                self._check_finite(P)
+                pred = self.estimator.predict(P)
+            except BadInput:
+                raise
             except ValueError as err:  # a member's own check of the rows (e.g. not a table)
                 raise BadInput(str(err)) from err
-            self._check_finite(P)
-            pred = self.estimator.predict(P)
+            except Exception as err:
+                self._older_libraries(err)  # a library older than the model's, said as that
+                raise
         if self.conformal is None:
             if output == "labels":
                 return np.asarray(self.classes, dtype=object)[np.argmax(pred, axis=1)]

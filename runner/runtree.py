@@ -35,6 +35,7 @@ from runner import store_seed
 from runner.contracts import (
     ATTEMPT,
     CODE_DIGEST,
+    CODE_DIGEST_RESUMED,
     CONFIG_DIGEST,
     CONFIG_HASH,
     CUT_SHORT,
@@ -244,12 +245,18 @@ def _computed(config: Mapping[str, Any]) -> dict[str, Any]:
 def code_digest() -> str:
     """A hash of the runner's own code (its models, ensembles and runner packages): which
     version started a sweep, since the config alone does not say how it trains."""
-    root = Path(__file__).resolve().parent.parent
+    import ensembles
+    import models
+    import runner
+
     digest = hashlib.sha256()
-    for package in ("models", "ensembles", "runner"):
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+    # each package where it is imported from (a Ray Client head holds each in a folder of
+    # its own), paths and line ends alike on every system
+    for package in (models, ensembles, runner):
+        folder = Path(package.__file__).resolve().parent
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{package.__name__}/{path.relative_to(folder).as_posix()}".encode())
+            digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
     return digest.hexdigest()[:16]
 
 
@@ -796,7 +803,7 @@ class RunTree:
                 "2026-12-07 split a class of a few rows otherwise: such a sweep starts anew)"
             )
         self._check_config(parent)
-        if parent.data.tags.get(CODE_DIGEST) != code_digest():
+        if parent.data.tags.get(CODE_DIGEST) != code_digest():  # kept: the version it began
             log.warning(
                 "sweep %s was started by another version of the runner's code: the members it "
                 "finished are kept as they were trained (a bag's folds too), the rest train "
@@ -804,7 +811,7 @@ class RunTree:
                 "runner.sweep_id)",
                 self.sweep_id,
             )
-            self.client.set_tag(parent.info.run_id, CODE_DIGEST, code_digest())
+            self.client.set_tag(parent.info.run_id, CODE_DIGEST_RESUMED, code_digest())
         # first: the dead driver's sentinel, if still at work, now leaves this sweep alone
         self.client.set_tag(parent.info.run_id, DRIVER, self.driver_token)
         self._resumed = True

@@ -30,13 +30,13 @@ def redact_uri(uri: str) -> str:
     secret = [any(s in k.lower() for s in SECRET_QUERY_KEYS) and eq for k, eq, _ in pairs]
     # http://TOKEN@host: a server's user name alone is a token (sent as basic auth); a
     # database's (postgresql://bob@db) is a user name
-    token = parts.scheme in ("http", "https") and parts.username and parts.password is None
+    token = parts.scheme in ("http", "https") and parts.username and not parts.password
     if parts.password is None and not token and not any(secret):
         return uri  # unchanged, to the letter (urlunsplit would drop sqlite:///'s empty host)
-    if parts.password is not None:
+    if token:  # TOKEN@ or TOKEN:@ (an empty password)
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    elif parts.password is not None:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    elif token:
-        parts = parts._replace(netloc="***@" + parts.netloc.split("@", 1)[1])
     query = "&".join(
         f"{k}{eq}***" if hide else f"{k}{eq}{v}"
         for (k, eq, v), hide in zip(pairs, secret, strict=True)

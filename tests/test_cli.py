@@ -247,6 +247,7 @@ def test_stderr_masks_uri_passwords_once_the_job_runs():
     assert redact_credentials("in 'http://SEKRET@127.0.0.1:5077' and postgresql://bob@db") == (
         "in 'http://***@127.0.0.1:5077' and postgresql://bob@db"
     )
+    assert redact_credentials("at http://SEKRET:@h:5077/x") == "at http://***@h:5077/x"
     out = io.StringIO()
     held = HeldStderr(out)
     held.write("held http://a:b@h ")

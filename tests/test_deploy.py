@@ -355,3 +355,19 @@ def test_a_model_that_fails_to_load_on_older_libraries_says_which(tmp_path):
     (model / "requirements.txt").write_text("scikit-learn==0.1\n")  # newer here: its own error
     with pytest.raises(ValueError, match="ranking"):
         EnsembleModel().load_context(context)
+    # loaded, failing on its first prediction (an attribute the older release lacks)
+    (model / "requirements.txt").write_text("scikit-learn==99.0\n")
+    served = EnsembleModel()
+    served.older = _older_than_saved(spec)
+
+    class Old:
+        reads_table = False
+
+        def predict(self, X, task):
+            raise AttributeError("'LogisticRegression' object has no attribute 'multi_class'")
+
+    served.members, served.n_members, served.task = {0: Old()}, 1, None
+    served.pixel_range = served.feature_names = served.conformal = served.classes = None
+    served.n_features, served.image_shape, served.resizes_images = 3, None, False
+    with pytest.raises(RuntimeError, match=r"cannot be used here \(AttributeError: 'Logistic"):
+        served.predict(None, np.zeros((2, 3)))

@@ -263,7 +263,15 @@ def test_every_file_of_a_saved_member_is_pinned_and_its_kinds_module_not_taken_f
 
     sys.path.insert(0, str(planted))
     try:
-        with pytest.raises(models.store.ArtifactError, match=r"imported from inside the member"):
+        with pytest.raises(models.store.ArtifactError, match=r"looked for inside the saved"):
+            models.load_member(planted)
+        # a package's __init__ would run while a dotted name is looked up: refused first
+        (planted / "evilpkg").mkdir()
+        (planted / "evilpkg" / "__init__.py").write_text((planted / "evil.py").read_text())
+        (planted / "kind.json").write_text(
+            json.dumps({**manifest, "kind": "lr2", "module": "evilpkg.kinds"})
+        )
+        with pytest.raises(models.store.ArtifactError, match=r"looked for inside the saved"):
             models.load_member(planted)
     finally:
         sys.path.remove(str(planted))

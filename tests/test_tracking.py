@@ -20,6 +20,7 @@ def test_redact_uri_hides_passwords_and_tokens_only():
     assert redact_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     # a server's user name alone is a token (sent as basic auth); a database's is a name
     assert redact_uri("http://SEKRET@127.0.0.1:5077") == "http://***@127.0.0.1:5077"
+    assert redact_uri("http://SEKRET:@127.0.0.1:5077") == "http://***@127.0.0.1:5077"
     assert redact_uri("postgresql://postgres@db:5432/ml") == "postgresql://postgres@db:5432/ml"
     assert (
         redact_uri("https://mlflow.example/path?access_token=abc&x=1&sig=zz")
@@ -299,4 +300,6 @@ def test_resuming_a_sweep_another_version_of_the_code_started_says_so(tmp_path, 
     resumed.close("FINISHED")
     assert resumed.parent_run_id == first.parent_run_id
     assert "was started by another version of the runner's code" in caplog.text
-    assert client.get_run(first.parent_run_id).data.tags[CODE_DIGEST] == code_digest()
+    tags = client.get_run(first.parent_run_id).data.tags  # the version it began with, kept
+    assert tags[CODE_DIGEST] == "an-older-release"
+    assert tags["runner.code_digest_resumed"] == code_digest()
