@@ -231,8 +231,11 @@ def test_every_kind_states_its_defaults_and_framework(name):
     assert isinstance(entry.defaults(task), dict) and entry.defaults(task)
 
 
-def test_a_tampered_saved_member_is_refused(trained):
-    folder = trained["logistic-classification"]["folder"]
+def test_a_tampered_saved_member_is_refused(trained, tmp_path):
+    import shutil
+
+    # a copy: the module's other tests read the trained folder as it was saved
+    folder = shutil.copytree(trained["logistic-classification"]["folder"], tmp_path / "lr")
     model_file = next(p for p in folder.iterdir() if p.name != "kind.json")
     model_file.write_bytes(model_file.read_bytes() + b"x")
     with pytest.raises(models.store.ArtifactError, match="sha256 is .* the manifest recorded"):
