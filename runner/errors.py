@@ -41,3 +41,14 @@ def store_error(err: BaseException) -> BaseException | None:
             return err
         err = err.__cause__ or err.__context__
     return None
+
+
+def store_error_said(cause: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of a store error, credentials masked before it is cut (a cut
+    inside user:password@ would leave the password bare) and cut between words."""
+    from runner.hydra_errors import redact_credentials
+
+    first = redact_credentials((str(cause).strip().splitlines() or [""])[0])
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(cause).__name__}: {first}"

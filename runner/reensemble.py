@@ -474,14 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return signals.exit_code()
     except Exception as err:
-        from runner.errors import store_error
-        from runner.hydra_errors import redact_credentials
+        from runner.errors import store_error, store_error_said
 
         cause = store_error(err)
         if cause is None:
             raise
-        first = redact_credentials((str(cause).strip().splitlines() or [""])[0])[:300]
-        said = f"{type(cause).__name__}: {first}"
+        said = store_error_said(cause)
         if str(getattr(cause, "error_code", "")) in REFUSALS:  # asking again will not help
             print(f"error: the tracking store refused a request ({said})", file=sys.stderr)
         else:

@@ -40,6 +40,7 @@ from runner.errors import (
     SweepFailed,
     SweepInterrupted,
     store_error,
+    store_error_said,
 )
 from runner.lease import Lease
 from runner.runtree import MemberRecord, RunTree
@@ -690,23 +691,18 @@ def _run_on_head(
 def _store_failed(err: Exception, started: bool, spec: RunSpec) -> StoreFailed | None:
     """StoreFailed saying in one line (and how to resume) that the MLflow store caused
     ``err`` as the sweep started or, ``started``, mid-sweep; None when something else did."""
-    from runner.hydra_errors import redact_credentials
-
     cause = store_error(err)
     if cause is None:
         return None
-    # masked before it is cut: a cut inside user:password@ would leave the password bare
-    first = redact_credentials((str(cause).strip().splitlines() or [""])[0])
-    if len(first) > 300:  # cut between words
-        first = first[:300].rsplit(" ", 1)[0] + " ..."
+    said = store_error_said(cause)
     if not started:
         return StoreFailed(
-            f"the tracking store failed as the sweep started ({type(cause).__name__}: "
-            f"{first}); nothing was trained: run the command again (runner.sweep_id="
+            f"the tracking store failed as the sweep started ({said}); "
+            "nothing was trained: run the command again (runner.sweep_id="
             f"{spec.sweep_id}) once the store answers"
         )
     return StoreFailed(
-        f"the tracking store failed mid-sweep ({type(cause).__name__}: {first}); what "
+        f"the tracking store failed mid-sweep ({said}); what "
         f"finished is kept in Tune's storage ({spec.storage_path}); resume with "
         f"runner.sweep_id={spec.sweep_id} once the store answers"
     )
