@@ -195,25 +195,23 @@ def load_member(folder: str | Path) -> Member | Bag:
     """The member saved in ``folder`` (``.kind`` is its registry entry), every file's sha256
     checked against the manifest first; a bagged member comes back as a ``Bag`` of its
     folds' members."""
-    folder = Path(folder)
+    verify_member(folder)
+    return _load_verified(Path(folder))
+
+
+def _load_verified(folder: Path) -> Member | Bag:
+    """``load_member`` after ``verify_member`` passed on ``folder``."""
     manifest = read_manifest(folder)
     if "bag" in manifest:
-        return Bag(
-            [
-                load_member(_checked(folder, f"{fold['folder']}/{MANIFEST}", fold["sha256"]).parent)
-                for fold in manifest["bag"]
-            ]
-        )
+        return Bag([_load_verified(folder / fold["folder"]) for fold in manifest["bag"]])
     name = manifest["kind"]
-    path = _checked(folder, manifest["file"], manifest["sha256"])
-    for other, digest in _listed_files(folder, manifest).items():
-        _checked(folder, other, digest)
+    path = folder / manifest["file"]
     if name not in REGISTRY and manifest.get("module"):
         _import_kind_module(folder, manifest["module"])  # a kind registered by its own module
     entry = get(name)
     prep = None
     if "prep" in manifest:
-        prep_path = _checked(folder, manifest["prep"]["file"], manifest["prep"]["sha256"])
+        prep_path = folder / manifest["prep"]["file"]
         prep = TablePrep.from_dict(json.loads(prep_path.read_text()))
     target = TargetScaler(**manifest["target"]) if "target" in manifest else None
     pixels, names = manifest.get("pixel_range"), manifest.get("feature_names")
