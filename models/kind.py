@@ -231,8 +231,9 @@ class ModelKind:
         device = self.setup(seed=seed, cpus=cpus, gpus=gpus)
         prep = None
         if is_table(X):
-            prep = TablePrep(self.table_encoding).fit(X)
-            X, X_val = prep.transform(X), prep.transform(X_val)
+            prep = TablePrep(self.table_encoding)
+            X = prep.fit_transform(X, y, task.is_classification)
+            X_val = prep.transform(X_val)
             spec = prep.input_spec(X)
         else:
             if not self.reads_missing:

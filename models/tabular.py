@@ -18,8 +18,12 @@ What it does, per column of the training rows:
   never seen there, share one bucket; one-hot columns (``encoding="onehot"``: linear models,
   neighbours, neural nets) or one integer code per column (``encoding="ordinal"``: trees);
 - text with more distinct values: for trees, one code per value seen ``min_count`` times or
-  more (up to ``MAX_CODES``, covering half the rows), for other members frequency encoding
-  (the share of training rows holding the value; unseen values get 0), with a note;
+  more (up to ``MAX_CODES``, covering half the rows), for other members target encoding
+  when the target is given (each value's mean target, or class shares, shrunk towards the
+  overall mean for rare values; the training rows' own encoded from folds that do not hold
+  them, so a member cannot read its target back; unseen values get the overall mean), else
+  frequency encoding (the share of training rows holding the value; unseen values get 0),
+  with a note;
 - dropped, with a note: columns that are constant or empty in training, and ID-like columns
   (text distinct on every row; whole numbers distinct on every row that count 1, 2, 3, ...
   or sit in a column named like an ID: id, user_id, PassengerId, index, Unnamed: 0).
@@ -46,6 +50,7 @@ ENCODINGS = ("onehot", "ordinal")
 # the most values a text column is coded by for trees (ordinal encoding): past it, or when
 # values seen ``min_count`` times cover under half the rows, the values' shares of the rows
 MAX_CODES = 1000
+TARGET_FOLDS = 5  # the folds whose other rows encode a training row's wide text column
 MISSING = "__missing__"
 RARE = "__rare__"
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "days")
@@ -303,7 +308,8 @@ def _as_known(key: str, known: Mapping[str, Any]) -> str:
 
 @dataclass
 class Column:
-    """How one raw column becomes features; ``kind`` is numeric, date, category or frequency."""
+    """How one raw column becomes features; ``kind`` is numeric, date, category, frequency or
+    target."""
 
     name: str
     kind: str
@@ -311,6 +317,10 @@ class Column:
     indicator: bool = False
     categories: list[str] = field(default_factory=list)  # category: kept values, in code order
     frequencies: dict[str, float] = field(default_factory=dict)  # frequency encoding
+    # target encoding: each value's encoding (a mean target, or a share per class) and the
+    # overall one, which unseen values get
+    targets: dict[str, list[float]] = field(default_factory=dict)
+    prior: list[float] = field(default_factory=list)
     tz: str | None = None  # date: the training rows' time zone, in which served dates are read
     formatted: bool = False  # numeric: planned from text such as "1,234" or "$12.50"
     decimal: str = "."  # numeric: "," when the file wrote its numbers "1.234,5"
@@ -355,6 +365,8 @@ class Column:
             return len(DATE_PARTS) + self.indicator
         if self.kind == "category":
             return len(self.categories) if encoding == "onehot" else 1
+        if self.kind == "target":
+            return len(self.prior)
         return 1
 
     def names(self, encoding: str) -> list[str]:
@@ -366,6 +378,8 @@ class Column:
             return [f"{self.name}:{p}" for p in DATE_PARTS] + flag
         if self.kind == "category" and encoding == "onehot":
             return [f"{self.name}={c}" for c in self.categories]
+        if self.kind == "target" and len(self.prior) > 1:
+            return [f"{self.name}:target{k}" for k in range(len(self.prior))]
         return [self.name]
 
 
@@ -381,12 +395,17 @@ class TablePrep:
         self.columns: list[Column] = []
         self.dropped: dict[str, str] = {}
         self.notes: dict[str, str] = {}  # how fitting read a column, worth telling (not saved)
+        self._target: tuple[np.ndarray, bool] | None = None  # fit's (y, classification)
+        self._crossfitted: dict[str, np.ndarray] = {}  # the training rows' target encodings
 
     # ------------------------------------------------------------------------------ fit
 
-    def fit(self, frame: pd.DataFrame) -> TablePrep:
-        """Learn each column's treatment from the training rows ``frame``."""
-        self.columns, self.dropped, self.notes = [], {}, {}
+    def fit(self, frame: pd.DataFrame, y: Any = None, classification: bool = False) -> TablePrep:
+        """Learn each column's treatment from the training rows ``frame``; with their target
+        ``y`` (values, class ids, or a student's class probabilities), wide text columns are
+        target-encoded for members that do not read codes."""
+        self.columns, self.dropped, self.notes, self._crossfitted = [], {}, {}, {}
+        self._target = None if y is None else _encoding_target(y, classification, len(frame))
         n = len(frame)
         # the loader's record of columns it read with a decimal comma, so that served rows
         # written the same way ("1550,0") read as the same numbers
@@ -410,12 +429,24 @@ class TablePrep:
                 column.bools = bool(numbers.isin((0.0, 1.0)).all())
             if column is not None:
                 self.columns.append(column)
+        self._target = None
         if not self.columns:
             raise ValueError(
                 "no usable feature column: "
                 + "; ".join(f"{k} ({v})" for k, v in self.dropped.items())
             )
         return self
+
+    def fit_transform(
+        self, frame: pd.DataFrame, y: Any = None, classification: bool = False
+    ) -> np.ndarray:
+        """``fit``, then the training rows' features; their target-encoded columns are those
+        made from the folds that did not hold each row (cross-fitted), not the served ones."""
+        self.fit(frame, y, classification)
+        try:
+            return self._transform(frame, self._crossfitted)
+        finally:
+            self._crossfitted = {}
 
     def _plan(self, name: str, values: pd.Series, present: pd.Series, n: int) -> Column | None:
         missing = bool(values.isna().any())
@@ -476,16 +507,63 @@ class TablePrep:
         # tree keeps their identity, which shares of rows lose when they are alike
         covered = counts[counts >= self.min_count].sum()
         coded = len(kept) <= MAX_CODES and covered >= len(keys) / 2
-        self.notes[name] = f"text of {len(counts)} values: " + (
-            f"one code per value seen {self.min_count} times or more for trees, their shares "
-            "of the rows for other members"
+        encoded = None
+        if self.encoding == "onehot" and self._target is not None:
+            encoded = self._target_encoded(name, keys)
+        trees = (
+            f"one code per value seen {self.min_count} times or more"
             if coded
             else "their shares of the rows (too many values, or too rare, to code one by one)"
         )
+        others = "their shares of the rows"
+        if self._target is not None and (encoded is not None or self.encoding == "ordinal"):
+            others = "their mean target"
+        self.notes[name] = f"text of {len(counts)} values: {trees} for trees, {others} for others"
+        if encoded is not None:
+            return encoded
         if self.encoding == "ordinal" and coded:
             return Column(name, "category", categories=[*kept, RARE])
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
+
+    def _target_encoded(self, name: str, keys: pd.Series) -> Column | None:
+        """A wide text column target-encoded by scikit-learn's TargetEncoder (its shrinkage
+        of rare values towards the overall mean), the training rows' encodings, for
+        ``fit_transform``, each from an encoder fitted on the folds that do not hold the row;
+        None when the target cannot encode (a single class, or a class on one row)."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+        from sklearn.preprocessing import TargetEncoder
+
+        assert self._target is not None
+        y, classification = self._target
+        column = keys.to_numpy(dtype=object)[:, None]
+        if classification:
+            _, counts = np.unique(y, return_counts=True)
+            if len(counts) < 2 or counts.min() < 2:
+                return None
+            kind = "binary" if len(counts) == 2 else "multiclass"
+            n_folds = min(TARGET_FOLDS, int(counts.min()))
+            folds = StratifiedKFold(n_folds, shuffle=True, random_state=0)
+        else:
+            if len(y) < 2 * TARGET_FOLDS:
+                return None
+            kind, folds = "continuous", KFold(TARGET_FOLDS, shuffle=True, random_state=0)
+
+        def encoder() -> TargetEncoder:
+            return TargetEncoder(target_type=kind)
+
+        served = encoder().fit(column, y)
+        width = len(np.atleast_1d(served.target_mean_))
+        crossfitted = np.empty((len(y), width))
+        for fit_rows, held in folds.split(column, y):
+            part = encoder().fit(column[fit_rows], y[fit_rows])
+            crossfitted[held] = part.transform(column[held]).reshape(len(held), width)
+        self._crossfitted[name] = crossfitted
+        values = [str(v) for v in served.categories_[0]]
+        table = np.column_stack(served.encodings_)  # (values, 1 or a column per class)
+        prior = [float(p) for p in np.atleast_1d(served.target_mean_)]
+        targets = {v: [float(e) for e in row] for v, row in zip(values, table, strict=True)}
+        return Column(name, "target", targets=targets, prior=prior)
 
     def _numeric_text(
         self, name: str, present: pd.Series, missing: bool, distinct: bool
@@ -521,6 +599,10 @@ class TablePrep:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, features) float32 for raw rows; a column the training rows had and these
         rows lack is filled as missing, extra columns are ignored."""
+        return self._transform(frame, {})
+
+    def _transform(self, frame: pd.DataFrame, given: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``transform``, with the features of the columns ``given`` taken as they are."""
         frame = frame.rename(columns=str)
         n = len(frame)
         stored = self._stored_numbers(frame)
@@ -530,6 +612,9 @@ class TablePrep:
                 x = stored[col.name]
                 x = np.where(col.misread_dots(x), np.nan, x)
                 blocks.append(self._filled(col, x[:, None]))
+                continue
+            if col.name in given:
+                blocks.append(given[col.name])
                 continue
             values = frame[col.name] if col.name in frame.columns else pd.Series([None] * n)
             values = values.reset_index(drop=True)
@@ -631,6 +716,10 @@ class TablePrep:
             freq = col.frequencies
             found = keys.map(lambda k: freq.get(_as_known(k, freq), 0.0))
             return found.to_numpy(np.float64)[:, None]
+        if col.kind == "target":
+            table = col.targets
+            rows = keys.map(lambda k: table.get(_as_known(k, table), col.prior)).tolist()
+            return np.asarray(rows, dtype=np.float64).reshape(n, len(col.prior))
         index = {c: i for i, c in enumerate(col.categories)}
         rare = index[RARE]
         codes = keys.map(lambda k: index.get(_as_known(k, index), rare)).to_numpy(dtype=np.int64)
@@ -697,6 +786,17 @@ class TablePrep:
         prep.dropped = dict(data["dropped"])
         prep.columns = [Column(**c) for c in data["columns"]]
         return prep
+
+
+def _encoding_target(y: Any, classification: bool, rows: int) -> tuple[np.ndarray, bool]:
+    """The target a wide text column is encoded by: values, or class ids (a student's class
+    probabilities give their most likely class); ValueError if its rows are not the frame's."""
+    y = np.asarray(y)
+    if y.ndim == 2 and classification:
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or len(y) != rows:
+        raise ValueError(f"the target has shape {y.shape}, the frame {rows} rows")
+    return (y.astype(np.int64) if classification else y.astype(np.float64)), classification
 
 
 # text pandas reads as a missing value in a CSV (its default na_values, case aside)

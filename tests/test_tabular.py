@@ -751,6 +751,43 @@ def test_booleans_served_to_a_column_of_numbers_other_than_0_and_1_are_missing_a
     assert TablePrep.from_dict(legacy).transform(served)[0, year] == 1.0
 
 
+def test_given_the_target_other_members_read_a_wide_text_column_by_its_mean_target():
+    """Panel data keyed by a state for a linear model: its share of the rows says nothing (all
+    alike), its mean target says most. A training row's encoding comes from the folds that
+    do not hold it, so a member cannot read its own target back; served rows get the
+    encodings of all training rows, unseen values the overall mean."""
+    rng = np.random.default_rng(0)
+    states = [f"state{k:02d}" for k in range(51)]
+    effect = rng.normal(size=51) * 10
+    frame = pd.DataFrame({"state": np.repeat(states, 12), "year": np.tile(np.arange(12), 51)})
+    y = np.repeat(effect, 12) + rng.normal(size=len(frame))
+    prep = TablePrep("onehot")
+    X = prep.fit_transform(frame, y)
+    (state, _) = prep.columns
+    assert state.kind == "target" and prep.feature_names == ("state", "year")
+    assert "their mean target for others" in prep.notes["state"]
+    served = prep.transform(frame)
+    assert np.corrcoef(X[:, 0], y)[0, 1] > 0.95  # it encodes the state's effect
+    assert not np.allclose(X[:, 0], served[:, 0])  # cross-fitted, not the served encodings
+    assert np.allclose(prep.fit_transform(frame, y), X)  # the same folds every time
+    new = prep.transform(pd.DataFrame({"state": ["state07", "nowhere", None], "year": 1}))
+    assert new[0, 0] == pytest.approx(effect[7], abs=1.0)
+    assert new[1, 0] == new[2, 0] == pytest.approx(y.mean())  # unseen, missing: the mean
+    again = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
+    np.testing.assert_array_equal(again.transform(frame), served)
+    # classes: a share per class (a student's probabilities encode by their likeliest class)
+    classes = np.digitize(np.repeat(effect, 12), [-5.0, 5.0])
+    shares = TablePrep("onehot").fit_transform(frame, classes, classification=True)
+    soft = TablePrep("onehot").fit_transform(frame, np.eye(3)[classes], classification=True)
+    assert shares.shape == soft.shape == (len(frame), 4)
+    np.testing.assert_allclose(shares[:, :3].sum(axis=1), 1.0, atol=1e-6)
+    # trees still code it; no target, or a target of one class: shares of the rows
+    assert TablePrep("ordinal").fit(frame, y).columns[0].kind == "category"
+    assert TablePrep("onehot").fit(frame).columns[0].kind == "frequency"
+    one = TablePrep("onehot").fit(frame, np.zeros(len(frame), int), classification=True)
+    assert one.columns[0].kind == "frequency"
+
+
 def test_trees_read_a_wide_text_column_by_its_values_and_others_by_their_shares():
     """Panel data keyed by a state: 51 values, each on as many rows. Shares of rows are all
     alike there, so a tree read nothing (test RMSE 303 on a table where codes give 43)."""

@@ -109,7 +109,7 @@ def load(spec: DataSpec) -> Dataset:
         y_test=parts["test"][1],
         fingerprint=fingerprint(name, parts),
         log_target=_log_target(spec, raw),
-        notes=raw.notes + _column_notes(X_train),
+        notes=raw.notes + _column_notes(X_train, parts["train"][1], raw.task.is_classification),
     )
 
 
@@ -145,13 +145,13 @@ def _cap_train(raw: Raw, train: np.ndarray, spec: DataSpec) -> np.ndarray:
     return train[subsample(raw.y[train], n, strat, rng, MIN_TRAIN_CLASS_ROWS)]
 
 
-def _column_notes(X_train: object) -> tuple[str, ...]:
+def _column_notes(X_train: object, y_train: np.ndarray, classification: bool) -> tuple[str, ...]:
     """For raw table rows: the columns every member's encoding will read as numbers from
     text, or drop, and why (the same encoding fitted here on the training rows; no usable
     column at all fails here)."""
     if not isinstance(X_train, pd.DataFrame):
         return ()
-    prep = TablePrep().fit(X_train)
+    prep = TablePrep().fit(X_train, y_train, classification)
     read = tuple(f"column {name!r} is {how}" for name, how in prep.notes.items())
     return read + tuple(f"column {name!r} is dropped: {why}" for name, why in prep.dropped.items())
 
