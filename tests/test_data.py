@@ -936,6 +936,12 @@ def test_csv_bad_tables_fail_in_one_line(table, tmp_path):
     )
     path = write(table, tmp_path / "big.csv")
     one_line_error(DataSpec("csv", path=str(path), target="kind", row_limit=100), "row_limit=100")
+    # as the error advises: subsampled to the limit, the table passes
+    capped = load(DataSpec("csv", path=str(path), target="kind", row_limit=100, max_rows=100))
+    assert len(capped.y_train) + len(capped.y_val) + len(capped.y_test) == 100
+    one_line_error(
+        DataSpec("csv", path=str(path), target="kind", row_limit=100, max_rows=101), "at most 100"
+    )
     one_line_error(DataSpec("csv", path=str(path), target="kind", column_limit=3), "column_limit=3")
     one_line_error(
         DataSpec("csv", path=str(path), target="kind", log_target=True), "regression only"

@@ -467,12 +467,14 @@ def _closest(name: str, columns: Sequence[str]) -> str:
 
 
 def _check_limits(spec: DataSpec, frame: pd.DataFrame, path: Path) -> None:
-    """More rows or columns than ``data.row_limit``/``data.column_limit`` fail in one line."""
+    """More rows or columns than ``data.row_limit``/``data.column_limit`` fail in one line;
+    a table subsampled to the row limit or fewer (``data.max_rows``) passes."""
     rows, cols = frame.shape
-    if spec.row_limit is not None and rows > spec.row_limit:
+    kept = spec.max_rows if isinstance(spec.max_rows, int) and spec.max_rows >= 1 else rows
+    if spec.row_limit is not None and min(rows, kept) > spec.row_limit:
         raise ValueError(
             f"csv: {path.name} has {rows} rows, more than data.row_limit={spec.row_limit}; "
-            "raise the limit or subsample with data.max_rows"
+            f"raise the limit or subsample with data.max_rows (at most {spec.row_limit})"
         )
     if spec.column_limit is not None and cols > spec.column_limit:
         raise ValueError(
