@@ -38,6 +38,7 @@ from models.registry import CodeNotFound
 from models.store import ArtifactError
 from runner import sentinel, signals
 from runner.contracts import (
+    CUT_SHORT,
     DRIVER,
     ENSEMBLE_SETTINGS,
     EXPERIMENT,
@@ -68,11 +69,12 @@ OPTIONS = {
     "n_boot": "bootstrap resamples of the test gain (default: the sweeps' own, else 1000)",
     "log_model": "log the pyfunc model: true/false (default true)",
     "register_as": "also register the model under this name",
-    "calibrate": "classification: temperature-scale the probabilities (default true)",
+    "calibrate": "classification: temperature-scale the probabilities (default: the sweep's)",
     "metric": "what ranks and judges: accuracy, log_loss, rmse, mae (default: the sweep's)",
-    "coverage": "conformal intervals or prediction sets at this level, e.g. 0.9 (default off)",
-    "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this",
-    "max_members": "serve at most this many members (default: no limit)",
+    "coverage": "conformal intervals or sets at this level, e.g. 0.9 (default: the sweep's)",
+    "max_latency_ms": "serve members whose prediction ms per 1000 rows sum to at most this "
+    "(default: the sweep's)",
+    "max_members": "serve at most this many members (default: the sweep's)",
     "candidates": "ensemble only the best this many members on validation (default 200)",
     "refit": "serve bagged members' refits on all rows where the sweep made them (default true)",
 }
@@ -112,6 +114,7 @@ class Args:
     candidates: int | None = 200
     refit: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = frozenset()  # the keys the command line set (null included)
 
 
 def _value(text: str) -> Any:
@@ -180,7 +183,7 @@ def parse(argv: Sequence[str]) -> Args:
         (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
     if "experiment" not in known:
         raise UsageError("experiment=NAME is required")
-    args = Args(**known, params=params)
+    args = Args(**known, params=params, given=frozenset(known))
     # a sweep of +experiment=team/nested logs to the MLflow experiment team.nested
     args.experiment = str(args.experiment).replace("/", ".")
     for key, minimum in (("seed", 0), ("cv_folds", 2), ("n_boot", MIN_BOOT)):
@@ -196,7 +199,9 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError(f"sweeps must be latest, all or sweep ids, got {args.sweeps!r}")
     from runner.spec import NAME_PATTERN, SpecError, parse_tracking_uri
 
-    if args.register_as is not None and not NAME_PATTERN.match(str(args.register_as)):
+    if args.register_as is not None:  # register_as=2024 is a name, not a number
+        args.register_as = str(args.register_as)
+    if args.register_as is not None and not NAME_PATTERN.match(args.register_as):
         raise UsageError(f"register_as {args.register_as!r} must match {NAME_PATTERN.pattern}")
     if args.register_as is not None and not args.log_model:
         raise UsageError(
@@ -405,19 +410,22 @@ def _log_leaderboards(
 
 # what the command takes when neither it nor the sweeps say (the sweep's own defaults)
 SWEEP_DEFAULTS = {"seed": 0, "cv_folds": 5, "n_boot": 1000}
+# what the served model offers, as the sweep's ensemble did unless the command says otherwise
+SWEEP_SERVING = ("calibrate", "coverage", "max_latency_ms", "max_members")
 
 
 def _sweep_settings(client, experiment_id: str, sweeps: set[str]) -> dict[str, Any]:
-    """The metric, seed, cross-fit folds, bootstrap resamples and registered name the sweeps'
-    own ensembles were made with, each where they agree: re-ensembling a sweep the sweep's way
-    (a sweep of ``runner.seed=1`` too, or one that registered its ensemble) finds its run."""
+    """The metric, seed, cross-fit folds, bootstrap resamples, registered name, calibration,
+    coverage and budget the sweeps' own ensembles were made with, each where they agree:
+    re-ensembling a sweep the sweep's way (a sweep of ``runner.seed=1`` too, or one that
+    registered its ensemble or served prediction sets) finds its run."""
     found: dict[str, set] = {}
     for run in client.search_runs([experiment_id], f"tags.`{ROLE}` = 'ensemble'", max_results=5000):
         tags = run.data.tags
         own = tags.get(SWEEP) in sweeps and tags.get(REENSEMBLE) != "true"
         if own and ENSEMBLE_SETTINGS in tags:
             described = json.loads(tags[ENSEMBLE_SETTINGS])
-            for key in ("metric", "register_as", *SWEEP_DEFAULTS):
+            for key in ("metric", "register_as", *SWEEP_DEFAULTS, *SWEEP_SERVING):
                 found.setdefault(key, set()).add(json.dumps(described.get(key)))
     agreed = {key: json.loads(v.pop()) for key, v in found.items() if len(v) == 1}
     return {key: value for key, value in agreed.items() if value is not None}
@@ -427,8 +435,9 @@ def _refits(
     client, experiment_id: str, sweeps: list[str], run_of: dict[str, str], tmp: Path
 ) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, float]]:
     """Member name -> (run, test predictions) of each collected bagged member's FINISHED refit
-    on all rows, as the sweep serves them (``runner.refit=true``), and -> the milliseconds the
-    refit takes to predict 1000 rows, where it recorded them."""
+    on all rows, as the sweep serves them (``runner.refit=true``; not one cut short by the
+    time limit), and -> the milliseconds the refit takes to predict 1000 rows, where it
+    recorded them."""
     several = len(sweeps) > 1
     found, costs = {}, {}
     for run in client.search_runs(
@@ -436,8 +445,8 @@ def _refits(
         f"tags.`{ROLE}` = 'refit' and attributes.status = 'FINISHED'",
         max_results=5000,
     ):
-        if run.data.tags.get(SWEEP) not in sweeps:
-            continue
+        if run.data.tags.get(SWEEP) not in sweeps or CUT_SHORT in run.data.tags:
+            continue  # a refit the time limit cut short is not served: its bag is, as the sweep's
         name = _label(run, several, "/refit")
         if name in run_of and run.data.tags.get(PARENT) == run_of[name]:
             path = client.download_artifacts(
@@ -541,7 +550,6 @@ def _main(argv: Sequence[str] | None) -> int:
             if fingerprint not in labels:
                 raise UsageError(f"no member of split {fingerprint!r}; splits: {list(labels)}")
             y_val, y_test = labels[fingerprint]
-            check_calibration_rows(args.coverage, len(y_val))
             members, found = _named_as_their_sweep(members, found, fingerprint)
             experiment_id = client.get_experiment_by_name(args.experiment).experiment_id
             own = _sweep_settings(
@@ -553,7 +561,16 @@ def _main(argv: Sequence[str] | None) -> int:
             for key, default in SWEEP_DEFAULTS.items():  # not given: the sweep's own
                 if getattr(args, key) is None:
                     setattr(args, key, own.get(key, default))
-            settings = replace(settings, cv_folds=args.cv_folds, n_boot=args.n_boot)
+            for key in SWEEP_SERVING:  # not given: as the sweep served its ensemble
+                if key not in args.given and key in own:
+                    setattr(args, key, own[key])
+            check_calibration_rows(args.coverage, len(y_val))
+            settings = replace(
+                settings,
+                cv_folds=args.cv_folds,
+                n_boot=args.n_boot,
+                **{key: getattr(args, key) for key in SWEEP_SERVING},
+            )
             split_runs = {
                 m.name: found["runs"][m.name] for m in members if m.fingerprint == fingerprint
             }

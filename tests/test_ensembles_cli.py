@@ -458,6 +458,31 @@ def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
     assert len(client.search_runs([exp], "tags.`runner.role` = 'ensemble'")) == 2
 
 
+def test_the_sweeps_coverage_and_budget_are_the_defaults_and_null_turns_them_off(tmp_path):
+    """A sweep that served prediction sets within a member budget, re-ensembled the sweep's
+    way: the command dropped the sets and the budget (the served model's output changed) and
+    logged a second ensemble run. ``coverage=null`` says outright: no sets."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
+    made = run(tmp_path, *words, "coverage=0.8", "max_members=2", "calibrate=false")
+    assert made.returncode == 0, made.stderr
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    (own,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
+    client.delete_tag(own.info.run_id, "runner.reensemble")  # now as the sweep logs its own
+    again = run(tmp_path, *words)
+    assert again.returncode == 0, again.stderr
+    assert f"ensemble run {own.info.run_id} already combines these members" in again.stdout
+    off = run(tmp_path, *words, "coverage=null")
+    assert off.returncode == 0, off.stderr
+    assert "conformal" not in off.stdout
+    runs = client.search_runs([exp], "tags.`runner.role` = 'ensemble'", order_by=["start_time"])
+    assert len(runs) == 2
+    settings = json.loads(runs[-1].data.tags["runner.ensemble_settings"])
+    assert "coverage" not in settings and settings["max_members"] == 2
+    assert settings["calibrate"] is False
+
+
 def test_sweeps_of_several_splits_ensemble_the_split_most_members_ran_on_the_newest_on_a_tie():
     """Two weekly sweeps of ten members each: sweeps=all re-ensembled last week's."""
     from ensembles.stage import MemberPredictions

@@ -30,7 +30,7 @@ from helpers import (
 from models.base import InputSpec, Task
 from models.boosters import STOP_ROUNDS
 from models.training import TrainingOptions
-from runner.contracts import MEMBER, PARENT, REENSEMBLE, ROLE, SWEEP
+from runner.contracts import CUT_SHORT, MEMBER, PARENT, REENSEMBLE, ROLE, SWEEP
 from runner.spec import SpecError
 
 REGRESSION = Task("regression")
@@ -328,6 +328,20 @@ def test_a_refit_sweep_nests_refits_in_their_members_and_serves_them(tmp_path):
     )
     assert 0 <= run.data.metrics["refit_test_conformal_coverage"] <= 1
     assert "coverage.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # a refit the time limit cut short (tagged so by the sweep) is not served, as in the sweep:
+    # its bag is (the command served a 1-epoch refit in place of a whole bag)
+    cut = sorted(served_runs)[0]
+    client.set_tag(refit_runs[cut], CUT_SHORT, "1")
+    again = run_ensembles_cli(
+        tmp_path,
+        f"experiment={summary['experiment']}",
+        "method=mean",
+        "log_model=false",
+        f"tracking_uri={db}",
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    (said,) = [line for line in again.stdout.splitlines() if "without a refit: " in line]
+    assert cut in said.split("without a refit: ")[1].strip().split(", ")
 
 
 @pytest.mark.slow
