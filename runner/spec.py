@@ -716,6 +716,8 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     import ensembles
 
     spec = _build(EnsembleSpec, _mapping("ensemble", raw), "ensemble")
+    if _whole_number(spec.register_as):  # register_as=2024: Hydra read a name as a number
+        spec = replace(spec, register_as=str(spec.register_as))
     params = _mapping("ensemble.params", spec.params)
     if spec.method not in ensembles.METHODS:
         known = ", ".join(sorted(ensembles.METHODS))
@@ -731,7 +733,9 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     from ensembles.honest import MIN_BOOT
 
     _int("ensemble.n_boot", spec.n_boot, MIN_BOOT)
-    if spec.register_as is not None and not NAME_PATTERN.match(str(spec.register_as)):
+    if spec.register_as is not None and not (
+        isinstance(spec.register_as, str) and NAME_PATTERN.match(spec.register_as)
+    ):
         raise _fail(
             "ensemble.register_as", f"{spec.register_as!r} must match {NAME_PATTERN.pattern}"
         )
@@ -1089,10 +1093,24 @@ def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
             )
 
 
+def _whole_number(value: Any) -> bool:
+    """Whether ``value`` is an int (not a bool): a name typed as digits, which Hydra reads as
+    a number."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
     """Build and validate the run spec from a resolved config (a plain dict)."""
     named = cfg.get("experiment_name")
-    if named is not None and not (isinstance(named, str) and NAME_PATTERN.match(named)):
+    if _whole_number(named):  # experiment_name=2024: Hydra read a name as a number
+        named = str(named)
+    if named is not None and not isinstance(named, str):
+        raise _fail(
+            "experiment_name",
+            f"{named!r} is a {type(named).__name__}, not a name (quote it: "
+            f"experiment_name=\"'{named}'\")",
+        )
+    if named is not None and not NAME_PATTERN.match(named):
         raise _fail(  # '' fell back to the experiment's name in silence
             "experiment_name", f"{named!r} must match {NAME_PATTERN.pattern} (or be null)"
         )
