@@ -229,10 +229,15 @@ class ModelKind:
         check_labels(y, task, "training", every_class=True)
         check_labels(y_val, task, "validation")
         device = self.setup(seed=seed, cpus=cpus, gpus=gpus)
+        target = None
+        if not task.is_classification and (self.scales_target or log_target):
+            target = TargetScaler.fit(y, log=log_target)
         prep = None
         if is_table(X):
             prep = TablePrep(self.table_encoding)
-            X = prep.fit_transform(X, y, task.is_classification)
+            # wide text read by its mean target as the member learns it (log1p with log_target)
+            y_read = y if target is None else target.forward(y)
+            X = prep.fit_transform(X, y_read, task.is_classification)
             X_val = prep.transform(X_val)
             spec = prep.input_spec(X)
         else:
@@ -241,9 +246,7 @@ class ModelKind:
                 check_finite(X_val, "validation")
             if spec.mean is None and np.ndim(X) == 2:  # a spec made by hand: as the runner's
                 spec = spec.with_statistics(X)
-        target = None
-        if not task.is_classification and (self.scales_target or log_target):
-            target = TargetScaler.fit(y, log=log_target)
+        if target is not None:
             y, y_val = target.forward(y), target.forward(y_val)
         found = self.before_fit(spec, task, hparams, (X, y), options, workdir)
         model = self.build(spec, task, **hparams)

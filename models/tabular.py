@@ -403,7 +403,9 @@ class TablePrep:
     def fit(self, frame: pd.DataFrame, y: Any = None, classification: bool = False) -> TablePrep:
         """Learn each column's treatment from the training rows ``frame``; with their target
         ``y`` (values, class ids, or a student's class probabilities), wide text columns are
-        target-encoded for members that do not read codes."""
+        target-encoded for members that do not read codes. ``transform`` of the same rows
+        then gives encodings that saw each row's own target: encode training rows with
+        ``fit_transform``."""
         self.columns, self.dropped, self.notes, self._crossfitted = [], {}, {}, {}
         self._target = None if y is None else _encoding_target(y, classification, len(frame))
         n = len(frame)
@@ -718,7 +720,8 @@ class TablePrep:
             return found.to_numpy(np.float64)[:, None]
         if col.kind == "target":
             table = col.targets
-            rows = keys.map(lambda k: table.get(_as_known(k, table), col.prior)).tolist()
+            # a plain loop: mapping a categorical column would make categories of the lists
+            rows = [table.get(_as_known(k, table), col.prior) for k in keys.astype(object)]
             return np.asarray(rows, dtype=np.float64).reshape(n, len(col.prior))
         index = {c: i for i, c in enumerate(col.categories)}
         rare = index[RARE]

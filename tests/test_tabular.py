@@ -786,6 +786,28 @@ def test_given_the_target_other_members_read_a_wide_text_column_by_its_mean_targ
     assert TablePrep("onehot").fit(frame).columns[0].kind == "frequency"
     one = TablePrep("onehot").fit(frame, np.zeros(len(frame), int), classification=True)
     assert one.columns[0].kind == "frequency"
+    # a categorical column (as a Parquet file gives one) trains and serves as text does
+    as_categories = frame.astype({"state": "category"})
+    np.testing.assert_array_equal(TablePrep("onehot").fit_transform(as_categories, y), X)
+    np.testing.assert_array_equal(prep.transform(as_categories), served)
+
+
+def test_a_log_target_member_reads_wide_text_by_its_mean_target_in_the_units_it_learns():
+    """With data.log_target the member learns log1p(y) standardised: the encoding in dollars
+    (0 to 1,280 on a skewed target) dwarfed every other feature of a k-NN or linear member."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"shop": rng.choice([f"s{k}" for k in range(60)], 900)})
+    frame["x"] = rng.normal(size=len(frame))
+    y = np.expm1(rng.normal(5.0, 1.5, size=len(frame)))
+    task = Task("regression")
+    trained = models.get("linear").train(
+        None, task, {}, (frame, y), (frame, y), TrainingOptions(), log_target=True
+    )
+    (shop, _) = trained.member.prep.columns
+    assert shop.kind == "target"
+    assert abs(shop.prior[0]) < 1e-6  # the mean of the standardised log1p target
+    values = np.array([v[0] for v in shop.targets.values()])
+    assert np.abs(values).max() < 3.0
 
 
 def test_trees_read_a_wide_text_column_by_its_values_and_others_by_their_shares():
