@@ -116,7 +116,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def _checked(folder: Path, name: str, recorded: str) -> Path:
-    """The file ``name`` of a saved member, after its sha256 matched the manifest's."""
+    """The file ``name`` of a saved member, after its sha256 matched the manifest's;
+    ArtifactError for a name outside the member's folder."""
+    _inside(folder, name)
     path = folder / name
     if not path.is_file():
         raise ArtifactError(f"saved member {folder} lacks its file {name!r}")
@@ -186,9 +188,14 @@ def _listed_files(folder: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
     member's folder."""
     files = manifest.get("files") or {}
     for name in files:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ArtifactError(f"refusing to load {folder}: its manifest names {name!r}")
+        _inside(folder, name)
     return dict(files)
+
+
+def _inside(folder: Path, name: str) -> None:
+    """ArtifactError unless the manifest's ``name`` is a path inside the member's folder."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ArtifactError(f"refusing to load {folder}: its manifest names {name!r}")
 
 
 def load_member(folder: str | Path) -> Member | Bag:

@@ -5,6 +5,7 @@ served member averages its K models."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from collections import Counter
 
@@ -26,7 +27,7 @@ from helpers import (
     stop_cli,
 )
 from models.bag import Bag
-from models.store import ArtifactError
+from models.store import ArtifactError, sha256
 from models.training import TrainingOptions
 from runner.contracts import ERROR, FOLDS, MEMBER, PARENT, ROLE, SWEEP
 from runner.data import DataSpec, bagged, load
@@ -102,6 +103,14 @@ def test_a_saved_bag_averages_its_folds_and_refuses_a_changed_fold(tmp_path):
     manifest = saved / "fold1" / "kind.json"
     manifest.write_text(manifest.read_text().replace('"linear"', '"linear" '))
     with pytest.raises(ArtifactError, match="fold1/kind.json"):
+        models.load_member(saved)
+    # a fold named outside the bag (its manifest's hash right) is refused, not loaded
+    outside = tmp_path / "outside"
+    shutil.copytree(folders[0], outside)
+    top = json.loads((saved / "kind.json").read_text())
+    top["bag"][1] = {"folder": "../outside", "sha256": sha256(outside / "kind.json")}
+    (saved / "kind.json").write_text(json.dumps(top))
+    with pytest.raises(ArtifactError, match=r"its manifest names '\.\./outside/kind.json'"):
         models.load_member(saved)
 
 
