@@ -81,6 +81,8 @@ OPTIONS = {
 
 
 COMMAND = "python -m ensembles"
+# options whose values are names or ids, kept as typed (not read as numbers or booleans)
+TEXT_OPTIONS = frozenset({"experiment", "sweeps", "register_as", "fingerprint"})
 
 
 class UsageError(ValueError):
@@ -180,8 +182,12 @@ def parse(argv: Sequence[str]) -> Args:
             ours = _our_spelling(key)
             if ours is not None:  # the value left out: it may be a URI with a password
                 raise UsageError(f"{key}=: this command spells it {ours}=")
-        (known if key in OPTIONS else params)[key] = _value(text) if key != "sweeps" else text
-    if "experiment" not in known:
+        if key in TEXT_OPTIONS:  # names as typed: 2024_01 is no number 202401 here
+            unset = key in ("register_as", "fingerprint") and text.lower() in ("null", "none")
+            known[key] = None if unset else text
+            continue
+        (known if key in OPTIONS else params)[key] = _value(text)
+    if not known.get("experiment"):
         raise UsageError("experiment=NAME is required")
     args = Args(**known, params=params, given=frozenset(known))
     # a sweep of +experiment=team/nested logs to the MLflow experiment team.nested
@@ -199,8 +205,6 @@ def parse(argv: Sequence[str]) -> Args:
         raise UsageError(f"sweeps must be latest, all or sweep ids, got {args.sweeps!r}")
     from runner.spec import NAME_PATTERN, SpecError, parse_tracking_uri
 
-    if args.register_as is not None:  # register_as=2024 is a name, not a number
-        args.register_as = str(args.register_as)
     if args.register_as is not None and not NAME_PATTERN.match(args.register_as):
         raise UsageError(f"register_as {args.register_as!r} must match {NAME_PATTERN.pattern}")
     if args.register_as is not None and not args.log_model:

@@ -716,8 +716,7 @@ def parse_ensemble(raw: Mapping[str, Any]) -> EnsembleSpec:
     import ensembles
 
     spec = _build(EnsembleSpec, _mapping("ensemble", raw), "ensemble")
-    if _whole_number(spec.register_as):  # register_as=2024: Hydra read a name as a number
-        spec = replace(spec, register_as=str(spec.register_as))
+    _name_typed("ensemble.register_as", spec.register_as)
     params = _mapping("ensemble.params", spec.params)
     if spec.method not in ensembles.METHODS:
         known = ", ".join(sorted(ensembles.METHODS))
@@ -1093,23 +1092,22 @@ def _check_keys(cfg: Mapping[str, Any], runner: Mapping[str, Any]) -> None:
             )
 
 
-def _whole_number(value: Any) -> bool:
-    """Whether ``value`` is an int (not a bool): a name typed as digits, which Hydra reads as
-    a number."""
-    return isinstance(value, int) and not isinstance(value, bool)
+def _name_typed(key: str, value: Any) -> None:
+    """A name Hydra read as a number or a boolean (2024, 2024_01, 1e3, true) fails in one
+    line saying how to keep it text: its digits cannot be echoed as typed (2024_01 reads as
+    202401)."""
+    if value is not None and not isinstance(value, str):
+        raise _fail(
+            key,
+            f"Hydra read the value as the {type(value).__name__} {value!r}, not a name; quote a "
+            f"name made of digits or true/false: {key}=\"'NAME'\"",
+        )
 
 
 def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str) -> RunSpec:
     """Build and validate the run spec from a resolved config (a plain dict)."""
     named = cfg.get("experiment_name")
-    if _whole_number(named):  # experiment_name=2024: Hydra read a name as a number
-        named = str(named)
-    if named is not None and not isinstance(named, str):
-        raise _fail(
-            "experiment_name",
-            f"{named!r} is a {type(named).__name__}, not a name (quote it: "
-            f"experiment_name=\"'{named}'\")",
-        )
+    _name_typed("experiment_name", named)
     if named is not None and not NAME_PATTERN.match(named):
         raise _fail(  # '' fell back to the experiment's name in silence
             "experiment_name", f"{named!r} must match {NAME_PATTERN.pattern} (or be null)"

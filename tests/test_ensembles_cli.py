@@ -495,3 +495,18 @@ def test_sweeps_of_several_splits_ensemble_the_split_most_members_ran_on_the_new
     assert chosen_split(ran_on("week1", "week1", "week2", "week2")) == "week2"
     assert chosen_split(ran_on("week1", "week1", "week1", "week2", "week2")) == "week1"
     assert chosen_split(ran_on("week2", "week1")) == "week1"
+
+
+def test_names_and_ids_are_read_as_typed():
+    """register_as=2024_01 was registered as 202401 (and 1e3 as 1000.0): names and ids are
+    text, not numbers."""
+    from runner.reensemble import parse
+
+    args = parse(["experiment=2024_01", "register_as=1e3", "fingerprint=0123", "sweeps=7"])
+    assert (args.experiment, args.register_as, args.fingerprint, args.sweeps) == (
+        "2024_01",
+        "1e3",
+        "0123",
+        "7",
+    )
+    assert parse(["experiment=x", "register_as=null"]).register_as is None

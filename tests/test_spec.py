@@ -137,7 +137,6 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         (["~data.name"], r"^data.name: missing; it must be set$"),
         (["cluster.num_cpus=0"], r"^cluster.num_cpus: must be an integer >= 1, got 0$"),
         (["experiment_name=''"], r"^experiment_name: '' must match .* \(or be null\)$"),
-        (["experiment_name=nan"], r"^experiment_name: nan is a float, not a name \(quote it: "),
         (  # another dataset's key, as Hydra's own hint (+data.path=) suggests: ignored before
             ["+data.path=penguins.csv", "+data.target=species"],
             r"^data.path: 'penguins.csv' does not apply to data=digits, which does not read it "
@@ -409,12 +408,25 @@ def test_a_stage_on_another_dataset_inherits_only_the_keys_that_dataset_reads():
     assert spec.stages[0].data.name == "fashion_mnist" and spec.stages[0].data.image_size is None
 
 
-def test_names_typed_as_digits_are_names(tmp_path):
+@pytest.mark.parametrize(
+    "word, said",
+    [
+        ("experiment_name=2024", "the int 2024"),
+        ("experiment_name=2024_01", "the int 202401"),
+        ("experiment_name=nan", "the float nan"),
+        ("ensemble.register_as=20261207", "the int 20261207"),
+        ("ensemble.register_as=true", "the bool True"),
+    ],
+)
+def test_names_hydra_reads_as_numbers_are_refused_saying_how_to_quote_them(word, said, tmp_path):
     """Hydra reads experiment_name=2024 and ensemble.register_as=2024 as numbers: the first
     was refused as not matching a pattern it matches, the second passed the check and, after
     every member trained, stopped the sweep with a traceback as it registered the model."""
-    spec = spec_of("experiment_name=2024", "ensemble.register_as=20261207", tmp=tmp_path)
-    assert spec.experiment == "2024" and spec.ensemble.register_as == "20261207"
+    key = word.split("=")[0]
+    with pytest.raises(SpecError, match=rf"^{key}: Hydra read the value as {said}, not a name"):
+        spec_of(word, tmp=tmp_path)
+    quoted = spec_of(f"{key}='2024_01'", tmp=tmp_path)  # as a shell passes ="'2024_01'"
+    assert "2024_01" in (quoted.experiment, quoted.ensemble.register_as)
 
 
 def test_mlflow_experiment_name_in_the_environment_names_the_experiment(monkeypatch, tmp_path):
