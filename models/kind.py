@@ -106,11 +106,13 @@ class ModelKind:
         distilled from an ensemble learns its soft predictions then, else its top class."""
         return False
 
-    def relative_cost(self, epochs: int, hparams: Mapping[str, Any] | None = None) -> float:
+    def relative_cost(
+        self, epochs: int, hparams: Mapping[str, Any] | None = None, rows: int | None = None
+    ) -> float:
         """A rough guess of a member's training time against other kinds' (in epochs of a
         small net; a one-shot fit of no known size is 1), so that the runner starts the
         longest trials first and they do not end last, or, under a time limit, the cheapest
-        first."""
+        first. ``rows``: the training rows, for kinds whose cost grows faster than theirs."""
         if not self.learns_in_epochs:
             return 1.0
         return float(max(epochs, 1) * (10 if self.needs_image else 1))

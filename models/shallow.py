@@ -32,6 +32,9 @@ from models.deadline import Deadline, current_deadline
 from models.kind import EpochHook, ModelKind
 
 MODEL_FILE = "model.skops"
+# past this many training rows a quadratic kind's cost guess grows with them: on 350,000
+# rows a k-NN member took longer than 1000 HistGradientBoosting rounds
+QUADRATIC_ROWS = 10_000
 # estimators that grow a part at a time with warm_start (their trees, or boosting rounds)
 STAGED = (
     ExtraTreesClassifier,
@@ -59,12 +62,18 @@ class SklearnKind(ModelKind):
     # the guess of ``relative_cost``: a one-shot fit's cost, or (the hyperparameter counting
     # its trees or rounds, their default count, the cost of each)
     cost: float | tuple[str, int, float] = 1.0
+    quadratic: bool = False  # its work grows with the square of the rows (k-NN, SVM)
 
-    def relative_cost(self, epochs: int, hparams: Mapping[str, Any] | None = None) -> float:
+    def relative_cost(
+        self, epochs: int, hparams: Mapping[str, Any] | None = None, rows: int | None = None
+    ) -> float:
         """A linear model 1, a forest of 300 trees 60, 5000 boosting rounds 100-200 (against
-        a net's epochs): under a time limit a linear member no longer waits behind them."""
+        a net's epochs): under a time limit a linear member no longer waits behind them.
+        Every kind's work grows with the rows; a quadratic kind's grows ``rows /
+        QUADRATIC_ROWS`` times faster than the others' past ``QUADRATIC_ROWS`` of them."""
         if not isinstance(self.cost, tuple):
-            return float(self.cost)
+            scale = max(1.0, (rows or 0) / QUADRATIC_ROWS) if self.quadratic else 1.0
+            return float(self.cost) * scale
         key, default, each = self.cost
         default = self.params.get(key, default)
         count = (hparams or {}).get(key, default)
@@ -341,6 +350,7 @@ ENTRIES: dict[str, SklearnKind] = {
             scale=True,
             calibrate=True,
             cost=30.0,  # quadratic in the rows, five times over for its calibration
+            quadratic=True,
         ),
         SklearnKind(
             "hgb",
@@ -363,6 +373,7 @@ ENTRIES: dict[str, SklearnKind] = {
             regressor=KNeighborsRegressor,
             scale=True,
             cost=2.0,  # its predictions on validation and test rows are its work
+            quadratic=True,
         ),
     )
 }

@@ -34,12 +34,16 @@ class TuneRun:
         """How many trials it runs."""
         return sum(trials_of(m, spec) for m in self.members)
 
-    def search_space(self, spec: RunSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Tune's param space and the TuneConfig settings (samples, searcher, scheduler)."""
+    def search_space(
+        self, spec: RunSpec, rows: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tune's param space and the TuneConfig settings (samples, searcher, scheduler);
+        ``rows``: the training rows, which some kinds' cost guesses grow with."""
         from runner.search import searched_config, tune_settings
 
         if self.searched is None:
-            return param_space(self.members, cheapest_first=spec.time_limit is not None), {}
+            timed = spec.time_limit is not None
+            return param_space(self.members, cheapest_first=timed, rows=rows), {}
         m = self.searched
         space = {"member": pack_member(searched_config(m.to_config(), m.search), list(m.search))}
         # the most epochs any sample can train: a searched epochs' largest candidate
@@ -76,17 +80,23 @@ def trial_configs(member: MemberSpec) -> list[dict[str, Any]]:
     return [{**config, "fold": k} for k in range(member.folds)]
 
 
-def expected_cost(member: MemberSpec) -> float:
-    """The member kind's guess of how long the member trains, relative to other members."""
+def expected_cost(member: MemberSpec, rows: int | None = None) -> float:
+    """The member kind's guess of how long the member trains on ``rows`` training rows,
+    relative to other members."""
     import models
 
     kind = models.get(member.model)
-    if "hparams" not in inspect.signature(kind.relative_cost).parameters:
-        return kind.relative_cost(member.training.epochs)  # a kind written before it had them
-    return kind.relative_cost(member.training.epochs, hparams=member.hparams)
+    takes = inspect.signature(kind.relative_cost).parameters  # kinds written before some
+    if "hparams" not in takes:
+        return kind.relative_cost(member.training.epochs)
+    if "rows" not in takes:
+        return kind.relative_cost(member.training.epochs, hparams=member.hparams)
+    return kind.relative_cost(member.training.epochs, hparams=member.hparams, rows=rows)
 
 
-def param_space(members: Sequence[MemberSpec], cheapest_first: bool = False) -> dict[str, Any]:
+def param_space(
+    members: Sequence[MemberSpec], cheapest_first: bool = False, rows: int | None = None
+) -> dict[str, Any]:
     """Tune's param space: a grid over the members (and their folds), one trial each, the
     longest expected first (Tune starts them in this order; started last, a long trial
     would leave the other workers idle at the end), or under a time limit the cheapest
@@ -95,7 +105,7 @@ def param_space(members: Sequence[MemberSpec], cheapest_first: bool = False) -> 
     from ray import tune
 
     # stable either way: ties keep the config's order
-    ordered = sorted(members, key=expected_cost, reverse=not cheapest_first)
+    ordered = sorted(members, key=lambda m: expected_cost(m, rows), reverse=not cheapest_first)
     configs = [pack_member(c) for m in ordered for c in trial_configs(m)]
     return {"member": tune.grid_search(configs)}
 

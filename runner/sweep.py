@@ -149,7 +149,7 @@ def _tune(
         # this attempt's callbacks (the live run tree) replace them.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return _fit(tuner, callback)
-    space, settings = run.search_space(spec)
+    space, settings = run.search_space(spec, rows=len(data.y_train))
     tuner = tune.Tuner(
         trainable,
         param_space=space,

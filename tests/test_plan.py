@@ -104,3 +104,25 @@ def test_tune_carries_member_configs_without_numbers_it_would_track_and_gives_th
         {**full, "hparams": config["hparams"], "training": config["training"]}
     )
     assert unpack_member(full) == full  # a config Tune got whole, from an earlier version
+
+
+def test_k_nn_and_svm_cost_more_on_many_rows_than_their_one_shot_guess(tmp_path):
+    """Under a 5-minute limit on a 350,000-row table k-NN (guessed 2, second cheapest)
+    started first and ran past the limit by minutes: its work grows with the square of the
+    rows, so past 10,000 rows its guess grows with them."""
+    members = {
+        "lightgbm": {"model": "lightgbm", "hparams": {"n_estimators": 5000}},
+        "hgb": {"model": "hgb"},
+        "linear": {"model": "linear"},
+        "knn": {"model": "knn"},
+    }
+    spec = spec_of(tmp_path, members)
+    few = {m.name: plan.expected_cost(m, rows=5_000) for m in spec.members}
+    many = {m.name: plan.expected_cost(m, rows=350_000) for m in spec.members}
+    assert few == {"lightgbm": 100.0, "hgb": 2.0, "linear": 1.0, "knn": 2.0}
+    assert many == {**few, "knn": 70.0}
+    assert plan.expected_cost(spec.members[3]) == 2.0  # rows unknown: the one-shot guess
+    (run,) = plan.tune_runs(spec, spec.members)
+    timed = replace(spec, time_limit=60.0)
+    grid = run.search_space(timed, rows=350_000)[0]["member"]["grid_search"]
+    assert [c["name"] for c in grid] == ["linear", "hgb", "knn", "lightgbm"]
