@@ -561,7 +561,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 experiment_id,
                 {found["sweep_of"][m.name] for m in members if m.fingerprint == fingerprint},
             )
-            metric = headline_metric(_is_classes(members), args.metric or own.get("metric"))
+            ensembled = [m for m in members if m.fingerprint == fingerprint]
+            metric = headline_metric(_is_classes(ensembled), args.metric or own.get("metric"))
             for key, default in SWEEP_DEFAULTS.items():  # not given: the sweep's own
                 if getattr(args, key) is None:
                     setattr(args, key, own.get(key, default))

@@ -324,6 +324,48 @@ def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(t
     assert len(runs) == 1 and runs[0].data.tags["runner.members"] == "a,b,c"
 
 
+def test_sweeps_all_over_a_regression_and_a_classification_sweep_ensembles_the_chosen_one(
+    tmp_path,
+):
+    """Every +experiment=tabular table lands in one MLflow experiment: with a regression
+    sweep's member beside a classification sweep's, sweeps=all refused every metric (the task
+    was read from whichever member came first, not from the split it ensembles)."""
+    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
+    client = MlflowClient(db)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    tags = {"runner.experiment": "exp", "runner.sweep_id": "s2"}
+    parent = client.create_run(exp, run_name="sweep2", tags={**tags, "runner.role": "sweep"})
+    other = client.create_run(
+        exp,
+        run_name="r",
+        start_time=1,  # the older sweep's member: collected first
+        tags={
+            **tags,
+            "runner.role": "member",
+            "runner.member": "r",
+            "mlflow.parentRunId": parent.info.run_id,
+        },
+    )
+    folder = tmp_path / "regression"
+    folder.mkdir()
+    values = np.linspace(0.0, 1.0, 30)
+    np.savez(
+        folder / "predictions.npz",
+        val=values,
+        test=values,
+        y_val=values,
+        y_test=values,
+        fingerprint=np.array("fp-regression"),
+    )
+    (folder / "member.json").write_text(json.dumps({"n_features": 4}))
+    client.log_artifacts(other.info.run_id, str(folder))
+    client.set_terminated(other.info.run_id, "FINISHED")
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "log_model=false", "sweeps=all")
+    assert done.returncode == 0, done.stderr
+    assert "val accuracy" in done.stdout
+
+
 def test_re_ensembling_a_sweep_judges_it_by_the_sweeps_own_metric(tmp_path):
     """A sweep run with metric=log_loss is re-ensembled by log loss unless told otherwise
     (it was judged by accuracy, and so did not find the sweep's own ensemble run)."""
