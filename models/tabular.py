@@ -502,6 +502,7 @@ class TablePrep:
             self.dropped[name] = "an ID (distinct text on every row)"
             return None
         counts = keys.value_counts()
+        counts = counts[counts > 0]  # a categorical column's unused categories are no values
         kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
         if len(counts) <= self.max_onehot:
             return Column(name, "category", categories=[*kept, RARE])

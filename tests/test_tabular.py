@@ -788,6 +788,9 @@ def test_given_the_target_other_members_read_a_wide_text_column_by_its_mean_targ
     assert one.columns[0].kind == "frequency"
     # a categorical column (as a Parquet file gives one) trains and serves as text does
     as_categories = frame.astype({"state": "category"})
+    unused = as_categories["state"].cat.add_categories([f"gone{k}" for k in range(40)])
+    with_unused = TablePrep("onehot").fit(as_categories.assign(state=unused), y)
+    assert "text of 51 values" in with_unused.notes["state"]  # the values rows hold
     np.testing.assert_array_equal(TablePrep("onehot").fit_transform(as_categories, y), X)
     np.testing.assert_array_equal(prep.transform(as_categories), served)
 
