@@ -18,12 +18,12 @@ What it does, per column of the training rows:
   never seen there, share one bucket; one-hot columns (``encoding="onehot"``: linear models,
   neighbours, neural nets) or one integer code per column (``encoding="ordinal"``: trees);
 - text with more distinct values: for trees, one code per value seen ``min_count`` times or
-  more (up to ``MAX_CODES``, covering half the rows), for other members target encoding
-  when the target is given (each value's mean target, or class shares, shrunk towards the
-  overall mean for rare values; the training rows' own encoded from folds that do not hold
-  them, so a member cannot read its target back; unseen values get the overall mean), else
-  frequency encoding (the share of training rows holding the value; unseen values get 0),
-  with a note;
+  more (up to ``MAX_CODES``, covering half the rows), for other members (and for trees when
+  the values are too many or too rare to code) target encoding when the target is given
+  (each value's mean target, or class shares, shrunk towards the overall mean for rare
+  values; the training rows' own encoded from folds that do not hold them, so a member
+  cannot read its target back; unseen values get the overall mean), else frequency encoding
+  (the share of training rows holding the value; unseen values get 0), with a note;
 - dropped, with a note: columns that are constant or empty in training, and ID-like columns
   (text distinct on every row; whole numbers distinct on every row that count 1, 2, 3, ...
   or sit in a column named like an ID: id, user_id, PassengerId, index, Unnamed: 0).
@@ -511,21 +511,25 @@ class TablePrep:
         covered = counts[counts >= self.min_count].sum()
         coded = len(kept) <= MAX_CODES and covered >= len(keys) / 2
         encoded = None
-        if self.encoding == "onehot" and self._target is not None:
+        if self._target is not None and (self.encoding == "onehot" or not coded):
             encoded = self._target_encoded(name, keys)
+        # how the target-encoded members read it: said alike by either encoding's prep
+        reads_target = self._target is not None and (
+            encoded is not None or (self.encoding == "ordinal" and coded)
+        )
+        shares = "their shares of the rows"
         trees = (
             f"one code per value seen {self.min_count} times or more"
             if coded
-            else "their shares of the rows (too many values, or too rare, to code one by one)"
+            else f"{'their mean target' if reads_target else shares} (too many values, or too "
+            "rare, to code one by one)"
         )
-        others = "their shares of the rows"
-        if self._target is not None and (encoded is not None or self.encoding == "ordinal"):
-            others = "their mean target"
+        others = "their mean target" if reads_target else shares
         self.notes[name] = f"text of {len(counts)} values: {trees} for trees, {others} for others"
-        if encoded is not None:
-            return encoded
         if self.encoding == "ordinal" and coded:
             return Column(name, "category", categories=[*kept, RARE])
+        if encoded is not None:
+            return encoded
         share = (counts / len(keys)).astype(float)
         return Column(name, "frequency", frequencies={str(k): float(v) for k, v in share.items()})
 

@@ -832,3 +832,9 @@ def test_trees_read_a_wide_text_column_by_its_values_and_others_by_their_shares(
     rare = TablePrep("ordinal").fit(names)
     assert rare.columns[0].kind == "frequency"
     assert "their shares of the rows (too many values, or too rare" in rare.notes["who"]
+    # given the target, trees read such a column by its mean target, as other members do
+    y = rng.normal(size=len(names)) + (names["who"] == "common") * 3.0
+    rare = TablePrep("ordinal").fit(names, y.to_numpy())
+    assert rare.columns[0].kind == "target"
+    assert "their mean target (too many values, or too rare" in rare.notes["who"]
+    assert "their mean target for others" in rare.notes["who"]
