@@ -90,9 +90,21 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
 
 def _share(proba: np.ndarray) -> np.ndarray:
     """Per row, a number in [0, 1) that looks uniform across rows but depends only on the
-    row's probabilities (the fractional part of a large irrational-weighted sum)."""
-    weights = np.sqrt(np.arange(2, proba.shape[1] + 2, dtype=np.float64))
-    return np.mod(proba @ weights * 1e4, 1.0)
+    row's probabilities: a hash (splitmix64's mixer) of their float64 bits, so that rows as
+    confident as 1 - 1e-9 still spread evenly (a weighted sum's fraction did not: a near
+    one-hot row's share was fixed by its class, and whole classes fell out of the sets)."""
+    bits = np.ascontiguousarray(proba, dtype=np.float64).view(np.uint64)
+    mixed = np.full(len(bits), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for column in bits.T:
+        mixed = _mix(mixed ^ column)
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 values (multiplication wraps modulo 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def _set_scores(proba: np.ndarray) -> np.ndarray:
