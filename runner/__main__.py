@@ -346,6 +346,11 @@ def _job(cfg: DictConfig) -> None:
             f"mlflow:  experiment {spec.experiment!r}, parent run {summary['parent_run_id']}"
             f" in {summary['tracking_uri']}"
         )
+    if summary.get("no_ensemble"):  # nothing to serve: a deploy script must not go on
+        _fail(
+            f"no ensemble: {summary['no_ensemble']}; the members are kept (python -m ensembles "
+            "re-ensembles them with other settings)"
+        )
     if signals.stop_requested():  # Ctrl+C or SIGTERM as Ray shut down: a multirun stops too
         print(
             f"stopped ({signals.reason()}) after sweep {summary['sweep_id']} finished; every "

@@ -197,6 +197,10 @@ def _fit(tuner: Any, callback: MemberCallback) -> Any:
     return results
 
 
+class NoEnsemble(ValueError):
+    """The finished members gave no ensemble (a budget none fits, too few usable members)."""
+
+
 def _ensemble(
     spec: RunSpec,
     data: Dataset,
@@ -205,11 +209,12 @@ def _ensemble(
     refits: dict[str, MemberRecord],
 ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
     """Run the ensemble step on the finished members and log its run: its summary entry
-    (None if < 2 usable), and, for a student of bagged members, the served ensemble's
-    predictions of the pooled rows from the members' out-of-fold predictions (targets no
-    member saw). With ``refits`` (bagged members refitted on all rows, by name) the served
-    model holds them. A resumed sweep whose ensemble run already FINISHED with these
-    settings (the driver died after it) reuses that run instead of logging a second one."""
+    (NoEnsemble, saying why, if the members give none), and, for a student of bagged
+    members, the served ensemble's predictions of the pooled rows from the members'
+    out-of-fold predictions (targets no member saw). With ``refits`` (bagged members
+    refitted on all rows, by name) the served model holds them. A resumed sweep whose
+    ensemble run already FINISHED with these settings (the driver died after it) reuses that
+    run instead of logging a second one."""
     finished = [r for r in records if r.status == "FINISHED"]
     member_runs = {r.name: r.run_id for r in finished}
     refit_runs = served_refits(refits, member_runs)
@@ -256,8 +261,7 @@ def _ensemble(
             )
         except ValueError as err:
             if done is None:
-                log.warning("no ensemble: %s", err)
-                return None, None
+                raise NoEnsemble(str(err)) from None
     targets = result.val_pred if wants_targets and result is not None else None
     if done is not None:
         entry = ensemble_step.reuse(tree.client, done)
@@ -835,7 +839,10 @@ def _run(
             raise SweepFailed(
                 f"only {finished} member of {len(records)} finished, too few to ensemble: {why}"
             )
-        summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
+        try:
+            summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
+        except NoEnsemble as err:  # the members are kept; the command says so and exits 2
+            summary["ensemble"], targets, summary["no_ensemble"] = None, None, str(err)
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
         elif spec.student is not None and spec.verbose:

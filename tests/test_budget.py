@@ -15,7 +15,7 @@ from ensembles import METHODS, Budget, make
 from ensembles.budget import check_limits, validation_loss
 from ensembles.plots import pareto_front, pareto_plot
 from ensembles.stage import MemberPredictions, run
-from helpers import read_summary, run_cli, run_ensembles_cli, serve_elsewhere
+from helpers import INFRA_MEMBERS, read_summary, run_cli, run_ensembles_cli, serve_elsewhere
 from models import safe_io
 
 COSTS = (100.0, 80.0, 60.0, 40.0, 30.0, 20.0, 10.0, 5.0)
@@ -290,3 +290,28 @@ def test_a_sweep_within_a_size_budget_serves_only_its_members_and_reensembles_by
     assert budget["max_latency_ms"] == pytest.approx(limit)
     assert budget["cost"] <= limit
     assert budget["cost"] == pytest.approx(sum(times[n] for n in budget["members"]))
+
+
+def test_a_budget_no_member_fits_ends_the_sweep_with_exit_2_and_keeps_its_members(tmp_path):
+    """Every member slower than the budget: the sweep ended exit 0 with no served ensemble
+    (and no student), so a deploy script went on with nothing to serve. It exits 2 saying
+    why, its members and leaderboard kept for python -m ensembles."""
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli(
+        tmp_path,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "ensemble.max_latency_ms=0.000001",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no ensemble: no member fits max_latency_ms=1e-06" in errors[0]
+    assert "members are kept (python -m ensembles re-ensembles them" in errors[0]
+    summary = read_summary(tmp_path / "out")
+    assert summary["ensemble"] is None and "no member fits" in summary["no_ensemble"]
+    assert all(m["status"] == "FINISHED" for m in summary["members"])
+    client = MlflowClient(db)
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
