@@ -57,6 +57,42 @@ def make_store(tmp: Path, member_status: dict[str, str], nan: set[str] = frozens
     return db
 
 
+def another_sweep(
+    client: MlflowClient,
+    folder: Path,
+    name: str,
+    pred: np.ndarray,
+    y: np.ndarray,
+    fingerprint: str,
+    start: int | None = None,
+) -> None:
+    """A finished sweep ``s2`` of experiment ``exp`` with one finished member ``name`` whose
+    validation and test predictions are ``pred`` of ``y`` on split ``fingerprint``."""
+    exp = client.get_experiment_by_name("exp").experiment_id
+    tags = {"runner.experiment": "exp", "runner.sweep_id": "s2"}
+    parent = client.create_run(exp, run_name="sweep2", tags={**tags, "runner.role": "sweep"})
+    member_tags = {
+        **tags,
+        "runner.role": "member",
+        "runner.member": name,
+        "mlflow.parentRunId": parent.info.run_id,  # as the runner nests every member
+    }
+    other = client.create_run(exp, run_name=name, start_time=start, tags=member_tags)
+    folder.mkdir()
+    np.savez(
+        folder / "predictions.npz",
+        val=pred,
+        test=pred,
+        y_val=y,
+        y_test=y,
+        fingerprint=np.array(fingerprint),
+    )
+    (folder / "member.json").write_text(json.dumps({"n_features": 4}))
+    client.log_artifacts(other.info.run_id, str(folder))
+    client.set_terminated(other.info.run_id, "FINISHED")
+    client.set_terminated(parent.info.run_id, "FINISHED")
+
+
 def one_error_line(done: subprocess.CompletedProcess) -> str:
     assert done.returncode == 2, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -284,33 +320,8 @@ def test_all_sweeps_whose_other_split_is_left_out_find_the_one_sweeps_ensemble(t
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
     client = MlflowClient(db)
     exp = client.get_experiment_by_name("exp").experiment_id
-    tags = {"runner.experiment": "exp", "runner.sweep_id": "s2"}
-    parent = client.create_run(exp, run_name="sweep2", tags={**tags, "runner.role": "sweep"})
-    other = client.create_run(
-        exp,
-        run_name="a",
-        tags={
-            **tags,
-            "runner.role": "member",
-            "runner.member": "a",
-            "mlflow.parentRunId": parent.info.run_id,  # as the runner nests every member
-        },
-    )
-    folder = tmp_path / "other"
-    folder.mkdir()
     P, y = informative_and_noise(n=80, seed=3, noisy=0)
-    np.savez(
-        folder / "predictions.npz",
-        val=P[0],
-        test=P[0],
-        y_val=y,
-        y_test=y,
-        fingerprint=np.array("fp2"),
-    )
-    (folder / "member.json").write_text(json.dumps({"n_features": 4}))
-    client.log_artifacts(other.info.run_id, str(folder))
-    client.set_terminated(other.info.run_id, "FINISHED")
-    client.set_terminated(parent.info.run_id, "FINISHED")
+    another_sweep(client, tmp_path / "other", "a", P[0], y, "fp2")
     words = ("experiment=exp", f"tracking_uri={db}", "method=mean", "log_model=false")
     first = run(tmp_path, *words, "sweeps=s1")
     assert first.returncode == 0, first.stderr
@@ -331,36 +342,9 @@ def test_sweeps_all_over_a_regression_and_a_classification_sweep_ensembles_the_c
     sweep's member beside a classification sweep's, sweeps=all refused every metric (the task
     was read from whichever member came first, not from the split it ensembles)."""
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
-    client = MlflowClient(db)
-    exp = client.get_experiment_by_name("exp").experiment_id
-    tags = {"runner.experiment": "exp", "runner.sweep_id": "s2"}
-    parent = client.create_run(exp, run_name="sweep2", tags={**tags, "runner.role": "sweep"})
-    other = client.create_run(
-        exp,
-        run_name="r",
-        start_time=1,  # the older sweep's member: collected first
-        tags={
-            **tags,
-            "runner.role": "member",
-            "runner.member": "r",
-            "mlflow.parentRunId": parent.info.run_id,
-        },
-    )
-    folder = tmp_path / "regression"
-    folder.mkdir()
     values = np.linspace(0.0, 1.0, 30)
-    np.savez(
-        folder / "predictions.npz",
-        val=values,
-        test=values,
-        y_val=values,
-        y_test=values,
-        fingerprint=np.array("fp-regression"),
-    )
-    (folder / "member.json").write_text(json.dumps({"n_features": 4}))
-    client.log_artifacts(other.info.run_id, str(folder))
-    client.set_terminated(other.info.run_id, "FINISHED")
-    client.set_terminated(parent.info.run_id, "FINISHED")
+    # the older sweep's member: collected first
+    another_sweep(MlflowClient(db), tmp_path / "other", "r", values, values, "fp-r", start=1)
     done = run(tmp_path, "experiment=exp", f"tracking_uri={db}", "log_model=false", "sweeps=all")
     assert done.returncode == 0, done.stderr
     assert "val accuracy" in done.stdout
@@ -481,12 +465,14 @@ def test_a_killed_command_leaves_its_ensemble_run_killed_not_running(tmp_path):
     assert "ended without closing this run: killed; run it again" in found.data.tags["runner.error"]
 
 
-def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
-    """A sweep of runner.seed=1 (or other ensemble.cv_folds, n_boot): re-ensembling it the
-    sweep's way logged a second ensemble, with other honest numbers, under seed 0."""
+def found_as_the_sweeps_own(
+    tmp_path: Path, *settings: str
+) -> tuple[MlflowClient, str, tuple[str, ...]]:
+    """An ensemble of ``settings`` logged, then tagged as a sweep logs its own: re-ensembling
+    without the settings finds it (the store's client, its experiment id and the words)."""
     db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
     words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
-    made = run(tmp_path, *words, "seed=1", "cv_folds=3", "n_boot=200")
+    made = run(tmp_path, *words, *settings)
     assert made.returncode == 0, made.stderr
     client = MlflowClient(db)
     exp = client.get_experiment_by_name("exp").experiment_id
@@ -495,6 +481,13 @@ def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
     again = run(tmp_path, *words)
     assert again.returncode == 0, again.stderr
     assert f"ensemble run {own.info.run_id} already combines these members" in again.stdout
+    return client, exp, words
+
+
+def test_the_sweeps_own_seed_folds_and_resamples_are_the_defaults(tmp_path):
+    """A sweep of runner.seed=1 (or other ensemble.cv_folds, n_boot): re-ensembling it the
+    sweep's way logged a second ensemble, with other honest numbers, under seed 0."""
+    client, exp, words = found_as_the_sweeps_own(tmp_path, "seed=1", "cv_folds=3", "n_boot=200")
     other = run(tmp_path, *words, "seed=2")  # said outright: another ensemble
     assert other.returncode == 0, other.stderr
     assert len(client.search_runs([exp], "tags.`runner.role` = 'ensemble'")) == 2
@@ -504,17 +497,8 @@ def test_the_sweeps_coverage_and_budget_are_the_defaults_and_null_turns_them_off
     """A sweep that served prediction sets within a member budget, re-ensembled the sweep's
     way: the command dropped the sets and the budget (the served model's output changed) and
     logged a second ensemble run. ``coverage=null`` says outright: no sets."""
-    db = make_store(tmp_path, {"a": "FINISHED", "b": "FINISHED", "c": "FINISHED"})
-    words = ("experiment=exp", f"tracking_uri={db}", "method=greedy", "log_model=false")
-    made = run(tmp_path, *words, "coverage=0.8", "max_members=2", "calibrate=false")
-    assert made.returncode == 0, made.stderr
-    client = MlflowClient(db)
-    exp = client.get_experiment_by_name("exp").experiment_id
-    (own,) = client.search_runs([exp], "tags.`runner.role` = 'ensemble'")
-    client.delete_tag(own.info.run_id, "runner.reensemble")  # now as the sweep logs its own
-    again = run(tmp_path, *words)
-    assert again.returncode == 0, again.stderr
-    assert f"ensemble run {own.info.run_id} already combines these members" in again.stdout
+    settings = ("coverage=0.8", "max_members=2", "calibrate=false")
+    client, exp, words = found_as_the_sweeps_own(tmp_path, *settings)
     off = run(tmp_path, *words, "coverage=null")
     assert off.returncode == 0, off.stderr
     assert "conformal" not in off.stdout
