@@ -48,7 +48,8 @@ from models.base import InputSpec
 
 ENCODINGS = ("onehot", "ordinal")
 # the most values a text column is coded by for trees (ordinal encoding): past it, or when
-# values seen ``min_count`` times cover under half the rows, the values' shares of the rows
+# values seen ``min_count`` times cover under half the rows, the values' mean target (their
+# shares of the rows when fitted without the target)
 MAX_CODES = 1000
 TARGET_FOLDS = 5  # the folds whose other rows encode a training row's wide text column
 MISSING = "__missing__"
