@@ -90,14 +90,20 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
 
 def _share(proba: np.ndarray) -> np.ndarray:
     """Per row, a number in [0, 1) that looks uniform across rows but depends only on the
-    row's probabilities: a hash (splitmix64's mixer) of their float64 bits, so that rows as
-    confident as 1 - 1e-9 still spread evenly (a weighted sum's fraction did not: a near
-    one-hot row's share was fixed by its class, and whole classes fell out of the sets)."""
-    bits = np.ascontiguousarray(proba, dtype=np.float64).view(np.uint64)
-    mixed = np.full(len(bits), 0x9E3779B97F4A7C15, dtype=np.uint64)
-    for column in bits.T:
+    row's probabilities: a hash (splitmix64's mixer) of their logarithms to 1e-3, so that
+    rows as confident as 1 - 1e-9 still spread evenly (a weighted sum's fraction did not: a
+    near one-hot row's share was fixed by its class, and whole classes fell out of the sets),
+    while the last bits a model's arithmetic varies by batch size (1e-16 in float64, 1e-7 in
+    float32) change a row's share, and so its set, about once in 10,000 rows at most."""
+    logs = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-300, None))
+    levels = np.ascontiguousarray(np.round(logs * LOG_LEVELS).astype(np.int64)).view(np.uint64)
+    mixed = np.full(len(levels), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for column in levels.T:
         mixed = _mix(mixed ^ column)
     return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+LOG_LEVELS = 1000.0  # steps per unit of log-probability that a row's share is hashed from
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
