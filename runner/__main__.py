@@ -347,10 +347,13 @@ def _job(cfg: DictConfig) -> None:
             f" in {summary['tracking_uri']}"
         )
     if summary.get("no_ensemble"):  # nothing to serve: a deploy script must not go on
-        _fail(
+        said = (
             f"no ensemble: {summary['no_ensemble']}; the members are kept (python -m ensembles "
             "re-ensembles them with other settings)"
         )
+        if not signals.stop_requested():  # else stopped below, as a stop asks
+            _fail(said)
+        print(f"error: {said}", file=sys.stderr)
     if signals.stop_requested():  # Ctrl+C or SIGTERM as Ray shut down: a multirun stops too
         print(
             f"stopped ({signals.reason()}) after sweep {summary['sweep_id']} finished; every "

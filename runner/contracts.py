@@ -60,6 +60,7 @@ FOLDS_MISSING = "runner.folds_missing"  # a bag skipped with folds missing: how 
 # epochs (a booster's rounds, a forest's trees) a member trained before runner.time_limit
 # stopped it
 CUT_SHORT = "runner.cut_short"
+NO_ENSEMBLE = "runner.no_ensemble"  # a sweep whose finished members gave no ensemble: why
 REPLAYED = "runner.replayed"  # a member logged from Tune's checkpoint after the store failed
 RESUMED = "runner.resumed"
 RESUME_FORCED = "runner.resume_forced"  # the config keys a forced resume changed

@@ -52,6 +52,7 @@ from runner.contracts import (
     MEMBER_INFO,
     MODEL,
     MULTIRUN_JOB,
+    NO_ENSEMBLE,
     NODE_ID,
     NODE_IP,
     PARENT,
@@ -399,6 +400,12 @@ def _already_finished(
         return ResumeError(
             f"sweep {sweep} of {spec.experiment!r} already finished with another config "
             f"({listed[:1000]}); start a new sweep (another runner.sweep_id) to run this one"
+        )
+    if parent.data.tags.get(NO_ENSEMBLE):  # a rerun must not report success with nothing served
+        return ResumeError(
+            f"sweep {sweep} of {spec.experiment!r} finished without an ensemble "
+            f"({parent.data.tags[NO_ENSEMBLE]}); python -m ensembles re-ensembles its members "
+            "with other settings"
         )
     return SweepAlreadyFinished(
         f"sweep {sweep} of {spec.experiment!r} already finished (parent run "

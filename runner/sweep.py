@@ -29,6 +29,7 @@ from runner.contracts import (
     HONEST_TARGETS,
     LEADERBOARDS,
     MODEL_DIR,
+    NO_ENSEMBLE,
     cut_short,
     fold_label,
     split_fold_label,
@@ -843,6 +844,7 @@ def _run(
             summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
         except NoEnsemble as err:  # the members are kept; the command says so and exits 2
             summary["ensemble"], targets, summary["no_ensemble"] = None, None, str(err)
+            tree.client.set_tag(tree.parent_run_id, NO_ENSEMBLE, str(err)[:5000])
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
         elif spec.student is not None and spec.verbose:

@@ -315,3 +315,16 @@ def test_a_budget_no_member_fits_ends_the_sweep_with_exit_2_and_keeps_its_member
     assert all(m["status"] == "FINISHED" for m in summary["members"])
     client = MlflowClient(db)
     assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+    # run again (a nightly job's fixed id): still nothing to serve, not "already finished"
+    again = run_cli(
+        tmp_path,
+        "+experiment=quickstart",
+        "smoke=true",
+        *INFRA_MEMBERS,
+        "ensemble.max_latency_ms=0.000001",
+        f"runner.sweep_id={summary['sweep_id']}",
+        f"tracking.uri={db}",
+        "hydra.run.dir=out",
+    )
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert "finished without an ensemble (no member fits max_latency_ms" in again.stderr
