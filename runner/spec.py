@@ -1135,6 +1135,7 @@ def from_config(cfg: Mapping[str, Any], experiment: str | None, output_dir: str)
         )
     runner = _mapping("runner", cfg.get("runner"))
     _check_keys(cfg, runner)
+    _name_typed("runner.sweep_id", runner.get("sweep_id"))
     seed = _int("runner.seed", runner.get("seed", 0), 0)
     resume = runner.get("resume", False)
     if not isinstance(resume, bool) and resume != "force":

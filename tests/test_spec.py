@@ -416,6 +416,8 @@ def test_a_stage_on_another_dataset_inherits_only_the_keys_that_dataset_reads():
         ("experiment_name=nan", "the float nan"),
         ("ensemble.register_as=20261207", "the int 20261207"),
         ("ensemble.register_as=true", "the bool True"),
+        ("runner.sweep_id=2024_01", "the int 202401"),  # resumed or made sweep 202401
+        ("runner.sweep_id=0", "the int 0"),  # a new random id, never resumable by 0
     ],
 )
 def test_names_hydra_reads_as_numbers_are_refused_saying_how_to_quote_them(word, said, tmp_path):
@@ -426,7 +428,7 @@ def test_names_hydra_reads_as_numbers_are_refused_saying_how_to_quote_them(word,
     with pytest.raises(SpecError, match=rf"^{key}: Hydra read the value as {said}, not a name"):
         spec_of(word, tmp=tmp_path)
     quoted = spec_of(f"{key}='2024_01'", tmp=tmp_path)  # as a shell passes ="'2024_01'"
-    assert "2024_01" in (quoted.experiment, quoted.ensemble.register_as)
+    assert "2024_01" in (quoted.experiment, quoted.ensemble.register_as, quoted.sweep_id)
 
 
 def test_mlflow_experiment_name_in_the_environment_names_the_experiment(monkeypatch, tmp_path):
