@@ -87,11 +87,11 @@ def expected_cost(member: MemberSpec, rows: int | None = None) -> float:
 
     kind = models.get(member.model)
     takes = inspect.signature(kind.relative_cost).parameters  # kinds written before some
-    if "hparams" not in takes:
-        return kind.relative_cost(member.training.epochs)
-    if "rows" not in takes:
-        return kind.relative_cost(member.training.epochs, hparams=member.hparams)
-    return kind.relative_cost(member.training.epochs, hparams=member.hparams, rows=rows)
+    anything = any(p.kind is p.VAR_KEYWORD for p in takes.values())  # **kwargs
+    given = {"hparams": member.hparams, "rows": rows}
+    return kind.relative_cost(
+        member.training.epochs, **{k: v for k, v in given.items() if anything or k in takes}
+    )
 
 
 def param_space(
