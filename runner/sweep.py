@@ -842,9 +842,13 @@ def _run(
             )
         try:
             summary["ensemble"], targets = _ensemble(spec, data, tree, records, refits)
-        except NoEnsemble as err:  # the members are kept; the command says so and exits 2
-            summary["ensemble"], targets, summary["no_ensemble"] = None, None, str(err)
-            tree.client.set_tag(tree.parent_run_id, NO_ENSEMBLE, str(err)[:5000])
+        except NoEnsemble as err:
+            summary["ensemble"], targets = None, None
+            if len(records) < 2:  # one member asked for: no ensemble, as asked
+                log.warning("no ensemble: %s", err)
+            else:  # the members are kept; the command says so and exits 2
+                summary["no_ensemble"] = str(err)
+                tree.client.set_tag(tree.parent_run_id, NO_ENSEMBLE, str(err)[:5000])
         if spec.student is not None and (summary["ensemble"] or {}).get("model_uri"):
             summary["student"] = _distill(spec, data, tree, summary["ensemble"], deadline, targets)
         elif spec.student is not None and spec.verbose:
