@@ -416,6 +416,7 @@ def _log_leaderboards(
 SWEEP_DEFAULTS = {"seed": 0, "cv_folds": 5, "n_boot": 1000}
 # what the served model offers, as the sweep's ensemble did unless the command says otherwise
 SWEEP_SERVING = ("calibrate", "coverage", "max_latency_ms", "max_members")
+BUDGET = frozenset({"max_latency_ms", "max_members"})  # given either, the sweep's is replaced
 
 
 def _sweep_settings(client, experiment_id: str, sweeps: set[str]) -> dict[str, Any]:
@@ -567,7 +568,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 if getattr(args, key) is None:
                     setattr(args, key, own.get(key, default))
             for key in SWEEP_SERVING:  # not given: as the sweep served its ensemble
-                if key not in args.given and key in own:
+                budget = key in BUDGET and bool(BUDGET & args.given)  # a budget given anew
+                if key not in args.given and key in own and not budget:
                     setattr(args, key, own[key])
             check_calibration_rows(args.coverage, len(y_val))
             settings = replace(

@@ -507,6 +507,13 @@ def test_the_sweeps_coverage_and_budget_are_the_defaults_and_null_turns_them_off
     settings = json.loads(runs[-1].data.tags["runner.ensemble_settings"])
     assert "coverage" not in settings and settings["max_members"] == 2
     assert settings["calibrate"] is False
+    # a budget given anew replaces the sweep's whole budget (null: none), max_members too
+    budget = run(tmp_path, *words, "max_latency_ms=null")
+    assert budget.returncode == 0, budget.stderr
+    runs = client.search_runs([exp], "tags.`runner.role` = 'ensemble'", order_by=["start_time"])
+    settings = json.loads(runs[-1].data.tags["runner.ensemble_settings"])
+    assert "max_latency_ms" not in settings and "max_members" not in settings
+    assert settings["coverage"] == 0.8  # still the sweep's
 
 
 def test_sweeps_of_several_splits_ensemble_the_split_most_members_ran_on_the_newest_on_a_tie():
