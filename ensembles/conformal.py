@@ -88,6 +88,9 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
     return float("inf") if rank > n else float(np.sort(scores)[rank - 1])
 
 
+LOG_LEVELS = 1000.0  # steps per unit of log-probability that a row's share is hashed from
+
+
 def _share(proba: np.ndarray) -> np.ndarray:
     """Per row, a number in [0, 1) that looks uniform across rows but depends only on the
     row's probabilities: a hash (splitmix64's mixer) of their logarithms to 1e-3, so that
@@ -101,9 +104,6 @@ def _share(proba: np.ndarray) -> np.ndarray:
     for column in levels.T:
         mixed = _mix(mixed ^ column)
     return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-LOG_LEVELS = 1000.0  # steps per unit of log-probability that a row's share is hashed from
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
