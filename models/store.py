@@ -59,7 +59,7 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
         raise ValueError(
             f"this member is of kind {member.kind.name!r}, not {kind!r}: save it as its own kind"
         )
-    folder = Path(folder)
+    folder = _claim(Path(folder))
     folder.mkdir(parents=True, exist_ok=True)
     path = entry.save(member.model, folder)
     manifest: dict[str, Any] = {
@@ -93,6 +93,35 @@ def save_member(kind: str, member: Member | Any, folder: str | Path) -> Path:
     if others:
         manifest["files"] = {name: sha256(folder / name) for name in others}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """ValueError unless ``folder`` is new, empty or a saved member (or bag): saving replaces
+    what is there, and a folder of other files (a project's) is not the saver's to delete."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"cannot save a member to {folder}: it is a file, not a folder")
+    if (folder / MANIFEST).is_file():
+        return
+    held = sorted(p.name for p in folder.iterdir())
+    if held:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise ValueError(
+            f"cannot save a member to {folder}: it holds files that are not a saved member "
+            f"({shown}); save to a new or empty folder"
+        )
+
+
+def _claim(folder: Path) -> Path:
+    """``folder`` emptied for a member to be saved in: a member saved there before is
+    removed (its files would be listed as the new one's), anything else refused."""
+    import shutil
+
+    _refuse_foreign(folder)
+    if folder.exists() and (folder / MANIFEST).is_file():
+        shutil.rmtree(folder)
     return folder
 
 
@@ -141,6 +170,7 @@ def save_bag(kind: str, fold_folders: list[str | Path], folder: str | Path) -> P
 
     entry = get(kind)
     folder = Path(folder)
+    _refuse_foreign(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:

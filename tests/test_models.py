@@ -1052,6 +1052,37 @@ def test_a_member_saved_as_another_kind_or_twice_into_one_bag_folder_is_said_or_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".bag")) == []
 
 
+def test_saving_into_a_folder_of_other_files_is_refused_and_a_saved_member_replaced(tiny, tmp_path):
+    """save_bag deleted a project folder it was pointed at; save_member listed (and checked
+    on load) every file already there, so editing one of them made the member unloadable."""
+    from models.store import load_member, save_bag, save_member
+
+    spec, X, y, _ = tiny
+    member = REGISTRY["logistic"].train(spec, CLASSES, {}, (X, y), (X, y), None).member
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "analysis.py").write_text("x = 1\n")
+    fold = save_member("logistic", member, tmp_path / "fold")
+    for save in (
+        lambda: save_bag("logistic", [fold], project),
+        lambda: save_member("logistic", member, project),
+    ):
+        with pytest.raises(
+            ValueError, match=r"holds files that are not a saved member \(analysis.py, data\)"
+        ):
+            save()
+    assert sorted(p.name for p in project.iterdir()) == ["analysis.py", "data"]
+    with pytest.raises(ValueError, match=r"it is a file, not a folder"):
+        save_member("logistic", member, project / "analysis.py")
+    (fold / "stale.txt").write_text("left by an earlier save")  # saved again: replaced whole
+    save_member("logistic", member, fold)
+    assert "stale.txt" not in {p.name for p in fold.iterdir()}
+    assert load_member(fold).predict(X, CLASSES).shape == (48, 3)
+    save_member("logistic", member, tmp_path / "empty")  # an empty folder is fine
+    (tmp_path / "empty2").mkdir()
+    assert load_member(save_member("logistic", member, tmp_path / "empty2")) is not None
+
+
 def test_a_scikit_learn_members_training_score_reads_a_sample_of_a_large_table():
     """k-NN predicting every training row is quadratic in them: 20 minutes on 350,000 rows
     after a 5-minute time limit. The training score reads a seeded sample of them."""
