@@ -128,6 +128,7 @@ class BoosterKind(SklearnKind):
         else:
             allowed = set(cls().get_params(deep=False))
         allowed.add(STOP_ROUNDS)  # LightGBM takes it as a keyword for its booster's params
+        allowed.update(self.params)  # this entry's own (LightGBM's verbose: a keyword too)
         check_hparam_names(self.name, hparams, allowed)
         return cls(**{**self.params, **hparams})
 
@@ -136,8 +137,13 @@ class BoosterKind(SklearnKind):
         member is fitted here on a few made-up rows (a value it refuses fails now, in one
         line, not in a trial)."""
         self._estimator(task, hparams)
+        nan_by_default = {  # XGBoost's missing=nan: the marker of a missing value
+            k for k, v in self.defaults(task).items() if isinstance(v, float) and np.isnan(v)
+        }
         for key, value in hparams.items():
             if isinstance(value, float) and not np.isfinite(value):
+                if key in nan_by_default and np.isnan(value):
+                    continue
                 raise ValueError(f"model {self.name!r}: {key} must be finite, got {value!r}")
         self._fit_made_up_rows(task, hparams)
         return dict(hparams)
