@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 HEARTBEAT_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class LeaseHeld(RuntimeError):
@@ -64,6 +67,7 @@ class Lease:
         self.timeout = timeout
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "token": secrets.token_hex(8)}
         self.took_over: dict[str, Any] | None = None
+        self.lost: dict[str, Any] | None = None  # the driver that took this lease over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_heartbeat: Callable[[dict[str, Any]], None] | None = None
@@ -108,15 +112,39 @@ class Lease:
         self._thread.start()
 
     def _beat(self) -> None:
+        """Renew the file every beat, whatever fails: a write that fails (a storage hiccup)
+        is tried again at the next beat, and the run tree's copy of the heartbeat (a
+        tracking server round trip, which can hang for minutes) runs in a thread of its own,
+        so neither lets the lease grow stale under a live driver."""
+        copier: threading.Thread | None = None
         while not self._stop.wait(min(HEARTBEAT_SECONDS, self.timeout / 3)):
             holder = self._read()
             if holder is not None and holder.get("token") != self.me["token"]:
-                return  # taken over (we were presumed dead): never write over the new holder
-            record = self._write()
-            if self.on_heartbeat is not None:
-                # the run tree's copy is best effort; the file is the lease
-                with contextlib.suppress(Exception):
-                    self.on_heartbeat(record)
+                self.lost = holder  # presumed dead: never write over the new holder
+                log.warning(
+                    "sweep %s: another driver took this sweep's lease over (%s): this "
+                    "driver's heartbeat could not be written for %gs",
+                    self.sweep_id,
+                    describe(holder),
+                    self.timeout,
+                )
+                return
+            try:
+                record = self._write()
+            except OSError as err:
+                log.warning("sweep %s: lease heartbeat not written (%s)", self.sweep_id, err)
+                continue
+            if self.on_heartbeat is not None and (copier is None or not copier.is_alive()):
+                copier = threading.Thread(
+                    target=self._copy, args=(record,), name="runner-lease-copy", daemon=True
+                )
+                copier.start()
+
+    def _copy(self, record: dict[str, Any]) -> None:
+        """The run tree's copy of a heartbeat: best effort, the file is the lease."""
+        with contextlib.suppress(Exception):
+            assert self.on_heartbeat is not None
+            self.on_heartbeat(record)
 
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still ours."""

@@ -55,6 +55,43 @@ def test_a_live_lease_refuses_a_second_holder_and_a_stale_one_is_taken_over(tmp_
     again.release()
 
 
+def test_a_failed_heartbeat_write_or_a_hung_tracking_copy_leaves_the_lease_fresh(tmp_path):
+    """One OSError killed the heartbeat thread, and its copy to the parent run (a tracking
+    server round trip that can hang for minutes) ran inline: either way the lease went stale
+    under a live driver and a second invocation took the sweep over."""
+    import threading
+
+    path = tmp_path / "exp-s2.lease"
+    lease = Lease(path, "s2", timeout=0.6)  # a beat every 0.2 s
+    hung, copies = threading.Event(), []
+
+    def copy(record):
+        copies.append(record)
+        hung.wait(30)  # a tracking server that stopped answering
+
+    lease.on_heartbeat = copy
+    write, failures = lease._write, []
+
+    def flaky_write():
+        if not failures:
+            failures.append(1)
+            raise OSError("Stale file handle")
+        return write()
+
+    lease.acquire()
+    lease._write = flaky_write
+    try:
+        time.sleep(1.5)
+        holder = json.loads(path.read_text())
+        assert time.time() - holder["heartbeat"] < 0.5 and failures and len(copies) == 1
+        with pytest.raises(LeaseHeld, match="s2 is running in another driver"):
+            Lease(path, "s2", timeout=0.6).acquire()
+    finally:
+        hung.set()
+        lease.release()
+    assert not path.exists()
+
+
 @pytest.mark.slow
 def test_two_overlapping_invocations_of_one_sweep_leave_one_record(workdir):
     """A cron job that overran: the second invocation, started while the first trains,
