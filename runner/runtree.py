@@ -80,6 +80,8 @@ from runner.spec import RunSpec, SpecError
 
 log = logging.getLogger(__name__)
 
+_TRAINED = ("member", "fold", "refit", "student")  # the roles of runs that train a model
+
 MAX_PARAM_CHARS = 6000
 
 
@@ -810,6 +812,18 @@ class RunTree:
                 "2026-12-07 split a class of a few rows otherwise: such a sweep starts anew)"
             )
         self._check_config(parent)
+        hashes = {m.name: m.config_hash for m in self.spec.all_members()}
+        children = self._children()
+        for run in children:  # every refusal before anything is written
+            tags = run.data.tags
+            if run.info.status == "FINISHED" and tags.get(ROLE) in _TRAINED:
+                name = tags.get(MEMBER)
+                changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
+                if changed and self.spec.resume != "force":  # forced: keep what finished
+                    raise ResumeError(
+                        f"member {name!r} changed since sweep {self.sweep_id} started; resume "
+                        "with the same config or start a new sweep"
+                    )
         if parent.data.tags.get(CODE_DIGEST) != code_digest():  # kept: the version it began
             log.warning(
                 "sweep %s was started by another version of the runner's code: the members it "
@@ -819,6 +833,33 @@ class RunTree:
                 self.sweep_id,
             )
             self.client.set_tag(parent.info.run_id, CODE_DIGEST_RESUMED, code_digest())
+        try:
+            self._reopen(parent, children)
+        except BaseException:  # a store error midway: the parent is not left RUNNING
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(parent.info.run_id, "KILLED", end_time=_now_ms())
+            raise
+
+    def _children(self) -> list[Any]:
+        """Every run of this sweep but its parent, page by page (a search of thousands of
+        trials, bagged, can pass one page's 10,000)."""
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`{SWEEP}` = '{self.sweep_id}' and tags.`{ROLE}` != 'sweep'",
+                max_results=10000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = getattr(page, "token", None)
+            if not token:
+                return runs
+
+    def _reopen(self, parent: Any, children: list[Any]) -> None:
+        """The writes of re-attaching: the parent RUNNING under this driver, stale runs
+        KILLED; what earlier attempts ended or finished noted."""
         # first: the dead driver's sentinel, if still at work, now leaves this sweep alone
         self.client.set_tag(parent.info.run_id, DRIVER, self.driver_token)
         self._resumed = True
@@ -828,12 +869,6 @@ class RunTree:
             self.client.update_run(self.parent_run_id, status="RUNNING")
         if ERROR in parent.data.tags:  # why an earlier attempt stopped: not this one's
             self.client.delete_tag(self.parent_run_id, ERROR)
-        hashes = {m.name: m.config_hash for m in self.spec.all_members()}
-        children = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`{SWEEP}` = '{self.sweep_id}' and tags.`{ROLE}` != 'sweep'",
-            max_results=10000,
-        )
         for run in children:
             tags = run.data.tags
             if tags.get(ROLE) == "member" and tags.get(FOLDS) and run.info.status != "FINISHED":
@@ -853,20 +888,8 @@ class RunTree:
                 facts = _folds_missing(tags)
                 if facts:
                     self.ended_facts[tags[MEMBER]] = facts
-            elif run.info.status == "FINISHED" and tags.get(ROLE) in (
-                "member",
-                "fold",
-                "refit",
-                "student",
-            ):
-                name = tags.get(MEMBER)
-                changed = name in hashes and tags.get(CONFIG_HASH) != hashes[name]
-                if changed and self.spec.resume != "force":  # forced: keep what finished
-                    raise ResumeError(
-                        f"member {name!r} changed since sweep {self.sweep_id} started; resume "
-                        "with the same config or start a new sweep"
-                    )
-                self.finished[name] = run.info.run_id
+            elif run.info.status == "FINISHED" and tags.get(ROLE) in _TRAINED:
+                self.finished[tags.get(MEMBER)] = run.info.run_id
         self.client.set_tag(self.parent_run_id, RESUMED, "true")
 
     def ended_record(self, name: str, model: str) -> MemberRecord:

@@ -303,3 +303,24 @@ def test_resuming_a_sweep_another_version_of_the_code_started_says_so(tmp_path, 
     tags = client.get_run(first.parent_run_id).data.tags  # the version it began with, kept
     assert tags[CODE_DIGEST] == "an-older-release"
     assert tags["runner.code_digest_resumed"] == code_digest()
+
+
+def test_a_resume_refused_for_a_changed_member_leaves_the_sweep_as_it_was(tmp_path):
+    """The member check ran after the parent was set RUNNING under the new driver: a
+    refused resume (a runner upgrade changing a member's hash) left it RUNNING for good."""
+    import pytest
+
+    from runner.errors import ResumeError
+
+    spec = _spec(tmp_path)
+    first = RunTree(spec, "fp", {})
+    child = first.child("m", "member", {"runner.member": "m", "runner.config_hash": "old"})
+    first.close("KILLED")
+    client = MlflowClient(spec.tracking_uri)
+    client.set_terminated(child, "FINISHED")
+    before = client.get_run(first.parent_run_id).data.tags["runner.driver"]
+    with pytest.raises(ResumeError, match=r"member 'm' changed since sweep s1 started"):
+        RunTree(spec, "fp", {})
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["runner.driver"] == before
