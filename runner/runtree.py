@@ -1257,10 +1257,11 @@ class RunTree:
             if ensemble_run and not name.endswith(".txt"):
                 self.client.log_text(ensemble_run, text, name)
 
-    def close(self, status: str, reason: str | None = None) -> None:
+    def close(self, status: str, reason: str | None = None) -> bool:
         """End every run still open: children as KILLED (or ``status`` if FAILED), then the
         parent; ``reason`` (why the sweep stopped) is tagged on each run ended here. Best
-        effort when the store itself failed: a resume marks what stayed RUNNING as KILLED."""
+        effort when the store itself failed (False then: the sentinel, or a resume, marks
+        what stayed RUNNING as KILLED); True when every run was ended."""
         try:
             for run_id in sorted(self._open - {self.parent_run_id}):
                 if reason:
@@ -1272,3 +1273,5 @@ class RunTree:
                 self.terminate(self.parent_run_id, status)
         except Exception as err:  # the store is down: the runs are ended on resume
             log.warning("could not end the open MLflow runs (%s: %s)", type(err).__name__, err)
+            return False
+        return True

@@ -879,6 +879,6 @@ def _run(
             raise
         raise failed from None
     finally:
-        tree.close(status, None if status != "KILLED" else signals.reason())
-        if guard is not None:
+        closed = tree.close(status, None if status != "KILLED" else signals.reason())
+        if guard is not None and closed:  # else the sentinel ends what stayed open
             guard.disarm()

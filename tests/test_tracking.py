@@ -324,3 +324,14 @@ def test_a_resume_refused_for_a_changed_member_leaves_the_sweep_as_it_was(tmp_pa
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "KILLED"
     assert parent.data.tags["runner.driver"] == before
+
+
+def test_close_says_whether_it_ended_the_runs_so_the_sentinel_stays_armed_when_not(tmp_path):
+    """The sweep disarmed its sentinel after a close the store refused: runs stayed RUNNING."""
+    spec = _spec(tmp_path)
+    tracker = RunTree(spec, "fp", {})
+    tracker.child("m", "member", {"runner.member": "m"})
+    (tmp_path / "t.db").write_bytes(b"not a database any more")
+    assert tracker.close("FINISHED") is False
+    again = RunTree(replace(spec, tracking_uri=f"sqlite:///{tmp_path}/u.db"), "fp", {})
+    assert again.close("FINISHED") is True
