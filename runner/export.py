@@ -457,6 +457,7 @@ def register(
             raise
     run = client.get_run(run_id)
     tags = {**{k: v for k, v in run.data.tags.items() if k in VERSION_TAGS}, **(tags or {})}
+    _drop_dead_versions(client, name, run)
     version = client.create_model_version(
         name,
         f"{run.info.artifact_uri}/{artifact_path}",
@@ -465,6 +466,27 @@ def register(
         description=_version_description(run, tags),
     )
     return str(version.version)
+
+
+def _drop_dead_versions(client: MlflowClient, name: str, run: Any) -> None:
+    """Delete the versions of ``name`` an earlier attempt of the same sweep registered from
+    a run that then died (a crash between registering and finishing): the rerun registers
+    its own, and the record would hold both. A version holding an alias is left alone."""
+    sweep, role = run.data.tags.get(SWEEP), run.data.tags.get(ROLE)
+    if not sweep:
+        return
+    aliased = {str(v) for v in (client.get_registered_model(name).aliases or {}).values()}
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.run_id == run.info.run_id or version.tags.get(SWEEP) != sweep:
+            continue
+        if version.tags.get(ROLE) != role or str(version.version) in aliased:
+            continue
+        try:
+            status = client.get_run(version.run_id).info.status
+        except Exception:  # its run deleted: not this sweep's concern
+            continue
+        if status in ("KILLED", "FAILED"):
+            client.delete_model_version(name, version.version)
 
 
 # the run's tags a registered version carries: where it came from, on which data, of what

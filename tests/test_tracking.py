@@ -335,3 +335,29 @@ def test_close_says_whether_it_ended_the_runs_so_the_sentinel_stays_armed_when_n
     assert tracker.close("FINISHED") is False
     again = RunTree(replace(spec, tracking_uri=f"sqlite:///{tmp_path}/u.db"), "fp", {})
     assert again.close("FINISHED") is True
+
+
+def test_registering_again_drops_the_version_an_earlier_attempt_left_on_a_dead_run(tmp_path):
+    """A crash between registering the ensemble and finishing its run left a version on a
+    KILLED run; the rerun fitted and registered another: two versions for one sweep."""
+    from runner.export import register
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/r.db")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+
+    def ensemble_run(sweep, status):
+        run = client.create_run(
+            experiment, tags={"runner.sweep_id": sweep, "runner.role": "ensemble"}
+        )
+        client.set_terminated(run.info.run_id, status)
+        return run.info.run_id
+
+    dead = register(client, ensemble_run("s1", "KILLED"), "m")
+    kept_alias = register(client, ensemble_run("s1", "KILLED"), "m")
+    client.set_registered_model_alias("m", "champion", kept_alias)
+    other_sweep = register(client, ensemble_run("s2", "KILLED"), "m")
+    finished = register(client, ensemble_run("s1", "FINISHED"), "m")
+    new = register(client, ensemble_run("s1", "RUNNING"), "m")
+    left = sorted(str(v.version) for v in client.search_model_versions("name = 'm'"))
+    assert left == sorted([kept_alias, other_sweep, finished, new])
+    assert dead not in left
