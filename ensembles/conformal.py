@@ -144,13 +144,16 @@ class Conformal:
     def interval(
         self, pred: np.ndarray, spread_: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) around the point predictions, ``spread_`` the members' spread; a
-        lower bound below the targets' floor (0 for a target never negative) is that floor."""
+        """(lower, upper) around the point predictions, ``spread_`` the members' spread
+        (ignored by a predictor calibrated without one); a lower bound below the targets'
+        floor (0 for a target never negative) is that floor."""
         if spread_ is None and self.scaled:
             raise ValueError(
                 "this predictor was calibrated on errors scaled by the members' spread: pass "
                 "the new rows' spread (ensembles.conformal.spread) too"
             )
+        if not self.scaled:  # calibrated on plain errors: a spread would widen it q-fold
+            spread_ = None
         spread_ = np.zeros(len(np.atleast_1d(pred))) if spread_ is None else spread_
         half = self.q * (np.asarray(spread_, dtype=np.float64) + self.floor)
         pred = np.asarray(pred, dtype=np.float64)
@@ -169,6 +172,10 @@ class Conformal:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Conformal:
+        """The predictor ``to_dict`` wrote; one saved before ``scaled`` was recorded was
+        calibrated as the runner does, on errors scaled by the spread (regression)."""
+        if "scaled" not in values:
+            values = {**values, "scaled": values.get("kind") == "interval"}
         return cls(**values)
 
 

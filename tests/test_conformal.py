@@ -485,6 +485,27 @@ def test_a_target_never_negative_gets_no_negative_lower_bounds():
     assert conformal.Conformal.from_dict(old).interval(np.array([0.0]), np.zeros(1))[0] < 0
 
 
+def test_a_predictor_calibrated_without_spread_ignores_one_and_an_old_one_reads_it():
+    """Calibrated on plain errors, it took a spread given later as a scale: intervals 8 times
+    too wide, covering every row. A predictor saved before ``scaled`` was recorded was
+    calibrated by the runner on spread-scaled errors, and still reads the spread."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 10, 2000)
+    pred = y + rng.normal(0, 5, 2000)
+    spread_ = rng.uniform(5, 15, 2000)
+    plain = conformal.calibrate(0.9, pred[:1000], y[:1000])
+    with_spread = conformal.evaluate_on(plain, pred[1000:], y[1000:], spread_[1000:])
+    assert with_spread == conformal.evaluate_on(plain, pred[1000:], y[1000:])
+    assert 0.87 <= with_spread["coverage"] <= 0.93
+    scaled = conformal.calibrate(0.9, pred[:1000], y[:1000], spread_[:1000])
+    legacy = {k: v for k, v in scaled.to_dict().items() if k != "scaled"}
+    again = conformal.Conformal.from_dict(legacy)
+    assert again.scaled
+    np.testing.assert_allclose(
+        again.interval(pred[:3], spread_[:3]), scaled.interval(pred[:3], spread_[:3])
+    )
+
+
 def test_arrays_with_nan_and_a_scaled_predictor_without_spread_are_refused():
     rng = np.random.default_rng(0)
     y = rng.normal(size=200)
