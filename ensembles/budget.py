@@ -125,6 +125,7 @@ class BudgetedEnsemble(BaseEstimator):
         them; ValueError if no single member fits the budget."""
         self.check_params()
         P, y = check_predictions(P, y)
+        self.pred_shape_ = P.shape[2:]
         m = P.shape[0]
         self.costs_ = np.ones(m) if self.costs is None else np.asarray(self.costs, dtype=np.float64)
         if len(self.costs_) != m:

@@ -80,6 +80,7 @@ class MeanEnsemble(_Ensemble):
     def fit(self, P: np.ndarray, y: np.ndarray) -> MeanEnsemble:
         """Learn nothing but the number of members."""
         P, y = check_predictions(P, y)
+        self.pred_shape_ = P.shape[2:]
         self.weights_ = np.full(P.shape[0], 1.0 / P.shape[0])
         return self
 
@@ -215,6 +216,7 @@ class WeightedEnsemble(_Ensemble):
         """``fit``, with SLSQP started from ``warm`` weights (one per member) when given."""
         self.check_params()
         P, y = check_predictions(P, y)
+        self.pred_shape_ = P.shape[2:]
         m = P.shape[0]
         self.capped_ = False
         if m == 1:
@@ -307,6 +309,7 @@ class GreedyEnsemble(_Ensemble):
         """Select members on validation predictions; deterministic for the same input."""
         self.check_params()
         P, y = check_predictions(P, y)
+        self.pred_shape_ = P.shape[2:]
         m, unit = P.shape[0], 1.0
         if P.ndim == 3:
             target = _true_class_proba(P, y)  # only the true class matters to log loss
@@ -428,6 +431,7 @@ class StackingEnsemble(_Ensemble):
         """Fit the meta-learner on all validation rows; cross-fit ``oof_pred_`` beside it."""
         self.check_params()
         P, y = check_predictions(P, y)
+        self.pred_shape_ = P.shape[2:]
         classification = P.ndim == 3
         self.feature_floor_ = FEATURE_FLOOR
         X = self._features(P)

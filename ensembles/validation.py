@@ -98,9 +98,19 @@ def check_fitted(estimator: object, P: np.ndarray) -> np.ndarray:
     P, _ = check_predictions(P)
     if P.shape[0] != len(weights):
         raise ValueError(f"fitted on {len(weights)} members, got predictions of {P.shape[0]}")
+    fitted = getattr(estimator, "pred_shape_", None)  # absent from ensembles saved before it
+    if fitted is not None and tuple(P.shape[2:]) != tuple(fitted):
+        raise ValueError(
+            f"fitted on {_predicting(fitted)}, got predictions of {_predicting(P.shape[2:])}"
+        )
     return P
 
 
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value it holds; a string or other object as it is."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _predicting(shape: tuple[int, ...]) -> str:
+    """What members' predictions of one row are, in words: values or K-class probabilities."""
+    return f"{shape[0]}-class probabilities" if shape else "regression values"

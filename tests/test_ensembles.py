@@ -151,6 +151,22 @@ def test_predict_before_fit_and_member_count_mismatch_fail():
         ens.predict(P[:2])
 
 
+@pytest.mark.parametrize("method", ["mean", "weighted", "greedy", "stacking"])
+def test_predicting_another_tasks_predictions_than_fitted_is_said(method):
+    """Fitted on 4-class probabilities, the averaging methods returned 2-class rows for
+    2-class input, and values for regression input; stacking failed deep in NumPy."""
+    P, y = informative_and_noise()
+    ens = make(method).fit(P, y)
+    two = P[:, :, :2] / P[:, :, :2].sum(axis=2, keepdims=True)
+    with pytest.raises(ValueError, match=r"fitted on 4-class probabilities, got .* 2-class"):
+        ens.predict(two)
+    with pytest.raises(ValueError, match=r"4-class probabilities, got .* regression values"):
+        ens.predict(P[:, :, 0])
+    values = make(method).fit(P[:, :, 0], P[0, :, 0] * 10)
+    with pytest.raises(ValueError, match=r"fitted on regression values, got .* 4-class"):
+        values.predict(P)
+
+
 def _many_members(m: int, n: int = 300, classes: int = 4, seed: int = 0):
     """``m`` correlated members: a few informative bases, each member a noisy copy."""
     rng = np.random.default_rng(seed)
