@@ -115,7 +115,7 @@ class BudgetedEnsemble(BaseEstimator):
     def _inner(self) -> Any:
         from ensembles import make
 
-        return make(self.method, random_state=self.random_state, **(self.params or {}))
+        return make(self.method, **{"random_state": self.random_state, **(self.params or {})})
 
     def _cost_of(self, members: np.ndarray, est: Any) -> float:
         return float(self.costs_[members[est.used_members()]].sum())

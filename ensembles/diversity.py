@@ -73,7 +73,7 @@ def leave_one_out(
         return out[0], out[1]
 
     everyone = np.arange(len(names))
-    full = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    full = make(method, **{"random_state": random_state, **params}).fit(P_val, y_val)
     full_val, full_test = scores(full)
     out = {}
     for i in everyone if only is None else only:

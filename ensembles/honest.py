@@ -47,7 +47,7 @@ def cross_fitted_predictions(
     ens_oof = np.zeros(P.shape[1:])
     best_oof = np.zeros(P.shape[1:])
     for train, held in cross_fit_folds(y, classification, k, random_state):
-        est = make(method, random_state=random_state, **params).fit(P[:, train], y[train])
+        est = make(method, **{"random_state": random_state, **params}).fit(P[:, train], y[train])
         ens_oof[held] = est.predict(P[:, held])
         best_oof[held] = P[best_member(P[:, train], y[train], metric), held]
     return ens_oof, best_oof

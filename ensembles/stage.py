@@ -301,7 +301,7 @@ def run(
         raise ValueError(f"test rows: {err}") from None
     budget = _budget(usable, max_latency_ms, max_members)
     fit_params = {**params, "budget": budget} if budget is not None else dict(params)
-    estimator = make(method, random_state=random_state, **fit_params).fit(P_val, y_val)
+    estimator = make(method, **{"random_state": random_state, **fit_params}).fit(P_val, y_val)
     if getattr(estimator, "capped_", False):
         log.warning(
             "%s ensemble: more than max_members=%d members would take weight; the weights "
@@ -430,7 +430,7 @@ def _budget_report(
     def cost(members: np.ndarray) -> float:
         return float(np.asarray(budget.costs)[members].sum())
 
-    full = make(method, random_state=random_state, **params).fit(P_val, y_val)
+    full = make(method, **{"random_state": random_state, **params}).fit(P_val, y_val)
     oof = getattr(full, "oof_pred_", None)
     everyone = full.used_members()
     chosen = estimator.used_members()

@@ -523,3 +523,21 @@ def test_members_predicting_different_rows_are_named_in_one_line():
         make("mean").fit([np.zeros(4), np.zeros(3)], np.zeros(4))
     fitted = make("mean").fit([np.zeros(4), np.ones((4, 1))], np.zeros(4))  # (n,) and (n, 1)
     assert fitted.predict([np.zeros(4), np.ones((4, 1))]).tolist() == [0.5] * 4
+
+
+def test_a_methods_random_state_among_its_params_is_taken_by_the_helpers():
+    """``random_state`` is every method's parameter; in ``params`` it made the honest
+    estimate, the stage and the budget fail with make() got multiple values for it."""
+    from ensembles.budget import BudgetedEnsemble
+    from ensembles.honest import cross_fitted
+    from ensembles.stage import MemberPredictions
+    from ensembles.stage import run as stage
+
+    P, y = informative_and_noise()
+    params = {"random_state": 3}
+    assert cross_fitted("weighted", params, P, y, "accuracy")["gain"] is not None
+    members = [MemberPredictions(f"m{i}", p, p) for i, p in enumerate(P)]
+    report = stage("greedy", params, members, y, y, n_boot=10)
+    assert report.estimator.random_state == 3
+    budget = BudgetedEnsemble("weighted", params, max_members=2).fit(P, y)
+    assert budget.ensemble_.random_state == 3
