@@ -403,7 +403,8 @@ class TablePrep:
 
     def fit(self, frame: pd.DataFrame, y: Any = None, classification: bool = False) -> TablePrep:
         """Learn each column's treatment from the training rows ``frame``; with their target
-        ``y`` (values, class ids, or a student's class probabilities), wide text columns are
+        ``y`` (values; class ids 0..K-1 with ``classification=True``, else they are read as
+        values; or a student's class probabilities), wide text columns are
         target-encoded for members that do not read codes. ``transform`` of the same rows
         then gives encodings that saw each row's own target: encode training rows with
         ``fit_transform``."""
@@ -607,6 +608,8 @@ class TablePrep:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, features) float32 for raw rows; a column the training rows had and these
         rows lack is filled as missing, extra columns are ignored."""
+        if not self.columns:  # a fitted prep has one at least
+            raise RuntimeError("TablePrep is not fitted; call fit(frame) first")
         return self._transform(frame, {})
 
     def _transform(self, frame: pd.DataFrame, given: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -805,7 +808,15 @@ def _encoding_target(y: Any, classification: bool, rows: int) -> tuple[np.ndarra
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != rows:
         raise ValueError(f"the target has shape {y.shape}, the frame {rows} rows")
-    return (y.astype(np.int64) if classification else y.astype(np.float64)), classification
+    try:
+        return (y.astype(np.int64) if classification else y.astype(np.float64)), classification
+    except (TypeError, ValueError):
+        first = next((v for v in y if not isinstance(v, (int, float, np.number))), y[0])
+        first = first.item() if isinstance(first, np.generic) else first  # 'a', not np.str_
+        raise ValueError(
+            f"the target holds {first!r}: give class ids 0..K-1 with classification=True "
+            "(as a LabelEncoder makes), or numbers for regression"
+        ) from None
 
 
 # text pandas reads as a missing value in a CSV (its default na_values, case aside)

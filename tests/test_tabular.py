@@ -838,3 +838,18 @@ def test_trees_read_a_wide_text_column_by_its_values_and_others_by_their_shares(
     assert rare.columns[0].kind == "target"
     assert "their mean target (too many values, or too rare" in rare.notes["who"]
     assert "their mean target for others" in rare.notes["who"]
+
+
+def test_a_prep_used_before_fit_or_fitted_on_text_labels_says_so():
+    """transform before fit returned (rows, 0) zeros; text class labels failed with int()'s
+    'invalid literal' message."""
+    from models.tabular import TablePrep
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, None, 4.0] * 10, "b": list("xyzw") * 10})
+    with pytest.raises(RuntimeError, match="TablePrep is not fitted"):
+        TablePrep().transform(frame)
+    labels = np.array(["Adelie", "Gentoo"] * 20)
+    for classification in (True, False):
+        with pytest.raises(ValueError, match=r"the target holds 'Adelie': give class ids 0..K-1"):
+            TablePrep().fit(frame, labels, classification)
+    assert TablePrep().fit(frame, np.arange(40) % 2, True).transform(frame).shape[0] == 40
