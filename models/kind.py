@@ -54,7 +54,9 @@ def check_hparams(model: str, schema: Mapping[str, Hparam], hparams: Mapping[str
 @dataclass
 class Trained:
     """A fitted member (``member.model`` is the kind's model), its per-epoch history and what
-    the record shows of it."""
+    the record shows of it. The history is the model's own: a member that learnt a
+    standardised (or log) target has its errors in those units; ``errors_in_units(
+    trained.member.target, trained.history)`` gives them in the target's."""
 
     member: Member
     history: dict[str, list[float]]
