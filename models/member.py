@@ -59,9 +59,29 @@ class Member:
             X = self._by_name(X).to_numpy(dtype=np.float32)
         elif isinstance(X, (list, tuple)):  # rows as nested lists
             X = np.asarray(X, dtype=np.float32)
+        if self.image_shape is not None:
+            X = self._flat_images(np.asarray(X))
         if not self.kind.reads_missing:
             check_finite(X, "predicted")
         return X
+
+    def _flat_images(self, X: np.ndarray) -> np.ndarray:
+        """Images as the flat rows the model reads: a batch (n, h, w[, c]) or one image
+        (h, w[, c]) of the trained shape, or rows already flat; ValueError for another."""
+        shape = tuple(self.image_shape or ())
+        width = int(np.prod(shape))
+        one = {shape, shape[:2]} if shape[2:] in ((), (1,)) else {shape}  # grey: no channel
+        if X.ndim == 2 and X.shape[1] == width:
+            return X
+        if X.shape in one:
+            return X.reshape(1, width)
+        if X.ndim >= 3 and X.shape[1:] in one:
+            return X.reshape(len(X), width)
+        dims = ", ".join(map(str, shape))
+        raise ValueError(
+            f"this member reads images of shape ({dims}): a batch (n, {dims}), one image, or "
+            f"flat rows of {width} values; got an array of shape {X.shape}"
+        )
 
     def _by_name(self, frame: Any) -> Any:
         """A frame of named features in the order the model reads them (any order in, others

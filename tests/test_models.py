@@ -1097,3 +1097,24 @@ def test_a_scikit_learn_members_training_score_reads_a_sample_of_a_large_table()
     np.testing.assert_array_equal(Xs[:, 0], 2 * ys)  # the rows and their targets together
     np.testing.assert_array_equal(_score_rows(X, y, seed=3)[1], ys)  # seeded
     np.testing.assert_array_equal(_score_rows(X[:10], y[:10], seed=3)[1], y[:10])  # all
+
+
+def test_an_image_member_predicts_a_batch_or_one_image_as_well_as_flat_rows(tiny):
+    """A convnet member given images shaped (n, 4, 4) or one (4, 4) image failed deep in
+    TensorFlow ('as_list() is not defined on an unknown TensorShape'); flat rows worked."""
+    from dataclasses import replace
+
+    spec, X, y, _ = tiny
+    spec = replace(spec, pixel_range=(float(X.min()), float(X.max())))
+    trained = REGISTRY["convnet"].train(
+        spec, CLASSES, {"filters": [4]}, (X, y), (X, y), TrainingOptions(epochs=1), seed=0
+    )
+    member = trained.member
+    assert member.image_shape == (4, 4, 1)
+    flat = member.predict(X, CLASSES)
+    for images in (X.reshape(48, 4, 4), X.reshape(48, 4, 4, 1)):
+        np.testing.assert_allclose(member.predict(images, CLASSES), flat, atol=1e-6)
+    for one in (X[0].reshape(4, 4), X[0].reshape(4, 4, 1)):
+        np.testing.assert_allclose(member.predict(one, CLASSES), flat[:1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"reads images of shape \(4, 4, 1\).*got .* \(48, 5, 5\)"):
+        member.predict(np.zeros((48, 5, 5), np.float32), CLASSES)
