@@ -126,8 +126,11 @@ def bootstrap_gain(
     percentile bootstrap interval over test rows."""
     both, y = check_predictions([ensemble_pred, member_pred], y)
     ensemble_pred, member_pred = both
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_BOOT:
+        raise ValueError(
+            f"n_boot must be a whole number >= {MIN_BOOT} (fewer give no 95% interval), "
+            f"got {n_boot!r}"
+        )
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if metric in ("rmse", *_PER_ROW):

@@ -80,6 +80,10 @@ class InputSpec:
         distort edges), per feature otherwise. A constant feature keeps unit scale, as
         StandardScaler does (divided by ~0, a pixel always 0 in training would blow up)."""
         X = np.asarray(X)
+        if X.ndim == 2 and X.shape[1] != self.n_features:
+            raise ValueError(
+                f"the input spec says {self.n_features} features, the rows have {X.shape[1]}"
+            )
         if self.image_shape is not None:
             mean = np.full(X.shape[1], X.mean(), dtype=np.float64)
             variance = np.full(X.shape[1], X.var(), dtype=np.float64)

@@ -504,7 +504,11 @@ def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
     assert cross_fitted_loss("mean", {}, P[:, :, None], y) == cross_fitted_loss("mean", {}, P, y)
     assert cross_fitted("mean", {}, P.tolist(), y, "rmse")["folds"] == 5
     for kwargs, message in (
-        ({"n_boot": 0}, r"n_boot must be a whole number >= 1, got 0"),
+        (
+            {"n_boot": 0},
+            r"n_boot must be a whole number >= 10 \(fewer give no 95% interval\), got 0",
+        ),
+        ({"n_boot": 1}, r"n_boot must be a whole number >= 10 .*, got 1"),
         ({"level": 95}, r"level must be in \(0, 1\), got 95"),
         ({"metric": "accuracy"}, r"metric 'accuracy' does not score regression"),
     ):

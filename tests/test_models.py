@@ -1118,3 +1118,13 @@ def test_an_image_member_predicts_a_batch_or_one_image_as_well_as_flat_rows(tiny
         np.testing.assert_allclose(member.predict(one, CLASSES), flat[:1], atol=1e-6)
     with pytest.raises(ValueError, match=r"reads images of shape \(4, 4, 1\).*got .* \(48, 5, 5\)"):
         member.predict(np.zeros((48, 5, 5), np.float32), CLASSES)
+
+
+def test_a_hand_made_input_spec_of_another_width_than_the_rows_is_said_before_training(tiny):
+    """InputSpec(n_features=5) on 16-column rows trained, then failed to predict with
+    TensorFlow's 'Incompatible shapes: [1,16] vs. [1,5]'."""
+    _, X, y, _ = tiny
+    with pytest.raises(ValueError, match=r"the input spec says 5 features, the rows have 16"):
+        REGISTRY["mlp"].train(
+            InputSpec(5), CLASSES, {}, (X, y), (X, y), TrainingOptions(epochs=1), seed=0
+        )
