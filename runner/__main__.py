@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,33 @@ class JobRefused(Exception):
 
 
 REFUSED_JOBS: list[int] = []  # the numbers of a multirun's jobs that stopped
+
+
+def _merged_into_group(raw: Mapping[str, Any], choices: Mapping[str, Any]) -> str | None:
+    """A top-level ``training.optimizer`` (or ``schedule``) mapping naming another than its
+    config group's choice: Hydra merged the chosen group's options into it, and the check
+    would blame options the user never wrote (sgd 'has no option beta_1'). Said here."""
+    from models.optimizers import OPTIMIZER_OPTIONS
+    from models.schedules import SCHEDULE_DEFAULTS
+
+    training = raw.get("training") or {}
+    for group, known in (("optimizer", OPTIMIZER_OPTIONS), ("schedule", SCHEDULE_DEFAULTS)):
+        node, choice = training.get(group), choices.get(group)
+        if not isinstance(node, Mapping) or not choice or node.get("name") == choice:
+            continue
+        name = node.get("name")
+        if name not in known:
+            continue  # the check names the known ones
+        foreign = [k for k in node if k != "name" and k not in known[name]]
+        if foreign:
+            return (
+                f"training.{group} names {name!r} but also holds {', '.join(foreign)} from "
+                f"the {choice!r} {group} Hydra chose by default (it merges a mapping into "
+                f"it): choose it with {group}={name} (in an experiment file, "
+                f"'- override /{group}: {name}' among its defaults) and set its options as "
+                f"training.{group}.KEY=VALUE"
+            )
+    return None
 
 
 def _fail(message: str, ends_all: bool = False) -> None:
@@ -261,6 +289,9 @@ def _job(cfg: DictConfig) -> None:
         _fail(f"no experiment selected; pass +experiment=NAME, one of: {known}")
     try:
         raw = _resolved(cfg)
+        merged = _merged_into_group(raw, hydra_cfg.runtime.choices)
+        if merged:
+            _fail(merged)
         spec = from_config(raw, experiment, hydra_cfg.runtime.output_dir)
         if hydra_cfg.mode == RunMode.MULTIRUN:  # runner.resume=true: each job its own sweep
             spec = replace(spec, multirun_job=True, multirun_key=_swept_volatile(hydra_cfg))

@@ -24,6 +24,11 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         (["members.mlp.hparams.dropout=3"], "dropout must be a number in [0.0, 1.0), got 3"),
         (["+members.mlp.training.optimizer=adamz"], "optimizer must be one of"),
         (["schedule=onecycle", "training.schedule.max_lr=-1"], "max_lr"),
+        (  # Hydra merged the default adam's beta_1 and beta_2 into it: sgd "has no beta_1"
+            ["+training.optimizer={name:sgd,momentum:0.5}"],
+            "training.optimizer names 'sgd' but also holds beta_1, beta_2 from the 'adam' "
+            "optimizer Hydra chose by default",
+        ),
         (["members.mlp.hparams.activation=sigmoidal"], "got 'sigmoidal'"),
         (["data=csv", "data.path=/nope/table.csv", "data.target=y"], "/nope/table.csv"),
         (["data.name=imagenet"], "unknown dataset 'imagenet'; known: california_housing"),
@@ -80,6 +85,7 @@ PENGUINS = SHARED_DATA / "penguins" / "penguins.csv"
         "hparam-value",
         "optimizer",
         "schedule-value",
+        "optimizer-merged-into-default",
         "activation",
         "csv-path",
         "dataset",
