@@ -182,8 +182,13 @@ class KerasKind(ModelKind):
         losses = history.get("loss", [])
         bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
         if bad is not None:  # TerminateOnNaN stops fit quietly; the member must fail, with why
+            went_on = (
+                "training stopped"
+                if options.terminate_on_nan
+                else f"it trained on to epoch {len(losses)}, as training.terminate_on_nan is false"
+            )
             raise FloatingPointError(
-                f"loss became {losses[bad]} in epoch {bad + 1}; training stopped (try a lower "
+                f"loss became {losses[bad]} in epoch {bad + 1}; {went_on} (try a lower "
                 "learning rate, gradient clipping or batch norm)"
             )
         return history

@@ -1128,3 +1128,19 @@ def test_a_hand_made_input_spec_of_another_width_than_the_rows_is_said_before_tr
         REGISTRY["mlp"].train(
             InputSpec(5), CLASSES, {}, (X, y), (X, y), TrainingOptions(epochs=1), seed=0
         )
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_a_member_whose_loss_went_nan_fails_saying_whether_training_stopped(terminate):
+    """With training.terminate_on_nan=false the member trained on to its last epoch and
+    failed saying 'training stopped'."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4)).astype(np.float32)
+    options = TrainingOptions(
+        epochs=4, batch_size=8, learning_rate=9.0, optimizer="sgd", terminate_on_nan=terminate
+    )
+    said = "training stopped" if terminate else "it trained on to epoch 4, as training.terminate"
+    with pytest.raises(FloatingPointError, match=rf"loss became nan in epoch 1; {said}"):
+        REGISTRY["mlp"].train(
+            InputSpec(4), REGRESSION, {}, (X, X[:, 0] * 3e3), (X, X[:, 0]), options, seed=0
+        )
