@@ -84,9 +84,12 @@ def flag(default: bool) -> Hparam:
 def _max_norm(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if check_float(name, value, 0.0, 1e6) <= 0:
-        raise ValueError(f"{name} must be > 0 or null, got {value!r}")
-    return float(value)
+    try:
+        if check_float(name, value, 0.0, 1e6) > 0:
+            return float(value)
+    except ValueError:
+        pass
+    raise ValueError(f"{name} must be a number in (0, 1e6) or null, got {value!r}")
 
 
 REGULARIZATION: dict[str, Hparam] = {

@@ -43,6 +43,8 @@ def _loss_weights(name: str, value: Any) -> tuple[float, float]:
         isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights
     ):
         raise ValueError(f"{name} must be two numbers >= 0, got {value!r}")
+    if weights[0] <= 0:  # the main output is what the member serves: it must learn
+        raise ValueError(f"{name}: the main output's weight (the first) must be > 0, got {value!r}")
     return (float(weights[0]), float(weights[1]))
 
 
