@@ -10,6 +10,7 @@ with weights from a local file.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,8 +190,11 @@ def build(spec: InputSpec, task: Task, hp: dict[str, Any]) -> keras.Model:
             )
         # a base that reads images, e.g. (28, 28) into Flatten: the flat rows folded back
         x = inputs if shape == (spec.n_features,) else layers.Reshape(shape, name="to_base")(inputs)
-    extractor.trainable = False
-    x = extractor(x, training=False)
+    if _from_scratch(hp):  # random weights: nothing to keep, batch norm must learn its statistics
+        x = extractor(x)
+    else:
+        extractor.trainable = False
+        x = extractor(x, training=False)
     if hp["head_units"]:
         x = layers.Dense(hp["head_units"], activation="relu", name="head_dense")(x)
     if hp["dropout"]:
@@ -211,6 +215,13 @@ def unfreeze_top(model: keras.Model, hp: dict[str, Any]) -> int:
         is_bn = type(layer).__name__ == "BatchNormalization"
         layer.trainable = layer in chosen and not is_bn
     return sum(layer.trainable for layer in chosen)
+
+
+def _from_scratch(hp: dict[str, Any]) -> bool:
+    """Whether the base is an applications architecture with random weights (``weights:
+    null``): frozen, its untrained batch norm in inference mode passes on nothing (features
+    of 1e-12), so the whole network trains from the start instead."""
+    return hp["application"] is not None and hp["application"].get("weights") is None
 
 
 def fit(
@@ -240,8 +251,20 @@ def fit(
     from models.schedules import scale_schedule
     from models.training import compile_model, fit_keras
 
-    # nothing to fine-tune: the head trains for every epoch on the frozen base
-    first = options.epochs if hp["unfreeze"] == 0 else min(hp["frozen_epochs"], options.epochs)
+    # nothing to fine-tune: the head trains for every epoch on the frozen base (or, on a base
+    # of random weights, the whole network does)
+    scratch = _from_scratch(hp)
+    if scratch or hp["unfreeze"] == 0:
+        first = options.epochs
+    else:
+        first = min(hp["frozen_epochs"], options.epochs)
+        if first == options.epochs:
+            warnings.warn(
+                f"transfer: training.epochs={options.epochs} is not above frozen_epochs="
+                f"{hp['frozen_epochs']}, so the base is never fine-tuned (unfreeze="
+                f"{hp['unfreeze']} has no effect)",
+                stacklevel=2,
+            )
     phases = [(1, 0, first, options)]
     if options.epochs > first:
         factor = hp["fine_tune_lr_factor"]

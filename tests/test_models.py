@@ -535,6 +535,33 @@ def test_applications_base_loads_a_local_weights_file_and_trains_in_two_phases(t
     assert predict_shape(model, X) == (48, 3)
 
 
+def test_an_applications_base_of_random_weights_trains_whole_and_a_short_run_is_said(tiny):
+    """weights: null (the README's random weights) froze an untrained base whose batch norm,
+    in inference mode, passed features of 1e-12 on: the member stayed at chance. And
+    training.epochs not above frozen_epochs skipped the fine-tuning without a word."""
+    import keras
+
+    spec, X, y, _ = tiny
+    keras.utils.set_random_seed(0)
+    hparams = {**APPLICATION, "image_size": 32, "frozen_epochs": 1, "unfreeze": 3}
+    model = REGISTRY["transfer"].build(spec, CLASSES, **hparams)
+    base = model.get_layer("base")
+    assert base.trainable  # the whole network learns, batch norm statistics included
+    history = REGISTRY["transfer"].fit(
+        model, CLASSES, (X, y), (X, y), TrainingOptions(epochs=2, batch_size=16), hparams
+    )
+    assert history["phase"] == [1.0, 1.0]
+    # as it trains (batch statistics), rows get their own outputs: frozen in inference mode,
+    # dead features gave every row the head's bias (the moving statistics need thousands of
+    # steps to be of use when predicting)
+    assert np.asarray(model(X, training=True)).std(axis=0).max() > 1e-3
+    pretrained = {**hparams, "weights": "imagenet"}  # what fit reads of it: not from scratch
+    with pytest.warns(UserWarning, match=r"training.epochs=1 is not above frozen_epochs=1"):
+        REGISTRY["transfer"].fit(
+            model, CLASSES, (X, y), (X, y), TrainingOptions(epochs=1, batch_size=16), pretrained
+        )
+
+
 def predict_shape(model, X) -> tuple[int, ...]:
     from models.training import predict
 
