@@ -539,7 +539,15 @@ def parse_members(
             entry = models.get(item["model"])
         except ValueError as err:
             raise _fail(f"{where}.model", str(err)) from None
-        merged_training = {**training, **_mapping(f"{where}.training", item.get("training"))}
+        own_training = _mapping(f"{where}.training", item.get("training"))
+        if own_training and entry.framework in ("sklearn", "boosters"):
+            raise _fail(
+                f"{where}.training",
+                f"{', '.join(map(str, own_training))}: training options apply to Keras "
+                f"members, and {item['model']!r} ({entry.framework}) reads none; set its "
+                f"settings in {where}.hparams",
+            )
+        merged_training = {**training, **own_training}
         if shrink is not None:  # smoke: at most a few epochs, also in place of a searched count
             epochs = merged_training.get("epochs", 1)
             if isinstance(epochs, Mapping):

@@ -448,3 +448,13 @@ def test_a_member_named_ensemble_is_refused():
     """Its run and leaderboard row read as the ensemble's ("test gain over ensemble")."""
     with pytest.raises(SpecError, match=r"member name 'ensemble' is the runner's own run's"):
         spec_of("+model@members.ensemble=knn")
+
+
+def test_training_options_on_a_member_that_reads_none_are_refused():
+    """members.logistic.training.learning_rate=0.5 ran, used and logged nowhere."""
+    with pytest.raises(
+        SpecError,
+        match=r"members.logistic.training: learning_rate: training "
+        r"options apply to Keras members, and 'logistic' \(sklearn\) reads none",
+    ):
+        spec_of("+members.logistic.training.learning_rate=0.5")
