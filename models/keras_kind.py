@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,15 +261,27 @@ class KerasKind(ModelKind):
         settings = options.lr_finder if isinstance(options.lr_finder, dict) else {}
         result = find_learning_rate(fresh, train, batch_size=options.batch_size, **settings)
         plot_lr_finder(result, Path(workdir) / "lr_finder.png")
+        # the loss still falling at the last rate tried: no minimum found, the suggestion is
+        # a tenth of the top of the range, not of a rate where the loss turned
+        still_falling = int(np.argmin(result.losses)) == len(result.losses) - 1
         (Path(workdir) / "lr_finder.json").write_text(
             json.dumps(
                 {
                     "lrs": list(map(float, result.lrs)),
                     "losses": list(map(float, result.losses)),
                     "suggestion": float(result.suggestion),
+                    "diverged": bool(result.diverged),
+                    "still_falling": still_falling,
                 }
             )
         )
+        if still_falling:
+            warnings.warn(
+                f"lr_finder: the loss still fell at the last rate tried ({result.lrs[-1]:.3g}),"
+                f" so its suggestion ({result.suggestion:.3g}) marks no turn; raise "
+                "training.lr_finder's max_lr (or steps)",
+                stacklevel=2,
+            )
         return float(result.suggestion)
 
     def predict(self, model: Any, X: np.ndarray, task: Task) -> np.ndarray:

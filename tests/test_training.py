@@ -598,3 +598,23 @@ def test_served_keras_members_predict_without_retracing_warnings(tmp_path, caplo
             for model in loaded:
                 assert predict(model, np.zeros((rows, 4), np.float32), task).shape == (rows, 3)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_a_member_whose_lr_finder_found_no_turn_says_so_and_records_it(data, tmp_path):
+    """A loss still falling at the last rate tried gives a suggestion of a tenth of the
+    range's top, which nothing flagged; lr_finder.json lacked whether it diverged."""
+    import json
+
+    from models import REGISTRY
+    from models.base import InputSpec
+
+    X, y, _ = data
+    options = TrainingOptions(
+        epochs=1, batch_size=32, lr_finder={"min_lr": 1e-3, "max_lr": 1e-2, "steps": 10}
+    )
+    with pytest.warns(UserWarning, match=r"lr_finder: the loss still fell at the last rate"):
+        REGISTRY["mlp"].train(
+            InputSpec(4), BINARY, {}, (X, y), (X, y), options, seed=0, workdir=tmp_path
+        )
+    saved = json.loads((tmp_path / "lr_finder.json").read_text())
+    assert saved["still_falling"] is True and saved["diverged"] is False
