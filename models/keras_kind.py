@@ -229,7 +229,8 @@ class KerasKind(ModelKind):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """With early stopping, as many epochs as the folds' best epochs on average (the
         weights they kept), and no early stopping: there are no held-out rows to watch. The
-        learning-rate schedule keeps the folds' span, so each epoch gets the folds' rate."""
+        learning-rate schedule keeps the folds' span, so each epoch gets the folds' rate (but
+        a plateau schedule's, which follows the watched loss: the refit's training rows)."""
         if not training.get("early_stopping"):
             return dict(hparams), dict(training)
         kept = [int(f.get("best_epoch") or f["epochs_run"]) for f in fits]
