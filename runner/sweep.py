@@ -143,9 +143,14 @@ def _tune(
         tune.with_parameters(train_member, data=data, deadline=deadline, pool=pool, done=done),
         resources=plan.trial_resources,
     )
-    path = Path(spec.storage_path) / run.name
-    if restore and (path / "tuner.pkl").exists():
-        tuner = tune.Tuner.restore(str(path), trainable, restart_errored=True)
+    # a bucket's URI joined as text: Path("s3://b/x") is "s3:/b/x", where no state ever is
+    path = (
+        f"{spec.storage_path.rstrip('/')}/{run.name}"
+        if "://" in spec.storage_path
+        else str(Path(spec.storage_path) / run.name)
+    )
+    if restore and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, restart_errored=True)
         # The restored RunConfig holds unpickled copies of the first attempt's callbacks;
         # this attempt's callbacks (the live run tree) replace them.
         tuner._local_tuner.get_run_config().callbacks = callbacks
