@@ -12,10 +12,11 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from runner.folders import unmakeable_folder
 
@@ -180,6 +181,20 @@ def _headers(uri: str) -> dict[str, str]:
     return {}
 
 
+def _tls_context(parts: SplitResult) -> ssl.SSLContext | None:
+    """The certificate checks MLflow's own client makes of an https server: none with
+    MLFLOW_TRACKING_INSECURE_TLS=true, the CA bundle MLFLOW_TRACKING_SERVER_CERT_PATH names
+    (a self-signed server's), else the system's (None: urllib's default)."""
+    if parts.scheme != "https":
+        return None
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return ssl._create_unverified_context()
+    bundle = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    if bundle:
+        return ssl.create_default_context(cafile=bundle)
+    return None
+
+
 def _probe_server(uri: str, timeout: float, shown: str) -> None:
     parts = urlsplit(uri)
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
@@ -191,7 +206,7 @@ def _probe_server(uri: str, timeout: float, shown: str) -> None:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout, context=_tls_context(parts)):
             return
     except urllib.error.HTTPError as err:
         body = ""

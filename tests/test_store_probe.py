@@ -159,3 +159,54 @@ def test_probing_a_store_this_process_writes_keeps_its_write_ahead_log(tmp_path)
     )
     assert seen.stdout.strip() == "2"
     writer.close()
+
+
+def test_the_probe_checks_an_https_servers_certificate_as_mlflow_is_told_to(tmp_path, monkeypatch):
+    """A self-signed server MLflow accepts (MLFLOW_TRACKING_INSECURE_TLS or a CA bundle in
+    MLFLOW_TRACKING_SERVER_CERT_PATH) was refused by the probe as unreachable."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    from runner.store_probe import StoreUnavailable, _probe_server
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command makes the test's certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"experiments": []}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"https://127.0.0.1:{server.server_port}"
+    try:
+        for name in ("MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(StoreUnavailable):
+            _probe_server(uri, 5.0, uri)  # the system's CAs do not know it
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
+        _probe_server(uri, 5.0, uri)
+        monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
+        monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+        _probe_server(uri, 5.0, uri)
+    finally:
+        server.shutdown()
