@@ -59,14 +59,16 @@ def _warm_ensemble_stage() -> None:
 
 
 def _lease(spec: RunSpec) -> Lease | None:
-    """The sweep's lease file beside its Tune folder, where the storage is a filesystem this
-    driver sees (with a Ray Client address the sweep runs on the head: not leased here)."""
-    if "://" in spec.storage_path or (spec.cluster.address or "").startswith("ray://"):
+    """The sweep's lease beside its Tune folder: a file, or an object in the bucket the
+    storage names (with a Ray Client address the sweep runs on the head: not leased here)."""
+    if (spec.cluster.address or "").startswith("ray://"):
         return None
     from runner.plan import experiment_name
 
-    path = Path(spec.storage_path) / f"{experiment_name(spec)}.lease"
-    return Lease(path, spec.sweep_id, spec.lease_timeout)
+    name = f"{experiment_name(spec)}.lease"
+    if "://" in spec.storage_path:
+        return Lease(f"{spec.storage_path.rstrip('/')}/{name}", spec.sweep_id, spec.lease_timeout)
+    return Lease(Path(spec.storage_path) / name, spec.sweep_id, spec.lease_timeout)
 
 
 def _take_lease(spec: RunSpec) -> Lease | None:

@@ -61,8 +61,15 @@ def is_stale(holder: dict[str, Any], timeout: float, now: float | None = None) -
 class Lease:
     """The lease on one sweep, held while the driver runs it (``acquire`` ... ``release``)."""
 
-    def __init__(self, path: Path, sweep_id: str, timeout: float) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, sweep_id: str, timeout: float) -> None:
+        # a bucket's URI (s3://, gs://, file://): the lease is an object there, read and
+        # written through pyarrow's file systems as Tune's own state is
+        self._fs: Any = None
+        if isinstance(path, str) and "://" in path:
+            import pyarrow.fs
+
+            self._fs, self._fs_path = pyarrow.fs.FileSystem.from_uri(path)
+        self.path = Path(path) if self._fs is None else path
         self.sweep_id = sweep_id
         self.timeout = timeout
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "token": secrets.token_hex(8)}
@@ -74,24 +81,51 @@ class Lease:
 
     def _read(self) -> dict[str, Any] | None:
         try:
+            if self._fs is not None:
+                with self._fs.open_input_stream(self._fs_path) as stream:
+                    return json.loads(stream.read().decode())
             return json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
 
     def _write(self) -> dict[str, Any]:
         record = {**self.me, "sweep_id": self.sweep_id, "heartbeat": time.time()}
+        if self._fs is not None:  # an object store's put replaces the object whole
+            with self._fs.open_output_stream(self._fs_path) as stream:
+                stream.write(json.dumps(record).encode())
+            return record
         tmp = self.path.with_name(f".{self.path.name}.{self.me['token']}")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.path)  # atomic: readers see the old lease or the new one
         return record
 
-    def acquire(self) -> None:
-        """Take the lease, or raise LeaseHeld naming the live holder."""
+    def _create(self) -> bool:
+        """Create the lease empty if there is none: False if there is one (a bucket cannot
+        create exclusively: the read-back after writing settles a race there)."""
+        if self._fs is not None:
+            import pyarrow.fs
+
+            parent = self._fs_path.rsplit("/", 1)[0]
+            self._fs.create_dir(parent, recursive=True)
+            return self._fs.get_file_info(self._fs_path).type == pyarrow.fs.FileType.NotFound
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            os.close(fd)
         except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+    def _remove(self) -> None:
+        if self._fs is not None:
+            with contextlib.suppress(OSError):
+                self._fs.delete_file(self._fs_path)
+            return
+        self.path.unlink(missing_ok=True)
+
+    def acquire(self) -> None:
+        """Take the lease, or raise LeaseHeld naming the live holder."""
+        if not self._create():
             holder = self._read()
             if holder is not None and holder.get("token") != self.me["token"]:
                 if not is_stale(holder, self.timeout):
@@ -102,7 +136,8 @@ class Lease:
                     ) from None
                 self.took_over = holder
         self._write()
-        time.sleep(0.05)  # two takers of one stale lease: the last writer wins, the other sees it
+        # two takers of one stale lease: the last writer wins, the other sees it
+        time.sleep(0.05 if self._fs is None else 1.0)
         if (self._read() or {}).get("token") != self.me["token"]:
             holder = self._read() or {}
             raise LeaseHeld(
@@ -153,4 +188,4 @@ class Lease:
             self._thread.join(timeout=5)
         holder = self._read()
         if holder is not None and holder.get("token") == self.me["token"]:
-            self.path.unlink(missing_ok=True)
+            self._remove()

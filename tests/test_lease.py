@@ -129,3 +129,26 @@ def test_two_overlapping_invocations_of_one_sweep_leave_one_record(workdir):
     summary = read_summary(workdir / "first")
     assert all(m["status"] == "FINISHED" for m in summary["members"])
     assert not list(Path(workdir, "ray_results").glob("*.lease"))  # released at the end
+
+
+def test_a_lease_in_a_bucket_refuses_a_second_holder_and_is_taken_over_when_stale(tmp_path):
+    """Storage named by a URI (s3://, gs://, file://) had no lease at all: two overlapping
+    invocations of one sweep both ran it. The lease is an object there (file:// stands in
+    for a bucket: the same pyarrow file system calls)."""
+    uri = f"file://{tmp_path}/bucket/exp-s3.lease"
+    first = Lease(uri, "s3", timeout=30)
+    first.acquire()
+    try:
+        with pytest.raises(LeaseHeld, match="s3 is running in another driver"):
+            Lease(uri, "s3", timeout=30).acquire()
+        assert json.loads((tmp_path / "bucket" / "exp-s3.lease").read_text())["sweep_id"] == "s3"
+    finally:
+        first.release()
+    assert not (tmp_path / "bucket" / "exp-s3.lease").exists()
+    (tmp_path / "bucket" / "exp-s3.lease").write_text(
+        json.dumps({"host": "elsewhere", "pid": 1, "token": "t", "heartbeat": 0})
+    )
+    taker = Lease(uri, "s3", timeout=30)
+    taker.acquire()
+    assert taker.took_over["host"] == "elsewhere"
+    taker.release()
