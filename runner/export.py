@@ -49,6 +49,7 @@ from runner.contracts import (
 )
 
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
+STUDENT_SERVED = "runner.served_model_logged"  # a student run's served model logged whole
 
 
 def metric_key(name: str) -> str:
@@ -259,17 +260,30 @@ def log_student(
     classes: Sequence[str] | None = None,
 ) -> tuple[str, bool]:
     """Log a student's run's model (``model/``) as a pyfunc model under ``served_model/``
-    of the same run, unless an earlier attempt did; returns its ``runs:/`` URI and whether
-    it was logged now."""
+    of the same run, unless an earlier attempt did (its tag says it finished: a crash
+    midway leaves part of one, logged again); returns its ``runs:/`` URI and whether it was
+    logged now."""
     uri = f"runs:/{run_id}/{STUDENT_DIR}"
-    if any(a.path == STUDENT_DIR for a in client.list_artifacts(run_id)):
+    if client.get_run(run_id).data.tags.get(STUDENT_SERVED) == "true":
         return uri, False
     from ensembles import make
 
     val, test = preds
     solo = _Solo([name], make("mean").fit(val[None], y_val), val, test)
     log_pyfunc(client, run_id, solo, {name: run_id}, inputs, STUDENT_DIR, classes)
+    client.set_tag(run_id, STUDENT_SERVED, "true")
     return uri, True
+
+
+def registered_from(client: MlflowClient, name: str, run_id: str) -> str | None:
+    """The version of registered model ``name`` made from run ``run_id``, if there is one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:  # no such registered model
+        return None
+    return str(versions[0].version) if versions else None
 
 
 def log_pyfunc(

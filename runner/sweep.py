@@ -365,7 +365,7 @@ def _distill(
     row = _member_row(record, replace(data, y_val=y_watch), metric)
     if record.status != "FINISHED":
         return row
-    row["model_uri"], logged = export.log_student(
+    row["model_uri"], _ = export.log_student(
         tree.client,
         record.run_id,
         spec.student.name,
@@ -391,10 +391,12 @@ def _distill(
     shutil.rmtree(teacher, ignore_errors=True)
     with contextlib.suppress(OSError):
         teacher.parent.rmdir()  # only when no other sweep's teacher is in it
-    if spec.ensemble.register_as and logged:
+    if spec.ensemble.register_as:  # unless an earlier attempt registered this student
         name = f"{spec.ensemble.register_as}-student"
         row["registered_as"] = name
-        row["registered_version"] = export.register(
+        row["registered_version"] = export.registered_from(
+            tree.client, name, record.run_id
+        ) or export.register(
             tree.client,
             record.run_id,
             name,

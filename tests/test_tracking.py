@@ -361,3 +361,18 @@ def test_registering_again_drops_the_version_an_earlier_attempt_left_on_a_dead_r
     left = sorted(str(v.version) for v in client.search_model_versions("name = 'm'"))
     assert left == sorted([kept_alias, other_sweep, finished, new])
     assert dead not in left
+
+
+def test_a_version_registered_from_a_run_is_found_so_a_rerun_registers_it_once(tmp_path):
+    """A student registered only when its model was logged in the same attempt: a crash
+    between logging and registering left it never registered."""
+    from runner.export import register, registered_from
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/r.db")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(experiment).info.run_id
+    other = client.create_run(experiment).info.run_id
+    assert registered_from(client, "m-student", run) is None  # no such model yet
+    version = register(client, run, "m-student")
+    assert registered_from(client, "m-student", run) == version
+    assert registered_from(client, "m-student", other) is None
