@@ -5,6 +5,7 @@ inputs, its registration and the champion/challenger decision."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 import time
@@ -47,6 +48,8 @@ from runner.contracts import (
     ROLE,
     SWEEP,
 )
+
+log = logging.getLogger(__name__)
 
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")  # models from code: no pickle
 STUDENT_SERVED = "runner.served_model_logged"  # a student run's served model logged whole
@@ -485,7 +488,8 @@ def register(
 def _drop_dead_versions(client: MlflowClient, name: str, run: Any) -> None:
     """Delete the versions of ``name`` an earlier attempt of the same sweep registered from
     a run that then died (a crash between registering and finishing): the rerun registers
-    its own, and the record would hold both. A version holding an alias is left alone."""
+    its own, and the record would hold both. A version holding an alias or a stage is left
+    alone, and so is one this user may not delete (best effort: registering goes on)."""
     sweep, role = run.data.tags.get(SWEEP), run.data.tags.get(ROLE)
     if not sweep:
         return
@@ -495,12 +499,18 @@ def _drop_dead_versions(client: MlflowClient, name: str, run: Any) -> None:
             continue
         if version.tags.get(ROLE) != role or str(version.version) in aliased:
             continue
-        try:
-            status = client.get_run(version.run_id).info.status
-        except Exception:  # its run deleted: not this sweep's concern
+        if (version.current_stage or "None") != "None":  # a legacy stage someone set
             continue
-        if status in ("KILLED", "FAILED"):
-            client.delete_model_version(name, version.version)
+        try:
+            if client.get_run(version.run_id).info.status in ("KILLED", "FAILED"):
+                client.delete_model_version(name, version.version)
+        except Exception as err:  # its run deleted, or no right to delete: leave it
+            log.warning(
+                "registered model %s: version %s of a run that died stays (%s)",
+                name,
+                version.version,
+                type(err).__name__,
+            )
 
 
 # the run's tags a registered version carries: where it came from, on which data, of what
