@@ -103,7 +103,7 @@ def _refuse_foreign(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise ValueError(f"cannot save a member to {folder}: it is a file, not a folder")
-    if (folder / MANIFEST).is_file():
+    if _is_saved_member(folder):
         return
     held = sorted(p.name for p in folder.iterdir())
     if held:
@@ -120,9 +120,19 @@ def _claim(folder: Path) -> Path:
     import shutil
 
     _refuse_foreign(folder)
-    if folder.exists() and (folder / MANIFEST).is_file():
+    if folder.exists() and _is_saved_member(folder):
         shutil.rmtree(folder)
     return folder
+
+
+def _is_saved_member(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved member or bag: a manifest that reads as one (a file
+    of the same name among a project's does not make it one)."""
+    try:
+        manifest = read_manifest(folder)
+    except ArtifactError:
+        return False
+    return isinstance(manifest, dict) and "kind" in manifest
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -1103,6 +1103,10 @@ def test_saving_into_a_folder_of_other_files_is_refused_and_a_saved_member_repla
         ):
             save()
     assert sorted(p.name for p in project.iterdir()) == ["analysis.py", "data"]
+    (project / "kind.json").write_text('{"name": "a project file of that name"}')
+    with pytest.raises(ValueError, match=r"holds files that are not a saved member"):
+        save_member("logistic", member, project)
+    assert sorted(p.name for p in project.iterdir()) == ["analysis.py", "data", "kind.json"]
     with pytest.raises(ValueError, match=r"it is a file, not a folder"):
         save_member("logistic", member, project / "analysis.py")
     (fold / "stale.txt").write_text("left by an earlier save")  # saved again: replaced whole
