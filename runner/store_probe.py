@@ -183,16 +183,27 @@ def _headers(uri: str) -> dict[str, str]:
 
 def _tls_context(parts: SplitResult) -> ssl.SSLContext | None:
     """The certificate checks MLflow's own client makes of an https server: none with
-    MLFLOW_TRACKING_INSECURE_TLS=true, the CA bundle MLFLOW_TRACKING_SERVER_CERT_PATH names
-    (a self-signed server's), else the system's (None: urllib's default)."""
+    MLFLOW_TRACKING_INSECURE_TLS=true (or 1), the CA bundle (file or folder)
+    MLFLOW_TRACKING_SERVER_CERT_PATH or REQUESTS_CA_BUNDLE names (a self-signed server's),
+    else the system's; MLFLOW_TRACKING_CLIENT_CERT_PATH's certificate is shown."""
     if parts.scheme != "https":
         return None
-    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-        return ssl._create_unverified_context()
-    bundle = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
-    if bundle:
-        return ssl.create_default_context(cafile=bundle)
-    return None
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1"):
+        context = ssl._create_unverified_context()
+    else:
+        bundle = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or os.environ.get(
+            "REQUESTS_CA_BUNDLE"
+        )
+        if bundle and Path(bundle).is_dir():  # a folder of CA certificates, as requests takes
+            context = ssl.create_default_context(capath=bundle)
+        elif bundle:
+            context = ssl.create_default_context(cafile=bundle)
+        else:
+            context = ssl.create_default_context()
+    client = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    if client:  # a server that asks for the client's certificate (its key in the same file)
+        context.load_cert_chain(client)
+    return context
 
 
 def _probe_server(uri: str, timeout: float, shown: str) -> None:

@@ -208,5 +208,17 @@ def test_the_probe_checks_an_https_servers_certificate_as_mlflow_is_told_to(tmp_
         monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
         monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
         _probe_server(uri, 5.0, uri)
+        monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "1")  # as MLflow reads it too
+        _probe_server(uri, 5.0, uri)
+        monkeypatch.delenv("MLFLOW_TRACKING_INSECURE_TLS")
+        folder = tmp_path / "cas"  # a folder of CA certificates, hashed as OpenSSL looks them up
+        folder.mkdir()
+        digest = subprocess.run(
+            ["openssl", "x509", "-hash", "-noout", "-in", str(cert)],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        (folder / f"{digest}.0").write_bytes(cert.read_bytes())
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(folder))
+        _probe_server(uri, 5.0, uri)
     finally:
         server.shutdown()
