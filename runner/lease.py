@@ -127,6 +127,11 @@ class Lease:
         """Take the lease, or raise LeaseHeld naming the live holder."""
         if not self._create():
             holder = self._read()
+            if holder is None and self._fs is not None:  # there, but not read: not free
+                raise LeaseHeld(
+                    f"sweep {self.sweep_id}: its lease at {self.path} exists but could not "
+                    "be read; try again, or delete it if no driver runs the sweep"
+                )
             if holder is not None and holder.get("token") != self.me["token"]:
                 if not is_stale(holder, self.timeout):
                     raise LeaseHeld(
@@ -157,8 +162,8 @@ class Lease:
             if holder is not None and holder.get("token") != self.me["token"]:
                 self.lost = holder  # presumed dead: never write over the new holder
                 log.warning(
-                    "sweep %s: another driver took this sweep's lease over (%s): this "
-                    "driver's heartbeat could not be written for %gs",
+                    "sweep %s: another driver took this sweep's lease over (%s), taking "
+                    "this one for dead (no heartbeat within %gs): stop this one",
                     self.sweep_id,
                     describe(holder),
                     self.timeout,
