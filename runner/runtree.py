@@ -560,7 +560,12 @@ class RunTree:
         if parent is not None:
             self._check_lease(parent)
             self._attach(parent, fingerprint)
-            self._record_lease(lease)
+            try:
+                self._record_lease(lease)
+            except BaseException:  # the parent is RUNNING under this driver: not left so
+                with contextlib.suppress(Exception):
+                    self.client.set_terminated(parent.info.run_id, "KILLED", end_time=_now_ms())
+                raise
             return
         parent = self.client.create_run(
             self.experiment_id,
