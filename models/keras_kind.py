@@ -264,7 +264,8 @@ class KerasKind(ModelKind):
         plot_lr_finder(result, Path(workdir) / "lr_finder.png")
         # the loss still falling at the last rate tried: no minimum found, the suggestion is
         # a tenth of the top of the range, not of a rate where the loss turned
-        still_falling = int(np.argmin(result.losses)) == len(result.losses) - 1
+        last = len(result.losses) - 1
+        still_falling = not result.diverged and int(np.argmin(result.losses)) == last
         (Path(workdir) / "lr_finder.json").write_text(
             json.dumps(
                 {
