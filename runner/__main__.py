@@ -71,7 +71,8 @@ def _merged_into_group(raw: Mapping[str, Any], choices: Mapping[str, Any]) -> st
         name = node.get("name")
         if name not in known:
             continue  # the check names the known ones
-        foreign = [k for k in node if k != "name" and k not in known[name]]
+        # the chosen group's own options only: any other unknown key is the user's to hear of
+        foreign = [k for k in node if k in known.get(choice, ()) and k not in known[name]]
         if foreign:
             return (
                 f"training.{group} names {name!r} but also holds {', '.join(foreign)} from "

@@ -429,3 +429,15 @@ def test_the_job_log_file_masks_uri_passwords_in_messages_and_tracebacks(tmp_pat
     text = (tmp_path / "__main__.log").read_text()
     assert "Zq7SecretPw" not in text, text
     assert "alice:***@127.0.0.1" in text and "ConnectionError: API request" in text, text
+
+
+def test_a_merged_optimizer_mapping_names_only_the_default_groups_options():
+    """A typo of the user's own (momentom) was said to come from the default adam."""
+    from runner.__main__ import _merged_into_group
+
+    raw = {"training": {"optimizer": {"name": "sgd", "beta_1": 0.9, "momentom": 0.5}}}
+    said = _merged_into_group(raw, {"optimizer": "adam", "schedule": "constant"})
+    assert "also holds beta_1 from the 'adam' optimizer" in said and "momentom" not in said
+    typo_only = {"training": {"optimizer": {"name": "sgd", "momentom": 0.5}}}
+    assert _merged_into_group(typo_only, {"optimizer": "adam"}) is None  # the check says it
+    assert _merged_into_group(raw, {"optimizer": "sgd"}) is None  # chosen as a group: fine
