@@ -128,8 +128,8 @@ def bootstrap_gain(
     ensemble_pred, member_pred = both
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_BOOT:
         raise ValueError(
-            f"n_boot must be a whole number >= {MIN_BOOT} (fewer give no 95% interval), "
-            f"got {n_boot!r}"
+            f"n_boot must be a whole number >= {MIN_BOOT} (fewer resamples give no interval "
+            f"worth reporting), got {n_boot!r}"
         )
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")

@@ -506,7 +506,7 @@ def test_the_honest_estimates_check_their_arrays_and_settings_in_one_line():
     for kwargs, message in (
         (
             {"n_boot": 0},
-            r"n_boot must be a whole number >= 10 \(fewer give no 95% interval\), got 0",
+            r"n_boot must be a whole number >= 10 \(fewer resamples .*\), got 0",
         ),
         ({"n_boot": 1}, r"n_boot must be a whole number >= 10 .*, got 1"),
         ({"level": 95}, r"level must be in \(0, 1\), got 95"),
