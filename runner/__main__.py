@@ -360,6 +360,9 @@ def _job(cfg: DictConfig) -> None:
         print(f"interrupted ({signals.reason()}): {err}", file=sys.stderr)
         sys.exit(signals.exit_code())
     except KeyboardInterrupt:
+        if signals.stopped_by_runner():  # taken over: the other driver runs the sweep now
+            print(f"stopped: {signals.reason()}, which runs it now", file=sys.stderr)
+            sys.exit(signals.exit_code())
         print(
             f"interrupted ({signals.reason()}): sweep {spec.sweep_id or '(new)'} stopped; its "
             f"open MLflow runs are marked KILLED; resume with runner.sweep_id={spec.sweep_id}",

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import signals
 from runner.cluster import ray_session
 from runner.lease import Lease, describe
 from runner.spec import new_sweep_id
@@ -76,6 +77,11 @@ def _take_lease(spec: RunSpec) -> Lease | None:
     lease = _lease(spec)
     if lease is not None:
         lease.acquire()
+        # taken over while this driver lives (its heartbeat failed for a whole timeout): it
+        # stops as on SIGTERM, leaving the parent run to the driver that took it
+        lease.on_lost = lambda holder: signals.stop_for(
+            f"another driver took sweep {spec.sweep_id} over ({describe(holder)})"
+        )
         if lease.took_over and spec.verbose:
             held = describe(lease.took_over)
             print(f"taking over the stale lease of sweep {spec.sweep_id} ({held})", flush=True)

@@ -75,6 +75,7 @@ class Lease:
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "token": secrets.token_hex(8)}
         self.took_over: dict[str, Any] | None = None
         self.lost: dict[str, Any] | None = None  # the driver that took this lease over
+        self.on_lost: Callable[[dict[str, Any]], None] | None = None  # told when it happens
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_heartbeat: Callable[[dict[str, Any]], None] | None = None
@@ -163,11 +164,14 @@ class Lease:
                 self.lost = holder  # presumed dead: never write over the new holder
                 log.warning(
                     "sweep %s: another driver took this sweep's lease over (%s), taking "
-                    "this one for dead (no heartbeat within %gs): stop this one",
+                    "this one for dead (no heartbeat within %gs): this one stops",
                     self.sweep_id,
                     describe(holder),
                     self.timeout,
                 )
+                if self.on_lost is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_lost(holder)
                 return
             try:
                 record = self._write()

@@ -1262,6 +1262,12 @@ class RunTree:
             if ensemble_run and not name.endswith(".txt"):
                 self.client.log_text(ensemble_run, text, name)
 
+    def _still_ours(self) -> bool:
+        """Whether this driver still runs the sweep: another that took it over (its lease
+        gone stale under this one) has set its own token on the parent, which it runs now."""
+        tags = self.client.get_run(self.parent_run_id).data.tags
+        return tags.get(DRIVER) in (None, self.driver_token)
+
     def close(self, status: str, reason: str | None = None) -> bool:
         """End every run still open: children as KILLED (or ``status`` if FAILED), then the
         parent; ``reason`` (why the sweep stopped) is tagged on each run ended here. Best
@@ -1272,7 +1278,7 @@ class RunTree:
                 if reason:
                     self.client.set_tag(run_id, ERROR, reason)
                 self.terminate(run_id, "KILLED" if status == "FINISHED" else status)
-            if self.parent_run_id in self._open:
+            if self.parent_run_id in self._open and self._still_ours():
                 if reason:
                     self.client.set_tag(self.parent_run_id, ERROR, reason)
                 self.terminate(self.parent_run_id, status)

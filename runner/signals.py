@@ -28,8 +28,27 @@ def install() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+_why: list[str] = []  # a stop the runner asked for itself, and why
+
+
+def stop_for(why: str) -> None:
+    """Stop the sweep as SIGTERM does, for ``why`` (the runs it ends are tagged with it):
+    from any thread, e.g. the lease's when another driver took the sweep over."""
+    import os
+
+    _why.append(why)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stopped_by_runner() -> bool:
+    """Whether the runner asked for the stop itself (``stop_for``), not the user."""
+    return bool(_why)
+
+
 def reason() -> str:
     """Why the process is stopping, for the runs it ends KILLED."""
+    if _why:
+        return _why[-1]
     return "stopped by SIGTERM" if _received else "stopped by SIGINT (Ctrl+C)"
 
 

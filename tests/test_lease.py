@@ -155,3 +155,47 @@ def test_a_lease_in_a_bucket_refuses_a_second_holder_and_is_taken_over_when_stal
     (tmp_path / "bucket" / "exp-s3.lease").write_text("{half a rec")  # a read that failed
     with pytest.raises(LeaseHeld, match=r"s3: its lease at .* exists but could not be read"):
         Lease(uri, "s3", timeout=30).acquire()
+
+
+def test_a_driver_whose_lease_was_taken_over_is_told_and_leaves_the_parent_run_alone(tmp_path):
+    """A driver taken for dead (its heartbeat failed for a whole timeout) went on running
+    the sweep beside the one that took it over; closing, it would end the parent run the
+    other now runs."""
+    from dataclasses import replace
+
+    from mlflow.tracking import MlflowClient
+
+    from runner.runtree import RunTree
+    from runner.spec import from_config
+
+    path = tmp_path / "exp-s4.lease"
+    lease = Lease(path, "s4", timeout=0.6)
+    told = []
+    lease.on_lost = told.append
+    lease.acquire()
+    path.write_text(json.dumps({"host": "h2", "pid": 2, "token": "other", "heartbeat": 1e12}))
+    time.sleep(1.0)
+    lease.release()
+    assert told and told[0]["token"] == "other" and lease.lost["host"] == "h2"
+    assert json.loads(path.read_text())["token"] == "other"  # never written over
+
+    cfg = {
+        "data": {"name": "digits"},
+        "members": {"m": {"model": "logistic"}},
+        "ensemble": {"method": "mean"},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/t.db"},
+        "runner": {"sweep_id": "s4"},
+    }
+    spec = from_config(cfg, "unit", str(tmp_path))
+    first = RunTree(spec, "fp", {})
+    child = first.child("m", "member", {"runner.member": "m"})
+    first.close("KILLED")
+    second = RunTree(replace(spec, resume=True), "fp", {})  # takes the sweep over
+    assert second.parent_run_id == first.parent_run_id
+    client = MlflowClient(spec.tracking_uri)
+    first._open = {first.parent_run_id}  # as if the first driver still ran it
+    assert first.close("KILLED", "another driver took sweep s4 over") is True
+    assert client.get_run(first.parent_run_id).info.status == "RUNNING"  # the second's
+    assert client.get_run(child).info.status == "KILLED"
+    second.close("FINISHED")
+    assert client.get_run(first.parent_run_id).info.status == "FINISHED"
