@@ -1,6 +1,7 @@
-"""A Tune searcher scored on a trial's ``final_*`` score (``search.metric=final_val_...``).
+"""A Tune searcher scored on a trial's final result only (``search.metric=final_val_...``,
+or ``val_loss``, whose per-epoch values a scheduler's stop would otherwise hand it).
 
-Only a trial's last result holds that score. Tune checks every result for the metric its
+Only a trial's last result holds a ``final_*`` score. Tune checks every result for the metric its
 searcher declares, and Optuna reads the metric from every result (to prune on): both fail
 on the per-epoch results before it. This wrapper declares no metric to Tune and lets the
 searcher it wraps hear only the results that hold its own.
@@ -38,8 +39,11 @@ class FinalScoreSearch(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        """Forward the trial's last result, the one with its final score."""
-        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        """Forward the trial's final result; a trial a scheduler stopped ends on an epoch's
+        result instead, whose loss is in other units than a final score (a standardised
+        target's, with any penalty): the searcher hears none, and Optuna records it pruned."""
+        final = result if result and result.get("final") else None
+        self.searcher.on_trial_complete(trial_id, result=final, error=error)
 
     def get_state(self) -> dict:
         """Nothing of its own to keep: Tune saves the wrapped searcher apart."""

@@ -233,8 +233,7 @@ def tune_settings(search: SearchSpec, max_t: int) -> dict[str, Any]:
         from runner.final_score_search import FinalScoreSearch
 
         optuna = OptunaSearch(metric=search.metric, mode=search.mode, seed=search.seed)
-        final = search.metric.startswith("final_")
-        settings["search_alg"] = FinalScoreSearch(optuna) if final else optuna
+        settings["search_alg"] = FinalScoreSearch(optuna)
     elif search.seed is not None:  # random search: the same seed samples the same trials
         from ray.tune.search import BasicVariantGenerator
 
