@@ -87,7 +87,8 @@ def freeze_imported_objects() -> None:
 
 def epoch_reporter(on_epoch: EpochHook) -> Any:
     """A Keras callback calling ``on_epoch`` with each epoch's scalar logs, the learning rate
-    and the training phase; epochs are counted across phases (1-based)."""
+    and the training phase (and ``last_epoch``: True on an epoch after which a callback
+    before it, early stopping, ends training); epochs are counted across phases (1-based)."""
     import keras
 
     class ReportEpoch(keras.callbacks.Callback):
@@ -114,6 +115,8 @@ def epoch_reporter(on_epoch: EpochHook) -> Any:
                     metrics["lr"] = float(keras.ops.convert_to_numpy(lr))
             if self.phase is not None:
                 metrics["phase"] = float(self.phase)
+            if getattr(self.model, "stop_training", False):  # early stopping ends it here
+                metrics["last_epoch"] = True
             if on_epoch(self.epoch, metrics):
                 self.model.stop_training = True
 

@@ -1,5 +1,6 @@
 """ASHA as the runner's searches use it: never stopping a trial on its final report or at
-its last epoch. A rung there (a sample whose epochs equal the grace period; a scikit-learn
+its last epoch (the last it is set to train, or the one early stopping or the sweep's
+deadline ends it at). A rung there (a sample whose epochs equal the grace period; a scikit-learn
 member's single report) would throw away a fully trained model and its predictions, and the
 saving of them is all that is left of the trial. Imported only once Ray runs (Tune pickles
 the scheduler, so the class lives at module level)."""
@@ -36,7 +37,9 @@ class FinalKeepingASHA(ASHAScheduler):
         """ASHA's decision, except at the end of the trial's training."""
         decision = super().on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP and (
-            result.get("final") or result.get("epoch", 0) >= last_epoch(trial.config)
+            result.get("final")
+            or result.get("last_epoch")  # early stopping or the deadline ends it here
+            or result.get("epoch", 0) >= last_epoch(trial.config)
         ):
             self._num_stopped -= 1
             return TrialScheduler.CONTINUE

@@ -46,8 +46,12 @@ def _epoch_reporter(deadline: float | None, epochs: int | None) -> Any:
     the last of ``epochs`` (None: not cut short)."""
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
-        tune.report({"epoch": epoch, "final": False, **metrics})
+        # decided before reporting, so that a scheduler (ASHA) never stops a trial at the
+        # epoch its training ends anyway: early stopping's, the deadline's or the last
+        stopping = bool(metrics.pop("last_epoch", False))
         stop = deadline is not None and time.time() >= deadline
+        last = stopping or stop or (epochs is not None and epoch >= epochs)
+        tune.report({"epoch": epoch, "final": False, "last_epoch": last, **metrics})
         if stop and (epochs is None or epoch < epochs):
             report.cut_at = epoch
         return stop

@@ -370,17 +370,39 @@ def test_asha_never_stops_a_trial_at_its_last_epoch_or_final_report():
         # a scikit-learn member under training.epochs=20: its fit's one epoch report, then
         # its final one (ASHA stopped it at the first, its model thrown away)
         fits = trial("fits", 20, model="logistic")
-        for t in (good, short, long_, once, fits):
+        # early stopping (or the deadline) ends this one at epoch 1 of its 5
+        stopped = trial("stopped", 5)
+        for t in (good, short, long_, once, fits, stopped):
             asha.on_trial_add(None, t)
         asha.on_trial_result(None, good, {"epoch": 1, "val_loss": 0.1, "final": False})
+        ended = {"epoch": 1, "val_loss": 10.0, "final": False, "last_epoch": True}
         decisions[label] = [
             asha.on_trial_result(None, short, {"epoch": 1, "val_loss": 9.0, "final": False}),
             asha.on_trial_result(None, long_, {"epoch": 1, "val_loss": 9.0, "final": False}),
             asha.on_trial_result(None, once, {"epoch": 1, "val_loss": 9.0, "final": True}),
             asha.on_trial_result(None, fits, {"epoch": 1, "val_loss": 9.0, "final": False}),
+            asha.on_trial_result(None, stopped, ended),
         ]
-    assert decisions["plain"] == ["STOP"] * 4  # short, once and fits lose their models
-    assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE", "CONTINUE"]
+    assert decisions["plain"] == ["STOP"] * 5  # short, once, fits, stopped lose their models
+    assert decisions["ours"] == ["CONTINUE", "STOP", "CONTINUE", "CONTINUE", "CONTINUE"]
+
+
+def test_the_epoch_report_says_which_epoch_ends_training(monkeypatch):
+    """Early stopping set stop_training before the report went out, the deadline was
+    checked after it: ASHA saw neither and could stop a trial at the epoch it ended on."""
+    import time
+
+    from runner import trial
+
+    reported = []
+    monkeypatch.setattr(trial.tune, "report", reported.append)
+    hook = trial._epoch_reporter(None, 5)
+    assert hook(1, {"val_loss": 1.0}) is False
+    assert hook(2, {"val_loss": 1.0, "last_epoch": True}) is False  # early stopping's own
+    assert hook(5, {"val_loss": 1.0}) is False
+    late = trial._epoch_reporter(time.time() - 1, 5)
+    assert late(3, {"val_loss": 1.0}) is True and late.cut_at == 3
+    assert [r["last_epoch"] for r in reported] == [False, True, True, True]
 
 
 def test_a_final_search_metric_must_be_one_the_task_reports():
