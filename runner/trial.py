@@ -309,6 +309,8 @@ def train_member(
 
             scored = score(pool, tune.get_context().get_trial_id(), val)
             final["final_own_val_loss"] = final["val_loss"]
-            final["val_loss"] = scored["ensemble_loss"]
+            # with it minus without it: the ensemble's loss alone falls as the pool grows,
+            # whatever a trial brings, and would rank the latest trials best
+            final["val_loss"] = -scored["ensemble_gain"]
             final.update({f"final_{k}": v for k, v in scored.items()})
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
