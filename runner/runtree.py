@@ -643,6 +643,10 @@ class RunTree:
                 "the same values, start a new sweep, or pass runner.resume=force"
             )
         self.client.set_tag(parent.info.run_id, RESUME_FORCED, listed[:5000])
+        # the sweep now runs this config: a rerun of the first one is another config, not a
+        # sweep with nothing left to do (members the forced one dropped never trained)
+        self.client.set_tag(parent.info.run_id, CONFIG_DIGEST, config_digest(self.spec.resolved))
+        self.client.log_dict(parent.info.run_id, dict(self.spec.resolved), RESOLVED_CONFIG)
         log.warning("resuming sweep %s with a changed config (forced): %s", self.sweep_id, listed)
 
     def _record_lease(self, lease: Lease | None) -> None:

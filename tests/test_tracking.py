@@ -376,3 +376,31 @@ def test_a_version_registered_from_a_run_is_found_so_a_rerun_registers_it_once(t
     version = register(client, run, "m-student")
     assert registered_from(client, "m-student", run) == version
     assert registered_from(client, "m-student", other) is None
+
+
+def test_a_forced_resume_records_the_config_the_sweep_runs_now(tmp_path):
+    """After a forced resume with fewer members, the first config's rerun said the sweep had
+    finished with nothing to do (its recorded config was still the first's), though the
+    members the forced config dropped never trained."""
+    import pytest
+
+    from runner.errors import ResumeError
+    from runner.runtree import recorded_config
+
+    spec = _spec(tmp_path)
+    first = RunTree(spec, "fp", {})
+    first.close("KILLED")
+    cfg = {
+        "data": {"name": "digits"},
+        "members": {"m": {"model": "logistic", "hparams": {"C": 0.5}}},
+        "ensemble": {"method": "mean"},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/t.db"},
+        "runner": {"sweep_id": "s1", "resume": "force"},
+    }
+    forced = RunTree(from_config(cfg, "unit", str(tmp_path)), "fp", {})
+    assert forced.parent_run_id == first.parent_run_id
+    forced.close("FINISHED")
+    client = MlflowClient(spec.tracking_uri)
+    assert recorded_config(client, first.parent_run_id)["members"]["m"]["hparams"] == {"C": 0.5}
+    with pytest.raises(ResumeError, match=r"already finished with another config"):
+        RunTree.check_not_finished(spec, "fp")
