@@ -160,7 +160,8 @@ def _to_dates(values: pd.Series, dayfirst: bool = False) -> pd.Series:
     """Any cells as datetimes with a timezone (their own, else UTC); what does not parse is
     missing. Dates with a zone keep it, so that their parts are its local day and hour.
     Dates with the year last read day first with ``dayfirst`` (``day_first``), the same for
-    every cell of the column. Numbers are times since 1970 in the unit their size says
+    every cell of the column. Whole numbers written as a date (20070913, or a year) read as
+    that date; other numbers are times since 1970 in the unit their size says
     (``_epoch_unit``)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values
@@ -181,6 +182,11 @@ def _to_dates(values: pd.Series, dayfirst: bool = False) -> pd.Series:
             dates[year_last] = read
     if numbers.any():
         dates = dates.dt.as_unit("us")  # one unit for both parts, years 1970 +- 290,000
+        written = _numbers_as_written(cells, numbers)  # 20070913 and 2007, as text reads them
+        if written.notna().any():
+            dates[written.notna().to_numpy()] = written.dropna().dt.as_unit("us")
+            numbers = numbers & written.isna().to_numpy()
+    if numbers.any():
         at = np.flatnonzero(numbers)
         since = cells.iloc[at].astype(np.float64).to_numpy()
         units = np.array([_epoch_unit(abs(x)) for x in since])
@@ -189,6 +195,25 @@ def _to_dates(values: pd.Series, dayfirst: bool = False) -> pd.Series:
             read = pd.to_datetime(since[picked], unit=str(unit), utc=True, errors="coerce")
             dates.iloc[at[picked]] = read.as_unit("us")
     return dates
+
+
+def _numbers_as_written(cells: pd.Series, numbers: np.ndarray) -> pd.Series:
+    """Whole numbers that read as a date written without separators: yyyymmdd (20070913)
+    or a year (1000 to 2999), as the same digits in text are read; NaT for the others (times
+    since 1970). A JSON request or a CSV of such dates alone makes the column numbers."""
+    out = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[us, UTC]")
+    for i in np.flatnonzero(numbers):
+        value = float(cells.iloc[i])
+        if not value.is_integer():
+            continue
+        n = int(value)
+        if 1000 <= n <= 2999:
+            out.iloc[i] = pd.Timestamp(year=n, month=1, day=1, tz="UTC")
+        elif 10000101 <= n <= 29991231:
+            read = pd.to_datetime(str(n), format="%Y%m%d", errors="coerce", utc=True)
+            if read is not pd.NaT:
+                out.iloc[i] = read
+    return out
 
 
 def _is_number(value: Any) -> bool:

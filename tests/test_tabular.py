@@ -853,3 +853,19 @@ def test_a_prep_used_before_fit_or_fitted_on_text_labels_says_so():
         with pytest.raises(ValueError, match=r"the target holds 'Adelie': give class ids 0..K-1"):
             TablePrep().fit(frame, labels, classification)
     assert TablePrep().fit(frame, np.arange(40) % 2, True).transform(frame).shape[0] == 40
+
+
+def test_a_date_written_as_a_number_is_read_as_the_same_digits_in_text():
+    """A request whose date cells were all 20070913 (JSON numbers, or a CSV pandas typed as
+    integers) read them as seconds since 1970 (21 August 1970), while the same row among
+    text dates read 13 September 2007: the prediction depended on the other rows."""
+    from models.tabular import TablePrep
+
+    dates = pd.date_range("2006-01-01", periods=60, freq="11D").strftime("%d.%m.%Y")
+    frame = pd.DataFrame({"date": list(dates), "x": np.arange(60.0)})
+    prep = TablePrep().fit(frame)
+    as_text = prep.transform(pd.DataFrame({"date": ["13.09.2007", "2007"], "x": [1.0, 1.0]}))
+    as_numbers = prep.transform(pd.DataFrame({"date": [20070913, 2007], "x": [1.0, 1.0]}))
+    np.testing.assert_allclose(as_numbers, as_text)
+    alone = prep.transform(pd.DataFrame({"date": [20070913], "x": [1.0]}))
+    np.testing.assert_allclose(alone, as_text[:1])
