@@ -401,7 +401,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"{_NONE_KNOWN}; pass a pandas DataFrame with the columns {_names(wanted)}"
             )
         frame = model_input if isinstance(model_input, pd.DataFrame) else _frame(model_input)
-        if not len(frame):  # no rows (an empty list of records has no columns)
+        if not len(frame) and not len(frame.columns):  # an empty list of records
             return frame
         names = frame.columns.astype(str)
         twice = sorted(set(names[names.duplicated()]) & set(wanted))
@@ -416,7 +416,9 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
                 f"none of the {len(wanted)} columns the members were fitted on is in the input "
                 f"(got {_names(frame.columns) or 'no columns'}); pass a pandas DataFrame with the "
                 f"columns {_names(wanted)}"
-            )
+            )  # a CSV of one row and no header: MLflow read the row as the header
+        if not len(frame):  # no rows, under the right columns
+            return frame
         if missing:
             import warnings
 

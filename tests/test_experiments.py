@@ -99,6 +99,12 @@ def refused(call, said):
     raise AssertionError(f"served, where it should say {said!r}")
 
 
+if columns is not None:  # a one-row CSV without its header: MLflow reads the row as names
+    headless = pd.DataFrame(columns=[f"{i * 1.5}" for i in range(len(columns))])
+    refused(lambda: model.predict(headless), "none of the")  # it answered [] with HTTP 200
+    assert len(model.predict(pd.DataFrame(columns=columns))) == 0  # no rows, right columns
+
+
 if columns is None and names is not None:  # named features: matched by name, in any order
     assert len(names) == n_features
     named = pd.DataFrame(X, columns=names)
