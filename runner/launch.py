@@ -117,7 +117,7 @@ def run(
                             f"no sweep with this config on this data yet: starting {spec.sweep_id}"
                         )
                 else:
-                    spec = replace(spec, sweep_id=found)
+                    spec = replace(spec, sweep_id=found, picked_by_resume=True)
                     RunTree.check_not_finished(spec, data.fingerprint)  # finished: no Ray
                 lease = _take_lease(spec)
     except BaseException:

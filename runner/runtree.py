@@ -637,6 +637,13 @@ class RunTree:
                 "resumes the trials it sampled, even with runner.resume=force: resume with the "
                 "same search or start a new sweep"
             )
+        if self.spec.picked_by_resume and self.spec.resume != "force":  # maybe a teammate's
+            raise ResumeError(
+                f"runner.resume={str(self.spec.resume).lower()} found no unfinished sweep with "
+                f"this config in experiment {self.spec.experiment!r}; the latest unfinished "
+                f"one, {self.sweep_id}, ran another config ({listed}): drop runner.resume to "
+                f"start a new sweep, or resume {self.sweep_id} by its id with its own config"
+            )
         if self.spec.resume != "force":
             raise ResumeError(
                 f"sweep {self.sweep_id} was started with another config ({listed}); resume with "

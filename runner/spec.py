@@ -178,6 +178,8 @@ class RunSpec:
     # its config changed (recorded on the parent run)
     search: SearchSpec = field(default_factory=SearchSpec)
     fresh_sweep: bool = False  # the sweep id was made for this run: no earlier attempt exists
+    # runner.resume=true picked the sweep id (the latest unfinished sweep): not the user
+    picked_by_resume: bool = False
     multirun_job: bool = False  # one job of a Hydra multirun (-m): resumes its own sweep
     # its values of swept settings the config digest leaves out, which tell its sweep apart
     multirun_key: str = ""

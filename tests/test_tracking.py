@@ -404,3 +404,27 @@ def test_a_forced_resume_records_the_config_the_sweep_runs_now(tmp_path):
     assert recorded_config(client, first.parent_run_id)["members"]["m"]["hparams"] == {"C": 0.5}
     with pytest.raises(ResumeError, match=r"already finished with another config"):
         RunTree.check_not_finished(spec, "fp")
+
+
+def test_a_sweep_runner_resume_picked_of_another_config_is_not_offered_to_force(tmp_path):
+    """On a team's store runner.resume=true picked a teammate's unfinished sweep of another
+    config, and the refusal advised runner.resume=force: that took the sweep over."""
+    import pytest
+
+    from runner.errors import ResumeError
+
+    spec = _spec(tmp_path)
+    RunTree(spec, "fp", {}).close("KILLED")
+    cfg = {
+        "data": {"name": "digits"},
+        "members": {"m": {"model": "logistic", "hparams": {"C": 0.5}}},
+        "ensemble": {"method": "mean"},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/t.db"},
+        "runner": {"resume": True},
+    }
+    mine = replace(from_config(cfg, "unit", str(tmp_path)), sweep_id="s1", picked_by_resume=True)
+    with pytest.raises(ResumeError) as said:
+        RunTree(mine, "fp", {})
+    assert "runner.resume=true found no unfinished sweep with this config" in str(said.value)
+    assert "the latest unfinished one, s1, ran another config" in str(said.value)
+    assert "force" not in str(said.value)
