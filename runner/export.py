@@ -224,10 +224,14 @@ def log_report(
 
 def _requirements(kinds: list[str]) -> list[str]:
     """Pinned distributions the served model imports: the stack, plus what members need."""
-    wanted = ["mlflow", "numpy", "pandas", "scipy", "scikit-learn", "skops", "keras"]
-    wanted.append("tensorflow")
-    for name in kinds:
-        kind = models.REGISTRY.get(name)
+    wanted = ["mlflow", "numpy", "pandas", "scipy", "scikit-learn", "skops"]
+    # Keras and its backend only for a Keras member (or one of a kind unknown here): a
+    # served LightGBM ensemble never imports them, and an environment built from these
+    # requirements would install TensorFlow for nothing
+    found = [models.REGISTRY.get(name) for name in kinds]
+    if any(kind is None or getattr(kind, "framework", None) == "keras" for kind in found):
+        wanted += ["keras", "tensorflow"]
+    for kind in found:
         wanted += [d for d in getattr(kind, "requires", ()) if d not in wanted]
     reqs = []
     for dist in wanted:

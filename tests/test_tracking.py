@@ -428,3 +428,15 @@ def test_a_sweep_runner_resume_picked_of_another_config_is_not_offered_to_force(
     assert "runner.resume=true found no unfinished sweep with this config" in str(said.value)
     assert "the latest unfinished one, s1, ran another config" in str(said.value)
     assert "force" not in str(said.value)
+
+
+def test_a_served_model_requires_keras_and_tensorflow_only_for_a_keras_member():
+    """A served LightGBM ensemble pinned TensorFlow: an environment built from its
+    requirements installed it for nothing (the model never imports it)."""
+    from runner.export import _requirements
+
+    boosters = {r.split("==")[0] for r in _requirements(["lightgbm", "logistic"])}
+    assert {"mlflow", "scikit-learn", "lightgbm"} <= boosters
+    assert not {"keras", "tensorflow"} & boosters
+    nets = {r.split("==")[0] for r in _requirements(["lightgbm", "mlp"])}
+    assert {"keras", "tensorflow", "lightgbm"} <= nets
