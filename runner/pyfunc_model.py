@@ -422,9 +422,17 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
         if missing:
             import warnings
 
+            # a near miss (Island for island, " sex"): said, not read, so a typo is not a value
+            folded = {n.strip().lower(): n for n in names if n not in set(wanted)}
+            near = [
+                f"{folded[m.strip().lower()]!r} for {m!r}"
+                for m in missing
+                if m.strip().lower() in folded
+            ]
+            hint = f" (the input has {', '.join(near)}: names must match exactly)" if near else ""
             warnings.warn(
                 f"the input lacks {len(missing)} column(s) the members were fitted on, read as "
-                f"missing values: {_names(missing)}",
+                f"missing values: {_names(missing)}{hint}",
                 UserWarning,
                 stacklevel=3,
             )

@@ -313,6 +313,12 @@ with warnings.catch_warnings(record=True) as caught:  # a missing column is read
     assert np.isfinite(np.asarray(model.predict(rows.drop(columns=["island"])))).all()
 said = [str(w.message) for w in caught if "lacks 1 column(s)" in str(w.message)]
 assert said and said[0].endswith("read as missing values: island"), said
+with warnings.catch_warnings(record=True) as caught:  # a near miss is named, not read
+    warnings.simplefilter("always")
+    model.predict(rows.rename(columns={"island": "Island "}))
+said = [str(w.message) for w in caught if "lacks 1 column(s)" in str(w.message)]
+near = "(the input has 'Island ' for 'island': names must match exactly)"
+assert said and said[0].endswith(near), said
 odd = rows.astype({"bill_length_mm": object})
 odd.loc[3, "bill_length_mm"] = "38 mm"  # text where the members read numbers
 odd.loc[4, "bill_length_mm"] = "n/a"  # text standing for a missing value: not said
