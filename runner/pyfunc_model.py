@@ -423,7 +423,7 @@ class EnsembleModel(mlflow.pyfunc.PythonModel):
             import warnings
 
             # a near miss (Island for island, " sex"): said, not read, so a typo is not a value
-            folded = {n.strip().lower(): n for n in names if n not in set(wanted)}
+            folded = {n.strip().lower(): n for n in set(names) - set(wanted)}
             near = [
                 f"{folded[m.strip().lower()]!r} for {m!r}"
                 for m in missing
