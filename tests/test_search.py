@@ -250,26 +250,32 @@ def test_asha_stops_weak_samples_and_the_ensemble_draws_from_every_finished_tria
     )
 
 
-def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_path):
-    """search.metric=final_val_accuracy: Keras trials report val_loss per epoch and the
-    final scores once, at their end; Optuna learns each trial's final score."""
+@pytest.mark.parametrize("metric", ["final_val_accuracy", "val_loss"])
+def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_path, metric):
+    """Keras trials report val_loss per epoch and the final scores once, at their end;
+    Optuna learns each finished trial's final score. A trial a scheduler stopped ends on an
+    epoch's result (with val_loss, in other units than a final score: a standardised
+    target's): Optuna records it pruned, not finished with that value."""
     pytest.importorskip("optuna", reason="search=optuna needs optuna (pip install -e '.[dev]')")
     import ray
     from ray import tune
 
+    mode = "max" if metric == "final_val_accuracy" else "min"
     search = spec_of(
         "search=optuna",
         "search.scheduler=null",
-        "search.metric=final_val_accuracy",
-        "search.mode=max",
+        f"search.metric={metric}",
+        f"search.mode={mode}",
         "search.num_samples=4",
         "search.seed=0",
     ).search
 
     def trainable(config: dict) -> None:
         for epoch in range(3):
-            tune.report({"epoch": epoch + 1, "val_loss": 1.0 / (epoch + 1)})
-        tune.report({"epoch": 4, "final_val_accuracy": config["x"]})
+            tune.report({"epoch": epoch + 1, "val_loss": 100.0 * config["x"]})
+        if config["x"] < 0.58:  # as a trial a scheduler stopped: no final result
+            return
+        tune.report({"epoch": 4, "final": True, metric: config["x"]})
 
     settings = tune_settings(search, max_t=3)
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -285,7 +291,12 @@ def test_optuna_scores_trials_on_a_final_score_only_their_last_result_holds(tmp_
     assert not results.errors, results.errors
     sampled = sorted(r.config["x"] for r in results)
     study = settings["search_alg"].searcher._ot_study  # what Optuna was told
-    assert sorted(t.value for t in study.trials) == pytest.approx(sampled)
+    finished = sorted(x for x in sampled if x >= 0.58)
+    assert 0 < len(finished) < len(sampled)  # both kinds of end
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.value for t in complete) == pytest.approx(finished)
+    assert len(study.trials) - len(complete) == len(sampled) - len(finished)
+    assert all(t.state.name == "PRUNED" for t in study.trials if t not in complete)
     assert len(sampled) == 4 and len(set(sampled)) == 4
 
 
