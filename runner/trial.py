@@ -194,8 +194,8 @@ def train_member(
     fits the served ensemble's predictions of its training rows instead of their labels
     (of bagged members: made from their out-of-fold predictions, when the driver saved
     them), watched against the true labels of rows it does not fit (fold 0 when bagged).
-    With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is the
-    ensemble's loss with it added, its own kept as ``final_own_val_loss``. A member in
+    With an ensemble ``pool`` (the actor's name) the trial's final ``val_loss`` is minus
+    what it adds to the ensemble (its gain), its own kept as ``final_own_val_loss``. A member in
     ``done`` (FINISHED in an earlier attempt) is not trained again: the sweep keeps its run."""
     raw = unpack_member(config["member"])
     if _finished_before(raw, done):
