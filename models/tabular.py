@@ -16,7 +16,9 @@ What it does, per column of the training rows:
 - categories (text, pandas categories) with at most ``max_onehot`` values: missing is a
   category of its own; values seen fewer than ``min_count`` times in training, and values
   never seen there, share one bucket; one-hot columns (``encoding="onehot"``: linear models,
-  neighbours, neural nets) or one integer code per column (``encoding="ordinal"``: trees);
+  neighbours, neural nets; when no training row fell in the bucket, an unseen or missing
+  value is all zeros, as no weight was learnt for it) or one integer code per column
+  (``encoding="ordinal"``: trees);
 - text with more distinct values: for trees, one code per value seen ``min_count`` times or
   more (up to ``MAX_CODES``, covering half the rows), for other members (and for trees when
   the values are too many or too rare to code) target encoding when the target is given
@@ -359,6 +361,10 @@ class Column:
     # numeric: booleans (True, "false") read as 1/0, for a column of only 0s and 1s in the
     # training rows; in any other (a year) they are no number, so missing
     bools: bool = True
+    # category: whether any training row fell in the rare bucket; if none did, a one-hot
+    # member never learnt its weights, so an unseen or missing value gets no category at all
+    # (saved preps that lack the field keep the bucket)
+    rare_seen: bool = True
 
     def served_dayfirst(self, values: pd.Series) -> bool:
         """How served dates with the year last read: as the training rows' did, or, when
@@ -531,8 +537,9 @@ class TablePrep:
         counts = keys.value_counts()
         counts = counts[counts > 0]  # a categorical column's unused categories are no values
         kept = sorted(str(k) for k, c in counts.items() if c >= self.min_count)
+        rare_seen = len(kept) < len(counts)
         if len(counts) <= self.max_onehot:
-            return Column(name, "category", categories=[*kept, RARE])
+            return Column(name, "category", categories=[*kept, RARE], rare_seen=rare_seen)
         # one feature of codes splits as well on 500 values as on 5 (a state, a county): a
         # tree keeps their identity, which shares of rows lose when they are alike
         covered = counts[counts >= self.min_count].sum()
@@ -554,7 +561,7 @@ class TablePrep:
         others = "their mean target" if reads_target else shares
         self.notes[name] = f"text of {len(counts)} values: {trees} for trees, {others} for others"
         if self.encoding == "ordinal" and coded:
-            return Column(name, "category", categories=[*kept, RARE])
+            return Column(name, "category", categories=[*kept, RARE], rare_seen=rare_seen)
         if encoded is not None:
             return encoded
         share = (counts / len(keys)).astype(float)
@@ -764,6 +771,8 @@ class TablePrep:
             return codes[:, None].astype(np.float64)
         onehot = np.zeros((n, len(col.categories)))
         onehot[np.arange(n), codes] = 1.0
+        if not col.rare_seen:
+            onehot[:, rare] = 0.0
         return onehot
 
     # -------------------------------------------------------------------------- facts

@@ -89,7 +89,8 @@ def test_the_encoding_is_learned_from_training_rows_and_takes_any_rows():
     np.testing.assert_array_equal(X[:, names.index("size:missing")], missing)
     served = prep.transform(awkward_rows())
     assert served.shape == (3, len(names)) and np.isfinite(served).all()
-    assert served[0, names.index("color=__rare__")] == 1.0  # unseen -> the rare bucket
+    colors = [i for i, name in enumerate(names) if name.startswith("color=")]
+    assert not served[0, colors].any()  # unseen, and no rare value in training: no category
     assert served[1, names.index("color=__missing__")] == 1.0
     assert served[0, names.index("city")] == 0.0  # unseen: frequency 0
     assert served[1, names.index("size:missing")] == 0.0 and served[0, names.index("size")] == (
@@ -99,6 +100,26 @@ def test_the_encoding_is_learned_from_training_rows_and_takes_any_rows():
     assert len(ordinal.feature_names) < len(names)  # one code column per category column
     again = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_array_equal(again.transform(awkward_rows()), served)
+
+
+def test_an_unseen_or_missing_category_is_no_category_when_training_had_no_rare_value():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"r": rng.choice(list("abc"), 300), "x": rng.normal(size=300)})
+    prep = TablePrep("onehot").fit(frame)
+    names = prep.feature_names
+    columns = [names.index(f"r={v}") for v in ("a", "b", "c", "__rare__")]
+    served = prep.transform(pd.DataFrame({"r": ["never-seen", None, "b"], "x": [0.0] * 3}))
+    # the bucket's weights were never trained: a value in it would read them
+    np.testing.assert_array_equal(served[:, columns], [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]])
+    absent = prep.transform(pd.DataFrame({"x": [0.0]}))
+    np.testing.assert_array_equal(absent[:, columns], [[0, 0, 0, 0]])
+    # a value rare in training filled the bucket, so unseen ones still go there
+    rare = pd.concat([frame, pd.DataFrame({"r": ["d"], "x": [0.0]})], ignore_index=True)
+    with_rare = TablePrep("onehot").fit(rare)
+    served = with_rare.transform(pd.DataFrame({"r": ["never-seen"], "x": [0.0]}))
+    assert served[0, with_rare.feature_names.index("r=__rare__")] == 1.0
+    again = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
+    np.testing.assert_array_equal(again.transform(pd.DataFrame({"x": [0.0]})), absent)
 
 
 def test_a_target_scaler_maps_predictions_back_to_the_targets_units():
@@ -532,7 +553,8 @@ def test_a_category_typed_with_stray_spaces_finds_its_own():
         typed = prep.transform(pd.DataFrame({"species": [" Adelie", "Gentoo  "]}))
         np.testing.assert_array_equal(typed, clean)
     # a category unseen however it is spaced stays rare
-    prep = TablePrep("onehot").fit(pd.DataFrame({"species": species}))
+    seen_rare = pd.DataFrame({"species": [*species, "Emperor"]})
+    prep = TablePrep("onehot").fit(seen_rare)
     rare = prep.transform(pd.DataFrame({"species": [" Macaroni "]}))
     assert rare[0, prep.feature_names.index("species=__rare__")] == 1.0
     # empty or blank text, as JSON clients send a missing value, is missing
