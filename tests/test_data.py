@@ -713,6 +713,35 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
     assert d.task.kind == "classification" and list(d.task.labels) == ["1", "2", "3"]
 
 
+def test_a_target_of_plain_numbers_in_text_is_numbers_and_its_placeholders_drop_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    values = pd.Series([f"{v:.3f}" for v in rng.normal(10, 2, 200)], dtype="str")
+    pd.DataFrame({"x": range(200), "y": values}).to_parquet(tmp_path / "t.parquet")
+    for task in (None, "regression"):
+        d = load(DataSpec("csv", path=str(tmp_path / "t.parquet"), target="y", task=task))
+        assert d.task.kind == "regression"
+        y = np.concatenate([d.y_train, d.y_val, d.y_test])
+        np.testing.assert_allclose(sorted(y), sorted(values.astype(float)))
+    cells = list(values)
+    cells[5] = cells[9] = "?"
+    pd.DataFrame({"x": range(200), "y": cells}).to_csv(tmp_path / "q.csv", index=False)
+    for task in (None, "regression"):
+        d = load(DataSpec("csv", path=str(tmp_path / "q.csv"), target="y", task=task))
+        assert d.task.kind == "regression"
+        assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 198
+        assert len(d.X_train) == len(d.y_train)
+        note = "target 'y' read as numbers; 2 row(s) whose target is no number ('?') are dropped"
+        assert note in d.notes
+    # mostly words: a regression on it names a cell
+    words = pd.DataFrame({"x": range(200), "y": ["a" if i % 3 else "5" for i in range(200)]})
+    words.to_csv(tmp_path / "w.csv", index=False)
+    one_line_error(
+        DataSpec("csv", path=str(tmp_path / "w.csv"), target="y", task="regression"),
+        "133 of 200 rows ('a')",
+        "data.task=regression needs numbers",
+    )
+
+
 @pytest.mark.parametrize(
     ("header", "names"),
     [("x;label;z;label", "'label'"), ("a;a;b;b;label", "'a' and 'b'"), ("x\tlabel\tx", "'x'")],

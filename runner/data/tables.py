@@ -181,21 +181,20 @@ def _decimal_is_comma(spec: DataSpec, sep: str | None) -> bool:
 def _numeric_target(
     values: pd.Series, column: str, spec: DataSpec, sep: str | None
 ) -> tuple[pd.Series, tuple[str, ...]]:
-    """A text target of numbers with commas between thousands (66,911.68) read as numbers,
-    with a note; one of numbers with the other decimal mark fails in one line naming the
-    data.decimal that reads it. Labels (data.task=classification) stay as they are."""
+    """A text target of numbers ("10.5", "66,911.68", "$12.50", a few placeholders) read as
+    numbers, with a note (``_plain_numbers``); one of numbers with the other decimal mark
+    fails in one line naming the data.decimal that reads it. Labels
+    (data.task=classification) stay as they are."""
     present = _text(values)
     if present is None or present.empty or spec.task == "classification":
         return values, ()
+    commas = _decimal_is_comma(spec, sep)
+    if not commas:
+        read = _plain_numbers(values, present, column, spec)
+        if read is not None:
+            return read
     if not present.str.contains(r"\d").all():  # a placeholder ("-", " "): not numbers
         return values, ()
-    commas = _decimal_is_comma(spec, sep)
-    if not commas and not present.str.fullmatch(DECIMAL_DOT).all():
-        # amounts with a currency sign ("$444,786.91"), as a member reads them
-        read = numbers_from_text(values)
-        if read[values.notna()].notna().all():
-            example = present.iloc[0]
-            return read, (f"target {column!r} read as numbers from text such as {example!r}",)
     if commas and not present.str.fullmatch(DECIMAL_COMMA).all():
         read = _currency_with_decimal_comma(values)
         if read is not None:
@@ -208,10 +207,6 @@ def _numeric_target(
     if other_mark.empty:
         return values, ()
     example = other_mark.iloc[0]
-    if not commas and present.str.fullmatch(DECIMAL_DOT).all():
-        text = values.astype("string").str.replace(",", "", regex=False).str.strip()
-        note = f"target {column!r} read as numbers with commas between thousands ({example!r})"
-        return pd.to_numeric(text).astype(np.float64), (note,)
     mark, other = ("comma", "dot") if commas else ("dot", "comma")
     if present.str.fullmatch(DECIMAL_COMMA if not commas else DECIMAL_DOT).all():
         raise ValueError(
@@ -220,6 +215,41 @@ def _numeric_target(
             "(or data.task=classification if they are labels)"
         )
     return values, ()
+
+
+def _plain_numbers(
+    values: pd.Series, present: pd.Series, column: str, spec: DataSpec
+) -> tuple[pd.Series, tuple[str, ...]] | None:
+    """A text target of numbers ("10.018", as a Parquet string column holds them) read as
+    numbers, and one that is mostly numbers with a few placeholders ("?") too, those cells
+    missing (their rows are dropped), with a note; None when it is not one. Few whole numbers
+    ("1", "2") stay labels unless ``data.task=regression``; with it, a target that is not
+    mostly numbers fails in one line naming a cell."""
+    read = numbers_from_text(values)
+    unread = present[read[present.index].isna()]
+    regression = spec.task == "regression"
+    codes = present.str.fullmatch(r"\s*[+-]?\d+\s*").all()
+    if codes and present.str.strip().nunique() <= MAX_CLASSES_INFERRED and not regression:
+        return None
+    shown = ", ".join(repr(str(v)) for v in unread.value_counts().index[:3])
+    if len(unread) > (1 - NUMERIC_TEXT_SHARE) * len(present):
+        if regression and len(unread) < len(present):
+            raise ValueError(
+                f"csv: target column {column!r} holds text that is no number in "
+                f"{len(unread)} of {len(present)} rows ({shown}); data.task=regression needs "
+                "numbers"
+            )
+        return None
+    grouped = present[present.str.contains(",", regex=False)]
+    if unread.empty and len(grouped) and present.str.fullmatch(DECIMAL_DOT).all():
+        note = f"target {column!r} read as numbers with commas between thousands "
+        note += f"({grouped.iloc[0]!r})"
+    elif unread.empty:
+        note = f"target {column!r} read as numbers from text such as {present.iloc[0]!r}"
+    else:
+        note = f"target {column!r} read as numbers; {len(unread)} row(s) whose target is no "
+        note += f"number ({shown}) are dropped"
+    return read, (note,)
 
 
 CURRENCY = re.compile(r"^\s*([+-]?)\s*[$€£¥]\s*|\s*[$€£¥]\s*$")
@@ -547,6 +577,10 @@ def load_table(spec: DataSpec) -> Raw:
         )
     frame[target], number_notes = _numeric_target(frame[target], target, spec, sep)
     notes += number_notes
+    unread = frame[target].isna().to_numpy()
+    if unread.any():  # placeholders in a target of numbers, said by its note
+        frame = frame[~unread].reset_index(drop=True)
+        features = features[~unread].reset_index(drop=True)
     kind = spec.task or infer_task(frame[target])
     if kind == "classification":
         frame[target], label_notes = _labels(frame[target], target)
