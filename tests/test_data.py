@@ -72,7 +72,7 @@ def test_same_seed_same_fingerprint_other_seed_other_fingerprint():
 
 
 def test_a_csv_loads_as_raw_rows_and_a_members_prep_drops_a_constant_column(tmp_path):
-    rows = "\n".join(f"{i},7,{i % 3}" for i in range(60))
+    rows = "\n".join(f"{2 * i},7,{i % 3}" for i in range(60))
     (tmp_path / "t.csv").write_text("x,constant,y\n" + rows + "\n")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(tmp_path / "t.csv"), target="y"))
     assert list(d.X_train.columns) == ["x", "constant"]  # raw rows: members encode them
@@ -500,7 +500,9 @@ def test_a_semicolon_csv_with_decimal_commas_is_read_as_its_numbers(tmp_path):
     again = TablePrep.from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_array_equal(again.transform(raw), prep.transform(raw))
     # a comma-separated file whose quoted column names hold semicolons stays comma-separated
-    path.write_text('"a;b;c",kind\n' + "".join(f"{i},{'x' if i % 2 else 'y'}\n" for i in range(30)))
+    path.write_text(
+        '"a;b;c",kind\n' + "".join(f"{2 * i},{'x' if i % 2 else 'y'}\n" for i in range(30))
+    )
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="kind"))
     assert d.input_spec.feature_names == ("a;b;c",) and not any("separated" in n for n in d.notes)
 
@@ -676,7 +678,7 @@ def test_a_tsv_reads_decimal_commas_like_any_file_not_separated_by_commas(tmp_pa
 def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_reads_it(tmp_path):
     # commas between thousands under a decimal dot: numbers, not classes of one to three rows
     path = tmp_path / "t.csv"
-    path.write_text("x,price\n" + "".join(f'{i},"{66 + i % 5},911.68"\n' for i in range(60)))
+    path.write_text("x,price\n" + "".join(f'{2 * i},"{66 + i % 5},911.68"\n' for i in range(60)))
     d = load(DataSpec("csv", path=str(path), target="price"))
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
     assert d.task.kind == "regression"
@@ -685,29 +687,31 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
     labels = load(DataSpec("csv", path=str(path), target="price", task="classification"))
     assert labels.task.n_classes == 5 and "66,911.68" in labels.task.labels  # labels stay
     # amounts with a currency sign, as a member reads such a feature column
-    path.write_text("x,price\n" + "".join(f'{i},"${66 + i},911.68"\n' for i in range(60)))
+    path.write_text("x,price\n" + "".join(f'{2 * i},"${66 + i},911.68"\n' for i in range(60)))
     d = load(DataSpec("csv", path=str(path), target="price"))
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
     assert d.task.kind == "regression"
     np.testing.assert_allclose(sorted(y), [(66 + i) * 1000 + 911.68 for i in range(60)])
     assert "target 'price' read as numbers from text such as '$66,911.68'" in d.notes
     # ... and with a decimal comma ("$607,23" in a semicolon file): classes of one row each
-    path.write_text("x;price\n" + "".join(f"{i};${600 + i},{i % 7}3\n" for i in range(60)))
+    path.write_text("x;price\n" + "".join(f"{2 * i};${600 + i},{i % 7}3\n" for i in range(60)))
     d = load(DataSpec("csv", path=str(path), target="price"))
     y = np.concatenate([d.y_train, d.y_val, d.y_test])
     assert d.task.kind == "regression"
     np.testing.assert_allclose(sorted(y), sorted(600 + i + (i % 7) / 10 + 0.03 for i in range(60)))
     # decimal commas in a comma-separated file, or decimal dots in a semicolon one: a hint
-    path.write_text("x,price\n" + "".join(f'{i},"{4947 + i},21"\n' for i in range(30)))
+    path.write_text("x,price\n" + "".join(f'{2 * i},"{4947 + i},21"\n' for i in range(30)))
     one_line_error(
         DataSpec("csv", path=str(path), target="price"), "'4947,21'", "data.decimal=comma"
     )
-    path.write_text("x;price\n" + "".join(f"{i};{66 + i},911.68\n" for i in range(30)))
+    path.write_text("x;price\n" + "".join(f"{2 * i};{66 + i},911.68\n" for i in range(30)))
     one_line_error(DataSpec("csv", path=str(path), target="price"), "'66,911.68'", "decimal=dot")
     d = load(DataSpec("csv", path=str(path), target="price", decimal="."))
     assert d.task.kind == "regression" and max(d.y_train) < 96_000
     # text codes without the other mark stay labels as they were ('1', not '1.0')
-    codes = pd.DataFrame({"x": range(60), "price": pd.Series(["1", "2", "3"] * 20, dtype=str)})
+    codes = pd.DataFrame(
+        {"x": range(0, 120, 2), "price": pd.Series(["1", "2", "3"] * 20, dtype=str)}
+    )
     codes.to_parquet(tmp_path / "codes.parquet")
     d = load(DataSpec("csv", path=str(tmp_path / "codes.parquet"), target="price"))
     assert d.task.kind == "classification" and list(d.task.labels) == ["1", "2", "3"]
@@ -716,7 +720,7 @@ def test_a_target_of_numbers_in_text_is_read_or_named_with_the_decimal_that_read
 def test_a_target_of_plain_numbers_in_text_is_numbers_and_its_placeholders_drop_rows(tmp_path):
     rng = np.random.default_rng(0)
     values = pd.Series([f"{v:.3f}" for v in rng.normal(10, 2, 200)], dtype="str")
-    pd.DataFrame({"x": range(200), "y": values}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"x": range(0, 400, 2), "y": values}).to_parquet(tmp_path / "t.parquet")
     for task in (None, "regression"):
         d = load(DataSpec("csv", path=str(tmp_path / "t.parquet"), target="y", task=task))
         assert d.task.kind == "regression"
@@ -724,7 +728,7 @@ def test_a_target_of_plain_numbers_in_text_is_numbers_and_its_placeholders_drop_
         np.testing.assert_allclose(sorted(y), sorted(values.astype(float)))
     cells = list(values)
     cells[5] = cells[9] = "?"
-    pd.DataFrame({"x": range(200), "y": cells}).to_csv(tmp_path / "q.csv", index=False)
+    pd.DataFrame({"x": range(0, 400, 2), "y": cells}).to_csv(tmp_path / "q.csv", index=False)
     for task in (None, "regression"):
         d = load(DataSpec("csv", path=str(tmp_path / "q.csv"), target="y", task=task))
         assert d.task.kind == "regression"
@@ -733,7 +737,7 @@ def test_a_target_of_plain_numbers_in_text_is_numbers_and_its_placeholders_drop_
         note = "target 'y' read as numbers; 2 row(s) whose target is no number ('?') are dropped"
         assert note in d.notes
     # mostly words: a regression on it names a cell
-    words = pd.DataFrame({"x": range(200), "y": ["a" if i % 3 else "5" for i in range(200)]})
+    words = pd.DataFrame({"x": range(0, 400, 2), "y": ["a" if i % 3 else "5" for i in range(200)]})
     words.to_csv(tmp_path / "w.csv", index=False)
     one_line_error(
         DataSpec("csv", path=str(tmp_path / "w.csv"), target="y", task="regression"),
@@ -795,9 +799,33 @@ def test_csv_task_given_overrides_the_inference(table, tmp_path):
     )
 
 
+def test_a_column_that_numbers_the_rows_is_dropped_before_it_can_give_a_sorted_file_away(
+    tmp_path,
+):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    frame = pd.DataFrame({"x": x, "y": (x + rng.normal(size=400) > 0).astype(int)})
+    frame = frame.sort_values("y", ignore_index=True)  # a file sorted by its target
+    frame.insert(0, "No", range(1, 401))
+    frame["year"] = range(1600, 2000)  # a time further along is a feature
+    d = load(DataSpec("csv", path=str(write(frame, tmp_path / "s.csv")), target="y"))
+    assert list(d.X_train.columns) == ["x", "year"]
+    assert "column 'No' is dropped: it numbers the rows 1..400 (a row number, not a " in (
+        " ".join(d.notes)
+    )
+    named = frame.drop(columns="No").assign(**{"S.No": range(400)})  # named so, anywhere
+    d = load(DataSpec("csv", path=str(write(named, tmp_path / "n.csv")), target="y"))
+    assert "S.No" not in d.X_train.columns
+    alone = frame[["No", "y"]]
+    one_line_error(
+        DataSpec("csv", path=str(write(alone, tmp_path / "a.csv")), target="y"),
+        "no feature columns besides the target 'y' (the row numbers in 'No' are none)",
+    )
+
+
 def test_csv_many_integer_values_are_regression_and_missing_targets_dropped(tmp_path):
     n = 300
-    frame = pd.DataFrame({"x": np.arange(n, dtype=float), "y": np.arange(n) % 40})
+    frame = pd.DataFrame({"x": np.arange(0, 2 * n, 2, dtype=float), "y": np.arange(n) % 40})
     frame.loc[[5, 7], "y"] = np.nan  # pandas makes the column float; the rows are dropped
     path = write(frame, tmp_path / "t.csv")
     d = load(DataSpec("csv", 0.2, 0.2, 0, path=str(path), target="y"))

@@ -16,6 +16,7 @@ from models.base import Task
 from models.tabular import (
     DECIMAL_COMMA_ATTR,
     DECIMAL_COMMA_NUMBER,
+    MIN_ID_ROWS,
     NUMERIC_TEXT_SHARE,
     THOUSANDS_DOTS_ATTR,
     numbers_from_text,
@@ -560,6 +561,7 @@ def load_table(spec: DataSpec) -> Raw:
             f"csv: column(s) {', '.join(map(repr, empty))} of {path.name} hold no value at all; "
             "drop them"
         )
+    counters = _row_numbers(frame.drop(columns=[target]))
     n_rows = len(frame)
     blank = frame[target].map(lambda v: isinstance(v, str) and not v.strip())
     frame = frame[frame[target].notna() & ~blank].reset_index(drop=True)
@@ -568,9 +570,19 @@ def load_table(spec: DataSpec) -> Raw:
         raise ValueError(f"csv: every row of {path.name} misses the target {target!r}")
     if len(frame) < n_rows:
         notes += (f"dropped {n_rows - len(frame)} of {n_rows} rows missing the target {target!r}",)
-    features = frame.drop(columns=[target])
+    features = frame.drop(columns=[target, *counters])
+    notes += tuple(
+        f"column {name!r} is dropped: it numbers the rows {lo}..{hi} (a row number, not a "
+        "property of the row)"
+        for name, (lo, hi) in counters.items()
+    )
     if features.shape[1] == 0:
-        raise ValueError(f"csv: {path.name} has no feature columns besides the target {target!r}")
+        counted = (
+            f" (the row numbers in {', '.join(map(repr, counters))} are none)" if counters else ""
+        )
+        raise ValueError(
+            f"csv: {path.name} has no feature columns besides the target {target!r}{counted}"
+        )
     if spec.task is not None and spec.task not in ("classification", "regression"):
         raise ValueError(
             f"csv: data.task must be classification, regression or null, got {spec.task!r}"
@@ -616,6 +628,43 @@ def load_table(spec: DataSpec) -> Raw:
                 f"(train, validation and test rows){inferred}"
             )
     return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)
+
+
+ROW_NUMBER_NAMES = re.compile(
+    r"(?i)^\s*(s\.?\s*no\.?|sl\.?\s*no\.?|sr\.?\s*no\.?|no\.?|n°|#|x|unnamed: 0|idx|row"
+    r"|(row)?(id|index|names?|num(ber)?))\s*$"
+)
+TIME_NAMES = re.compile(
+    r"(?i)(year|time|date|day|week|month|hour|minute|second|period|step|epoch|^t$)"
+)
+
+
+def _names_rows(name: str) -> bool:
+    """Whether a column's name says it numbers rows (No, S.No, Sl No, #, index, row_id)."""
+    return ROW_NUMBER_NAMES.match(name.replace("_", "")) is not None
+
+
+def _row_numbers(features: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """The columns that number the table's rows (whole numbers, one per row, counting up
+    without a gap over the whole file, in any order) with their first and last number: the
+    first column unless named as a time (year, t), or one named like a row number (No, S.No,
+    id) anywhere. A member sees only its training rows, whose shuffled numbers have gaps, so
+    this is decided here; a file sorted by its target would otherwise be read back from it."""
+    out: dict[str, tuple[int, int]] = {}
+    n = len(features)
+    if n < MIN_ID_ROWS:
+        return out
+    for position, name in enumerate(features.columns):
+        if not _names_rows(str(name)) and (position > 0 or TIME_NAMES.search(str(name))):
+            continue  # a year or a time step counts up as well
+        values = features[name]
+        if not _is_numeric(values) or values.isna().any() or not _is_integral(values):
+            continue
+        numbers = values.to_numpy(dtype=np.float64)
+        lo, hi = numbers.min(), numbers.max()
+        if hi - lo == n - 1 and len(np.unique(numbers)) == n:
+            out[str(name)] = (int(lo), int(hi))
+    return out
 
 
 def _kept_ids(classes: Any, n: int) -> list[int]:
