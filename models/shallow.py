@@ -106,11 +106,27 @@ class SklearnKind(ModelKind):
     def check(self, hparams: Mapping[str, Any], task: Task) -> dict[str, Any]:
         """Validated hyperparameters: scikit-learn's own parameter validation, run early."""
         estimator = self._estimator(task, hparams)
+        self._check_saveable(type(estimator))
+        if not hasattr(estimator, "_parameter_constraints"):
+            return dict(hparams)  # an estimator that declares no constraints checks itself
         try:
             estimator._validate_params()
         except Exception as err:  # InvalidParameterError; its text names value and range
             raise ValueError(f"model {self.name!r}: {err}") from None
         return dict(hparams)
+
+    def _check_saveable(self, cls: type) -> None:
+        """A class the safe format will load again: scikit-learn's own (skops, whose loader
+        trusts them alone); ValueError naming the class otherwise, before anything trains."""
+        from models.safe_io import ALLOWED_PREFIXES
+
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if not f"{cls.__module__}.".startswith(ALLOWED_PREFIXES):
+            raise ValueError(
+                f"model {self.name!r}: a SklearnKind saves its estimator with skops, which loads "
+                f"scikit-learn's own classes only, not {name}; give the class a ModelKind of "
+                "its own (build, fit, predict, save, load)"
+            )
 
     def build(self, spec: InputSpec, task: Task, **hparams: Any) -> Pipeline:
         """An unfitted pipeline (scaler + estimator when ``scale``)."""

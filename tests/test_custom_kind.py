@@ -159,6 +159,31 @@ def test_a_kind_missing_part_of_the_contract_is_refused_when_it_registers():
     assert "half_test_kind" not in models.REGISTRY
 
 
+def test_a_sklearn_kind_of_a_users_own_estimator_class_is_refused_before_it_trains():
+    """It failed on scikit-learn's private constraints, then, given those, after training:
+    skops loads scikit-learn's own classes only."""
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    from models.base import Task
+    from models.shallow import SklearnKind
+
+    class Centroid(ClassifierMixin, BaseEstimator):
+        def __init__(self, t: float = 1.0):
+            self.t = t
+
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+    kind = SklearnKind("centroid_test_kind", classifier=Centroid, scale=True)
+    with pytest.raises(
+        ValueError, match=r"^model 'centroid_test_kind': a SklearnKind saves"
+    ) as err:
+        kind.check({}, Task("classification", 2))
+    assert "test_custom_kind" in str(err.value) and "a ModelKind of its own" in str(err.value)
+
+
 def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path):
     """A kind importing a helper of the user's (``from team_utils import ...``) was served
     without it: the model failed to load anywhere the helper was not importable."""
