@@ -128,6 +128,23 @@ def _unresolved_value(cfg: DictConfig, key: str | None) -> str | None:
         return None
 
 
+def _warn_shadowed(argv: list[str]) -> None:
+    """Say which of the user's config files Hydra never reads: a file named as one of the
+    runner's own (a copy of quickstart.yaml edited in place) loses to it on the search path."""
+    shadowed = [
+        (folder / rel, rel.as_posix())
+        for folder in extra_config_dirs(argv) or []
+        for rel in sorted(p.relative_to(folder) for p in folder.rglob("*.yaml"))
+        if (CONF_DIR / rel).is_file()
+    ]
+    for path, rel in shadowed[:5]:
+        print(
+            f"warning: {path} is not read: the runner's own {rel} of the same name comes "
+            "first on Hydra's search path; give yours another name",
+            file=sys.stderr,
+        )
+
+
 def _check_experiment_override(argv: list[str]) -> None:
     """Reject an unknown +experiment=NAME with one line, before Hydra composes anything."""
     extra = extra_config_dirs(argv)
@@ -411,6 +428,7 @@ def main() -> None:
     """Console entry: pre-check the experiment name, then hand over to Hydra."""
     sys.argv[1:] = _multirun_first(sys.argv[1:])
     _check_experiment_override(sys.argv[1:])
+    _warn_shadowed(sys.argv[1:])
     try:
         run_holding_stderr(_main)
         if REFUSED_JOBS:

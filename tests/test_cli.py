@@ -169,6 +169,24 @@ def test_duplicate_member_names_in_a_user_experiment_fail(workdir):
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_a_users_config_file_named_as_one_of_the_runners_is_said_to_be_unread(workdir):
+    """A copy of quickstart.yaml edited in the user's folder composed the runner's own,
+    silently."""
+    (workdir / "conf" / "experiment").mkdir(parents=True)
+    (workdir / "conf" / "experiment" / "quickstart.yaml").write_text(
+        "# @package _global_\nmembers:\n  - {model: logistic}\n"
+    )
+    (workdir / "conf" / "experiment" / "mine.yaml").write_text("# @package _global_\n")
+    for where in (f"hydra.searchpath=[file://{workdir}/conf]", f"--config-dir={workdir}/conf"):
+        done = run_cli(workdir, where, "+experiment=quickstart", "--cfg", "job")
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == (
+            f"warning: {workdir}/conf/experiment/quickstart.yaml is not read: the runner's own "
+            "experiment/quickstart.yaml of the same name comes first on Hydra's search path; "
+            "give yours another name"
+        )
+
+
 def test_a_csv_without_the_target_column_fails_before_training(workdir):
     (workdir / "table.csv").write_text("a,b,colour\n1,2,red\n3,4,blue\n5,6,red\n")
     done = run_cli(
