@@ -245,12 +245,14 @@ def _computed(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def code_digest() -> str:
-    """A hash of the runner's own code (its models, ensembles and runner packages): which
-    version started a sweep, since the config alone does not say how it trains."""
+def code_digest(modules: tuple[str, ...] = ()) -> str:
+    """A hash of the runner's own code (its models, ensembles and runner packages) and of the
+    user's ``modules`` registering kinds (with the helpers beside them that a served model
+    ships): which version started a sweep, since the config alone does not say how it trains."""
     import ensembles
     import models
     import runner
+    from models.registry import users_code
 
     digest = hashlib.sha256()
     # each package where it is imported from (a Ray Client head holds each in a folder of
@@ -259,6 +261,11 @@ def code_digest() -> str:
         folder = Path(package.__file__).resolve().parent
         for path in sorted(folder.rglob("*.py")):
             digest.update(f"{package.__name__}/{path.relative_to(folder).as_posix()}".encode())
+            digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
+    for code in users_code(modules) if modules else []:
+        files = sorted(code.rglob("*.py")) if code.is_dir() else [code]
+        for path in files:
+            digest.update(path.relative_to(code.parent).as_posix().encode())
             digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
     return digest.hexdigest()[:16]
 
@@ -575,7 +582,7 @@ class RunTree:
                 ROLE: "sweep",
                 DATA_FINGERPRINT: fingerprint,
                 CONFIG_DIGEST: config_digest(spec.resolved),
-                CODE_DIGEST: code_digest(),
+                CODE_DIGEST: code_digest(spec.model_modules),
                 DRIVER: self.driver_token,
                 **({MULTIRUN_JOB: spec.multirun_key} if spec.multirun_key else {}),
             },
@@ -840,15 +847,20 @@ class RunTree:
                         f"member {name!r} changed since sweep {self.sweep_id} started; resume "
                         "with the same config or start a new sweep"
                     )
-        if parent.data.tags.get(CODE_DIGEST) != code_digest():  # kept: the version it began
+        if parent.data.tags.get(CODE_DIGEST) != code_digest(
+            self.spec.model_modules
+        ):  # kept: the version it began
             log.warning(
-                "sweep %s was started by another version of the runner's code: the members it "
+                "sweep %s was started by another version of the runner's code (or of the kinds' "
+                "modules in runner.model_modules): the members it "
                 "finished are kept as they were trained (a bag's folds too), the rest train "
                 "with this version; for all of them alike start a new sweep (another "
                 "runner.sweep_id)",
                 self.sweep_id,
             )
-            self.client.set_tag(parent.info.run_id, CODE_DIGEST_RESUMED, code_digest())
+            self.client.set_tag(
+                parent.info.run_id, CODE_DIGEST_RESUMED, code_digest(self.spec.model_modules)
+            )
         try:
             self._reopen(parent, children)
         except BaseException:  # a store error midway: the parent is not left RUNNING

@@ -305,6 +305,22 @@ def test_resuming_a_sweep_another_version_of_the_code_started_says_so(tmp_path, 
     assert tags["runner.code_digest_resumed"] == code_digest()
 
 
+def test_the_code_digest_covers_the_users_kind_modules(tmp_path, monkeypatch):
+    """Editing a kind of one's own between a stop and a resume went unsaid: only the
+    runner's packages were hashed."""
+    from runner.runtree import code_digest
+
+    (tmp_path / "digest_kind.py").write_text("import digest_helper\nWIDTH = 8\n")
+    (tmp_path / "digest_helper.py").write_text("SCALE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest(("digest_kind",))
+    assert before != code_digest()
+    (tmp_path / "digest_helper.py").write_text("SCALE = 2\n")  # a helper it ships
+    code_digest.cache_clear()
+    assert code_digest(("digest_kind",)) != before
+    assert code_digest(("models.shallow",)) == code_digest()  # the zoo's: hashed already
+
+
 def test_a_resume_refused_for_a_changed_member_leaves_the_sweep_as_it_was(tmp_path):
     """The member check ran after the parent was set RUNNING under the new driver: a
     refused resume (a runner upgrade changing a member's hash) left it RUNNING for good."""
