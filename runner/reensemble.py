@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from runner.contracts import (
     CUT_SHORT,
     DRIVER,
     ENSEMBLE_SETTINGS,
+    ERROR,
     EXPERIMENT,
     LEADERBOARDS,
     MEMBER,
@@ -638,9 +640,22 @@ def _main(argv: Sequence[str] | None) -> int:
         token = secrets.token_hex(8)
         guard = sentinel.guard_runs(args.tracking_uri, experiment_id, token, COMMAND)
 
+        opened: list[str] = []
+
         def open_run(more: dict[str, str]) -> str:
             run_tags = {**tags, **more, DRIVER: token}
-            return client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
+            opened.append(
+                client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
+            )
+            return opened[-1]
+
+        def failed(message: str) -> int:
+            """Say why on stderr and on the run that ends FAILED (a browser of runs reads it)."""
+            print(f"error: {message} (this ensemble run ends FAILED)", file=sys.stderr)
+            for run_id in opened:
+                with contextlib.suppress(Exception):
+                    client.set_tag(run_id, ERROR, message[:5000])
+            return 2
 
         def finish(run_id: str, status: str) -> None:
             client.set_terminated(run_id, status)
@@ -667,15 +682,12 @@ def _main(argv: Sequence[str] | None) -> int:
                 classes=classes,
             )
         except CodeNotFound as err:  # a kind registered from outside models/, not found here
-            print(
-                f"error: {err}: a member's model kind is registered by it; make it importable "
-                "here (PYTHONPATH), or pass log_model=false (this ensemble run ends FAILED)",
-                file=sys.stderr,
+            return failed(
+                f"{err}: a member's model kind is registered by it; make it importable "
+                "here (PYTHONPATH), or pass log_model=false"
             )
-            return 2
         except ArtifactError as err:  # a member's saved model changed in the store
-            print(f"error: {err} (this ensemble run ends FAILED)", file=sys.stderr)
-            return 2
+            return failed(str(err))
         summary = {"experiment": args.experiment, "sweep_id": ", ".join(sweeps)}
         try:
             _log_leaderboards(

@@ -76,6 +76,15 @@ def test_a_kind_registered_from_the_tests_folder_trains_ensembles_and_serves(wor
     (line,) = [x for x in again.stderr.splitlines() if x.startswith("error: ")]
     assert "cannot find the code of module 'toy_kind' to ship with a served model" in line
     assert "Traceback" not in again.stderr
+    client = MlflowClient(db)
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name("quickstart").experiment_id],
+        "tags.`runner.role` = 'ensemble' and tags.`runner.reensemble` = 'true'",
+    )
+    assert failed.info.status == "FAILED"  # and says why, as every failed run does
+    assert failed.data.tags["runner.error"] == line.removeprefix("error: ").removesuffix(
+        " (this ensemble run ends FAILED)"
+    )
 
 
 def test_an_unimportable_model_module_fails_in_one_line_before_anything_runs(workdir):
