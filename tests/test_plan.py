@@ -78,6 +78,33 @@ def test_one_shot_fits_are_costed_by_their_trees_and_rounds(tmp_path):
     assert [c["name"] for c in grid] == ["linear", "knn", "extra_trees", "lightgbm", "catboost"]
 
 
+def test_a_member_that_stops_early_is_costed_by_the_rounds_it_is_likely_to_take(tmp_path):
+    """Costed by all 5000 rounds, the tabular zoo's boosters (which stop after 100 without
+    gain) were started last under a time limit and skipped, though they train in a fraction
+    of a forest's time."""
+    members = {
+        "lightgbm": {
+            "model": "lightgbm",
+            "hparams": {"n_estimators": 5000, "early_stopping_rounds": 100},
+        },
+        "catboost": {
+            "model": "catboost",
+            "hparams": {"iterations": 5000, "early_stopping_rounds": 100},
+        },
+        "hgb": {"model": "hgb", "hparams": {"max_iter": 2000, "early_stopping": True}},
+        "hgb_on": {"model": "hgb", "hparams": {"max_iter": 2000, "early_stopping": False}},
+        "extra_trees": {"model": "extra_trees"},
+    }
+    costs = {m.name: plan.expected_cost(m) for m in spec_of(tmp_path, members).members}
+    assert costs == {
+        "lightgbm": 20.0,  # 1000 rounds at most, not 5000
+        "catboost": 40.0,
+        "hgb": 2.0,  # patience 10 (scikit-learn's default): 100 rounds
+        "hgb_on": 40.0,
+        "extra_trees": 60.0,
+    }
+
+
 def test_tune_carries_member_configs_without_numbers_it_would_track_and_gives_them_back(tmp_path):
     searched = {
         "model": "mlp",
