@@ -125,6 +125,16 @@ def leaderboard(summary: dict[str, Any]) -> str:
         out += [
             "cut short by runner.time_limit, not served (their bags are): " + ", ".join(cut_refits)
         ]
+    worse = [m for m in summary["members"] if m.get("worse_than_constant")]
+    if worse:
+        ((key, loss),) = summary["constant_val"].items()
+        what = "class shares" if key == "log_loss" else "mean"
+        listed = ", ".join(f"{m['name']} ({_fmt(m['val_scores'][key])})" for m in worse)
+        out += [
+            "",
+            f"worse on validation than predicting the training rows' {what} ({key} "
+            f"{_fmt(loss)}), diverged or stuck: {listed}",
+        ]
     if ens and "cross_fitted" in ens:
         out += ["", *honest_lines(ens, metric)]
     if ens and ens.get("pruned"):

@@ -426,6 +426,27 @@ def _member_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     return row
 
 
+def _flag_worse_than_constant(summary: dict[str, Any], data: Dataset) -> None:
+    """Record the validation loss of predicting every row alike (the training rows' class
+    shares, or their mean), and mark the finished members that do worse: a member that
+    diverged (a boosting run whose loss grew after its best round) still finishes, and an
+    ensemble that averages every member (``mean``) would take it in."""
+    key = "log_loss" if data.task.is_classification else "rmse"
+    y_train, y_val = np.asarray(data.y_train), np.asarray(data.y_val)
+    if data.task.is_classification:
+        shares = np.bincount(y_train, minlength=data.task.n_classes) / len(y_train)
+        constant = np.tile(shares, (len(y_val), 1))
+    else:
+        constant = np.full(len(y_val), float(np.mean(y_train)))
+    loss = evaluate(y_val, constant).get(key)
+    if loss is None:
+        return
+    summary["constant_val"] = {key: loss}
+    for row in summary["members"]:
+        if (row.get("val_scores") or {}).get(key, -np.inf) > loss:
+            row["worse_than_constant"] = True
+
+
 def _refit_row(r: MemberRecord, data: Dataset, metric: str) -> dict[str, Any]:
     """A member's refit on all rows, for its row of the summary."""
     row: dict[str, Any] = {
@@ -820,6 +841,7 @@ def _run(
             "stages": stage_rows,
             "ensemble": None,
         }
+        _flag_worse_than_constant(summary, data)
         finished = sum(r.status == "FINISHED" for r in records)
         limited = any(r.status == "SKIPPED" or r.fit.get("folds_missing") for r in records)
         if not finished or (finished < 2 and limited):

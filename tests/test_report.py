@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from runner.report import leaderboard, write_summary
 
@@ -305,3 +306,38 @@ def test_the_refit_line_shows_only_refits_the_model_serves():
     }
     line = refit_line(ens, members, "accuracy")
     assert "(a 0.9000 -> 0.9200); serving the folds' mean for b" in line, line
+
+
+def test_a_member_worse_than_a_constant_prediction_is_named_under_the_leaderboard(tmp_path):
+    """A boosting run that diverged after its best round (validation log loss 25 where the
+    class shares score 2.2) finished like any other, unremarked."""
+    from sklearn.linear_model import Ridge
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from ensembles.metrics import evaluate
+    from runner.data import load
+    from runner.data.types import DataSpec
+    from runner.sweep import _flag_worse_than_constant
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    frame["y"] = 0.3 * frame["a"] + rng.normal(size=400)  # mostly noise
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = load(DataSpec("csv", path=str(tmp_path / "t.csv"), target="y"))
+    rows = []
+    for name, model in (("ridge", Ridge()), ("nn1", KNeighborsRegressor(n_neighbors=1))):
+        model.fit(data.X_train, data.y_train)
+        val = evaluate(data.y_val, model.predict(data.X_val))
+        rows.append({"name": name, "model": name, "status": "FINISHED", "val_scores": val,
+                     "val_metric": val["rmse"], "test_metric": val["rmse"]})  # fmt: skip
+    summary = {**SUMMARY, "metric": "rmse", "members": rows, "ensemble": None}
+    _flag_worse_than_constant(summary, data)
+    constant = float(np.sqrt(np.mean((data.y_val - data.y_train.mean()) ** 2)))
+    assert summary["constant_val"] == {"rmse": pytest.approx(constant)}
+    assert [m.get("worse_than_constant", False) for m in rows] == [False, True]
+    said = (
+        "worse on validation than predicting the training rows' mean (rmse "
+        f"{constant:.4f}), diverged or stuck: nn1 ({rows[1]['val_scores']['rmse']:.4f})"
+    )
+    assert said in leaderboard(summary)
+    assert "worse on validation" not in leaderboard(SUMMARY)
