@@ -778,6 +778,19 @@ def test_csv_categorical_target_ignores_unused_categories(tmp_path):
         DataSpec("csv", path=str(write(frame, tmp_path / "few.csv")), target="y"),
         "class 'b' of target 'y' has 2 row(s)",
         "at least 3",
+        "; drop its rows from the file or merge it into another class",
+    )
+    # classification forced on amounts: one class per value, which the error says
+    amounts = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60) * 1000 + 5000})
+    one_line_error(
+        DataSpec(
+            "csv",
+            path=str(write(amounts, tmp_path / "amounts.csv")),
+            target="y",
+            task="classification",
+        ),
+        "has 1 row(s)",
+        "; the target has 60 distinct values: data.task=regression reads them as numbers",
     )
 
 

@@ -622,10 +622,21 @@ def load_table(spec: DataSpec) -> Raw:
                 and not pd.api.types.is_bool_dtype(frame[target].dtype)
                 else ""
             )
+            forced = (
+                f"; the target has {task.n_classes} distinct values: data.task=regression reads "
+                "them as numbers"
+                if spec.task == "classification"
+                and task.n_classes > MAX_CLASSES_INFERRED
+                and pd.api.types.is_numeric_dtype(frame[target].dtype)
+                else ""
+            )
+            way = (
+                inferred or forced or "; drop its rows from the file or merge it into another class"
+            )
             raise ValueError(
                 f"csv: class {task.labels[int(counts.argmin())]!r} of target {target!r} has "
                 f"{counts.min()} row(s); every class needs at least {MIN_CLASS_ROWS} "
-                f"(train, validation and test rows){inferred}"
+                f"(train, validation and test rows){way}"
             )
     return Raw(X=features, y=y, task=task, feature_names=tuple(features.columns), notes=notes)
 
