@@ -876,6 +876,8 @@ def _number(value: Any, formatted: bool = False, decimal: str = ".", bools: bool
     the rest unchanged."""
     if isinstance(value, (bool, np.bool_)):
         return float(value) if bools else np.nan
+    if isinstance(value, (datetime.date, datetime.timedelta, np.datetime64, np.timedelta64)):
+        return np.nan  # a date or duration is no number here (pandas reads it as nanoseconds)
     if not isinstance(value, str):
         return value
     text = value.strip()

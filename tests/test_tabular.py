@@ -746,6 +746,21 @@ def test_dates_served_with_the_year_last_to_a_column_trained_on_iso_dates_read_a
     assert TablePrep.from_dict(old).columns[0].year_last is True
 
 
+def test_dates_and_durations_served_to_a_column_of_numbers_are_missing_and_said():
+    """A datetime became 1.58e15 (its nanoseconds) and NaT -9.2e18, with no warning."""
+    rng = np.random.default_rng(0)
+    prep = TablePrep().fit(pd.DataFrame({"num": rng.normal(size=100)}))
+    fill = prep.columns[0].fill[0]
+    for cells, numbers, unread in (
+        (pd.to_datetime(["2020-01-01", None, "2021-01-01"]), [fill] * 3, 2),
+        (pd.to_timedelta([1, 2, None], unit="D"), [fill] * 3, 2),
+        (pd.Series([pd.Timestamp("2020-01-01"), 3.5, None], dtype=object), [fill, 3.5, fill], 1),
+    ):
+        served = pd.DataFrame({"num": cells})
+        np.testing.assert_allclose(prep.transform(served)[:, 0], numbers, rtol=1e-6)
+        assert prep.unreadable(served)["num"][0] == unread
+
+
 def test_booleans_served_to_a_column_of_numbers_other_than_0_and_1_are_missing_and_said():
     """A year column read a served True (or "true") as the year 1: a prediction ten times
     the target's range, silently. A column of 0s and 1s still reads booleans as 1 and 0."""
