@@ -69,9 +69,8 @@ def _named(c: str, names: list[str], spec: InputSpec, name: str) -> list[int]:
             raise ValueError(f"{name} group {c!r} is unknown; known: @categorical, @numeric")
         found = list(groups.get(c[1:], ()))
         return found or list(range(spec.n_features))
-    if c in names:
-        return [names.index(c)]
-    encoded = [i for i, n in enumerate(names) if n.startswith((f"{c}=", f"{c}:"))]
+    # a raw column with the features it was encoded into (its missing flag, a date's parts)
+    encoded = [i for i, n in enumerate(names) if n == c or n.startswith((f"{c}=", f"{c}:"))]
     if encoded:
         return encoded
     known = ", ".join(names) if names else "none (the data has no column names)"

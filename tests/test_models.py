@@ -285,6 +285,17 @@ def test_every_file_of_a_saved_member_is_pinned_and_its_kinds_module_not_taken_f
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_raw_column_named_in_wide_or_deep_brings_its_missing_flag_and_date_parts():
+    """A column with missing values gave ``age`` alone, its ``age:missing`` flag left out."""
+    from models.base import InputSpec
+    from models.wide_deep import column_indices
+
+    names = ("age", "age:missing", "d:year", "d:month", "color=red", "color=__rare__", "x")
+    spec = InputSpec(n_features=len(names), feature_names=names)
+    assert column_indices(("age", "d", "color"), spec, "wide") == [0, 1, 2, 3, 4, 5]
+    assert column_indices(("age:missing", "color=red"), spec, "deep") == [1, 4]
+
+
 def test_input_checks_name_unknown_columns_and_missing_base_files(tiny):
     spec = tiny[0]
     with pytest.raises(ValueError, match="wide column 'price' is not a feature"):
