@@ -254,7 +254,7 @@ def _load_verified(folder: Path) -> Member | Bag:
     name = manifest["kind"]
     path = folder / manifest["file"]
     if name not in REGISTRY and manifest.get("module"):
-        _import_kind_module(folder, manifest["module"])  # a kind registered by its own module
+        _import_kind_module(folder, manifest["module"], name)  # registered by its own module
     entry = get(name)
     prep = None
     if "prep" in manifest:
@@ -274,7 +274,7 @@ def _load_verified(folder: Path) -> Member | Bag:
     )
 
 
-def _import_kind_module(folder: Path, module: str) -> None:
+def _import_kind_module(folder: Path, module: str, kind: str) -> None:
     """Import the module that registers a member's kind, unless Python's search path leads
     into the member's own folder (or its bag's), where a file put beside the model would be
     imported as code that shipped with it. Nothing is imported before that is checked."""
@@ -290,7 +290,16 @@ def _import_kind_module(folder: Path, module: str) -> None:
                 f"refusing to load {folder}: its kind's module {module!r} would be looked for "
                 f"inside the saved member ({where} is on Python's path)"
             )
-    importlib.import_module(module)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module == err.name or module.startswith(f"{err.name}.")):
+            raise  # the module is there, and an import of its own failed: its traceback says
+        raise ModuleNotFoundError(
+            f"model kind {kind!r} of {folder} is registered by module {module!r}, which is not "
+            "importable here: put its folder on PYTHONPATH (a served ensemble ships it)",
+            name=err.name,
+        ) from None
 
 
 def load_model(path: str | Path) -> Any:

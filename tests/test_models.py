@@ -283,6 +283,16 @@ def test_every_file_of_a_saved_member_is_pinned_and_its_kinds_module_not_taken_f
     finally:
         sys.path.remove(str(planted))
     assert not (tmp_path / "ran").exists()
+    # a kind whose module is not importable here: one line naming kind, module and the cure
+    (planted / "kind.json").write_text(
+        json.dumps({**manifest, "kind": "lr2", "module": "no_such_kinds.sub"})
+    )
+    with pytest.raises(ModuleNotFoundError) as err:
+        models.load_member(planted)
+    assert str(err.value) == (
+        f"model kind 'lr2' of {planted} is registered by module 'no_such_kinds.sub', which is "
+        "not importable here: put its folder on PYTHONPATH (a served ensemble ships it)"
+    )
 
 
 def test_a_raw_column_named_in_wide_or_deep_brings_its_missing_flag_and_date_parts():
