@@ -540,7 +540,12 @@ def parse_members(
         try:
             entry = models.get(item["model"])
         except ValueError as err:
-            raise _fail(f"{where}.model", str(err)) from None
+            hint = (
+                "; a kind of your own is registered by its module: runner.model_modules=[MODULE]"
+                if not model_modules
+                else ""
+            )
+            raise _fail(f"{where}.model", f"{err}{hint}") from None
         own_training = _mapping(f"{where}.training", item.get("training"))
         if own_training and entry.framework in ("sklearn", "boosters"):
             raise _fail(

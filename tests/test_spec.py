@@ -81,7 +81,8 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
         (
             ["members.mlp.model=transformerz"],
             r"members.mlp.model: unknown model 'transformerz'; "
-            r"known models: .*mlp",
+            r"known models: .*mlp.*; a kind of your own is registered by its module: "
+            r"runner.model_modules=\[MODULE\]$",
         ),
         (["training.epochs=0"], r"training: epochs must be an integer >= 1, got 0"),
         (["+members.mlp.training.epochs=-2"], r"got -2"),
