@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import CONF_DIR, IMPORTED_AT, process_env
 from runner.hydra_errors import (
     extra_config_dirs,
+    given_config_dirs,
     job_started,
     redact_saved_config,
     run_holding_stderr,
@@ -146,7 +147,11 @@ def _warn_shadowed(argv: list[str]) -> None:
 
 
 def _check_experiment_override(argv: list[str]) -> None:
-    """Reject an unknown +experiment=NAME with one line, before Hydra composes anything."""
+    """Reject an unknown +experiment=NAME, or a config folder that is not there, with one
+    line, before Hydra composes anything."""
+    for folder in given_config_dirs(argv) or []:
+        if not folder.is_dir():
+            _fail(f"config folder {folder} (--config-dir or hydra.searchpath) is not a folder")
     extra = extra_config_dirs(argv)
     other_primary = ("--config-name", "-cn", "--config-path", "-cp")
     if extra is None or any(a in other_primary or a.startswith(other_primary) for a in argv):

@@ -108,6 +108,13 @@ def extra_config_dirs(argv: Sequence[str]) -> list[Path] | None:
     """Config dirs the user adds (--config-dir, hydra.searchpath); None if we cannot tell
     (another provider than file://, an interpolation, a folder that is not there: Hydra
     says)."""
+    dirs = given_config_dirs(argv)
+    return None if dirs is None or any(not d.is_dir() for d in dirs) else dirs
+
+
+def given_config_dirs(argv: Sequence[str]) -> list[Path] | None:
+    """The folders --config-dir and hydra.searchpath name (file:// only), there or not; None
+    if we cannot tell (another provider, an interpolation)."""
     dirs: list[Path] = []
     for i, arg in enumerate(argv):
         if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
@@ -120,7 +127,7 @@ def extra_config_dirs(argv: Sequence[str]) -> list[Path] | None:
                 if not item.startswith("file://") or "${" in item:
                     return None
                 dirs.append(Path(item[len("file://") :]))
-    return None if any(not d.is_dir() for d in dirs) else dirs  # Hydra expands no ~
+    return dirs  # Hydra expands no ~
 
 
 def _composed_without(key: str, argv: Sequence[str]) -> dict[str, Any]:

@@ -389,8 +389,12 @@ def test_a_users_experiments_compose_however_hydra_is_pointed_at_them(workdir):
     assert extra_config_dirs(["--config-dir", str(workdir / "nope")]) is None  # Hydra says
     assert extra_config_dirs(["--config-dir", str(own)]) == [own]
     missing = run_cli(workdir, "--config-dir", str(workdir / "myconff"), "+experiment=mine")
-    assert missing.returncode != 0 and "unknown experiment" not in missing.stderr
-    assert "myconff" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"error: config folder {workdir / 'myconff'} (--config-dir or hydra.searchpath) is not "
+        "a folder"
+    )
+    searched = run_cli(workdir, f"hydra.searchpath=[file://{workdir}/cnf]", "+experiment=mine")
+    assert searched.returncode == 2 and f"config folder {workdir}/cnf (" in searched.stderr
 
 
 def test_a_users_experiment_gets_the_key_hint_and_several_experiments_a_name(workdir):
