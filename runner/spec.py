@@ -561,10 +561,9 @@ def parse_members(
                 merged_training["epochs"] = shrink[1]
             elif isinstance(epochs, (int, float)) and not isinstance(epochs, bool):
                 merged_training["epochs"] = min(epochs, shrink[1])
+        own_hparams = _mapping(f"{where}.hparams", item.get("hparams"))
         try:
-            hparams, h_space, h_cands = split_domains(
-                _mapping(f"{where}.hparams", item.get("hparams")), "hparams"
-            )
+            hparams, h_space, h_cands = split_domains(own_hparams, "hparams")
             merged_training, t_space, t_cands = split_domains(merged_training, "training")
         except ValueError as err:
             raise _fail(where, str(err)) from None

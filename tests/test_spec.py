@@ -459,3 +459,12 @@ def test_training_options_on_a_member_that_reads_none_are_refused():
         r"options apply to Keras members, and 'logistic' \(sklearn\) reads none",
     ):
         spec_of("+members.logistic.training.learning_rate=0.5")
+
+
+def test_hparams_that_are_not_a_mapping_are_named_once():
+    """The member's name came twice: 'members.b: members.b.hparams: must be a mapping'."""
+    from runner.spec import SpecError, parse_members
+
+    with pytest.raises(SpecError) as err:
+        parse_members({"b": {"model": "logistic", "hparams": [1, 2]}}, {}, {}, 0)
+    assert str(err.value) == "members.b.hparams: must be a mapping, got [1, 2]"
