@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import logging
 import site
 import sys
 import sysconfig
@@ -20,6 +21,7 @@ from models.kind import ModelKind
 REGISTRY: dict[str, ModelKind] = {}
 CONTRACT = ("check", "build", "fit", "predict", "save", "load")  # what every kind implements
 _MODULES: dict[str, str] = {}  # kind name -> the module whose import registers it
+log = logging.getLogger(__name__)
 
 
 def register(entry: ModelKind, module: str | None = None) -> ModelKind:
@@ -134,9 +136,11 @@ def shipped_paths(module: str) -> list[Path]:
     top = module.split(".")[0]
     if is_zoo(module) or folder.resolve() in _library_folders():
         return [first]
-    found, queue, seen = [first], [first], {top, "models"}
+    found, queue, seen = [first], [first], {top, "models", "ensembles", "runner"}
+    libraries = _library_folders()
     while queue:
-        for name in sorted(_imported_tops(queue.pop()) - seen):
+        importer = queue.pop()
+        for name in sorted(_imported_tops(importer) - seen):
             seen.add(name)
             try:
                 path = code_path(name)
@@ -145,4 +149,18 @@ def shipped_paths(module: str) -> list[Path]:
             if path.parent == folder:
                 found.append(path)
                 queue.append(path)
+            elif path.is_absolute() and not _under(path.resolve(), libraries):
+                log.warning(
+                    "%s imports %s from %s, outside the kind's folder: a served model does not "
+                    "ship it; install it where the model is served, or move it beside %s",
+                    importer.name,
+                    name,
+                    path.parent,
+                    first.name,
+                )
     return found
+
+
+def _under(path: Path, folders: set[Path]) -> bool:
+    """Whether ``path`` is inside one of ``folders``."""
+    return any(folder == path.parent or folder in path.parents for folder in folders)

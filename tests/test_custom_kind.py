@@ -193,7 +193,7 @@ def test_a_sklearn_kind_of_a_users_own_estimator_class_is_refused_before_it_trai
     assert "test_custom_kind" in str(err.value) and "a ModelKind of its own" in str(err.value)
 
 
-def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path):
+def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path, caplog):
     """A kind importing a helper of the user's (``from team_utils import ...``) was served
     without it: the model failed to load anywhere the helper was not importable."""
     from models.registry import REGISTRY, shipped_paths
@@ -206,9 +206,12 @@ def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path):
     (tmp_path / "team_kind.py").write_text(
         "import numpy as np\nimport models\nfrom models.shallow import SklearnKind\n"
         "from sklearn.linear_model import RidgeClassifier\n"
-        "from team_utils import ALPHA\nfrom team_pkg import scale\n"
+        "from team_utils import ALPHA\nfrom team_pkg import scale\nimport team_far\n"
         "models.register(SklearnKind('team_test_kind', classifier=RidgeClassifier))\n"
     )
+    (tmp_path / "lib").mkdir()  # a helper of the user's in another folder: not shipped, said
+    (tmp_path / "lib" / "team_far.py").write_text("B = 1\n")
+    sys.path.insert(0, str(tmp_path / "lib"))
     try:
         _import_from(tmp_path, "team_kind")
         sys.path.insert(0, str(tmp_path))
@@ -218,11 +221,18 @@ def test_a_kind_ships_the_helper_modules_beside_it_that_it_imports(tmp_path):
             sys.path.remove(str(tmp_path))
         names = sorted(p.name for p in shipped)
         assert names == ["team_consts.py", "team_kind.py", "team_pkg", "team_utils.py"], names
+        (said,) = [r.getMessage() for r in caplog.records if "outside the kind's folder" in r.msg]
+        assert said == (
+            f"team_kind.py imports team_far from {tmp_path / 'lib'}, outside the kind's folder: "
+            "a served model does not ship it; install it where the model is served, or move it "
+            "beside team_kind.py"
+        )
         assert shipped[0] == tmp_path / "team_kind.py"
         assert shipped_paths("models.shallow") == [Path(models_folder())]
     finally:
+        sys.path.remove(str(tmp_path / "lib"))
         REGISTRY.pop("team_test_kind", None)
-        for name in ("team_kind", "team_utils", "team_consts", "team_pkg"):
+        for name in ("team_kind", "team_utils", "team_consts", "team_pkg", "team_far"):
             sys.modules.pop(name, None)
 
 
