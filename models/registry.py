@@ -22,6 +22,7 @@ REGISTRY: dict[str, ModelKind] = {}
 CONTRACT = ("check", "build", "fit", "predict", "save", "load")  # what every kind implements
 _MODULES: dict[str, str] = {}  # kind name -> the module whose import registers it
 log = logging.getLogger(__name__)
+_WARNED: set[tuple[Path, str]] = set()  # (module file, import) said to be left unshipped
 
 
 def register(entry: ModelKind, module: str | None = None) -> ModelKind:
@@ -149,7 +150,12 @@ def shipped_paths(module: str) -> list[Path]:
             if path.parent == folder:
                 found.append(path)
                 queue.append(path)
-            elif path.is_absolute() and not _under(path.resolve(), libraries):
+            elif (
+                path.is_absolute()
+                and not _under(path.resolve(), libraries)
+                and (importer, name) not in _WARNED
+            ):
+                _WARNED.add((importer, name))  # once a process: several steps ask
                 log.warning(
                     "%s imports %s from %s, outside the kind's folder: a served model does not "
                     "ship it; install it where the model is served, or move it beside %s",
