@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +144,20 @@ def _warn_shadowed(argv: list[str]) -> None:
             "first on Hydra's search path; give yours another name",
             file=sys.stderr,
         )
+
+
+@contextlib.contextmanager
+def _users_experiments_listed(argv: list[str]) -> Iterator[None]:
+    """After Hydra's --help, the experiments of the user's config folders: Hydra lists the
+    groups of its own search path, without those hydra.searchpath adds."""
+    try:
+        yield
+    finally:
+        searched = [a for a in argv if a.lstrip("+").startswith("hydra.searchpath=")]
+        dirs = extra_config_dirs(searched) or []  # --config-dir's Hydra lists itself
+        own = sorted(set(known_experiments(dirs)) - set(known_experiments()))
+        if own:
+            print(f"Your experiments ({', '.join(map(str, dirs))}): {', '.join(own)}")
 
 
 def _check_experiment_override(argv: list[str]) -> None:
@@ -435,6 +449,10 @@ def main() -> None:
     _check_experiment_override(sys.argv[1:])
     _warn_shadowed(sys.argv[1:])
     try:
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            with _users_experiments_listed(sys.argv[1:]):
+                run_holding_stderr(_main)
+            return
         run_holding_stderr(_main)
         if REFUSED_JOBS:
             jobs = ", ".join(f"#{n}" for n in REFUSED_JOBS)

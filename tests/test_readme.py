@@ -89,6 +89,13 @@ def test_help_lists_experiments_groups_and_common_overrides(workdir: Path):
     assert any(line.startswith("ensemble: greedy, mean, stacking, weighted") for line in lines)
     assert "Common overrides:" in lines
     assert any(line.strip().startswith("runner.verbose=0|1|2") for line in lines)
+    assert not any(line.startswith("Your experiments") for line in lines)
+    # a folder of the user's added with hydra.searchpath, which Hydra's list leaves out
+    (workdir / "conf" / "experiment").mkdir(parents=True)
+    (workdir / "conf" / "experiment" / "mine.yaml").write_text("# @package _global_\n")
+    done = run_cli(workdir, "--help", f"hydra.searchpath=[file://{workdir}/conf]")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"Your experiments ({workdir}/conf): mine"
 
 
 def help_overrides() -> list[list[str]]:
