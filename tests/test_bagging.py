@@ -44,7 +44,8 @@ def table_file(tmp_path, n: int = 240) -> str:
 def test_bagging_pools_train_and_validation_rows_into_stratified_folds(tmp_path):
     spec = DataSpec("csv", 0.2, 0.2, 0, path=table_file(tmp_path), target="label")
     data = load(spec)
-    assert "column 'id' is dropped: an ID (a distinct whole number on every row)" in data.notes
+    said = "column 'id' is dropped: it numbers the rows 1..240 (a row number, not a property"
+    assert f"{said} of the row)" in data.notes
     bag = bagged(data, 4, seed=0)
     n = len(data.y_train) + len(data.y_val)
     assert len(bag.y_train) == len(bag.y_val) == n and bag.X_val is bag.X_train
