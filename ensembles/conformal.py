@@ -88,6 +88,7 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
     return float("inf") if rank > n else float(np.sort(scores)[rank - 1])
 
 
+NONNEGATIVE_ROWS = 30  # calibration rows, per unit of miss rate, that show a target is >= 0
 LOG_LEVELS = 1000.0  # steps per unit of log-probability that a row's share is hashed from
 
 
@@ -97,8 +98,10 @@ def _share(proba: np.ndarray) -> np.ndarray:
     rows as confident as 1 - 1e-9 still spread evenly (a weighted sum's fraction did not: a
     near one-hot row's share was fixed by its class, and whole classes fell out of the sets),
     while the last bits a model's arithmetic varies by batch size (1e-16 in float64, 1e-7 in
-    float32) change a row's share, and so its set, about once in 10,000 rows at most."""
+    float32) change a row's share, and so its set, about once in 10,000 rows at most. The
+    probabilities are hashed largest first, so the classes' order does not matter."""
     logs = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-300, None))
+    logs = -np.sort(-logs, axis=1)  # by size, not class order: renumbered classes, same sets
     levels = np.ascontiguousarray(np.round(logs * LOG_LEVELS).astype(np.int64)).view(np.uint64)
     mixed = np.full(len(levels), 0x9E3779B97F4A7C15, dtype=np.uint64)
     for column in levels.T:
@@ -230,9 +233,13 @@ def calibrate(
     # no spread at all the scores are plain absolute errors
     floor = next((float(v) for v in (np.median(s), np.mean(s)) if v > 0), 1.0)
     scores = np.abs(y.astype(np.float64) - pred) / (s + floor)
-    # a target never negative on calibration rows (a price) gets no negative lower bounds;
-    # a new row below 0 is as rare as one beyond every calibration score (1 in n + 1)
-    lowest = 0.0 if len(y) and float(np.min(y)) >= 0 else None
+    # a target never negative on calibration rows (a price) gets no negative lower bounds,
+    # once they are enough to tell: with n rows all >= 0, a negative one is rarer than 3 in n
+    # (95% sure), which is a tenth of the rows the coverage allows to miss; on fewer, a target
+    # that is often negative can be >= 0 on all of them by chance, and clipping would
+    # uncover its negative rows
+    enough = len(y) * (1.0 - coverage) >= NONNEGATIVE_ROWS - 1e-9
+    lowest = 0.0 if enough and float(np.min(y)) >= 0 else None
     q = _quantile(scores, coverage)
     return Conformal(
         coverage, "interval", q, floor, len(y), lowest=lowest, scaled=spread_ is not None

@@ -485,6 +485,40 @@ def test_a_target_never_negative_gets_no_negative_lower_bounds():
     assert conformal.Conformal.from_dict(old).interval(np.array([0.0]), np.zeros(1))[0] < 0
 
 
+def test_a_few_calibration_rows_all_at_or_above_zero_do_not_clip_the_intervals():
+    """Four rows of a target negative half the time are all >= 0 one time in 16: clipping
+    then uncovered every negative row, and the coverage of 0.8 fell to 0.78 over splits."""
+    rng = np.random.default_rng(5)
+
+    def rows(n):
+        x = rng.uniform(-2, 2, n)
+        return x + 0.1, x + rng.normal(size=n) * (0.2 + np.abs(x))
+
+    covered = []
+    for _ in range(2000):
+        pred, y = rows(4)
+        fitted = conformal.calibrate(0.8, pred, y)
+        assert fitted.lowest is None  # 4 rows cannot show a target is never negative
+        covered.append(conformal.evaluate_on(fitted, *rows(200))["coverage"])
+    assert np.mean(covered) >= 0.8 - 3 * np.std(covered) / np.sqrt(len(covered))
+    # enough rows to tell: 30 per unit of miss rate
+    price = rng.gamma(2.0, 1000.0, 150)
+    assert conformal.calibrate(0.8, price + 1.0, price).lowest == 0.0
+    assert conformal.calibrate(0.9, price + 1.0, price).lowest is None
+
+
+def test_prediction_sets_do_not_change_when_the_classes_are_renumbered():
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.full(5, 0.5), 500)
+    y = np.array([rng.choice(5, p=row) for row in proba])
+    order = np.array([3, 1, 4, 0, 2])
+    back = np.argsort(order)
+    fitted = conformal.calibrate(0.9, proba, y)
+    renumbered = conformal.calibrate(0.9, proba[:, order], back[y])
+    assert fitted.q == renumbered.q
+    np.testing.assert_array_equal(fitted.sets(proba), renumbered.sets(proba[:, order])[:, back])
+
+
 def test_a_predictor_calibrated_without_spread_ignores_one_and_an_old_one_reads_it():
     """Calibrated on plain errors, it took a spread given later as a scale: intervals 8 times
     too wide, covering every row. A predictor saved before ``scaled`` was recorded was
