@@ -117,6 +117,21 @@ class BudgetedEnsemble(BaseEstimator):
 
         return make(self.method, **{"random_state": self.random_state, **(self.params or {})})
 
+    def _selector(self) -> Any:
+        """What the searches fit on each subset they weigh: the method itself, or the method
+        it names as ``selected_by`` (stacking's meta-learner cross-fits itself on every fit,
+        and the searches' hundreds of fits, again per fold and per member left out, took
+        minutes), with its defaults."""
+        from ensembles import make
+
+        proxy = self._proxy()
+        return self._inner() if proxy is None else make(proxy, random_state=self.random_state)
+
+    def _proxy(self) -> str | None:
+        from ensembles import METHODS
+
+        return getattr(METHODS[self.method], "selected_by", None)
+
     def _cost_of(self, members: np.ndarray, est: Any) -> float:
         return float(self.costs_[members[est.used_members()]].sum())
 
@@ -148,6 +163,8 @@ class BudgetedEnsemble(BaseEstimator):
         backward, start = self._backward(P, y)
         paths = [forward] if backward is None else [forward, backward]
         self.subset_, self.ensemble_, self.loss_ = min(paths, key=lambda path: path[2])
+        if self._proxy() is not None:
+            self._fit_chosen(P, y)
         # the members either search depends on: the forward path's, and all with weight
         # where the backward one starts
         self.picked_ = sorted({int(i) for i in (*forward[0], *start)})
@@ -156,6 +173,15 @@ class BudgetedEnsemble(BaseEstimator):
         self.weights_[self.subset_] = self.ensemble_.weights_
         self._keep_oof(self.ensemble_)
         return self
+
+    def _fit_chosen(self, P: np.ndarray, y: np.ndarray) -> None:
+        """The method itself fitted on the members its selector gave weight."""
+        self.subset_ = self.subset_[self.ensemble_.used_members()]
+        self.ensemble_ = self._inner().fit(P[self.subset_], y)
+        oof = getattr(self.ensemble_, "oof_pred_", None)
+        self.loss_ = validation_loss(
+            self.ensemble_.predict(P[self.subset_]) if oof is None else oof, y
+        )
 
     def _keep_oof(self, inner: Any) -> None:
         """A method that cross-fits (stacking) scores on its out-of-fold predictions: keep
@@ -181,7 +207,7 @@ class BudgetedEnsemble(BaseEstimator):
         """The forward search: (selected members, the method fitted on them, its loss)."""
         first = min(affordable, key=lambda i: (alone[i], i))
         subset = np.array([first])
-        est = self._inner().fit(P[subset], y)
+        est = self._selector().fit(P[subset], y)
         oof = getattr(est, "oof_pred_", None)  # a meta-learner on one member: its own loss
         loss = float(alone[first]) if oof is None else validation_loss(oof, y)
         cost = float(self.costs_[first])
@@ -207,7 +233,7 @@ class BudgetedEnsemble(BaseEstimator):
     def _weigh(self, P: np.ndarray, y: np.ndarray, members: np.ndarray) -> tuple[Any, float, float]:
         """The method fitted on ``members``, its validation loss (out of fold where it has
         one) and cost; recorded among the candidates."""
-        trial = self._inner().fit(P[members], y)
+        trial = self._selector().fit(P[members], y)
         pred = getattr(trial, "oof_pred_", None)
         loss = validation_loss(trial.predict(P[members]) if pred is None else pred, y)
         cost = self._cost_of(members, trial)

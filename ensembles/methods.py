@@ -376,6 +376,8 @@ class StackingEnsemble(_Ensemble):
         self.random_state = random_state
 
     averages = False  # the meta-learner reads every member's predictions
+    # what a budget's member selection fits in its place: each fit here cross-fits itself
+    selected_by = "weighted"
 
     def _features(self, P: np.ndarray) -> np.ndarray:
         if P.ndim == 3:

@@ -328,3 +328,23 @@ def test_a_budget_no_member_fits_ends_the_sweep_with_exit_2_and_keeps_its_member
     )
     assert again.returncode == 2, again.stderr[-3000:]
     assert "finished without an ensemble (no member fits max_latency_ms" in again.stderr
+
+
+def test_a_budget_on_stacking_selects_by_weighted_fits_and_stacks_what_they_keep(monkeypatch):
+    """Each stacking fit cross-fits its meta-learner: the searches' hundreds of them, again per
+    fold of the honest estimate and per member left out, ran for minutes on six members."""
+    from ensembles.methods import StackingEnsemble
+
+    P, y = members_world(300, classes=3)
+    fits = []
+    real = StackingEnsemble.fit
+    monkeypatch.setattr(StackingEnsemble, "fit", lambda self, *a: fits.append(1) or real(self, *a))
+    from ensembles.budget import BudgetedEnsemble
+
+    est = BudgetedEnsemble("stacking", {}, COSTS, None, 3, random_state=0).fit(P, y)
+    assert len(fits) == 1  # the chosen members, stacked once
+    assert isinstance(est.ensemble_, StackingEnsemble) and len(est.subset_) <= 3
+    selector = BudgetedEnsemble("weighted", {}, COSTS, None, 3, random_state=0).fit(P, y)
+    np.testing.assert_array_equal(est.subset_, selector.used_members())
+    stacked = make("stacking", random_state=0).fit(P[est.subset_], y)
+    np.testing.assert_allclose(est.predict(P), stacked.predict(P[est.subset_]))
