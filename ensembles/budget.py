@@ -61,8 +61,9 @@ class BudgetedEnsemble(BaseEstimator):
     affordable member, adding while an affordable member lowers the fitted ensemble's loss
     the member that lowers it most; and backward, from the method fitted on all candidates,
     dropping until within budget the member whose loss lost per cost saved is least (so two
-    cheap members can replace an expensive one). Beyond ``POOL`` members only the ``POOL``
-    best alone are candidates.
+    cheap members can replace an expensive one). When the method on every candidate is
+    already within budget it is kept as it is (a budget that binds nothing changes nothing).
+    Beyond ``POOL`` members only the ``POOL`` best alone are candidates.
 
     ``weights_`` cover all members (0 outside the selection); ``candidates_`` every ensemble
     weighed: its members, cost and validation loss. When no member alone fits the budget,
@@ -162,6 +163,8 @@ class BudgetedEnsemble(BaseEstimator):
         forward = self._forward(P, y, alone, affordable)
         backward, start = self._backward(P, y)
         paths = [forward] if backward is None else [forward, backward]
+        if backward is not None and len(backward[0]) == len(self.pool_):
+            paths = [backward]  # the method on every candidate is within budget: served as is
         self.subset_, self.ensemble_, self.loss_ = min(paths, key=lambda path: path[2])
         if self._proxy() is not None:
             self._fit_chosen(P, y)

@@ -348,3 +348,17 @@ def test_a_budget_on_stacking_selects_by_weighted_fits_and_stacks_what_they_keep
     np.testing.assert_array_equal(est.subset_, selector.used_members())
     stacked = make("stacking", random_state=0).fit(P[est.subset_], y)
     np.testing.assert_allclose(est.predict(P), stacked.predict(P[est.subset_]))
+
+
+@pytest.mark.parametrize("classes", [0, 3])
+def test_a_budget_the_whole_ensemble_meets_changes_nothing(classes):
+    """Two members within a 40 ms budget served one: the forward search's raw validation loss
+    beat the weighted fit that its l2 pull towards uniform weights holds back."""
+    from ensembles.budget import BudgetedEnsemble
+
+    P, y = members_world(60, seed=3, classes=classes)
+    whole = make("weighted", random_state=0).fit(P, y)
+    budgeted = BudgetedEnsemble("weighted", {}, COSTS, sum(COSTS), None, random_state=0)
+    np.testing.assert_allclose(budgeted.fit(P, y).weights_, whole.weights_)
+    capped = BudgetedEnsemble("weighted", {}, None, None, len(COSTS), random_state=0)
+    np.testing.assert_allclose(capped.fit(P, y).weights_, whole.weights_)
