@@ -195,6 +195,23 @@ def _load(spec: DataSpec, where: str) -> Dataset:
     return data
 
 
+def _held_out(stage: Dataset, final: Dataset, name: str) -> Dataset:
+    """A stage's data without the experiment's validation and test rows (said how many), unless
+    it is split as the experiment's data is (the same rows in each split)."""
+    from runner.data.split import held_out_of
+
+    if stage.fingerprint == final.fingerprint:
+        return stage
+    stage, removed = held_out_of(stage, final)
+    if removed:
+        print(
+            f"note: stages.{name}.data: {removed} training or validation row(s) that the "
+            "experiment validates or tests on are left out",
+            file=sys.stderr,
+        )
+    return stage
+
+
 def _bagged(data: Dataset, folds: int, seed: int) -> Dataset:
     """The dataset pooled and split into ``folds`` folds; too few rows is a SpecError."""
     from runner.data import bagged
@@ -343,6 +360,7 @@ def _job(cfg: DictConfig) -> None:
             _fail(str(err))
         _probe_store(spec)
         data = _load(spec.data, "data")
+        unbagged = data
         folds_note = None
         if spec.folds_auto:
             spec, folds_note = _settle_folds(spec, data)
@@ -357,7 +375,9 @@ def _job(cfg: DictConfig) -> None:
         check_coverage_against_rows(spec.ensemble.coverage, len(data.y_val))
         stage_data = {}
         for st in spec.stages:
-            stage_data[st.name] = _load(st.data, f"stages.{st.name}.data")
+            stage_data[st.name] = _held_out(
+                _load(st.data, f"stages.{st.name}.data"), unbagged, st.name
+            )
             check_members_against_data(
                 st.members, stage_data[st.name].task, stage_data[st.name].input_spec
             )

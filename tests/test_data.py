@@ -1159,3 +1159,37 @@ def test_a_class_of_three_rows_gets_a_row_in_every_split_whatever_the_seed(own_t
         assert [int(y[p].sum()) for p in parts] == expected, seed
         assert sorted(np.concatenate(parts)) == list(range(1000))
         assert (len(train), len(val)) == ((800, 200) if own_test else (600, 200))
+
+
+def test_a_stage_on_other_classes_or_another_target_leaves_out_the_experiments_rows(tmp_path):
+    """A stage draws its own split: on all of digits' classes it trained on 59 of the 71 test
+    rows of a final task on two of them, and a transfer member built on it was tested on rows
+    its base had learnt."""
+    from runner.data.split import held_out_of
+
+    def keys(X) -> set[bytes]:
+        if isinstance(X, pd.DataFrame):
+            return set(X.apply(lambda row: "|".join(map(str, row)), axis=1))
+        return {row.tobytes() for row in np.asarray(X)}
+
+    final = load(DataSpec("digits", 0.2, 0.2, 0, classes=[8, 9]))
+    stage = load(DataSpec("digits", 0.2, 0.2, 0))
+    seen = keys(final.X_val) | keys(final.X_test)
+    assert seen & (keys(stage.X_train) | keys(stage.X_val))  # the leak, as drawn
+    held, removed = held_out_of(stage, final)
+    assert not seen & (keys(held.X_train) | keys(held.X_val))
+    assert removed == len(stage.y_train) + len(stage.y_val) - len(held.y_train) - len(held.y_val)
+    assert removed > 0 and held.fingerprint != stage.fingerprint
+    assert len(held.X_train) == len(held.y_train) and held.X_test is stage.X_test
+    assert held_out_of(held, final)[1] == 0
+    # a table: the stage's target is a column of the experiment's, and the other way round
+    path = "/work/shared/data/penguins/penguins.csv"
+    if not Path(path).exists():
+        return
+    mass = load(DataSpec("csv", 0.2, 0.2, 0, path=path, target="body_mass_g"))
+    species = load(DataSpec("csv", 0.2, 0.2, 0, path=path, target="species"))
+    held, removed = held_out_of(species, mass)
+    common = sorted(set(mass.X_val.columns) & set(species.X_train.columns))
+    assert removed > 0 and not keys(pd.concat([mass.X_val, mass.X_test])[common]) & keys(
+        pd.concat([held.X_train, held.X_val])[common]
+    )

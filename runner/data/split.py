@@ -303,3 +303,53 @@ def bagged(data: Dataset, k: int, seed: int) -> Dataset:
         folds=folds,
         fingerprint=digest.hexdigest()[:16],
     )
+
+
+def _row_keys(X: object, columns: Sequence[str] | None) -> np.ndarray | None:
+    """A hash per row of ``X`` (of the table's ``columns``, or of the whole array row)."""
+    if isinstance(X, pd.DataFrame):
+        return pd.util.hash_pandas_object(X[list(columns or [])], index=False).to_numpy()
+    rows = np.ascontiguousarray(X).reshape(len(X), -1)
+    return pd.util.hash_array(
+        rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    )
+
+
+def held_out_of(stage: Dataset, final: Dataset) -> tuple[Dataset, int]:
+    """A stage's dataset without the rows (found by their features) that the final members
+    are validated and tested on: a stage's member, the base of a transfer member, would
+    otherwise have learnt them (a stage on all of digits' classes and a final task on two
+    draws other splits), and the final validation and test scores would flatter it. Also how
+    many rows were taken out. Features of another shape or other columns are left alone."""
+    both = isinstance(stage.X_train, pd.DataFrame) and isinstance(final.X_val, pd.DataFrame)
+    if both:
+        columns = sorted(set(map(str, stage.X_train.columns)) & set(map(str, final.X_val.columns)))
+        if not columns:
+            return stage, 0
+    elif isinstance(stage.X_train, pd.DataFrame) or isinstance(final.X_val, pd.DataFrame):
+        return stage, 0
+    else:
+        columns = None
+        if np.shape(stage.X_train)[1:] != np.shape(final.X_val)[1:]:
+            return stage, 0
+    seen = np.concatenate([_row_keys(final.X_val, columns), _row_keys(final.X_test, columns)])
+    keep_train = ~np.isin(_row_keys(stage.X_train, columns), seen)
+    keep_val = ~np.isin(_row_keys(stage.X_val, columns), seen)
+    removed = int((~keep_train).sum() + (~keep_val).sum())
+    if not removed:
+        return stage, 0
+    train, val = np.flatnonzero(keep_train), np.flatnonzero(keep_val)
+    parts = {
+        "train": (take(stage.X_train, train), stage.y_train[train]),
+        "val": (take(stage.X_val, val), stage.y_val[val]),
+        "test": (stage.X_test, stage.y_test),
+    }
+    out = replace(
+        stage,
+        X_train=parts["train"][0],
+        y_train=parts["train"][1],
+        X_val=parts["val"][0],
+        y_val=parts["val"][1],
+        fingerprint=fingerprint(stage.name, parts),
+    )
+    return out, removed
