@@ -406,9 +406,16 @@ def _already_finished(
     changed = config_changes(recorded, spec.resolved) if recorded is not None else {}
     if changed:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        again = (
+            f", or ensemble its members again: python -m ensembles experiment={spec.experiment} "
+            f"sweeps={sweep} with the ensemble settings (README: Re-ensembling)"
+            if all(k.startswith("ensemble.") for k in changed)
+            else ""
+        )
         return ResumeError(
             f"sweep {sweep} of {spec.experiment!r} already finished with another config "
             f"({listed[:1000]}); start a new sweep (another runner.sweep_id) to run this one"
+            f"{again}"
         )
     if parent.data.tags.get(NO_ENSEMBLE):  # a rerun must not report success with nothing served
         return ResumeError(

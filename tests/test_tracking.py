@@ -418,8 +418,18 @@ def test_a_forced_resume_records_the_config_the_sweep_runs_now(tmp_path):
     forced.close("FINISHED")
     client = MlflowClient(spec.tracking_uri)
     assert recorded_config(client, first.parent_run_id)["members"]["m"]["hparams"] == {"C": 0.5}
-    with pytest.raises(ResumeError, match=r"already finished with another config"):
+    with pytest.raises(ResumeError, match=r"already finished with another config") as err:
         RunTree.check_not_finished(spec, "fp")
+    assert "python -m ensembles" not in str(err.value)  # members changed: retrain
+    # only the ensemble's settings changed: its members can be ensembled again
+    cfg["ensemble"] = {"method": "greedy"}
+    again = from_config({**cfg, "runner": {"sweep_id": "s1"}}, "unit", str(tmp_path))
+    with pytest.raises(ResumeError) as err:
+        RunTree.check_not_finished(again, "fp")
+    assert str(err.value).endswith(
+        "or ensemble its members again: python -m ensembles experiment=unit sweeps=s1 with the "
+        "ensemble settings (README: Re-ensembling)"
+    )
 
 
 def test_a_sweep_runner_resume_picked_of_another_config_is_not_offered_to_force(tmp_path):
