@@ -163,11 +163,16 @@ class BudgetedEnsemble(BaseEstimator):
         forward = self._forward(P, y, alone, affordable)
         backward, start = self._backward(P, y)
         paths = [forward] if backward is None else [forward, backward]
-        if backward is not None and len(backward[0]) == len(self.pool_):
-            paths = [backward]  # the method on every candidate is within budget: served as is
+        # the method on every candidate within budget: served as it is (a selector's zero
+        # weights leave members out that the method itself would read)
+        unbound = backward is not None and len(backward[0]) == len(self.pool_)
+        if unbound and self._proxy() is not None:
+            unbound = self._fits(float(self.costs_[self.pool_].sum()), len(self.pool_))
+        if unbound:
+            paths = [backward]
         self.subset_, self.ensemble_, self.loss_ = min(paths, key=lambda path: path[2])
         if self._proxy() is not None:
-            self._fit_chosen(P, y)
+            self._fit_chosen(P, y, whole=unbound)
         # the members either search depends on: the forward path's, and all with weight
         # where the backward one starts
         self.picked_ = sorted({int(i) for i in (*forward[0], *start)})
@@ -177,9 +182,11 @@ class BudgetedEnsemble(BaseEstimator):
         self._keep_oof(self.ensemble_)
         return self
 
-    def _fit_chosen(self, P: np.ndarray, y: np.ndarray) -> None:
-        """The method itself fitted on the members its selector gave weight."""
-        self.subset_ = self.subset_[self.ensemble_.used_members()]
+    def _fit_chosen(self, P: np.ndarray, y: np.ndarray, whole: bool) -> None:
+        """The method itself fitted on the members its selector gave weight (or on all the
+        selection holds, when ``whole``)."""
+        if not whole:
+            self.subset_ = self.subset_[self.ensemble_.used_members()]
         self.ensemble_ = self._inner().fit(P[self.subset_], y)
         oof = getattr(self.ensemble_, "oof_pred_", None)
         self.loss_ = validation_loss(

@@ -362,3 +362,8 @@ def test_a_budget_the_whole_ensemble_meets_changes_nothing(classes):
     np.testing.assert_allclose(budgeted.fit(P, y).weights_, whole.weights_)
     capped = BudgetedEnsemble("weighted", {}, None, None, len(COSTS), random_state=0)
     np.testing.assert_allclose(capped.fit(P, y).weights_, whole.weights_)
+    # stacking reads every member: a budget that holds them all leaves it whole too
+    stacked = BudgetedEnsemble("stacking", {}, COSTS, sum(COSTS), None, random_state=0)
+    np.testing.assert_allclose(
+        stacked.fit(P, y).predict(P), make("stacking", random_state=0).fit(P, y).predict(P)
+    )
