@@ -305,7 +305,7 @@ def bagged(data: Dataset, k: int, seed: int) -> Dataset:
     )
 
 
-def _row_keys(X: object, columns: Sequence[str] | None) -> np.ndarray | None:
+def _row_keys(X: object, columns: Sequence[str] | None) -> np.ndarray:
     """A hash per row of ``X`` (of the table's ``columns``, or of the whole array row)."""
     if isinstance(X, pd.DataFrame):
         return pd.util.hash_pandas_object(X[list(columns or [])], index=False).to_numpy()
