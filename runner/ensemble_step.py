@@ -26,6 +26,7 @@ from runner.contracts import (
     MODEL_DIR,
     REFIT,
     ROLE,
+    SERVED_MEMBERS,
 )
 from runner.spec import EnsembleSpec
 
@@ -223,6 +224,7 @@ def log(
     run_id = open_run(
         {
             MEMBERS: ",".join(report.names),
+            SERVED_MEMBERS: ",".join(report.names[i] for i in report.estimator.used_members()),
             DATA_FINGERPRINT: fingerprint,
             ENSEMBLE_HASH: settings_hash(described),
             ENSEMBLE_SETTINGS: json.dumps({k: v for k, v in described.items() if k != "members"}),

@@ -46,6 +46,7 @@ from runner.contracts import (
     MODEL_DIR,
     REFIT,
     ROLE,
+    SERVED_MEMBERS,
     SWEEP,
 )
 
@@ -518,7 +519,15 @@ def _drop_dead_versions(client: MlflowClient, name: str, run: Any) -> None:
 
 
 # the run's tags a registered version carries: where it came from, on which data, of what
-VERSION_TAGS = (ROLE, SWEEP, DATA_FINGERPRINT, MEMBERS, EXPERIMENT, "mlflow.runName")
+VERSION_TAGS = (
+    ROLE,
+    SWEEP,
+    DATA_FINGERPRINT,
+    MEMBERS,
+    SERVED_MEMBERS,
+    EXPERIMENT,
+    "mlflow.runName",
+)
 
 
 def _version_description(run: Any, tags: Mapping[str, str]) -> str:

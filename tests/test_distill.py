@@ -212,6 +212,10 @@ def test_a_sweep_distils_a_student_served_and_registered_beside_the_ensemble(tmp
     version = client.get_model_version("digits-student", "1")  # tagged with its data split
     assert version.tags["runner.data_fingerprint"] == summary["data"]["fingerprint"]
     assert version.tags["runner.role"] == "student" and "on data split" in version.description
+    served = client.get_model_version("digits", "1").tags  # the members its model reads
+    weighted = [name for name, w in ens["weights"].items() if w > 0]
+    assert served["runner.served_members"] == ",".join(weighted)
+    assert served["runner.members"] == "mlp,logistic,svm"  # all it weighed
     run = client.get_run(st["run_id"])
     assert run.data.tags["runner.role"] == "student" and run.data.tags["runner.member"] == (
         "mlp/student"
