@@ -62,7 +62,8 @@ class BudgetedEnsemble(BaseEstimator):
     the member that lowers it most; and backward, from the method fitted on all candidates,
     dropping until within budget the member whose loss lost per cost saved is least (so two
     cheap members can replace an expensive one). When the method on every candidate is
-    already within budget it is kept as it is (a budget that binds nothing changes nothing).
+    already within budget it is kept as it is (a budget that binds nothing changes nothing,
+    below ``POOL`` members).
     Beyond ``POOL`` members only the ``POOL`` best alone are candidates.
 
     ``weights_`` cover all members (0 outside the selection); ``candidates_`` every ensemble
@@ -174,8 +175,9 @@ class BudgetedEnsemble(BaseEstimator):
         if self._proxy() is not None:
             self._fit_chosen(P, y, whole=unbound)
         # the members either search depends on: the forward path's, and all with weight
-        # where the backward one starts
-        self.picked_ = sorted({int(i) for i in (*forward[0], *start)})
+        # where the backward one starts; and those served (stacking on a whole pool reads
+        # members its selector gave no weight)
+        self.picked_ = sorted({int(i) for i in (*forward[0], *start, *self.subset_)})
         self.cost_ = self._cost_of(self.subset_, self.ensemble_)
         self.weights_ = np.zeros(m)
         self.weights_[self.subset_] = self.ensemble_.weights_

@@ -367,3 +367,16 @@ def test_a_budget_the_whole_ensemble_meets_changes_nothing(classes):
     np.testing.assert_allclose(
         stacked.fit(P, y).predict(P), make("stacking", random_state=0).fit(P, y).predict(P)
     )
+    # a useless member first, which the weighted selector gives no weight and stacking reads:
+    # left out, it is fitted again, not re-indexed onto its neighbour
+    noise = 5 * np.random.default_rng(1).normal(size=P[:1].shape)
+    flat = np.full_like(P[:1], 1 / P.shape[2]) if classes else noise
+    P2, costs = np.concatenate([flat, P]), (1.0, *COSTS)
+    stacked = BudgetedEnsemble("stacking", {}, costs, sum(costs), None, random_state=0)
+    stacked.fit(P2, y)
+    for i in range(len(costs)):
+        keep = np.arange(len(costs)) != i
+        without = make("stacking", random_state=0).fit(P2[keep], y)
+        np.testing.assert_allclose(
+            stacked.refit_without(i, P2, y).predict(P2[keep]), without.predict(P2[keep])
+        )
