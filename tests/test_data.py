@@ -736,6 +736,13 @@ def test_a_target_of_plain_numbers_in_text_is_numbers_and_its_placeholders_drop_
         assert len(d.X_train) == len(d.y_train)
         note = "target 'y' read as numbers; 2 row(s) whose target is no number ('?') are dropped"
         assert note in d.notes
+    # a few class codes and some text are all labels, not numbers with placeholders
+    codes = pd.DataFrame(
+        {"x": range(0, 400, 2), "y": [str(i % 3) for i in range(188)] + ["3+"] * 12}
+    )
+    codes.to_csv(tmp_path / "c.csv", index=False)
+    d = load(DataSpec("csv", path=str(tmp_path / "c.csv"), target="y"))
+    assert d.task.labels == ("0", "1", "2", "3+")
     # mostly words: a regression on it names a cell
     words = pd.DataFrame({"x": range(0, 400, 2), "y": ["a" if i % 3 else "5" for i in range(200)]})
     words.to_csv(tmp_path / "w.csv", index=False)
@@ -820,9 +827,9 @@ def test_a_column_that_numbers_the_rows_is_dropped_before_it_can_give_a_sorted_f
     frame = pd.DataFrame({"x": x, "y": (x + rng.normal(size=400) > 0).astype(int)})
     frame = frame.sort_values("y", ignore_index=True)  # a file sorted by its target
     frame.insert(0, "No", range(1, 401))
-    frame["year"] = range(1600, 2000)  # a time further along is a feature
+    frame["age"] = range(400)  # named otherwise: a feature, however it counts
     d = load(DataSpec("csv", path=str(write(frame, tmp_path / "s.csv")), target="y"))
-    assert list(d.X_train.columns) == ["x", "year"]
+    assert list(d.X_train.columns) == ["x", "age"]
     assert "column 'No' is dropped: it numbers the rows 1..400 (a row number, not a " in (
         " ".join(d.notes)
     )

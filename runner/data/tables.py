@@ -241,6 +241,8 @@ def _plain_numbers(
                 "numbers"
             )
         return None
+    if len(unread) and not regression and infer_task(read.dropna()) != "regression":
+        return None  # a few class codes and some text: all labels ("0", "1", "3+")
     grouped = present[present.str.contains(",", regex=False)]
     if unread.empty and len(grouped) and present.str.fullmatch(DECIMAL_DOT).all():
         note = f"target {column!r} read as numbers with commas between thousands "
@@ -642,11 +644,8 @@ def load_table(spec: DataSpec) -> Raw:
 
 
 ROW_NUMBER_NAMES = re.compile(
-    r"(?i)^\s*(s\.?\s*no\.?|sl\.?\s*no\.?|sr\.?\s*no\.?|no\.?|n°|#|x|unnamed: 0|idx|row"
-    r"|(row)?(id|index|names?|num(ber)?))\s*$"
-)
-TIME_NAMES = re.compile(
-    r"(?i)(year|time|date|day|week|month|hour|minute|second|period|step|epoch|^t$)"
+    r"(?i)^\s*(s\.?\s*no\.?|sl\.?\s*no\.?|sr\.?\s*no\.?|no\.?|n°|#|unnamed: 0|idx|row"
+    r"|(row)?(id|index|num(ber)?)|rownames?)\s*$"
 )
 
 
@@ -656,18 +655,19 @@ def _names_rows(name: str) -> bool:
 
 
 def _row_numbers(features: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """The columns that number the table's rows (whole numbers, one per row, counting up
-    without a gap over the whole file, in any order) with their first and last number: the
-    first column unless named as a time (year, t), or one named like a row number (No, S.No,
-    id) anywhere. A member sees only its training rows, whose shuffled numbers have gaps, so
-    this is decided here; a file sorted by its target would otherwise be read back from it."""
+    """The columns named like a row number (No, S.No, #, id, index, row_id) that number the
+    table's rows (whole numbers, one per row, counting up without a gap over the whole file,
+    in any order), with their first and last number; a column named otherwise (age, rank, a
+    year) is a feature however it counts. A member sees only its training rows, whose
+    shuffled numbers have gaps, so this is decided here; a file sorted by its target would
+    otherwise be read back from it."""
     out: dict[str, tuple[int, int]] = {}
     n = len(features)
     if n < MIN_ID_ROWS:
         return out
-    for position, name in enumerate(features.columns):
-        if not _names_rows(str(name)) and (position > 0 or TIME_NAMES.search(str(name))):
-            continue  # a year or a time step counts up as well
+    for name in features.columns:
+        if not _names_rows(str(name)):
+            continue
         values = features[name]
         if not _is_numeric(values) or values.isna().any() or not _is_integral(values):
             continue
