@@ -195,14 +195,19 @@ def _load(spec: DataSpec, where: str) -> Dataset:
     return data
 
 
-def _held_out(stage: Dataset, final: Dataset, name: str) -> Dataset:
-    """A stage's data without the experiment's validation and test rows (said how many), unless
-    it is split as the experiment's data is (the same rows in each split)."""
+def _held_out(stage: Dataset, final: Dataset, split_as: str, name: str) -> Dataset:
+    """A stage's data without the experiment's validation and test rows (a bagged
+    experiment's validation rows are all its pooled rows), said how many, unless the stage is
+    split as the experiment's data is (``split_as``, its fingerprint before bagging)."""
     from runner.data.split import held_out_of
+    from runner.spec import SpecError
 
-    if stage.fingerprint == final.fingerprint:
+    if stage.fingerprint == split_as:
         return stage
-    stage, removed = held_out_of(stage, final)
+    try:
+        stage, removed = held_out_of(stage, final)
+    except ValueError as err:
+        raise SpecError(f"stages.{name}.data: {err}") from None
     if removed:
         print(
             f"note: stages.{name}.data: {removed} training or validation row(s) that the "
@@ -376,7 +381,7 @@ def _job(cfg: DictConfig) -> None:
         stage_data = {}
         for st in spec.stages:
             stage_data[st.name] = _held_out(
-                _load(st.data, f"stages.{st.name}.data"), unbagged, st.name
+                _load(st.data, f"stages.{st.name}.data"), data, unbagged.fingerprint, st.name
             )
             check_members_against_data(
                 st.members, stage_data[st.name].task, stage_data[st.name].input_spec

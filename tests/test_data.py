@@ -15,7 +15,7 @@ import pytest
 
 from helpers import ROOT, SHARED_DATA
 from models.tabular import TablePrep
-from runner.data import LOADERS, load
+from runner.data import LOADERS, bagged, load
 from runner.spec import DataSpec
 
 
@@ -1189,14 +1189,40 @@ def test_a_stage_on_other_classes_or_another_target_leaves_out_the_experiments_r
     assert removed > 0 and held.fingerprint != stage.fingerprint
     assert len(held.X_train) == len(held.y_train) and held.X_test is stage.X_test
     assert held_out_of(held, final)[1] == 0
-    # a table: the stage's target is a column of the experiment's, and the other way round
-    path = "/work/shared/data/penguins/penguins.csv"
-    if not Path(path).exists():
-        return
-    mass = load(DataSpec("csv", 0.2, 0.2, 0, path=path, target="body_mass_g"))
-    species = load(DataSpec("csv", 0.2, 0.2, 0, path=path, target="species"))
-    held, removed = held_out_of(species, mass)
-    common = sorted(set(mass.X_val.columns) & set(species.X_train.columns))
-    assert removed > 0 and not keys(pd.concat([mass.X_val, mass.X_test])[common]) & keys(
-        pd.concat([held.X_train, held.X_val])[common]
+    # bagged, the experiment validates on all its pooled rows: none of them either
+    pooled = bagged(final, 3, seed=0)
+    held, _ = held_out_of(stage, pooled)
+    seen = keys(pooled.X_val) | keys(pooled.X_test)
+    assert not seen & (keys(held.X_train) | keys(held.X_val))
+    # tables: the stage's target is a column of the experiment's, and the other way round;
+    # integer column names, and whole numbers stored as floats on one side, match alike
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({0: rng.integers(0, 50, 300), "b": rng.normal(size=300)})
+    table["kind"] = np.where(table["b"] > 0, "p", "q")
+    table["mass"] = table[0] * 2.0 + rng.normal(size=300)
+    mass = load(
+        DataSpec("csv", 0.2, 0.2, 0, path=str(write(table, tmp_path / "t.csv")), target="mass")
     )
+    kind = load(
+        DataSpec("csv", 0.2, 0.3, 1, path=str(write(table, tmp_path / "t.csv")), target="kind")
+    )
+    kind = replace(kind, X_train=kind.X_train.astype({"0": np.float64}))
+    held, removed = held_out_of(kind, mass)
+    common = ["0", "b"]
+    final_rows = keys(pd.concat([mass.X_val, mass.X_test])[common].astype(float))
+    assert removed > 0 and not final_rows & keys(
+        pd.concat([held.X_train, held.X_val])[common].astype(float)
+    )
+    # tables that share a column or two are not the same rows: left alone
+    other = replace(kind, X_train=kind.X_train[["b"]].assign(c=1.0), X_val=kind.X_val[["b"]])
+    assert held_out_of(other, mass) == (other, 0)
+    # nothing left to train on: one line
+    with pytest.raises(ValueError, match="^every training row of the stage is one the exp"):
+        held_out_of(
+            replace(
+                kind,
+                X_train=mass.X_test.drop(columns="kind").assign(mass=0.0),
+                y_train=kind.y_train[: len(mass.X_test)],
+            ),
+            mass,
+        )

@@ -306,9 +306,18 @@ def bagged(data: Dataset, k: int, seed: int) -> Dataset:
 
 
 def _row_keys(X: object, columns: Sequence[str] | None) -> np.ndarray:
-    """A hash per row of ``X`` (of the table's ``columns``, or of the whole array row)."""
+    """A hash per row of ``X``: of the table's ``columns`` (named as text; numbers as float64,
+    the rest as text, so 1 and 1.0 hash alike), or of the whole array row."""
     if isinstance(X, pd.DataFrame):
-        return pd.util.hash_pandas_object(X[list(columns or [])], index=False).to_numpy()
+        named = {str(c): c for c in X.columns}
+        cells = {}
+        for name in columns or []:
+            values = X[named[name]]
+            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(
+                values
+            )
+            cells[name] = values.astype(np.float64) if numeric else values.astype(str)
+        return pd.util.hash_pandas_object(pd.DataFrame(cells), index=False).to_numpy()
     rows = np.ascontiguousarray(X).reshape(len(X), -1)
     return pd.util.hash_array(
         rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
@@ -320,13 +329,16 @@ def held_out_of(stage: Dataset, final: Dataset) -> tuple[Dataset, int]:
     are validated and tested on: a stage's member, the base of a transfer member, would
     otherwise have learnt them (a stage on all of digits' classes and a final task on two
     draws other splits), and the final validation and test scores would flatter it. Also how
-    many rows were taken out. Features of another shape or other columns are left alone."""
-    both = isinstance(stage.X_train, pd.DataFrame) and isinstance(final.X_val, pd.DataFrame)
-    if both:
-        columns = sorted(set(map(str, stage.X_train.columns)) & set(map(str, final.X_val.columns)))
-        if not columns:
+    many rows were taken out. Tables are matched on their shared columns when the two differ
+    by at most their targets; features of another shape, other columns or of objects are
+    left alone. ValueError when no training or validation row would be left."""
+    tables = [isinstance(X, pd.DataFrame) for X in (stage.X_train, final.X_val)]
+    if all(tables):
+        ours, theirs = (set(map(str, X.columns)) for X in (stage.X_train, final.X_val))
+        columns: list[str] | None = sorted(ours & theirs)
+        if not columns or len(ours ^ theirs) > 2:  # each may hold the other's target
             return stage, 0
-    elif isinstance(stage.X_train, pd.DataFrame) or isinstance(final.X_val, pd.DataFrame):
+    elif any(tables) or np.asarray(stage.X_train).dtype == object:
         return stage, 0
     else:
         columns = None
@@ -338,6 +350,12 @@ def held_out_of(stage: Dataset, final: Dataset) -> tuple[Dataset, int]:
     removed = int((~keep_train).sum() + (~keep_val).sum())
     if not removed:
         return stage, 0
+    if not keep_train.any() or not keep_val.any():
+        split = "training" if not keep_train.any() else "validation"
+        raise ValueError(
+            f"every {split} row of the stage is one the experiment validates or tests on; "
+            "give the stage data of its own"
+        )
     train, val = np.flatnonzero(keep_train), np.flatnonzero(keep_val)
     parts = {
         "train": (take(stage.X_train, train), stage.y_train[train]),
