@@ -434,7 +434,8 @@ def _flag_worse_than_constant(summary: dict[str, Any], data: Dataset) -> None:
     key = "log_loss" if data.task.is_classification else "rmse"
     y_train, y_val = np.asarray(data.y_train), np.asarray(data.y_val)
     if data.task.is_classification:
-        shares = np.bincount(y_train, minlength=data.task.n_classes) / len(y_train)
+        counts = np.bincount(y_train, minlength=data.task.n_classes) + 1.0  # a class unseen
+        shares = counts / counts.sum()  # in training is no certainty that it never comes
         constant = np.tile(shares, (len(y_val), 1))
     else:
         constant = np.full(len(y_val), float(np.mean(y_train)))
